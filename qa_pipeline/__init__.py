@@ -1,0 +1,3 @@
+"""qa-pipeline: real-time speech quality assurance for Mandarin call centres."""
+
+__version__ = "0.1.0"

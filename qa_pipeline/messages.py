@@ -1,0 +1,222 @@
+"""Typed, immutable messages passed between pipeline stages.
+
+Flow: source -> ``AudioChunk`` -> VAD -> ``SpeechSegment`` -> ASR -> ``Utterance``
+-> rules -> ``Finding`` / ``RuleVerdict`` -> ``Scorecard`` -> sinks.
+
+Every message is a frozen, slotted dataclass; change one with ``dataclasses.replace``.
+Times are seconds on the call clock (0 = start of the call). All messages serialise
+to plain JSON-able dicts with :func:`to_dict` so a stage can also run behind Kafka.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+SCHEMA_VERSION = "1.0"
+
+Samples = npt.NDArray[np.float32]
+
+
+class Role(enum.StrEnum):
+    """Who speaks on a channel."""
+
+    AGENT = "agent"
+    CUSTOMER = "customer"
+    UNKNOWN = "unknown"
+
+
+class Direction(enum.StrEnum):
+    """Call direction, from the call metadata."""
+
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+class Severity(enum.StrEnum):
+    """How bad a violation is. ``critical`` fails the call and raises a live alert."""
+
+    CRITICAL = "critical"
+    MAJOR = "major"
+    MINOR = "minor"
+
+
+class Verdict(enum.StrEnum):
+    """A rule's outcome for one call."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    NOT_APPLICABLE = "not_applicable"
+
+
+@dataclass(frozen=True, slots=True)
+class CallInfo:
+    """What is known about a call when it starts (from metadata or the source).
+
+    ``started_at`` is the wall-clock start (local time of the call centre) used by
+    time-of-day and calendar rules; ``None`` when unknown.
+    """
+
+    call_id: str
+    started_at: datetime | None = None
+    direction: Direction = Direction.INBOUND
+    agent_id: str | None = None
+    channels: tuple[Role, ...] = (Role.AGENT, Role.CUSTOMER)
+    source: str | None = None
+    metadata: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class AudioChunk:
+    """A piece of one channel's audio, mono float32 at ``sample_rate``."""
+
+    call_id: str
+    channel: int
+    role: Role
+    start: float
+    sample_rate: int
+    samples: Samples
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SpeechSegment:
+    """One stretch of speech on one channel, cut by the VAD (16 kHz float32 audio)."""
+
+    call_id: str
+    channel: int
+    role: Role
+    start: float
+    end: float
+    samples: Samples
+    sample_rate: int = 16000
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True, slots=True)
+class Utterance:
+    """A transcribed speech segment: the unit the rules see.
+
+    ``text`` is normalised (simplified Chinese, half-width, tidy punctuation);
+    ``raw_text`` is what the ASR wrote. ``confidence`` is exp(mean token log-prob) in
+    [0, 1]. ``level_dbfs`` is the RMS level of the segment's audio.
+    """
+
+    call_id: str
+    index: int
+    channel: int
+    role: Role
+    start: float
+    end: float
+    text: str
+    raw_text: str = ""
+    confidence: float = 1.0
+    no_speech_prob: float = 0.0
+    level_dbfs: float | None = None
+    language: str | None = None
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded:
+    """Control event: the call is over. ``channel_ends`` is each channel's last audio time
+    (for a recording, the file length; for a live line, when that side hung up)."""
+
+    call_id: str
+    end: float
+    channel_ends: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """Where a finding comes from: an utterance (or a time span) and the matched text."""
+
+    start: float
+    end: float
+    utterance_index: int | None = None
+    role: Role | None = None
+    text: str = ""
+    matched: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A rule violation, emitted as soon as the rule has decided it."""
+
+    call_id: str
+    rule_id: str
+    severity: Severity
+    message: str
+    evidence: tuple[Evidence, ...] = ()
+    decided_at: float = 0.0
+    weight: float = 0.0
+    suggestion: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RuleVerdict:
+    """One rule's outcome for a call, so a pass is visible as well as a failure."""
+
+    rule_id: str
+    verdict: Verdict
+    severity: Severity
+    weight: float
+    description: str = ""
+    deduction: float = 0.0
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Scorecard:
+    """The final result for one call."""
+
+    call_id: str
+    score: float
+    grade: str
+    failed: bool
+    verdicts: tuple[RuleVerdict, ...] = ()
+    findings: tuple[Finding, ...] = ()
+    rule_pack: str = ""
+    rule_pack_version: str = ""
+    duration: float = 0.0
+    extras: tuple[tuple[str, float], ...] = field(default_factory=tuple)
+
+
+def to_dict(obj: Any) -> Any:
+    """Convert a message (or nested structure of messages) to JSON-able data.
+
+    numpy sample arrays are dropped (audio never goes into events); enums become their
+    values, datetimes ISO strings.
+    """
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if isinstance(value, np.ndarray):
+                continue
+            out[f.name] = to_dict(value)
+        return out
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {str(k): to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, float):
+        return round(obj, 4)
+    if isinstance(obj, np.generic):
+        return to_dict(obj.item())
+    return obj
