@@ -1,0 +1,224 @@
+"""Whisper ASR over VAD segments: one shared model, N parallel decodes, guarded output.
+
+Each :class:`~qa_pipeline.messages.SpeechSegment` (at most 30 s, cut by the VAD) is one
+decode. Decoding is guarded against runaway output: a token cap per audio second,
+bounded temperature fallback (at most three temperatures; one = no fallback), no
+conditioning on previous text, and the :mod:`hallucination guard <.guard>`.
+``workers`` decodes run in parallel on one CTranslate2 model (``num_workers``), each with
+``threads_per_worker`` threads: on two cores, two one-thread workers give the most
+throughput (see ``../shared/design/perf-notes.md``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..audio import level_dbfs
+from ..config import AsrConfig
+from ..errors import ModelError
+from ..messages import SpeechSegment, Utterance
+from ..text import normalise
+from .guard import HallucinationGuard
+from .model import ModelInfo, resolve_model
+
+log = logging.getLogger("qa_pipeline.asr")
+
+MAX_TARGET_TOKENS = 224  # Whisper's own sample length; leaves room for the prompt
+
+
+@dataclass(frozen=True, slots=True)
+class AsrResult:
+    """What one decode produced for one segment (before it becomes an Utterance)."""
+
+    segment: SpeechSegment
+    text: str
+    raw_text: str
+    confidence: float
+    no_speech_prob: float
+    language: str | None
+    tokens: int
+    seconds: float
+    dropped_reason: str | None = None
+
+
+def pick_device(device: str) -> str:
+    if device != "auto":
+        return device
+    try:
+        import ctranslate2
+
+        return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    except (ImportError, RuntimeError):
+        return "cpu"
+
+
+class AsrEngine:
+    """Loads the model once; transcribes segments, several at a time."""
+
+    def __init__(self, config: AsrConfig, model_info: ModelInfo | None = None) -> None:
+        self.config = config
+        self.model_info = model_info or resolve_model(config.model, config.cache_dir)
+        self.device = pick_device(config.device)
+        compute = config.compute_type
+        if compute == "default":
+            compute = "float16" if self.device == "cuda" else "int8"
+        self.compute_type = compute
+        try:
+            from faster_whisper import WhisperModel
+        except ImportError as e:  # pragma: no cover - a core dependency
+            raise ModelError("faster-whisper is not installed: pip install qa-pipeline") from e
+        t0 = time.perf_counter()
+        try:
+            self.model = WhisperModel(
+                str(self.model_info.path),
+                device=self.device,
+                compute_type=compute,
+                cpu_threads=config.threads_per_worker,
+                num_workers=config.workers,
+                local_files_only=True,
+            )
+        except (RuntimeError, ValueError, OSError) as e:
+            raise ModelError(
+                f"cannot load Whisper model from {self.model_info.path}: {e}. "
+                "If it is the embedded model, run 'qa-pipeline model install --force'."
+            ) from e
+        self.load_seconds = time.perf_counter() - t0
+        self.guard = HallucinationGuard(
+            config.hallucinations,
+            max_repeats=config.repetition_max,
+            no_speech_threshold=config.no_speech_threshold,
+            log_prob_threshold=config.log_prob_threshold,
+        )
+        self._hotwords = " ".join(config.hotwords) or None
+        log.info(
+            "loaded %s on %s/%s in %.2fs",
+            self.model_info.name,
+            self.device,
+            compute,
+            self.load_seconds,
+        )
+
+    @property
+    def settings(self) -> dict[str, object]:
+        """The settings that determine the transcript (for caching and provenance)."""
+        c = self.config
+        return {
+            "model": self.model_info.name,
+            "model_sha256": self.model_info.sha256,
+            "compute_type": self.compute_type,
+            "language": c.language,
+            "beam_size": c.beam_size,
+            "temperatures": list(c.temperatures),
+            "max_tokens_per_second": c.max_tokens_per_second,
+            "initial_prompt": c.initial_prompt,
+            "timestamps": c.timestamps,
+            "hotwords": list(c.hotwords),
+        }
+
+    def transcribe_segment(self, seg: SpeechSegment) -> AsrResult:
+        """Decode one segment (blocking; safe to call from several threads)."""
+        c = self.config
+        audio = seg.samples.astype(np.float32, copy=False)
+        duration = len(audio) / seg.sample_rate
+        max_new = min(MAX_TARGET_TOKENS, int(c.max_tokens_per_second * duration) + 8)
+        t0 = time.perf_counter()
+        segments, info = self.model.transcribe(
+            audio,
+            language=c.language,
+            task="transcribe",
+            beam_size=c.beam_size,
+            temperature=list(c.temperatures),
+            condition_on_previous_text=False,
+            initial_prompt=c.initial_prompt,
+            hotwords=self._hotwords,
+            without_timestamps=not c.timestamps,
+            max_new_tokens=max_new,
+            no_speech_threshold=None,
+            log_prob_threshold=c.log_prob_threshold if len(c.temperatures) > 1 else None,
+            compression_ratio_threshold=2.4 if len(c.temperatures) > 1 else None,
+            vad_filter=False,
+            suppress_blank=True,
+        )
+        parts = list(segments)  # decoding happens here, in this thread
+        seconds = time.perf_counter() - t0
+        raw = "".join(p.text for p in parts).strip()
+        tokens = sum(len(p.tokens) for p in parts)
+        if parts:
+            weights = [max(1, len(p.tokens)) for p in parts]
+            avg_lp = sum(p.avg_logprob * w for p, w in zip(parts, weights, strict=True)) / sum(
+                weights
+            )
+            no_speech = max(p.no_speech_prob for p in parts)
+        else:
+            avg_lp, no_speech = -math.inf, 1.0
+        guarded = self.guard.check(raw, no_speech_prob=no_speech, avg_logprob=avg_lp)
+        text = normalise(guarded.text) if guarded.text else ""
+        return AsrResult(
+            segment=seg,
+            text=text,
+            raw_text=raw,
+            confidence=round(math.exp(avg_lp), 4) if math.isfinite(avg_lp) else 0.0,
+            no_speech_prob=round(float(no_speech), 4),
+            language=info.language,
+            tokens=tokens,
+            seconds=seconds,
+            dropped_reason=guarded.dropped_reason,
+        )
+
+    def transcribe_many(
+        self,
+        segments: Iterable[SpeechSegment],
+        on_result: Callable[[AsrResult], None] | None = None,
+    ) -> Iterator[AsrResult]:
+        """Decode segments on ``workers`` threads; yields results in input order."""
+        segs = list(segments)
+        if self.config.workers <= 1 or len(segs) <= 1:
+            for s in segs:
+                r = self.transcribe_segment(s)
+                if on_result:
+                    on_result(r)
+                yield r
+            return
+        with ThreadPoolExecutor(self.config.workers, thread_name_prefix="asr") as pool:
+            futures = [pool.submit(self.transcribe_segment, s) for s in segs]
+            if on_result:
+                for f in futures:
+                    f.add_done_callback(lambda fut: on_result(fut.result()))
+            for f in futures:
+                yield f.result()
+
+
+def to_utterances(results: Iterable[AsrResult]) -> list[Utterance]:
+    """Kept results -> Utterances, numbered in call order (start time, then channel)."""
+    kept = sorted(
+        (r for r in results if r.dropped_reason is None and r.text),
+        key=lambda r: (r.segment.start, r.segment.channel),
+    )
+    out: list[Utterance] = []
+    for i, r in enumerate(kept):
+        s = r.segment
+        lvl = level_dbfs(s.samples)
+        out.append(
+            Utterance(
+                call_id=s.call_id,
+                index=i,
+                channel=s.channel,
+                role=s.role,
+                start=s.start,
+                end=s.end,
+                text=r.text,
+                raw_text=r.raw_text,
+                confidence=r.confidence,
+                no_speech_prob=r.no_speech_prob,
+                level_dbfs=round(lvl, 2) if math.isfinite(lvl) else None,
+                language=r.language,
+            )
+        )
+    return out

