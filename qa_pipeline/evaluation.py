@@ -18,9 +18,21 @@ def cer_counts(reference: str, hypothesis: str) -> tuple[int, int]:
     return Levenshtein.distance(ref, hyp), len(ref)
 
 
+_DIGIT_WORDS = dict(
+    enumerate(
+        ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
+    )
+)
+
+
 def english_words(text: str) -> list[str]:
+    """Lower-case words without punctuation; numbers 0-10 spelled out (as Whisper's own
+    English normaliser standardises numbers), so '1, 2, 3' equals 'one two three'."""
     text = unicodedata.normalize("NFKC", text).lower().replace("’", "'")
-    return _WORD.findall(text)
+    return [
+        _DIGIT_WORDS.get(int(w), w) if w.isdigit() and int(w) <= 10 else w
+        for w in _WORD.findall(text)
+    ]
 
 
 def wer_counts(reference: str, hypothesis: str) -> tuple[int, int]:

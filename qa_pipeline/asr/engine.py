@@ -59,6 +59,15 @@ def pick_device(device: str) -> str:
         return "cpu"
 
 
+def _guard_for(config: AsrConfig) -> HallucinationGuard:
+    return HallucinationGuard(
+        config.hallucinations,
+        max_repeats=config.repetition_max,
+        no_speech_threshold=config.no_speech_threshold,
+        log_prob_threshold=config.log_prob_threshold,
+    )
+
+
 class AsrEngine:
     """Loads the model once; transcribes segments, several at a time."""
 
@@ -90,12 +99,7 @@ class AsrEngine:
                 "If it is the embedded model, run 'qa-pipeline model install --force'."
             ) from e
         self.load_seconds = time.perf_counter() - t0
-        self.guard = HallucinationGuard(
-            config.hallucinations,
-            max_repeats=config.repetition_max,
-            no_speech_threshold=config.no_speech_threshold,
-            log_prob_threshold=config.log_prob_threshold,
-        )
+        self.guard = _guard_for(config)
         self._hotwords = " ".join(config.hotwords) or None
         log.info(
             "loaded %s on %s/%s in %.2fs",
@@ -104,6 +108,19 @@ class AsrEngine:
             compute,
             self.load_seconds,
         )
+
+    def with_options(self, **changes: object) -> AsrEngine:
+        """Another engine on the same loaded model with other decode options (language,
+        beam, prompt, ...). Options that pick or load the model cannot change."""
+        fixed = {"model", "device", "compute_type", "workers", "threads_per_worker", "cache_dir"}
+        if bad := fixed & changes.keys():
+            raise ValueError(f"{', '.join(sorted(bad))} need a new engine (they load the model)")
+        clone = object.__new__(AsrEngine)
+        clone.__dict__.update(self.__dict__)
+        clone.config = self.config.model_copy(update=changes)
+        clone.guard = _guard_for(clone.config)
+        clone._hotwords = " ".join(clone.config.hotwords) or None
+        return clone
 
     @property
     def settings(self) -> dict[str, object]:
