@@ -137,19 +137,54 @@ def score(
     language: LangOpt = None,
     model: ModelOpt = None,
     quiet: QuietOpt = False,
+    events: Annotated[
+        bool,
+        typer.Option(
+            "--events/--no-events",
+            help="send the call's events to the configured sinks (default: JSONL in out/events)",
+        ),
+    ] = True,
+    stdout_events: Annotated[
+        bool,
+        typer.Option(
+            "--stdout-events",
+            help="print the call's events as JSON lines on stdout (instead of the table)",
+        ),
+    ] = False,
 ) -> None:
     """Transcribe and score a recorded call: transcript, findings, verdicts and score."""
     from .report import print_scorecard, print_transcript, result_document
 
     try:
+        cfg = _config(config, language, model)
         result = _run(call, config, language, model, quiet, rules=rules, score=True)
+        if events or stdout_events:
+            _emit_events(cfg, result, stdout_events)
     except QAError as e:
         _fail(e)
+    if stdout_events:
+        return
     if json_out:
         sys.stdout.write(json.dumps(result_document(result), ensure_ascii=False, indent=2) + "\n")
     else:
         print_transcript(out, result)
         print_scorecard(out, result.scorecard)
+
+
+def _emit_events(cfg: Any, result: Any, to_stdout: bool) -> None:
+    from .sinks import JsonlSinkConfig, build_sinks, events_for_call
+
+    sinks_cfg = cfg.sinks
+    if to_stdout:
+        jsonl = sinks_cfg.jsonl or JsonlSinkConfig()
+        sinks_cfg = sinks_cfg.model_copy(update={"jsonl": jsonl.model_copy(update={"stdout": True})})
+    fan = build_sinks(sinks_cfg)
+    try:
+        card = result.scorecard
+        fan.emit_all(events_for_call(result.transcript, card.findings, card))
+        fan.flush(timeout=10.0)
+    finally:
+        fan.close()
 
 
 @model_app.command("install")

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import ConfigError, Location
 from .messages import Role
+from .sinks.config import SinksConfig
 
 
 class _Model(BaseModel):
@@ -116,7 +117,10 @@ class PipelineConfig(_Model):
     vad: VadConfig = VadConfig()
     asr: AsrConfig = AsrConfig()
     rules: RulesConfig = RulesConfig()
-    sinks: dict[str, Any] = Field(default_factory=dict, description="sink settings (see README)")
+    sinks: SinksConfig = Field(
+        default_factory=SinksConfig,
+        description="where events go: JSONL files by default, Kafka when configured",
+    )
 
 
 class _LineLoader(yaml.SafeLoader):

@@ -9,7 +9,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 from .asr.engine import AsrEngine, AsrResult, to_utterances
 from .audio import CallAudio, load_call
 from .config import PipelineConfig
-from .errors import AudioError
+from .errors import AudioError, QAError
 from .messages import CallEnded, CallInfo, Scorecard, SpeechSegment
 from .transcript import Transcript, call_from_dict
 from .vad import merge_by_start, merge_turns, segment_channel
@@ -41,6 +41,17 @@ class AsrStats:
     def rtf(self) -> float:
         """Wall time of the whole transcription / call duration."""
         return self.wall_seconds / self.audio_seconds if self.audio_seconds else 0.0
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PreparedCall:
+    """A decoded, segmented recording waiting for the ASR."""
+
+    path: Path
+    call: CallInfo
+    audio: CallAudio
+    segments: tuple[SpeechSegment, ...]
+    started: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +128,44 @@ class Pipeline:
             sample_rate=audio.sample_rate,
         )
 
+    def prepare(self, path: str | Path, call: CallInfo | None = None) -> PreparedCall:
+        """Decode, check and segment a recording (everything before the ASR)."""
+        p = Path(path)
+        t0 = time.perf_counter()
+        audio = load_call(
+            p, self.config.audio.channels, min_level_dbfs=self.config.audio.min_level_dbfs
+        )
+        info = _with_roles(call or read_call_info(p), audio)
+        return PreparedCall(p, info, audio, tuple(self.segment(audio, info.call_id)), t0)
+
+    def assemble(self, prep: PreparedCall, results: list[AsrResult]) -> CallResult:
+        """Turn a call's ASR results into its transcript and stats."""
+        dropped: dict[str, int] = {}
+        for r in results:
+            if r.dropped_reason:
+                dropped[r.dropped_reason] = dropped.get(r.dropped_reason, 0) + 1
+        audio = prep.audio
+        stats = AsrStats(
+            audio_seconds=audio.duration,
+            speech_seconds=sum(s.duration for s in prep.segments),
+            asr_seconds=sum(r.seconds for r in results),
+            wall_seconds=time.perf_counter() - prep.started,
+            segments=len(prep.segments),
+            dropped=tuple(sorted(dropped.items())),
+        )
+        info = prep.call
+        transcript = Transcript(
+            call=info,
+            utterances=tuple(to_utterances(results)),
+            ended=CallEnded(
+                call_id=info.call_id,
+                end=audio.duration,
+                channel_ends=tuple(audio.duration for _ in audio.channels),
+            ),
+            asr=tuple(sorted(self.engine.settings.items())),
+        )
+        return CallResult(transcript=transcript, stats=stats)
+
     def transcribe(
         self,
         path: str | Path,
@@ -124,15 +173,9 @@ class Pipeline:
         call: CallInfo | None = None,
         progress: ProgressFn | None = None,
     ) -> CallResult:
-        p = Path(path)
-        t0 = time.perf_counter()
-        audio = load_call(
-            p, self.config.audio.channels, min_level_dbfs=self.config.audio.min_level_dbfs
-        )
-        info = call or read_call_info(p)
-        info = _with_roles(info, audio)
-        segments = self.segment(audio, info.call_id)
-        total = sum(s.duration for s in segments)
+        """Transcribe one recording; its segments are decoded on all workers."""
+        prep = self.prepare(path, call)
+        total = sum(s.duration for s in prep.segments)
         done = 0.0
         if progress:
             progress("asr", 0.0, total)
@@ -143,28 +186,41 @@ class Pipeline:
             if progress:
                 progress("asr", done, total)
 
-        results = list(self.engine.transcribe_many(segments, on_result=on_result))
-        utts = to_utterances(results)
-        dropped: dict[str, int] = {}
-        for r in results:
-            if r.dropped_reason:
-                dropped[r.dropped_reason] = dropped.get(r.dropped_reason, 0) + 1
-        stats = AsrStats(
-            audio_seconds=audio.duration,
-            speech_seconds=total,
-            asr_seconds=sum(r.seconds for r in results),
-            wall_seconds=time.perf_counter() - t0,
-            segments=len(segments),
-            dropped=tuple(sorted(dropped.items())),
-        )
-        ends = tuple(audio.duration for _ in audio.channels)
-        transcript = Transcript(
-            call=info,
-            utterances=tuple(utts),
-            ended=CallEnded(call_id=info.call_id, end=audio.duration, channel_ends=ends),
-            asr=tuple(sorted(self.engine.settings.items())),
-        )
-        return CallResult(transcript=transcript, stats=stats)
+        results = list(self.engine.transcribe_many(prep.segments, on_result=on_result))
+        return self.assemble(prep, results)
+
+    def transcribe_paths(
+        self, paths: Iterable[str | Path], *, batch_files: int = 8
+    ) -> Iterator[tuple[Path, CallResult | QAError]]:
+        """Transcribe many recordings, keeping every worker busy across file boundaries
+        (a file with one utterance would otherwise use one core). Yields each path with
+        its result, or with the error that made it unusable; one bad file never stops
+        the others."""
+        pending: list[Path] = []
+        for path in paths:
+            pending.append(Path(path))
+            if len(pending) >= batch_files:
+                yield from self._batch(pending)
+                pending = []
+        if pending:
+            yield from self._batch(pending)
+
+    def _batch(self, paths: list[Path]) -> Iterator[tuple[Path, CallResult | QAError]]:
+        prepared: list[tuple[Path, PreparedCall | QAError]] = []
+        for p in paths:
+            try:
+                prepared.append((p, self.prepare(p)))
+            except QAError as e:
+                prepared.append((p, e))
+        good = [x for _, x in prepared if isinstance(x, PreparedCall)]
+        segments = [s for prep in good for s in prep.segments]
+        results = iter(self.engine.transcribe_many(segments))
+        for p, prep in prepared:
+            if isinstance(prep, QAError):
+                yield p, prep
+                continue
+            mine = [next(results) for _ in prep.segments]
+            yield p, self.assemble(prep, mine)
 
     def score(
         self,

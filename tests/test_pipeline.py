@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import read_clip, write_call
+from audio_helpers import read_clip, write_call
 from typer.testing import CliRunner
 
 from qa_pipeline.evaluation import cer_counts
@@ -111,3 +111,17 @@ def test_cli_error_names_file(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["transcribe", str(bad)])
     assert res.exit_code == 2
     assert "broken.wav" in res.output
+
+
+def test_batch_of_files_skips_bad_one(
+    pipeline: Any, call_file: Path, result: Any, tmp_path: Path
+) -> None:
+    from qa_pipeline.errors import AudioError
+
+    bad = tmp_path / "truncated.wav"
+    bad.write_bytes(call_file.read_bytes()[:5000])
+    out = list(pipeline.transcribe_paths([call_file, bad, call_file], batch_files=2))
+    assert [p for p, _ in out] == [call_file, bad, call_file]
+    assert isinstance(out[1][1], AudioError) and "truncated" in str(out[1][1])
+    for _, r in (out[0], out[2]):
+        assert r.transcript.utterances == result.transcript.utterances

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import read_clip, write_call
+from audio_helpers import read_clip, write_call
 
 from qa_pipeline.audio import load_call
 from qa_pipeline.config import VadConfig
