@@ -1,0 +1,595 @@
+"""The per-call evaluator: utterances in, findings out as soon as they are decided.
+
+``CallEvaluator.feed`` / ``advance`` / ``end`` is the live API; :func:`score_transcript`
+feeds a stored transcript through the very same object in one go.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from ..messages import (
+    CallEnded,
+    CallInfo,
+    Evidence,
+    Finding,
+    Role,
+    RuleVerdict,
+    Scorecard,
+    Utterance,
+    Verdict,
+)
+from ..transcript import Transcript
+from .compiler import CompiledRule
+from .loader import RulePack
+from .nodes import Ev, UttCtx
+from .scoring import deduction, grade_for, score_from
+from .timeline import TEvent, Timeline
+
+_ROLE_IX = {Role.AGENT: 0, Role.CUSTOMER: 1, Role.UNKNOWN: 2}
+_MAX_SEEN = 3
+
+
+class Stats:
+    """Running per-role totals (count, characters, speech seconds, level, last end)."""
+
+    __slots__ = ("chars_", "count_", "last_end", "level_n", "level_sum", "secs")
+
+    def __init__(self) -> None:
+        self.count_ = [0, 0, 0]
+        self.chars_ = [0, 0, 0]
+        self.secs = [0.0, 0.0, 0.0]
+        self.level_sum = [0.0, 0.0, 0.0]
+        self.level_n = [0, 0, 0]
+        self.last_end: list[float | None] = [None, None, None]
+
+    def add(self, u: Utterance, nchars: int) -> None:
+        i = _ROLE_IX[u.role]
+        self.count_[i] += 1
+        self.chars_[i] += nchars
+        self.secs[i] += max(u.end - u.start, 0.0)
+        if u.level_dbfs is not None:
+            self.level_sum[i] += u.level_dbfs
+            self.level_n[i] += 1
+        le = self.last_end[i]
+        if le is None or u.end > le:
+            self.last_end[i] = u.end
+
+    def _sum(self, arr: list[Any], role: Role | None) -> Any:
+        return sum(arr) if role is None else arr[_ROLE_IX[role]]
+
+    def count(self, role: Role | None) -> int:
+        return int(self._sum(self.count_, role))
+
+    def chars(self, role: Role | None) -> int:
+        return int(self._sum(self.chars_, role))
+
+    def seconds(self, role: Role | None) -> float:
+        return float(self._sum(self.secs, role))
+
+    def level(self, role: Role | None) -> float | None:
+        n = self._sum(self.level_n, role)
+        return self._sum(self.level_sum, role) / n if n else None
+
+
+class RuleRun:
+    """One rule on one call."""
+
+    __slots__ = (
+        "body_open",
+        "body_status",
+        "done",
+        "ev",
+        "findings",
+        "held",
+        "na_reason",
+        "occ",
+        "rule",
+        "st",
+        "verdict",
+        "when_ok",
+    )
+
+    def __init__(self, rule: CompiledRule, ev: CallEvaluator) -> None:
+        self.rule = rule
+        self.ev = ev
+        self.st: list[Any] = [None] * rule.slots
+        self.body_open = True
+        self.body_status: Verdict | None = None
+        self.when_ok = rule.when is None
+        self.done = False
+        self.occ = 0
+        self.findings: list[Finding] = []
+        self.held: list[Finding] = []
+        self.na_reason = ""
+        self.verdict: Verdict | None = None
+
+    # -------------------------------------------------------------- lifecycle
+
+    def begin(self) -> None:
+        rule = self.rule
+        ev = self.ev
+        if rule.direction is not None and ev.call.direction != rule.direction:
+            self._na(f"不适用：仅限{'呼出' if rule.direction.value == 'outbound' else '呼入'}电话")
+            return
+        if rule.static_when is not None and not ev.statics[rule.static_when.slot]:
+            self._na("不适用：条件（when）不成立")
+            return
+        if rule.when is not None:
+            rule.when.start(self)
+            if rule.when.found(self):
+                self.when_ok = True
+        self._body(rule.body.start(self))
+
+    def _na(self, reason: str) -> None:
+        self.verdict = Verdict.NOT_APPLICABLE
+        self.na_reason = reason
+        self.done = True
+        self.body_open = False
+
+    def in_window(self, x: UttCtx) -> bool:
+        sc = self.rule.spec.scope
+        if sc.first_seconds is not None and x.u.start >= sc.first_seconds:
+            return False
+        if sc.first_turns is not None:
+            t = x.n if self.rule.roles is None else x.turn
+            if t >= sc.first_turns:
+                return False
+        return True
+
+    def window_passed(self, x: UttCtx | None, clock: float) -> bool:
+        sc = self.rule.spec.scope
+        if sc.first_seconds is not None:
+            if clock >= sc.first_seconds + self.ev.grace:
+                return True
+            roles = self.rule.roles
+            if x is not None and roles is not None and x.u.role in roles:
+                return x.u.start >= sc.first_seconds or self._turns_passed(x)
+        return x is not None and self._turns_passed(x)
+
+    def _turns_passed(self, x: UttCtx) -> bool:
+        sc = self.rule.spec.scope
+        if sc.first_turns is None:
+            return False
+        if self.rule.roles is None:
+            return x.n >= sc.first_turns
+        return x.u.role in self.rule.roles and x.turn >= sc.first_turns
+        return False
+
+    def on_utt(self, x: UttCtx) -> None:
+        rule = self.rule
+        w = rule.when
+        if w is not None and not self.when_ok and w.wants_utts:
+            w.on_utt(self, x)
+            if w.found(self):
+                self._when_found()
+        if self.body_open and (rule.roles is None or x.u.role in rule.roles):
+            if rule.deferred:
+                return  # decided at call end from the evaluator's history
+            if not self.in_window(x):
+                return
+            if rule.body.wants_utts:
+                self._body(rule.body.on_utt(self, x))
+                if rule.mode == "require" and rule.body.found(self):
+                    self._pass_require()
+
+    def on_tl(self, e: TEvent) -> None:
+        rule = self.rule
+        w = rule.when
+        if w is not None and not self.when_ok and w.wants_timeline:
+            w.on_tl(self, e)
+            if w.found(self):
+                self._when_found()
+        if self.body_open and rule.body.wants_timeline and not rule.deferred:
+            self._body(rule.body.on_tl(self, e))
+            if rule.mode == "require" and rule.body.found(self):
+                self._pass_require()
+
+    def on_clock(self, now: float) -> None:
+        rule = self.rule
+        w = rule.when
+        if w is not None and not self.when_ok and w.wants_clock:
+            w.on_clock(self, now)
+            if w.found(self):
+                self._when_found()
+        if self.body_open and rule.body.wants_clock and not rule.deferred:
+            self._body(rule.body.on_clock(self, now))
+            if rule.mode == "require" and rule.body.found(self):
+                self._pass_require()
+
+    def due(self) -> float:
+        rule = self.rule
+        d = float("inf")
+        if rule.when is not None and not self.when_ok and rule.when.wants_clock:
+            d = rule.when.due(self)
+        if self.body_open and rule.body.wants_clock:
+            d = min(d, rule.body.due(self))
+        return d
+
+    def _pass_require(self) -> None:
+        self.body_status = Verdict.PASSED
+        self.body_open = False
+        if self.when_ok:
+            self.done = True
+
+    def _when_found(self) -> None:
+        self.when_ok = True
+        if self.held:
+            now = self.ev.clock
+            for f in self.held:
+                self._emit(f.evidence, f.message, now)
+            self.held = []
+        if not self.body_open:
+            self.done = True
+
+    def _finding(self, evidence: tuple[Evidence, ...], detail: str) -> None:
+        spec = self.rule.spec
+        msg = f"{spec.description}：{detail}" if detail else spec.description
+        if self.when_ok:
+            self._emit(evidence, msg, self.ev.clock)
+        else:
+            self.held.append(Finding(self.ev.call.call_id, spec.id, spec.severity, msg, evidence))
+
+    def _emit(self, evidence: tuple[Evidence, ...], msg: str, now: float) -> None:
+        spec = self.rule.spec
+        if len(self.findings) >= spec.max_findings:
+            return
+        f = Finding(
+            call_id=self.ev.call.call_id,
+            rule_id=spec.id,
+            severity=spec.severity,
+            message=msg,
+            evidence=evidence,
+            decided_at=round(now, 3),
+            weight=spec.weight,
+            suggestion=spec.suggestion,
+        )
+        self.findings.append(f)
+        self.ev.out.append(f)
+
+    def _body(self, evs: list[Ev] | None) -> None:
+        if not evs or self.rule.mode != "forbid":
+            return
+        for evidence, detail in evs:
+            self.occ += 1
+            if self.occ > self.rule.spec.tolerance:
+                self.body_status = Verdict.FAILED
+                extra = (
+                    f"（第 {self.occ} 次，允许 {self.rule.spec.tolerance} 次）"
+                    if self.rule.spec.tolerance
+                    else ""
+                )
+                self._finding((evidence,), detail + extra)
+
+    def close_body(self) -> None:
+        """The scope window is over (or the call ended): decide the body."""
+        if not self.body_open:
+            return
+        rule = self.rule
+        ev = self.ev
+        if rule.deferred:
+            sc = rule.spec.scope
+            totals = ev.turns
+            roles = rule.roles
+            hist = [x for x in ev.history if roles is None or x.u.role in roles]
+            if sc.last_turns is not None:
+                hist = hist[-sc.last_turns :]
+            for x in hist:
+                x.role_total = totals[x.u.role]
+                x.call_end = ev.call_end
+                if sc.last_seconds is not None and x.u.end <= ev.call_end - sc.last_seconds:
+                    continue
+                if rule.body.wants_utts:
+                    self._body(rule.body.on_utt(self, x))
+        self._body(rule.body.close(self))
+        self.body_open = False
+        if rule.mode == "require":
+            if rule.body.found(self):
+                self.body_status = Verdict.PASSED
+            else:
+                self.body_status = Verdict.FAILED
+                self.occ = 1
+                self._finding(self._window_evidence(), rule.body.detail(self) or "未满足")
+        elif self.body_status is None:
+            self.body_status = Verdict.PASSED
+        if self.when_ok:
+            self.done = True
+
+    def _window_evidence(self) -> tuple[Evidence, ...]:
+        sc = self.rule.spec.scope
+        ev = self.ev
+        if sc.first_seconds is None and sc.first_turns is None:
+            return (Evidence(start=0.0, end=ev.clock),)
+        roles = self.rule.roles
+        seen = [x for x in ev.seen_in_window if roles is None or x.u.role in roles]
+        seen = [x for x in seen if self.in_window(x)][:_MAX_SEEN]
+        if not seen:
+            end = sc.first_seconds if sc.first_seconds is not None else ev.clock
+            return (Evidence(start=0.0, end=min(end, ev.clock)),)
+        return tuple(x.evidence() for x in seen)
+
+    def finish(self) -> None:
+        if self.verdict is not None:
+            return
+        rule = self.rule
+        if rule.when is not None and not self.when_ok:
+            rule.when.close(self)
+            if rule.when.found(self):
+                self._when_found()
+        self.close_body()
+        if not self.when_ok:
+            self.verdict = Verdict.NOT_APPLICABLE
+            self.na_reason = "不适用：" + (rule.when.detail(self) if rule.when else "")
+            self.held = []
+            return
+        self.verdict = self.body_status or Verdict.PASSED
+
+
+class CallEvaluator:
+    """Evaluates one call incrementally. Not thread-safe; one per call."""
+
+    def __init__(self, pack: RulePack, call: CallInfo) -> None:
+        self.pack = pack
+        self.call = call
+        st = pack.settings
+        self.grace = st.window_grace_seconds
+        self.max_utt = st.max_utterance_seconds
+        self.clock = 0.0
+        self.call_end = 0.0
+        self.ended: CallEnded | None = None
+        self.out: list[Finding] = []
+        self._all_findings: list[Finding] = []
+        self.turns = {Role.AGENT: 0, Role.CUSTOMER: 0, Role.UNKNOWN: 0}
+        self.n = 0
+        self.stats = Stats()
+        holidays = st.holidays
+        self.statics = [s.eval(call, holidays) for s in pack.statics]
+        self.holiday_atoms: dict[float, tuple[int, ...]] = {}
+        if pack.holiday_atoms and call.started_at is not None:
+            day = call.started_at.date()
+            for (hi, thr), atoms in pack.holiday_atoms.items():
+                if holidays[hi].covers(day):
+                    self.holiday_atoms[thr] = self.holiday_atoms.get(thr, ()) + atoms
+        self.timeline = (
+            Timeline(len(call.channels), self.max_utt, pack.tl_interest)
+            if pack.timeline_rules
+            else None
+        )
+        self.hot: set[int] = set()
+        self.seen_in_window: list[UttCtx] = []
+        self.runs = [RuleRun(r, self) for r in pack.rules]
+        self._windowed = [
+            run
+            for run in self.runs
+            if run.rule.spec.scope.first_seconds is not None
+            or run.rule.spec.scope.first_turns is not None
+        ]
+        self._max_window = max(
+            [(r.rule.spec.scope.first_seconds or 0.0) + self.grace for r in self._windowed] + [0.0]
+        )
+        self._clock_runs = [self.runs[i] for i in pack.clock_rules]
+        self._tl_runs = {
+            kind: [(thr, self.runs[i]) for thr, i in lst] for kind, lst in pack.tl_by_kind.items()
+        }
+        self.history: list[UttCtx] = []
+        for run in self.runs:
+            run.begin()
+        self._due = min((r.due() for r in self._clock_runs if not r.done), default=float("inf"))
+        self._verdicts: dict[str, Verdict] = {}
+
+    # ------------------------------------------------------------------ live API
+
+    def feed(self, utt: Utterance) -> list[Finding]:
+        """Process one utterance; returns the findings it decided."""
+        pack = self.pack
+        if utt.end > self.clock:
+            self.clock = utt.end
+        a = pack.index.analyse(utt.text)
+        role = utt.role
+        turn = self.turns[role]
+        self.turns[role] = turn + 1
+        x = UttCtx(utt, a, turn, self.n, self)
+        self.n += 1
+        self.stats.add(utt, len(a.mf))
+        if self._windowed:
+            if utt.start < self._max_window:
+                self.seen_in_window.append(x)
+            self._close_windows(x)
+        runs = self.runs
+        disp = a.dispatch.get(role)
+        if disp is None:
+            disp = a.dispatch[role] = pack.dispatch_for(a, role)
+        if self.hot:
+            disp = tuple(sorted(self.hot.union(disp)))
+        for i in disp:
+            run = runs[i]
+            if not run.done:
+                run.on_utt(x)
+                if run.rule.wants_clock and not run.done:
+                    d = run.due()
+                    if d < self._due:
+                        self._due = d
+        self.history.append(x)
+        if self.timeline is not None:
+            self._timeline(self.timeline.push(x, self.clock))
+        if self.clock >= self._due:
+            self._tick()
+        return self._take()
+
+    def _tick(self) -> None:
+        due = float("inf")
+        for run in self._clock_runs:
+            if not run.done:
+                run.on_clock(self.clock)
+                if not run.done:
+                    due = min(due, run.due())
+        self._due = due
+
+    def advance(self, now: float) -> list[Finding]:
+        """Time passed on the call clock without a new utterance."""
+        if now > self.clock:
+            self.clock = now
+        if self._windowed:
+            self._close_windows(None)
+        if self.timeline is not None:
+            self._timeline(self.timeline.release(self.clock))
+        self._tick()
+        return self._take()
+
+    def end(self, ended: CallEnded) -> Scorecard:
+        """End of call: decide everything left and return the scorecard."""
+        self.ended = ended
+        last = max(self.clock, ended.end)
+        self.clock = last
+        self.call_end = ended.end if ended.end > 0 else last
+        if self.timeline is not None:
+            self._timeline(self.timeline.flush())
+        self._tick()
+        for i in self.pack.order:
+            run = self.runs[i]
+            run.finish()
+            assert run.verdict is not None
+            self._verdicts[run.rule.id] = run.verdict
+        self._take()
+        return self._scorecard()
+
+    # ------------------------------------------------------------------ internals
+
+    def _take(self) -> list[Finding]:
+        out = self.out
+        if not out:
+            return []
+        self.out = []
+        self._all_findings.extend(out)
+        return out
+
+    def _close_windows(self, x: UttCtx | None) -> None:
+        keep = []
+        for run in self._windowed:
+            if run.body_open and not run.done and run.window_passed(x, self.clock):
+                run.close_body()
+            if run.body_open:
+                keep.append(run)
+        self._windowed = keep
+
+    def _timeline(self, events: Iterable[TEvent]) -> None:
+        for e in events:
+            for thr, run in self._tl_runs.get(e.kind, ()):
+                if e.seconds >= thr and not run.done:
+                    run.on_tl(e)
+
+    def set_hot(self, run: RuleRun, hot: bool) -> None:
+        """A rule that needs every utterance for a while (e.g. a sequence waiting for
+        its follow-up) registers here; otherwise rules only see utterances that hit
+        their phrases."""
+        if hot:
+            self.hot.add(run.rule.index)
+        else:
+            self.hot.discard(run.rule.index)
+
+    def rule_ok(self, rule_id: str) -> bool:
+        v = self._verdicts.get(rule_id)
+        return v in (Verdict.PASSED, Verdict.NOT_APPLICABLE)
+
+    def role_ends(self) -> dict[Role, float]:
+        ends: dict[Role, float] = {}
+        ce = self.ended.channel_ends if self.ended is not None else ()
+        if ce:
+            for ch, t in enumerate(ce):
+                if ch < len(self.call.channels):
+                    r = self.call.channels[ch]
+                    ends[r] = max(ends.get(r, 0.0), t)
+        for role in (Role.AGENT, Role.CUSTOMER):
+            if role not in ends:
+                le = self.stats.last_end[_ROLE_IX[role]]
+                if le is not None:
+                    ends[role] = le
+        return ends
+
+    def _scorecard(self) -> Scorecard:
+        pack = self.pack
+        verdicts = []
+        total = 0.0
+        failed = False
+        for run in self.runs:
+            rule = run.rule
+            v = run.verdict or Verdict.PASSED
+            d = 0.0
+            detail = ""
+            if v == Verdict.FAILED:
+                d = deduction(rule, run.occ)
+                total += d
+                if rule.severity.value == "critical":
+                    failed = True
+                detail = run.findings[0].message if run.findings else ""
+                if run.occ > 1:
+                    detail = f"{run.occ} 次；" + detail
+            elif v == Verdict.NOT_APPLICABLE:
+                detail = run.na_reason
+            key = (rule.index, v, detail)
+            rv = pack.verdict_cache.get(key) if v != Verdict.FAILED else None
+            if rv is None:
+                rv = RuleVerdict(
+                    rule_id=rule.id,
+                    verdict=v,
+                    severity=rule.severity,
+                    weight=rule.weight,
+                    description=rule.spec.description,
+                    deduction=round(d, 2),
+                    detail=detail,
+                )
+                if v != Verdict.FAILED:
+                    cache = pack.verdict_cache
+                    if len(cache) < 10_000:
+                        cache[key] = rv
+            verdicts.append(rv)
+        score = score_from(total)
+        return Scorecard(
+            call_id=self.call.call_id,
+            score=score,
+            grade=grade_for(pack.settings, score, failed),
+            failed=failed,
+            verdicts=tuple(verdicts),
+            findings=tuple(self._all_findings),
+            rule_pack=pack.name,
+            rule_pack_version=pack.version,
+            duration=round(self.call_end, 3),
+            extras=self._extras(),
+        )
+
+    def _extras(self) -> tuple[tuple[str, float], ...]:
+        s = self.stats
+        out: list[tuple[str, float]] = [
+            ("agent_utterances", float(s.count(Role.AGENT))),
+            ("customer_utterances", float(s.count(Role.CUSTOMER))),
+        ]
+        secs = s.seconds(Role.AGENT)
+        if secs > 0:
+            out.append(("agent_chars_per_minute", round(s.chars(Role.AGENT) / secs * 60, 1)))
+        lvl = s.level(Role.AGENT)
+        if lvl is not None:
+            out.append(("agent_level_dbfs", round(lvl, 1)))
+        tl = self.timeline
+        if tl is not None:
+            if tl.gaps:
+                g = sorted(tl.gaps)
+                out.append(("response_gap_max", round(g[-1], 2)))
+                out.append(("response_gap_p90", round(g[min(int(0.9 * len(g)), len(g) - 1)], 2)))
+            if tl.silences:
+                out.append(("silence_total", round(sum(tl.silences), 2)))
+                out.append(("silence_max", round(max(tl.silences), 2)))
+            out.append(("talk_over_count", float(tl.overlaps)))
+        return tuple(out)
+
+
+def score_transcript(pack: RulePack, transcript: Transcript) -> Scorecard:
+    """Score a stored call: the live code path, fed in order of utterance end."""
+    ev = CallEvaluator(pack, transcript.call)
+    for u in sorted(transcript.utterances, key=_end_key):
+        ev.feed(u)
+    return ev.end(transcript.ended)
+
+
+def _end_key(u: Utterance) -> tuple[float, float, int]:
+    return (u.end, u.start, u.index)

@@ -1,0 +1,220 @@
+"""Static checks of a rule pack: problems the schema cannot see.
+
+Errors (exit 1): load errors (schema, duplicate ids, unknown settings), rules without a
+must-fire or a must-not-fire fixture, fixture expectations naming unknown rules,
+unreachable conditions (a window beyond the longest call, an ``all`` of contradicting
+roles / directions / times, a body role that the scope filters out, ``keyword`` X with
+``not keyword`` X). Warnings: disabled rules, unused settings, one-syllable fuzzy phrases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import ConfigError, Location
+from ..text import match_form
+from .compiler import STATIC_OPS
+from .fixtures import check_ids, coverage, default_fixtures_dir, load_fixtures
+from .loader import analyse_pack
+from .schema import Cond, RuleSpec, Settings, parse_range
+from .textindex import fold_text, syllables
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    level: Literal["error", "warning"]
+    location: Location
+    rule_id: str
+    message: str
+
+    def __str__(self) -> str:
+        rid = f"{self.rule_id}: " if self.rule_id else ""
+        return f"{self.location}: {self.level}: {rid}{self.message}"
+
+
+def _walk(c: Cond, path: str = "") -> list[tuple[str, Cond]]:
+    out = [(path, c)]
+    for op, v in c.operators():
+        if op in ("all", "any"):
+            for i, k in enumerate(v):
+                out.extend(_walk(k, f"{path}.{op}[{i}]"))
+        elif op in ("not", "exists"):
+            out.extend(_walk(v, f"{path}.{op}"))
+        elif op == "sequence":
+            out.extend(_walk(v.first, f"{path}.sequence.first"))
+            out.extend(_walk(v.then, f"{path}.sequence.then"))
+        elif op == "count":
+            out.extend(_walk(v.of, f"{path}.count.of"))
+        elif op == "hold":
+            out.extend(_walk(v.notice, f"{path}.hold.notice"))
+            out.extend(_walk(v.thanks, f"{path}.hold.thanks"))
+        elif op == "silence" and v.except_after is not None:
+            out.extend(_walk(v.except_after, f"{path}.silence.except_after"))
+        elif op == "stages":
+            for i, s in enumerate(v.stages):
+                out.extend(_walk(s.match, f"{path}.stages[{i}]"))
+    return out
+
+
+def _conjuncts(c: Cond) -> list[tuple[str, Any]]:
+    """Operators that must all hold together (implicit and explicit ``all``)."""
+    out: list[tuple[str, Any]] = []
+    for op, v in c.operators():
+        if op == "all":
+            for k in v:
+                out.extend(_conjuncts(k))
+        else:
+            out.append((op, v))
+    return out
+
+
+def _minutes(ranges: list[str]) -> set[int]:
+    mins: set[int] = set()
+    for r in ranges:
+        a, b = parse_range(r)
+        mins |= set(range(a, b)) if a <= b else set(range(a, 1440)) | set(range(0, b))
+    return mins
+
+
+def _contradictions(c: Cond) -> list[str]:
+    parts = _conjuncts(c)
+    msgs = []
+    roles = {v for op, v in parts if op == "role" and v != "any"}
+    if len(roles) > 1:
+        msgs.append(f"'all' of different roles {sorted(roles)} can never hold on one utterance")
+    dirs = {v for op, v in parts if op == "direction"}
+    if len(dirs) > 1:
+        msgs.append("'all' of both call directions can never hold")
+    times = [v.between for op, v in parts if op == "time_of_day"]
+    if len(times) > 1:
+        common = _minutes(times[0])
+        for t in times[1:]:
+            common &= _minutes(t)
+        if not common:
+            msgs.append("'all' of time_of_day ranges that do not overlap can never hold")
+    pos = set()
+    neg = set()
+    for op, v in parts:
+        if op == "keyword" and v.any is not None:
+            pos |= set(v.any) if len(v.any) == 1 else set()
+            pos |= set(v.all or [])
+        if op == "keyword" and v.all is not None:
+            pos |= set(v.all)
+        if op == "keyword" and v.none is not None:
+            neg |= set(v.none)
+        if op == "not":
+            for op2, v2 in v.operators():
+                if op2 == "keyword" and v2.any is not None:
+                    neg |= set(v2.any)
+    both = pos & neg
+    if both:
+        msgs.append(f"requires and excludes the same phrase(s) {sorted(both)}")
+    return msgs
+
+
+def lint_rule(spec: RuleSpec, loc: Location, settings: Settings) -> list[Issue]:
+    issues: list[Issue] = []
+
+    def err(msg: str) -> None:
+        issues.append(Issue("error", loc, spec.id, msg))
+
+    def warn(msg: str) -> None:
+        issues.append(Issue("warning", loc, spec.id, msg))
+
+    sc = spec.scope
+    if not spec.enabled:
+        warn("disabled (enabled: false): it is not evaluated")
+    maxd = settings.max_call_seconds
+    for name in ("first_seconds", "last_seconds"):
+        v = getattr(sc, name)
+        if v is not None and v >= maxd:
+            err(f"scope.{name} {v:g} s is beyond the longest call ({maxd:g} s)")
+    body = spec.require if spec.require is not None else spec.forbid
+    assert body is not None
+    for part, cond in (("when", spec.when), ("body", body)):
+        if cond is None:
+            continue
+        for path, c in _walk(cond):
+            where = f"{part}{path}"
+            for msg in _contradictions(c):
+                err(f"{where}: unreachable: {msg}")
+            for op, v in c.operators():
+                if op == "position":
+                    if v.first_seconds is not None and v.first_seconds >= maxd:
+                        err(f"{where}.position: first_seconds beyond the longest call")
+                    if (
+                        part == "body"
+                        and sc.first_turns is not None
+                        and v.index is not None
+                        and all(i >= sc.first_turns for i in v.index)
+                    ):
+                        err(f"{where}.position: index outside the scope's first_turns window")
+                if op == "duration" and v.over is not None and v.over >= maxd:
+                    err(f"{where}.duration: over {v.over:g} s can never be reached")
+                if op == "fuzzy":
+                    for ph in v.phrases:
+                        if len(syllables(fold_text(match_form(ph)))) < 2:
+                            warn(f"{where}.fuzzy: {ph!r} is one syllable: matched exactly")
+                if (
+                    op == "role"
+                    and part == "body"
+                    and sc.role != "any"
+                    and v not in (sc.role, "any")
+                    and ".not" not in path
+                ):
+                    err(f"{where}: role {v} but the scope only lets {sc.role} speech through")
+    if spec.when is not None and sc.direction is not None:
+        for op, v in _conjuncts(spec.when):
+            if op == "direction" and v != sc.direction:
+                err(f"when.direction {v} contradicts scope.direction {sc.direction}")
+    if spec.require is not None and all(op in STATIC_OPS for op, _ in spec.require.operators()):
+        warn("require of call metadata only: it does not depend on what is said")
+    return issues
+
+
+def lint_pack(
+    path: str | Path | None = None, fixtures_dir: str | Path | None = None
+) -> list[Issue]:
+    res = analyse_pack(path)
+    issues = [Issue("error", loc, "", msg) for loc, msg in res.problems]
+    settings = res.pack.settings if res.pack is not None else Settings.model_validate({})
+    for spec, loc in res.specs:
+        issues.extend(lint_rule(spec, loc, settings))
+    # unused settings
+    if res.pack is not None:
+        defined = {f"thresholds.{k}" for k in settings.thresholds} | {
+            f"phrases.{k}" for k in settings.phrases
+        }
+        for name in sorted(defined - res.used_refs):
+            issues.append(
+                Issue(
+                    "warning", Location(str(res.pack.files[0])), "", f"setting {name} is never used"
+                )
+            )
+    # fixtures
+    fx_dir = (
+        Path(fixtures_dir)
+        if fixtures_dir is not None
+        else default_fixtures_dir(Path(path) if path is not None else None)
+    )
+    try:
+        fixtures = load_fixtures(fx_dir) if fx_dir.exists() else []
+    except ConfigError as e:
+        issues.extend(Issue("error", loc, "", msg) for loc, msg in e.problems)
+        fixtures = []
+    if res.pack is not None:
+        issues.extend(Issue("error", loc, "", msg) for loc, msg in check_ids(res.pack, fixtures))
+        cov = coverage(fixtures)
+        for spec, loc in res.specs:
+            if not spec.enabled:
+                continue
+            got = cov.get(spec.id, set())
+            if "fire" not in got:
+                issues.append(Issue("error", loc, spec.id, "no fixture where it must fire"))
+            if "ok" not in got:
+                issues.append(
+                    Issue("error", loc, spec.id, "no fixture where it must not fire (ok)")
+                )
+    return issues

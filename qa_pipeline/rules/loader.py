@@ -1,0 +1,413 @@
+"""Load, validate and compile a rule pack: ``load_pack`` and :class:`RulePack`."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+import qa_pipeline
+
+from ..errors import ConfigError, Location
+from ..messages import Role
+from .compiler import CompiledRule, CompileError, Compiler
+from .nodes import SNode
+from .schema import PackSpec, RuleFile, RuleSpec, Settings
+from .textindex import TextIndex
+from .yamlsrc import YMap, YSeq, line_of, load_yaml_file
+
+PACK_FILE = "pack.yaml"
+_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.]*)\}")
+
+Problem = tuple[Location, str]
+
+
+def default_pack_path() -> Path:
+    """``configs/rules/`` of the repository this package lives in."""
+    return Path(qa_pipeline.__file__).resolve().parents[1] / "configs" / "rules"
+
+
+@dataclass(eq=False)
+class RulePack:
+    """A validated, compiled rule pack. Immutable after loading; share it across calls."""
+
+    name: str
+    version: str
+    declared_version: str
+    description: str
+    settings: Settings
+    rules: tuple[CompiledRule, ...]
+    files: tuple[Path, ...]
+    index: TextIndex
+    statics: tuple[SNode, ...]
+    holiday_atoms: dict[tuple[int, float], tuple[int, ...]]
+    order: tuple[int, ...]
+    locations: dict[str, Location]
+    always: dict[Role, tuple[int, ...]] = field(default_factory=dict)
+    by_atom: dict[Role, dict[int, tuple[int, ...]]] = field(default_factory=dict)
+    timeline_rules: tuple[int, ...] = ()
+    clock_rules: tuple[int, ...] = ()
+    tl_by_kind: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
+    tl_interest: dict[str, float] = field(default_factory=dict)
+    verdict_cache: dict[Any, Any] = field(default_factory=dict)
+
+    def dispatch_for(self, a: Any, role: Role) -> tuple[int, ...]:
+        """Rules (indices, in order) that an utterance with analysis ``a`` of ``role`` can
+        matter to; memoised on the analysis by the evaluator."""
+        by_atom = self.by_atom[role]
+        idx = set(self.always[role])
+        for atom in a.spans:
+            hit = by_atom.get(atom)
+            if hit:
+                idx.update(hit)
+        return tuple(sorted(idx))
+
+    def rule(self, rule_id: str) -> CompiledRule:
+        for r in self.rules:
+            if r.id == rule_id:
+                return r
+        raise KeyError(rule_id)
+
+    @property
+    def rule_ids(self) -> list[str]:
+        return [r.id for r in self.rules]
+
+    def grade_label(self, grade: str) -> str:
+        """English label of a grade name (``满意`` -> ``satisfied``)."""
+        for g in self.settings.grades:
+            if g.name == grade:
+                return g.label
+        return grade
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _fmt_loc(loc: Iterable[int | str]) -> str:
+    out = ""
+    for p in loc:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def _validation_problems(
+    e: ValidationError, data: Any, path: str, prefix: tuple[int | str, ...] = ()
+) -> list[Problem]:
+    out = []
+    for err in e.errors(include_url=False):
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        line = line_of(data, loc)
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        out.append((Location(path, line), f"{_fmt_loc(prefix + loc)}: {msg}"))
+    return out
+
+
+def _lookup(settings: dict[str, Any], ref: str) -> Any:
+    node: Any = settings
+    for part in ref.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            raise KeyError(ref)
+    return node
+
+
+def _substitute(node: Any, settings: dict[str, Any], path: str, problems: list[Problem]) -> Any:
+    """Replace ``${settings refs}`` in place (keeps YMap/YSeq line info)."""
+    if isinstance(node, YMap):
+        for k in list(node.keys()):
+            node[k] = _subst_value(node[k], settings, path, node.key_lines.get(k, 0), problems)
+        return node
+    if isinstance(node, YSeq):
+        items, lines = [], []
+        for v, ln in zip(list(node), node.item_lines, strict=True):
+            whole = isinstance(v, str) and _REF.fullmatch(v.strip())
+            nv = _subst_value(v, settings, path, ln, problems)
+            if whole and isinstance(nv, list):
+                items.extend(nv)
+                lines.extend([ln] * len(nv))
+            else:
+                items.append(nv)
+                lines.append(ln)
+        node[:] = items
+        node.item_lines = lines
+        return node
+    return node
+
+
+def _subst_value(
+    v: Any, settings: dict[str, Any], path: str, line: int, problems: list[Problem]
+) -> Any:
+    if isinstance(v, (YMap, YSeq)):
+        return _substitute(v, settings, path, problems)
+    if not isinstance(v, str) or "${" not in v:
+        return v
+    m = _REF.fullmatch(v.strip())
+    try:
+        if m:
+            return copy.deepcopy(_lookup(settings, m.group(1)))
+        return _REF.sub(lambda mm: str(_lookup(settings, mm.group(1))), v)
+    except KeyError as e:
+        problems.append((Location(path, line), f"unknown setting ${{{e.args[0]}}}"))
+        return v
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any], where: str, problems: list[Problem]) -> None:
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _merge(base[k], v, f"{where}{k}.", problems)
+        elif where and k not in base:
+            problems.append((Location("<settings override>"), f"unknown setting {where}{k}"))
+        else:
+            base[k] = v
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    return v
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+@dataclass
+class LoadResult:
+    """Everything learnt while loading, including problems (used by ``lint``)."""
+
+    pack: RulePack | None
+    problems: list[Problem]
+    specs: list[tuple[RuleSpec, Location]]
+    settings_raw: dict[str, Any]
+    used_refs: set[str]
+
+
+def pack_files(path: Path) -> tuple[Path | None, list[Path]]:
+    """(pack header file, rule files) for a directory or a single YAML file."""
+    if path.is_dir():
+        header = path / PACK_FILE
+        rules = sorted(
+            p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.name != PACK_FILE
+        )
+        return (header if header.exists() else None), rules
+    return path, []
+
+
+def analyse_pack(
+    path: str | Path | None = None, settings: dict[str, Any] | None = None
+) -> LoadResult:
+    """Load a pack collecting every problem instead of stopping at the first."""
+    root = Path(path) if path is not None else default_pack_path()
+    problems: list[Problem] = []
+    specs: list[tuple[RuleSpec, Location]] = []
+    used: set[str] = set()
+    if not root.exists():
+        problems.append((Location(str(root)), "no such file or directory"))
+        return LoadResult(None, problems, specs, {}, used)
+    header_path, rule_paths = pack_files(root)
+    if header_path is None:
+        problems.append((Location(str(root / PACK_FILE)), "missing pack.yaml (name, version)"))
+        return LoadResult(None, problems, specs, {}, used)
+
+    docs: list[tuple[Path, Any]] = []
+    for p in [header_path, *rule_paths]:
+        try:
+            docs.append((p, load_yaml_file(p)))
+        except ConfigError as e:
+            problems.extend(e.problems)
+
+    header: Any = docs[0][1] if docs and docs[0][0] == header_path else None
+    spec_header: PackSpec | None = None
+    settings_raw: dict[str, Any] = {}
+    inline_rules: Any = None
+    if header is not None:
+        if not isinstance(header, dict):
+            problems.append((Location(str(header_path), 1), "pack file must be a mapping"))
+        else:
+            inline_rules = header.get("rules")
+            hdr = {k: v for k, v in header.items() if k != "rules"}
+            raw_settings = _plain(hdr.get("settings") or {})
+            if settings:
+                _merge(raw_settings, _plain(settings), "", problems)
+            settings_raw = raw_settings
+            hdr_checked = YMap()
+            hdr_checked.update(hdr)
+            hdr_checked.key_lines = getattr(header, "key_lines", {})
+            hdr_checked.line = getattr(header, "line", 0)
+            if settings:
+                hdr_checked["settings"] = raw_settings
+            try:
+                spec_header = PackSpec.model_validate(hdr_checked)
+            except ValidationError as e:
+                problems.extend(_validation_problems(e, hdr_checked, str(header_path)))
+
+    sources: list[tuple[Path, Any]] = []
+    if inline_rules is not None:
+        sources.append((header_path, header))
+    sources.extend(d for d in docs if d[0] != header_path)
+    ref_settings = _plain(settings_raw)
+    for p, data in sources:
+        if not isinstance(data, dict):
+            problems.append((Location(str(p), 1), "a rule file must be a mapping with 'rules:'"))
+            continue
+        body = _only_rules(data) if p == header_path and isinstance(data, YMap) else data
+        text = json.dumps(_plain(body), ensure_ascii=False, default=str)
+        used |= set(_REF.findall(text))
+        _substitute(body, ref_settings, str(p), problems)
+        try:
+            rf = RuleFile.model_validate(body)
+        except ValidationError as e:
+            problems.extend(_validation_problems(e, body, str(p)))
+            continue
+        rules_node = body["rules"]
+        for i, r in enumerate(rf.rules):
+            specs.append((r, Location(str(p), rules_node.item_lines[i])))
+
+    seen: dict[str, Location] = {}
+    for r, loc in specs:
+        if r.id in seen:
+            problems.append((loc, f"duplicate rule id {r.id} (first at {seen[r.id]})"))
+        else:
+            seen[r.id] = loc
+    if spec_header is None or problems:
+        return LoadResult(None, problems, specs, settings_raw, used)
+    pack = _compile(spec_header, specs, [header_path, *rule_paths], problems, settings)
+    return LoadResult(pack, problems, specs, settings_raw, used)
+
+
+def _only_rules(header: YMap) -> YMap:
+    m = YMap()
+    m["rules"] = header["rules"]
+    m.key_lines = {"rules": header.key_lines.get("rules", 0)}
+    m.line = header.line
+    return m
+
+
+def _compile(
+    hdr: PackSpec,
+    specs: list[tuple[RuleSpec, Location]],
+    files: list[Path],
+    problems: list[Problem],
+    overrides: dict[str, Any] | None,
+) -> RulePack | None:
+    ix = TextIndex()
+    comp = Compiler(ix, hdr.settings)
+    ids = {r.id for r, _ in specs}
+    compiled: list[CompiledRule] = []
+    enabled = [(r, loc) for r, loc in specs if r.enabled]
+    for i, (spec, loc) in enumerate(enabled):
+        try:
+            cr = comp.rule(spec, i)
+        except CompileError as e:
+            problems.append((loc, f"{spec.id}: {_fmt_loc(e.path)}: {e}"))
+            continue
+        for d in cr.deps:
+            if d not in ids:
+                problems.append((loc, f"{spec.id}: verdicts refers to unknown rule {d}"))
+            elif d not in {r.id for r, _ in enabled}:
+                problems.append((loc, f"{spec.id}: verdicts refers to disabled rule {d}"))
+        compiled.append(cr)
+    order = _topo(compiled, problems, {r.id: loc for r, loc in specs})
+    holiday_atoms: dict[tuple[int, float], tuple[int, ...]] = {}
+    for hi, h in enumerate(hdr.settings.holidays):
+        for thr in sorted(comp.holiday_thresholds):
+            holiday_atoms[(hi, thr)] = tuple(ix.fuzzy(g, thr) for g in h.greeting)
+    if problems:
+        return None
+    ix.finish()
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.name.encode())
+        digest.update(f.read_bytes())
+    if overrides:
+        digest.update(json.dumps(overrides, sort_keys=True, default=str).encode())
+    pack = RulePack(
+        name=hdr.name,
+        version=f"{hdr.version}+{digest.hexdigest()[:12]}",
+        declared_version=hdr.version,
+        description=hdr.description,
+        settings=hdr.settings,
+        rules=tuple(compiled),
+        files=tuple(files),
+        index=ix,
+        statics=tuple(comp.statics),
+        holiday_atoms=holiday_atoms,
+        order=tuple(order),
+        locations={r.id: loc for r, loc in specs},
+    )
+    _build_dispatch(pack)
+    return pack
+
+
+def _topo(
+    rules: list[CompiledRule], problems: list[Problem], locs: dict[str, Location]
+) -> list[int]:
+    by_id = {r.id: r for r in rules}
+    order: list[int] = []
+    state: dict[str, int] = {}
+
+    def visit(r: CompiledRule, stack: list[str]) -> None:
+        s = state.get(r.id, 0)
+        if s == 2:
+            return
+        if s == 1:
+            cyc = " -> ".join([*stack[stack.index(r.id) :], r.id])
+            problems.append((locs[r.id], f"verdicts cycle: {cyc}"))
+            return
+        state[r.id] = 1
+        for d in r.deps:
+            if d in by_id:
+                visit(by_id[d], [*stack, r.id])
+        state[r.id] = 2
+        order.append(r.index)
+
+    for r in rules:
+        visit(r, [])
+    return order
+
+
+def _build_dispatch(pack: RulePack) -> None:
+    for role in Role:
+        always: list[int] = []
+        by_atom: dict[int, list[int]] = {}
+        for r in pack.rules:
+            if role not in r.utt_roles:
+                continue
+            if r.trigger is None:
+                always.append(r.index)
+            else:
+                for atom in r.trigger:
+                    by_atom.setdefault(atom, []).append(r.index)
+        pack.always[role] = tuple(always)
+        pack.by_atom[role] = {a: tuple(v) for a, v in by_atom.items()}
+    pack.timeline_rules = tuple(r.index for r in pack.rules if r.wants_timeline)
+    for r in pack.rules:
+        for kind, thr in r.tl_interest.items():
+            pack.tl_by_kind.setdefault(kind, []).append((thr, r.index))
+            pack.tl_interest[kind] = min(thr, pack.tl_interest.get(kind, thr))
+    pack.clock_rules = tuple(r.index for r in pack.rules if r.wants_clock)
+
+
+def load_pack(path: str | Path | None = None, settings: dict[str, Any] | None = None) -> RulePack:
+    """Load a rule pack (a directory of YAML files or one file); ``None`` = the default pack.
+
+    ``settings`` overrides the pack's settings (deep-merged; unknown names are errors).
+    Raises :class:`~qa_pipeline.errors.ConfigError` listing every problem with file:line.
+    """
+    res = analyse_pack(path, settings)
+    if res.problems or res.pack is None:
+        raise ConfigError(res.problems or [(Location(str(path)), "cannot load pack")])
+    return res.pack

@@ -1,0 +1,1159 @@
+"""Compiled conditions: the objects the evaluator runs.
+
+Three kinds of node, decided when a pack is compiled:
+
+* **static** (:class:`SNode`): call metadata only (direction, time of day, calendar);
+  evaluated once when the call starts.
+* **utterance** (:class:`UNode`): true or false for one utterance, with the matched span.
+  ``trigger`` is the set of exact-phrase atoms one of which must occur for the node to
+  match (``None``: unknown), so the evaluator only runs a rule on utterances that can
+  matter to it. ``deferred`` nodes need the end of the call (``last_turns``, index -1).
+* **call** (:class:`CNode`): stateful over the call; yields *events* (something found,
+  with evidence) as utterances, timeline events or the clock arrive, and at ``close``.
+
+Node objects are immutable and shared by all calls; per-call state lives in the rule run's
+``st`` list at the node's ``slot``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from rapidfuzz import fuzz
+
+from ..messages import CallInfo, Direction, Evidence, Role, Utterance
+from .textindex import Analysis, Span, TextIndex
+
+if TYPE_CHECKING:
+    from .engine import RuleRun
+    from .timeline import TEvent
+
+Ev = tuple[Evidence, str]
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class UttCtx:
+    """One utterance as the rules see it."""
+
+    __slots__ = ("a", "call_end", "ev", "n", "role_total", "turn", "u")
+
+    def __init__(self, u: Utterance, a: Analysis, turn: int, n: int, ev: Any) -> None:
+        self.u = u
+        self.a = a
+        self.turn = turn  # index among this role's utterances
+        self.n = n  # index among all utterances
+        self.ev = ev  # the CallEvaluator (statics, holiday atoms)
+        self.role_total = -1  # known only at call end
+        self.call_end = -1.0
+
+    def evidence(self, span: Span | None = None) -> Evidence:
+        u = self.u
+        return Evidence(
+            start=u.start,
+            end=u.end,
+            utterance_index=u.index,
+            role=u.role,
+            text=u.text,
+            matched=self.a.mf[span[0] : span[1]] if span else "",
+        )
+
+
+# =============================================================================== static
+
+
+class SNode:
+    """A condition on call metadata; ``eval`` runs once per call."""
+
+    slot = -1
+
+    def eval(self, call: CallInfo, holidays: Sequence[Any]) -> bool:
+        raise NotImplementedError
+
+
+class SDirection(SNode):
+    def __init__(self, direction: Direction) -> None:
+        self.direction = direction
+
+    def eval(self, call: CallInfo, holidays: Sequence[Any]) -> bool:
+        return call.direction == self.direction
+
+
+class SStartKnown(SNode):
+    def __init__(self, known: bool) -> None:
+        self.known = known
+
+    def eval(self, call: CallInfo, holidays: Sequence[Any]) -> bool:
+        return (call.started_at is not None) == self.known
+
+
+class STimeOfDay(SNode):
+    def __init__(self, ranges: list[tuple[int, int]]) -> None:
+        self.ranges = ranges
+
+    def eval(self, call: CallInfo, holidays: Sequence[Any]) -> bool:
+        if call.started_at is None:
+            return False
+        m = call.started_at.hour * 60 + call.started_at.minute
+        return any((a <= m < b) if a <= b else (m >= a or m < b) for a, b in self.ranges)
+
+
+class SCalendar(SNode):
+    def __init__(
+        self, holiday: bool | None, weekday: list[str] | None, dates: list[dt.date] | None
+    ) -> None:
+        self.holiday = holiday
+        self.weekday = weekday
+        self.dates = dates
+
+    def eval(self, call: CallInfo, holidays: Sequence[Any]) -> bool:
+        if call.started_at is None:
+            return False
+        day = call.started_at.date()
+        if self.holiday is not None:
+            is_h = any(h.covers(day) for h in holidays)
+            if is_h != self.holiday:
+                return False
+        if self.weekday is not None and _WEEKDAYS[day.weekday()] not in self.weekday:
+            return False
+        return not (self.dates is not None and day not in self.dates)
+
+
+class SAll(SNode):
+    def __init__(self, kids: list[SNode]) -> None:
+        self.kids = kids
+
+    def eval(self, call: CallInfo, holidays: Sequence[Any]) -> bool:
+        return all(k.eval(call, holidays) for k in self.kids)
+
+
+class SAny(SNode):
+    def __init__(self, kids: list[SNode]) -> None:
+        self.kids = kids
+
+    def eval(self, call: CallInfo, holidays: Sequence[Any]) -> bool:
+        return any(k.eval(call, holidays) for k in self.kids)
+
+
+class SNot(SNode):
+    def __init__(self, kid: SNode) -> None:
+        self.kid = kid
+
+    def eval(self, call: CallInfo, holidays: Sequence[Any]) -> bool:
+        return not self.kid.eval(call, holidays)
+
+
+# =============================================================================== utterance
+
+
+class UNode:
+    trigger: frozenset[int] | None = None
+    deferred = False
+
+    def match(self, x: UttCtx) -> Span | None:
+        raise NotImplementedError
+
+
+def _whole(x: UttCtx) -> Span:
+    return (0, len(x.a.mf))
+
+
+class UStatic(UNode):
+    """A static condition used inside an utterance condition (a constant for the call)."""
+
+    def __init__(self, node: SNode) -> None:
+        self.node = node
+
+    def match(self, x: UttCtx) -> Span | None:
+        return (0, 0) if x.ev.statics[self.node.slot] else None
+
+
+class URole(UNode):
+    def __init__(self, role: Role) -> None:
+        self.role = role
+
+    def match(self, x: UttCtx) -> Span | None:
+        return (0, 0) if x.u.role == self.role else None
+
+
+class UKeywordAny(UNode):
+    def __init__(self, atoms: list[int], at: str = "anywhere") -> None:
+        self.atoms = tuple(atoms)
+        self.trigger = frozenset(atoms)
+        self.at = at
+
+    def match(self, x: UttCtx) -> Span | None:
+        spans = x.a.spans
+        at = self.at
+        n = len(x.a.mf)
+        for atom in self.atoms:
+            hits = spans.get(atom)
+            if hits:
+                if at == "anywhere":
+                    return hits[0]
+                for s in hits:
+                    if (
+                        (at == "start" and s[0] == 0)
+                        or (at == "end" and s[1] == n)
+                        or (at == "whole" and s[0] == 0 and s[1] == n)
+                    ):
+                        return s
+        return None
+
+
+class UKeywordAll(UNode):
+    def __init__(self, atoms: list[int]) -> None:
+        self.atoms = tuple(atoms)
+        self.trigger = frozenset(atoms[:1])
+
+    def match(self, x: UttCtx) -> Span | None:
+        spans = x.a.spans
+        lo, hi = 1 << 30, 0
+        for atom in self.atoms:
+            hits = spans.get(atom)
+            if not hits:
+                return None
+            lo, hi = min(lo, hits[0][0]), max(hi, hits[0][1])
+        return (lo, hi)
+
+
+class UKeywordAtLeast(UNode):
+    def __init__(self, atoms: list[int], n: int) -> None:
+        self.atoms = tuple(atoms)
+        self.n = n
+        self.trigger = frozenset(atoms)
+
+    def match(self, x: UttCtx) -> Span | None:
+        spans = x.a.spans
+        found = [spans[a][0] for a in self.atoms if a in spans]
+        if len(found) < self.n:
+            return None
+        return (min(s[0] for s in found), max(s[1] for s in found))
+
+
+class UKeywordNone(UNode):
+    def __init__(self, atoms: list[int]) -> None:
+        self.atoms = tuple(atoms)
+
+    def match(self, x: UttCtx) -> Span | None:
+        spans = x.a.spans
+        for atom in self.atoms:
+            if atom in spans:
+                return None
+        return _whole(x)
+
+
+class ULazy(UNode):
+    """Any of some lazily computed atoms (fuzzy phrases, regex, similar, entity)."""
+
+    def __init__(self, ix: TextIndex, atoms: list[int]) -> None:
+        self.ix = ix
+        self.atoms = tuple(atoms)
+        self.trigger = frozenset(atoms)
+
+    def match(self, x: UttCtx) -> Span | None:
+        spans = x.a.spans
+        for atom in self.atoms:
+            hits = spans.get(atom)
+            if hits:
+                return hits[0]
+        return None
+
+
+class UHolidayGreeting(UNode):
+    """The greeting of the holiday the call falls on (atoms chosen per call)."""
+
+    def __init__(self, ix: TextIndex, threshold: float) -> None:
+        self.ix = ix
+        self.threshold = threshold
+
+    def match(self, x: UttCtx) -> Span | None:
+        for atom in x.ev.holiday_atoms.get(self.threshold, ()):
+            hits = self.ix.hits(x.a, atom)
+            if hits:
+                return hits[0]
+        return None
+
+
+class UPosition(UNode):
+    def __init__(
+        self,
+        first_seconds: float | None,
+        last_seconds: float | None,
+        first_turns: int | None,
+        last_turns: int | None,
+        index: list[int] | None,
+    ) -> None:
+        self.first_seconds = first_seconds
+        self.last_seconds = last_seconds
+        self.first_turns = first_turns
+        self.last_turns = last_turns
+        self.index = index
+        self.deferred = (
+            last_seconds is not None
+            or last_turns is not None
+            or (index is not None and any(i < 0 for i in index))
+        )
+
+    def match(self, x: UttCtx) -> Span | None:
+        u = x.u
+        if self.first_seconds is not None and u.start >= self.first_seconds:
+            return None
+        if self.first_turns is not None and x.turn >= self.first_turns:
+            return None
+        if self.last_seconds is not None and (
+            x.call_end < 0 or u.end <= x.call_end - self.last_seconds
+        ):
+            return None
+        if self.last_turns is not None and (
+            x.role_total < 0 or x.turn < x.role_total - self.last_turns
+        ):
+            return None
+        if self.index is not None:
+            ok = False
+            for i in self.index:
+                if (
+                    i >= 0
+                    and x.turn == i
+                    or i < 0
+                    and x.role_total >= 0
+                    and x.turn == x.role_total + i
+                ):
+                    ok = True
+            if not ok:
+                return None
+        return (0, 0)
+
+
+class UProximity(UNode):
+    def __init__(self, a: list[int], b: list[int], within: int, ordered: bool) -> None:
+        self.a = tuple(a)
+        self.b = tuple(b)
+        self.within = within
+        self.ordered = ordered
+        self.trigger = frozenset(a)
+
+    def match(self, x: UttCtx) -> Span | None:
+        spans = x.a.spans
+        bs = [s for atom in self.b for s in spans.get(atom, ())]
+        if not bs:
+            return None
+        for atom in self.a:
+            for sa in spans.get(atom, ()):
+                for sb in bs:
+                    if sb[0] >= sa[1]:
+                        dist = sb[0] - sa[1]
+                    elif self.ordered:
+                        continue
+                    else:
+                        dist = max(sa[0] - sb[1], 0)
+                    if dist <= self.within:
+                        return (min(sa[0], sb[0]), max(sa[1], sb[1]))
+        return None
+
+
+class UNegation(UNode):
+    """A phrase with a negator (不, 没有, …) ending at most ``within`` characters before it."""
+
+    def __init__(self, phrases: list[int], negators: list[int], within: int) -> None:
+        self.phrases = tuple(phrases)
+        self.negators = tuple(negators)
+        self.within = within
+        self.trigger = frozenset(phrases)
+
+    def match(self, x: UttCtx) -> Span | None:
+        spans = x.a.spans
+        negs = [s for atom in self.negators for s in spans.get(atom, ())]
+        if not negs:
+            return None
+        for atom in self.phrases:
+            for sp in spans.get(atom, ()):
+                for sn in negs:
+                    if sn[1] <= sp[0] and sp[0] - sn[1] < self.within:
+                        return (sn[0], sp[1])
+        return None
+
+
+class UAll(UNode):
+    def __init__(self, kids: list[UNode]) -> None:
+        self.kids = kids
+        trig = [k.trigger for k in kids if k.trigger is not None]
+        self.trigger = min(trig, key=len) if trig else None
+        self.deferred = any(k.deferred for k in kids)
+
+    def match(self, x: UttCtx) -> Span | None:
+        best: Span | None = None
+        for k in self.kids:
+            s = k.match(x)
+            if s is None:
+                return None
+            if best is None or (s[1] > s[0] and best[1] <= best[0]):
+                best = s
+        return best
+
+
+class UAny(UNode):
+    def __init__(self, kids: list[UNode]) -> None:
+        self.kids = kids
+        trig = [k.trigger for k in kids]
+        self.trigger = None if any(t is None for t in trig) else frozenset().union(*trig)  # type: ignore[arg-type]
+        self.deferred = any(k.deferred for k in kids)
+
+    def match(self, x: UttCtx) -> Span | None:
+        for k in self.kids:
+            s = k.match(x)
+            if s is not None:
+                return s
+        return None
+
+
+class UNot(UNode):
+    def __init__(self, kid: UNode) -> None:
+        self.kid = kid
+        self.deferred = kid.deferred
+
+    def match(self, x: UttCtx) -> Span | None:
+        return None if self.kid.match(x) is not None else (0, 0)
+
+
+# =============================================================================== call level
+
+
+class CNode:
+    """Stateful call-level condition. Methods return new events or ``None``."""
+
+    slot = 0
+    wants_utts = False
+    wants_timeline = False
+    wants_clock = False
+    needs_end = False  # only decided at close
+    trigger: frozenset[int] | None = frozenset()
+
+    def tl_interest(self) -> dict[str, float]:
+        """Timeline event kinds this node reacts to, with the shortest duration of interest."""
+        out: dict[str, float] = {}
+        for k in self.kids():
+            for kind, v in k.tl_interest().items():
+                out[kind] = min(v, out.get(kind, v))
+        return out
+
+    def start(self, r: RuleRun) -> list[Ev] | None:
+        r.st[self.slot] = False
+        return None
+
+    def due(self, r: RuleRun) -> float:
+        """Call-clock time at which ``on_clock`` may decide something (inf: never)."""
+        out = float("inf")
+        for k in self.kids():
+            if k.wants_clock:
+                out = min(out, k.due(r))
+        return out
+
+    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
+        return None
+
+    def on_tl(self, r: RuleRun, e: TEvent) -> list[Ev] | None:
+        return None
+
+    def on_clock(self, r: RuleRun, now: float) -> list[Ev] | None:
+        return None
+
+    def close(self, r: RuleRun) -> list[Ev] | None:
+        return None
+
+    def found(self, r: RuleRun) -> bool:
+        return bool(r.st[self.slot])
+
+    def detail(self, r: RuleRun) -> str:
+        return ""
+
+    def kids(self) -> list[CNode]:
+        return []
+
+
+def _span_ev(start: float, end: float, detail: str) -> Ev:
+    return (Evidence(start=start, end=end), detail)
+
+
+class CStatic(CNode):
+    """Call metadata at call level: found at call start when true."""
+
+    def __init__(self, node: SNode, label: str) -> None:
+        self.node = node
+        self.label = label
+
+    def start(self, r: RuleRun) -> list[Ev] | None:
+        ok = bool(r.ev.statics[self.node.slot])
+        r.st[self.slot] = ok
+        if ok:
+            return [_span_ev(0.0, 0.0, self.label)]
+        return None
+
+
+class CExists(CNode):
+    """An utterance condition at call level: found for each matching utterance."""
+
+    wants_utts = True
+
+    def __init__(self, u: UNode, label: str) -> None:
+        self.u = u
+        self.trigger = u.trigger
+        self.label = label
+
+    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
+        s = self.u.match(x)
+        if s is None:
+            return None
+        r.st[self.slot] = True
+        m = x.a.mf[s[0] : s[1]]
+        return [(x.evidence(s), f"“{m}”" if m else self.label)]
+
+    def detail(self, r: RuleRun) -> str:
+        return f"未出现：{self.label}"
+
+
+class CCount(CNode):
+    wants_utts = True
+
+    def __init__(self, u: UNode, at_least: int | None, over: int | None, label: str) -> None:
+        self.u = u
+        self.at_least = at_least
+        self.over = over
+        self.trigger = u.trigger
+        self.label = label
+
+    def start(self, r: RuleRun) -> list[Ev] | None:
+        r.st[self.slot] = 0
+        return None
+
+    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
+        s = self.u.match(x)
+        if s is None:
+            return None
+        n = r.st[self.slot] = r.st[self.slot] + 1
+        if self.at_least is not None and n == self.at_least:
+            return [(x.evidence(s), f"第 {n} 次：{self.label}")]
+        if self.over is not None and n > self.over:
+            return [(x.evidence(s), f"第 {n} 次（上限 {self.over}）：{self.label}")]
+        return None
+
+    def found(self, r: RuleRun) -> bool:
+        n = r.st[self.slot]
+        return n >= self.at_least if self.at_least is not None else n > (self.over or 0)
+
+    def detail(self, r: RuleRun) -> str:
+        return f"{self.label} 出现 {r.st[self.slot]} 次（至少 {self.at_least} 次）"
+
+
+class CShare(CNode):
+    """Occurrences of ``of`` among occurrences of ``among``; decided at close."""
+
+    wants_utts = True
+    needs_end = True
+
+    def __init__(
+        self,
+        of: list[int],
+        among: list[int],
+        over: float | None,
+        under: float | None,
+        min_total: int,
+        label: str,
+    ) -> None:
+        self.of = frozenset(of)
+        self.among = tuple(sorted(set(among) | set(of)))
+        self.over = over
+        self.under = under
+        self.min_total = min_total
+        self.trigger = frozenset(self.among)
+        self.label = label
+
+    def start(self, r: RuleRun) -> list[Ev] | None:
+        r.st[self.slot] = [0, 0, False, None]
+        return None
+
+    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
+        st = r.st[self.slot]
+        spans = x.a.spans
+        for atom in self.among:
+            hits = spans.get(atom)
+            if hits:
+                st[1] += len(hits)
+                if atom in self.of:
+                    st[0] += len(hits)
+                    if st[3] is None:
+                        st[3] = x.evidence(hits[0])
+        return None
+
+    def close(self, r: RuleRun) -> list[Ev] | None:
+        st = r.st[self.slot]
+        n_of, total = st[0], st[1]
+        if total < self.min_total:
+            return None
+        share = n_of / total
+        if (self.over is not None and share > self.over) or (
+            self.under is not None and share < self.under
+        ):
+            st[2] = True
+            ev = st[3] or Evidence(start=0.0, end=0.0)
+            return [(ev, f"{self.label}：{n_of}/{total} = {share:.0%}")]
+        return None
+
+    def found(self, r: RuleRun) -> bool:
+        return bool(r.st[self.slot][2])
+
+
+class CSequence(CNode):
+    """Anchors (``first``) and what follows them (``then``) within turns and/or seconds."""
+
+    wants_utts = True
+    wants_clock = True
+
+    def __init__(
+        self,
+        first: UNode,
+        then: UNode,
+        turns: int | None,
+        seconds: float | None,
+        turn_role: Role | None,
+        missing: bool,
+        label: str,
+    ) -> None:
+        # Sees utterances that can start or end a sequence; while anchors are pending the
+        # rule is "hot" and sees every utterance (turn counting).
+        self.trigger = _union([first.trigger, then.trigger])
+        self.first = first
+        self.then = then
+        self.turns = turns
+        self.seconds = seconds
+        self.turn_role = turn_role
+        self.missing = missing
+        self.label = label
+
+    def start(self, r: RuleRun) -> list[Ev] | None:
+        r.st[self.slot] = [[], 0]  # pending anchors [evidence, turns_left, deadline], found
+        return None
+
+    def _expire(self, st: list[Any], keep: list[Any], out: list[Ev]) -> None:
+        st[0] = keep
+        if self.missing and out:
+            st[1] += len(out)
+
+    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
+        st = r.st[self.slot]
+        out: list[Ev] = []
+        pending = st[0]
+        u = x.u
+        if pending:
+            keep = []
+            then_span = self.then.match(x)
+            counts = self.turn_role is None or u.role == self.turn_role
+            for anchor in pending:
+                ev, left, deadline = anchor
+                if u.start < ev.start:
+                    keep.append(anchor)
+                    continue
+                if deadline is not None and u.start > deadline:
+                    if self.missing:
+                        out.append((ev, f"{self.label}：{self.seconds:g} 秒内未出现"))
+                    continue
+                if then_span is not None:
+                    if not self.missing:
+                        st[1] += 1
+                        out.append((x.evidence(then_span), self.label))
+                    continue
+                if counts and left is not None:
+                    left -= 1
+                    if left <= 0:
+                        if self.missing:
+                            out.append((ev, f"{self.label}：{self.turns} 轮内未出现"))
+                        continue
+                keep.append([ev, left, deadline])
+            self._expire(st, keep, out)
+        s = self.first.match(x)
+        if s is not None:
+            st[0].append(
+                [x.evidence(s), self.turns, u.end + self.seconds if self.seconds else None]
+            )
+        r.ev.set_hot(r, bool(st[0]))
+        return out or None
+
+    def due(self, r: RuleRun) -> float:
+        pend = r.st[self.slot][0]
+        if not pend or self.seconds is None:
+            return float("inf")
+        return min(a[2] for a in pend) + r.ev.grace
+
+    def on_clock(self, r: RuleRun, now: float) -> list[Ev] | None:
+        st = r.st[self.slot]
+        if not st[0] or self.seconds is None:
+            return None
+        out: list[Ev] = []
+        keep = []
+        for anchor in st[0]:
+            if anchor[2] is not None and now > anchor[2] + r.ev.grace:
+                if self.missing:
+                    out.append((anchor[0], f"{self.label}：{self.seconds:g} 秒内未出现"))
+            else:
+                keep.append(anchor)
+        self._expire(st, keep, out)
+        r.ev.set_hot(r, bool(st[0]))
+        return out or None
+
+    def close(self, r: RuleRun) -> list[Ev] | None:
+        st = r.st[self.slot]
+        out: list[Ev] = []
+        if self.missing:
+            out = [(a[0], f"{self.label}：之后未出现") for a in st[0]]
+            st[1] += len(out)
+        st[0] = []
+        return out or None
+
+    def found(self, r: RuleRun) -> bool:
+        return bool(r.st[self.slot][1])
+
+    def detail(self, r: RuleRun) -> str:
+        return f"未出现：{self.label}"
+
+
+class CResponseGap(CNode):
+    wants_timeline = True
+
+    def __init__(self, over: float) -> None:
+        self.over = over
+
+    def tl_interest(self) -> dict[str, float]:
+        return {"response": self.over}
+
+    def on_tl(self, r: RuleRun, e: TEvent) -> list[Ev] | None:
+        if e.kind == "response" and e.seconds > self.over:
+            r.st[self.slot] = True
+            return [
+                (e.evidence(), f"客户说完 {e.seconds:.1f} 秒后坐席才应答（上限 {self.over:g} 秒）")
+            ]
+        return None
+
+
+class CSilence(CNode):
+    wants_timeline = True
+
+    def __init__(
+        self,
+        over: float | None,
+        total_over: float | None,
+        count_from: float,
+        except_after: UNode | None,
+    ) -> None:
+        self.over = over
+        self.total_over = total_over
+        self.count_from = count_from
+        self.except_after = except_after
+
+    def tl_interest(self) -> dict[str, float]:
+        lo = self.over if self.over is not None else float("inf")
+        if self.total_over is not None:
+            lo = min(lo, self.count_from)
+        return {"silence": lo}
+
+    def start(self, r: RuleRun) -> list[Ev] | None:
+        r.st[self.slot] = [False, 0.0]
+        return None
+
+    def on_tl(self, r: RuleRun, e: TEvent) -> list[Ev] | None:
+        if e.kind != "silence":
+            return None
+        ex = self.except_after
+        if ex is not None and e.before is not None and ex.match(e.before) is not None:
+            return None
+        st = r.st[self.slot]
+        out: list[Ev] = []
+        if self.over is not None and e.seconds > self.over:
+            st[0] = True
+            out.append((e.evidence(), f"双方静默 {e.seconds:.1f} 秒（上限 {self.over:g} 秒）"))
+        if self.total_over is not None and e.seconds >= self.count_from:
+            before = st[1]
+            st[1] += e.seconds
+            if before <= self.total_over < st[1]:
+                st[0] = True
+                out.append(
+                    (e.evidence(), f"静默累计 {st[1]:.1f} 秒（上限 {self.total_over:g} 秒）")
+                )
+        return out or None
+
+    def found(self, r: RuleRun) -> bool:
+        return bool(r.st[self.slot][0])
+
+
+class CHold(CNode):
+    """A long agent silence (the customer mostly silent too) without a hold notice before
+    it or a thank-you-for-waiting after it."""
+
+    wants_timeline = True
+
+    def __init__(self, min_seconds: float, notice: UNode, thanks: UNode, max_cust: float):
+        self.min_seconds = min_seconds
+        self.notice = notice
+        self.thanks = thanks
+        self.max_cust = max_cust
+
+    def tl_interest(self) -> dict[str, float]:
+        return {"agent_gap": self.min_seconds}
+
+    def on_tl(self, r: RuleRun, e: TEvent) -> list[Ev] | None:
+        if e.kind != "agent_gap" or e.seconds < self.min_seconds or e.other > self.max_cust:
+            return None
+        missing = []
+        if e.before is None or self.notice.match(e.before) is None:
+            missing.append("等待前未说“请稍候”")
+        if e.after is None or self.thanks.match(e.after) is None:
+            missing.append("等待后未说“让您久等了”")
+        if not missing:
+            return None
+        r.st[self.slot] = True
+        return [(e.evidence(), f"坐席静默 {e.seconds:.1f} 秒：" + "，".join(missing))]
+
+
+class CTalkOver(CNode):
+    wants_timeline = True
+
+    def __init__(self, min_ms: float, by: Role) -> None:
+        self.min_ms = min_ms
+        self.by = by
+
+    def tl_interest(self) -> dict[str, float]:
+        return {"overlap": self.min_ms / 1000}
+
+    def on_tl(self, r: RuleRun, e: TEvent) -> list[Ev] | None:
+        if e.kind != "overlap" or e.role != self.by or e.seconds * 1000 < self.min_ms:
+            return None
+        r.st[self.slot] = True
+        who = "坐席" if self.by == Role.AGENT else "客户"
+        return [(e.evidence(), f"{who}抢话，重叠 {e.seconds * 1000:.0f} 毫秒")]
+
+
+class CMetric(CNode):
+    """A call measure out of range: speech_rate (chars/min), volume (dBFS), duration (s),
+    utterance_count. Decided at close (``duration`` / ``utterance_count`` ``over`` as soon
+    as passed)."""
+
+    needs_end = True
+
+    def __init__(
+        self,
+        metric: str,
+        role: Role | None,
+        over: float | None,
+        under: float | None,
+        min_speech: float,
+    ) -> None:
+        self.metric = metric
+        self.role = role
+        self.over = over
+        self.under = under
+        self.min_speech = min_speech
+        self.wants_clock = metric == "duration" and over is not None
+        self.wants_utts = metric == "utterance_count" and over is not None
+        self.trigger = None if self.wants_utts else frozenset()
+
+    _NAMES = {
+        "speech_rate": ("语速", "字/分钟"),
+        "volume": ("音量", "dBFS"),
+        "duration": ("通话时长", "秒"),
+        "utterance_count": ("话轮数", "句"),
+    }
+
+    def _check(self, r: RuleRun, value: float | None, ev: Evidence) -> list[Ev] | None:
+        if value is None or r.st[self.slot]:
+            return None
+        name, unit = self._NAMES[self.metric]
+        if self.over is not None and value > self.over:
+            r.st[self.slot] = True
+            return [(ev, f"{name} {value:.1f} {unit}，高于 {self.over:g}")]
+        if self.under is not None and value < self.under:
+            r.st[self.slot] = True
+            return [(ev, f"{name} {value:.1f} {unit}，低于 {self.under:g}")]
+        return None
+
+    def due(self, r: RuleRun) -> float:
+        if self.metric == "duration" and self.over is not None and not r.st[self.slot]:
+            return self.over
+        return float("inf")
+
+    def on_clock(self, r: RuleRun, now: float) -> list[Ev] | None:
+        if self.over is not None and now > self.over:
+            return self._check(r, now, Evidence(start=0.0, end=now))
+        return None
+
+    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
+        n = r.ev.stats.count(self.role)
+        if self.over is not None and n > self.over:
+            return self._check(r, n, x.evidence())
+        return None
+
+    def close(self, r: RuleRun) -> list[Ev] | None:
+        s = r.ev.stats
+        end = r.ev.call_end
+        value: float | None
+        if self.metric == "duration":
+            value = end
+        elif self.metric == "utterance_count":
+            value = s.count(self.role)
+        elif self.metric == "speech_rate":
+            secs = s.seconds(self.role)
+            value = s.chars(self.role) / secs * 60 if secs > max(self.min_speech, 0.0) else None
+        else:
+            value = s.level(self.role)
+        return self._check(r, value, Evidence(start=0.0, end=end))
+
+
+class CRepetition(CNode):
+    wants_utts = True
+    trigger = None
+
+    def __init__(self, role: Role | None, times: int, similarity: float, min_chars: int):
+        self.role = role
+        self.times = times
+        self.similarity = similarity
+        self.min_chars = min_chars
+
+    def start(self, r: RuleRun) -> list[Ev] | None:
+        r.st[self.slot] = [[], False]
+        return None
+
+    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
+        if self.role is not None and x.u.role != self.role:
+            return None
+        mf = x.a.mf
+        if len(mf) < self.min_chars:
+            return None
+        st = r.st[self.slot]
+        for item in st[0]:
+            if fuzz.ratio(item[0], mf, score_cutoff=self.similarity):
+                item[1] += 1
+                if item[1] == self.times:
+                    st[1] = True
+                    return [(x.evidence((0, len(mf))), f"同一句话重复 {self.times} 次")]
+                return None
+        st[0].append([mf, 1])
+        return None
+
+    def found(self, r: RuleRun) -> bool:
+        return bool(r.st[self.slot][1])
+
+
+class CStages(CNode):
+    """Stages (e.g. Explore → Offer → Action → Confirm): found when every stage occurs,
+    first occurrences in the declared order when ``in_order``."""
+
+    wants_utts = True
+
+    def __init__(self, names: list[str], matchers: list[UNode], in_order: bool) -> None:
+        self.names = names
+        self.matchers = matchers
+        self.in_order = in_order
+        trig = [m.trigger for m in matchers]
+        self.trigger = None if any(t is None for t in trig) else frozenset().union(*trig)  # type: ignore[arg-type]
+
+    def start(self, r: RuleRun) -> list[Ev] | None:
+        r.st[self.slot] = [[None] * len(self.names), False]
+        return None
+
+    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
+        st = r.st[self.slot]
+        seen = st[0]
+        if st[1]:
+            return None
+        new = False
+        for i, m in enumerate(self.matchers):
+            if seen[i] is None:
+                s = m.match(x)
+                if s is not None:
+                    seen[i] = (x.n, x.evidence(s))
+                    new = True
+        if not new or any(v is None for v in seen):
+            return None
+        order = [v[0] for v in seen]
+        if self.in_order and order != sorted(order):
+            return None
+        st[1] = True
+        return [(seen[-1][1], " → ".join(self.names))]
+
+    def found(self, r: RuleRun) -> bool:
+        return bool(r.st[self.slot][1])
+
+    def detail(self, r: RuleRun) -> str:
+        seen = r.st[self.slot][0]
+        missing = [n for n, v in zip(self.names, seen, strict=True) if v is None]
+        if missing:
+            return "缺少阶段：" + "、".join(missing)
+        got = sorted(zip(seen, self.names, strict=True), key=lambda p: p[0][0])
+        return "阶段顺序不对：" + " → ".join(n for _, n in got)
+
+
+class CHangup(CNode):
+    needs_end = True
+
+    def __init__(self, first: Role, margin: float) -> None:
+        self.first = first
+        self.margin = margin
+
+    def close(self, r: RuleRun) -> list[Ev] | None:
+        ends = r.ev.role_ends()
+        other = Role.CUSTOMER if self.first == Role.AGENT else Role.AGENT
+        a, b = ends.get(self.first), ends.get(other)
+        if a is None or b is None:
+            return None
+        if a < b - self.margin:
+            r.st[self.slot] = True
+            who = "坐席" if self.first == Role.AGENT else "客户"
+            return [(Evidence(start=a, end=b), f"{who}先挂机（{a:.1f} 秒 vs {b:.1f} 秒）")]
+        return None
+
+
+class CVerdicts(CNode):
+    needs_end = True
+
+    def __init__(self, ids: list[str]) -> None:
+        self.ids = ids
+
+    def start(self, r: RuleRun) -> list[Ev] | None:
+        r.st[self.slot] = [False, []]
+        return None
+
+    def close(self, r: RuleRun) -> list[Ev] | None:
+        failed = [i for i in self.ids if not r.ev.rule_ok(i)]
+        st = r.st[self.slot]
+        st[1] = failed
+        if failed:
+            return None
+        st[0] = True
+        return [(Evidence(start=0.0, end=r.ev.call_end), "全部通过：" + "、".join(self.ids))]
+
+    def found(self, r: RuleRun) -> bool:
+        return bool(r.st[self.slot][0])
+
+    def detail(self, r: RuleRun) -> str:
+        return "未通过：" + "、".join(r.st[self.slot][1])
+
+
+class CAll(CNode):
+    def __init__(self, kids: list[CNode]) -> None:
+        self._kids = kids
+        self.wants_utts = any(k.wants_utts for k in kids)
+        self.wants_timeline = any(k.wants_timeline for k in kids)
+        self.wants_clock = any(k.wants_clock for k in kids)
+        self.needs_end = any(k.needs_end for k in kids)
+        self.trigger = _union([k.trigger for k in kids if k.wants_utts])
+
+    def kids(self) -> list[CNode]:
+        return self._kids
+
+    def start(self, r: RuleRun) -> list[Ev] | None:
+        r.st[self.slot] = False
+        for k in self._kids:
+            k.start(r)
+        return self._after(r, None)
+
+    def _after(self, r: RuleRun, evs: list[Ev] | None) -> list[Ev] | None:
+        if r.st[self.slot] or not all(k.found(r) for k in self._kids):
+            return None
+        r.st[self.slot] = True
+        if evs:
+            return evs[:1]
+        return [_span_ev(0.0, r.ev.clock, "全部条件满足")]
+
+    def _collect(self, r: RuleRun, fn: Any, *args: Any) -> list[Ev] | None:
+        evs: list[Ev] = []
+        for k in self._kids:
+            e = fn(k, r, *args)
+            if e:
+                evs.extend(e)
+        return self._after(r, evs)
+
+    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
+        return self._collect(r, _on_utt_dispatch, x)
+
+    def on_tl(self, r: RuleRun, e: TEvent) -> list[Ev] | None:
+        return self._collect(r, type(self)._tl, e)
+
+    @staticmethod
+    def _tl(k: CNode, r: RuleRun, e: TEvent) -> list[Ev] | None:
+        return k.on_tl(r, e) if k.wants_timeline else None
+
+    def on_clock(self, r: RuleRun, now: float) -> list[Ev] | None:
+        return self._collect(r, lambda k, r, n: k.on_clock(r, n) if k.wants_clock else None, now)
+
+    def close(self, r: RuleRun) -> list[Ev] | None:
+        return self._collect(r, lambda k, r: k.close(r))
+
+    def detail(self, r: RuleRun) -> str:
+        return "；".join(k.detail(r) for k in self._kids if not k.found(r))
+
+
+class CAny(CAll):
+    def _after(self, r: RuleRun, evs: list[Ev] | None) -> list[Ev] | None:
+        if any(k.found(r) for k in self._kids):
+            r.st[self.slot] = True
+        return evs or None
+
+    def detail(self, r: RuleRun) -> str:
+        return " 或 ".join(k.detail(r) for k in self._kids)
+
+
+class CNot(CNode):
+    """Found at close when the inner condition was never found."""
+
+    needs_end = True
+
+    def __init__(self, kid: CNode, label: str) -> None:
+        self.kid = kid
+        self.wants_utts = kid.wants_utts
+        self.wants_timeline = kid.wants_timeline
+        self.wants_clock = kid.wants_clock
+        self.trigger = kid.trigger
+        self.label = label
+
+    def kids(self) -> list[CNode]:
+        return [self.kid]
+
+    def start(self, r: RuleRun) -> list[Ev] | None:
+        r.st[self.slot] = False
+        self.kid.start(r)
+        return None
+
+    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
+        self.kid.on_utt(r, x)
+        return None
+
+    def on_tl(self, r: RuleRun, e: TEvent) -> list[Ev] | None:
+        self.kid.on_tl(r, e)
+        return None
+
+    def on_clock(self, r: RuleRun, now: float) -> list[Ev] | None:
+        self.kid.on_clock(r, now)
+        return None
+
+    def close(self, r: RuleRun) -> list[Ev] | None:
+        self.kid.close(r)
+        if self.kid.found(r):
+            return None
+        r.st[self.slot] = True
+        return [_span_ev(0.0, r.ev.clock, f"未出现：{self.label}")]
+
+    def detail(self, r: RuleRun) -> str:
+        return f"出现了：{self.label}"
+
+
+def _on_utt_dispatch(k: CNode, r: RuleRun, x: UttCtx) -> list[Ev] | None:
+    return k.on_utt(r, x) if k.wants_utts else None
+
+
+def _union(trigs: list[frozenset[int] | None]) -> frozenset[int] | None:
+    if any(t is None for t in trigs):
+        return None
+    out: frozenset[int] = frozenset()
+    for t in trigs:
+        assert t is not None
+        out |= t
+    return out

@@ -1,0 +1,421 @@
+"""Per-utterance text analysis, computed once per distinct text and shared by all rules.
+
+For every utterance the pack needs:
+
+* the *match form* (:func:`qa_pipeline.text.match_form`: simplified, lower-case, no
+  punctuation) and its *fold* (Chinese numerals 零一二…九两幺 folded to digits, so
+  ``二天内`` == ``2天内``); both have one character per match-form character, so spans
+  are shared;
+* one Aho-Corasick pass over the fold for every exact phrase of the pack (keywords,
+  negators, the exact fast path of fuzzy phrases) -> ``spans`` per atom;
+* lazily, and memoised on the analysis: toneless, accent-folded pinyin (one syllable per
+  character, from a per-character table so pypinyin runs once per distinct character),
+  and the fuzzy / regex / similar-sentence / entity atoms a rule actually asks about.
+
+Analyses are cached per pack by text (bounded), so scripted phrases that recur across calls
+("您好，请问有什么可以帮您") are analysed once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import ahocorasick
+from pypinyin import lazy_pinyin
+from rapidfuzz import fuzz, process
+
+from ..text import match_form
+
+Span = tuple[int, int]
+
+_NUM_FOLD = str.maketrans("零〇一幺二两三四五六七八九", "0011223456789")
+_DIGIT_PY = ["ling", "yi", "er", "san", "si", "wu", "liu", "qi", "ba", "jiu"]
+_SYL_CACHE: dict[str, str] = {}
+
+
+def fold_text(mf: str) -> str:
+    """Fold Chinese numerals to digits, character for character (spans stay aligned)."""
+    return mf.translate(_NUM_FOLD)
+
+
+def fold_syllable(s: str) -> str:
+    """Merge the sounds Mandarin speakers (and Whisper) confuse: zh/z ch/c sh/s l/n,
+    and -ng/-n after a, e, i (ang/an, eng/en, ing/in, iang/ian, uang/uan)."""
+    if len(s) > 2 and s[1] == "h" and s[0] in "zcs":
+        s = s[0] + s[2:]
+    if s[:1] == "l":
+        s = "n" + s[1:]
+    if len(s) > 2 and s.endswith("ng") and s[-3] in "aei":
+        s = s[:-1]
+    return s
+
+
+def syllable(ch: str) -> str:
+    """Toneless folded pinyin of one character (memoised; digits read as Chinese)."""
+    s = _SYL_CACHE.get(ch)
+    if s is None:
+        if "0" <= ch <= "9":
+            s = _DIGIT_PY[ord(ch) - 48]
+        elif ch.isascii():
+            s = ch
+        else:
+            s = lazy_pinyin(ch)[0].lower()
+            s = fold_syllable(s) if s.isascii() and s.isalpha() else ch
+        _SYL_CACHE[ch] = s
+    return s
+
+
+def syllables(text: str) -> list[str]:
+    return [syllable(c) for c in text]
+
+
+class Analysis:
+    """What the rules know about one utterance's text. Build with :meth:`TextIndex.analyse`."""
+
+    __slots__ = (
+        "_memo",
+        "_pc",
+        "_pj",
+        "_starts",
+        "_syls",
+        "dispatch",
+        "fold",
+        "mf",
+        "spans",
+        "text",
+    )
+
+    def __init__(self, text: str, mf: str, fold: str, spans: dict[int, list[Span]]) -> None:
+        self.text = text
+        self.mf = mf
+        self.fold = fold
+        self.spans = spans
+        self._memo: dict[int, list[Span]] = {}
+        self.dispatch: dict[Any, tuple[int, ...]] = {}
+        self._pc: str | None = None
+        self._pj = ""
+        self._starts: list[int] = []
+        self._syls: list[str] = []
+
+    def _pinyin(self) -> None:
+        syls = [syllable(c) for c in self.fold]
+        starts = []
+        pos = 0
+        for s in syls:
+            starts.append(pos)
+            pos += len(s)
+        starts.append(pos)
+        self._starts = starts
+        self._syls = syls
+        self._pc = "".join(syls)
+        self._pj = "|" + "|".join(syls) + "|"
+
+    @property
+    def pinyin(self) -> str:
+        """Compact folded pinyin (``qinninsaoden``)."""
+        if self._pc is None:
+            self._pinyin()
+        assert self._pc is not None
+        return self._pc
+
+    @property
+    def syllables(self) -> list[str]:
+        if self._pc is None:
+            self._pinyin()
+        return self._syls
+
+    def matched(self, span: Span) -> str:
+        return self.mf[span[0] : span[1]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Fuzzy:
+    exact: int  # AC atom of the phrase's own fold (fast path)
+    pc: str
+    pj: str
+    nsyl: int
+    threshold: float
+    syls: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Regex:
+    pattern: re.Pattern[str]
+    exclude: re.Pattern[str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Similar:
+    examples: tuple[str, ...]
+    examples_py: tuple[str, ...]
+    threshold: float
+
+
+_ENTITY = {
+    "mobile": r"(?<!\d)1[3-9]\d{9}(?!\d)",
+    "phone": r"(?<!\d)(?:1[3-9]\d{9}|0\d{2,3}\d{7,8}|[48]00\d{7}|\d{7,8})(?!\d)",
+    "id_number": r"(?<!\d)\d{17}[\dx](?!\d)",
+    "bank_card": r"(?<!\d)\d{16,19}(?!\d)",
+    "number": r"\d+",
+}
+
+
+class TextIndex:
+    """All text atoms of one pack and the per-text analysis cache."""
+
+    def __init__(self, cache_size: int = 200_000) -> None:
+        self._keyword: dict[str, int] = {}
+        self._kinds: list[str] = []
+        self._lazy: list[Any] = []
+        self._lazy_key: dict[Any, int] = {}
+        self._ac: ahocorasick.Automaton | None = None
+        self._cache: dict[str, Analysis] = {}
+        self._cache_size = cache_size
+        self.caching = True
+        self._lazy_atoms: list[int] = []
+        self._fz_long: list[int] = []
+        self._fz_inv: dict[str, list[int]] = {}
+        self._fz_need: list[int] = []
+        self._fz_by_exact: dict[int, list[int]] = {}
+        self._other: list[int] = []
+
+    # ---------------------------------------------------------------- building
+
+    def _new(self, kind: str, payload: Any) -> int:
+        self._kinds.append(kind)
+        self._lazy.append(payload)
+        return len(self._kinds) - 1
+
+    def keyword(self, phrase: str) -> int:
+        """Atom id of an exact phrase (normalised to its fold)."""
+        key = fold_text(match_form(phrase))
+        if not key:
+            raise ValueError(f"phrase {phrase!r} is empty after normalisation")
+        atom = self._keyword.get(key)
+        if atom is None:
+            atom = self._new("keyword", key)
+            self._keyword[key] = atom
+            self._ac = None
+        return atom
+
+    def fuzzy(self, phrase: str, threshold: float) -> int:
+        fold = fold_text(match_form(phrase))
+        if not fold:
+            raise ValueError(f"phrase {phrase!r} is empty after normalisation")
+        key = ("fuzzy", fold, threshold)
+        if key not in self._lazy_key:
+            syls = syllables(fold)
+            payload = _Fuzzy(
+                exact=self.keyword(phrase),
+                pc="".join(syls),
+                pj="|" + "|".join(syls) + "|",
+                nsyl=len(syls),
+                threshold=threshold,
+                syls=tuple(syls),
+            )
+            self._lazy_key[key] = self._new("fuzzy", payload)
+        return self._lazy_key[key]
+
+    def regex(self, pattern: str, exclude: str | None) -> int:
+        key = ("regex", pattern, exclude)
+        if key not in self._lazy_key:
+            payload = _Regex(re.compile(pattern), re.compile(exclude) if exclude else None)
+            self._lazy_key[key] = self._new("regex", payload)
+        return self._lazy_key[key]
+
+    def similar(self, examples: list[str], threshold: float) -> int:
+        forms = tuple(fold_text(match_form(e)) for e in examples)
+        key = ("similar", forms, threshold)
+        if key not in self._lazy_key:
+            py = tuple("".join(syllables(f)) for f in forms)
+            self._lazy_key[key] = self._new("similar", _Similar(forms, py, threshold))
+        return self._lazy_key[key]
+
+    def entity(self, kind: str) -> int:
+        key = ("entity", kind)
+        if key not in self._lazy_key:
+            self._lazy_key[key] = self._new("entity", re.compile(_ENTITY[kind]))
+        return self._lazy_key[key]
+
+    def kind(self, atom: int) -> str:
+        return self._kinds[atom]
+
+    def describe(self, atom: int) -> str:
+        p = self._lazy[atom]
+        if isinstance(p, str):
+            return p
+        if isinstance(p, _Fuzzy):
+            return self._lazy[p.exact]
+        if isinstance(p, _Regex):
+            return p.pattern.pattern
+        return repr(p)
+
+    def finish(self) -> None:
+        self._lazy_atoms = [i for i, k in enumerate(self._kinds) if k != "keyword"]
+        long = [
+            i
+            for i in self._lazy_atoms
+            if isinstance(self._lazy[i], _Fuzzy) and self._lazy[i].nsyl > 2
+        ]
+        self._fz_long = long
+        inv: dict[str, list[int]] = {}
+        for k, i in enumerate(long):
+            for syl in set(self._lazy[i].syls):
+                inv.setdefault(syl, []).append(k)
+        self._fz_inv = inv
+        self._fz_by_exact = {}
+        for i in long:
+            self._fz_by_exact.setdefault(self._lazy[i].exact, []).append(i)
+        self._fz_need = [max(2, -(-self._lazy[i].nsyl // 2)) for i in long]
+        self._other = [i for i in self._lazy_atoms if i not in set(long)]
+        ac = ahocorasick.Automaton()
+        for key, atom in self._keyword.items():
+            ac.add_word(key, (atom, len(key)))
+        if self._keyword:
+            ac.make_automaton()
+        self._ac = ac
+        self._cache.clear()
+
+    # ---------------------------------------------------------------- matching
+
+    def analyse(self, text: str) -> Analysis:
+        a = self._cache.get(text)
+        if a is not None:
+            return a
+        mf = match_form(text)
+        fold = mf.translate(_NUM_FOLD)
+        spans: dict[int, list[Span]] = {}
+        ac = self._ac
+        if ac is None:
+            self.finish()
+            ac = self._ac
+        if self._keyword and fold:
+            assert ac is not None
+            for end, (atom, n) in ac.iter(fold):
+                lst = spans.get(atom)
+                if lst is None:
+                    spans[atom] = [(end - n + 1, end + 1)]
+                else:
+                    lst.append((end - n + 1, end + 1))
+        a = Analysis(text, mf, fold, spans)
+        if fold and self._lazy_atoms:
+            self._eager(a)
+        if self.caching:
+            if len(self._cache) >= self._cache_size:
+                self._cache.clear()
+            self._cache[text] = a
+        return a
+
+    def _eager(self, a: Analysis) -> None:
+        """Compute every non-keyword atom of the pack for this text (once per text), so
+        every atom can gate rules like an Aho-Corasick keyword does."""
+        spans = a.spans
+        for atom in self._other:
+            hits = self._compute(a, atom)
+            if hits:
+                spans[atom] = hits
+        if not self._fz_long:
+            return
+        long = self._fz_long
+        # Prefilter: a phrase is scored only when half of its syllables (at least two)
+        # occur in the utterance; exact occurrences come from the Aho-Corasick pass.
+        counts: dict[int, int] = {}
+        inv = self._fz_inv
+        for syl in set(a.syllables):
+            for k in inv.get(syl, ()):
+                counts[k] = counts.get(k, 0) + 1
+        need = self._fz_need
+        by_exact = self._fz_by_exact
+        for kw in [k for k in spans if k in by_exact]:
+            for atom in by_exact[kw]:
+                spans[atom] = list(spans[kw])
+        for k, cnt in counts.items():
+            if cnt >= need[k]:
+                atom = long[k]
+                if atom not in spans:
+                    hits = self._compute(a, atom)
+                    if hits:
+                        spans[atom] = hits
+
+    def hits(self, a: Analysis, atom: int) -> list[Span]:
+        """Spans of ``atom`` in the utterance (empty list when it does not occur)."""
+        s = a.spans.get(atom)
+        if s is not None:
+            return s
+        if self._kinds[atom] == "keyword" or self._lazy_atoms:
+            return []
+        m = a._memo.get(atom)
+        if m is None:
+            m = self._compute(a, atom)
+            a._memo[atom] = m
+        return m
+
+    def _compute(self, a: Analysis, atom: int) -> list[Span]:
+        p = self._lazy[atom]
+        fold = a.fold
+        if not fold:
+            return []
+        if isinstance(p, _Fuzzy):
+            exact = a.spans.get(p.exact)
+            if exact:
+                return list(exact)
+            if a._pc is None:
+                a._pinyin()
+            if p.nsyl <= 2:
+                i = a._pj.find(p.pj)
+                if i < 0:
+                    return []
+                k = a._pj.count("|", 0, i)
+                return [(k, k + p.nsyl)]
+            return _best_window(a, p)
+        if isinstance(p, _Regex):
+            if p.exclude is not None and p.exclude.search(fold):
+                return []
+            return [m.span() for m in p.pattern.finditer(fold) if m.end() > m.start()]
+        if isinstance(p, _Similar):
+            best = process.extractOne(fold, p.examples, scorer=fuzz.ratio, score_cutoff=p.threshold)
+            if best is None:
+                best = process.extractOne(
+                    a.pinyin, p.examples_py, scorer=fuzz.ratio, score_cutoff=p.threshold
+                )
+            return [(0, len(fold))] if best is not None else []
+        if isinstance(p, re.Pattern):
+            return [m.span() for m in p.finditer(fold)]
+        raise AssertionError(f"unknown atom kind {self._kinds[atom]}")
+
+
+def _best_window(a: Analysis, p: _Fuzzy) -> list[Span]:
+    """Best match of a fuzzy phrase over syllable-aligned windows of the utterance (phrase
+    length -1 / +0 / +1 syllables, so a dropped or inserted syllable still aligns), scored
+    with the normalised Indel similarity of the folded pinyin. Only windows sharing at
+    least half of the phrase's syllables are scored."""
+    pc = a._pc or ""
+    starts = a._starts
+    syls = a._syls
+    m = len(syls)
+    n = p.nsyl
+    need = max(2, -(-n // 2))
+    pset = set(p.syls)
+    cum = [0]
+    c = 0
+    for syl in syls:
+        c += syl in pset
+        cum.append(c)
+    if c < need:
+        return []
+    best = 0.0
+    where: Span | None = None
+    thr = p.threshold
+    for length in (n, n - 1, n + 1):
+        if length < 1 or length > m:
+            continue
+        for i in range(0, m - length + 1):
+            if cum[i + length] - cum[i] < need:
+                continue
+            sc = fuzz.ratio(p.pc, pc[starts[i] : starts[i + length]], score_cutoff=thr)
+            if sc > best:
+                best = sc
+                where = (i, i + length)
+    return [where] if where is not None else []

@@ -1,0 +1,166 @@
+"""Conversation timing from the utterance stream: gaps, silences, talk-over.
+
+Utterances arrive roughly in order of their *end* (the two channels interleave). Timing
+needs them in order of *start*, with overlaps known, so the timeline holds each utterance
+until it is safe: every channel has either spoken past its start (a channel's utterances
+arrive in order and do not overlap) or the call clock is more than the longest possible
+utterance (``max_utterance_seconds``) past it. Released utterances produce:
+
+* ``response``: end of a customer turn -> start of the next agent turn (``seconds`` = gap);
+* ``silence``: neither side speaking between two utterances (mutual silence);
+* ``agent_gap``: time between two agent utterances, ``other`` = customer speech inside it;
+* ``overlap``: a speaker starting inside the other's speech (``seconds`` = overlap).
+"""
+
+from __future__ import annotations
+
+import heapq
+
+from ..messages import Evidence, Role
+from .nodes import UttCtx
+
+
+class TEvent:
+    """A timing event (plain slotted class: thousands are made per second)."""
+
+    __slots__ = ("after", "before", "end", "kind", "other", "role", "seconds", "start")
+
+    def __init__(
+        self,
+        kind: str,
+        start: float,
+        end: float,
+        seconds: float,
+        role: Role | None = None,
+        before: UttCtx | None = None,
+        after: UttCtx | None = None,
+        other: float = 0.0,
+    ) -> None:
+        self.kind = kind
+        self.start = start
+        self.end = end
+        self.seconds = seconds
+        self.role = role
+        self.before = before
+        self.after = after
+        self.other = other
+
+    def evidence(self) -> Evidence:
+        x = self.after or self.before
+        return Evidence(
+            start=self.start,
+            end=self.end,
+            utterance_index=x.u.index if x else None,
+            role=x.u.role if x else None,
+            text=x.u.text if x else "",
+        )
+
+
+class Timeline:
+    def __init__(
+        self, channels: int, max_utterance: float, interest: dict[str, float] | None = None
+    ) -> None:
+        inf = float("inf")
+        it = interest or {}
+        self._i_resp = it.get("response", inf)
+        self._i_sil = it.get("silence", inf)
+        self._i_gap = it.get("agent_gap", inf)
+        self._i_ov = it.get("overlap", inf)
+        self._heap: list[tuple[float, int, UttCtx]] = []
+        self._seq = 0
+        self._wm: dict[int, float] = {c: 0.0 for c in range(max(channels, 1))}
+        self._max = max_utterance
+        self._speech_end: float | None = None
+        self._end_ctx: UttCtx | None = None
+        self._prev: UttCtx | None = None
+        self._agent: UttCtx | None = None
+        self._cust: UttCtx | None = None
+        self._agent_end = 0.0  # max end of agent speech processed
+        self._cust_end = 0.0
+        self._cust_in_gap = 0.0
+        self.gaps: list[float] = []
+        self.silences: list[float] = []
+        self.overlaps = 0
+
+    def push(self, x: UttCtx, now: float) -> list[TEvent]:
+        u = x.u
+        heapq.heappush(self._heap, (u.start, self._seq, x))
+        self._seq += 1
+        if u.end > self._wm.get(u.channel, 0.0):
+            self._wm[u.channel] = u.end
+        return self.release(now)
+
+    def release(self, now: float) -> list[TEvent]:
+        floor = now - self._max
+        bound = float("inf")
+        for w in self._wm.values():
+            if w < floor:
+                w = floor
+            if w < bound:
+                bound = w
+        out: list[TEvent] = []
+        heap = self._heap
+        while heap and heap[0][0] <= bound:
+            self._process(heapq.heappop(heap)[2], out)
+        return out
+
+    def flush(self) -> list[TEvent]:
+        out: list[TEvent] = []
+        while self._heap:
+            self._process(heapq.heappop(self._heap)[2], out)
+        return out
+
+    def _process(self, x: UttCtx, out: list[TEvent]) -> None:
+        u = x.u
+        start, end, role = u.start, u.end, u.role
+        se = self._speech_end
+        if se is not None and start > se:
+            gap = start - se
+            self.silences.append(gap)
+            if gap >= self._i_sil:
+                out.append(TEvent("silence", se, start, gap, None, self._end_ctx, x))
+        if role == Role.AGENT:
+            prev = self._prev
+            cust = self._cust
+            if prev is not None and prev.u.role == Role.CUSTOMER and cust is not None:
+                gap = max(start - cust.u.end, 0.0)
+                self.gaps.append(gap)
+                if gap >= self._i_resp:
+                    out.append(TEvent("response", cust.u.end, start, gap, Role.AGENT, cust, x))
+            if cust is not None and cust.u.start < start < self._cust_end:
+                ov = min(self._cust_end, end) - start
+                self.overlaps += 1
+                if ov >= self._i_ov:
+                    out.append(TEvent("overlap", start, start + ov, ov, Role.AGENT, cust, x))
+            ag = self._agent
+            if ag is not None and start > self._agent_end:
+                g = start - self._agent_end
+                if g >= self._i_gap:
+                    out.append(
+                        TEvent(
+                            "agent_gap",
+                            self._agent_end,
+                            start,
+                            g,
+                            Role.AGENT,
+                            ag,
+                            x,
+                            self._cust_in_gap,
+                        )
+                    )
+            self._agent = x
+            self._agent_end = max(self._agent_end, end)
+            self._cust_in_gap = 0.0
+        elif role == Role.CUSTOMER:
+            ag = self._agent
+            if ag is not None and ag.u.start < start < self._agent_end:
+                ov = min(self._agent_end, end) - start
+                if ov >= self._i_ov:
+                    out.append(TEvent("overlap", start, start + ov, ov, Role.CUSTOMER, ag, x))
+            self._cust_in_gap += max(end - max(start, self._agent_end), 0.0)
+            self._cust = x
+            self._cust_end = max(self._cust_end, end)
+        if se is None or end > se:
+            self._speech_end = end
+            self._end_ctx = x
+        self._prev = x

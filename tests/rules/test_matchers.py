@@ -1,0 +1,116 @@
+"""Text matching robust to ASR output: pinyin fuzzy, numerals, match form."""
+
+from __future__ import annotations
+
+import pytest
+
+from qa_pipeline.rules.textindex import TextIndex, fold_syllable, fold_text
+
+
+def index(*phrases: str, threshold: float = 85) -> tuple[TextIndex, list[int]]:
+    ix = TextIndex()
+    atoms = [ix.fuzzy(p, threshold) for p in phrases]
+    ix.finish()
+    return ix, atoms
+
+
+@pytest.mark.parametrize(
+    ("text", "phrase"),
+    [
+        ("好的，千年少等，我帮您查一下", "请您稍等"),
+        ("您好，请问有什么可疑方林？", "可以帮您"),
+        ("請您稍等", "请您稍等"),  # traditional
+        ("请您 稍等！", "请您稍等"),  # spaces, punctuation
+        ("让您久等了", "让您久等了"),
+        ("宁好，这里是华冠", "您好"),  # two syllables: exact pinyin (homophone)
+    ],
+)
+def test_fuzzy_matches_asr_variants(text: str, phrase: str) -> None:
+    ix, (atom,) = index(phrase)
+    assert ix.hits(ix.analyse(text), atom), (text, ix.analyse(text).pinyin)
+
+
+@pytest.mark.parametrize(
+    ("text", "phrase"),
+    [
+        ("可以放心", "可以帮您"),
+        ("今天天气不错", "请您稍等"),
+        ("千万别等", "请您稍等"),
+        ("你好", "您好"),
+        ("我想查一下话费", "这是公司规定"),
+        ("嗯", "请您稍等"),
+        ("请问有什么可以帮您", "还有什么其他可以帮您"),
+    ],
+)
+def test_fuzzy_rejects_unrelated(text: str, phrase: str) -> None:
+    ix, (atom,) = index(phrase)
+    assert not ix.hits(ix.analyse(text), atom), (text, ix.analyse(text).pinyin)
+
+
+def test_fuzzy_threshold_is_tunable() -> None:
+    ix, (strict, loose) = index("可以帮您", threshold=99)[0], [0, 0]
+    ix = TextIndex()
+    strict = ix.fuzzy("可以帮您", 99)
+    loose = ix.fuzzy("可以帮您", 80)
+    ix.finish()
+    a = ix.analyse("可疑方林")
+    assert not ix.hits(a, strict)
+    assert ix.hits(a, loose)
+
+
+def test_fuzzy_span_points_at_the_words() -> None:
+    ix, (atom,) = index("请您稍等")
+    a = ix.analyse("好的，千年少等，我帮您查一下")
+    (span,) = ix.hits(a, atom)
+    assert a.matched(span) == "千年少等"
+
+
+def test_syllable_folding() -> None:
+    assert fold_syllable("zhang") == "zan"
+    assert fold_syllable("ling") == "nin"
+    assert fold_syllable("shi") == "si"
+    assert fold_syllable("kong") == "kong"
+
+
+def test_numerals_fold_both_ways() -> None:
+    assert fold_text("预计二天内") == fold_text("预计2天内") == "预计2天内"
+    ix = TextIndex()
+    atom = ix.keyword("两天内")
+    ix.finish()
+    assert ix.hits(ix.analyse("预计2天内处理"), atom) == [(2, 5)]
+
+
+def test_keyword_aho_corasick_spans() -> None:
+    ix = TextIndex()
+    a1, a2 = ix.keyword("公司规定"), ix.keyword("规定")
+    ix.finish()
+    a = ix.analyse("这是公司规定，规定就是规定")
+    assert ix.hits(a, a1) == [(2, 6)]
+    assert len(ix.hits(a, a2)) == 3
+
+
+def test_regex_exclusion_and_entities() -> None:
+    ix = TextIndex()
+    r = ix.regex(r"保证", r"不能保证")
+    phone = ix.entity("mobile")
+    idn = ix.entity("id_number")
+    ix.finish()
+    assert ix.hits(ix.analyse("我保证没问题"), r)
+    assert not ix.hits(ix.analyse("我不能保证"), r)
+    assert ix.hits(ix.analyse("我的手机是138 1234 5678"), phone)
+    assert ix.hits(ix.analyse("手机号幺三八一二三四五六七八"), phone)
+    assert not ix.hits(ix.analyse("订单号1381234567890"), phone)
+    assert ix.hits(ix.analyse("身份证11010519491231002X"), idn)
+
+
+def test_similar_sentence() -> None:
+    ix = TextIndex()
+    s = ix.similar(["您看还有什么需要我为您做的吗"], 75)
+    ix.finish()
+    assert ix.hits(ix.analyse("您看看还有什么需要我帮您做的吗？"), s)
+    assert not ix.hits(ix.analyse("我的快递一直没收到"), s)
+
+
+def test_analysis_is_cached_per_text() -> None:
+    ix, _ = index("请您稍等")
+    assert ix.analyse("你好") is ix.analyse("你好")
