@@ -233,23 +233,16 @@ def demo(
     score(paths[0], json_out=json_out, quiet=quiet)
 
 
-def _mount_optional() -> None:
+def _mount_subcommands() -> None:
     """Sub-commands that live with their modules."""
-    try:
-        from .rules.cli import rules_app
+    from .rules.cli import rules_app
+    from .samples.cli import samples_command
 
-        app.add_typer(rules_app, name="rules", help="Test and lint rule packs.")
-    except ImportError:  # pragma: no cover - during development only
-        pass
-    try:
-        from .samples.cli import samples_command
-
-        app.command("samples", help="Generate the synthetic sample calls.")(samples_command)
-    except ImportError:  # pragma: no cover
-        pass
+    app.add_typer(rules_app, name="rules", help="Test and lint rule packs.")
+    app.command("samples", help="Generate the synthetic sample calls.")(samples_command)
 
 
-_mount_optional()
+_mount_subcommands()
 
 
 def main() -> None:

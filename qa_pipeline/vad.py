@@ -227,10 +227,9 @@ def merge_turns(
     open_by_channel: dict[int, int] = {}  # channel -> index in out of its last segment
     for seg in segments:
         j = open_by_channel.get(seg.channel)
-        prev = out[j] if j is not None else None
         if (
-            prev is not None
-            and seg.start - prev.end <= max_gap_s
+            j is not None
+            and seg.start - (prev := out[j]).end <= max_gap_s
             and seg.end - prev.start <= max_len_s
             and all(o.channel == seg.channel for o in out[j + 1 :])  # nobody else spoke
         ):

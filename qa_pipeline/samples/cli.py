@@ -1,0 +1,75 @@
+"""``qa-pipeline samples``: generate the synthetic sample calls (mounted by ``qa_pipeline.cli``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..errors import QAError
+from .generate import ENCODINGS, generate_samples, load_scenarios
+
+
+def samples_command(
+    outdir: Annotated[
+        Path, typer.Option("--outdir", "-o", help="where <id>.wav and <id>.json are written")
+    ] = Path("samples"),
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option("--scenario", "-s", help="scenario id to generate (repeatable; default all)"),
+    ] = None,
+    encoding: Annotated[
+        str, typer.Option(help=f"WAV sample encoding: {', '.join(ENCODINGS)}")
+    ] = "ulaw",
+    rate: Annotated[int, typer.Option(help="sample rate in Hz (8000 or 16000)")] = 8000,
+    force: Annotated[bool, typer.Option(help="regenerate even when up to date")] = False,
+) -> None:
+    """Render the scenarios (espeak-ng Mandarin + sox) into dual-channel sample calls."""
+    out = Console()
+    err = Console(stderr=True)
+    ids = list(scenario or [])
+    try:
+        total = len(ids) if ids else len(load_scenarios())
+        with Progress(
+            TextColumn("[bold]samples"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        ) as bar:
+            task = bar.add_task("", total=total)
+
+            def progress(sid: str, done: int, _total: int) -> None:
+                bar.update(task, completed=done, description=sid)
+
+            paths = generate_samples(
+                outdir, ids, rate=rate, encoding=encoding, progress=progress, force=force
+            )
+    except QAError as e:
+        err.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from e
+
+    table = Table(title=f"sample calls in {outdir}")
+    table.add_column("id")
+    table.add_column("duration", justify="right")
+    table.add_column("turns", justify="right")
+    table.add_column("expect")
+    table.add_column("file")
+    for p in paths:
+        doc = json.loads(p.with_suffix(".json").read_text(encoding="utf-8"))
+        expect = ", ".join(f"{k}={v}" for k, v in doc.get("expect", {}).items())
+        table.add_row(
+            doc["scenario"],
+            f"{doc['audio']['duration']:.1f} s",
+            str(len(doc["turns"])),
+            expect,
+            str(p),
+        )
+    out.print(table)
