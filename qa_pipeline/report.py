@@ -101,8 +101,8 @@ def print_scorecard(console: Console, card: Scorecard) -> None:
     findings.add_column("rule")
     findings.add_column("severity")
     findings.add_column("at", justify="right")
-    findings.add_column("evidence")
-    findings.add_column("suggested phrasing")
+    findings.add_column("evidence", overflow="fold")
+    findings.add_column("suggested phrasing", overflow="fold")
     for f in card.findings:
         ev = f.evidence[0] if f.evidence else None
         where = f"{ev.start:.1f}s" if ev else ""
@@ -120,7 +120,7 @@ def print_scorecard(console: Console, card: Scorecard) -> None:
     verdicts.add_column("rule")
     verdicts.add_column("verdict")
     verdicts.add_column("deduction", justify="right")
-    verdicts.add_column("description")
+    verdicts.add_column("description", overflow="fold")
     for v in card.verdicts:
         verdicts.add_row(
             v.rule_id,
