@@ -113,10 +113,23 @@ class CompiledRule:
     utt_roles: frozenset[Role]
     wants_timeline: bool
     wants_clock: bool
+    # per role: the atoms one of which an utterance of that role must contain to matter
+    # to the rule (None: every utterance); roles the rule never sees are absent
+    triggers: dict[Role, frozenset[int] | None] = field(default_factory=dict)
     deps: tuple[str, ...] = ()
     label: str = ""
     tl_interest: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    # derived (plain attributes: read for every utterance)
+    require: bool = field(init=False)
+    windowed: bool = field(init=False)  # a first_* scope window
+    body_utts: bool = field(init=False)  # the body sees utterances as they arrive
+
+    def __post_init__(self) -> None:
+        sc = self.spec.scope
+        self.require = self.mode == "require"
+        self.windowed = sc.first_seconds is not None or sc.first_turns is not None
+        self.body_utts = self.body.wants_utts and not self.deferred
 
     @property
     def id(self) -> str:
@@ -369,12 +382,17 @@ class Compiler:
         all_roles = frozenset(Role)
         utt_roles: set[Role] = set()
         trig: list[frozenset[int] | None] = []
+        by_role: dict[Role, list[frozenset[int] | None]] = {r: [] for r in Role}
         if when is not None and when.wants_utts:
             utt_roles |= all_roles
             trig.append(when.trigger)
+            for r in Role:
+                by_role[r].append(when.trigger)
         if body.wants_utts and not deferred:
             utt_roles |= roles or all_roles
             trig.append(body.trigger)
+            for r in roles or all_roles:
+                by_role[r].append(body.trigger)
         return CompiledRule(
             spec=spec,
             index=index,
@@ -387,6 +405,7 @@ class Compiler:
             slots=self._slot,
             deferred=deferred,
             trigger=N._union(trig),
+            triggers={r: N._union(t) for r, t in by_role.items() if r in utt_roles},
             utt_roles=frozenset(utt_roles),
             wants_timeline=body.wants_timeline or bool(when and when.wants_timeline),
             wants_clock=body.wants_clock or bool(when and when.wants_clock),

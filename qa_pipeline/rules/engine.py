@@ -88,6 +88,7 @@ class RuleRun:
         "rule",
         "st",
         "verdict",
+        "wants_clock",
         "when_ok",
     )
 
@@ -98,6 +99,7 @@ class RuleRun:
         self.body_open = True
         self.body_status: Verdict | None = None
         self.when_ok = rule.when is None
+        self.wants_clock = rule.wants_clock
         self.done = False
         self.occ = 0
         self.findings: list[Finding] = []
@@ -164,15 +166,15 @@ class RuleRun:
             w.on_utt(self, x)
             if w.found(self):
                 self._when_found()
-        if self.body_open and (rule.roles is None or x.u.role in rule.roles):
-            if rule.deferred:
-                return  # decided at call end from the evaluator's history
-            if not self.in_window(x):
+        if self.body_open and rule.body_utts and (rule.roles is None or x.u.role in rule.roles):
+            if rule.windowed and not self.in_window(x):
                 return
-            if rule.body.wants_utts:
-                self._body(rule.body.on_utt(self, x))
-                if rule.mode == "require" and rule.body.found(self):
-                    self._pass_require()
+            body = rule.body
+            evs = body.on_utt(self, x)
+            if evs:
+                self._body(evs)
+            if rule.require and body.found(self):
+                self._pass_require()
 
     def on_tl(self, e: TEvent) -> None:
         rule = self.rule
@@ -358,22 +360,15 @@ class CallEvaluator:
         )
         self.hot: set[int] = set()
         self.seen_in_window: list[UttCtx] = []
-        self.runs = [RuleRun(r, self) for r in pack.rules]
-        self._windowed = [
-            run
-            for run in self.runs
-            if run.rule.spec.scope.first_seconds is not None
-            or run.rule.spec.scope.first_turns is not None
-        ]
-        self._max_window = max(
-            [(r.rule.spec.scope.first_seconds or 0.0) + self.grace for r in self._windowed] + [0.0]
-        )
-        self._clock_runs = [self.runs[i] for i in pack.clock_rules]
+        self.runs = runs = [RuleRun(r, self) for r in pack.rules]
+        self._windowed = [runs[i] for i in pack.windowed]
+        self._max_window = pack.max_window
+        self._clock_runs = [runs[i] for i in pack.clock_rules]
         self._tl_runs = {
-            kind: [(thr, self.runs[i]) for thr, i in lst] for kind, lst in pack.tl_by_kind.items()
+            kind: [(thr, runs[i]) for thr, i in lst] for kind, lst in pack.tl_by_kind.items()
         }
         self.history: list[UttCtx] = []
-        for run in self.runs:
+        for run in runs:
             run.begin()
         self._due = min((r.due() for r in self._clock_runs if not r.done), default=float("inf"))
         self._verdicts: dict[str, Verdict] = {}
@@ -387,8 +382,9 @@ class CallEvaluator:
             self.clock = utt.end
         a = pack.index.analyse(utt.text)
         role = utt.role
-        turn = self.turns[role]
-        self.turns[role] = turn + 1
+        turns = self.turns
+        turn = turns[role]
+        turns[role] = turn + 1
         x = UttCtx(utt, a, turn, self.n, self)
         self.n += 1
         self.stats.add(utt, len(a.mf))
@@ -400,22 +396,31 @@ class CallEvaluator:
         disp = a.dispatch.get(role)
         if disp is None:
             disp = a.dispatch[role] = pack.dispatch_for(a, role)
-        if self.hot:
-            disp = tuple(sorted(self.hot.union(disp)))
+        hot = self.hot
+        if hot and not hot.issubset(disp):
+            disp = tuple(sorted(hot.union(disp)))
         for i in disp:
             run = runs[i]
             if not run.done:
                 run.on_utt(x)
-                if run.rule.wants_clock and not run.done:
+                if run.wants_clock and not run.done:
                     d = run.due()
                     if d < self._due:
                         self._due = d
         self.history.append(x)
-        if self.timeline is not None:
-            self._timeline(self.timeline.push(x, self.clock))
+        tl = self.timeline
+        if tl is not None:
+            evs = tl.push(x, self.clock)
+            if evs:
+                self._timeline(evs)
         if self.clock >= self._due:
             self._tick()
-        return self._take()
+        out = self.out
+        if not out:
+            return []
+        self.out = []
+        self._all_findings.extend(out)
+        return out
 
     def _tick(self) -> None:
         due = float("inf")

@@ -6,6 +6,7 @@ import copy
 import hashlib
 import json
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,9 +30,26 @@ _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 Problem = tuple[Location, str]
 
 
+def _pack_candidates() -> list[Path]:
+    return [
+        # a source checkout (or editable install): the pack lives in the repository
+        Path(qa_pipeline.__file__).resolve().parents[1] / "configs" / "rules",
+        # an installed wheel: configs/rules/ shipped as package data (see README, packaging)
+        Path(__file__).resolve().parent / "default_pack",
+        # ... or as setuptools data-files under the environment's prefix
+        Path(sys.prefix) / "share" / "qa-pipeline" / "rules",
+    ]
+
+
 def default_pack_path() -> Path:
-    """``configs/rules/`` of the repository this package lives in."""
-    return Path(qa_pipeline.__file__).resolve().parents[1] / "configs" / "rules"
+    """The default pack: ``configs/rules/`` of the repository this package lives in, else
+    the copy installed with the package (package data ``qa_pipeline/rules/default_pack/``
+    or data files ``<prefix>/share/qa-pipeline/rules/``)."""
+    cands = _pack_candidates()
+    for c in cands:
+        if (c / PACK_FILE).is_file():
+            return c
+    return cands[0]
 
 
 @dataclass(eq=False)
@@ -57,12 +75,15 @@ class RulePack:
     tl_by_kind: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
     tl_interest: dict[str, float] = field(default_factory=dict)
     verdict_cache: dict[Any, Any] = field(default_factory=dict)
+    windowed: tuple[int, ...] = ()  # rules with a first_* window
+    max_window: float = 0.0  # utterances starting later are never in a first_* window
 
     def dispatch_for(self, a: Any, role: Role) -> tuple[int, ...]:
         """Rules (indices, in order) that an utterance with analysis ``a`` of ``role`` can
         matter to; memoised on the analysis by the evaluator."""
         by_atom = self.by_atom[role]
         idx = set(self.always[role])
+        self.index.ensure(a, role)
         for atom in a.spans:
             hit = by_atom.get(atom)
             if hit:
@@ -230,6 +251,10 @@ def analyse_pack(
             problems.extend(e.problems)
 
     header: Any = docs[0][1] if docs and docs[0][0] == header_path else None
+    if isinstance(header, dict) and isinstance(header.get("files"), list):
+        rule_paths = _ordered(root, header, rule_paths, str(header_path), problems)
+        rank = {p: i for i, p in enumerate([header_path, *rule_paths])}
+        docs = sorted((d for d in docs if d[0] in rank), key=lambda d: rank[d[0]])
     spec_header: PackSpec | None = None
     settings_raw: dict[str, Any] = {}
     inline_rules: Any = None
@@ -286,6 +311,25 @@ def analyse_pack(
         return LoadResult(None, problems, specs, settings_raw, used)
     pack = _compile(spec_header, specs, [header_path, *rule_paths], problems, settings)
     return LoadResult(pack, problems, specs, settings_raw, used)
+
+
+def _ordered(
+    root: Path, header: Any, found: list[Path], path: str, problems: list[Problem]
+) -> list[Path]:
+    """The rule files in the order of the pack's ``files:`` (each must exist), then any
+    other rule file of the directory in file-name order (a file dropped in still loads)."""
+    listed = header["files"]
+    line = getattr(header, "key_lines", {}).get("files", 0)
+    names = {p.name: p for p in found}
+    out: list[Path] = []
+    for name in listed:
+        if not isinstance(name, str) or name not in names:
+            problems.append((Location(path, line), f"files: no rule file {name!r} in {root}"))
+        elif names[name] in out:
+            problems.append((Location(path, line), f"files: {name} listed twice"))
+        else:
+            out.append(names[name])
+    return out + [p for p in found if p not in out]
 
 
 def _only_rules(header: YMap) -> YMap:
@@ -386,19 +430,26 @@ def _build_dispatch(pack: RulePack) -> None:
         for r in pack.rules:
             if role not in r.utt_roles:
                 continue
-            if r.trigger is None:
+            trig = r.triggers[role]
+            if trig is None:
                 always.append(r.index)
             else:
-                for atom in r.trigger:
+                for atom in trig:
                     by_atom.setdefault(atom, []).append(r.index)
         pack.always[role] = tuple(always)
         pack.by_atom[role] = {a: tuple(v) for a, v in by_atom.items()}
+        pack.index.set_group(role, set(by_atom))
     pack.timeline_rules = tuple(r.index for r in pack.rules if r.wants_timeline)
     for r in pack.rules:
         for kind, thr in r.tl_interest.items():
             pack.tl_by_kind.setdefault(kind, []).append((thr, r.index))
             pack.tl_interest[kind] = min(thr, pack.tl_interest.get(kind, thr))
     pack.clock_rules = tuple(r.index for r in pack.rules if r.wants_clock)
+    pack.windowed = tuple(r.index for r in pack.rules if r.windowed)
+    grace = pack.settings.window_grace_seconds
+    pack.max_window = max(
+        [(pack.rules[i].spec.scope.first_seconds or 0.0) + grace for i in pack.windowed] + [0.0]
+    )
 
 
 def load_pack(path: str | Path | None = None, settings: dict[str, Any] | None = None) -> RulePack:

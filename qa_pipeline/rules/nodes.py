@@ -253,9 +253,13 @@ class ULazy(UNode):
         self.trigger = frozenset(atoms)
 
     def match(self, x: UttCtx) -> Span | None:
-        spans = x.a.spans
+        a = x.a
+        spans = a.spans
+        done = a.done
         for atom in self.atoms:
             hits = spans.get(atom)
+            if hits is None and atom not in done:
+                hits = self.ix.hits(a, atom)
             if hits:
                 return hits[0]
         return None
@@ -620,9 +624,9 @@ class CSequence(CNode):
         missing: bool,
         label: str,
     ) -> None:
-        # Sees utterances that can start or end a sequence; while anchors are pending the
-        # rule is "hot" and sees every utterance (turn counting).
-        self.trigger = _union([first.trigger, then.trigger])
+        # Without pending anchors only an utterance matching ``first`` matters; while
+        # anchors are pending the rule is "hot" and sees every utterance (turn counting).
+        self.trigger = first.trigger
         self.first = first
         self.then = then
         self.turns = turns

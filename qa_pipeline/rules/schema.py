@@ -568,6 +568,9 @@ class PackSpec(Strict):
     name: str = Field(min_length=1)
     version: str = Field(min_length=1)
     description: str = ""
+    # Rule files of the directory, in the order their rules are listed (scorecards, lint,
+    # fixtures). Without it: file-name order.
+    files: list[str] | None = None
     settings: Settings = Field(default_factory=lambda: Settings.model_validate({}))
 
 

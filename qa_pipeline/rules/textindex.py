@@ -75,13 +75,15 @@ class Analysis:
     """What the rules know about one utterance's text. Build with :meth:`TextIndex.analyse`."""
 
     __slots__ = (
-        "_memo",
         "_pc",
         "_pj",
+        "_pos",
         "_starts",
         "_syls",
         "dispatch",
+        "done",
         "fold",
+        "groups",
         "mf",
         "spans",
         "text",
@@ -91,24 +93,34 @@ class Analysis:
         self.text = text
         self.mf = mf
         self.fold = fold
-        self.spans = spans
-        self._memo: dict[int, list[Span]] = {}
+        self.spans = spans  # atom -> spans, for keywords and for computed lazy atoms that hit
+        self.done: set[int] = set()  # lazy atoms computed (hit or not)
+        self.groups: set[Any] = set()  # atom groups computed (see TextIndex.ensure)
         self.dispatch: dict[Any, tuple[int, ...]] = {}
         self._pc: str | None = None
         self._pj = ""
         self._starts: list[int] = []
         self._syls: list[str] = []
+        self._pos: dict[str, list[int]] = {}
 
     def _pinyin(self) -> None:
-        syls = [syllable(c) for c in self.fold]
+        cache = _SYL_CACHE
+        syls = [cache.get(c) or syllable(c) for c in self.fold]
         starts = []
-        pos = 0
-        for s in syls:
-            starts.append(pos)
-            pos += len(s)
-        starts.append(pos)
+        pos: dict[str, list[int]] = {}
+        at = 0
+        for i, s in enumerate(syls):
+            starts.append(at)
+            at += len(s)
+            lst = pos.get(s)
+            if lst is None:
+                pos[s] = [i]
+            else:
+                lst.append(i)
+        starts.append(at)
         self._starts = starts
         self._syls = syls
+        self._pos = pos
         self._pc = "".join(syls)
         self._pj = "|" + "|".join(syls) + "|"
 
@@ -138,6 +150,32 @@ class _Fuzzy:
     nsyl: int
     threshold: float
     syls: tuple[str, ...] = ()
+
+    @property
+    def need(self) -> int:
+        """Shared syllables a window (and the utterance) must have to be scored."""
+        return max(2, -(-self.nsyl // 2))
+
+
+class _Group:
+    """The lazy atoms one kind of dispatch needs, with the fuzzy prefilter's tables."""
+
+    __slots__ = ("by_exact", "inv", "long", "need", "other")
+
+    def __init__(self, ix: TextIndex, atoms: set[int]) -> None:
+        lazy = ix._lazy
+        self.long = [i for i in sorted(atoms) if isinstance(lazy[i], _Fuzzy) and lazy[i].nsyl > 2]
+        self.other = [i for i in sorted(atoms) if i not in set(self.long)]
+        inv: dict[str, list[int]] = {}
+        for k, i in enumerate(self.long):
+            for syl in set(lazy[i].syls):
+                inv.setdefault(syl, []).append(k)
+        self.inv = inv
+        self.need = [lazy[i].need for i in self.long]
+        by_exact: dict[int, list[int]] = {}
+        for i in self.long:
+            by_exact.setdefault(lazy[i].exact, []).append(i)
+        self.by_exact = by_exact
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,11 +213,8 @@ class TextIndex:
         self._cache_size = cache_size
         self.caching = True
         self._lazy_atoms: list[int] = []
-        self._fz_long: list[int] = []
-        self._fz_inv: dict[str, list[int]] = {}
-        self._fz_need: list[int] = []
-        self._fz_by_exact: dict[int, list[int]] = {}
-        self._other: list[int] = []
+        self._groups: dict[Any, _Group] = {}
+        self._all: _Group | None = None
 
     # ---------------------------------------------------------------- building
 
@@ -254,22 +289,7 @@ class TextIndex:
 
     def finish(self) -> None:
         self._lazy_atoms = [i for i, k in enumerate(self._kinds) if k != "keyword"]
-        long = [
-            i
-            for i in self._lazy_atoms
-            if isinstance(self._lazy[i], _Fuzzy) and self._lazy[i].nsyl > 2
-        ]
-        self._fz_long = long
-        inv: dict[str, list[int]] = {}
-        for k, i in enumerate(long):
-            for syl in set(self._lazy[i].syls):
-                inv.setdefault(syl, []).append(k)
-        self._fz_inv = inv
-        self._fz_by_exact = {}
-        for i in long:
-            self._fz_by_exact.setdefault(self._lazy[i].exact, []).append(i)
-        self._fz_need = [max(2, -(-self._lazy[i].nsyl // 2)) for i in long]
-        self._other = [i for i in self._lazy_atoms if i not in set(long)]
+        self._all = _Group(self, set(self._lazy_atoms))
         ac = ahocorasick.Automaton()
         for key, atom in self._keyword.items():
             ac.add_word(key, (atom, len(key)))
@@ -278,9 +298,17 @@ class TextIndex:
         self._ac = ac
         self._cache.clear()
 
+    def set_group(self, key: Any, atoms: set[int]) -> None:
+        """Name a set of lazy atoms computed together by :meth:`ensure` (e.g. the atoms
+        that gate the rules of one role)."""
+        self._groups[key] = _Group(self, {a for a in atoms if self._kinds[a] != "keyword"})
+
     # ---------------------------------------------------------------- matching
 
     def analyse(self, text: str) -> Analysis:
+        """Match form, fold and every exact phrase of the pack (one Aho-Corasick pass);
+        fuzzy / regex / similar / entity atoms are computed on demand (:meth:`ensure`,
+        :meth:`hits`) and memoised on the analysis."""
         a = self._cache.get(text)
         if a is not None:
             return a
@@ -300,57 +328,100 @@ class TextIndex:
                 else:
                     lst.append((end - n + 1, end + 1))
         a = Analysis(text, mf, fold, spans)
-        if fold and self._lazy_atoms:
-            self._eager(a)
         if self.caching:
             if len(self._cache) >= self._cache_size:
                 self._cache.clear()
             self._cache[text] = a
         return a
 
-    def _eager(self, a: Analysis) -> None:
-        """Compute every non-keyword atom of the pack for this text (once per text), so
-        every atom can gate rules like an Aho-Corasick keyword does."""
-        spans = a.spans
-        for atom in self._other:
-            hits = self._compute(a, atom)
-            if hits:
-                spans[atom] = hits
-        if not self._fz_long:
+    def ensure(self, a: Analysis, key: Any = None) -> None:
+        """Compute the lazy atoms of group ``key`` (``None``: every lazy atom) for this text.
+
+        Fuzzy phrases of three or more syllables share a prefilter: a phrase is scored only
+        when half of its syllables (at least two) occur in the utterance; exact occurrences
+        come from the Aho-Corasick pass."""
+        if key in a.groups:
             return
-        long = self._fz_long
-        # Prefilter: a phrase is scored only when half of its syllables (at least two)
-        # occur in the utterance; exact occurrences come from the Aho-Corasick pass.
-        counts: dict[int, int] = {}
-        inv = self._fz_inv
-        for syl in set(a.syllables):
-            for k in inv.get(syl, ()):
-                counts[k] = counts.get(k, 0) + 1
-        need = self._fz_need
-        by_exact = self._fz_by_exact
+        a.groups.add(key)
+        g = self._groups.get(key) if key is not None else self._all
+        if g is None:
+            g = self._all
+            if self._ac is None:
+                self.finish()
+                g = self._all
+        assert g is not None
+        spans = a.spans
+        done = a.done
+        if not a.fold:
+            done.update(g.other)
+            done.update(g.long)
+            return
+        for atom in g.other:
+            if atom not in done:
+                done.add(atom)
+                hits = self._compute(a, atom)
+                if hits:
+                    spans[atom] = hits
+        long = g.long
+        if not long:
+            return
+        by_exact = g.by_exact
         for kw in [k for k in spans if k in by_exact]:
             for atom in by_exact[kw]:
-                spans[atom] = list(spans[kw])
+                if atom not in done:
+                    done.add(atom)
+                    spans[atom] = list(spans[kw])
+        if a._pc is None:
+            a._pinyin()
+        counts: dict[int, int] = {}
+        inv = g.inv
+        for syl in a._pos:
+            ks = inv.get(syl)
+            if ks:
+                for k in ks:
+                    counts[k] = counts.get(k, 0) + 1
+        need = g.need
+        lazy = self._lazy
         for k, cnt in counts.items():
             if cnt >= need[k]:
                 atom = long[k]
-                if atom not in spans:
-                    hits = self._compute(a, atom)
+                if atom not in done:
+                    done.add(atom)
+                    hits = _best_window(a, lazy[atom])
                     if hits:
                         spans[atom] = hits
+        done.update(long)
 
     def hits(self, a: Analysis, atom: int) -> list[Span]:
         """Spans of ``atom`` in the utterance (empty list when it does not occur)."""
         s = a.spans.get(atom)
         if s is not None:
             return s
-        if self._kinds[atom] == "keyword" or self._lazy_atoms:
+        if atom in a.done or self._kinds[atom] == "keyword":
             return []
-        m = a._memo.get(atom)
-        if m is None:
+        a.done.add(atom)
+        p = self._lazy[atom]
+        if isinstance(p, _Fuzzy) and p.nsyl > 2:
+            m = self._long_fuzzy(a, p)
+        else:
             m = self._compute(a, atom)
-            a._memo[atom] = m
+        if m:
+            a.spans[atom] = m
         return m
+
+    def _long_fuzzy(self, a: Analysis, p: _Fuzzy) -> list[Span]:
+        """One fuzzy phrase of three or more syllables, as :meth:`ensure` computes it."""
+        exact = a.spans.get(p.exact)
+        if exact:
+            return list(exact)
+        if not a.fold:
+            return []
+        if a._pc is None:
+            a._pinyin()
+        pos = a._pos
+        if sum(1 for syl in set(p.syls) if syl in pos) < p.need:
+            return []
+        return _best_window(a, p)
 
     def _compute(self, a: Analysis, atom: int) -> list[Span]:
         p = self._lazy[atom]
@@ -390,32 +461,60 @@ def _best_window(a: Analysis, p: _Fuzzy) -> list[Span]:
     """Best match of a fuzzy phrase over syllable-aligned windows of the utterance (phrase
     length -1 / +0 / +1 syllables, so a dropped or inserted syllable still aligns), scored
     with the normalised Indel similarity of the folded pinyin. Only windows sharing at
-    least half of the phrase's syllables are scored."""
+    least half of the phrase's syllables (counting positions) are scored; ties go to the
+    first window in the order: length n, n-1, n+1, then left to right."""
+    if a._pc is None:
+        a._pinyin()
     pc = a._pc or ""
-    starts = a._starts
-    syls = a._syls
-    m = len(syls)
+    pos = a._pos
+    m = len(a._syls)
     n = p.nsyl
     need = max(2, -(-n // 2))
-    pset = set(p.syls)
-    cum = [0]
-    c = 0
-    for syl in syls:
-        c += syl in pset
-        cum.append(c)
-    if c < need:
+    hit: list[int] = []
+    for syl in set(p.syls):
+        lst = pos.get(syl)
+        if lst:
+            hit.extend(lst)
+    if len(hit) < need:
         return []
-    best = 0.0
-    where: Span | None = None
-    thr = p.threshold
+    hit.sort()
+    starts = a._starts
+    wins: list[str] = []
+    where: list[Span] = []
+    top = len(hit) - need + 1
     for length in (n, n - 1, n + 1):
         if length < 1 or length > m:
             continue
-        for i in range(0, m - length + 1):
-            if cum[i + length] - cum[i] < need:
+        last = m - length
+        done = -1
+        # windows [i, i + length) holding hit[j .. j + need - 1]: i in [hit[j+need-1]-length+1,
+        # hit[j]]; both bounds grow with j, so the union is walked left to right once.
+        for j in range(top):
+            lo = hit[j + need - 1] - length + 1
+            hi = hit[j]
+            if lo <= done:
+                lo = done + 1
+            if lo < 0:
+                lo = 0
+            if hi > last:
+                hi = last
+            if lo > hi:
                 continue
-            sc = fuzz.ratio(p.pc, pc[starts[i] : starts[i + length]], score_cutoff=thr)
-            if sc > best:
-                best = sc
-                where = (i, i + length)
-    return [where] if where is not None else []
+            for i in range(lo, hi + 1):
+                wins.append(pc[starts[i] : starts[i + length]])
+                where.append((i, i + length))
+            done = hi
+    if not wins:
+        return []
+    thr = p.threshold
+    if thr > 0:
+        best = process.extractOne(p.pc, wins, scorer=fuzz.ratio, score_cutoff=thr)
+        return [where[best[2]]] if best is not None else []
+    top_score = 0.0
+    found: Span | None = None
+    for w, span in zip(wins, where, strict=True):
+        sc = fuzz.ratio(p.pc, w, score_cutoff=thr)
+        if sc > top_score:
+            top_score = sc
+            found = span
+    return [found] if found is not None else []

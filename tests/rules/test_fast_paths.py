@@ -1,0 +1,191 @@
+"""The fast paths give the same answers as the straightforward ones.
+
+* ``score_transcript`` == feeding the utterances one by one, on the benchmark's generator;
+* lazily computed text atoms (per role group, or one at a time) == all atoms at once;
+* the fuzzy window search == scoring every window (the reference implementation);
+* rule order (``files:`` in pack.yaml) and where the default pack is found.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+import shutil
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from rapidfuzz import fuzz
+
+import qa_pipeline
+from qa_pipeline.errors import ConfigError
+from qa_pipeline.messages import Role, to_dict
+from qa_pipeline.rules import (
+    CallEvaluator,
+    RulePack,
+    default_pack_path,
+    load_pack,
+    score_transcript,
+)
+from qa_pipeline.rules.textindex import Analysis, Span, TextIndex, _best_window, _Fuzzy
+from qa_pipeline.transcript import Transcript
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_rules.py"
+
+
+def _bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_rules", BENCH)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def calls() -> list[Transcript]:
+    bench = _bench()
+    rng = random.Random(3)
+    return [bench.make_call(i, rng, rng.choice([3, 10, 40, 60])) for i in range(300)]
+
+
+def _fed(pack: RulePack, t: Transcript) -> object:
+    ev = CallEvaluator(pack, t.call)
+    for u in sorted(t.utterances, key=lambda u: (u.end, u.start, u.index)):
+        ev.feed(u)
+    return to_dict(ev.end(t.ended))
+
+
+def test_score_transcript_equals_feeding(default_pack: RulePack, calls: list[Transcript]) -> None:
+    for t in calls:
+        assert to_dict(score_transcript(default_pack, t)) == _fed(default_pack, t), t.call.call_id
+
+
+def test_score_transcript_cold_equals_warm(calls: list[Transcript]) -> None:
+    pack = load_pack()
+    warm = [to_dict(score_transcript(pack, t)) for t in calls[:100]]
+    pack.index.caching = False
+    cold = [to_dict(score_transcript(pack, t)) for t in calls[:100]]
+    assert warm == cold
+
+
+def _texts(calls: list[Transcript]) -> list[str]:
+    return sorted({u.text for t in calls for u in t.utterances})
+
+
+def _fresh(ix: TextIndex, text: str) -> Analysis:
+    ix._cache.pop(text, None)
+    return ix.analyse(text)
+
+
+def test_lazy_atoms_equal_all_at_once(default_pack: RulePack, calls: list[Transcript]) -> None:
+    ix = default_pack.index
+    lazy = ix._lazy_atoms
+    for text in _texts(calls):
+        a = _fresh(ix, text)
+        ix.ensure(a)  # every lazy atom at once
+        eager = {atom: a.spans.get(atom, []) for atom in lazy}
+        one = _fresh(ix, text)
+        assert {atom: ix.hits(one, atom) for atom in lazy} == eager, text
+        by_role = _fresh(ix, text)
+        for role in Role:
+            ix.ensure(by_role, role)
+        assert {atom: ix.hits(by_role, atom) for atom in lazy} == eager, text
+
+
+def _reference_window(a: Analysis, p: _Fuzzy) -> list[Span]:
+    """The straightforward search: every window of n, n-1, n+1 syllables sharing half of
+    the phrase's syllables, scored one by one; the first best wins."""
+    pc = a.pinyin
+    syls = a.syllables
+    starts = [0]
+    for s in syls:
+        starts.append(starts[-1] + len(s))
+    m, n = len(syls), p.nsyl
+    need = max(2, -(-n // 2))
+    pset = set(p.syls)
+    cum = [0]
+    for s in syls:
+        cum.append(cum[-1] + (s in pset))
+    if cum[-1] < need:
+        return []
+    best, where = 0.0, None
+    for length in (n, n - 1, n + 1):
+        if length < 1 or length > m:
+            continue
+        for i in range(m - length + 1):
+            if cum[i + length] - cum[i] < need:
+                continue
+            sc = fuzz.ratio(p.pc, pc[starts[i] : starts[i + length]], score_cutoff=p.threshold)
+            if sc > best:
+                best, where = sc, (i, i + length)
+    return [where] if where is not None else []
+
+
+def test_fuzzy_window_search_equals_reference(
+    default_pack: RulePack, calls: list[Transcript]
+) -> None:
+    ix = default_pack.index
+    phrases = [p for p in ix._lazy if isinstance(p, _Fuzzy) and p.nsyl > 2]
+    extra = ["好的，千年少等，我帮您查一下", "可疑方林", "这是公司的规定规定就是规定", "您您您好好"]
+    for text in [*_texts(calls), *extra]:
+        a = _fresh(ix, text)
+        for p in phrases:
+            assert _best_window(a, p) == _reference_window(a, p), (text, p.pc)
+
+
+# ------------------------------------------------------------------------ pack layout
+
+
+def test_default_pack_rules_in_declared_file_order(default_pack: RulePack) -> None:
+    ids = default_pack.rule_ids
+    assert ids[0] == "OPEN-ANSWER"
+    assert ids.index("OPEN-GREET") < ids.index("BAN-WEI") < ids.index("COURT-WORDS")
+    assert ids.index("COURT-WORDS") < ids.index("RESP-GAP") < ids.index("CLOSE-THANKS")
+
+
+_RULE = """\
+rules:
+  - id: {rid}
+    description: x
+    severity: minor
+    weight: 1
+    forbid: {{keyword: [甲]}}
+"""
+
+
+def _pack_dir(tmp_path: Path, files: str | None) -> Path:
+    d = tmp_path / "p"
+    d.mkdir(parents=True)
+    head = 'name: t\nversion: "1"\n' + (f"files: {files}\n" if files else "")
+    (d / "pack.yaml").write_text(head, encoding="utf-8")
+    for name, rid in (("a.yaml", "R-A"), ("b.yaml", "R-B"), ("c.yaml", "R-C")):
+        (d / name).write_text(_RULE.format(rid=rid), encoding="utf-8")
+    return d
+
+
+def test_files_key_orders_rules(tmp_path: Path) -> None:
+    assert load_pack(_pack_dir(tmp_path / "1", None)).rule_ids == ["R-A", "R-B", "R-C"]
+    ordered = load_pack(_pack_dir(tmp_path / "2", "[c.yaml, a.yaml]"))
+    assert ordered.rule_ids == ["R-C", "R-A", "R-B"]  # unlisted files follow, by name
+
+
+def test_files_key_unknown_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no rule file 'zz.yaml'"):
+        load_pack(_pack_dir(tmp_path, "[a.yaml, zz.yaml]"))
+
+
+def test_default_pack_path_falls_back_to_installed_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = Path(qa_pipeline.__file__).resolve().parents[1]
+    assert default_pack_path() == repo / "configs" / "rules"
+    site = tmp_path / "site" / "qa_pipeline"
+    site.mkdir(parents=True)
+    monkeypatch.setattr(qa_pipeline, "__file__", str(site / "__init__.py"))
+    prefix = tmp_path / "venv"
+    shared = prefix / "share" / "qa-pipeline" / "rules"
+    shutil.copytree(repo / "configs" / "rules", shared)
+    monkeypatch.setattr(sys, "prefix", str(prefix))
+    assert default_pack_path() == shared
+    assert load_pack().rule_ids == load_pack(shared).rule_ids
