@@ -89,6 +89,7 @@ def _run(
     quiet: bool,
     rules: Path | None = None,
     score: bool = False,
+    store: Path | None = None,
 ) -> Any:
     from .pipeline import Pipeline
 
@@ -100,7 +101,12 @@ def _run(
             from .rules import load_pack
 
             pack = load_pack(rules or cfg.rules.pack, cfg.rules.settings or None)
-            return pipeline.score(call, pack=pack, progress=progress)
+            if store is None:
+                return pipeline.score(call, pack=pack, progress=progress)
+            from .store import Store
+
+            with Store(store) as db:
+                return pipeline.score(call, pack=pack, progress=progress, store=db)
         return pipeline.transcribe(call, progress=progress)
 
 
@@ -144,6 +150,15 @@ def score(
             help="send the call's events to the configured sinks (default: JSONL in out/events)",
         ),
     ] = True,
+    store: Annotated[
+        Path | None,
+        typer.Option(
+            "--store",
+            help="transcript store: reuse a transcript made with the same settings, keep the "
+            "transcript and scorecard for re-scoring",
+        ),
+    ] = Path("out/qa-store.sqlite"),
+    no_store: Annotated[bool, typer.Option("--no-store", help="do not use the store")] = False,
     stdout_events: Annotated[
         bool,
         typer.Option(
@@ -157,7 +172,16 @@ def score(
 
     try:
         cfg = _config(config, language, model)
-        result = _run(call, config, language, model, quiet, rules=rules, score=True)
+        result = _run(
+            call,
+            config,
+            language,
+            model,
+            quiet,
+            rules=rules,
+            score=True,
+            store=None if no_store else store,
+        )
         if events or stdout_events:
             _emit_events(cfg, result, stdout_events)
     except QAError as e:
@@ -177,7 +201,9 @@ def _emit_events(cfg: Any, result: Any, to_stdout: bool) -> None:
     sinks_cfg = cfg.sinks
     if to_stdout:
         jsonl = sinks_cfg.jsonl or JsonlSinkConfig()
-        sinks_cfg = sinks_cfg.model_copy(update={"jsonl": jsonl.model_copy(update={"stdout": True})})
+        sinks_cfg = sinks_cfg.model_copy(
+            update={"jsonl": jsonl.model_copy(update={"stdout": True})}
+        )
     fan = build_sinks(sinks_cfg)
     try:
         card = result.scorecard
@@ -235,11 +261,13 @@ def demo(
 
 def _mount_subcommands() -> None:
     """Sub-commands that live with their modules."""
+    from .rescore.cli import rescore_command
     from .rules.cli import rules_app
     from .samples.cli import samples_command
 
     app.add_typer(rules_app, name="rules", help="Test and lint rule packs.")
     app.command("samples", help="Generate the synthetic sample calls.")(samples_command)
+    app.command("rescore")(rescore_command)
 
 
 _mount_subcommands()

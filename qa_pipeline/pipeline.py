@@ -36,6 +36,7 @@ class AsrStats:
     wall_seconds: float
     segments: int
     dropped: tuple[tuple[str, int], ...] = ()
+    cached: bool = False  # the transcript came from the store: no ASR ran
 
     @property
     def rtf(self) -> float:
@@ -229,7 +230,13 @@ class Pipeline:
         pack: Any = None,
         call: CallInfo | None = None,
         progress: ProgressFn | None = None,
+        store: Any = None,
     ) -> CallResult:
+        """Transcribe (or take the stored transcript) and score a recording.
+
+        With a :class:`~qa_pipeline.store.Store`, a transcript already made from the same
+        audio with the same settings is reused (no ASR), and the transcript and the
+        scorecard are kept in the store."""
         from .rules import load_pack, score_transcript
 
         rule_pack = (
@@ -237,9 +244,46 @@ class Pipeline:
             if pack is not None
             else load_pack(self.config.rules.pack, self.config.rules.settings or None)
         )
-        result = self.transcribe(path, call=call, progress=progress)
-        card = score_transcript(rule_pack, result.transcript)
+        if store is None:
+            result = self.transcribe(path, call=call, progress=progress)
+            card = score_transcript(rule_pack, result.transcript)
+        else:
+            result, key = self._transcribe_cached(Path(path), store, call, progress)
+            card = score_transcript(rule_pack, result.transcript)
+            store.record_score(result.transcript, card, rule_pack, key=key)
         return CallResult(transcript=result.transcript, stats=result.stats, scorecard=card)
+
+    def _transcribe_cached(
+        self, path: Path, store: Any, call: CallInfo | None, progress: ProgressFn | None
+    ) -> tuple[CallResult, str]:
+        """The stored transcript for this audio and these settings, else a new one (stored);
+        with the store key it is kept under."""
+        from dataclasses import replace as _replace
+
+        from .store import transcript_settings
+        from .transcript import transcript_from_dict
+
+        t0 = time.perf_counter()
+        sha = audio_sha256(path) if path.is_file() else ""
+        h = store.put_settings(transcript_settings(self.config))
+        info = call or read_call_info(path)
+        doc = store.cached_doc(sha, h) if sha else None
+        if doc is not None:
+            cached = transcript_from_dict(doc)
+            transcript = _replace(
+                cached,
+                call=_replace(info, channels=cached.call.channels),
+                utterances=tuple(_replace(u, call_id=info.call_id) for u in cached.utterances),
+                ended=_replace(cached.ended, call_id=info.call_id),
+            )
+            speech = sum(u.duration for u in transcript.utterances)
+            stats = AsrStats(
+                transcript.duration, speech, 0.0, time.perf_counter() - t0, 0, cached=True
+            )
+            return CallResult(transcript=transcript, stats=stats), f"{sha}:{h}"
+        result = self.transcribe(path, call=call, progress=progress)
+        stored = store.put_transcript(result.transcript, audio_sha=sha, settings_hash_=h)
+        return result, stored.transcript_key
 
 
 def _with_roles(info: CallInfo, audio: CallAudio) -> CallInfo:

@@ -24,6 +24,7 @@ def stats_to_dict(stats: AsrStats) -> dict[str, Any]:
         "rtf": round(stats.rtf, 4),
         "segments": stats.segments,
         "dropped": dict(stats.dropped),
+        "cached": stats.cached,
     }
 
 

@@ -125,3 +125,28 @@ def test_batch_of_files_skips_bad_one(
     assert isinstance(out[1][1], AudioError) and "truncated" in str(out[1][1])
     for _, r in (out[0], out[2]):
         assert r.transcript.utterances == result.transcript.utterances
+
+
+def test_store_keeps_scored_call_and_skips_asr_next_time(
+    pipeline: Any, call_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qa_pipeline.rules import load_pack
+    from qa_pipeline.store import Store
+
+    pack = load_pack()
+    with Store(tmp_path / "qa.sqlite") as store:
+        first = pipeline.score(call_file, pack=pack, store=store)
+        assert not first.stats.cached
+
+        def no_asr(*a: Any, **k: Any) -> Any:
+            raise AssertionError("ASR ran for audio already transcribed with these settings")
+
+        monkeypatch.setattr(pipeline.engine, "transcribe_many", no_asr)
+        second = pipeline.score(call_file, pack=pack, store=store)
+        assert second.stats.cached
+        assert second.transcript.utterances == first.transcript.utterances
+        assert second.scorecard == first.scorecard
+        rows = store.results(f"scored:{pack.version}")
+        assert [r["call_id"] for r in rows] == ["call-001"]
+        assert rows[0]["score"] == first.scorecard.score
+        assert store.transcript("call-001").utterances == first.transcript.utterances

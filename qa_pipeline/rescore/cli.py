@@ -1,0 +1,192 @@
+"""The ``rescore`` command.
+
+Mount it on the main command (``qa_pipeline/cli.py``)::
+
+    from .rescore.cli import rescore_command
+    app.command("rescore")(rescore_command)
+
+Standalone: ``python -m qa_pipeline.rescore [DIR ...] [options]``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import QAError
+from ..store import DEFAULT_STORE
+from .run import RescoreOptions, RescoreSummary, rescore
+
+
+def rescore_command(
+    inputs: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="directories (searched recursively) or files of recordings / transcript "
+            "JSON documents; none: every call already in the store",
+            show_default=False,
+        ),
+    ] = None,
+    store: Annotated[
+        Path,
+        typer.Option("--store", "-s", help="SQLite transcript store (also caches and results)"),
+    ] = DEFAULT_STORE,
+    kafka: Annotated[
+        str | None,
+        typer.Option("--kafka", help="Kafka bootstrap servers: read the transcripts topic"),
+    ] = None,
+    topic: Annotated[str, typer.Option("--topic", help="transcripts topic")] = "qa.transcripts",
+    rules: Annotated[
+        Path | None, typer.Option("--rules", "-r", help="rule pack to apply (default pack)")
+    ] = None,
+    baseline: Annotated[
+        Path | None,
+        typer.Option("--baseline", "-b", help="old rule pack: diff its results with the new"),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="results.jsonl, results.csv, report.html, diff")
+    ] = Path("out/rescore"),
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            "-w",
+            min=1,
+            help="rule-scoring processes (default: 1 below 2,000 calls, else 2)",
+        ),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume/--no-resume",
+            help="keep results already committed by the same run (same inputs and packs)",
+        ),
+    ] = True,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="YAML config (ASR, VAD, rules)")
+    ] = None,
+    batch_files: Annotated[
+        int, typer.Option("--batch-files", min=1, help="recordings per ASR batch")
+    ] = 8,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+) -> None:
+    """Re-score calls already taken with a (changed) rule pack: rules only where the
+    transcript is stored, ASR only for recordings not transcribed with these settings."""
+    err = Console(stderr=True)
+    opts = RescoreOptions(
+        inputs=list(inputs or []),
+        store=store,
+        kafka=kafka,
+        topic=topic,
+        rules=rules,
+        baseline=baseline,
+        out=out,
+        workers=workers,
+        resume=resume,
+        config=config,
+        batch_files=batch_files,
+        progress=not quiet,
+    )
+    for p in opts.inputs:
+        if not p.exists():
+            err.print(f"[bold red]error:[/] {p} does not exist")
+            raise typer.Exit(2)
+    try:
+        summary = rescore(opts, console=err)
+    except (QAError, RuntimeError, OSError) as e:
+        err.print("error:", style="bold red", end=" ")
+        err.print(str(e), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    if json_out:
+        print(json.dumps(summary_dict(summary), ensure_ascii=False, indent=2))
+    else:
+        print_summary(Console(), summary)
+
+
+def summary_dict(s: RescoreSummary) -> dict[str, object]:
+    return {
+        "run_id": s.run_id,
+        "baseline_run_id": s.baseline_run_id,
+        "pack": s.pack,
+        "baseline_pack": s.baseline_pack,
+        "calls": s.calls,
+        "scored": s.scored,
+        "resumed": s.resumed,
+        "reused": s.reused,
+        "transcribed": s.transcribed,
+        "cached": s.cached,
+        "imported": s.imported,
+        "errors": [
+            {"call_id": e.call_id, "source": e.source, "error": e.message} for e in s.errors
+        ],
+        "workers": s.workers,
+        "audio_seconds": round(s.audio_seconds, 2),
+        "asr_seconds": round(s.asr_seconds, 2),
+        "score_seconds": round(s.score_seconds, 3),
+        "seconds": round(s.seconds, 3),
+        "outputs": {k: str(v) for k, v in s.outputs.items()},
+        "diff": {
+            k: ({r: list(v) for r, v in d.items()} if isinstance(d, dict) else d)
+            for k, d in s.diff.items()
+        },
+        "kafka": s.kafka,
+    }
+
+
+def print_summary(console: Console, s: RescoreSummary) -> None:
+    t = Table(title=f"Re-score {s.pack}", show_header=False, expand=False)
+    t.add_column()
+    t.add_column()
+    t.add_row("calls", str(s.calls))
+    t.add_row("scored now", f"{s.scored} ({s.workers} process{'es' if s.workers > 1 else ''})")
+    if s.resumed:
+        t.add_row("already done (resumed)", str(s.resumed))
+    t.add_row("transcripts from cache", str(s.cached))
+    if s.transcribed:
+        xrt = s.audio_seconds / s.asr_seconds if s.asr_seconds else 0.0
+        t.add_row(
+            "transcribed (ASR)",
+            f"{s.transcribed} ({s.audio_seconds:.0f} s audio in {s.asr_seconds:.1f} s, "
+            f"{xrt:.1f}× real time)",
+        )
+    if s.imported:
+        t.add_row("imported transcripts", str(s.imported))
+    t.add_row("unreadable / errors", str(len(s.errors)))
+    if s.baseline_pack:
+        d = s.diff
+        t.add_row("baseline", s.baseline_pack)
+        t.add_row(
+            "changed calls", f"{d.get('changed_calls', 0)} of {d.get('compared', 0)} compared"
+        )
+        for rid, (newly, gone) in sorted(d.get("rules", {}).items()):
+            t.add_row(f"  {rid}", f"+{newly} newly flagged, -{gone} no longer flagged")
+        t.add_row("grade changes", str(d.get("grade_changes", 0)))
+    rate = s.calls / s.seconds if s.seconds else 0.0
+    t.add_row("time", f"{s.seconds:.2f} s ({rate:.0f} calls/s overall)")
+    for name, path in s.outputs.items():
+        t.add_row(name, str(path))
+    console.print(t)
+    for e in s.errors[:20]:
+        console.print(f"[red]unreadable[/] {e.call_id}: {e.source}: {e.message}", soft_wrap=True)
+    if len(s.errors) > 20:
+        console.print(f"… and {len(s.errors) - 20} more (results.jsonl, status 'error')")
+
+
+app = typer.Typer(
+    name="rescore",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Re-score calls already taken with a (changed) rule pack.",
+)
+app.command()(rescore_command)
+
+
+def main() -> None:
+    app(prog_name=f"{Path(sys.executable).name} -m qa_pipeline.rescore")

@@ -1,0 +1,222 @@
+"""Rules-only scoring of stored transcripts, in this process or in worker processes.
+
+Work is split into chunks of call ids. A worker reads its chunk's transcript documents from
+the store in one query (its own read-only SQLite connection), scores each call with every
+pack that still needs it (the new pack, the baseline pack) and returns result rows; the
+parent writes each chunk's rows in one transaction, so a killed run keeps whole chunks and
+resumes after them. A call whose scoring raises is an ``error`` row, never a failed run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..messages import (
+    CallEnded,
+    CallInfo,
+    Direction,
+    Finding,
+    Role,
+    Scorecard,
+    Utterance,
+    Verdict,
+)
+from ..rules import RulePack, load_pack, score_transcript
+from ..store import Store, compact_json
+from ..transcript import Transcript
+
+_ROLES = {r.value: r for r in Role}
+_DIRECTIONS = {d.value: d for d in Direction}
+
+
+@dataclass(frozen=True, slots=True)
+class PackSpec:
+    """How a worker loads a pack (path None = the default pack)."""
+
+    path: str | None
+    settings: tuple[tuple[str, Any], ...] = ()
+
+    def load(self) -> RulePack:
+        return load_pack(self.path, dict(self.settings) or None)
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreJob:
+    """What every worker needs: the store and, per run, the run id and its pack."""
+
+    store_path: str
+    runs: tuple[tuple[str, PackSpec], ...]
+
+
+# Per-process state: the loaded packs (set in the parent before forking, so forked workers
+# inherit them; loaded by the initializer otherwise) and the read connection.
+_STATE: dict[str, Any] = {}
+
+
+def set_state(job: ScoreJob, packs: Sequence[RulePack] | None = None) -> None:
+    if _STATE.get("job") == job and _STATE.get("packs"):
+        return
+    _STATE.clear()
+    _STATE["job"] = job
+    _STATE["packs"] = list(packs) if packs is not None else [s.load() for _, s in job.runs]
+
+
+def init_worker(job: ScoreJob) -> None:
+    set_state(job)
+    _STATE.pop("store", None)  # never share the parent's connection across a fork
+
+
+def _store() -> Store:
+    st = _STATE.get("store")
+    if st is None:
+        st = Store(_STATE["job"].store_path, readonly=True)
+        _STATE["store"] = st
+    return st
+
+
+def fast_transcript(d: dict[str, Any]) -> Transcript:
+    """:func:`~qa_pipeline.transcript.transcript_from_dict` with fewer conversions (the
+    documents were written by ``transcript_to_dict``); falls back to it on anything odd."""
+    c = d["call"]
+    try:
+        call = CallInfo(
+            call_id=str(c["call_id"]),
+            started_at=datetime.fromisoformat(c["started_at"]) if c.get("started_at") else None,
+            direction=_DIRECTIONS[c.get("direction", "inbound")],
+            agent_id=c.get("agent_id"),
+            channels=tuple(_ROLES[r] for r in c.get("channels", ("agent", "customer"))),
+            source=c.get("source"),
+            metadata=tuple(sorted((str(k), str(v)) for k, v in (c.get("metadata") or {}).items())),
+        )
+        cid = call.call_id
+        utts = tuple(
+            Utterance(
+                cid,
+                u.get("index", i),
+                u.get("channel", 0),
+                _ROLES[u["role"]],
+                float(u["start"]),
+                float(u["end"]),
+                u["text"],
+                u.get("raw_text", u["text"]),
+                float(u.get("confidence", 1.0)),
+                float(u.get("no_speech_prob", 0.0)),
+                u.get("level_dbfs"),
+                u.get("language"),
+            )
+            for i, u in enumerate(d["utterances"])
+        )
+    except (KeyError, TypeError, ValueError):
+        from ..transcript import transcript_from_dict
+
+        return transcript_from_dict(d)
+    last = max((u.end for u in utts), default=0.0)
+    duration = float(c.get("duration") or last)
+    ends = tuple(float(x) for x in d.get("channel_ends") or ())
+    return Transcript(
+        call=call,
+        utterances=utts,
+        ended=CallEnded(call_id=cid, end=duration, channel_ends=ends),
+        asr=tuple(sorted((d.get("asr") or {}).items())),
+    )
+
+
+def finding_dict(f: Finding) -> dict[str, Any]:
+    return {
+        "rule_id": f.rule_id,
+        "severity": f.severity.value,
+        "message": f.message,
+        "weight": f.weight,
+        "decided_at": round(f.decided_at, 3),
+        "suggestion": f.suggestion,
+        "evidence": [
+            {
+                "utterance_index": e.utterance_index,
+                "role": e.role.value if e.role is not None else None,
+                "start": round(e.start, 3),
+                "end": round(e.end, 3),
+                "text": e.text,
+                "matched": e.matched,
+            }
+            for e in f.evidence
+        ],
+    }
+
+
+def result_row(run_id: str, call_id: str, key: str, card: Scorecard, now: float) -> tuple[Any, ...]:
+    failed = Verdict.FAILED
+    verdicts = {v.rule_id: [v.verdict.value, v.deduction] for v in card.verdicts}
+    return (
+        run_id,
+        call_id,
+        key,
+        "ok",
+        None,
+        round(card.score, 2),
+        card.grade,
+        int(card.failed),
+        compact_json([v.rule_id for v in card.verdicts if v.verdict is failed]),
+        compact_json([finding_dict(f) for f in card.findings]),
+        compact_json(verdicts),
+        now,
+    )
+
+
+def error_row(run_id: str, call_id: str, key: str, message: str, now: float) -> tuple[Any, ...]:
+    return (run_id, call_id, key, "error", message, None, None, None, "[]", "[]", "{}", now)
+
+
+def score_chunk(chunk: Sequence[tuple[str, tuple[int, ...]]]) -> list[tuple[Any, ...]]:
+    """Score a chunk of ``(call_id, runs that need it)``; returns result rows."""
+    job: ScoreJob = _STATE["job"]
+    packs: list[RulePack] = _STATE["packs"]
+    need = dict(chunk)
+    rows: list[tuple[Any, ...]] = []
+    now = time.time()
+    seen: set[str] = set()
+    for cid, key, doc in _store().iter_docs([c for c, _ in chunk]):
+        seen.add(cid)
+        runs = need[cid]
+        try:
+            t = fast_transcript(doc)
+        except Exception as e:  # a broken stored document is one bad call, not a bad run
+            msg = f"stored transcript unreadable: {type(e).__name__}: {e}"
+            rows.extend(error_row(job.runs[i][0], cid, key, msg, now) for i in runs)
+            continue
+        for i in runs:
+            try:
+                card = score_transcript(packs[i], t)
+            except Exception as e:
+                msg = f"rule engine error: {type(e).__name__}: {e}"
+                rows.append(error_row(job.runs[i][0], cid, key, msg, now))
+                continue
+            rows.append(result_row(job.runs[i][0], cid, key, card, now))
+    for cid, runs in chunk:
+        if cid not in seen:
+            rows.extend(
+                error_row(job.runs[i][0], cid, "", "no stored transcript", now) for i in runs
+            )
+    return rows
+
+
+def chunks(
+    todo: Sequence[tuple[str, tuple[int, ...]]], size: int
+) -> Iterator[list[tuple[str, tuple[int, ...]]]]:
+    for i in range(0, len(todo), size):
+        yield list(todo[i : i + size])
+
+
+def load_json(text: str | None, default: Any) -> Any:
+    return json.loads(text) if text else default
+
+
+def pack_spec(path: str | Path | None, settings: dict[str, Any] | None) -> PackSpec:
+    return PackSpec(
+        str(path) if path is not None else None, tuple(sorted((settings or {}).items()))
+    )
