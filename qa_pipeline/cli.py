@@ -261,6 +261,8 @@ def demo(
 
 def _mount_subcommands() -> None:
     """Sub-commands that live with their modules."""
+    from .dashboard.cli import dashboard_command
+    from .notify.cli import notify_app
     from .rescore.cli import rescore_command
     from .rules.cli import rules_app
     from .samples.cli import samples_command
@@ -268,6 +270,8 @@ def _mount_subcommands() -> None:
     app.add_typer(rules_app, name="rules", help="Test and lint rule packs.")
     app.command("samples", help="Generate the synthetic sample calls.")(samples_command)
     app.command("rescore")(rescore_command)
+    app.command("dashboard")(dashboard_command)
+    app.add_typer(notify_app, name="notify", help="Supervisor notifications.")
 
 
 _mount_subcommands()

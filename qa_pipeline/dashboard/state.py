@@ -1,0 +1,543 @@
+"""The dashboard's in-memory state, fed by :class:`~qa_pipeline.sinks.base.Event` envelopes.
+
+:class:`DashboardState` is what both feeds write into (the in-process
+:class:`~qa_pipeline.dashboard.sink.DashboardSink` of ``serve``, and the Kafka consumer of the
+standalone dashboard) and what the web app reads. It is thread-safe and order-tolerant:
+events of different kinds may arrive out of order (Kafka delivers each topic separately) and
+more than once (at-least-once delivery; de-duplicated by ``event_id``).
+
+Per call it keeps the utterances (by index), findings (by event seq), the alerts, the running
+score (100 minus the weight of every rule that has a finding so far, each rule once) and, once
+the scorecard arrives, the final score and grade. Agent ids come from
+:meth:`DashboardState.call_started` (the live service knows them when a call starts) or from
+the call's transcript event (at its end).
+
+Subscribers (the event stream of each open page) get a push message for every change through
+a bounded queue; a subscriber that does not keep up is disconnected (its page reconnects and
+gets a fresh snapshot) so that a slow browser never slows the pipeline.
+
+Views are plain JSON-able dicts. ``full=False`` views (viewer role) carry no transcript text:
+utterance text, finding evidence text and matched phrases are removed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ..messages import CallInfo
+from ..sinks.base import Event, EventKind
+
+#: Grade names (Chinese, as on scorecards), English labels and minimum scores: the default
+#: rule pack's scale. ``DashboardState(grades=grades_from_pack(pack))`` uses another pack's.
+DEFAULT_GRADES: tuple[tuple[str, str, float], ...] = (
+    ("非常满意", "very satisfied", 90.0),
+    ("满意", "satisfied", 80.0),
+    ("基本满意", "basically satisfied", 60.0),
+    ("不满意", "dissatisfied", 0.0),
+)
+DEFAULT_FAIL_GRADE = "不满意"
+
+UNKNOWN_AGENT = ""
+
+#: Message put on a subscriber queue when the state closes (the stream then ends).
+CLOSED: dict[str, Any] = {"type": "closed"}
+
+
+def grades_from_pack(pack: Any) -> tuple[tuple[tuple[str, str, float], ...], str | None]:
+    """``(grades, fail_grade)`` of a loaded :class:`~qa_pipeline.rules.RulePack`."""
+    settings = pack.settings
+    grades = tuple((g.name, g.label, float(g.min_score)) for g in settings.grades)
+    return grades, settings.fail_grade
+
+
+def parse_time(value: Any, default: float) -> float:
+    """Unix time of an ISO 8601 string (``Z`` accepted); ``default`` when unparsable."""
+    if not isinstance(value, str) or not value:
+        return default
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return default
+
+
+@dataclass
+class _Finding:
+    seq: int
+    payload: dict[str, Any]
+    at: float
+    alert: bool = False
+
+
+@dataclass
+class _Call:
+    call_id: str
+    first_at: float
+    last_at: float
+    agent_id: str | None = None
+    direction: str | None = None
+    started_at: str | None = None
+    utterances: dict[int, dict[str, Any]] = field(default_factory=dict)
+    findings: dict[int, _Finding] = field(default_factory=dict)
+    rule_weights: dict[str, float] = field(default_factory=dict)
+    critical: int = 0
+    score: float | None = None
+    grade: str | None = None
+    failed: bool | None = None
+    duration: float | None = None
+    ended_at: float | None = None
+    transcript_seen: bool = False
+
+    @property
+    def live(self) -> bool:
+        return self.score is None
+
+
+@dataclass
+class _Subscriber:
+    queue: queue.Queue[dict[str, Any]]
+    full: bool
+    dropped: bool = False
+
+
+class DashboardState:
+    """Calls, alerts and violation statistics, with push to subscribers. Thread-safe.
+
+    ``max_calls``: calls kept (the oldest ended calls are forgotten first). ``max_alerts``:
+    alerts in the feed. ``subscriber_queue``: push messages buffered per open page.
+    ``clock``: wall time source (tests).
+    """
+
+    def __init__(
+        self,
+        *,
+        grades: Sequence[tuple[str, str, float]] = DEFAULT_GRADES,
+        fail_grade: str | None = DEFAULT_FAIL_GRADE,
+        max_calls: int = 500,
+        max_alerts: int = 200,
+        dedupe_window: int = 100_000,
+        subscriber_queue: int = 1000,
+        rule_descriptions: Mapping[str, str] | None = None,
+        clock: Any = time.time,
+    ) -> None:
+        self.rule_descriptions: dict[str, str] = dict(rule_descriptions or {})
+        self.grades = tuple(sorted(grades, key=lambda g: -g[2]))
+        self.fail_grade = fail_grade
+        self.max_calls = max_calls
+        self.max_alerts = max_alerts
+        self._dedupe_window = dedupe_window
+        self._subscriber_queue = subscriber_queue
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._calls: OrderedDict[str, _Call] = OrderedDict()
+        self._alerts: deque[dict[str, Any]] = deque(maxlen=max_alerts)
+        self._violations: deque[tuple[float, str, str]] = deque()  # (at, rule_id, severity)
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._subscribers: list[_Subscriber] = []
+        self._closed = False
+        self._alert_ids = itertools.count(1)
+        self.events_applied = 0
+        self.events_duplicate = 0
+
+    @classmethod
+    def for_pack(cls, pack: Any, **kwargs: Any) -> DashboardState:
+        """A state with a rule pack's grade scale and rule descriptions (the viewer role sees
+        a finding's rule description instead of its message, which can quote the call)."""
+        grades, fail_grade = grades_from_pack(pack)
+        descriptions = {r.spec.id: r.spec.description for r in pack.rules}
+        return cls(grades=grades, fail_grade=fail_grade, rule_descriptions=descriptions, **kwargs)
+
+    # -- grades ------------------------------------------------------------------------------
+
+    def grade_for(self, score: float, failed: bool) -> str:
+        if failed and self.fail_grade is not None:
+            return self.fail_grade
+        for name, _label, min_score in self.grades:
+            if score >= min_score:
+                return name
+        return self.grades[-1][0] if self.grades else ""
+
+    def grade_labels(self) -> dict[str, str]:
+        """Chinese grade name -> English label."""
+        return {name: label for name, label, _ in self.grades}
+
+    # -- feeding -----------------------------------------------------------------------------
+
+    def call_started(self, call: CallInfo) -> None:
+        """Optional: the call is known before its first event (agent id, direction)."""
+        now = self._clock()
+        with self._lock:
+            c = self._call(call.call_id, now)
+            if call.agent_id:
+                c.agent_id = call.agent_id
+            c.direction = call.direction.value
+            if call.started_at is not None:
+                c.started_at = call.started_at.isoformat()
+            self._publish({"type": "call", "call": self._summary(c)}, stats=True)
+
+    def apply(self, event: Event) -> bool:
+        """Take one event into the state and push the change. ``False``: a duplicate."""
+        now = self._clock()
+        at = parse_time(event.produced_at, now)
+        with self._lock:
+            if self._closed:
+                return False
+            if event.event_id in self._seen:
+                self.events_duplicate += 1
+                return False
+            self._seen[event.event_id] = None
+            if len(self._seen) > self._dedupe_window:
+                self._seen.popitem(last=False)
+            self.events_applied += 1
+            c = self._call(event.call_id, at)
+            c.last_at = max(c.last_at, at)
+            p = event.payload
+            msg: dict[str, Any] = {"type": event.kind.value}
+            stats = False
+            if event.kind is EventKind.UTTERANCE:
+                idx = int(p.get("index", len(c.utterances)))
+                u = dict(p)
+                u["seq"] = event.seq
+                c.utterances[idx] = u
+                msg["utterance"] = u
+            elif event.kind in (EventKind.FINDING, EventKind.ALERT):
+                alert = event.kind is EventKind.ALERT
+                # An alert duplicates the critical finding emitted just before it (seq - 1);
+                # across Kafka topics it may arrive first: both land on the finding's seq.
+                key = event.seq - 1 if alert else event.seq
+                f = c.findings.get(key)
+                if f is None:
+                    f = _Finding(key, dict(p), at, alert=alert)
+                    c.findings[key] = f
+                    rule = str(p.get("rule_id", "?"))
+                    c.rule_weights[rule] = max(
+                        c.rule_weights.get(rule, 0.0), float(p.get("weight") or 0.0)
+                    )
+                    if p.get("severity") == "critical":
+                        c.critical += 1
+                    self._violations.append((at, rule, str(p.get("severity", ""))))
+                    stats = True
+                elif alert:
+                    f.alert = True
+                msg["finding"] = self._finding_view(f, c)
+                if alert:
+                    a = self._alert_view(c, event, p, at, now)
+                    self._alerts.appendleft(a)
+                    msg["alert"] = a
+            elif event.kind is EventKind.SCORECARD:
+                c.score = float(p.get("score", 0.0))
+                c.failed = bool(p.get("failed", False))
+                c.grade = str(p.get("grade") or self.grade_for(c.score, c.failed))
+                dur = p.get("duration")
+                c.duration = float(dur) if dur else c.duration
+                c.ended_at = at
+                for v in p.get("verdicts") or ():
+                    if v.get("rule_id") and v.get("description"):
+                        self.rule_descriptions.setdefault(str(v["rule_id"]), str(v["description"]))
+                stats = True
+            elif event.kind is EventKind.TRANSCRIPT:
+                call = p.get("call") or {}
+                if call.get("agent_id"):
+                    c.agent_id = str(call["agent_id"])
+                c.direction = call.get("direction") or c.direction
+                c.started_at = call.get("started_at") or c.started_at
+                if call.get("duration") is not None:
+                    c.duration = float(call["duration"])
+                for u in p.get("utterances") or ():
+                    idx = int(u.get("index", 0))
+                    if idx not in c.utterances:
+                        c.utterances[idx] = dict(u)
+                c.transcript_seen = True
+                stats = True
+            msg["call"] = self._summary(c)
+            self._evict()
+            self._publish(msg, stats=stats)
+            return True
+
+    def apply_all(self, events: Iterable[Event]) -> None:
+        for e in events:
+            self.apply(e)
+
+    def _call(self, call_id: str, at: float) -> _Call:
+        c = self._calls.get(call_id)
+        if c is None:
+            c = _Call(call_id=call_id, first_at=at, last_at=at)
+            self._calls[call_id] = c
+        return c
+
+    def _evict(self) -> None:
+        if len(self._calls) <= self.max_calls:
+            return
+        ended = [k for k, c in self._calls.items() if not c.live]
+        for k in ended[: len(self._calls) - self.max_calls]:
+            del self._calls[k]
+        while len(self._calls) > self.max_calls:  # all live: forget the oldest
+            self._calls.popitem(last=False)
+
+    # -- views -------------------------------------------------------------------------------
+
+    def running_score(self, c: _Call) -> float:
+        return round(min(max(100.0 - sum(c.rule_weights.values()), 0.0), 100.0), 2)
+
+    def _summary(self, c: _Call) -> dict[str, Any]:
+        running = self.running_score(c)
+        score = c.score if c.score is not None else running
+        failed = c.failed if c.failed is not None else c.critical > 0
+        grade = c.grade if c.grade is not None else self.grade_for(running, failed)
+        return {
+            "call_id": c.call_id,
+            "agent_id": c.agent_id,
+            "direction": c.direction,
+            "started_at": c.started_at,
+            "status": "live" if c.live else "ended",
+            "running_score": running,
+            "score": score,
+            "final": c.score is not None,
+            "grade": grade,
+            "grade_en": self.grade_labels().get(grade, grade),
+            "failed": failed,
+            "utterances": len(c.utterances),
+            "findings": len(c.findings),
+            "critical": c.critical,
+            "duration": c.duration,
+            "first_at": c.first_at,
+            "last_at": c.last_at,
+        }
+
+    @staticmethod
+    def _redact_evidence(ev: Iterable[dict[str, Any]], full: bool) -> list[dict[str, Any]]:
+        out = []
+        for e in ev:
+            d = dict(e)
+            if not full:
+                d.pop("text", None)
+                d.pop("matched", None)
+            out.append(d)
+        return out
+
+    def _finding_view(self, f: _Finding, c: _Call) -> dict[str, Any]:
+        p = f.payload
+        evidence = list(p.get("evidence") or ())
+        return {
+            "seq": f.seq,
+            "call_id": c.call_id,
+            "rule_id": p.get("rule_id"),
+            "severity": p.get("severity"),
+            "message": p.get("message"),
+            "description": self.rule_descriptions.get(str(p.get("rule_id"))),
+            "suggestion": p.get("suggestion"),
+            "weight": p.get("weight"),
+            "decided_at": p.get("decided_at"),
+            "utterance_indexes": [
+                e["utterance_index"] for e in evidence if e.get("utterance_index") is not None
+            ],
+            "evidence": evidence,
+            "alert": f.alert,
+            "at": f.at,
+        }
+
+    def _alert_view(
+        self, c: _Call, event: Event, p: dict[str, Any], at: float, now: float
+    ) -> dict[str, Any]:
+        evidence = list(p.get("evidence") or ())
+        return {
+            "id": next(self._alert_ids),
+            "event_id": event.event_id,
+            "call_id": c.call_id,
+            "agent_id": c.agent_id,
+            "rule_id": p.get("rule_id"),
+            "severity": p.get("severity"),
+            "message": p.get("message"),
+            "description": self.rule_descriptions.get(str(p.get("rule_id"))),
+            "suggestion": p.get("suggestion"),
+            "utterance_indexes": [
+                e["utterance_index"] for e in evidence if e.get("utterance_index") is not None
+            ],
+            "evidence": evidence,
+            "produced_at": event.produced_at,
+            "at": at,
+            "received_at": now,
+        }
+
+    @classmethod
+    def redact(cls, msg: dict[str, Any], full: bool) -> dict[str, Any]:
+        """A push message or view as a viewer without transcript rights may see it."""
+        if full:
+            return msg
+        out = dict(msg)
+        if "utterance" in out:
+            u = dict(out["utterance"])
+            u.pop("text", None)
+            u.pop("raw_text", None)
+            out["utterance"] = u
+        for key in ("finding", "alert"):
+            if key in out:
+                out[key] = cls._redact_finding(out[key])
+        if "alerts" in out:
+            out["alerts"] = [cls.redact({"alert": a}, False)["alert"] for a in out["alerts"]]
+        if out.get("detail") is not None:
+            out["detail"] = cls._redact_detail(out["detail"])
+        if "details" in out:
+            out["details"] = {
+                k: (cls._redact_detail(d) if d is not None else None)
+                for k, d in out["details"].items()
+            }
+        return out
+
+    @classmethod
+    def _redact_finding(cls, finding: dict[str, Any]) -> dict[str, Any]:
+        """No transcript text: evidence text and matched phrases go; the message (rule
+        description + detail, which may quote the call) becomes the rule's description when
+        known, else the message with every quoted evidence string blanked out."""
+        d = dict(finding)
+        evidence = list(d.get("evidence") or ())
+        if d.get("description"):
+            d["message"] = d["description"]
+        elif isinstance(d.get("message"), str):
+            msg = d["message"]
+            quoted = {str(e.get(k)) for e in evidence for k in ("text", "matched") if e.get(k)}
+            for q in sorted(quoted, key=len, reverse=True):
+                msg = msg.replace(q, "…")
+            d["message"] = msg
+        d["evidence"] = cls._redact_evidence(evidence, False)
+        return d
+
+    @classmethod
+    def _redact_detail(cls, detail: dict[str, Any]) -> dict[str, Any]:
+        det = dict(detail)
+        det["utterances"] = [
+            cls.redact({"utterance": u}, False)["utterance"] for u in det["utterances"]
+        ]
+        det["findings"] = [cls.redact({"finding": f}, False)["finding"] for f in det["findings"]]
+        return det
+
+    def stats(self) -> dict[str, Any]:
+        """Violations by rule over the last hour and day, and the per-agent summary."""
+        with self._lock:
+            now = self._clock()
+            while self._violations and self._violations[0][0] < now - 86400:
+                self._violations.popleft()
+            hour: dict[str, int] = {}
+            day: dict[str, int] = {}
+            severity: dict[str, str] = {}
+            for at, rule, sev in self._violations:
+                day[rule] = day.get(rule, 0) + 1
+                severity[rule] = sev
+                if at >= now - 3600:
+                    hour[rule] = hour.get(rule, 0) + 1
+            agents: dict[str, dict[str, Any]] = {}
+            for c in self._calls.values():
+                key = c.agent_id or UNKNOWN_AGENT
+                a = agents.setdefault(
+                    key,
+                    {
+                        "agent_id": c.agent_id,
+                        "calls": 0,
+                        "live": 0,
+                        "ended": 0,
+                        "findings": 0,
+                        "critical": 0,
+                        "failed": 0,
+                        "score_sum": 0.0,
+                    },
+                )
+                a["calls"] += 1
+                a["findings"] += len(c.findings)
+                a["critical"] += c.critical
+                if c.live:
+                    a["live"] += 1
+                else:
+                    a["ended"] += 1
+                    a["score_sum"] += c.score or 0.0
+                    a["failed"] += 1 if c.failed else 0
+            agent_rows = []
+            for a in agents.values():
+                a["avg_score"] = round(a["score_sum"] / a["ended"], 1) if a["ended"] else None
+                del a["score_sum"]
+                agent_rows.append(a)
+            agent_rows.sort(key=lambda a: (a["agent_id"] is None, a["agent_id"] or ""))
+            return {
+                "violations": {"hour": hour, "day": day, "severity": severity},
+                "agents": agent_rows,
+                "now": now,
+            }
+
+    def detail(self, call_id: str) -> dict[str, Any] | None:
+        """One call: summary, utterances in order, findings in order (full view)."""
+        with self._lock:
+            c = self._calls.get(call_id)
+            if c is None:
+                return None
+            return {
+                "call": self._summary(c),
+                "utterances": [c.utterances[i] for i in sorted(c.utterances)],
+                "findings": [self._finding_view(c.findings[s], c) for s in sorted(c.findings)],
+            }
+
+    def snapshot(self, *, details: bool = True) -> dict[str, Any]:
+        """Everything a freshly opened page needs (full view; redact with :meth:`redact`)."""
+        with self._lock:
+            calls = sorted(self._calls.values(), key=lambda c: (not c.live, -c.last_at))
+            out: dict[str, Any] = {
+                "type": "snapshot",
+                "calls": [self._summary(c) for c in calls],
+                "alerts": list(self._alerts),
+                "stats": self.stats(),
+                "grades": [{"name": n, "label": lbl, "min_score": m} for n, lbl, m in self.grades],
+            }
+            if details:
+                out["details"] = {c.call_id: self.detail(c.call_id) for c in calls}
+            return out
+
+    # -- subscribers -------------------------------------------------------------------------
+
+    def subscribe(self, *, full: bool) -> tuple[_Subscriber, dict[str, Any]]:
+        """Register a push subscriber; returns it and the snapshot taken atomically with it
+        (nothing falls between the snapshot and the first push)."""
+        with self._lock:
+            sub = _Subscriber(queue.Queue(self._subscriber_queue), full)
+            if self._closed:
+                sub.queue.put_nowait(CLOSED)
+            else:
+                self._subscribers.append(sub)
+            return sub, self.snapshot()
+
+    def unsubscribe(self, sub: _Subscriber) -> None:
+        with self._lock:
+            if sub in self._subscribers:
+                self._subscribers.remove(sub)
+
+    @property
+    def subscriber_count(self) -> int:
+        with self._lock:
+            return len(self._subscribers)
+
+    def _publish(self, msg: dict[str, Any], *, stats: bool) -> None:
+        if not self._subscribers:
+            return
+        if stats:
+            msg["stats"] = self.stats()
+        for sub in list(self._subscribers):
+            try:
+                sub.queue.put_nowait(msg)
+            except queue.Full:  # a page that does not read: cut it off, it will reconnect
+                sub.dropped = True
+                self._subscribers.remove(sub)
+
+    def close(self) -> None:
+        """End every event stream (the pages show 'disconnected')."""
+        with self._lock:
+            self._closed = True
+            for sub in self._subscribers:
+                try:
+                    sub.queue.put_nowait(CLOSED)
+                except queue.Full:
+                    sub.dropped = True
+            self._subscribers.clear()

@@ -1,0 +1,156 @@
+"""The dashboard in a real browser: headless Debian Chromium driven by Playwright.
+
+A generated call (a sample-call scenario scored by the real rule engine) is pushed into the
+dashboard's sink in live order with the pauses of a live call; the page must show the call
+with its running score, the transcript agent/customer side by side with the findings at their
+utterance and the suggested phrasing, the alert within a second of its emit, the violations
+chart and the per-agent summary. Without a token the page shows a login form and no data.
+The screenshot is kept as ``tests/artifacts/dashboard.png``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from dashboard_helpers import (
+    ARTIFACTS,
+    CHROMIUM_FLAGS,
+    TOKEN,
+    VIEWER_TOKEN,
+    Dashboard,
+    chromium_path,
+)
+from generated_calls import call_events
+
+from qa_pipeline.sinks.base import EventKind
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright==1.65.2")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    exe = chromium_path()
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=exe, args=CHROMIUM_FLAGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def login(browser: Any, dashboard: Dashboard, token: str) -> Any:
+    ctx = browser.new_context(viewport={"width": 1440, "height": 1000}, locale="zh-CN")
+    page = ctx.new_page()
+    page.goto(dashboard.url)
+    page.wait_for_selector("#login:not([hidden])", timeout=5000)
+    page.fill("#token", token)
+    page.click("#login button[type=submit]")
+    page.wait_for_selector("#app:not([hidden])", timeout=5000)
+    page.wait_for_selector("#conn.on", timeout=5000)
+    return page
+
+
+def test_live_call_in_browser(browser: Any, dashboard: Dashboard) -> None:
+    page = login(browser, dashboard, TOKEN)
+    # A finished earlier call of another agent, then the live one, event by event.
+    for e in call_events("perfect", "call-perfect-001"):
+        dashboard.sink.emit(e)
+    page.wait_for_selector('tr.call[data-call-id="call-perfect-001"]', timeout=3000)
+
+    cid = "call-stonewall-002"
+    events = call_events("stonewalling", cid)
+    alert_latency: list[float] = []
+    saw_running = False
+    for e in events:
+        dashboard.sink.emit(e)
+        t0 = time.monotonic()
+        if e.kind is EventKind.UTTERANCE and e.payload["index"] == 0:
+            row = page.wait_for_selector(f'tr.call[data-call-id="{cid}"]', timeout=2000)
+            assert row is not None and "进行中" in row.inner_text()
+            # the live call is selected: its first utterance shows in the agent column
+            page.wait_for_selector('#transcript .utt.agent[data-utt-index="0"]', timeout=2000)
+        elif e.kind is EventKind.ALERT and not alert_latency:
+            page.wait_for_selector(
+                f'#alerts .alert-item[data-call-id="{cid}"][data-rule="BAN-POLICY"]', timeout=1000
+            )
+            alert_latency.append(time.monotonic() - t0)
+            # finding highlighted at its utterance (index 2), with the matched phrase and the
+            # rule's suggested phrasing; the running score already has BAN-POLICY off.
+            utt = page.wait_for_selector('#transcript .utt.hit.critical[data-utt-index="2"]')
+            assert utt is not None
+            assert utt.query_selector(".finding[data-rule=BAN-POLICY] .sugg-text") is not None
+            marks = [m.inner_text() for m in utt.query_selector_all("mark")]
+            assert e.payload["evidence"][0]["matched"] in marks, marks
+            score = page.inner_text(f'tr.call[data-call-id="{cid}"] td[data-role=score]')
+            assert float(score) == 80.0, score
+            saw_running = True
+        time.sleep(0.05)
+    assert saw_running
+    assert alert_latency and alert_latency[0] < 1.0, alert_latency
+
+    # the scorecard: final score and grade; the customer side; chart bars; agents
+    page.wait_for_function(
+        f"""() => {{ const r = document.querySelector('tr.call[data-call-id="{cid}"]');
+        return r && r.innerText.includes('59') && r.innerText.includes('不满意'); }}""",
+        timeout=2000,
+    )
+    assert page.query_selector('#transcript .utt.customer[data-utt-index="1"]') is not None
+    sugg = page.inner_text("#transcript .finding[data-rule=BAN-POLICY] .sugg-text")
+    assert sugg.strip()
+    bar = page.wait_for_selector('#chart rect.bar[data-rule="BAN-POLICY"]', timeout=2000)
+    assert bar is not None and bar.get_attribute("data-count") == "2"
+    page.wait_for_selector('#agents tr[data-agent="A1045"]', timeout=2000)
+    page.wait_for_selector('#agents tr[data-agent="A1024"]', timeout=2000)
+    assert "实时通话" in page.inner_text("#calls-card h2")
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+    # English labels on request
+    page.click("#lang")
+    page.wait_for_function(
+        "() => document.querySelector('#calls-card h2').innerText.includes('Live calls')"
+    )
+    assert "dissatisfied" in page.inner_text(f'tr.call[data-call-id="{cid}"]')
+    page.context.close()
+
+
+def test_no_token_no_data(browser: Any, dashboard: Dashboard) -> None:
+    for e in call_events("stonewalling", "call-secret-003"):
+        dashboard.sink.emit(e)
+    ctx = browser.new_context()
+    page = ctx.new_page()
+    page.goto(dashboard.url)
+    page.wait_for_selector("#login:not([hidden])", timeout=5000)
+    assert page.is_hidden("#app")
+    assert "call-secret-003" not in page.content()
+    # the page's API and stream refuse the browser without a token
+    status = page.evaluate("() => fetch('/api/state').then(r => r.status)")
+    assert status == 401
+    status = page.evaluate("() => fetch('/api/events').then(r => r.status)")
+    assert status == 401
+    # a wrong token is refused too
+    page.fill("#token", "not-the-token")
+    page.click("#login button[type=submit]")
+    page.wait_for_selector("#login-err:not([hidden])", timeout=5000)
+    assert page.is_hidden("#app")
+    ctx.close()
+
+
+def test_viewer_sees_no_transcript_text(browser: Any, dashboard: Dashboard) -> None:
+    cid = "call-viewer-004"
+    for e in call_events("stonewalling", cid):
+        dashboard.sink.emit(e)
+    page = login(browser, dashboard, VIEWER_TOKEN)
+    page.wait_for_selector('#transcript .utt.hit[data-utt-index="2"]', timeout=3000)
+    text = page.inner_text("#transcript")
+    # no utterance text (the rule descriptions may name banned phrases; that is not the call)
+    assert "超过七天就不能退了" not in text and "可是我只晚了一天啊" not in text
+    assert "：“我们也没有办法”" not in text  # the finding's detail quoting the call is gone
+    assert page.query_selector("#transcript .utt .tx.hidden") is not None
+    # scores, findings and suggestions are still there
+    assert page.query_selector("#transcript .finding[data-rule=BAN-POLICY] .sugg-text")
+    page.context.close()

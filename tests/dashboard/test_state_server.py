@@ -1,0 +1,311 @@
+"""DashboardState (running score, order, duplicates, redaction), the HTTP API with its token
+check, the SSE stream, and the Kafka feed (over a stand-in consumer)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import random
+import threading
+import time
+from collections import namedtuple
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from dashboard_helpers import TOKEN, VIEWER_TOKEN, Dashboard
+from generated_calls import call_events
+from typer.testing import CliRunner
+
+from qa_pipeline.dashboard import DashboardError, DashboardSink, DashboardState, start_dashboard
+from qa_pipeline.dashboard.kafka_feed import KafkaFeed, topics_of
+from qa_pipeline.dashboard.server import Access
+from qa_pipeline.sinks.base import EventKind, FanOut
+from qa_pipeline.sinks.kafka import KafkaTopics
+
+CID = "call-sw-9"
+
+
+def test_running_score_then_final() -> None:
+    state = DashboardState()
+    events = call_events("stonewalling", CID)
+    seen_scores = []
+    for e in events:
+        state.apply(e)
+        call = state.snapshot()["calls"][0]
+        seen_scores.append((e.kind, call["score"], call["final"]))
+        if e.kind is EventKind.ALERT:
+            assert call["status"] == "live" and call["failed"] and call["grade"] == "不满意"
+    first_alert = next(s for s in seen_scores if s[0] is EventKind.ALERT)
+    assert first_alert[1] == 80.0 and first_alert[2] is False  # 100 - BAN-POLICY 20
+    final = state.snapshot()["calls"][0]
+    assert final["status"] == "ended" and final["final"] and final["score"] == 59.0
+    assert final["grade"] == "不满意" and final["grade_en"] == "dissatisfied"
+    assert final["agent_id"] == "A1045"  # from the transcript event
+    assert final["running_score"] == 59.0  # same deductions, rule by rule
+    st = state.stats()
+    assert st["violations"]["hour"]["BAN-POLICY"] == 2
+    assert st["agents"][0]["agent_id"] == "A1045" and st["agents"][0]["avg_score"] == 59.0
+    detail = state.detail(CID)
+    assert detail is not None
+    assert [u["index"] for u in detail["utterances"]] == list(range(7))
+    ban = [f for f in detail["findings"] if f["rule_id"] == "BAN-POLICY"]
+    assert len(ban) == 2 and all(f["alert"] for f in ban)
+    assert ban[0]["utterance_indexes"] == [2] and ban[0]["suggestion"]
+    assert len(state.snapshot()["alerts"]) == 2
+
+
+def test_out_of_order_and_duplicates_give_the_same_state() -> None:
+    events = call_events("stonewalling", CID)
+    a = DashboardState()
+    a.apply_all(events)
+    shuffled = events + events[::2]
+    random.Random(7).shuffle(shuffled)
+    b = DashboardState()
+    b.apply_all(shuffled)
+    assert b.events_duplicate == len(events[::2])
+
+    def strip(d: dict[str, Any] | None) -> Any:
+        assert d is not None
+        d = json.loads(json.dumps(d))
+        d["call"].pop("first_at"), d["call"].pop("last_at")
+        for f in d["findings"]:
+            f.pop("at")
+        return d
+
+    assert strip(a.detail(CID)) == strip(b.detail(CID))
+    assert len(b.snapshot()["alerts"]) == 2
+
+
+def test_grade_scale_and_eviction() -> None:
+    state = DashboardState(max_calls=3)
+    for i in range(5):
+        state.apply_all(call_events("perfect", f"c{i}"))
+    ids = [c["call_id"] for c in state.snapshot()["calls"]]
+    assert sorted(ids) == ["c2", "c3", "c4"]
+    assert state.grade_for(95, False) == "非常满意"
+    assert state.grade_for(85, False) == "满意"
+    assert state.grade_for(65, False) == "基本满意"
+    assert state.grade_for(95, True) == "不满意"
+
+
+def test_viewer_redaction() -> None:
+    state = DashboardState()
+    state.apply_all(call_events("stonewalling", CID))
+    snap = state.redact(state.snapshot(), full=False)
+    text = json.dumps(snap, ensure_ascii=False)
+    assert "超过七天就不能退了" not in text and "可是我只晚了一天啊" not in text
+    for f in snap["details"][CID]["findings"]:
+        for e in f["evidence"]:
+            assert "text" not in e and "matched" not in e
+    assert all("text" not in u for u in snap["details"][CID]["utterances"])
+    full = json.dumps(state.snapshot(), ensure_ascii=False)
+    assert "超过七天就不能退了" in full
+
+
+def test_access_roles() -> None:
+    acc = Access("full-token-123", "viewer-token-123")
+    assert acc.role("full-token-123") == "full"
+    assert acc.role("viewer-token-123") == "viewer"
+    assert acc.role("full-token-12") is None and acc.role("") is None and acc.role(None) is None
+    assert acc.role("全-token") is None
+
+
+def test_no_token_no_dashboard(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("QA_DASHBOARD_TOKEN", raising=False)
+    with pytest.raises(DashboardError, match="QA_DASHBOARD_TOKEN"):
+        start_dashboard(DashboardState(), "127.0.0.1", 0, None)
+    with pytest.raises(DashboardError, match="at least"):
+        start_dashboard(DashboardState(), "127.0.0.1", 0, "short")
+    monkeypatch.setenv("QA_DASHBOARD_TOKEN", "from-the-environment")
+    server = start_dashboard(DashboardState(), "127.0.0.1", 0)
+    try:
+        d = Dashboard(server, DashboardState())
+        assert d.get("/api/state", "from-the-environment")[0] == 200
+    finally:
+        server.stop()
+
+
+def test_api_needs_a_token(dashboard: Dashboard) -> None:
+    dashboard.sink.emit(call_events("stonewalling", CID)[0])
+    for path in ("/api/state", f"/api/calls/{CID}", "/api/events"):
+        status, body = dashboard.get(path)
+        assert status == 401 and CID not in json.dumps(body)
+        assert dashboard.get(path, "wrong-token-xyz")[0] == 401
+        assert dashboard.get(path + "?token=wrong-token-xyz")[0] == 401
+    status, body = dashboard.get("/api/state", TOKEN)
+    assert status == 200 and body["calls"][0]["call_id"] == CID and body["role"] == "full"
+    status, body = dashboard.get(f"/api/state?token={VIEWER_TOKEN}")
+    assert status == 200 and body["role"] == "viewer"
+    assert "text" not in body["details"][CID]["utterances"][0]
+    assert dashboard.get("/api/calls/nope", TOKEN)[0] == 404
+    assert dashboard.get("/healthz")[0] == 200
+    status, page = dashboard.get("/")
+    assert status == 200 and CID not in page and "通话质检实时看板" in page
+
+
+def _conn(dashboard: Dashboard) -> http.client.HTTPConnection:
+    u = urlsplit(dashboard.url)
+    return http.client.HTTPConnection(u.hostname or "", u.port, timeout=5)
+
+
+def test_login_sets_cookie(dashboard: Dashboard) -> None:
+    c = _conn(dashboard)
+    c.request(
+        "POST",
+        "/login",
+        body="token=nope",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    r = c.getresponse()
+    r.read()
+    assert r.status == 303 and r.getheader("Location") == "/?login=failed"
+    assert r.getheader("Set-Cookie") is None
+    c = _conn(dashboard)
+    form = f"token={TOKEN}".encode()
+    c.request(
+        "POST", "/login", body=form, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    r = c.getresponse()
+    r.read()
+    cookie = r.getheader("Set-Cookie") or ""
+    assert r.status == 303 and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    status, body = dashboard.get("/api/state", Cookie=cookie.split(";")[0])
+    assert status == 200 and body["role"] == "full"
+
+
+def test_sse_pushes_within_a_second(dashboard: Dashboard) -> None:
+    events = call_events("stonewalling", CID)
+    dashboard.sink.emit(events[0])
+    c = _conn(dashboard)
+    c.request("GET", "/api/events", headers={"Authorization": f"Bearer {TOKEN}"})
+    r = c.getresponse()
+    assert r.status == 200 and r.getheader("Content-Type", "").startswith("text/event-stream")
+    got: list[tuple[str, dict[str, Any], float]] = []
+
+    def read() -> None:
+        name = ""
+        while True:
+            line = r.fp.readline()
+            if not line:
+                return
+            line = line.decode().rstrip("\n")
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                got.append((name, json.loads(line[6:]), time.monotonic()))
+
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 3
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert got[0][0] == "snapshot" and got[0][1]["calls"][0]["call_id"] == CID
+    alert = next(e for e in events if e.kind is EventKind.ALERT)
+    emitted = {}
+    for e in events[1:]:
+        emitted[e.event_id] = time.monotonic()
+        dashboard.sink.emit(e)
+        if e is alert:
+            break
+    deadline = time.monotonic() + 2
+    while not any("alert" in m for _, m, _ in got) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    pushed = next((m, at) for _, m, at in got if "alert" in m)
+    assert pushed[0]["alert"]["rule_id"] == "BAN-POLICY"
+    assert pushed[1] - emitted[alert.event_id] < 1.0
+    assert dashboard.state.subscriber_count == 1
+    c.close()
+
+
+def test_sink_in_fanout() -> None:
+    state = DashboardState()
+    fan = FanOut([("dashboard", DashboardSink(state))])
+    fan.emit_all(call_events("perfect", "c-ok"))
+    fan.flush(1)
+    fan.close()
+    call = state.snapshot()["calls"][0]
+    assert call["score"] == 98.0 and call["grade"] == "非常满意" and fan.errors["dashboard"] == 0
+
+
+# -- Kafka feed ----------------------------------------------------------------------------------
+
+Record = namedtuple("Record", "topic value")
+
+
+class FakeConsumer:
+    """The part of kafka.KafkaConsumer the feed uses, over in-memory topics."""
+
+    def __init__(self, topics: dict[str, list[bytes]], **kwargs: Any) -> None:
+        self.kwargs = kwargs
+        self.topics = topics
+        self.subscribed: list[str] = []
+        self.closed = False
+
+    def subscribe(self, topics: list[str]) -> None:
+        self.subscribed = list(topics)
+
+    def poll(self, timeout_ms: int = 0, max_records: int = 0) -> dict[str, list[Record]]:
+        out = {}
+        for t in self.subscribed:
+            recs, self.topics[t] = self.topics.get(t, []), []
+            if recs:
+                out[t] = [Record(t, v) for v in recs]
+        if not out:
+            time.sleep(timeout_ms / 1000)
+        return out
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_kafka_feed_builds_the_same_state() -> None:
+    t = KafkaTopics()
+    events = call_events("stonewalling", CID)
+    by_topic: dict[str, list[bytes]] = {}
+    for e in events:
+        by_topic.setdefault(t.for_kind(e.kind) or "", []).append(e.to_json())
+    by_topic[t.findings or ""].append(b"not json")  # counted, skipped
+    by_topic[t.alerts or ""] += [e.to_json() for e in events if e.kind is EventKind.ALERT]
+    made: list[FakeConsumer] = []
+
+    def factory(**kw: Any) -> FakeConsumer:
+        made.append(FakeConsumer(by_topic, **kw))
+        return made[-1]
+
+    state = DashboardState()
+    feed = KafkaFeed(
+        state,
+        topics_of(t),
+        {"bootstrap_servers": ["k:9092"]},
+        from_beginning=True,
+        consumer_factory=factory,
+        poll_timeout_ms=20,
+    ).start()
+    deadline = time.monotonic() + 3
+    while state.events_applied < len(events) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    feed.stop()
+    assert made[0].kwargs["auto_offset_reset"] == "earliest"
+    assert made[0].kwargs["group_id"] is None and made[0].closed
+    assert set(made[0].subscribed) == set(topics_of(t))
+    assert feed.bad == 1 and state.events_duplicate == 2
+    direct = DashboardState()
+    direct.apply_all(events)
+    a, b = state.snapshot()["calls"][0], direct.snapshot()["calls"][0]
+    for k in ("score", "grade", "agent_id", "findings", "utterances", "critical", "status"):
+        assert a[k] == b[k], k
+
+
+def test_standalone_command_needs_servers_and_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    import typer
+
+    from qa_pipeline.dashboard.cli import dashboard_command
+
+    monkeypatch.delenv("QA_DASHBOARD_TOKEN", raising=False)
+    app = typer.Typer()
+    app.command()(dashboard_command)
+    r = CliRunner().invoke(app, ["--port", "0"])
+    assert r.exit_code != 0 and "--kafka" in r.output
+    r = CliRunner().invoke(app, ["--kafka", "127.0.0.1:1", "--port", "0"])
+    assert r.exit_code == 2 and "QA_DASHBOARD_TOKEN" in r.output

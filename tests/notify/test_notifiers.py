@@ -1,0 +1,399 @@
+"""Notifiers against local receivers: payload formats, DingTalk signing, errcode handling,
+retries with back-off, counted failures, an emit that never blocks, a Chinese e-mail."""
+
+from __future__ import annotations
+
+import base64
+import email
+import email.policy
+import hashlib
+import hmac
+import socket
+import time
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from generated_calls import call_events
+from notify_receivers import Receiver
+from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
+
+from qa_pipeline.messages import CallInfo
+from qa_pipeline.metrics import PipelineMetrics
+from qa_pipeline.notify import NotifierSink, NotifyConfig, dingtalk_sign
+from qa_pipeline.sinks.base import Event, EventKind, FanOut
+
+FAST_RETRY = {"max_attempts": 3, "backoff_initial_s": 0.05, "backoff_max_s": 0.2}
+
+
+@pytest.fixture(scope="module")
+def stonewalling() -> list[Event]:
+    return call_events("stonewalling", "call-sw-1")
+
+
+@pytest.fixture(scope="module")
+def perfect() -> list[Event]:
+    return call_events("perfect", "call-ok-1")
+
+
+def make_sink(
+    notifiers: list[dict[str, Any]], registry: CollectorRegistry | None = None, **kw: Any
+) -> tuple[NotifierSink, CollectorRegistry, PipelineMetrics]:
+    registry = registry or CollectorRegistry()
+    metrics = PipelineMetrics(registry)
+    cfg = NotifyConfig.model_validate({"notifiers": notifiers, "retry": FAST_RETRY, **kw})
+    return NotifierSink(cfg, registry=registry, observer=metrics), registry, metrics
+
+
+def value(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    return registry.get_sample_value(name, labels) or 0.0
+
+
+def alerts(events: list[Event]) -> list[Event]:
+    return [e for e in events if e.kind is EventKind.ALERT]
+
+
+# -- DingTalk -------------------------------------------------------------------------------
+
+
+def test_dingtalk_markdown_signed(receiver: Receiver, stonewalling: list[Event]) -> None:
+    secret = "SEC0123456789abcdef重要"  # non-ASCII survives too
+    sink, registry, _ = make_sink(
+        [
+            {
+                "type": "dingtalk",
+                "url": f"{receiver.url}/robot/send?access_token=abc123",
+                "secret": secret,
+                "at_mobiles": ["13800000000"],
+            }
+        ]
+    )
+    sink.call_started(CallInfo(call_id="call-sw-1", agent_id="A1045"))
+    before = int(time.time() * 1000)
+    for e in stonewalling:
+        sink.emit(e)
+    sink.flush(5)
+    sink.close()
+    # two alerts (BAN-POLICY twice) + the low score (59 < 60)
+    reqs = receiver.wait_for(3)
+    assert len(reqs) == 3
+    for r in reqs:
+        assert r.path == "/robot/send"
+        assert r.query["access_token"] == ["abc123"]
+        ts = int(r.query["timestamp"][0])
+        assert before - 1000 <= ts <= int(time.time() * 1000) + 1000
+        # recompute independently: base64(HMAC-SHA256(secret, ts + "\n" + secret))
+        mac = hmac.new(secret.encode(), f"{ts}\n{secret}".encode(), hashlib.sha256).digest()
+        assert r.query["sign"] == [base64.b64encode(mac).decode()]  # parse_qs url-decodes
+        assert r.headers["Content-Type"].startswith("application/json")
+        doc = r.json
+        assert doc["msgtype"] == "markdown"
+        assert doc["at"] == {"atMobiles": ["13800000000"], "isAtAll": False}
+        assert doc["markdown"]["text"].startswith("### ")
+        assert "@13800000000" in doc["markdown"]["text"]
+    alert_doc = reqs[0].json["markdown"]
+    assert "严重违规" in alert_doc["title"] and "BAN-POLICY" in alert_doc["title"]
+    assert "A1045" in alert_doc["text"] and "call-sw-1" in alert_doc["text"]
+    assert "建议话术" in alert_doc["text"]
+    low = reqs[2].json["markdown"]
+    assert "低分通话" in low["title"] and "59" in low["title"]
+    assert value(registry, "qa_notify_sent_total", notifier="dingtalk") == 3
+    # the sign is URL-encoded in the raw URL (base64 '+', '/', '=')
+    assert dingtalk_sign(secret, 1700000000000) == urllib.parse.quote_plus(
+        base64.b64encode(
+            hmac.new(secret.encode(), f"1700000000000\n{secret}".encode(), hashlib.sha256).digest()
+        )
+    )
+
+
+def test_dingtalk_errcode_is_failure(receiver: Receiver, stonewalling: list[Event]) -> None:
+    # HTTP 200 with errcode 310000 (signature / keyword check failed): not retried
+    receiver.default = (200, {"errcode": 310000, "errmsg": "sign not match"})
+    sink, registry, _ = make_sink(
+        [{"type": "dingtalk", "url": f"{receiver.url}/robot/send?access_token=x", "secret": "s"}],
+        triggers={"critical_findings": True, "score_below": None},
+    )
+    sink.emit(alerts(stonewalling)[0])
+    sink.flush(5)
+    sink.close()
+    assert len(receiver.requests) == 1
+    assert value(registry, "qa_notify_failures_total", notifier="dingtalk", reason="errcode_310000")
+    assert value(registry, "qa_dropped_total", stage="notify", reason="not_retryable") == 1
+    assert value(registry, "qa_notify_sent_total", notifier="dingtalk") == 0
+
+
+# -- WeCom ----------------------------------------------------------------------------------
+
+
+def test_wecom_markdown_and_rate_limit_retry(receiver: Receiver, stonewalling: list[Event]) -> None:
+    # rate limited once (HTTP 200, errcode 45009), then accepted
+    receiver.script = [(200, {"errcode": 45009, "errmsg": "api freq out of limit"})]
+    sink, registry, _ = make_sink(
+        [{"type": "wecom", "url": f"{receiver.url}/cgi-bin/webhook/send?key=KEY-1"}],
+        triggers={"critical_findings": True, "score_below": None},
+    )
+    sink.emit(alerts(stonewalling)[0])
+    sink.flush(5)
+    sink.close()
+    reqs = receiver.wait_for(2)
+    assert len(reqs) == 2
+    assert reqs[1].query["key"] == ["KEY-1"]
+    doc = reqs[1].json
+    assert set(doc) == {"msgtype", "markdown"} and doc["msgtype"] == "markdown"
+    assert "BAN-POLICY" in doc["markdown"]["content"]
+    assert len(doc["markdown"]["content"].encode()) <= 4096
+    assert value(registry, "qa_notify_sent_total", notifier="wecom") == 1
+    assert (
+        value(registry, "qa_notify_failures_total", notifier="wecom", reason="errcode_45009") == 1
+    )
+
+
+def test_wecom_text_mentions(receiver: Receiver, stonewalling: list[Event]) -> None:
+    sink, _, _ = make_sink(
+        [
+            {
+                "type": "wecom",
+                "url": f"{receiver.url}/send?key=k",
+                "msgtype": "text",
+                "mentioned_mobile_list": ["@all"],
+            }
+        ],
+        triggers={"critical_findings": True, "score_below": None},
+    )
+    sink.emit(alerts(stonewalling)[0])
+    sink.flush(5)
+    sink.close()
+    doc = receiver.requests[0].json
+    assert doc["msgtype"] == "text"
+    assert doc["text"]["mentioned_mobile_list"] == ["@all"]
+    assert "严重违规" in doc["text"]["content"]
+
+
+# -- generic webhook, triggers ------------------------------------------------------------------
+
+
+def test_webhook_json_and_triggers(
+    receiver: Receiver, stonewalling: list[Event], perfect: list[Event]
+) -> None:
+    sink, registry, _ = make_sink(
+        [{"type": "webhook", "url": f"{receiver.url}/qa", "headers": {"X-Api-Key": "k1"}}],
+        triggers={"critical_findings": False, "score_below": 60},
+        dashboard_url="https://qa.example.com/",
+    )
+    for e in perfect + stonewalling + stonewalling:  # the re-sent call is de-duplicated
+        sink.emit(e)
+    sink.flush(5)
+    sink.close()
+    assert len(receiver.requests) == 1  # only the low score; alerts are off, 98 is fine
+    r = receiver.requests[0]
+    assert r.headers["X-Api-Key"] == "k1"
+    doc = r.json
+    assert doc["type"] == "low_score" and doc["call_id"] == "call-sw-1"
+    assert doc["event"]["kind"] == "scorecard" and doc["event"]["payload"]["score"] == 59.0
+    assert doc["link"] == "https://qa.example.com/#call=call-sw-1"
+    assert "BAN-POLICY" in doc["fields"]["扣分规则"]
+
+
+def test_evidence_can_be_left_out(receiver: Receiver, stonewalling: list[Event]) -> None:
+    sink, _, _ = make_sink(
+        [{"type": "webhook", "url": f"{receiver.url}/qa"}],
+        triggers={"critical_findings": True, "score_below": None},
+        include_evidence=False,
+    )
+    alert = alerts(stonewalling)[0]
+    sink.emit(alert)
+    sink.flush(5)
+    sink.close()
+    text = receiver.requests[0].json["text"]
+    assert alert.payload["evidence"][0]["text"] not in text
+    assert "原话" not in text and "时间点" in text
+
+
+# -- retries and failures ------------------------------------------------------------------------
+
+
+def test_fails_twice_then_succeeds(receiver: Receiver, stonewalling: list[Event]) -> None:
+    receiver.script = [(500, {"error": "boom"}), (503, {"error": "busy"})]
+    sink, registry, _ = make_sink(
+        [{"type": "webhook", "url": f"{receiver.url}/qa"}],
+        triggers={"critical_findings": True, "score_below": None},
+    )
+    sink.emit(alerts(stonewalling)[0])
+    sink.flush(5)
+    sink.close()
+    reqs = receiver.requests
+    assert len(reqs) == 3
+    assert reqs[0].body == reqs[2].body  # the same notification each time
+    gaps = [b.at - a.at for a, b in zip(reqs, reqs[1:], strict=False)]
+    assert gaps[0] >= 0.03 and gaps[1] >= gaps[0] * 1.2  # exponential back-off (with jitter)
+    assert value(registry, "qa_notify_sent_total", notifier="webhook") == 1
+    assert value(registry, "qa_notify_failures_total", notifier="webhook", reason="http_500") == 1
+    assert value(registry, "qa_notify_failures_total", notifier="webhook", reason="http_503") == 1
+    assert value(registry, "qa_dropped_total", stage="notify", reason="retries_exhausted") == 0
+
+
+def test_always_failing_is_counted_and_never_blocks(
+    receiver: Receiver, stonewalling: list[Event]
+) -> None:
+    receiver.default = (503, {"error": "down"})
+    receiver.delay_s = 0.3  # a slow, failing endpoint
+    sink, registry, metrics = make_sink(
+        [{"type": "webhook", "url": f"{receiver.url}/qa", "timeout_s": 2}],
+        triggers={"critical_findings": True, "score_below": 60},
+        queue_max=4,
+        close_timeout_s=0.5,
+    )
+    fan = FanOut([("notify", sink)], metrics)
+    events = [
+        Event(
+            event_id=f"{e.event_id}-{i}",
+            kind=e.kind,
+            call_id=f"call-{i}",
+            seq=e.seq,
+            schema_version=e.schema_version,
+            produced_at=e.produced_at,
+            payload=e.payload,
+        )
+        for i in range(100)
+        for e in stonewalling
+    ]
+    t0 = time.perf_counter()
+    for e in events:
+        fan.emit(e)
+    elapsed = time.perf_counter() - t0
+    # 2000 events, 300 of them trigger notifications: emit returns at once
+    assert elapsed < 0.5, elapsed
+    time.sleep(0.5)
+    t1 = time.perf_counter()
+    fan.close()
+    assert time.perf_counter() - t1 < 5.0
+    assert fan.errors["notify"] == 0  # nothing raised into the pipeline
+    failures = value(registry, "qa_notify_failures_total", notifier="webhook", reason="http_503")
+    assert failures >= 1
+    queue_full = value(registry, "qa_dropped_total", stage="notify", reason="queue_full")
+    assert queue_full >= 250
+    exhausted = value(registry, "qa_dropped_total", stage="notify", reason="retries_exhausted")
+    shutdown = value(registry, "qa_dropped_total", stage="notify", reason="shutdown")
+    assert queue_full + exhausted + shutdown == 300  # every notification accounted for
+    assert value(registry, "qa_notify_sent_total", notifier="webhook") == 0
+
+
+def test_unreachable_endpoint(stonewalling: list[Event]) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    sink, registry, _ = make_sink(
+        [{"type": "webhook", "url": f"http://127.0.0.1:{port}/qa", "timeout_s": 1}],
+        triggers={"critical_findings": True, "score_below": None},
+    )
+    sink.emit(alerts(stonewalling)[0])
+    sink.flush(5)
+    sink.close()
+    assert value(registry, "qa_notify_failures_total", notifier="webhook", reason="connection") == 3
+    assert value(registry, "qa_dropped_total", stage="notify", reason="retries_exhausted") == 1
+
+
+# -- e-mail --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[int, list[Any]]]:
+    aiosmtpd = pytest.importorskip("aiosmtpd.controller", reason="pip install aiosmtpd==1.4.6")
+    received: list[Any] = []
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+            received.append(envelope)
+            return "250 OK"
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    controller = aiosmtpd.Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port, received
+    finally:
+        controller.stop()
+
+
+def test_smtp_chinese_mail(smtp_server: tuple[int, list[Any]], stonewalling: list[Event]) -> None:
+    port, received = smtp_server
+    sink, registry, _ = make_sink(
+        [
+            {
+                "type": "smtp",
+                "host": "127.0.0.1",
+                "port": port,
+                "from": "qa-bot@example.com",
+                "to": ["主管@example.com", "lead@example.com"],
+            }
+        ],
+        triggers={"critical_findings": True, "score_below": 60},
+    )
+    sink.call_started(CallInfo(call_id="call-sw-1", agent_id="A1045"))
+    for e in stonewalling:
+        sink.emit(e)
+    sink.flush(10)
+    sink.close()
+    assert value(registry, "qa_notify_sent_total", notifier="smtp") == 3
+    assert len(received) == 3
+    env = received[0]
+    assert env.mail_from == "qa-bot@example.com"
+    assert env.rcpt_tos == ["主管@example.com", "lead@example.com"]
+    msg = email.message_from_bytes(env.original_content, policy=email.policy.default)
+    assert str(msg["Subject"]).startswith("【质检告警】严重违规 BAN-POLICY")
+    body = msg.get_body(preferencelist=("plain",))
+    assert body is not None
+    text = body.get_content()
+    assert body.get_content_charset() == "utf-8"
+    assert "坐席：A1045" in text and "建议话术" in text
+    low = email.message_from_bytes(received[2].original_content, policy=email.policy.default)
+    assert "低分通话 59 分" in str(low["Subject"])
+
+
+# -- config ----------------------------------------------------------------------------------------
+
+
+def test_config_is_strict() -> None:
+    with pytest.raises(ValidationError):
+        NotifyConfig.model_validate({"notifiers": [{"type": "webhook", "url": "http://x", "x": 1}]})
+    with pytest.raises(ValidationError):
+        NotifyConfig.model_validate({"notifiers": [{"type": "pager", "url": "http://x"}]})
+    with pytest.raises(ValidationError, match="unique"):
+        NotifyConfig.model_validate(
+            {
+                "notifiers": [
+                    {"type": "webhook", "url": "http://a"},
+                    {"type": "webhook", "url": "http://b"},
+                ]
+            }
+        )
+    with pytest.raises(ValidationError):
+        NotifyConfig.model_validate(
+            {
+                "notifiers": [
+                    {
+                        "type": "smtp",
+                        "host": "h",
+                        "from": "a@b",
+                        "to": ["c@d"],
+                        "ssl": True,
+                        "starttls": True,
+                    }
+                ]
+            }
+        )
+    cfg = NotifyConfig.model_validate(
+        {
+            "notifiers": [
+                {"type": "webhook", "name": "ops", "url": "http://a"},
+                {"type": "webhook", "url": "http://b"},
+                {"type": "smtp", "host": "h", "from": "a@b.c", "to": ["c@d"]},
+            ]
+        }
+    )
+    assert cfg.names() == ["ops", "webhook", "smtp"]
+    assert cfg.retry.delay(1) == 0.5 and cfg.retry.delay(10) == 30.0
