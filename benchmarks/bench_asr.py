@@ -190,7 +190,9 @@ def main() -> None:
             speed = f"{r['plain_s'] / r['ours_s']:7.2f}x"
         else:
             plain_txt, speed = f"{'-':>30}", "-"
-        print(f"{r['set']:30} {r['files']:5d} {r['audio_s']:8.1f} | {ours} | {plain_txt} | {speed:>8}")
+        print(
+            f"{r['set']:30} {r['files']:5d} {r['audio_s']:8.1f} | {ours} | {plain_txt} | {speed:>8}"
+        )
     print(
         "\nRTF = wall seconds / audio seconds (lower is faster). ours: Pipeline.transcribe "
         f"(beam {cfg.asr.beam_size}, {cfg.asr.workers} workers x {cfg.asr.threads_per_worker} "
