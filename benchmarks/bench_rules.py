@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import multiprocessing as mp
 import os
 import random
@@ -36,11 +37,11 @@ from qa_pipeline.rules import load_pack, score_transcript  # noqa: E402
 from qa_pipeline.transcript import Transcript  # noqa: E402
 
 OPEN_AGENT = [
-    "您好，华冠客服，我是工号{n}，请问有什么可以帮您？",
-    "早上好，您好，华冠客服中心，我是小{name}，很高兴为您服务",
+    "您好，{company}客服，我是工号{n}，请问有什么可以帮您？",
+    "早上好，您好，{company}客服中心，我是小{name}，很高兴为您服务",
     "您好，请问有什么可疑方林？",
     "喂，您好，请问有什么事",
-    "您好，请问是{name}先生吗？我是华冠客服，请问您现在方便接听电话吗？",
+    "您好，请问是{name}先生吗？我是{company}客服，请问您现在方便接听电话吗？",
 ]
 CUSTOMER = [
     "我想查一下我的话费余额",
@@ -93,8 +94,17 @@ CLOSE_AGENT = [
 NAMES = ["王", "李", "张", "刘", "陈", "杨", "赵", "黄"]
 
 
-def make_call(i: int, rng: random.Random, n_utts: int) -> Transcript:
+@functools.lru_cache(maxsize=1)
+def default_company() -> str:
+    """The default pack's ``company_name`` setting (what OPEN-IDENT listens for)."""
+    return str(load_pack().settings.company_name)
+
+
+def make_call(i: int, rng: random.Random, n_utts: int, company: str | None = None) -> Transcript:
+    """One synthetic call; agents name ``company`` (default: the default pack's
+    ``company_name`` setting, so OPEN-IDENT behaves as on real calls)."""
     cid = f"bench-{i:05d}"
+    company = default_company() if company is None else company
     outbound = rng.random() < 0.2
     start = datetime(2026, 3, 2, 8, 0) + timedelta(minutes=rng.randrange(0, 60 * 12))
     if rng.random() < 0.05:
@@ -111,6 +121,7 @@ def make_call(i: int, rng: random.Random, n_utts: int) -> Transcript:
             name=rng.choice(NAMES),
             d=rng.randrange(1, 5),
             phone=rng.randrange(10**9, 10**10),
+            company=company,
         )
 
     t = rng.uniform(0.5, 4.0)
@@ -204,9 +215,10 @@ def main() -> int:
         with contextlib.suppress(OSError):
             os.sched_setaffinity(0, {0})
     rng = random.Random(args.seed)
-    calls = [make_call(i, rng, args.utts) for i in range(args.calls)]
-    n_utts = sum(len(c.utterances) for c in calls)
     pack = load_pack(args.pack)
+    company = pack.settings.company_name
+    calls = [make_call(i, rng, args.utts, company) for i in range(args.calls)]
+    n_utts = sum(len(c.utterances) for c in calls)
 
     def run(label: str, cache: bool) -> tuple[str, float]:
         pack.index.caching = cache
@@ -236,7 +248,8 @@ def main() -> int:
     once = sum(1 for v in seen.values() if v == 1)
     print(
         f"rule pack {pack.name} {pack.version}: {len(pack.rules)} rules; "
-        f"{args.calls} calls, {n_utts} utterances ({n_utts / args.calls:.1f} per call); one core"
+        f"{args.calls} calls, {n_utts} utterances ({n_utts / args.calls:.1f} per call); one core; "
+        f"company_name {company}"
     )
     print(
         f"text variety: {len(seen)} distinct texts ({len(seen) / n_utts:.1%} of utterances, "

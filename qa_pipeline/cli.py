@@ -262,6 +262,7 @@ def demo(
 def _mount_subcommands() -> None:
     """Sub-commands that live with their modules."""
     from .dashboard.cli import dashboard_command
+    from .live.cli import serve_command
     from .notify.cli import notify_app
     from .rescore.cli import rescore_command
     from .rules.cli import rules_app
@@ -270,6 +271,7 @@ def _mount_subcommands() -> None:
     app.add_typer(rules_app, name="rules", help="Test and lint rule packs.")
     app.command("samples", help="Generate the synthetic sample calls.")(samples_command)
     app.command("rescore")(rescore_command)
+    app.command("serve")(serve_command)
     app.command("dashboard")(dashboard_command)
     app.add_typer(notify_app, name="notify", help="Supervisor notifications.")
 

@@ -25,6 +25,7 @@ from .compiler import CompiledRule
 from .loader import RulePack
 from .nodes import Ev, UttCtx
 from .scoring import deduction, grade_for, score_from
+from .textindex import Analysis
 from .timeline import TEvent, Timeline
 
 _ROLE_IX = {Role.AGENT: 0, Role.CUSTOMER: 1, Role.UNKNOWN: 2}
@@ -125,6 +126,7 @@ class RuleRun:
         self._body(rule.body.start(self))
 
     def _na(self, reason: str) -> None:
+        self.ev.dirty = True
         self.verdict = Verdict.NOT_APPLICABLE
         self.na_reason = reason
         self.done = True
@@ -210,12 +212,14 @@ class RuleRun:
         return d
 
     def _pass_require(self) -> None:
+        self.ev.dirty = True
         self.body_status = Verdict.PASSED
         self.body_open = False
         if self.when_ok:
             self.done = True
 
     def _when_found(self) -> None:
+        self.ev.dirty = True
         self.when_ok = True
         if self.held:
             now = self.ev.clock
@@ -270,6 +274,7 @@ class RuleRun:
             return
         rule = self.rule
         ev = self.ev
+        ev.dirty = True
         if rule.deferred:
             sc = rule.spec.scope
             totals = ev.turns
@@ -331,6 +336,10 @@ class RuleRun:
 class CallEvaluator:
     """Evaluates one call incrementally. Not thread-safe; one per call."""
 
+    #: tests: dispatch every utterance with all of its lazy atoms computed up front (the
+    #: straightforward way) instead of only those of the rules still undecided
+    reference = False
+
     def __init__(self, pack: RulePack, call: CallInfo) -> None:
         self.pack = pack
         self.call = call
@@ -367,6 +376,12 @@ class CallEvaluator:
         self._tl_runs = {
             kind: [(thr, runs[i]) for thr, i in lst] for kind, lst in pack.tl_by_kind.items()
         }
+        self._parts = {
+            role: [(key, ri, runs[ri], si, slot) for key, ri, si, slot in lst]
+            for role, lst in pack.lazy_parts.items()
+        }
+        self._live: dict[Role, list[tuple[Any, int]]] = {}
+        self.dirty = True  # a rule decided or a stage seen: recompute the live parts
         self.history: list[UttCtx] = []
         for run in runs:
             run.begin()
@@ -393,9 +408,31 @@ class CallEvaluator:
                 self.seen_in_window.append(x)
             self._close_windows(x)
         runs = self.runs
-        disp = a.dispatch.get(role)
+        dcache = a.dispatch
+        disp = dcache.get(role)
         if disp is None:
-            disp = a.dispatch[role] = pack.dispatch_for(a, role)
+            disp = dcache[role] = pack.dispatch_for(a, role)
+        if self.dirty:
+            self._live_parts()
+        live = self._live.get(role)
+        if self.reference:
+            live = None
+            disp = dcache.get(("full", role))
+            if disp is None:
+                disp = dcache["full", role] = pack.full_dispatch(a, role)
+        if live:
+            extra = None
+            for key, ri in live:
+                h = dcache.get(key)
+                if h is None:
+                    h = self._parts_miss(a, role, key)
+                if h:
+                    if extra is None:
+                        extra = [ri]
+                    else:
+                        extra.append(ri)
+            if extra is not None:
+                disp = tuple(sorted(set(disp).union(extra)))
         hot = self.hot
         if hot and not hot.issubset(disp):
             disp = tuple(sorted(hot.union(disp)))
@@ -421,6 +458,27 @@ class CallEvaluator:
         self.out = []
         self._all_findings.extend(out)
         return out
+
+    def _live_parts(self) -> None:
+        """The lazy trigger parts of rules still undecided (and EOAC-style stages not yet
+        seen), per role. Rebuilt when ``dirty`` (a rule decided, a stage seen); a stale
+        list only dispatches more rules than needed, which is always safe."""
+        self.dirty = False
+        self._live = {
+            role: [
+                (k, ri)
+                for k, ri, run, si, slot in lst
+                if not run.done and (si < 0 or run.st[slot][0][si] is None)
+            ]
+            for role, lst in self._parts.items()
+        }
+
+    def _parts_miss(self, a: Analysis, role: Role, key: Any) -> bool:
+        """Compute, in one prefiltered pass, the lazy trigger parts still live in this call
+        for an utterance text that does not know them yet."""
+        known = a.dispatch
+        self.pack.parts_hit(a, frozenset(k for k, _ in self._live[role] if k not in known))
+        return bool(known[key])
 
     def _tick(self) -> None:
         due = float("inf")

@@ -19,7 +19,7 @@ import qa_pipeline
 from ..errors import ConfigError, Location
 from ..messages import Role
 from .compiler import CompiledRule, CompileError, Compiler
-from .nodes import SNode
+from .nodes import CStages, SNode
 from .schema import PackSpec, RuleFile, RuleSpec, Settings
 from .textindex import TextIndex
 from .yamlsrc import YMap, YSeq, line_of, load_yaml_file
@@ -76,11 +76,31 @@ class RulePack:
     tl_interest: dict[str, float] = field(default_factory=dict)
     verdict_cache: dict[Any, Any] = field(default_factory=dict)
     windowed: tuple[int, ...] = ()  # rules with a first_* window
+    # exact-phrase (keyword) atoms only: atom -> rules, per role
+    kw_by_atom: dict[Role, dict[int, tuple[int, ...]]] = field(default_factory=dict)
+    # per role, in rule order: (part key, rule index, stage index or -1, body slot) for the
+    # lazy atoms (fuzzy, regex, similar, entity) of each rule's trigger; a stage part
+    # retires once its stage is seen, every part once its rule is done
+    lazy_parts: dict[Role, tuple[tuple[Any, int, int, int], ...]] = field(default_factory=dict)
+    part_atoms: dict[Any, tuple[int, ...]] = field(default_factory=dict)
     max_window: float = 0.0  # utterances starting later are never in a first_* window
 
     def dispatch_for(self, a: Any, role: Role) -> tuple[int, ...]:
         """Rules (indices, in order) that an utterance with analysis ``a`` of ``role`` can
-        matter to; memoised on the analysis by the evaluator."""
+        matter to through its exact phrases (one Aho-Corasick pass; no fuzzy work), plus
+        the rules that see every utterance; memoised on the analysis by the evaluator.
+        Rules triggered by lazy atoms (fuzzy, regex, ...) are added per call from
+        :attr:`lazy_parts` while they can still change (:meth:`part_hit`)."""
+        by_atom = self.kw_by_atom[role]
+        idx = set(self.always[role])
+        for atom in a.spans:
+            hit = by_atom.get(atom)
+            if hit:
+                idx.update(hit)
+        return tuple(sorted(idx))
+
+    def full_dispatch(self, a: Any, role: Role) -> tuple[int, ...]:
+        """Every rule an utterance can matter to, all lazy atoms computed (reference)."""
         by_atom = self.by_atom[role]
         idx = set(self.always[role])
         self.index.ensure(a, role)
@@ -89,6 +109,34 @@ class RulePack:
             if hit:
                 idx.update(hit)
         return tuple(sorted(idx))
+
+    def parts_hit(self, a: Any, keys: frozenset[Any]) -> None:
+        """:meth:`part_hit` for several parts at once (one prefiltered pass over the union
+        of their lazy atoms); the answers are memoised on the analysis."""
+        if len(keys) == 1:
+            (key,) = keys
+            self.part_hit(a, key)
+            return
+        ix = self.index
+        if not ix.has_group(keys):
+            if ix.group_count() > 4096:  # unusual packs: many combinations of live rules
+                for key in keys:
+                    self.part_hit(a, key)
+                return
+            ix.set_group(keys, {atom for key in keys for atom in self.part_atoms[key]})
+        ix.ensure(a, keys)
+        spans = a.spans
+        for key in keys:
+            a.dispatch[key] = any(atom in spans for atom in self.part_atoms[key])
+
+    def part_hit(self, a: Any, key: Any) -> bool:
+        """Whether one of the lazy atoms of trigger part ``key`` occurs in the utterance
+        (computed with the fuzzy prefilter of :meth:`TextIndex.ensure`; memoised)."""
+        self.index.ensure(a, key)
+        spans = a.spans
+        hit = any(atom in spans for atom in self.part_atoms[key])
+        a.dispatch[key] = hit
+        return hit
 
     def rule(self, rule_id: str) -> CompiledRule:
         for r in self.rules:
@@ -439,6 +487,21 @@ def _build_dispatch(pack: RulePack) -> None:
         pack.always[role] = tuple(always)
         pack.by_atom[role] = {a: tuple(v) for a, v in by_atom.items()}
         pack.index.set_group(role, set(by_atom))
+        ix = pack.index
+        pack.kw_by_atom[role] = {a: tuple(v) for a, v in by_atom.items() if ix.kind(a) == "keyword"}
+        parts: list[tuple[Any, int, int, int]] = []
+        for r in pack.rules:
+            if role not in r.utt_roles or r.triggers[role] is None:
+                continue
+            for k, (stage, atoms) in enumerate(_trigger_parts(r, role)):
+                lazy = tuple(sorted(a for a in atoms if ix.kind(a) != "keyword"))
+                if not lazy:
+                    continue
+                key = ("part", role.value, r.index, k)
+                pack.part_atoms[key] = lazy
+                ix.set_group(key, set(lazy))
+                parts.append((key, r.index, stage, r.body.slot))
+        pack.lazy_parts[role] = tuple(parts)
     pack.timeline_rules = tuple(r.index for r in pack.rules if r.wants_timeline)
     for r in pack.rules:
         for kind, thr in r.tl_interest.items():
@@ -450,6 +513,25 @@ def _build_dispatch(pack: RulePack) -> None:
     pack.max_window = max(
         [(pack.rules[i].spec.scope.first_seconds or 0.0) + grace for i in pack.windowed] + [0.0]
     )
+
+
+def _trigger_parts(r: CompiledRule, role: Role) -> list[tuple[int, frozenset[int]]]:
+    """The rule's trigger for ``role`` split into parts that retire separately:
+    ``(stage index or -1, atoms)``; the union of the atoms is ``r.triggers[role]``."""
+    out: list[tuple[int, frozenset[int]]] = []
+    if r.when is not None and r.when.wants_utts:
+        assert r.when.trigger is not None
+        out.append((-1, r.when.trigger))
+    body = r.body
+    if body.wants_utts and not r.deferred and (r.roles is None or role in r.roles):
+        if isinstance(body, CStages):
+            for i, m in enumerate(body.matchers):
+                assert m.trigger is not None
+                out.append((i, m.trigger))
+        else:
+            assert body.trigger is not None
+            out.append((-1, body.trigger))
+    return out
 
 
 def load_pack(path: str | Path | None = None, settings: dict[str, Any] | None = None) -> RulePack:

@@ -251,9 +251,17 @@ class ULazy(UNode):
         self.ix = ix
         self.atoms = tuple(atoms)
         self.trigger = frozenset(atoms)
+        # several phrases: computed together with the shared fuzzy prefilter (same hits)
+        self.group: Any = None
+        if len(self.atoms) >= 3:
+            self.group = ("lazy", self.atoms)
+            ix.set_group(self.group, set(self.atoms))
 
     def match(self, x: UttCtx) -> Span | None:
         a = x.a
+        g = self.group
+        if g is not None and g not in a.groups:
+            self.ix.ensure(a, g)
         spans = a.spans
         done = a.done
         for atom in self.atoms:
@@ -767,6 +775,12 @@ class CSilence(CNode):
     def on_tl(self, r: RuleRun, e: TEvent) -> list[Ev] | None:
         if e.kind != "silence":
             return None
+        sec = e.seconds
+        if not (
+            (self.over is not None and sec > self.over)
+            or (self.total_over is not None and sec >= self.count_from)
+        ):
+            return None  # cannot count: skip the except_after phrases
         ex = self.except_after
         if ex is not None and e.before is not None and ex.match(e.before) is not None:
             return None
@@ -975,6 +989,7 @@ class CStages(CNode):
                 if s is not None:
                     seen[i] = (x.n, x.evidence(s))
                     new = True
+                    r.ev.dirty = True  # this stage's phrases no longer matter
         if not new or any(v is None for v in seen):
             return None
         order = [v[0] for v in seen]

@@ -96,7 +96,7 @@ class Analysis:
         self.spans = spans  # atom -> spans, for keywords and for computed lazy atoms that hit
         self.done: set[int] = set()  # lazy atoms computed (hit or not)
         self.groups: set[Any] = set()  # atom groups computed (see TextIndex.ensure)
-        self.dispatch: dict[Any, tuple[int, ...]] = {}
+        self.dispatch: dict[Any, Any] = {}  # role -> rules; trigger part -> hit
         self._pc: str | None = None
         self._pj = ""
         self._starts: list[int] = []
@@ -302,6 +302,12 @@ class TextIndex:
         """Name a set of lazy atoms computed together by :meth:`ensure` (e.g. the atoms
         that gate the rules of one role)."""
         self._groups[key] = _Group(self, {a for a in atoms if self._kinds[a] != "keyword"})
+
+    def has_group(self, key: Any) -> bool:
+        return key in self._groups
+
+    def group_count(self) -> int:
+        return len(self._groups)
 
     # ---------------------------------------------------------------- matching
 

@@ -1,0 +1,88 @@
+"""Metrics of the live service: the pipeline's metrics plus a few of its own, one registry.
+
+Added to :class:`~qa_pipeline.metrics.PipelineMetrics` (all on the injected registry):
+
+=========================================  ========= =======================================
+qa_live_call_errors_total{source,reason}   counter   per-call stream/processing errors
+qa_live_calls_ended_total{reason}          counter   calls ended (stop, disconnect, error, ...)
+qa_live_transcript_latency_seconds         histogram end of utterance (VAD) -> transcript out
+qa_live_asr_batch_size                     histogram utterances per ASR decode
+qa_live_asr_wait_seconds                   histogram time an utterance waited in the queue
+=========================================  ========= =======================================
+
+``keep_samples=True`` also keeps the raw latencies (the benchmark reads them).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from ..messages import Finding, Utterance
+from ..metrics import LATENCY_BUCKETS, PipelineMetrics
+
+BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 32, 64)
+
+
+class LiveMetrics(PipelineMetrics):
+    def __init__(self, registry: CollectorRegistry, *, keep_samples: bool = False) -> None:
+        super().__init__(registry, stages=("asr",))
+        r = registry
+        self.call_errors = Counter(
+            "qa_live_call_errors",
+            "Errors of one call's stream or processing",
+            ["source", "reason"],
+            registry=r,
+        )
+        self.calls_ended = Counter(
+            "qa_live_calls_ended", "Calls ended, by reason", ["reason"], registry=r
+        )
+        self.transcript_latency = Histogram(
+            "qa_live_transcript_latency_seconds",
+            "End of utterance (VAD closed it) to its transcript being emitted",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "qa_live_asr_batch_size",
+            "Utterances per ASR decode",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.asr_wait = Histogram(
+            "qa_live_asr_wait_seconds",
+            "Time an utterance waited for an ASR slot",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.keep_samples = keep_samples
+        self._samples_lock = threading.Lock()
+        self.finding_latencies: list[float] = []
+        self.transcript_latencies: list[float] = []
+        self.asr_seconds = 0.0
+        self.asr_audio_seconds = 0.0
+
+    def on_call_error(self, source: str, reason: str) -> None:
+        self.call_errors.labels(source, reason).inc()
+
+    def on_call_closed(self, reason: str) -> None:
+        self.calls_ended.labels(reason).inc()
+
+    def on_transcript(self, utt: Utterance, latency_s: float) -> None:
+        self.transcript_latency.observe(max(0.0, latency_s))
+        if self.keep_samples:
+            with self._samples_lock:
+                self.transcript_latencies.append(latency_s)
+
+    def on_finding(self, finding: Finding, latency_s: float | None = None) -> None:
+        super().on_finding(finding, latency_s)
+        if self.keep_samples and latency_s is not None:
+            with self._samples_lock:
+                self.finding_latencies.append(latency_s)
+
+    def on_asr_batch(self, size: int, seconds: float, audio_seconds: float) -> None:
+        self.batch_size.observe(size)
+        with self._samples_lock:
+            self.asr_seconds += seconds
+            self.asr_audio_seconds += audio_seconds

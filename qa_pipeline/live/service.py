@@ -1,0 +1,337 @@
+"""The live service: sources -> call sessions -> shared ASR worker -> rules -> sinks.
+
+Runs on one asyncio loop. Sources call the :class:`~qa_pipeline.sources.base.CallHandler`
+methods of :class:`LiveService`; audio goes through the call's VAD at once (cheap), closed
+utterances to the shared :class:`~.asr_worker.AsrWorker`, results back to the call's
+evaluator; findings are emitted as soon as decided (a critical one also as an ``alert``),
+the scorecard when the call ends.
+
+Failure isolation: anything a call's processing raises is caught at the service boundary
+(``_guard``), logged, counted (``qa_live_call_errors_total{source,reason}``) and that call is
+closed and scored with what arrived; other calls never notice.
+
+Shutdown (:meth:`LiveService.shutdown`, on SIGTERM/SIGINT in ``serve``): stop accepting,
+end every open call (flush its VAD), finish the queued ASR, score, flush the sinks; bounded
+by ``shutdown_timeout_s`` (past it, utterances still at the ASR are dropped, counted
+``reason=shutdown``, and the calls are scored without them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry
+
+from ..asr.engine import AsrEngine, AsrResult
+from ..messages import AudioChunk, CallInfo, Role, Scorecard, SpeechSegment
+from ..rules import RulePack, load_pack
+from ..sinks import FanOut, build_sinks
+from ..sinks.base import Event
+from ..sources.base import EndReason, Source
+from .asr_worker import AsrJob, AsrWorker
+from .config import (
+    AudioSocketSourceConfig,
+    DeviceSourceConfig,
+    ReplaySourceConfig,
+    ServeConfig,
+    WebSocketSourceConfig,
+)
+from .decoder import DecodeOptions, LiveDecoder
+from .metrics import LiveMetrics
+from .session import CallSession
+
+log = logging.getLogger("qa_pipeline.live")
+
+TICK_S = 0.5
+
+
+def build_source(cfg: Any) -> Source:
+    """A source from its config entry (imports its transport only when configured)."""
+    if isinstance(cfg, WebSocketSourceConfig):
+        from ..sources.websocket import WebSocketSource
+
+        return WebSocketSource(
+            name=cfg.name,
+            host=cfg.host,
+            port=cfg.port,
+            path=cfg.path,
+            max_message_bytes=cfg.max_message_bytes,
+        )
+    if isinstance(cfg, AudioSocketSourceConfig):
+        from ..messages import Role
+        from ..sources.audiosocket import AudioSocketSource
+
+        return AudioSocketSource(
+            name=cfg.name,
+            host=cfg.host,
+            port=cfg.port,
+            first_role=Role(cfg.first_role),
+            leg_wait_s=cfg.leg_wait_s,
+            idle_timeout_s=cfg.idle_timeout_s,
+        )
+    if isinstance(cfg, ReplaySourceConfig):
+        from ..sources.replay import ReplaySource
+
+        return ReplaySource(
+            cfg.files, name=cfg.name, speed=cfg.speed, chunk_ms=cfg.chunk_ms, loop=cfg.loop
+        )
+    if isinstance(cfg, DeviceSourceConfig):
+        from ..sources.device import DeviceSource
+
+        return DeviceSource(
+            name=cfg.name,
+            device=cfg.device,
+            sample_rate=cfg.sample_rate,
+            channels=cfg.channels,
+            chunk_ms=cfg.chunk_ms,
+        )
+    raise TypeError(f"unknown source config {type(cfg).__name__}")
+
+
+def decode_options(config: ServeConfig) -> DecodeOptions:
+    live = config.live
+    return DecodeOptions(
+        window=live.window,
+        min_window_s=live.min_window_s,
+        pad_s=live.pad_s,
+        beam_size=live.beam_size or config.asr.beam_size,
+        timestamps_cut=live.timestamps_cut,
+        no_repeat_ngram_size=live.no_repeat_ngram_size,
+    )
+
+
+def _warmup_segment() -> SpeechSegment:
+    noise = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.01
+    return SpeechSegment("warmup", 0, Role.UNKNOWN, 0.0, 1.0, noise)
+
+
+class LiveService:
+    """Many concurrent calls on one loaded model. Also the sources' ``CallHandler``."""
+
+    def __init__(
+        self,
+        config: ServeConfig,
+        *,
+        engine: AsrEngine | None = None,
+        pack: RulePack | None = None,
+        sinks: FanOut | None = None,
+        sources: Sequence[Source] | None = None,
+        metrics: LiveMetrics | None = None,
+    ) -> None:
+        self.config = config
+        self.metrics = metrics or LiveMetrics(CollectorRegistry())
+        self._engine = engine
+        self.pack = pack or load_pack(config.rules.pack, config.rules.settings or None)
+        self.sinks = sinks or build_sinks(config.sinks, self.metrics)
+        self.sources: list[Source] = (
+            list(sources) if sources is not None else [build_source(s) for s in config.sources]
+        )
+        self.sessions: dict[str, CallSession] = {}
+        self.scorecards: dict[str, Scorecard] = {}
+        self._finishing: set[asyncio.Task[None]] = set()
+        self._ticker: asyncio.Task[None] | None = None
+        self.worker: AsrWorker | None = None
+        self.decoder: LiveDecoder | None = None
+        self._accepting = False
+        self.call_errors = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._engine is None:
+            self._engine = await asyncio.to_thread(AsrEngine, self.config.asr)
+        self.decoder = LiveDecoder(self._engine, decode_options(self.config))
+        live = self.config.live
+        if live.warmup:  # first decodes of a shape are slow: pay it before the first call
+            await asyncio.to_thread(self.decoder.decode, [_warmup_segment()])
+        self.worker = AsrWorker(
+            self.decoder,
+            self._asr_done,
+            slots=self._engine.config.workers,
+            max_batch=live.max_batch,
+            queue_max=live.queue_max,
+            overflow=live.overflow,
+            max_age_s=live.max_queue_age_s,
+            metrics=self.metrics,
+        )
+        self.worker.start()
+        self._accepting = True
+        self._ticker = asyncio.create_task(self._tick_loop(), name="live-ticker")
+        for src in self.sources:
+            await src.start(self)
+        log.info(
+            "serving: %d source(s), ASR window=%s beam=%d batch<=%d, rule pack %s",
+            len(self.sources),
+            live.window,
+            self.decoder.opts.beam_size,
+            self.worker.max_batch,
+            self.pack.name,
+        )
+
+    async def shutdown(self, drain_s: float | None = None) -> None:
+        """Drain: stop sources, end open calls, finish the ASR, score, flush sinks."""
+        limit = self.config.shutdown_timeout_s if drain_s is None else drain_s
+        deadline = time.monotonic() + limit
+        self._accepting = False
+        for src in self.sources:
+            try:
+                await asyncio.wait_for(src.stop(), max(0.1, deadline - time.monotonic()))
+            except (TimeoutError, Exception):  # a source that will not stop must not block
+                log.exception("stopping source %s", getattr(src, "name", src))
+        for call_id in list(self.sessions):
+            self.call_ended(call_id, EndReason.SHUTDOWN)
+        if self._finishing:
+            _, pending = await asyncio.wait(
+                self._finishing, timeout=max(0.1, deadline - time.monotonic())
+            )
+            if pending:
+                log.warning("shutdown timeout: %d call(s) scored without pending ASR", len(pending))
+                for s in list(self.sessions.values()):
+                    s.abandon_pending("shutdown")
+                await asyncio.wait(pending, timeout=5)
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        if self.worker is not None:
+            await self.worker.close()
+        await asyncio.to_thread(self.sinks.flush, max(1.0, deadline - time.monotonic()))
+        self.sinks.close()
+
+    # -- CallHandler (called by the sources, on the loop) -----------------------------------
+
+    def call_started(self, call: CallInfo, sample_rate: int, *, source: str) -> bool:
+        if not self._accepting:
+            self._count_error(source, "shutting_down", call.call_id, "")
+            return False
+        if call.call_id in self.sessions:
+            self._count_error(source, "duplicate_call_id", call.call_id, "")
+            return False
+        try:
+            session = CallSession(
+                call,
+                sample_rate,
+                vad=self.config.vad,
+                pack=self.pack,
+                emit=self._emit,
+                metrics=self.metrics,
+                source=source,
+                hold_s=self.config.vad.stop_ms / 1000 + 0.1,
+            )
+        except Exception as exc:  # e.g. an unsupported rate: this call only
+            self._count_error(source, type(exc).__name__, call.call_id, repr(exc))
+            return False
+        self.sessions[call.call_id] = session
+        self.metrics.on_call_started(call)
+        log.info("call %s started (%s, %d Hz)", call.call_id, source, sample_rate)
+        return True
+
+    def audio(self, chunk: AudioChunk) -> None:
+        s = self.sessions.get(chunk.call_id)
+        if s is None or s.closing:
+            return
+        try:
+            jobs = s.push(chunk)
+        except Exception as exc:
+            self._fail(s, exc)
+            return
+        self._submit(jobs)
+
+    def call_error(
+        self, call_id: str | None, reason: str, detail: str = "", *, source: str
+    ) -> None:
+        self._count_error(source, reason, call_id, detail)
+        s = self.sessions.get(call_id) if call_id else None
+        if s is not None:
+            s.errors[reason] += 1
+
+    def call_ended(self, call_id: str, reason: EndReason) -> None:
+        s = self.sessions.get(call_id)
+        if s is None or s.closing:
+            return
+        s.closing = True
+        self.metrics.on_call_closed(reason.value)
+        t = asyncio.create_task(self._finish(s, reason), name=f"finish-{call_id}")
+        self._finishing.add(t)
+        t.add_done_callback(self._finishing.discard)
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _emit(self, event: Event) -> None:
+        self.sinks.emit(event)
+
+    def _submit(self, jobs: list[AsrJob]) -> None:
+        assert self.worker is not None
+        for j in jobs:
+            self.worker.submit(j)
+
+    def _asr_done(self, job: AsrJob, result: AsrResult | None, drop: str | None) -> None:
+        s: CallSession = job.owner
+        try:
+            s.resolve(job, result, drop)
+        except Exception as exc:
+            self._fail(s, exc)
+
+    def _count_error(self, source: str, reason: str, call_id: str | None, detail: str) -> None:
+        self.call_errors += 1
+        self.metrics.on_call_error(source, reason)
+        log.warning("call %s (%s): %s %s", call_id or "-", source, reason, detail)
+
+    def _fail(self, s: CallSession, exc: Exception) -> None:
+        """A call's processing raised: count it, close that call, score what arrived."""
+        reason = type(exc).__name__
+        log.error("call %s failed: %r; closing it", s.call.call_id, exc, exc_info=exc)
+        self._count_error(s.source, reason, s.call.call_id, "")
+        s.errors[reason] += 1
+        self.call_ended(s.call.call_id, EndReason.ERROR)
+
+    async def _finish(self, s: CallSession, reason: EndReason) -> None:
+        call_id = s.call.call_id
+        try:
+            try:
+                self._submit(s.flush())
+            except Exception as exc:
+                self._count_error(s.source, type(exc).__name__, call_id, "flush")
+            s.idle = asyncio.Event()
+            if s.in_flight:
+                await s.idle.wait()
+            card = s.end()
+            self.scorecards[call_id] = card
+            log.info(
+                "call %s ended (%s): score %.1f %s, %d utterances, %d findings",
+                call_id,
+                reason.value,
+                card.score,
+                card.grade,
+                s.utterances,
+                len(card.findings),
+            )
+        except Exception as exc:
+            log.exception("scoring call %s", call_id)
+            self._count_error(s.source, type(exc).__name__, call_id, "end")
+        finally:
+            self.sessions.pop(call_id, None)
+            self.metrics.on_call_ended(call_id)
+
+    async def _tick_loop(self) -> None:
+        limit = self.config.call_timeout_s
+        while True:
+            await asyncio.sleep(TICK_S)
+            now = time.monotonic()
+            for s in list(self.sessions.values()):
+                if s.closing:
+                    continue
+                try:
+                    s.tick()
+                except Exception as exc:
+                    self._fail(s, exc)
+                    continue
+                if now - s.started > limit:
+                    self._count_error(s.source, "call_timeout", s.call.call_id, "")
+                    self.call_ended(s.call.call_id, EndReason.TIMEOUT)

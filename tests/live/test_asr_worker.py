@@ -1,0 +1,157 @@
+"""The shared ASR worker without a model: overflow policies, batching across lines,
+failures, and the session's in-order release of results."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+
+from qa_pipeline.asr.engine import AsrResult
+from qa_pipeline.live.asr_worker import AsrJob, AsrWorker
+from qa_pipeline.live.decoder import DecodeOptions, cut_at_timestamp, fitted_window
+from qa_pipeline.messages import Role, SpeechSegment
+
+
+class FakeDecoder:
+    """Blocks until released; records each batch; text = segment's call id."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.opts = DecodeOptions(window="fitted")
+        self.batches: list[list[str]] = []
+        self.gate = threading.Event()
+        self.fail = fail
+        self.threads: set[str] = set()
+
+    def decode(self, segs: Sequence[SpeechSegment]) -> list[AsrResult]:
+        self.threads.add(threading.current_thread().name)
+        self.gate.wait(5)
+        self.batches.append([s.call_id for s in segs])
+        if self.fail:
+            raise RuntimeError("boom")
+        return [AsrResult(s, s.call_id, s.call_id, 1.0, 0.0, "zh", 1, 0.01) for s in segs]
+
+
+def seg(call: str, start: float = 0.0) -> SpeechSegment:
+    return SpeechSegment(call, 0, Role.AGENT, start, start + 1, np.zeros(16000, np.float32))
+
+
+def run_worker(
+    decoder: FakeDecoder, jobs: list[AsrJob], **kw: Any
+) -> tuple[list[tuple[str, str | None]], AsrWorker]:
+    done: list[tuple[str, str | None]] = []
+
+    async def main() -> AsrWorker:
+        w = AsrWorker(decoder, lambda j, r, d: done.append((j.segment.call_id, d)), **kw)  # type: ignore[arg-type]
+        for j in jobs:
+            w.submit(j)
+        w.start()
+        decoder.gate.set()
+        await asyncio.wait_for(w.drain(), 5)
+        await w.close()
+        return w
+
+    return done, asyncio.run(main())
+
+
+def jobs(n: int) -> list[AsrJob]:
+    return [AsrJob(owner=None, seq=i, segment=seg(f"c{i}"), closed_at=0.0) for i in range(n)]
+
+
+def test_drop_oldest_counts_and_reports() -> None:
+    done, w = run_worker(FakeDecoder(), jobs(5), queue_max=3, overflow="drop_oldest", slots=1)
+    assert w.dropped["queue_full"] == 2
+    assert ("c0", "queue_full") in done and ("c1", "queue_full") in done
+    assert sorted(c for c, d in done if d is None) == ["c2", "c3", "c4"]
+
+
+def test_reject_newest_counts_and_reports() -> None:
+    done, w = run_worker(FakeDecoder(), jobs(5), queue_max=3, overflow="reject_newest", slots=1)
+    assert w.dropped["queue_full"] == 2
+    assert {c for c, d in done if d == "queue_full"} == {"c3", "c4"}
+
+
+def test_batches_across_lines_off_the_loop() -> None:
+    dec = FakeDecoder()
+    done, w = run_worker(dec, jobs(6), slots=1, max_batch=4)
+    assert dec.batches == [["c0", "c1", "c2", "c3"], ["c4", "c5"]]
+    assert all(t.startswith("live-asr") for t in dec.threads)
+    assert len(done) == 6 and w.decoded == 6
+
+
+def test_a_failed_decode_drops_only_its_batch() -> None:
+    done, w = run_worker(FakeDecoder(fail=True), jobs(2), slots=1, max_batch=8)
+    assert done == [("c0", "decode_RuntimeError"), ("c1", "decode_RuntimeError")]
+
+
+def test_fitted_window_and_timestamp_cut() -> None:
+    o = DecodeOptions(min_window_s=10, pad_s=1)
+    assert fitted_window(3.0, o) == 10
+    assert fitted_window(12.2, o) == 14
+    assert fitted_window(29.5, o) == 30
+    tb = 1000
+    toks = [tb + 0, 5, 6, tb + 100, tb + 100, 7, 8, tb + 160, tb + 160, 5, 6, tb + 250]
+    assert cut_at_timestamp(toks, tb, 3.0) == [5, 6, 7, 8]  # the copy after 3.2 s is cut
+
+
+def test_session_releases_in_order(tmp_path: Any) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from qa_pipeline.config import VadConfig
+    from qa_pipeline.live.metrics import LiveMetrics
+    from qa_pipeline.live.session import CallSession
+    from qa_pipeline.messages import CallInfo
+    from qa_pipeline.rules import load_pack
+
+    pack_file = tmp_path / "p.yaml"
+    pack_file.write_text(
+        'name: t\nversion: "1"\nrules:\n  - {id: T-ANY, description: x, severity: minor, '
+        "weight: 1, forbid: {regex: '.'}, max_findings: 100}\n",
+        encoding="utf-8",
+    )
+    events: list[Any] = []
+    s = CallSession(
+        CallInfo("c"),
+        8000,
+        vad=VadConfig(),
+        pack=load_pack(str(pack_file)),
+        emit=events.append,
+        metrics=LiveMetrics(CollectorRegistry()),
+        source="test",
+    )
+    js = s._jobs([seg("c", 0.0), seg("c", 2.0), seg("c", 4.0)])
+    res = [AsrResult(j.segment, f"第{j.seq}句", "", 1.0, 0.0, "zh", 1, 0.0) for j in js]
+    s.resolve(js[2], res[2], None)
+    s.resolve(js[1], res[1], None)
+    assert events == []  # waiting for the first
+    s.resolve(js[0], None, "queue_full")  # the first was dropped: the others go out
+    utts = [e.payload["text"] for e in events if e.kind.value == "utterance"]
+    assert utts == ["第1句", "第2句"]
+    assert [e.payload["index"] for e in events if e.kind.value == "utterance"] == [0, 1]
+    card = s.end()
+    assert dict(card.extras)["asr_dropped"] == 1.0
+    assert events[-1].kind.value == "scorecard"
+
+
+@pytest.mark.parametrize("rate", [8000, 44100])
+def test_channel_input_resamples_once_and_fills_gaps(rate: int) -> None:
+    from qa_pipeline.config import VadConfig
+    from qa_pipeline.live.session import ChannelInput
+    from qa_pipeline.messages import AudioChunk
+
+    ci = ChannelInput(VadConfig(), call_id="c", channel=0, role=Role.AGENT, sample_rate=rate)
+    t = np.arange(rate * 2) / rate
+    tone = (0.3 * np.sin(2 * np.pi * 300 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    segs = ci.push(AudioChunk("c", 0, Role.AGENT, 0.0, rate, np.zeros(rate, np.float32)))
+    # one second lost, then speech
+    segs += ci.push(AudioChunk("c", 0, Role.AGENT, 2.0, rate, tone))
+    segs += ci.flush()
+    if rate == 8000:
+        assert ci.gaps == 1 and abs(ci.seconds - 4.0) < 1e-6
+    for s in segs:
+        assert s.sample_rate == 16000
+        assert abs(len(s.samples) / 16000 - s.duration) < 0.05
