@@ -70,7 +70,10 @@ async def run_service(cfg: object) -> int:
     """Start the service, wait for SIGTERM/SIGINT, drain; returns the exit code."""
     from prometheus_client import CollectorRegistry
 
+    from ..dashboard import DashboardSink, DashboardState, start_dashboard
     from ..metrics import start_metrics_server
+    from ..notify import NotifierSink
+    from ..sinks import build_sinks
     from .config import ServeConfig
     from .metrics import LiveMetrics
     from .service import LiveService
@@ -81,7 +84,27 @@ async def run_service(cfg: object) -> int:
     if cfg.metrics.enabled:
         server = start_metrics_server(metrics.registry, cfg.metrics.host, cfg.metrics.port)
         log.info("metrics on %s", server.url)
-    service = LiveService(cfg, metrics=metrics)
+    fanout = build_sinks(cfg.sinks, metrics)
+    if cfg.notify is not None and cfg.notify.notifiers:
+        fanout.sinks.append(
+            ("notify", NotifierSink(cfg.notify, registry=metrics.registry, observer=metrics))
+        )
+    service = LiveService(cfg, metrics=metrics, sinks=fanout)
+    dash_state = dash_server = None
+    if cfg.dashboard is not None and cfg.dashboard.enabled:
+        dash_state = DashboardState.for_pack(
+            service.pack, max_calls=cfg.dashboard.max_calls, max_alerts=cfg.dashboard.max_alerts
+        )
+        fanout.sinks.append(("dashboard", DashboardSink(dash_state)))
+        dash_server = start_dashboard(
+            dash_state,
+            cfg.dashboard.host,
+            cfg.dashboard.port,
+            cfg.dashboard.token_value(),
+            viewer_token=cfg.dashboard.viewer_token_value(),
+            title=cfg.dashboard.title,
+        )
+        log.info("dashboard on %s", dash_server.url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -93,6 +116,10 @@ async def run_service(cfg: object) -> int:
         log.info("signal received: draining %d call(s)", len(service.sessions))
     finally:
         await service.shutdown()
+        if dash_state is not None:
+            dash_state.close()
+        if dash_server is not None:
+            dash_server.stop()
         if server is not None:
             server.stop()
     return 0

@@ -27,7 +27,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..config import PipelineConfig, _line_of, load_yaml
+from ..dashboard.config import DashboardConfig
 from ..errors import ConfigError, Location
+from ..notify.config import NotifyConfig
 
 
 class _Model(BaseModel):
@@ -144,6 +146,12 @@ class ServeConfig(PipelineConfig):
     sources: tuple[SourceConfig, ...] = (WebSocketSourceConfig(),)
     live: LiveConfig = LiveConfig()
     metrics: MetricsConfig = MetricsConfig()
+    dashboard: DashboardConfig | None = Field(
+        default=None, description="live dashboard served by this process (needs a token)"
+    )
+    notify: NotifyConfig | None = Field(
+        default=None, description="supervisor notifiers for critical findings and low scores"
+    )
     shutdown_timeout_s: float = Field(default=30.0, gt=0)
     call_timeout_s: float = Field(
         default=4 * 3600.0, gt=0, description="a call longer than this is closed and scored"

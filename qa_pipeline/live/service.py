@@ -229,6 +229,9 @@ class LiveService:
             return False
         self.sessions[call.call_id] = session
         self.metrics.on_call_started(call)
+        for _, sink in self.sinks.sinks:  # e.g. the dashboard: agent id for the call row
+            if hasattr(sink, "call_started"):
+                sink.call_started(call)
         log.info("call %s started (%s, %d Hz)", call.call_id, source, sample_rate)
         return True
 
