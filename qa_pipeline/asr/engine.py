@@ -47,6 +47,25 @@ class AsrResult:
     seconds: float
     dropped_reason: str | None = None
 
+    def to_utterance(self, index: int) -> Utterance:
+        """The kept result as the message the rules see (audio level measured here)."""
+        s = self.segment
+        lvl = level_dbfs(s.samples)
+        return Utterance(
+            call_id=s.call_id,
+            index=index,
+            channel=s.channel,
+            role=s.role,
+            start=s.start,
+            end=s.end,
+            text=self.text,
+            raw_text=self.raw_text,
+            confidence=self.confidence,
+            no_speech_prob=self.no_speech_prob,
+            level_dbfs=round(lvl, 2) if math.isfinite(lvl) else None,
+            language=self.language,
+        )
+
 
 def pick_device(device: str) -> str:
     if device != "auto":
@@ -218,24 +237,4 @@ def to_utterances(results: Iterable[AsrResult]) -> list[Utterance]:
         (r for r in results if r.dropped_reason is None and r.text),
         key=lambda r: (r.segment.start, r.segment.channel),
     )
-    out: list[Utterance] = []
-    for i, r in enumerate(kept):
-        s = r.segment
-        lvl = level_dbfs(s.samples)
-        out.append(
-            Utterance(
-                call_id=s.call_id,
-                index=i,
-                channel=s.channel,
-                role=s.role,
-                start=s.start,
-                end=s.end,
-                text=r.text,
-                raw_text=r.raw_text,
-                confidence=r.confidence,
-                no_speech_prob=r.no_speech_prob,
-                level_dbfs=round(lvl, 2) if math.isfinite(lvl) else None,
-                language=r.language,
-            )
-        )
-    return out
+    return [r.to_utterance(i) for i, r in enumerate(kept)]

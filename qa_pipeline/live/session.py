@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -27,9 +26,9 @@ import numpy as np
 import soxr
 
 from ..asr.engine import AsrResult
-from ..audio import level_dbfs, resample
+from ..audio import resample
 from ..config import VadConfig
-from ..messages import AudioChunk, CallEnded, CallInfo, Finding, Scorecard, SpeechSegment, Utterance
+from ..messages import AudioChunk, CallEnded, CallInfo, Finding, Scorecard, SpeechSegment
 from ..rules import CallEvaluator, RulePack
 from ..sinks.base import Event, EventFactory
 from ..vad import StreamingVad
@@ -184,22 +183,7 @@ class CallSession:
         if r.dropped_reason is not None or not r.text:
             self.dropped[r.dropped_reason or "empty"] += 1
             return
-        s = r.segment
-        lvl = level_dbfs(s.samples)
-        utt = Utterance(
-            call_id=s.call_id,
-            index=self._utt_index,
-            channel=s.channel,
-            role=s.role,
-            start=s.start,
-            end=s.end,
-            text=r.text,
-            raw_text=r.raw_text,
-            confidence=r.confidence,
-            no_speech_prob=r.no_speech_prob,
-            level_dbfs=round(lvl, 2) if math.isfinite(lvl) else None,
-            language=r.language,
-        )
+        utt = r.to_utterance(self._utt_index)
         self._utt_index += 1
         self.utterances += 1
         self._emit(self.factory.utterance(utt))
