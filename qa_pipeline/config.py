@@ -8,7 +8,7 @@ every problem is reported at once with its file and line.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -123,6 +123,9 @@ class PipelineConfig(_Model):
     )
 
 
+ConfigT = TypeVar("ConfigT", bound=PipelineConfig)
+
+
 class _LineLoader(yaml.SafeLoader):
     """SafeLoader that rejects duplicate keys and remembers each key's line."""
 
@@ -181,6 +184,16 @@ def load_config(
     path: str | Path | None = None, overrides: dict[str, Any] | None = None
 ) -> PipelineConfig:
     """Load and validate a config file (None = embedded defaults)."""
+    return load_config_as(PipelineConfig, path, overrides)
+
+
+def load_config_as(
+    model: type[ConfigT],
+    path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> ConfigT:
+    """Load a config file into ``model`` (a ``PipelineConfig`` subclass such as the
+    service's ``ServeConfig``); unknown keys rejected, every problem reported with its line."""
     data: dict[str, Any] = {}
     src = "<defaults>"
     if path is not None:
@@ -195,7 +208,7 @@ def load_config(
     if overrides:
         data = _merge(data, overrides)
     try:
-        return PipelineConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as e:
         problems = [
             (

@@ -24,9 +24,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from ..config import PipelineConfig, _line_of, load_yaml
+from ..config import PipelineConfig, load_config_as
 from ..dashboard.config import DashboardConfig
 from ..errors import ConfigError, Location
 from ..notify.config import NotifyConfig
@@ -162,31 +162,10 @@ def load_serve_config(
     path: str | Path | None = None, overrides: dict[str, Any] | None = None
 ) -> ServeConfig:
     """Load and validate a serve config (None = defaults); all problems reported at once."""
-    data: dict[str, Any] = {}
-    src = "<defaults>"
-    if path is not None:
-        src = str(path)
-        loaded = load_yaml(Path(path))
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError([(Location(src, 1), "top level must be a mapping")])
-        data = dict(loaded)
-    if overrides:
-        data.update(overrides)
-    try:
-        cfg = ServeConfig.model_validate(data)
-    except ValidationError as e:
-        problems = [
-            (
-                Location(src, _line_of(data, tuple(err["loc"]))),
-                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}",
-            )
-            for err in e.errors()
-        ]
-        raise ConfigError(problems) from None
+    cfg = load_config_as(ServeConfig, path, overrides)
     names = [s.name for s in cfg.sources]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise ConfigError([(Location(src), f"sources: duplicate name(s) {', '.join(dupes)}")])
+        where = Location(str(path) if path is not None else "<defaults>")
+        raise ConfigError([(where, f"sources: duplicate name(s) {', '.join(dupes)}")])
     return cfg
