@@ -24,7 +24,15 @@ SCHEMA_VERSION = "1.0"
 Samples = npt.NDArray[np.float32]
 
 
-class Role(enum.StrEnum):
+class _FastEnum(enum.StrEnum):
+    """A string enum hashed like its value, in C (``Enum.__hash__`` is Python code, and the
+    rule engine keys dicts and sets by these on every utterance); equal members and
+    strings (``Role.AGENT == "agent"``) now also hash alike."""
+
+    __hash__ = str.__hash__
+
+
+class Role(_FastEnum):
     """Who speaks on a channel."""
 
     AGENT = "agent"
@@ -32,14 +40,14 @@ class Role(enum.StrEnum):
     UNKNOWN = "unknown"
 
 
-class Direction(enum.StrEnum):
+class Direction(_FastEnum):
     """Call direction, from the call metadata."""
 
     INBOUND = "inbound"
     OUTBOUND = "outbound"
 
 
-class Severity(enum.StrEnum):
+class Severity(_FastEnum):
     """How bad a violation is. ``critical`` fails the call and raises a live alert."""
 
     CRITICAL = "critical"
@@ -47,7 +55,7 @@ class Severity(enum.StrEnum):
     MINOR = "minor"
 
 
-class Verdict(enum.StrEnum):
+class Verdict(_FastEnum):
     """A rule's outcome for one call."""
 
     PASSED = "passed"

@@ -12,19 +12,21 @@ from typing import Any
 from ..messages import (
     CallEnded,
     CallInfo,
+    Direction,
     Evidence,
     Finding,
     Role,
     RuleVerdict,
     Scorecard,
+    Severity,
     Utterance,
     Verdict,
 )
 from ..transcript import Transcript
 from .compiler import CompiledRule
 from .loader import RulePack
-from .nodes import Ev, UttCtx
-from .scoring import deduction, grade_for, score_from
+from .nodes import CNode, Ev, SNode, UttCtx
+from .scoring import grade_for, score_from
 from .textindex import Analysis
 from .timeline import TEvent, Timeline
 
@@ -74,6 +76,104 @@ class Stats:
         return self._sum(self.level_sum, role) / n if n else None
 
 
+class RuleInfo:
+    """What the evaluator reads about a rule on every utterance, copied once per pack out
+    of the compiled rule and its validated spec into plain typed fields."""
+
+    def __init__(self, rule: CompiledRule) -> None:
+        spec = rule.spec
+        sc = spec.scope
+        self.compiled = rule
+        self.id: str = spec.id
+        self.index: int = rule.index
+        self.mode: str = rule.mode
+        self.require: bool = rule.mode == "require"
+        self.forbid: bool = rule.mode == "forbid"
+        self.body: CNode = rule.body
+        self.when: CNode | None = rule.when
+        self.static_when: SNode | None = rule.static_when
+        self.roles: frozenset[Role] | None = rule.roles
+        self.direction: Direction | None = rule.direction
+        self.slots: int = rule.slots
+        self.deferred: bool = rule.deferred
+        self.wants_clock: bool = rule.wants_clock
+        self.windowed: bool = rule.windowed
+        self.body_utts: bool = rule.body_utts
+        self.first_seconds: float | None = sc.first_seconds
+        self.first_turns: int | None = sc.first_turns
+        self.last_seconds: float | None = sc.last_seconds
+        self.last_turns: int | None = sc.last_turns
+        self.tolerance: int = spec.tolerance
+        self.max_findings: int = spec.max_findings
+        self.description: str = spec.description
+        self.severity: Severity = spec.severity
+        self.critical: bool = spec.severity == Severity.CRITICAL
+        self.weight: float = spec.weight
+        self.suggestion: str | None = spec.suggestion
+        self.deduct_once: bool = spec.deduct == "once"
+        self.max_deduction: float | None = spec.max_deduction
+
+    def deduction(self, occurrences: int) -> float:
+        """:func:`.scoring.deduction` on the copied fields."""
+        if self.deduct_once:
+            d = self.weight
+            cap = self.max_deduction if self.max_deduction is not None else d
+        else:
+            d = self.weight * max(occurrences - self.tolerance, 1)
+            cap = self.max_deduction if self.max_deduction is not None else 3 * self.weight
+        return min(d, cap)
+
+
+class PackTables:
+    """Per-pack tables of the evaluator (made once, kept on the pack).
+
+    Lazy trigger parts (``RulePack.lazy_parts``) are numbered per role; a call keeps the
+    parts still live as an int bit mask per role, and each utterance text remembers which
+    parts it was checked for and which hit (``Analysis.pknown`` / ``phit``), so dispatching
+    an utterance is two mask operations instead of a lookup per live part."""
+
+    def __init__(self, pack: RulePack) -> None:
+        self.infos = [RuleInfo(r) for r in pack.rules]
+        # per role index: (bit, rule index, stage index or -1, body slot); part keys by bit
+        self.parts: list[list[tuple[int, int, int, int]]] = [[], [], []]
+        self.keys: list[list[Any]] = [[], [], []]
+        self.rules_of: list[list[int]] = [[], [], []]  # rule index of each part
+        for role, lst in pack.lazy_parts.items():
+            rix = _ROLE_IX[role]
+            for k, (key, ri, si, slot) in enumerate(lst):
+                self.parts[rix].append((1 << k, ri, si, slot))
+                self.keys[rix].append(key)
+                self.rules_of[rix].append(ri)
+        self._hit_rules: dict[tuple[int, int], tuple[int, ...]] = {}
+
+    def hit_rules(self, rix: int, hits: int) -> tuple[int, ...]:
+        """Rule indices of the parts in mask ``hits`` (memoised)."""
+        key = (rix, hits)
+        out = self._hit_rules.get(key)
+        if out is None:
+            rules = self.rules_of[rix]
+            found: set[int] = set()
+            k = 0
+            m = hits
+            while m:
+                if m & 1:
+                    found.add(rules[k])
+                m >>= 1
+                k += 1
+            out = tuple(sorted(found))
+            if len(self._hit_rules) < 100_000:
+                self._hit_rules[key] = out
+        return out
+
+
+def pack_tables(pack: RulePack) -> PackTables:
+    tables = pack.engine_data
+    if tables is None:
+        tables = pack.engine_data = PackTables(pack)
+    assert isinstance(tables, PackTables)
+    return tables
+
+
 class RuleRun:
     """One rule on one call."""
 
@@ -82,6 +182,7 @@ class RuleRun:
         "body_status",
         "done",
         "ev",
+        "events",
         "findings",
         "held",
         "na_reason",
@@ -93,7 +194,7 @@ class RuleRun:
         "when_ok",
     )
 
-    def __init__(self, rule: CompiledRule, ev: CallEvaluator) -> None:
+    def __init__(self, rule: RuleInfo, ev: CallEvaluator) -> None:
         self.rule = rule
         self.ev = ev
         self.st: list[Any] = [None] * rule.slots
@@ -101,6 +202,9 @@ class RuleRun:
         self.body_status: Verdict | None = None
         self.when_ok = rule.when is None
         self.wants_clock = rule.wants_clock
+        # whether the body's events become findings (forbid); nodes skip building
+        # evidence nobody reads (require bodies, ``when`` conditions)
+        self.events = rule.forbid
         self.done = False
         self.occ = 0
         self.findings: list[Finding] = []
@@ -133,39 +237,44 @@ class RuleRun:
         self.body_open = False
 
     def in_window(self, x: UttCtx) -> bool:
-        sc = self.rule.spec.scope
-        if sc.first_seconds is not None and x.u.start >= sc.first_seconds:
+        rule = self.rule
+        fs = rule.first_seconds
+        if fs is not None and x.u.start >= fs:
             return False
-        if sc.first_turns is not None:
-            t = x.n if self.rule.roles is None else x.turn
-            if t >= sc.first_turns:
+        ft = rule.first_turns
+        if ft is not None:
+            t = x.n if rule.roles is None else x.turn
+            if t >= ft:
                 return False
         return True
 
     def window_passed(self, x: UttCtx | None, clock: float) -> bool:
-        sc = self.rule.spec.scope
-        if sc.first_seconds is not None:
-            if clock >= sc.first_seconds + self.ev.grace:
+        fs = self.rule.first_seconds
+        if fs is not None:
+            if clock >= fs + self.ev.grace:
                 return True
             roles = self.rule.roles
             if x is not None and roles is not None and x.u.role in roles:
-                return x.u.start >= sc.first_seconds or self._turns_passed(x)
+                return x.u.start >= fs or self._turns_passed(x)
         return x is not None and self._turns_passed(x)
 
     def _turns_passed(self, x: UttCtx) -> bool:
-        sc = self.rule.spec.scope
-        if sc.first_turns is None:
+        ft = self.rule.first_turns
+        if ft is None:
             return False
-        if self.rule.roles is None:
-            return x.n >= sc.first_turns
-        return x.u.role in self.rule.roles and x.turn >= sc.first_turns
-        return False
+        roles = self.rule.roles
+        if roles is None:
+            return x.n >= ft
+        return x.u.role in roles and x.turn >= ft
 
     def on_utt(self, x: UttCtx) -> None:
         rule = self.rule
         w = rule.when
         if w is not None and not self.when_ok and w.wants_utts:
+            keep = self.events
+            self.events = False
             w.on_utt(self, x)
+            self.events = keep
             if w.found(self):
                 self._when_found()
         if self.body_open and rule.body_utts and (rule.roles is None or x.u.role in rule.roles):
@@ -187,7 +296,7 @@ class RuleRun:
                 self._when_found()
         if self.body_open and rule.body.wants_timeline and not rule.deferred:
             self._body(rule.body.on_tl(self, e))
-            if rule.mode == "require" and rule.body.found(self):
+            if rule.require and rule.body.found(self):
                 self._pass_require()
 
     def on_clock(self, now: float) -> None:
@@ -199,7 +308,7 @@ class RuleRun:
                 self._when_found()
         if self.body_open and rule.body.wants_clock and not rule.deferred:
             self._body(rule.body.on_clock(self, now))
-            if rule.mode == "require" and rule.body.found(self):
+            if rule.require and rule.body.found(self):
                 self._pass_require()
 
     def due(self) -> float:
@@ -230,42 +339,39 @@ class RuleRun:
             self.done = True
 
     def _finding(self, evidence: tuple[Evidence, ...], detail: str) -> None:
-        spec = self.rule.spec
-        msg = f"{spec.description}：{detail}" if detail else spec.description
+        rule = self.rule
+        msg = f"{rule.description}：{detail}" if detail else rule.description
         if self.when_ok:
             self._emit(evidence, msg, self.ev.clock)
         else:
-            self.held.append(Finding(self.ev.call.call_id, spec.id, spec.severity, msg, evidence))
+            self.held.append(Finding(self.ev.call_id, rule.id, rule.severity, msg, evidence))
 
     def _emit(self, evidence: tuple[Evidence, ...], msg: str, now: float) -> None:
-        spec = self.rule.spec
-        if len(self.findings) >= spec.max_findings:
+        rule = self.rule
+        if len(self.findings) >= rule.max_findings:
             return
         f = Finding(
-            call_id=self.ev.call.call_id,
-            rule_id=spec.id,
-            severity=spec.severity,
-            message=msg,
-            evidence=evidence,
-            decided_at=round(now, 3),
-            weight=spec.weight,
-            suggestion=spec.suggestion,
+            self.ev.call_id,
+            rule.id,
+            rule.severity,
+            msg,
+            evidence,
+            round(now, 3),
+            rule.weight,
+            rule.suggestion,
         )
         self.findings.append(f)
         self.ev.out.append(f)
 
     def _body(self, evs: list[Ev] | None) -> None:
-        if not evs or self.rule.mode != "forbid":
+        if not evs or not self.rule.forbid:
             return
+        tol = self.rule.tolerance
         for evidence, detail in evs:
             self.occ += 1
-            if self.occ > self.rule.spec.tolerance:
+            if self.occ > tol:
                 self.body_status = Verdict.FAILED
-                extra = (
-                    f"（第 {self.occ} 次，允许 {self.rule.spec.tolerance} 次）"
-                    if self.rule.spec.tolerance
-                    else ""
-                )
+                extra = f"（第 {self.occ} 次，允许 {tol} 次）" if tol else ""
                 self._finding((evidence,), detail + extra)
 
     def close_body(self) -> None:
@@ -276,22 +382,23 @@ class RuleRun:
         ev = self.ev
         ev.dirty = True
         if rule.deferred:
-            sc = rule.spec.scope
             totals = ev.turns
             roles = rule.roles
             hist = [x for x in ev.history if roles is None or x.u.role in roles]
-            if sc.last_turns is not None:
-                hist = hist[-sc.last_turns :]
+            lt = rule.last_turns
+            if lt is not None:
+                hist = hist[-lt:]
+            ls = rule.last_seconds
             for x in hist:
                 x.role_total = totals[x.u.role]
                 x.call_end = ev.call_end
-                if sc.last_seconds is not None and x.u.end <= ev.call_end - sc.last_seconds:
+                if ls is not None and x.u.end <= ev.call_end - ls:
                     continue
                 if rule.body.wants_utts:
                     self._body(rule.body.on_utt(self, x))
         self._body(rule.body.close(self))
         self.body_open = False
-        if rule.mode == "require":
+        if rule.require:
             if rule.body.found(self):
                 self.body_status = Verdict.PASSED
             else:
@@ -304,15 +411,15 @@ class RuleRun:
             self.done = True
 
     def _window_evidence(self) -> tuple[Evidence, ...]:
-        sc = self.rule.spec.scope
+        fs = self.rule.first_seconds
         ev = self.ev
-        if sc.first_seconds is None and sc.first_turns is None:
+        if fs is None and self.rule.first_turns is None:
             return (Evidence(start=0.0, end=ev.clock),)
         roles = self.rule.roles
         seen = [x for x in ev.seen_in_window if roles is None or x.u.role in roles]
         seen = [x for x in seen if self.in_window(x)][:_MAX_SEEN]
         if not seen:
-            end = sc.first_seconds if sc.first_seconds is not None else ev.clock
+            end = fs if fs is not None else ev.clock
             return (Evidence(start=0.0, end=min(end, ev.clock)),)
         return tuple(x.evidence() for x in seen)
 
@@ -369,18 +476,16 @@ class CallEvaluator:
         )
         self.hot: set[int] = set()
         self.seen_in_window: list[UttCtx] = []
-        self.runs = runs = [RuleRun(r, self) for r in pack.rules]
+        self.call_id = call.call_id
+        self.tables = tables = pack_tables(pack)
+        self.runs = runs = [RuleRun(r, self) for r in tables.infos]
         self._windowed = [runs[i] for i in pack.windowed]
         self._max_window = pack.max_window
         self._clock_runs = [runs[i] for i in pack.clock_rules]
         self._tl_runs = {
             kind: [(thr, runs[i]) for thr, i in lst] for kind, lst in pack.tl_by_kind.items()
         }
-        self._parts = {
-            role: [(key, ri, runs[ri], si, slot) for key, ri, si, slot in lst]
-            for role, lst in pack.lazy_parts.items()
-        }
-        self._live: dict[Role, list[tuple[Any, int]]] = {}
+        self._live = [0, 0, 0]  # live lazy parts per role index (bits of PackTables.parts)
         self.dirty = True  # a rule decided or a stage seen: recompute the live parts
         self.history: list[UttCtx] = []
         for run in runs:
@@ -414,24 +519,20 @@ class CallEvaluator:
             disp = dcache[role] = pack.dispatch_for(a, role)
         if self.dirty:
             self._live_parts()
-        live = self._live.get(role)
+        rix = _ROLE_IX[role]
+        live = self._live[rix]
         if self.reference:
-            live = None
+            live = 0
             disp = dcache.get(("full", role))
             if disp is None:
                 disp = dcache["full", role] = pack.full_dispatch(a, role)
         if live:
-            extra = None
-            for key, ri in live:
-                h = dcache.get(key)
-                if h is None:
-                    h = self._parts_miss(a, role, key)
-                if h:
-                    if extra is None:
-                        extra = [ri]
-                    else:
-                        extra.append(ri)
-            if extra is not None:
+            unknown = live & ~a.pknown[rix]
+            if unknown:
+                self._parts_miss(a, rix, unknown)
+            hits = live & a.phit[rix]
+            if hits:
+                extra = self.tables.hit_rules(rix, hits)
                 disp = tuple(sorted(set(disp).union(extra)))
         hot = self.hot
         if hot and not hot.issubset(disp):
@@ -462,23 +563,42 @@ class CallEvaluator:
     def _live_parts(self) -> None:
         """The lazy trigger parts of rules still undecided (and EOAC-style stages not yet
         seen), per role. Rebuilt when ``dirty`` (a rule decided, a stage seen); a stale
-        list only dispatches more rules than needed, which is always safe."""
+        mask only dispatches more rules than needed, which is always safe."""
         self.dirty = False
-        self._live = {
-            role: [
-                (k, ri)
-                for k, ri, run, si, slot in lst
-                if not run.done and (si < 0 or run.st[slot][0][si] is None)
-            ]
-            for role, lst in self._parts.items()
-        }
+        runs = self.runs
+        for rix in range(3):
+            m = 0
+            for bit, ri, si, slot in self.tables.parts[rix]:
+                run = runs[ri]
+                if not run.done and (si < 0 or run.st[slot][0][si] is None):
+                    m |= bit
+            self._live[rix] = m
 
-    def _parts_miss(self, a: Analysis, role: Role, key: Any) -> bool:
+    def _parts_miss(self, a: Analysis, rix: int, unknown: int) -> None:
         """Compute, in one prefiltered pass, the lazy trigger parts still live in this call
-        for an utterance text that does not know them yet."""
+        for an utterance text that does not know them yet (mask ``unknown``)."""
+        keys = self.tables.keys[rix]
+        todo = []
+        k = 0
+        m = unknown
+        while m:
+            if m & 1:
+                todo.append(keys[k])
+            m >>= 1
+            k += 1
+        pack = self.pack
+        pack.index.parts_hit(a, frozenset(todo), pack.part_atoms)
         known = a.dispatch
-        self.pack.parts_hit(a, frozenset(k for k, _ in self._live[role] if k not in known))
-        return bool(known[key])
+        hit = 0
+        k = 0
+        m = unknown
+        while m:
+            if m & 1 and known[keys[k]]:
+                hit |= 1 << k
+            m >>= 1
+            k += 1
+        a.pknown[rix] |= unknown
+        a.phit[rix] |= hit
 
     def _tick(self) -> None:
         due = float("inf")
@@ -515,7 +635,22 @@ class CallEvaluator:
             assert run.verdict is not None
             self._verdicts[run.rule.id] = run.verdict
         self._take()
-        return self._scorecard()
+        card = self._scorecard()
+        self._release()
+        return card
+
+    def _release(self) -> None:
+        """Drop the per-call objects that point back at the evaluator (rule runs,
+        utterance contexts, the timeline), so reference counting frees a finished call at
+        once instead of leaving cycles to the garbage collector."""
+        self.runs = []
+        self.timeline = None
+        self.history = []
+        self.seen_in_window = []
+        self._windowed = []
+        self._clock_runs = []
+        self._tl_runs = {}
+        self.hot = set()
 
     # ------------------------------------------------------------------ internals
 
@@ -581,9 +716,9 @@ class CallEvaluator:
             d = 0.0
             detail = ""
             if v == Verdict.FAILED:
-                d = deduction(rule, run.occ)
+                d = rule.deduction(run.occ)
                 total += d
-                if rule.severity.value == "critical":
+                if rule.critical:
                     failed = True
                 detail = run.findings[0].message if run.findings else ""
                 if run.occ > 1:
@@ -598,7 +733,7 @@ class CallEvaluator:
                     verdict=v,
                     severity=rule.severity,
                     weight=rule.weight,
-                    description=rule.spec.description,
+                    description=rule.description,
                     deduction=round(d, 2),
                     detail=detail,
                 )

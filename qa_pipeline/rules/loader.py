@@ -84,6 +84,7 @@ class RulePack:
     lazy_parts: dict[Role, tuple[tuple[Any, int, int, int], ...]] = field(default_factory=dict)
     part_atoms: dict[Any, tuple[int, ...]] = field(default_factory=dict)
     max_window: float = 0.0  # utterances starting later are never in a first_* window
+    engine_data: Any = None  # the evaluator's tables (engine.pack_tables)
 
     def dispatch_for(self, a: Any, role: Role) -> tuple[int, ...]:
         """Rules (indices, in order) that an utterance with analysis ``a`` of ``role`` can
@@ -113,30 +114,13 @@ class RulePack:
     def parts_hit(self, a: Any, keys: frozenset[Any]) -> None:
         """:meth:`part_hit` for several parts at once (one prefiltered pass over the union
         of their lazy atoms); the answers are memoised on the analysis."""
-        if len(keys) == 1:
-            (key,) = keys
-            self.part_hit(a, key)
-            return
-        ix = self.index
-        if not ix.has_group(keys):
-            if ix.group_count() > 4096:  # unusual packs: many combinations of live rules
-                for key in keys:
-                    self.part_hit(a, key)
-                return
-            ix.set_group(keys, {atom for key in keys for atom in self.part_atoms[key]})
-        ix.ensure(a, keys)
-        spans = a.spans
-        for key in keys:
-            a.dispatch[key] = any(atom in spans for atom in self.part_atoms[key])
+        self.index.parts_hit(a, keys, self.part_atoms)
 
     def part_hit(self, a: Any, key: Any) -> bool:
         """Whether one of the lazy atoms of trigger part ``key`` occurs in the utterance
         (computed with the fuzzy prefilter of :meth:`TextIndex.ensure`; memoised)."""
-        self.index.ensure(a, key)
-        spans = a.spans
-        hit = any(atom in spans for atom in self.part_atoms[key])
-        a.dispatch[key] = hit
-        return hit
+        self.index.parts_hit(a, frozenset((key,)), self.part_atoms)
+        return bool(a.dispatch[key])
 
     def rule(self, rule_id: str) -> CompiledRule:
         for r in self.rules:

@@ -254,7 +254,7 @@ class ULazy(UNode):
         # several phrases: computed together with the shared fuzzy prefilter (same hits)
         self.group: Any = None
         if len(self.atoms) >= 3:
-            self.group = ("lazy", self.atoms)
+            self.group = "lazy:" + ",".join(map(str, self.atoms))  # a str caches its hash
             ix.set_group(self.group, set(self.atoms))
 
     def match(self, x: UttCtx) -> Span | None:
@@ -518,6 +518,8 @@ class CExists(CNode):
         if s is None:
             return None
         r.st[self.slot] = True
+        if not r.events:
+            return None
         m = x.a.mf[s[0] : s[1]]
         return [(x.evidence(s), f"“{m}”" if m else self.label)]
 
@@ -644,17 +646,25 @@ class CSequence(CNode):
         self.label = label
 
     def start(self, r: RuleRun) -> list[Ev] | None:
-        r.st[self.slot] = [[], 0]  # pending anchors [evidence, turns_left, deadline], found
+        # pending anchors [utterance, span, turns_left, deadline], found
+        r.st[self.slot] = [[], 0]
         return None
 
-    def _expire(self, st: list[Any], keep: list[Any], out: list[Ev]) -> None:
+    @staticmethod
+    def _events(r: RuleRun, out: list[tuple[UttCtx, Span | None, str]]) -> list[Ev] | None:
+        """Evidence only when the rule turns events into findings (forbid bodies)."""
+        if not out or not r.events:
+            return None
+        return [(x.evidence(span), msg) for x, span, msg in out]
+
+    def _expire(self, st: list[Any], keep: list[Any], n_out: int) -> None:
         st[0] = keep
-        if self.missing and out:
-            st[1] += len(out)
+        if self.missing and n_out:
+            st[1] += n_out
 
     def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
         st = r.st[self.slot]
-        out: list[Ev] = []
+        out: list[tuple[UttCtx, Span | None, str]] = []
         pending = st[0]
         u = x.u
         if pending:
@@ -662,65 +672,63 @@ class CSequence(CNode):
             then_span = self.then.match(x)
             counts = self.turn_role is None or u.role == self.turn_role
             for anchor in pending:
-                ev, left, deadline = anchor
-                if u.start < ev.start:
+                ax, aspan, left, deadline = anchor
+                if u.start < ax.u.start:
                     keep.append(anchor)
                     continue
                 if deadline is not None and u.start > deadline:
                     if self.missing:
-                        out.append((ev, f"{self.label}：{self.seconds:g} 秒内未出现"))
+                        out.append((ax, aspan, f"{self.label}：{self.seconds:g} 秒内未出现"))
                     continue
                 if then_span is not None:
                     if not self.missing:
                         st[1] += 1
-                        out.append((x.evidence(then_span), self.label))
+                        out.append((x, then_span, self.label))
                     continue
                 if counts and left is not None:
                     left -= 1
                     if left <= 0:
                         if self.missing:
-                            out.append((ev, f"{self.label}：{self.turns} 轮内未出现"))
+                            out.append((ax, aspan, f"{self.label}：{self.turns} 轮内未出现"))
                         continue
-                keep.append([ev, left, deadline])
-            self._expire(st, keep, out)
+                keep.append([ax, aspan, left, deadline])
+            self._expire(st, keep, len(out))
         s = self.first.match(x)
         if s is not None:
-            st[0].append(
-                [x.evidence(s), self.turns, u.end + self.seconds if self.seconds else None]
-            )
+            st[0].append([x, s, self.turns, u.end + self.seconds if self.seconds else None])
         r.ev.set_hot(r, bool(st[0]))
-        return out or None
+        return self._events(r, out)
 
     def due(self, r: RuleRun) -> float:
         pend = r.st[self.slot][0]
         if not pend or self.seconds is None:
             return float("inf")
-        return min(a[2] for a in pend) + r.ev.grace
+        return min(a[3] for a in pend) + r.ev.grace
 
     def on_clock(self, r: RuleRun, now: float) -> list[Ev] | None:
         st = r.st[self.slot]
         if not st[0] or self.seconds is None:
             return None
-        out: list[Ev] = []
+        out: list[tuple[UttCtx, Span | None, str]] = []
         keep = []
         for anchor in st[0]:
-            if anchor[2] is not None and now > anchor[2] + r.ev.grace:
+            if anchor[3] is not None and now > anchor[3] + r.ev.grace:
                 if self.missing:
-                    out.append((anchor[0], f"{self.label}：{self.seconds:g} 秒内未出现"))
+                    out.append((anchor[0], anchor[1], f"{self.label}：{self.seconds:g} 秒内未出现"))
             else:
                 keep.append(anchor)
-        self._expire(st, keep, out)
+        self._expire(st, keep, len(out))
         r.ev.set_hot(r, bool(st[0]))
-        return out or None
+        return self._events(r, out)
 
     def close(self, r: RuleRun) -> list[Ev] | None:
         st = r.st[self.slot]
-        out: list[Ev] = []
+        out: list[tuple[UttCtx, Span | None, str]] = []
         if self.missing:
-            out = [(a[0], f"{self.label}：之后未出现") for a in st[0]]
+            out = [(a[0], a[1], f"{self.label}：之后未出现") for a in st[0]]
             st[1] += len(out)
         st[0] = []
-        return out or None
+        return self._events(r, out)
 
     def found(self, r: RuleRun) -> bool:
         return bool(r.st[self.slot][1])
@@ -927,7 +935,7 @@ class CMetric(CNode):
 
 class CRepetition(CNode):
     wants_utts = True
-    trigger = None
+    trigger: frozenset[int] | None = None
 
     def __init__(self, role: Role | None, times: int, similarity: float, min_chars: int):
         self.role = role
@@ -987,7 +995,7 @@ class CStages(CNode):
             if seen[i] is None:
                 s = m.match(x)
                 if s is not None:
-                    seen[i] = (x.n, x.evidence(s))
+                    seen[i] = (x.n, x, s)
                     new = True
                     r.ev.dirty = True  # this stage's phrases no longer matter
         if not new or any(v is None for v in seen):
@@ -996,7 +1004,10 @@ class CStages(CNode):
         if self.in_order and order != sorted(order):
             return None
         st[1] = True
-        return [(seen[-1][1], " → ".join(self.names))]
+        if not r.events:
+            return None
+        _, lx, ls = seen[-1]
+        return [(lx.evidence(ls), " → ".join(self.names))]
 
     def found(self, r: RuleRun) -> bool:
         return bool(r.st[self.slot][1])

@@ -33,6 +33,12 @@ Span = tuple[int, int]
 _NUM_FOLD = str.maketrans("零〇一幺二两三四五六七八九", "0011223456789")
 _DIGIT_PY = ["ling", "yi", "er", "san", "si", "wu", "liu", "qi", "ba", "jiu"]
 _SYL_CACHE: dict[str, str] = {}
+# Per character, for str.translate (one C call per utterance instead of a loop):
+_PY_TABLE: dict[int, str] = {}  # char -> its syllable + "|"
+_SID_TABLE: dict[int, str] = {}  # char -> its syllable's id (one private-use character)
+_SID_OF: dict[str, str] = {}  # syllable -> id character
+_KNOWN: set[str] = set()  # characters in the tables
+_SID_BASE = 0xF0000  # supplementary private use area A: 65,534 syllables
 
 
 def fold_text(mf: str) -> str:
@@ -63,8 +69,36 @@ def syllable(ch: str) -> str:
         else:
             s = lazy_pinyin(ch)[0].lower()
             s = fold_syllable(s) if s.isascii() and s.isalpha() else ch
+        if "|" in s:  # the syllable separator of the joined forms
+            s = s.replace("|", "\N{BROKEN BAR}")
         _SYL_CACHE[ch] = s
     return s
+
+
+def _learn(text: str) -> None:
+    """Add the characters of ``text`` to the translate tables."""
+    if _KNOWN.issuperset(text):
+        return
+    for ch in set(text) - _KNOWN:
+        s = syllable(ch)
+        sid = _SID_OF.get(s)
+        if sid is None:
+            sid = chr(_SID_BASE + len(_SID_OF))
+            _SID_OF[s] = sid
+        _PY_TABLE[ord(ch)] = s + "|"
+        _SID_TABLE[ord(ch)] = sid
+        _KNOWN.add(ch)
+
+
+def syllable_ids(text: str) -> str:
+    """One id character per character of ``text``: equal ids, equal folded syllables."""
+    _learn(text)
+    return text.translate(_SID_TABLE)
+
+
+def syllable_numbers(ids: str) -> list[int]:
+    """The distinct syllables of ``ids`` (from :func:`syllable_ids`) as small ints."""
+    return [ord(c) - _SID_BASE for c in set(ids)]
 
 
 def syllables(text: str) -> list[str]:
@@ -75,9 +109,10 @@ class Analysis:
     """What the rules know about one utterance's text. Build with :meth:`TextIndex.analyse`."""
 
     __slots__ = (
+        "_nums",
         "_pc",
         "_pj",
-        "_pos",
+        "_sid",
         "_starts",
         "_syls",
         "dispatch",
@@ -85,6 +120,8 @@ class Analysis:
         "fold",
         "groups",
         "mf",
+        "phit",
+        "pknown",
         "spans",
         "text",
     )
@@ -97,32 +134,36 @@ class Analysis:
         self.done: set[int] = set()  # lazy atoms computed (hit or not)
         self.groups: set[Any] = set()  # atom groups computed (see TextIndex.ensure)
         self.dispatch: dict[Any, Any] = {}  # role -> rules; trigger part -> hit
+        # per role index: lazy trigger parts checked / hit, as bits (see engine.PackTables)
+        self.pknown = [0, 0, 0]
+        self.phit = [0, 0, 0]
         self._pc: str | None = None
         self._pj = ""
+        self._sid = ""  # one syllable id character per character of fold
+        self._nums: list[int] = []  # the distinct syllables, as numbers
         self._starts: list[int] = []
         self._syls: list[str] = []
-        self._pos: dict[str, list[int]] = {}
 
     def _pinyin(self) -> None:
-        cache = _SYL_CACHE
-        syls = [cache.get(c) or syllable(c) for c in self.fold]
-        starts = []
-        pos: dict[str, list[int]] = {}
+        fold = self.fold
+        sid = syllable_ids(fold)
+        joined = fold.translate(_PY_TABLE)  # "qin|nin|sao|den|"
+        syls = joined.split("|")
+        syls.pop()
+        starts = [0] * (len(syls) + 1)
         at = 0
-        for i, s in enumerate(syls):
-            starts.append(at)
-            at += len(s)
-            lst = pos.get(s)
-            if lst is None:
-                pos[s] = [i]
-            else:
-                lst.append(i)
-        starts.append(at)
+        i = 0
+        for syl in syls:
+            starts[i] = at
+            at += len(syl)
+            i += 1
+        starts[i] = at
         self._starts = starts
         self._syls = syls
-        self._pos = pos
-        self._pc = "".join(syls)
-        self._pj = "|" + "|".join(syls) + "|"
+        self._sid = sid
+        self._nums = syllable_numbers(sid)
+        self._pc = joined.replace("|", "")
+        self._pj = "|" + joined
 
     @property
     def pinyin(self) -> str:
@@ -150,11 +191,9 @@ class _Fuzzy:
     nsyl: int
     threshold: float
     syls: tuple[str, ...] = ()
-
-    @property
-    def need(self) -> int:
-        """Shared syllables a window (and the utterance) must have to be scored."""
-        return max(2, -(-self.nsyl // 2))
+    sids: tuple[str, ...] = ()  # the distinct syllable ids of the phrase
+    nums: frozenset[int] = frozenset()  # the same as syllable numbers
+    need: int = 2  # shared syllables a window (and the utterance) must have to be scored
 
 
 class _Group:
@@ -166,12 +205,12 @@ class _Group:
         lazy = ix._lazy
         self.long = [i for i in sorted(atoms) if isinstance(lazy[i], _Fuzzy) and lazy[i].nsyl > 2]
         self.other = [i for i in sorted(atoms) if i not in set(self.long)]
-        inv: dict[str, list[int]] = {}
+        # syllable number -> positions in ``long`` of the phrases that have it
+        self.inv: dict[int, list[int]] = {}
         for k, i in enumerate(self.long):
-            for syl in set(lazy[i].syls):
-                inv.setdefault(syl, []).append(k)
-        self.inv = inv
-        self.need = [lazy[i].need for i in self.long]
+            for sn in sorted(lazy[i].nums):
+                self.inv.setdefault(sn, []).append(k)
+        self.need: list[int] = [lazy[i].need for i in self.long]
         by_exact: dict[int, list[int]] = {}
         for i in self.long:
             by_exact.setdefault(lazy[i].exact, []).append(i)
@@ -242,6 +281,7 @@ class TextIndex:
         key = ("fuzzy", fold, threshold)
         if key not in self._lazy_key:
             syls = syllables(fold)
+            sids = tuple(sorted(set(syllable_ids(fold))))
             payload = _Fuzzy(
                 exact=self.keyword(phrase),
                 pc="".join(syls),
@@ -249,6 +289,9 @@ class TextIndex:
                 nsyl=len(syls),
                 threshold=threshold,
                 syls=tuple(syls),
+                sids=sids,
+                nums=frozenset(ord(c) - _SID_BASE for c in sids),
+                need=max(2, -(-len(syls) // 2)),
             )
             self._lazy_key[key] = self._new("fuzzy", payload)
         return self._lazy_key[key]
@@ -379,17 +422,17 @@ class TextIndex:
                     spans[atom] = list(spans[kw])
         if a._pc is None:
             a._pinyin()
-        counts: dict[int, int] = {}
+        counts = [0] * len(long)  # distinct syllables shared with each phrase
         inv = g.inv
-        for syl in a._pos:
-            ks = inv.get(syl)
-            if ks:
+        for sn in a._nums:
+            ks = inv.get(sn)
+            if ks is not None:
                 for k in ks:
-                    counts[k] = counts.get(k, 0) + 1
+                    counts[k] += 1
         need = g.need
         lazy = self._lazy
-        for k, cnt in counts.items():
-            if cnt >= need[k]:
+        for k in range(len(long)):
+            if counts[k] >= need[k]:
                 atom = long[k]
                 if atom not in done:
                     done.add(atom)
@@ -397,6 +440,29 @@ class TextIndex:
                     if hits:
                         spans[atom] = hits
         done.update(long)
+
+    def parts_hit(
+        self, a: Analysis, keys: frozenset[Any], part_atoms: dict[Any, tuple[int, ...]]
+    ) -> None:
+        """For each trigger part in ``keys``, whether one of its lazy atoms occurs in the
+        utterance (``a.dispatch[key]``), computed in one prefiltered pass over the union of
+        their atoms (see ``RulePack.parts_hit``)."""
+        if len(keys) == 1 or (keys not in self._groups and len(self._groups) > 4096):
+            for key in keys:  # one part, or an unusual pack (many combinations of parts)
+                self.ensure(a, key)
+        else:
+            if keys not in self._groups:
+                self.set_group(keys, {atom for key in keys for atom in part_atoms[key]})
+            self.ensure(a, keys)
+        spans = a.spans
+        dispatch = a.dispatch
+        for key in keys:
+            hit = False
+            for atom in part_atoms[key]:
+                if atom in spans:
+                    hit = True
+                    break
+            dispatch[key] = hit
 
     def hits(self, a: Analysis, atom: int) -> list[Span]:
         """Spans of ``atom`` in the utterance (empty list when it does not occur)."""
@@ -424,8 +490,8 @@ class TextIndex:
             return []
         if a._pc is None:
             a._pinyin()
-        pos = a._pos
-        if sum(1 for syl in set(p.syls) if syl in pos) < p.need:
+        nums = p.nums
+        if sum(1 for sn in a._nums if sn in nums) < p.need:
             return []
         return _best_window(a, p)
 
@@ -472,22 +538,30 @@ def _best_window(a: Analysis, p: _Fuzzy) -> list[Span]:
     if a._pc is None:
         a._pinyin()
     pc = a._pc or ""
-    pos = a._pos
+    sid = a._sid
     m = len(a._syls)
     n = p.nsyl
-    need = max(2, -(-n // 2))
+    need = p.need
     hit: list[int] = []
-    for syl in set(p.syls):
-        lst = pos.get(syl)
-        if lst:
-            hit.extend(lst)
+    for c in p.sids:
+        i = sid.find(c)
+        while i >= 0:
+            hit.append(i)
+            i = sid.find(c, i + 1)
     if len(hit) < need:
         return []
     hit.sort()
+    top = len(hit) - need + 1
+    # cheap exit: no ``need`` hits close enough for the longest window (n + 1 syllables)
+    reach = min(n, m - 1)
+    for j in range(top):
+        if hit[j + need - 1] - hit[j] <= reach:
+            break
+    else:
+        return []
     starts = a._starts
     wins: list[str] = []
     where: list[Span] = []
-    top = len(hit) - need + 1
     for length in (n, n - 1, n + 1):
         if length < 1 or length > m:
             continue
@@ -518,9 +592,9 @@ def _best_window(a: Analysis, p: _Fuzzy) -> list[Span]:
         return [where[best[2]]] if best is not None else []
     top_score = 0.0
     found: Span | None = None
-    for w, span in zip(wins, where, strict=True):
+    for w, ws in zip(wins, where, strict=True):
         sc = fuzz.ratio(p.pc, w, score_cutoff=thr)
         if sc > top_score:
             top_score = sc
-            found = span
+            found = ws
     return [found] if found is not None else []

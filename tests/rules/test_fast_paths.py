@@ -50,8 +50,8 @@ def calls() -> list[Transcript]:
     return [bench.make_call(i, rng, rng.choice([3, 10, 40, 60])) for i in range(300)]
 
 
-def _fed(pack: RulePack, t: Transcript, cls: type[CallEvaluator] = CallEvaluator) -> object:
-    ev = cls(pack, t.call)
+def _fed(pack: RulePack, t: Transcript, reference: bool = False) -> object:
+    ev = _evaluator(pack, t, reference)
     for u in sorted(t.utterances, key=lambda u: (u.end, u.start, u.index)):
         ev.feed(u)
     return to_dict(ev.end(t.ended))
@@ -62,10 +62,12 @@ def test_score_transcript_equals_feeding(default_pack: RulePack, calls: list[Tra
         assert to_dict(score_transcript(default_pack, t)) == _fed(default_pack, t), t.call.call_id
 
 
-class _Reference(CallEvaluator):
-    """Every utterance dispatched with all of its lazy atoms computed up front."""
-
-    reference = True
+def _evaluator(pack: RulePack, t: Transcript, reference: bool) -> CallEvaluator:
+    """``reference``: every utterance dispatched with all of its lazy atoms computed up
+    front (the straightforward way)."""
+    ev = CallEvaluator(pack, t.call)
+    ev.reference = reference
+    return ev
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +94,7 @@ def test_lazy_dispatch_equals_full_dispatch(varied_calls: list[Transcript]) -> N
         if k == 600:
             pack.index.caching = False  # second half: every text analysed afresh
         got = to_dict(score_transcript(pack, t))
-        assert got == _fed(ref, t, _Reference), t.call.call_id
+        assert got == _fed(ref, t, reference=True), t.call.call_id
 
 
 def test_lazy_dispatch_live_feeding_with_advance(varied_calls: list[Transcript]) -> None:
@@ -100,8 +102,8 @@ def test_lazy_dispatch_live_feeding_with_advance(varied_calls: list[Transcript])
     pack = load_pack()
     for t in varied_calls[:300]:
         cards = []
-        for cls in (CallEvaluator, _Reference):
-            ev = cls(pack, t.call)
+        for reference in (False, True):
+            ev = _evaluator(pack, t, reference)
             found = []
             for u in sorted(t.utterances, key=lambda u: (u.end, u.start, u.index)):
                 found += ev.advance(u.start)

@@ -1,0 +1,42 @@
+"""Build hook: compile the rule engine's hot modules with mypyc (optional).
+
+The rule engine is plain, typed Python; mypyc turns the modules below into C extensions
+that run the very same code 1.5-3x faster (rules-only re-scoring is bound by them). When
+mypyc or a C compiler is missing, or ``QA_PIPELINE_PURE_PYTHON=1`` is set, the package
+installs as pure Python and behaves identically (``qa_pipeline.rules.ENGINE`` says which).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from setuptools import setup
+
+COMPILED = [
+    "qa_pipeline/rules/textindex.py",
+    "qa_pipeline/rules/nodes.py",
+    "qa_pipeline/rules/timeline.py",
+    "qa_pipeline/rules/engine.py",
+]
+
+
+def _extensions() -> list:
+    if os.environ.get("QA_PIPELINE_PURE_PYTHON") == "1":
+        return []
+    try:
+        from mypyc.build import mypycify
+    except ImportError:
+        print("mypyc not available: installing the rule engine as pure Python", file=sys.stderr)
+        return []
+    try:
+        exts = mypycify(COMPILED, opt_level="3", group_name="qa_pipeline.rules._engine")
+    except BaseException as e:  # type errors, missing compiler: pure Python still works
+        print(f"mypyc failed ({e!r}): installing the rule engine as pure Python", file=sys.stderr)
+        return []
+    for ext in exts:
+        ext.optional = True  # a C build failure skips the extension instead of failing
+    return exts
+
+
+setup(ext_modules=_extensions())
