@@ -26,7 +26,7 @@ from ..transcript import Transcript
 from .compiler import CompiledRule
 from .loader import RulePack
 from .nodes import CNode, Ev, SNode, UttCtx
-from .scoring import grade_for, score_from
+from .scoring import score_from
 from .textindex import Analysis
 from .timeline import TEvent, Timeline
 
@@ -47,13 +47,14 @@ class Stats:
         self.level_n = [0, 0, 0]
         self.last_end: list[float | None] = [None, None, None]
 
-    def add(self, u: Utterance, nchars: int) -> None:
+    def add(self, u: UttCtx, nchars: int) -> None:
         i = _ROLE_IX[u.role]
         self.count_[i] += 1
         self.chars_[i] += nchars
         self.secs[i] += max(u.end - u.start, 0.0)
-        if u.level_dbfs is not None:
-            self.level_sum[i] += u.level_dbfs
+        level = u.u.level_dbfs
+        if level is not None:
+            self.level_sum[i] += level
             self.level_n[i] += 1
         le = self.last_end[i]
         if le is None or u.end > le:
@@ -145,6 +146,18 @@ class PackTables:
                 self.keys[rix].append(key)
                 self.rules_of[rix].append(ri)
         self._hit_rules: dict[tuple[int, int], tuple[int, ...]] = {}
+        st = pack.settings
+        self.grades: list[tuple[float, str]] = [(g.min_score, g.name) for g in st.grades]
+        self.fail_grade: str | None = st.fail_grade
+
+    def grade(self, score: float, failed: bool) -> str:
+        """:func:`.scoring.grade_for` on the copied grade table."""
+        if failed and self.fail_grade is not None:
+            return self.fail_grade
+        for min_score, name in self.grades:
+            if score >= min_score:
+                return name
+        return self.grades[-1][1]
 
     def hit_rules(self, rix: int, hits: int) -> tuple[int, ...]:
         """Rule indices of the parts in mask ``hits`` (memoised)."""
@@ -239,7 +252,7 @@ class RuleRun:
     def in_window(self, x: UttCtx) -> bool:
         rule = self.rule
         fs = rule.first_seconds
-        if fs is not None and x.u.start >= fs:
+        if fs is not None and x.start >= fs:
             return False
         ft = rule.first_turns
         if ft is not None:
@@ -254,8 +267,8 @@ class RuleRun:
             if clock >= fs + self.ev.grace:
                 return True
             roles = self.rule.roles
-            if x is not None and roles is not None and x.u.role in roles:
-                return x.u.start >= fs or self._turns_passed(x)
+            if x is not None and roles is not None and x.role in roles:
+                return x.start >= fs or self._turns_passed(x)
         return x is not None and self._turns_passed(x)
 
     def _turns_passed(self, x: UttCtx) -> bool:
@@ -265,7 +278,7 @@ class RuleRun:
         roles = self.rule.roles
         if roles is None:
             return x.n >= ft
-        return x.u.role in roles and x.turn >= ft
+        return x.role in roles and x.turn >= ft
 
     def on_utt(self, x: UttCtx) -> None:
         rule = self.rule
@@ -277,7 +290,7 @@ class RuleRun:
             self.events = keep
             if w.found(self):
                 self._when_found()
-        if self.body_open and rule.body_utts and (rule.roles is None or x.u.role in rule.roles):
+        if self.body_open and rule.body_utts and (rule.roles is None or x.role in rule.roles):
             if rule.windowed and not self.in_window(x):
                 return
             body = rule.body
@@ -384,15 +397,15 @@ class RuleRun:
         if rule.deferred:
             totals = ev.turns
             roles = rule.roles
-            hist = [x for x in ev.history if roles is None or x.u.role in roles]
+            hist = [x for x in ev.history if roles is None or x.role in roles]
             lt = rule.last_turns
             if lt is not None:
                 hist = hist[-lt:]
             ls = rule.last_seconds
             for x in hist:
-                x.role_total = totals[x.u.role]
+                x.role_total = totals[x.role]
                 x.call_end = ev.call_end
-                if ls is not None and x.u.end <= ev.call_end - ls:
+                if ls is not None and x.end <= ev.call_end - ls:
                     continue
                 if rule.body.wants_utts:
                     self._body(rule.body.on_utt(self, x))
@@ -416,7 +429,7 @@ class RuleRun:
         if fs is None and self.rule.first_turns is None:
             return (Evidence(start=0.0, end=ev.clock),)
         roles = self.rule.roles
-        seen = [x for x in ev.seen_in_window if roles is None or x.u.role in roles]
+        seen = [x for x in ev.seen_in_window if roles is None or x.role in roles]
         seen = [x for x in seen if self.in_window(x)][:_MAX_SEEN]
         if not seen:
             end = fs if fs is not None else ev.clock
@@ -507,7 +520,7 @@ class CallEvaluator:
         turns[role] = turn + 1
         x = UttCtx(utt, a, turn, self.n, self)
         self.n += 1
-        self.stats.add(utt, len(a.mf))
+        self.stats.add(x, len(a.mf))
         if self._windowed:
             if utt.start < self._max_window:
                 self.seen_in_window.append(x)
@@ -725,28 +738,22 @@ class CallEvaluator:
                     detail = f"{run.occ} 次；" + detail
             elif v == Verdict.NOT_APPLICABLE:
                 detail = run.na_reason
-            key = (rule.index, v, detail)
-            rv = pack.verdict_cache.get(key) if v != Verdict.FAILED else None
+            d = round(d, 2)
+            key = (rule.index, v, detail, d)
+            cache = pack.verdict_cache
+            rv = cache.get(key)
             if rv is None:
                 rv = RuleVerdict(
-                    rule_id=rule.id,
-                    verdict=v,
-                    severity=rule.severity,
-                    weight=rule.weight,
-                    description=rule.description,
-                    deduction=round(d, 2),
-                    detail=detail,
+                    rule.id, v, rule.severity, rule.weight, rule.description, d, detail
                 )
-                if v != Verdict.FAILED:
-                    cache = pack.verdict_cache
-                    if len(cache) < 10_000:
-                        cache[key] = rv
+                if len(cache) < 10_000:
+                    cache[key] = rv
             verdicts.append(rv)
         score = score_from(total)
         return Scorecard(
-            call_id=self.call.call_id,
+            call_id=self.call_id,
             score=score,
-            grade=grade_for(pack.settings, score, failed),
+            grade=self.tables.grade(score, failed),
             failed=failed,
             verdicts=tuple(verdicts),
             findings=tuple(self._all_findings),

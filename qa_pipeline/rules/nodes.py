@@ -37,10 +37,27 @@ _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 class UttCtx:
     """One utterance as the rules see it."""
 
-    __slots__ = ("a", "call_end", "ev", "n", "role_total", "turn", "u")
+    __slots__ = (
+        "a",
+        "call_end",
+        "channel",
+        "end",
+        "ev",
+        "n",
+        "role",
+        "role_total",
+        "start",
+        "turn",
+        "u",
+    )
 
     def __init__(self, u: Utterance, a: Analysis, turn: int, n: int, ev: Any) -> None:
         self.u = u
+        # copied out of the utterance: read by every rule and the timeline
+        self.start: float = u.start
+        self.end: float = u.end
+        self.role: Role = u.role
+        self.channel: int = u.channel
         self.a = a
         self.turn = turn  # index among this role's utterances
         self.n = n  # index among all utterances
@@ -174,7 +191,7 @@ class URole(UNode):
         self.role = role
 
     def match(self, x: UttCtx) -> Span | None:
-        return (0, 0) if x.u.role == self.role else None
+        return (0, 0) if x.role == self.role else None
 
 
 class UKeywordAny(UNode):
@@ -309,13 +326,12 @@ class UPosition(UNode):
         )
 
     def match(self, x: UttCtx) -> Span | None:
-        u = x.u
-        if self.first_seconds is not None and u.start >= self.first_seconds:
+        if self.first_seconds is not None and x.start >= self.first_seconds:
             return None
         if self.first_turns is not None and x.turn >= self.first_turns:
             return None
         if self.last_seconds is not None and (
-            x.call_end < 0 or u.end <= x.call_end - self.last_seconds
+            x.call_end < 0 or x.end <= x.call_end - self.last_seconds
         ):
             return None
         if self.last_turns is not None and (
@@ -666,14 +682,14 @@ class CSequence(CNode):
         st = r.st[self.slot]
         out: list[tuple[UttCtx, Span | None, str]] = []
         pending = st[0]
-        u = x.u
+        u = x
         if pending:
             keep = []
             then_span = self.then.match(x)
             counts = self.turn_role is None or u.role == self.turn_role
             for anchor in pending:
                 ax, aspan, left, deadline = anchor
-                if u.start < ax.u.start:
+                if u.start < ax.start:
                     keep.append(anchor)
                     continue
                 if deadline is not None and u.start > deadline:
@@ -948,7 +964,7 @@ class CRepetition(CNode):
         return None
 
     def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
-        if self.role is not None and x.u.role != self.role:
+        if self.role is not None and x.role != self.role:
             return None
         mf = x.a.mf
         if len(mf) < self.min_chars:

@@ -15,9 +15,13 @@ utterance (``max_utterance_seconds``) past it. Released utterances produce:
 from __future__ import annotations
 
 import heapq
+from typing import Final
 
 from ..messages import Evidence, Role
 from .nodes import UttCtx
+
+_AGENT: Final = Role.AGENT
+_CUSTOMER: Final = Role.CUSTOMER
 
 
 class TEvent:
@@ -51,7 +55,7 @@ class TEvent:
             start=self.start,
             end=self.end,
             utterance_index=x.u.index if x else None,
-            role=x.u.role if x else None,
+            role=x.role if x else None,
             text=x.u.text if x else "",
         )
 
@@ -68,7 +72,7 @@ class Timeline:
         self._i_ov = it.get("overlap", inf)
         self._heap: list[tuple[float, int, UttCtx]] = []
         self._seq = 0
-        self._wm: dict[int, float] = {c: 0.0 for c in range(max(channels, 1))}
+        self._wm: list[float] = [0.0] * max(channels, 1)  # per channel: speech heard up to
         self._max = max_utterance
         self._speech_end: float | None = None
         self._end_ctx: UttCtx | None = None
@@ -83,17 +87,21 @@ class Timeline:
         self.overlaps = 0
 
     def push(self, x: UttCtx, now: float) -> list[TEvent]:
-        u = x.u
+        u = x
         heapq.heappush(self._heap, (u.start, self._seq, x))
         self._seq += 1
-        if u.end > self._wm.get(u.channel, 0.0):
-            self._wm[u.channel] = u.end
+        wm = self._wm
+        ch = max(u.channel, 0)
+        while ch >= len(wm):  # a channel the call info did not announce
+            wm.append(0.0)
+        if u.end > wm[ch]:
+            wm[ch] = u.end
         return self.release(now)
 
     def release(self, now: float) -> list[TEvent]:
         floor = now - self._max
         bound = float("inf")
-        for w in self._wm.values():
+        for w in self._wm:
             if w < floor:
                 w = floor
             if w < bound:
@@ -111,27 +119,26 @@ class Timeline:
         return out
 
     def _process(self, x: UttCtx, out: list[TEvent]) -> None:
-        u = x.u
-        start, end, role = u.start, u.end, u.role
+        start, end, role = x.start, x.end, x.role
         se = self._speech_end
         if se is not None and start > se:
             gap = start - se
             self.silences.append(gap)
             if gap >= self._i_sil:
                 out.append(TEvent("silence", se, start, gap, None, self._end_ctx, x))
-        if role == Role.AGENT:
+        if role == _AGENT:
             prev = self._prev
             cust = self._cust
-            if prev is not None and prev.u.role == Role.CUSTOMER and cust is not None:
-                gap = max(start - cust.u.end, 0.0)
+            if prev is not None and prev.role == _CUSTOMER and cust is not None:
+                gap = max(start - cust.end, 0.0)
                 self.gaps.append(gap)
                 if gap >= self._i_resp:
-                    out.append(TEvent("response", cust.u.end, start, gap, Role.AGENT, cust, x))
-            if cust is not None and cust.u.start < start < self._cust_end:
+                    out.append(TEvent("response", cust.end, start, gap, _AGENT, cust, x))
+            if cust is not None and cust.start < start < self._cust_end:
                 ov = min(self._cust_end, end) - start
                 self.overlaps += 1
                 if ov >= self._i_ov:
-                    out.append(TEvent("overlap", start, start + ov, ov, Role.AGENT, cust, x))
+                    out.append(TEvent("overlap", start, start + ov, ov, _AGENT, cust, x))
             ag = self._agent
             if ag is not None and start > self._agent_end:
                 g = start - self._agent_end
@@ -142,7 +149,7 @@ class Timeline:
                             self._agent_end,
                             start,
                             g,
-                            Role.AGENT,
+                            _AGENT,
                             ag,
                             x,
                             self._cust_in_gap,
@@ -151,12 +158,12 @@ class Timeline:
             self._agent = x
             self._agent_end = max(self._agent_end, end)
             self._cust_in_gap = 0.0
-        elif role == Role.CUSTOMER:
+        elif role == _CUSTOMER:
             ag = self._agent
-            if ag is not None and ag.u.start < start < self._agent_end:
+            if ag is not None and ag.start < start < self._agent_end:
                 ov = min(self._agent_end, end) - start
                 if ov >= self._i_ov:
-                    out.append(TEvent("overlap", start, start + ov, ov, Role.CUSTOMER, ag, x))
+                    out.append(TEvent("overlap", start, start + ov, ov, _CUSTOMER, ag, x))
             self._cust_in_gap += max(end - max(start, self._agent_end), 0.0)
             self._cust = x
             self._cust_end = max(self._cust_end, end)
