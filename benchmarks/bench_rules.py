@@ -14,6 +14,9 @@ Timing runs on one core (the process is pinned to CPU 0 when the OS allows it). 
 * **cold**: the cache off, every utterance analysed from scratch;
 * with ``--processes N``: the warm run split over N worker processes (each with its own
   pack and cache), wall-clock for all of them.
+
+Scoring runs under ``batch_gc()`` as ``qa-pipeline rescore`` does; the "rule engine" line
+says whether the mypyc-compiled engine or the Python sources ran (see README).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from qa_pipeline.messages import CallEnded, CallInfo, Direction, Role, Utterance  # noqa: E402
-from qa_pipeline.rules import load_pack, score_transcript  # noqa: E402
+from qa_pipeline.rules import ENGINE, batch_gc, load_pack, score_transcript  # noqa: E402
 from qa_pipeline.transcript import Transcript  # noqa: E402
 
 OPEN_AGENT = [
@@ -185,7 +188,8 @@ def _worker_init(pack_path: str | None) -> None:
 
 
 def _worker(bounds: tuple[int, int]) -> int:
-    return sum(score_transcript(_PACK, c).failed for c in _CALLS[bounds[0] : bounds[1]])
+    with batch_gc():
+        return sum(score_transcript(_PACK, c).failed for c in _CALLS[bounds[0] : bounds[1]])
 
 
 def _parallel(n: int, pack_path: str | None) -> tuple[float, int]:
@@ -225,9 +229,10 @@ def main() -> int:
         pack.index._cache.clear()
         t0 = time.perf_counter()
         fails = 0
-        for c in calls:
-            card = score_transcript(pack, c)
-            fails += card.failed
+        with batch_gc():  # as `qa-pipeline rescore` scores
+            for c in calls:
+                card = score_transcript(pack, c)
+                fails += card.failed
         dt = time.perf_counter() - t0
         rows.append((label, dt, fails))
         return label, dt
@@ -251,6 +256,7 @@ def main() -> int:
         f"{args.calls} calls, {n_utts} utterances ({n_utts / args.calls:.1f} per call); one core; "
         f"company_name {company}"
     )
+    print(f"rule engine: {ENGINE}")
     print(
         f"text variety: {len(seen)} distinct texts ({len(seen) / n_utts:.1%} of utterances, "
         f"{len(seen) / args.calls:.1f} per call), {once} said only once"

@@ -27,7 +27,7 @@ from ..messages import (
     Utterance,
     Verdict,
 )
-from ..rules import RulePack, load_pack, score_transcript
+from ..rules import RulePack, batch_gc, load_pack, score_transcript
 from ..store import Store, compact_json
 from ..transcript import Transcript
 
@@ -180,6 +180,25 @@ def score_chunk(chunk: Sequence[tuple[str, tuple[int, ...]]]) -> list[tuple[Any,
     rows: list[tuple[Any, ...]] = []
     now = time.time()
     seen: set[str] = set()
+    with batch_gc():
+        _score_docs(chunk, packs, job, need, rows, now, seen)
+    for cid, runs in chunk:
+        if cid not in seen:
+            rows.extend(
+                error_row(job.runs[i][0], cid, "", "no stored transcript", now) for i in runs
+            )
+    return rows
+
+
+def _score_docs(
+    chunk: Sequence[tuple[str, tuple[int, ...]]],
+    packs: list[RulePack],
+    job: ScoreJob,
+    need: dict[str, tuple[int, ...]],
+    rows: list[tuple[Any, ...]],
+    now: float,
+    seen: set[str],
+) -> None:
     for cid, key, doc in _store().iter_docs([c for c, _ in chunk]):
         seen.add(cid)
         runs = need[cid]
@@ -197,12 +216,6 @@ def score_chunk(chunk: Sequence[tuple[str, tuple[int, ...]]]) -> list[tuple[Any,
                 rows.append(error_row(job.runs[i][0], cid, key, msg, now))
                 continue
             rows.append(result_row(job.runs[i][0], cid, key, card, now))
-    for cid, runs in chunk:
-        if cid not in seen:
-            rows.extend(
-                error_row(job.runs[i][0], cid, "", "no stored transcript", now) for i in runs
-            )
-    return rows
 
 
 def chunks(

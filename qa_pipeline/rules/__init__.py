@@ -57,12 +57,14 @@ if not _use_compiled:
 #: how the rule engine runs: ``compiled (mypyc)`` or ``pure Python (<why>)``
 ENGINE = "compiled (mypyc)" if _use_compiled else f"pure Python ({_why})"
 
+from .batch import batch_gc  # noqa: E402
 from .engine import CallEvaluator, score_transcript  # noqa: E402
 from .loader import RulePack, default_pack_path, load_pack  # noqa: E402
 
 __all__ = [
     "ENGINE",
     "CallEvaluator",
+    "batch_gc",
     "RulePack",
     "default_pack_path",
     "load_pack",
