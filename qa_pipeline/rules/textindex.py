@@ -109,6 +109,7 @@ class Analysis:
     """What the rules know about one utterance's text. Build with :meth:`TextIndex.analyse`."""
 
     __slots__ = (
+        "_cands",
         "_nums",
         "_pc",
         "_pj",
@@ -141,6 +142,7 @@ class Analysis:
         self._pj = ""
         self._sid = ""  # one syllable id character per character of fold
         self._nums: list[int] = []  # the distinct syllables, as numbers
+        self._cands: set[int] | None = None  # long fuzzy atoms passing the prefilter
         self._starts: list[int] = []
         self._syls: list[str] = []
 
@@ -422,7 +424,25 @@ class TextIndex:
                     spans[atom] = list(spans[kw])
         if a._pc is None:
             a._pinyin()
-        counts = [0] * len(long)  # distinct syllables shared with each phrase
+        cands = a._cands
+        if cands is None:
+            cands = self._candidates(a)
+        lazy = self._lazy
+        for atom in long:
+            if atom in cands:
+                if atom not in done:
+                    done.add(atom)
+                    hits = _best_window(a, lazy[atom])
+                    if hits:
+                        spans[atom] = hits
+        done.update(long)
+
+    def _candidates(self, a: Analysis) -> set[int]:
+        """The long fuzzy atoms of the pack sharing at least ``need`` distinct syllables with
+        the utterance (computed once per text, for every group)."""
+        g = self._all
+        assert g is not None
+        counts = [0] * len(g.long)  # distinct syllables shared with each phrase
         inv = g.inv
         for sn in a._nums:
             ks = inv.get(sn)
@@ -430,16 +450,13 @@ class TextIndex:
                 for k in ks:
                     counts[k] += 1
         need = g.need
-        lazy = self._lazy
+        long = g.long
+        out: set[int] = set()
         for k in range(len(long)):
             if counts[k] >= need[k]:
-                atom = long[k]
-                if atom not in done:
-                    done.add(atom)
-                    hits = _best_window(a, lazy[atom])
-                    if hits:
-                        spans[atom] = hits
-        done.update(long)
+                out.add(long[k])
+        a._cands = out
+        return out
 
     def parts_hit(
         self, a: Analysis, keys: frozenset[Any], part_atoms: dict[Any, tuple[int, ...]]
