@@ -429,12 +429,11 @@ class TextIndex:
             cands = self._candidates(a)
         lazy = self._lazy
         for atom in long:
-            if atom in cands:
-                if atom not in done:
-                    done.add(atom)
-                    hits = _best_window(a, lazy[atom])
-                    if hits:
-                        spans[atom] = hits
+            if atom in cands and atom not in done:
+                done.add(atom)
+                hits = _best_window(a, lazy[atom])
+                if hits:
+                    spans[atom] = hits
         done.update(long)
 
     def _candidates(self, a: Analysis) -> set[int]:
