@@ -149,6 +149,33 @@ class PackTables:
         st = pack.settings
         self.grades: list[tuple[float, str]] = [(g.min_score, g.name) for g in st.grades]
         self.fail_grade: str | None = st.fail_grade
+        self.grace: float = st.window_grace_seconds
+        self.max_utt: float = st.max_utterance_seconds
+        self.holidays = st.holidays
+        self.has_timeline = bool(pack.timeline_rules)
+        # static conditions and holiday greetings depend only on the call's direction,
+        # date and minute of the day: memoised per such key
+        self._statics: dict[Any, tuple[list[bool], dict[float, tuple[int, ...]]]] = {}
+
+    def statics(self, pack: RulePack, call: CallInfo) -> tuple[list[bool], dict[float, Any]]:
+        """The call's static condition values and holiday greeting atoms."""
+        sa = call.started_at
+        key = (call.direction, None if sa is None else (sa.date(), sa.hour, sa.minute))
+        got = self._statics.get(key)
+        if got is not None:
+            return got
+        holidays = self.holidays
+        values = [s.eval(call, holidays) for s in pack.statics]
+        atoms: dict[float, tuple[int, ...]] = {}
+        if pack.holiday_atoms and sa is not None:
+            day = sa.date()
+            for (hi, thr), hatoms in pack.holiday_atoms.items():
+                if holidays[hi].covers(day):
+                    atoms[thr] = atoms.get(thr, ()) + hatoms
+        got = (values, atoms)
+        if len(self._statics) < 50_000:
+            self._statics[key] = got
+        return got
 
     def grade(self, score: float, failed: bool) -> str:
         """:func:`.scoring.grade_for` on the copied grade table."""
@@ -463,9 +490,9 @@ class CallEvaluator:
     def __init__(self, pack: RulePack, call: CallInfo) -> None:
         self.pack = pack
         self.call = call
-        st = pack.settings
-        self.grace = st.window_grace_seconds
-        self.max_utt = st.max_utterance_seconds
+        self.tables = tables = pack_tables(pack)
+        self.grace = tables.grace
+        self.max_utt = tables.max_utt
         self.clock = 0.0
         self.call_end = 0.0
         self.ended: CallEnded | None = None
@@ -474,23 +501,15 @@ class CallEvaluator:
         self.turns = {Role.AGENT: 0, Role.CUSTOMER: 0, Role.UNKNOWN: 0}
         self.n = 0
         self.stats = Stats()
-        holidays = st.holidays
-        self.statics = [s.eval(call, holidays) for s in pack.statics]
-        self.holiday_atoms: dict[float, tuple[int, ...]] = {}
-        if pack.holiday_atoms and call.started_at is not None:
-            day = call.started_at.date()
-            for (hi, thr), atoms in pack.holiday_atoms.items():
-                if holidays[hi].covers(day):
-                    self.holiday_atoms[thr] = self.holiday_atoms.get(thr, ()) + atoms
+        self.statics, self.holiday_atoms = tables.statics(pack, call)
         self.timeline = (
             Timeline(len(call.channels), self.max_utt, pack.tl_interest)
-            if pack.timeline_rules
+            if tables.has_timeline
             else None
         )
         self.hot: set[int] = set()
         self.seen_in_window: list[UttCtx] = []
         self.call_id = call.call_id
-        self.tables = tables = pack_tables(pack)
         self.runs = runs = [RuleRun(r, self) for r in tables.infos]
         self._windowed = [runs[i] for i in pack.windowed]
         self._max_window = pack.max_window
