@@ -30,6 +30,7 @@ from .scoring import score_from
 from .textindex import Analysis
 from .timeline import TEvent, Timeline
 
+_NONE: list[Any] = []  # shared empty list: never appended to (see RuleRun)
 _ROLE_IX = {Role.AGENT: 0, Role.CUSTOMER: 1, Role.UNKNOWN: 2}
 _MAX_SEEN = 3
 
@@ -95,6 +96,11 @@ class RuleInfo:
         self.static_when: SNode | None = rule.static_when
         self.roles: frozenset[Role] | None = rule.roles
         self.direction: Direction | None = rule.direction
+        self.na_direction = (
+            f"不适用：仅限{'呼出' if rule.direction.value == 'outbound' else '呼入'}电话"
+            if rule.direction is not None
+            else ""
+        )
         self.slots: int = rule.slots
         self.deferred: bool = rule.deferred
         self.wants_clock: bool = rule.wants_clock
@@ -247,8 +253,8 @@ class RuleRun:
         self.events = rule.forbid
         self.done = False
         self.occ = 0
-        self.findings: list[Finding] = []
-        self.held: list[Finding] = []
+        self.findings: list[Finding] = _NONE  # made on the first finding (most rules pass)
+        self.held: list[Finding] = _NONE
         self.na_reason = ""
         self.verdict: Verdict | None = None
 
@@ -258,7 +264,7 @@ class RuleRun:
         rule = self.rule
         ev = self.ev
         if rule.direction is not None and ev.call.direction != rule.direction:
-            self._na(f"不适用：仅限{'呼出' if rule.direction.value == 'outbound' else '呼入'}电话")
+            self._na(rule.na_direction)
             return
         if rule.static_when is not None and not ev.statics[rule.static_when.slot]:
             self._na("不适用：条件（when）不成立")
@@ -374,7 +380,7 @@ class RuleRun:
             now = self.ev.clock
             for f in self.held:
                 self._emit(f.evidence, f.message, now)
-            self.held = []
+            self.held = _NONE
         if not self.body_open:
             self.done = True
 
@@ -384,6 +390,8 @@ class RuleRun:
         if self.when_ok:
             self._emit(evidence, msg, self.ev.clock)
         else:
+            if not self.held:
+                self.held = []
             self.held.append(Finding(self.ev.call_id, rule.id, rule.severity, msg, evidence))
 
     def _emit(self, evidence: tuple[Evidence, ...], msg: str, now: float) -> None:
@@ -400,6 +408,8 @@ class RuleRun:
             rule.weight,
             rule.suggestion,
         )
+        if not self.findings:
+            self.findings = []
         self.findings.append(f)
         self.ev.out.append(f)
 
@@ -475,7 +485,7 @@ class RuleRun:
         if not self.when_ok:
             self.verdict = Verdict.NOT_APPLICABLE
             self.na_reason = "不适用：" + (rule.when.detail(self) if rule.when else "")
-            self.held = []
+            self.held = _NONE
             return
         self.verdict = self.body_status or Verdict.PASSED
 

@@ -1109,29 +1109,41 @@ class CAll(CNode):
             return evs[:1]
         return [_span_ev(0.0, r.ev.clock, "全部条件满足")]
 
-    def _collect(self, r: RuleRun, fn: Any, *args: Any) -> list[Ev] | None:
+    # (explicit loops, no callback: these run for every timeline event and utterance)
+    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
         evs: list[Ev] = []
         for k in self._kids:
-            e = fn(k, r, *args)
+            if k.wants_utts:
+                e = k.on_utt(r, x)
+                if e:
+                    evs.extend(e)
+        return self._after(r, evs)
+
+    def on_tl(self, r: RuleRun, e: TEvent) -> list[Ev] | None:
+        evs: list[Ev] = []
+        for k in self._kids:
+            if k.wants_timeline:
+                got = k.on_tl(r, e)
+                if got:
+                    evs.extend(got)
+        return self._after(r, evs)
+
+    def on_clock(self, r: RuleRun, now: float) -> list[Ev] | None:
+        evs: list[Ev] = []
+        for k in self._kids:
+            if k.wants_clock:
+                e = k.on_clock(r, now)
+                if e:
+                    evs.extend(e)
+        return self._after(r, evs)
+
+    def close(self, r: RuleRun) -> list[Ev] | None:
+        evs: list[Ev] = []
+        for k in self._kids:
+            e = k.close(r)
             if e:
                 evs.extend(e)
         return self._after(r, evs)
-
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
-        return self._collect(r, _on_utt_dispatch, x)
-
-    def on_tl(self, r: RuleRun, e: TEvent) -> list[Ev] | None:
-        return self._collect(r, type(self)._tl, e)
-
-    @staticmethod
-    def _tl(k: CNode, r: RuleRun, e: TEvent) -> list[Ev] | None:
-        return k.on_tl(r, e) if k.wants_timeline else None
-
-    def on_clock(self, r: RuleRun, now: float) -> list[Ev] | None:
-        return self._collect(r, lambda k, r, n: k.on_clock(r, n) if k.wants_clock else None, now)
-
-    def close(self, r: RuleRun) -> list[Ev] | None:
-        return self._collect(r, lambda k, r: k.close(r))
 
     def detail(self, r: RuleRun) -> str:
         return "；".join(k.detail(r) for k in self._kids if not k.found(r))
@@ -1189,10 +1201,6 @@ class CNot(CNode):
 
     def detail(self, r: RuleRun) -> str:
         return f"出现了：{self.label}"
-
-
-def _on_utt_dispatch(k: CNode, r: RuleRun, x: UttCtx) -> list[Ev] | None:
-    return k.on_utt(r, x) if k.wants_utts else None
 
 
 def _union(trigs: list[frozenset[int] | None]) -> frozenset[int] | None:
