@@ -30,7 +30,7 @@ Tables::
 A transcript is cached by **audio content hash + settings hash**: the same audio with the
 same ASR settings is never transcribed twice. The settings hash covers everything that
 determines the text: the ASR engine's settings (``AsrEngine.settings``: model identity,
-compute type, language, beam, temperatures, prompt, hotwords, ...) plus the VAD settings
+compute type, language, beam, temperatures, prompt, hotwords, encoder window, ...) plus the VAD settings
 and the channel roles (they decide which audio is decoded, and as what). It is computed
 from the configuration alone (:func:`transcript_settings`), so a fully cached run never
 loads the model. Transcripts that did not come from audio here (imported from Kafka or a
@@ -126,7 +126,7 @@ def asr_settings(config: AsrConfig) -> dict[str, object]:
     The model's identity comes from the configuration: the embedded model's published
     checksum (``EMBEDDED_SHA256``), or a custom directory's path (checked, not loaded).
     """
-    from .asr.engine import pick_device
+    from .asr.engine import decode_settings, pick_device
     from .asr.model import EMBEDDED_NAME, EMBEDDED_SHA256, resolve_model
 
     if config.model in (EMBEDDED_NAME, "embedded"):
@@ -142,13 +142,7 @@ def asr_settings(config: AsrConfig) -> dict[str, object]:
         "model": name,
         "model_sha256": sha,
         "compute_type": compute,
-        "language": config.language,
-        "beam_size": config.beam_size,
-        "temperatures": list(config.temperatures),
-        "max_tokens_per_second": config.max_tokens_per_second,
-        "initial_prompt": config.initial_prompt,
-        "timestamps": config.timestamps,
-        "hotwords": list(config.hotwords),
+        **decode_settings(config),
     }
 
 

@@ -57,3 +57,22 @@ def test_not_yaml(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_asr_window_options(tmp_path: Path) -> None:
+    # recorded calls default to a fitted window with a 15 s minimum (issue #7 measurements)
+    assert (load_config().asr.window, load_config().asr.min_window_seconds) == ("fitted", 15.0)
+    cfg = load_config(overrides={"asr": {"window": "fitted", "min_window_seconds": 20}})
+    assert cfg.asr.window == "fitted" and cfg.asr.min_window_seconds == 20.0
+    assert load_config(overrides={"asr": {"window": "full"}}).asr.window == "full"
+    f = tmp_path / "w.yaml"
+    f.write_text("asr:\n  window: tight\n  min_window_seconds: 45\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(f)
+    msgs = [(loc.line, m) for loc, m in e.value.problems]
+    assert len(msgs) == 2
+    assert any(line == 2 and "asr.window" in m and "'fitted'" in m for line, m in msgs)
+    assert any(line == 3 and "min_window_seconds" in m and "30" in m for line, m in msgs)
+    for bad in (0, -5, "long"):
+        with pytest.raises(ConfigError, match="min_window_seconds"):
+            load_config(overrides={"asr": {"min_window_seconds": bad}})

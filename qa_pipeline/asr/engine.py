@@ -1,9 +1,14 @@
 """Whisper ASR over VAD segments: one shared model, N parallel decodes, guarded output.
 
 Each :class:`~qa_pipeline.messages.SpeechSegment` (at most 30 s, cut by the VAD) is one
-decode. Decoding is guarded against runaway output: a token cap per audio second,
-bounded temperature fallback (at most three temperatures; one = no fallback), no
-conditioning on previous text, and the :mod:`hallucination guard <.guard>`.
+decode: with an encoder window fitted to the segment, at least ``asr.min_window_seconds``
+(``asr.window: fitted``, the default; :mod:`.fitted`), or with Whisper's 30 s window
+(``asr.window: full``, faster-whisper's own decode). On CPU the encoder pass grows with the
+window whatever the segment's length, so a 15 s minimum window roughly halves the cost of a
+call's turns at the same accuracy (``benchmarks/README.md``). Decoding is guarded against
+runaway output: a token cap per audio second, bounded temperature fallback (at most three
+temperatures; one = no fallback), no conditioning on previous text, and the
+:mod:`hallucination guard <.guard>`.
 ``workers`` decodes run in parallel on one CTranslate2 model (``num_workers``), each with
 ``threads_per_worker`` threads: on two cores, two one-thread workers give the most
 throughput (see ``../shared/design/perf-notes.md``).
@@ -14,9 +19,11 @@ from __future__ import annotations
 import logging
 import math
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,9 +35,14 @@ from ..text import normalise
 from .guard import HallucinationGuard
 from .model import ModelInfo, resolve_model
 
+if TYPE_CHECKING:
+    from .fitted import FittedDecoder
+
 log = logging.getLogger("qa_pipeline.asr")
 
 MAX_TARGET_TOKENS = 224  # Whisper's own sample length; leaves room for the prompt
+FITTED_PAD_S = 1.0  # fitted window >= segment + this (recorded calls)
+COMPRESSION_RATIO_MAX = 2.4  # temperature fallback: more = a repetitive decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +99,49 @@ def _guard_for(config: AsrConfig) -> HallucinationGuard:
     )
 
 
+def decode_settings(c: AsrConfig) -> dict[str, object]:
+    """The configured decode options that determine a transcript (part of
+    :attr:`AsrEngine.settings` and of the transcript cache key). The window appears only
+    when it is ``fitted``: transcripts stored before the option existed used the full
+    window, and their key stays valid for ``window: full``."""
+    s: dict[str, object] = {
+        "language": c.language,
+        "beam_size": c.beam_size,
+        "temperatures": list(c.temperatures),
+        "max_tokens_per_second": c.max_tokens_per_second,
+        "initial_prompt": c.initial_prompt,
+        "timestamps": c.timestamps,
+        "hotwords": list(c.hotwords),
+    }
+    if c.window == "fitted":
+        s.update(window="fitted", min_window_seconds=c.min_window_seconds)
+    return s
+
+
+def _compression_ratio(text: str) -> float:
+    b = text.encode("utf-8")
+    return len(b) / len(zlib.compress(b)) if b else 0.0
+
+
+def _fitted_for(engine: AsrEngine) -> FittedDecoder | None:
+    c = engine.config
+    if c.window != "fitted":
+        return None
+    from .fitted import FittedDecoder, FittedOptions
+
+    return FittedDecoder(
+        engine,
+        FittedOptions(
+            min_window_s=c.min_window_seconds,
+            pad_s=FITTED_PAD_S,
+            beam_size=c.beam_size,
+            timestamps=c.timestamps,
+            initial_prompt=c.initial_prompt,
+            hotwords=engine._hotwords,
+        ),
+    )
+
+
 class AsrEngine:
     """Loads the model once; transcribes segments, several at a time."""
 
@@ -120,6 +175,7 @@ class AsrEngine:
         self.load_seconds = time.perf_counter() - t0
         self.guard = _guard_for(config)
         self._hotwords = " ".join(config.hotwords) or None
+        self._fitted = _fitted_for(self)
         log.info(
             "loaded %s on %s/%s in %.2fs",
             self.model_info.name,
@@ -139,27 +195,39 @@ class AsrEngine:
         clone.config = self.config.model_copy(update=changes)
         clone.guard = _guard_for(clone.config)
         clone._hotwords = " ".join(clone.config.hotwords) or None
+        clone._fitted = _fitted_for(clone)
         return clone
 
     @property
     def settings(self) -> dict[str, object]:
         """The settings that determine the transcript (for caching and provenance)."""
-        c = self.config
         return {
             "model": self.model_info.name,
             "model_sha256": self.model_info.sha256,
             "compute_type": self.compute_type,
-            "language": c.language,
-            "beam_size": c.beam_size,
-            "temperatures": list(c.temperatures),
-            "max_tokens_per_second": c.max_tokens_per_second,
-            "initial_prompt": c.initial_prompt,
-            "timestamps": c.timestamps,
-            "hotwords": list(c.hotwords),
+            **decode_settings(self.config),
         }
 
     def transcribe_segment(self, seg: SpeechSegment) -> AsrResult:
-        """Decode one segment (blocking; safe to call from several threads)."""
+        """Decode one segment with the configured window (blocking; safe to call from
+        several threads). The fitted window decodes at temperature 0 (beam search); with
+        temperature fallback configured, a decode that fails the fallback thresholds is
+        decoded again the full way (30 s window, faster-whisper's bounded fallback), as is
+        every segment when the first temperature is above 0."""
+        c = self.config
+        if self._fitted is None or c.temperatures[0] > 0:
+            return self.transcribe_full(seg)
+        r = self._fitted.decode([seg])[0]
+        if len(c.temperatures) > 1 and (
+            _compression_ratio(r.raw_text) > COMPRESSION_RATIO_MAX
+            or r.confidence < math.exp(c.log_prob_threshold)
+        ):
+            full = self.transcribe_full(seg)
+            return replace(full, seconds=full.seconds + r.seconds)
+        return r
+
+    def transcribe_full(self, seg: SpeechSegment) -> AsrResult:
+        """Decode one segment with Whisper's 30 s window (faster-whisper's decode)."""
         c = self.config
         audio = seg.samples.astype(np.float32, copy=False)
         duration = len(audio) / seg.sample_rate
@@ -178,7 +246,7 @@ class AsrEngine:
             max_new_tokens=max_new,
             no_speech_threshold=None,
             log_prob_threshold=c.log_prob_threshold if len(c.temperatures) > 1 else None,
-            compression_ratio_threshold=2.4 if len(c.temperatures) > 1 else None,
+            compression_ratio_threshold=COMPRESSION_RATIO_MAX if len(c.temperatures) > 1 else None,
             vad_filter=False,
             suppress_blank=True,
         )

@@ -51,6 +51,23 @@ def test_settings_hash_from_config_alone() -> None:
     assert settings_hash(transcript_settings(load_config())) == ha
 
 
+def test_settings_hash_covers_the_encoder_window() -> None:
+    def asr(**kw: Any) -> dict[str, Any]:
+        return transcript_settings(load_config(overrides={"asr": kw}))["asr"]
+
+    full = asr(window="full")
+    f10 = asr(window="fitted", min_window_seconds=10)
+    f15 = asr(window="fitted", min_window_seconds=15)
+    assert f10["window"] == "fitted" and f10["min_window_seconds"] == 10.0
+    # full window: the key has no window entries, so transcripts stored before the option
+    # existed (all made with the full window) stay valid; min_window_seconds is irrelevant
+    assert "window" not in full and "min_window_seconds" not in full
+    assert asr(window="full", min_window_seconds=10) == full
+    hashes = {settings_hash({"asr": s}) for s in (full, f10, f15)}
+    assert len(hashes) == 3
+    assert transcript_settings(load_config())["asr"] == f15  # the default
+
+
 def test_cache_hit_skips_asr_and_other_settings_miss(
     calls_dir: Path, fake_pipeline: tuple[Pipeline, FakeEngine], tmp_path: Path
 ) -> None:

@@ -1,0 +1,187 @@
+"""Whisper decoding with the encoder window fitted to the utterance (recorded and live).
+
+faster-whisper pads every input to Whisper's 30 s window, and on CPU that encoder pass is
+most of a short utterance's cost. Here the utterance is padded with silence to
+``max(min_window_s, duration + pad_s)`` seconds (whole seconds, at most 30), its log-mel
+encoded and decoded directly on the CTranslate2 model: one ``encode`` + ``generate`` for a
+whole batch (each utterance padded to the longest in the batch). A *minimum* window matters:
+windows fitted tightly to short utterances cost accuracy on the shared clips.
+
+Results go through the engine's hallucination guard and text normalisation, as the 30 s
+path's do. Used by :class:`~qa_pipeline.asr.engine.AsrEngine` (``asr.window: fitted``) and
+the live service's :class:`~qa_pipeline.live.decoder.LiveDecoder`. Thread-safe.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..messages import SpeechSegment
+from ..text import normalise
+from .engine import MAX_TARGET_TOKENS, AsrResult
+
+if TYPE_CHECKING:
+    from .engine import AsrEngine
+
+SAMPLE_RATE = 16000
+HOP = 160  # samples per log-mel frame
+TIME_PRECISION = 0.02  # seconds per Whisper timestamp token
+MAX_WINDOW_S = 30
+MAX_PROMPT_PART = 223  # faster-whisper's cap on hotword / previous-text prompt tokens
+
+
+@dataclass(frozen=True, slots=True)
+class FittedOptions:
+    """How a fitted-window decode runs."""
+
+    min_window_s: float = 10.0
+    pad_s: float = 1.0
+    beam_size: int = 5
+    timestamps: bool = False  # decode in timestamp mode (timestamp tokens left out of the text)
+    cut_at_end: bool = False  # timestamp mode: stop at the first timestamp at/after the end
+    no_repeat_ngram_size: int = 0
+    initial_prompt: str | None = None
+    hotwords: str | None = None
+
+
+def fitted_window(duration: float, min_window_s: float, pad_s: float) -> int:
+    """Encoder window in whole seconds for an utterance of ``duration`` seconds."""
+    want = max(min_window_s, duration + pad_s)
+    return int(min(MAX_WINDOW_S, math.ceil(want)))
+
+
+def cut_at_timestamp(tokens: Sequence[int], timestamp_begin: int, duration: float) -> list[int]:
+    """Text tokens before the first timestamp at or after ``duration`` seconds."""
+    out: list[int] = []
+    for t in tokens:
+        if t >= timestamp_begin:
+            if (t - timestamp_begin) * TIME_PRECISION >= duration:
+                break
+            continue
+        out.append(t)
+    return out
+
+
+class FittedDecoder:
+    """Decodes batches of segments on one loaded :class:`AsrEngine`'s model with a fitted
+    encoder window. ``language: None`` in the engine's config = detected per segment."""
+
+    def __init__(self, engine: AsrEngine, opts: FittedOptions) -> None:
+        wm = engine.model
+        self.engine = engine
+        self.opts = opts
+        self._ct2 = wm.model
+        self._fe = wm.feature_extractor
+        self._hf = wm.hf_tokenizer
+        self._multilingual = bool(wm.model.is_multilingual)
+        self._language = engine.config.language if self._multilingual else "en"
+        self._tokenizers: dict[str, Any] = {}
+        self._tokenizer(self._language or "en")  # an unknown language code fails here
+
+    def _tokenizer(self, lang: str) -> Any:
+        from faster_whisper.tokenizer import Tokenizer
+
+        tok = self._tokenizers.get(lang)
+        if tok is None:  # a harmless race: two threads may build the same tokenizer
+            tok = Tokenizer(self._hf, self._multilingual, task="transcribe", language=lang)
+            self._tokenizers[lang] = tok
+        return tok
+
+    def prompt(self, tok: Any) -> list[int]:
+        """faster-whisper's prompt: [<|startofprev|> hotwords previous-text]
+        <|startoftranscript|> <|lang|> <|transcribe|> [<|notimestamps|>]."""
+        o = self.opts
+        prompt: list[int] = []
+        previous = tok.encode(" " + o.initial_prompt.strip()) if o.initial_prompt else []
+        if previous or o.hotwords:
+            prompt.append(tok.sot_prev)
+            if o.hotwords:
+                prompt.extend(tok.encode(" " + o.hotwords.strip())[:MAX_PROMPT_PART])
+            prompt.extend(previous[-MAX_PROMPT_PART:])
+        prompt.extend(tok.sot_sequence)
+        if not o.timestamps:
+            prompt.append(tok.no_timestamps)
+        return prompt
+
+    def features(self, audio: np.ndarray, window_s: int) -> np.ndarray:
+        """Log-mel of ``audio`` padded with silence (or cut) to ``window_s`` seconds."""
+        n = window_s * SAMPLE_RATE
+        padded = np.zeros(n, dtype=np.float32)
+        a = audio[:n]
+        padded[: len(a)] = a
+        feats = self._fe(padded, padding=0)
+        return np.ascontiguousarray(feats[:, : window_s * SAMPLE_RATE // HOP], dtype=np.float32)
+
+    def decode(self, segments: Sequence[SpeechSegment]) -> list[AsrResult]:
+        """One batched encode + generate for ``segments`` (blocking)."""
+        import ctranslate2
+
+        if not segments:
+            return []
+        o = self.opts
+        c = self.engine.config
+        t0 = time.perf_counter()
+        audios = [s.samples.astype(np.float32, copy=False) for s in segments]
+        durations = [len(a) / s.sample_rate for a, s in zip(audios, segments, strict=True)]
+        window = max(fitted_window(d, o.min_window_s, o.pad_s) for d in durations)
+        feats = np.stack([self.features(a, window) for a in audios])
+        max_new = min(
+            MAX_TARGET_TOKENS,
+            int(c.max_tokens_per_second * max(durations)) + 8 + (4 if o.timestamps else 0),
+        )
+        encoded = self._ct2.encode(ctranslate2.StorageView.from_array(feats), to_cpu=False)
+        if self._language is None:
+            detected = self._ct2.detect_language(encoded)
+            langs = [d[0][0][2:-2] for d in detected]  # '<|zh|>' -> 'zh'
+        else:
+            langs = [self._language] * len(segments)
+        toks = [self._tokenizer(lang) for lang in langs]
+        prompts = [self.prompt(t) for t in toks]
+        results = self._ct2.generate(
+            encoded,
+            prompts,
+            beam_size=o.beam_size,
+            patience=1.0,
+            length_penalty=1.0,
+            repetition_penalty=1.0,
+            no_repeat_ngram_size=o.no_repeat_ngram_size,
+            max_length=max(len(p) for p in prompts) + max_new,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=[-1],
+            max_initial_timestamp_index=50,
+        )
+        share = (time.perf_counter() - t0) / len(segments)
+        guard = self.engine.guard
+        out: list[AsrResult] = []
+        for seg, dur, res, tok, lang in zip(segments, durations, results, toks, langs, strict=True):
+            ids = list(res.sequences_ids[0])
+            tb = tok.timestamp_begin
+            text_ids = cut_at_timestamp(ids, tb, dur) if o.cut_at_end else ids
+            text_ids = [t for t in text_ids if t < tok.eot]  # no timestamps, no specials
+            raw = tok.decode(text_ids).strip()
+            n = max(1, len(ids))
+            avg_lp = float(res.scores[0]) * n / (n + 1) if res.scores else -math.inf
+            no_speech = float(res.no_speech_prob)
+            guarded = guard.check(raw, no_speech_prob=no_speech, avg_logprob=avg_lp)
+            out.append(
+                AsrResult(
+                    segment=seg,
+                    text=normalise(guarded.text) if guarded.text else "",
+                    raw_text=raw,
+                    confidence=round(math.exp(avg_lp), 4) if math.isfinite(avg_lp) else 0.0,
+                    no_speech_prob=round(no_speech, 4),
+                    language=lang,
+                    tokens=len(text_ids),
+                    seconds=share,
+                    dropped_reason=guarded.dropped_reason,
+                )
+            )
+        return out
