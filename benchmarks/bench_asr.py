@@ -196,7 +196,8 @@ def main() -> None:
     print(
         "\nRTF = wall seconds / audio seconds (lower is faster). ours: Pipeline.transcribe "
         f"(beam {cfg.asr.beam_size}, {cfg.asr.workers} workers x {cfg.asr.threads_per_worker} "
-        "thread). plain: WhisperModel(cpu_threads=2).transcribe per file/channel, beam 5, "
+        f"thread, window {cfg.asr.window}"
+        f"{f' >= {cfg.asr.min_window_seconds:g} s' if cfg.asr.window == 'fitted' else ''}). plain: WhisperModel(cpu_threads=2).transcribe per file/channel, beam 5, "
         "default fallback."
     )
 

@@ -25,10 +25,14 @@
    processes, from ``/proc/stat``): on a shared 2-core machine compare only ratios measured
    back to back, and distrust a pair where one side had company and the other not.
 
-Measured 2026-11-24 (2 cores, another process using up to one core at times), 20 files /
-424 s of audio, beam 5, ratios vs the plain loop right after each: window full 2.05–2.2×;
-fitted 10 s 4.9× (but CER 0.263 > 0.26); **fitted 15 s (the default) 2.85–3.8×, median
-over rounds ≥ 3×**; fitted 20 s 2.4–3.2×. See ``benchmarks/README.md``.
+Measured 2026-11-23 on the 2-core machine, 20 files / 424 s of audio, beam 5, 3 rounds
+per window with the machine otherwise idle (others ≈0 % of a core in every timing), median
+ratio vs the plain loop (4.0–5.2× real time): window full 3.10× (2.92–3.78; 15.2–15.9× real
+time); fitted 10 s 8.17× (~40×; but CER 0.263 > 0.26); **fitted 15 s, the default, 6.62×**
+(6.10–7.15; 30.7–32.3×); fitted 20 s 5.51× (23.9–25.7×). Earlier runs the same day while
+another process used up to one core: full 1.6–2.7×, fitted 15 s 2.7–5.3× (median of 5:
+3.1×), fitted 10 s 4.9–5.9×, fitted 20 s 2.4–4.6×: contention slows ours (both cores busy)
+more than the plain loop. See ``benchmarks/README.md``.
 """
 
 from __future__ import annotations

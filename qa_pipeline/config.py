@@ -75,7 +75,7 @@ class AsrConfig(_Model):
         "at least min_window_seconds (max(min_window_seconds, duration + 1 s), whole seconds, "
         "at most 30); 'full' = every segment padded to Whisper's 30 s window (faster-whisper's "
         "own decode). Measured on the shared zh clips, beam 5: full CER 0.251; fitted 15 s "
-        "CER 0.245 at ~1.8x the full window's throughput",
+        "CER 0.245 at about twice the full window's throughput on calls",
     )
     min_window_seconds: float = Field(
         default=15.0,
