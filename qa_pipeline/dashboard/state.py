@@ -33,6 +33,7 @@ from datetime import datetime
 from typing import Any
 
 from ..messages import CallInfo
+from ..rules.scoring import grade_of
 from ..sinks.base import Event, EventKind
 
 #: Grade names (Chinese, as on scorecards), English labels and minimum scores: the default
@@ -157,12 +158,7 @@ class DashboardState:
     # -- grades ------------------------------------------------------------------------------
 
     def grade_for(self, score: float, failed: bool) -> str:
-        if failed and self.fail_grade is not None:
-            return self.fail_grade
-        for name, _label, min_score in self.grades:
-            if score >= min_score:
-                return name
-        return self.grades[-1][0] if self.grades else ""
+        return grade_of(((n, m) for n, _label, m in self.grades), self.fail_grade, score, failed)
 
     def grade_labels(self) -> dict[str, str]:
         """Chinese grade name -> English label."""

@@ -26,7 +26,7 @@ from ..transcript import Transcript
 from .compiler import CompiledRule
 from .loader import RulePack
 from .nodes import CNode, Ev, SNode, UttCtx
-from .scoring import score_from
+from .scoring import deduction_of, grade_of, score_from
 from .textindex import Analysis
 from .timeline import TEvent, Timeline
 
@@ -121,14 +121,9 @@ class RuleInfo:
         self.max_deduction: float | None = spec.max_deduction
 
     def deduction(self, occurrences: int) -> float:
-        """:func:`.scoring.deduction` on the copied fields."""
-        if self.deduct_once:
-            d = self.weight
-            cap = self.max_deduction if self.max_deduction is not None else d
-        else:
-            d = self.weight * max(occurrences - self.tolerance, 1)
-            cap = self.max_deduction if self.max_deduction is not None else 3 * self.weight
-        return min(d, cap)
+        return deduction_of(
+            self.weight, self.tolerance, self.deduct_once, self.max_deduction, occurrences
+        )
 
 
 class PackTables:
@@ -153,7 +148,7 @@ class PackTables:
                 self.rules_of[rix].append(ri)
         self._hit_rules: dict[tuple[int, int], tuple[int, ...]] = {}
         st = pack.settings
-        self.grades: list[tuple[float, str]] = [(g.min_score, g.name) for g in st.grades]
+        self.grades: list[tuple[str, float]] = [(g.name, g.min_score) for g in st.grades]
         self.fail_grade: str | None = st.fail_grade
         self.grace: float = st.window_grace_seconds
         self.max_utt: float = st.max_utterance_seconds
@@ -184,13 +179,7 @@ class PackTables:
         return got
 
     def grade(self, score: float, failed: bool) -> str:
-        """:func:`.scoring.grade_for` on the copied grade table."""
-        if failed and self.fail_grade is not None:
-            return self.fail_grade
-        for min_score, name in self.grades:
-            if score >= min_score:
-                return name
-        return self.grades[-1][1]
+        return grade_of(self.grades, self.fail_grade, score, failed)
 
     def hit_rules(self, rix: int, hits: int) -> tuple[int, ...]:
         """Rule indices of the parts in mask ``hits`` (memoised)."""

@@ -91,7 +91,7 @@ class RulePack:
         matter to through its exact phrases (one Aho-Corasick pass; no fuzzy work), plus
         the rules that see every utterance; memoised on the analysis by the evaluator.
         Rules triggered by lazy atoms (fuzzy, regex, ...) are added per call from
-        :attr:`lazy_parts` while they can still change (:meth:`part_hit`)."""
+        :attr:`lazy_parts` while they can still change (:meth:`TextIndex.parts_hit`)."""
         by_atom = self.kw_by_atom[role]
         idx = set(self.always[role])
         for atom in a.spans:
@@ -110,17 +110,6 @@ class RulePack:
             if hit:
                 idx.update(hit)
         return tuple(sorted(idx))
-
-    def parts_hit(self, a: Any, keys: frozenset[Any]) -> None:
-        """:meth:`part_hit` for several parts at once (one prefiltered pass over the union
-        of their lazy atoms); the answers are memoised on the analysis."""
-        self.index.parts_hit(a, keys, self.part_atoms)
-
-    def part_hit(self, a: Any, key: Any) -> bool:
-        """Whether one of the lazy atoms of trigger part ``key`` occurs in the utterance
-        (computed with the fuzzy prefilter of :meth:`TextIndex.ensure`; memoised)."""
-        self.index.parts_hit(a, frozenset((key,)), self.part_atoms)
-        return bool(a.dispatch[key])
 
     def rule(self, rule_id: str) -> CompiledRule:
         for r in self.rules:

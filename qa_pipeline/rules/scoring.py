@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-from .compiler import CompiledRule
-from .schema import Settings
+from collections.abc import Iterable
 
 
-def deduction(rule: CompiledRule, occurrences: int) -> float:
+def deduction_of(
+    weight: float,
+    tolerance: int,
+    deduct_once: bool,
+    max_deduction: float | None,
+    occurrences: int,
+) -> float:
     """Points a failed rule takes off: its weight once, or per occurrence (beyond the
     tolerance) up to ``max_deduction`` (default 3 x weight)."""
-    spec = rule.spec
-    if spec.deduct == "once":
-        d = spec.weight
-        cap = spec.max_deduction if spec.max_deduction is not None else d
+    if deduct_once:
+        d = weight
+        cap = max_deduction if max_deduction is not None else d
     else:
-        n = max(occurrences - spec.tolerance, 1)
-        d = spec.weight * n
-        cap = spec.max_deduction if spec.max_deduction is not None else 3 * spec.weight
+        d = weight * max(occurrences - tolerance, 1)
+        cap = max_deduction if max_deduction is not None else 3 * weight
     return min(d, cap)
 
 
@@ -24,10 +27,15 @@ def score_from(deductions: float) -> float:
     return round(min(max(100.0 - deductions, 0.0), 100.0), 2)
 
 
-def grade_for(settings: Settings, score: float, failed: bool) -> str:
-    if failed and settings.fail_grade is not None:
-        return settings.fail_grade
-    for g in settings.grades:
-        if score >= g.min_score:
-            return g.name
-    return settings.grades[-1].name
+def grade_of(
+    grades: Iterable[tuple[str, float]], fail_grade: str | None, score: float, failed: bool
+) -> str:
+    """The grade of a score: ``fail_grade`` for a failed call, else the first grade (best
+    first) whose ``min_score`` the score reaches, else the last one."""
+    if failed and fail_grade is not None:
+        return fail_grade
+    name = ""
+    for name, min_score in grades:
+        if score >= min_score:
+            return name
+    return name

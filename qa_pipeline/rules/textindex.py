@@ -199,20 +199,23 @@ class _Fuzzy:
 
 
 class _Group:
-    """The lazy atoms one kind of dispatch needs, with the fuzzy prefilter's tables."""
+    """The lazy atoms one kind of dispatch needs; with ``prefilter`` (the group of every
+    lazy atom, :meth:`TextIndex._candidates`) also the fuzzy prefilter's tables."""
 
     __slots__ = ("by_exact", "inv", "long", "need", "other")
 
-    def __init__(self, ix: TextIndex, atoms: set[int]) -> None:
+    def __init__(self, ix: TextIndex, atoms: set[int], prefilter: bool = False) -> None:
         lazy = ix._lazy
         self.long = [i for i in sorted(atoms) if isinstance(lazy[i], _Fuzzy) and lazy[i].nsyl > 2]
         self.other = [i for i in sorted(atoms) if i not in set(self.long)]
         # syllable number -> positions in ``long`` of the phrases that have it
         self.inv: dict[int, list[int]] = {}
-        for k, i in enumerate(self.long):
-            for sn in sorted(lazy[i].nums):
-                self.inv.setdefault(sn, []).append(k)
-        self.need: list[int] = [lazy[i].need for i in self.long]
+        self.need: list[int] = []
+        if prefilter:
+            for k, i in enumerate(self.long):
+                for sn in sorted(lazy[i].nums):
+                    self.inv.setdefault(sn, []).append(k)
+            self.need = [lazy[i].need for i in self.long]
         by_exact: dict[int, list[int]] = {}
         for i in self.long:
             by_exact.setdefault(lazy[i].exact, []).append(i)
@@ -334,7 +337,7 @@ class TextIndex:
 
     def finish(self) -> None:
         self._lazy_atoms = [i for i, k in enumerate(self._kinds) if k != "keyword"]
-        self._all = _Group(self, set(self._lazy_atoms))
+        self._all = _Group(self, set(self._lazy_atoms), prefilter=True)
         ac = ahocorasick.Automaton()
         for key, atom in self._keyword.items():
             ac.add_word(key, (atom, len(key)))
@@ -490,14 +493,14 @@ class TextIndex:
         a.done.add(atom)
         p = self._lazy[atom]
         if isinstance(p, _Fuzzy) and p.nsyl > 2:
-            m = self._long_fuzzy(a, p)
+            m = self._long_fuzzy(a, atom, p)
         else:
             m = self._compute(a, atom)
         if m:
             a.spans[atom] = m
         return m
 
-    def _long_fuzzy(self, a: Analysis, p: _Fuzzy) -> list[Span]:
+    def _long_fuzzy(self, a: Analysis, atom: int, p: _Fuzzy) -> list[Span]:
         """One fuzzy phrase of three or more syllables, as :meth:`ensure` computes it."""
         exact = a.spans.get(p.exact)
         if exact:
@@ -506,10 +509,10 @@ class TextIndex:
             return []
         if a._pc is None:
             a._pinyin()
-        nums = p.nums
-        if sum(1 for sn in a._nums if sn in nums) < p.need:
-            return []
-        return _best_window(a, p)
+        cands = a._cands
+        if cands is None:
+            cands = self._candidates(a)
+        return _best_window(a, p) if atom in cands else []
 
     def _compute(self, a: Analysis, atom: int) -> list[Span]:
         p = self._lazy[atom]
