@@ -14,14 +14,16 @@ import dataclasses
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 
 SCHEMA_VERSION = "1.0"
 
-Samples = npt.NDArray[np.float32]
+# explicit alias: still a valid type where numpy is not importable (the isolated mypyc
+# build of the rule engine type-checks this module without numpy installed)
+Samples: TypeAlias = npt.NDArray[np.float32]
 
 
 class _FastEnum(enum.StrEnum):
