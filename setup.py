@@ -18,6 +18,7 @@ COMPILED = [
     "qa_pipeline/rules/nodes.py",
     "qa_pipeline/rules/timeline.py",
     "qa_pipeline/rules/engine.py",
+    "qa_pipeline/rules/scoring.py",
 ]
 
 

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 #: modules compiled with mypyc when the package is built (setup.py), in import order
-COMPILED_MODULES = ("textindex", "nodes", "timeline", "engine")
+COMPILED_MODULES = ("textindex", "nodes", "timeline", "scoring", "engine")
 
 
 def _compiled_state() -> tuple[bool, str]:

@@ -6,8 +6,8 @@ feeds a stored transcript through the very same object in one go.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
 
 from ..messages import (
     CallEnded,
@@ -30,9 +30,17 @@ from .scoring import deduction_of, grade_of, score_from
 from .textindex import Analysis
 from .timeline import TEvent, Timeline
 
-_NONE: list[Any] = []  # shared empty list: never appended to (see RuleRun)
-_ROLE_IX = {Role.AGENT: 0, Role.CUSTOMER: 1, Role.UNKNOWN: 2}
-_MAX_SEEN = 3
+_NONE: Final[list[Any]] = []  # shared empty list: never appended to (see RuleRun)
+# enum members and tables as Final module constants: compiled code reads them directly
+# instead of looking the class up in the module and the member on the class every time
+_AGENT: Final = Role.AGENT
+_CUSTOMER: Final = Role.CUSTOMER
+_UNKNOWN: Final = Role.UNKNOWN
+_PASSED: Final = Verdict.PASSED
+_FAILED: Final = Verdict.FAILED
+_NA: Final = Verdict.NOT_APPLICABLE
+_ROLE_IX: Final = {_AGENT: 0, _CUSTOMER: 1, _UNKNOWN: 2}
+_MAX_SEEN: Final = 3
 
 
 class Stats:
@@ -119,6 +127,10 @@ class RuleInfo:
         self.suggestion: str | None = spec.suggestion
         self.deduct_once: bool = spec.deduct == "once"
         self.max_deduction: float | None = spec.max_deduction
+        # the verdict of every call where the rule passes (immutable, shared)
+        self.passed = RuleVerdict(
+            spec.id, _PASSED, spec.severity, spec.weight, spec.description, 0.0, ""
+        )
 
     def deduction(self, occurrences: int) -> float:
         return deduction_of(
@@ -266,7 +278,7 @@ class RuleRun:
 
     def _na(self, reason: str) -> None:
         self.ev.dirty = True
-        self.verdict = Verdict.NOT_APPLICABLE
+        self.verdict = _NA
         self.na_reason = reason
         self.done = True
         self.body_open = False
@@ -357,7 +369,7 @@ class RuleRun:
 
     def _pass_require(self) -> None:
         self.ev.dirty = True
-        self.body_status = Verdict.PASSED
+        self.body_status = _PASSED
         self.body_open = False
         if self.when_ok:
             self.done = True
@@ -409,7 +421,7 @@ class RuleRun:
         for evidence, detail in evs:
             self.occ += 1
             if self.occ > tol:
-                self.body_status = Verdict.FAILED
+                self.body_status = _FAILED
                 extra = f"（第 {self.occ} 次，允许 {tol} 次）" if tol else ""
                 self._finding((evidence,), detail + extra)
 
@@ -439,13 +451,13 @@ class RuleRun:
         self.body_open = False
         if rule.require:
             if rule.body.found(self):
-                self.body_status = Verdict.PASSED
+                self.body_status = _PASSED
             else:
-                self.body_status = Verdict.FAILED
+                self.body_status = _FAILED
                 self.occ = 1
                 self._finding(self._window_evidence(), rule.body.detail(self) or "未满足")
         elif self.body_status is None:
-            self.body_status = Verdict.PASSED
+            self.body_status = _PASSED
         if self.when_ok:
             self.done = True
 
@@ -472,11 +484,11 @@ class RuleRun:
                 self._when_found()
         self.close_body()
         if not self.when_ok:
-            self.verdict = Verdict.NOT_APPLICABLE
+            self.verdict = _NA
             self.na_reason = "不适用：" + (rule.when.detail(self) if rule.when else "")
             self.held = _NONE
             return
-        self.verdict = self.body_status or Verdict.PASSED
+        self.verdict = self.body_status or _PASSED
 
 
 class CallEvaluator:
@@ -497,7 +509,7 @@ class CallEvaluator:
         self.ended: CallEnded | None = None
         self.out: list[Finding] = []
         self._all_findings: list[Finding] = []
-        self.turns = {Role.AGENT: 0, Role.CUSTOMER: 0, Role.UNKNOWN: 0}
+        self.turns = {_AGENT: 0, _CUSTOMER: 0, _UNKNOWN: 0}
         self.n = 0
         self.stats = Stats()
         self.statics, self.holiday_atoms = tables.statics(pack, call)
@@ -719,7 +731,7 @@ class CallEvaluator:
 
     def rule_ok(self, rule_id: str) -> bool:
         v = self._verdicts.get(rule_id)
-        return v in (Verdict.PASSED, Verdict.NOT_APPLICABLE)
+        return v in (_PASSED, _NA)
 
     def role_ends(self) -> dict[Role, float]:
         ends: dict[Role, float] = {}
@@ -729,7 +741,7 @@ class CallEvaluator:
                 if ch < len(self.call.channels):
                     r = self.call.channels[ch]
                     ends[r] = max(ends.get(r, 0.0), t)
-        for role in (Role.AGENT, Role.CUSTOMER):
+        for role in (_AGENT, _CUSTOMER):
             if role not in ends:
                 le = self.stats.last_end[_ROLE_IX[role]]
                 if le is not None:
@@ -743,10 +755,13 @@ class CallEvaluator:
         failed = False
         for run in self.runs:
             rule = run.rule
-            v = run.verdict or Verdict.PASSED
+            v = run.verdict or _PASSED
+            if v is _PASSED:
+                verdicts.append(rule.passed)
+                continue
             d = 0.0
             detail = ""
-            if v == Verdict.FAILED:
+            if v is _FAILED:
                 d = rule.deduction(run.occ)
                 total += d
                 if rule.critical:
@@ -754,7 +769,7 @@ class CallEvaluator:
                 detail = run.findings[0].message if run.findings else ""
                 if run.occ > 1:
                     detail = f"{run.occ} 次；" + detail
-            elif v == Verdict.NOT_APPLICABLE:
+            elif v is _NA:
                 detail = run.na_reason
             d = round(d, 2)
             key = (rule.index, v, detail, d)
@@ -784,13 +799,13 @@ class CallEvaluator:
     def _extras(self) -> tuple[tuple[str, float], ...]:
         s = self.stats
         out: list[tuple[str, float]] = [
-            ("agent_utterances", float(s.count(Role.AGENT))),
-            ("customer_utterances", float(s.count(Role.CUSTOMER))),
+            ("agent_utterances", float(s.count(_AGENT))),
+            ("customer_utterances", float(s.count(_CUSTOMER))),
         ]
-        secs = s.seconds(Role.AGENT)
+        secs = s.seconds(_AGENT)
         if secs > 0:
-            out.append(("agent_chars_per_minute", round(s.chars(Role.AGENT) / secs * 60, 1)))
-        lvl = s.level(Role.AGENT)
+            out.append(("agent_chars_per_minute", round(s.chars(_AGENT) / secs * 60, 1)))
+        lvl = s.level(_AGENT)
         if lvl is not None:
             out.append(("agent_level_dbfs", round(lvl, 1)))
         tl = self.timeline
@@ -809,9 +824,30 @@ class CallEvaluator:
 def score_transcript(pack: RulePack, transcript: Transcript) -> Scorecard:
     """Score a stored call: the live code path, fed in order of utterance end."""
     ev = CallEvaluator(pack, transcript.call)
-    for u in sorted(transcript.utterances, key=_end_key):
+    utts: Sequence[Utterance] = transcript.utterances
+    if not _in_end_order(utts):
+        utts = sorted(utts, key=_end_key)
+    for u in utts:
         ev.feed(u)
     return ev.end(transcript.ended)
+
+
+def _in_end_order(utts: Sequence[Utterance]) -> bool:
+    """Whether ``utts`` already are in the order :func:`_end_key` sorts them (stored
+    transcripts usually are): a pass over the list instead of a sort with a key per item."""
+    prev: Utterance | None = None
+    for u in utts:
+        if prev is not None:
+            if u.end != prev.end:
+                if u.end < prev.end:
+                    return False
+            elif u.start != prev.start:
+                if u.start < prev.start:
+                    return False
+            elif u.index < prev.index:
+                return False
+        prev = u
+    return True
 
 
 def _end_key(u: Utterance) -> tuple[float, float, int]:

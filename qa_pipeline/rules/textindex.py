@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import ahocorasick
 from pypinyin import lazy_pinyin
@@ -30,15 +30,15 @@ from ..text import match_form
 
 Span = tuple[int, int]
 
-_NUM_FOLD = str.maketrans("零〇一幺二两三四五六七八九", "0011223456789")
-_DIGIT_PY = ["ling", "yi", "er", "san", "si", "wu", "liu", "qi", "ba", "jiu"]
-_SYL_CACHE: dict[str, str] = {}
+_NUM_FOLD: Final = str.maketrans("零〇一幺二两三四五六七八九", "0011223456789")
+_DIGIT_PY: Final = ["ling", "yi", "er", "san", "si", "wu", "liu", "qi", "ba", "jiu"]
+_SYL_CACHE: Final[dict[str, str]] = {}
 # Per character, for str.translate (one C call per utterance instead of a loop):
-_PY_TABLE: dict[int, str] = {}  # char -> its syllable + "|"
-_SID_TABLE: dict[int, str] = {}  # char -> its syllable's id (one private-use character)
-_SID_OF: dict[str, str] = {}  # syllable -> id character
-_KNOWN: set[str] = set()  # characters in the tables
-_SID_BASE = 0xF0000  # supplementary private use area A: 65,534 syllables
+_PY_TABLE: Final[dict[int, str]] = {}  # char -> its syllable + "|"
+_SID_TABLE: Final[dict[int, str]] = {}  # char -> its syllable's id (one private-use character)
+_SID_OF: Final[dict[str, str]] = {}  # syllable -> id character
+_KNOWN: Final[set[str]] = set()  # characters in the tables
+_SID_BASE: Final = 0xF0000  # supplementary private use area A: 65,534 syllables
 
 
 def fold_text(mf: str) -> str:
@@ -235,7 +235,7 @@ class _Similar:
     threshold: float
 
 
-_ENTITY = {
+_ENTITY: Final = {
     "mobile": r"(?<!\d)1[3-9]\d{9}(?!\d)",
     "phone": r"(?<!\d)(?:1[3-9]\d{9}|0\d{2,3}\d{7,8}|[48]00\d{7}|\d{7,8})(?!\d)",
     "id_number": r"(?<!\d)\d{17}[\dx](?!\d)",
