@@ -19,7 +19,7 @@ Analyses are cached per pack by text (bounded), so scripted phrases that recur a
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import ahocorasick
@@ -39,6 +39,7 @@ _SID_TABLE: Final[dict[int, str]] = {}  # char -> its syllable's id (one private
 _SID_OF: Final[dict[str, str]] = {}  # syllable -> id character
 _KNOWN: Final[set[str]] = set()  # characters in the tables
 _SID_BASE: Final = 0xF0000  # supplementary private use area A: 65,534 syllables
+_MEMO_SIZE: Final = 8192  # stretches remembered per fuzzy phrase (_best_window)
 
 
 def fold_text(mf: str) -> str:
@@ -196,6 +197,11 @@ class _Fuzzy:
     sids: tuple[str, ...] = ()  # the distinct syllable ids of the phrase
     nums: frozenset[int] = frozenset()  # the same as syllable numbers
     need: int = 2  # shared syllables a window (and the utterance) must have to be scored
+    # the best window's span within a stretch of syllables (see _best_window), by stretch;
+    # (0, 0) when no window matches
+    memo: dict[str, tuple[int, int]] = field(
+        default_factory=dict, compare=False, hash=False, repr=False
+    )
 
 
 class _Group:
@@ -556,7 +562,6 @@ def _best_window(a: Analysis, p: _Fuzzy) -> list[Span]:
     first window in the order: length n, n-1, n+1, then left to right."""
     if a._pc is None:
         a._pinyin()
-    pc = a._pc or ""
     sid = a._sid
     m = len(a._syls)
     n = p.nsyl
@@ -578,6 +583,47 @@ def _best_window(a: Analysis, p: _Fuzzy) -> list[Span]:
             break
     else:
         return []
+    # The windows to score lie within syllables [first, end); the result depends on those
+    # syllables only (windows hold ``need`` hits each, all inside the stretch), so the same
+    # stretch in another utterance (a scripted sentence around a different number, say)
+    # has the same best window, shifted. Memoised per phrase by the stretch's syllables.
+    first = m
+    end = 0
+    for length in (n, n - 1, n + 1):
+        if length < 1 or length > m:
+            continue
+        last = m - length
+        for j in range(top):
+            lo = hit[j + need - 1] - length + 1
+            if lo < 0:
+                lo = 0
+            hi = hit[j]
+            if hi > last:
+                hi = last
+            if lo <= hi:
+                if lo < first:
+                    first = lo
+                if hi + length > end:
+                    end = hi + length
+    if first >= end:
+        return []
+    stretch = sid[first:end]
+    memo = p.memo
+    rel = memo.get(stretch)  # one lookup: safe when another thread clears the memo
+    if rel is not None:
+        return [] if rel[1] == 0 else [(rel[0] + first, rel[1] + first)]
+    found = _scan_windows(a, p, hit, top, m)
+    if len(memo) >= _MEMO_SIZE:
+        memo.clear()
+    memo[stretch] = (0, 0) if found is None else (found[0] - first, found[1] - first)
+    return [] if found is None else [found]
+
+
+def _scan_windows(a: Analysis, p: _Fuzzy, hit: list[int], top: int, m: int) -> Span | None:
+    """The scoring part of :func:`_best_window`: the best eligible window, or None."""
+    pc = a._pc or ""
+    n = p.nsyl
+    need = p.need
     starts = a._starts
     wins: list[str] = []
     where: list[Span] = []
@@ -604,11 +650,11 @@ def _best_window(a: Analysis, p: _Fuzzy) -> list[Span]:
                 where.append((i, i + length))
             done = hi
     if not wins:
-        return []
+        return None
     thr = p.threshold
     if thr > 0:
         best = process.extractOne(p.pc, wins, scorer=fuzz.ratio, score_cutoff=thr)
-        return [where[best[2]]] if best is not None else []
+        return where[best[2]] if best is not None else None
     top_score = 0.0
     found: Span | None = None
     for w, ws in zip(wins, where, strict=True):
@@ -616,4 +662,4 @@ def _best_window(a: Analysis, p: _Fuzzy) -> list[Span]:
         if sc > top_score:
             top_score = sc
             found = ws
-    return [found] if found is not None else []
+    return found

@@ -29,7 +29,15 @@ from qa_pipeline.rules import (
     load_pack,
     score_transcript,
 )
-from qa_pipeline.rules.textindex import Analysis, Span, TextIndex, _best_window, _Fuzzy
+from qa_pipeline.rules.textindex import (
+    Analysis,
+    Span,
+    TextIndex,
+    _best_window,
+    _Fuzzy,
+    fold_text,
+    syllables,
+)
 from qa_pipeline.transcript import Transcript
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_rules.py"
@@ -183,6 +191,29 @@ def test_fuzzy_window_search_equals_reference(
         a = _fresh(ix, text)
         for p in phrases:
             assert _best_window(a, p) == _reference_window(a, p), (text, p.pc)
+
+
+def test_fuzzy_window_memo_shifts_with_the_stretch(default_pack: RulePack) -> None:
+    """The same sentence at other offsets, at the start or end of the utterance, or next to
+    other words: answers from the per-phrase memo equal the full search, shifted."""
+    ix = default_pack.index
+    phrases = [p for p in ix._lazy if isinstance(p, _Fuzzy) and p.nsyl > 2]
+    cores = ["好的千年少等我帮您查一下", "这是公司的规定", "请问有什么可疑方林", "你听我说你搞错了"]
+    around = ["", "1", "您好", "我的手机号是13912345678", "嗯嗯对的好的", "38元"]
+    for p in phrases:
+        p.memo.clear()
+    texts = [pre + core + post for core in cores for pre in around for post in around]
+    found = 0
+    for text in texts:
+        a = _fresh(ix, text)
+        for p in phrases:
+            got = _best_window(a, p)
+            assert got == _reference_window(a, p), (text, p.pc)
+            found += bool(got)
+    assert found > len(texts)  # the cores do match some phrases
+    # one phrase seen in 4 x 36 utterances: far fewer distinct stretches were scored
+    wait = next(p for p in phrases if p.syls == tuple(syllables(fold_text("请您稍等"))))
+    assert 0 < len(wait.memo) < len(around) ** 2
 
 
 # ------------------------------------------------------------------------ pack layout
