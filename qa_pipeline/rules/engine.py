@@ -159,6 +159,13 @@ class PackTables:
                 self.keys[rix].append(key)
                 self.rules_of[rix].append(ri)
         self._hit_rules: dict[tuple[int, int], tuple[int, ...]] = {}
+        # per role index: rules each exact phrase (keyword atom) matters to; rules that see
+        # every utterance of the role
+        roles = (_AGENT, _CUSTOMER, _UNKNOWN)
+        self.kw_by_atom: list[dict[int, tuple[int, ...]]] = [
+            pack.kw_by_atom.get(r, {}) for r in roles
+        ]
+        self.always: list[tuple[int, ...]] = [pack.always.get(r, ()) for r in roles]
         st = pack.settings
         self.grades: list[tuple[str, float]] = [(g.name, g.min_score) for g in st.grades]
         self.fail_grade: str | None = st.fail_grade
@@ -189,6 +196,20 @@ class PackTables:
         if len(self._statics) < 50_000:
             self._statics[key] = got
         return got
+
+    def dispatch_for(self, a: Analysis, rix: int) -> tuple[int, ...]:
+        """Rules (indices, in order) that an utterance with analysis ``a`` and role index
+        ``rix`` can matter to through its exact phrases (one Aho-Corasick pass, no fuzzy
+        work), plus the rules that see every utterance; memoised on the analysis by the
+        evaluator. Rules triggered by lazy atoms (fuzzy, regex, ...) are added per call
+        from ``RulePack.lazy_parts`` while they can still change."""
+        by_atom = self.kw_by_atom[rix]
+        idx = set(self.always[rix])
+        for atom in a.spans:
+            hit = by_atom.get(atom)
+            if hit:
+                idx.update(hit)
+        return tuple(sorted(idx))
 
     def grade(self, score: float, failed: bool) -> str:
         return grade_of(self.grades, self.fail_grade, score, failed)
@@ -556,13 +577,13 @@ class CallEvaluator:
                 self.seen_in_window.append(x)
             self._close_windows(x)
         runs = self.runs
+        rix = _ROLE_IX[role]
         dcache = a.dispatch
         disp = dcache.get(role)
         if disp is None:
-            disp = dcache[role] = pack.dispatch_for(a, role)
+            disp = dcache[role] = self.tables.dispatch_for(a, rix)
         if self.dirty:
             self._live_parts()
-        rix = _ROLE_IX[role]
         live = self._live[rix]
         if self.reference:
             live = 0

@@ -86,20 +86,6 @@ class RulePack:
     max_window: float = 0.0  # utterances starting later are never in a first_* window
     engine_data: Any = None  # the evaluator's tables (engine.pack_tables)
 
-    def dispatch_for(self, a: Any, role: Role) -> tuple[int, ...]:
-        """Rules (indices, in order) that an utterance with analysis ``a`` of ``role`` can
-        matter to through its exact phrases (one Aho-Corasick pass; no fuzzy work), plus
-        the rules that see every utterance; memoised on the analysis by the evaluator.
-        Rules triggered by lazy atoms (fuzzy, regex, ...) are added per call from
-        :attr:`lazy_parts` while they can still change (:meth:`TextIndex.parts_hit`)."""
-        by_atom = self.kw_by_atom[role]
-        idx = set(self.always[role])
-        for atom in a.spans:
-            hit = by_atom.get(atom)
-            if hit:
-                idx.update(hit)
-        return tuple(sorted(idx))
-
     def full_dispatch(self, a: Any, role: Role) -> tuple[int, ...]:
         """Every rule an utterance can matter to, all lazy atoms computed (reference)."""
         by_atom = self.by_atom[role]

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .timeline import TEvent
 
 Ev = tuple[Evidence, str]
+_NO_SPAN: Final = (-1, -1)  # memoised "no match" (spans never start below 0)
 _WEEKDAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -275,19 +276,27 @@ class ULazy(UNode):
             ix.set_group(self.group, set(self.atoms))
 
     def match(self, x: UttCtx) -> Span | None:
+        # the answer depends on the text only: memoised on its analysis, by node
         a = x.a
+        memo = a.dispatch
+        got = memo.get(self)
+        if got is not None:
+            return None if got[0] < 0 else got
         g = self.group
         if g is not None and g not in a.groups:
             self.ix.ensure(a, g)
         spans = a.spans
         done = a.done
+        found: Span | None = None
         for atom in self.atoms:
             hits = spans.get(atom)
             if hits is None and atom not in done:
                 hits = self.ix.hits(a, atom)
             if hits:
-                return hits[0]
-        return None
+                found = hits[0]
+                break
+        memo[self] = _NO_SPAN if found is None else found
+        return found
 
 
 class UHolidayGreeting(UNode):

@@ -135,7 +135,8 @@ class Analysis:
         self.spans = spans  # atom -> spans, for keywords and for computed lazy atoms that hit
         self.done: set[int] = set()  # lazy atoms computed (hit or not)
         self.groups: set[Any] = set()  # atom groups computed (see TextIndex.ensure)
-        self.dispatch: dict[Any, Any] = {}  # role -> rules; trigger part -> hit
+        # role -> rules; trigger part -> hit; lazy matcher node -> its first span (nodes.ULazy)
+        self.dispatch: dict[Any, Any] = {}
         # per role index: lazy trigger parts checked / hit, as bits (see engine.PackTables)
         self.pknown = [0, 0, 0]
         self.phit = [0, 0, 0]
