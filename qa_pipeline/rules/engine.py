@@ -96,6 +96,7 @@ class RuleInfo:
         self.compiled = rule
         self.id: str = spec.id
         self.index: int = rule.index
+        self.bit: int = 1 << rule.index
         self.mode: str = rule.mode
         self.require: bool = rule.mode == "require"
         self.forbid: bool = rule.mode == "forbid"
@@ -158,14 +159,16 @@ class PackTables:
                 self.parts[rix].append((1 << k, ri, si, slot))
                 self.keys[rix].append(key)
                 self.rules_of[rix].append(ri)
-        self._hit_rules: dict[tuple[int, int], tuple[int, ...]] = {}
-        # per role index: rules each exact phrase (keyword atom) matters to; rules that see
-        # every utterance of the role
+        self._hit_rules: dict[tuple[int, int], int] = {}
+        # Sets of rules are int bit masks (bit i = rule index i): per role index, the rules
+        # each exact phrase (keyword atom) matters to, and the rules that see every
+        # utterance of the role
         roles = (_AGENT, _CUSTOMER, _UNKNOWN)
-        self.kw_by_atom: list[dict[int, tuple[int, ...]]] = [
-            pack.kw_by_atom.get(r, {}) for r in roles
+        self.kw_by_atom: list[dict[int, int]] = [
+            {atom: rule_mask(rules) for atom, rules in pack.kw_by_atom.get(r, {}).items()}
+            for r in roles
         ]
-        self.always: list[tuple[int, ...]] = [pack.always.get(r, ()) for r in roles]
+        self.always: list[int] = [rule_mask(pack.always.get(r, ())) for r in roles]
         st = pack.settings
         self.grades: list[tuple[str, float]] = [(g.name, g.min_score) for g in st.grades]
         self.fail_grade: str | None = st.fail_grade
@@ -197,41 +200,48 @@ class PackTables:
             self._statics[key] = got
         return got
 
-    def dispatch_for(self, a: Analysis, rix: int) -> tuple[int, ...]:
-        """Rules (indices, in order) that an utterance with analysis ``a`` and role index
-        ``rix`` can matter to through its exact phrases (one Aho-Corasick pass, no fuzzy
-        work), plus the rules that see every utterance; memoised on the analysis by the
-        evaluator. Rules triggered by lazy atoms (fuzzy, regex, ...) are added per call
-        from ``RulePack.lazy_parts`` while they can still change."""
+    def dispatch_for(self, a: Analysis, rix: int) -> int:
+        """The rules (bit mask) that an utterance with analysis ``a`` and role index ``rix``
+        can matter to through its exact phrases (one Aho-Corasick pass, no fuzzy work),
+        plus the rules that see every utterance; memoised on the analysis by the evaluator.
+        Rules triggered by lazy atoms (fuzzy, regex, ...) are added per call from
+        ``RulePack.lazy_parts`` while they can still change."""
         by_atom = self.kw_by_atom[rix]
-        idx = set(self.always[rix])
+        m = self.always[rix]
         for atom in a.spans:
             hit = by_atom.get(atom)
-            if hit:
-                idx.update(hit)
-        return tuple(sorted(idx))
+            if hit is not None:
+                m |= hit
+        return m
 
     def grade(self, score: float, failed: bool) -> str:
         return grade_of(self.grades, self.fail_grade, score, failed)
 
-    def hit_rules(self, rix: int, hits: int) -> tuple[int, ...]:
-        """Rule indices of the parts in mask ``hits`` (memoised)."""
+    def hit_rules(self, rix: int, hits: int) -> int:
+        """The rules (bit mask) of the parts in mask ``hits`` (memoised)."""
         key = (rix, hits)
         out = self._hit_rules.get(key)
         if out is None:
             rules = self.rules_of[rix]
-            found: set[int] = set()
+            out = 0
             k = 0
             m = hits
             while m:
                 if m & 1:
-                    found.add(rules[k])
+                    out |= 1 << rules[k]
                 m >>= 1
                 k += 1
-            out = tuple(sorted(found))
             if len(self._hit_rules) < 100_000:
                 self._hit_rules[key] = out
         return out
+
+
+def rule_mask(indices: Iterable[int]) -> int:
+    """Rule indices as a bit mask."""
+    m = 0
+    for i in indices:
+        m |= 1 << i
+    return m
 
 
 def pack_tables(pack: RulePack) -> PackTables:
@@ -539,7 +549,7 @@ class CallEvaluator:
             if tables.has_timeline
             else None
         )
-        self.hot: set[int] = set()
+        self.hot = 0  # rules that see every utterance for now (bit mask, see set_hot)
         self.seen_in_window: list[UttCtx] = []
         self.call_id = call.call_id
         self.runs = runs = [RuleRun(r, self) for r in tables.infos]
@@ -579,36 +589,39 @@ class CallEvaluator:
         runs = self.runs
         rix = _ROLE_IX[role]
         dcache = a.dispatch
-        disp = dcache.get(role)
-        if disp is None:
-            disp = dcache[role] = self.tables.dispatch_for(a, rix)
+        got = dcache.get(role)
+        if got is None:
+            got = dcache[role] = self.tables.dispatch_for(a, rix)
+        disp: int = got  # the rules to call, as a bit mask of rule indices
         if self.dirty:
             self._live_parts()
         live = self._live[rix]
         if self.reference:
             live = 0
-            disp = dcache.get(("full", role))
-            if disp is None:
-                disp = dcache["full", role] = pack.full_dispatch(a, role)
+            got = dcache.get(("full", role))
+            if got is None:
+                got = dcache["full", role] = rule_mask(pack.full_dispatch(a, role))
+            disp = got
         if live:
             unknown = live & ~a.pknown[rix]
             if unknown:
                 self._parts_miss(a, rix, unknown)
             hits = live & a.phit[rix]
             if hits:
-                extra = self.tables.hit_rules(rix, hits)
-                disp = tuple(sorted(set(disp).union(extra)))
-        hot = self.hot
-        if hot and not hot.issubset(disp):
-            disp = tuple(sorted(hot.union(disp)))
-        for i in disp:
-            run = runs[i]
-            if not run.done:
-                run.on_utt(x)
-                if run.wants_clock and not run.done:
-                    d = run.due()
-                    if d < self._due:
-                        self._due = d
+                disp |= self.tables.hit_rules(rix, hits)
+        disp |= self.hot
+        i = 0
+        while disp:  # in rule order
+            if disp & 1:
+                run = runs[i]
+                if not run.done:
+                    run.on_utt(x)
+                    if run.wants_clock and not run.done:
+                        d = run.due()
+                        if d < self._due:
+                            self._due = d
+            disp >>= 1
+            i += 1
         self.history.append(x)
         tl = self.timeline
         if tl is not None:
@@ -714,7 +727,7 @@ class CallEvaluator:
         self._windowed = []
         self._clock_runs = []
         self._tl_runs = {}
-        self.hot = set()
+        self.hot = 0
 
     # ------------------------------------------------------------------ internals
 
@@ -746,9 +759,9 @@ class CallEvaluator:
         its follow-up) registers here; otherwise rules only see utterances that hit
         their phrases."""
         if hot:
-            self.hot.add(run.rule.index)
+            self.hot |= run.rule.bit
         else:
-            self.hot.discard(run.rule.index)
+            self.hot &= ~run.rule.bit
 
     def rule_ok(self, rule_id: str) -> bool:
         v = self._verdicts.get(rule_id)
