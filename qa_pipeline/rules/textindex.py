@@ -39,6 +39,8 @@ _SID_TABLE: Final[dict[int, str]] = {}  # char -> its syllable's id (one private
 _SID_OF: Final[dict[str, str]] = {}  # syllable -> id character
 _KNOWN: Final[set[str]] = set()  # characters in the tables
 _SID_BASE: Final = 0xF0000  # supplementary private use area A: 65,534 syllables
+_NO_INTS: Final[list[int]] = []
+_NO_STRS: Final[list[str]] = []
 _MEMO_SIZE: Final = 8192  # stretches remembered per fuzzy phrase (_best_window)
 
 
@@ -97,11 +99,6 @@ def syllable_ids(text: str) -> str:
     return text.translate(_SID_TABLE)
 
 
-def syllable_numbers(ids: str) -> list[int]:
-    """The distinct syllables of ``ids`` (from :func:`syllable_ids`) as small ints."""
-    return [ord(c) - _SID_BASE for c in set(ids)]
-
-
 def syllables(text: str) -> list[str]:
     return [syllable(c) for c in text]
 
@@ -111,9 +108,7 @@ class Analysis:
 
     __slots__ = (
         "_cands",
-        "_nums",
         "_pc",
-        "_pj",
         "_sid",
         "_starts",
         "_syls",
@@ -140,17 +135,24 @@ class Analysis:
         # per role index: lazy trigger parts checked / hit, as bits (see engine.PackTables)
         self.pknown = [0, 0, 0]
         self.phit = [0, 0, 0]
+        # one syllable id character per character of fold (what fuzzy matching needs);
+        # the letters (compact pinyin, syllables and where each starts) only when a
+        # window has to be scored
+        self._sid: str | None = None
         self._pc: str | None = None
-        self._pj = ""
-        self._sid = ""  # one syllable id character per character of fold
-        self._nums: list[int] = []  # the distinct syllables, as numbers
+        self._starts: list[int] = _NO_INTS  # shared until _letters (never mutated)
+        self._syls: list[str] = _NO_STRS
         self._cands: set[int] | None = None  # long fuzzy atoms passing the prefilter
-        self._starts: list[int] = []
-        self._syls: list[str] = []
 
-    def _pinyin(self) -> None:
+    def _ids(self) -> str:
+        sid = syllable_ids(self.fold)
+        self._sid = sid
+        return sid
+
+    def _letters(self) -> None:
         fold = self.fold
-        sid = syllable_ids(fold)
+        if self._sid is None:
+            self._ids()  # learns the characters of the translate tables
         joined = fold.translate(_PY_TABLE)  # "qin|nin|sao|den|"
         syls = joined.split("|")
         syls.pop()
@@ -164,23 +166,20 @@ class Analysis:
         starts[i] = at
         self._starts = starts
         self._syls = syls
-        self._sid = sid
-        self._nums = syllable_numbers(sid)
         self._pc = joined.replace("|", "")
-        self._pj = "|" + joined
 
     @property
     def pinyin(self) -> str:
         """Compact folded pinyin (``qinninsaoden``)."""
         if self._pc is None:
-            self._pinyin()
+            self._letters()
         assert self._pc is not None
         return self._pc
 
     @property
     def syllables(self) -> list[str]:
         if self._pc is None:
-            self._pinyin()
+            self._letters()
         return self._syls
 
     def matched(self, span: Span) -> str:
@@ -191,12 +190,12 @@ class Analysis:
 class _Fuzzy:
     exact: int  # AC atom of the phrase's own fold (fast path)
     pc: str
-    pj: str
+    sid: str  # its syllable ids (one per syllable)
     nsyl: int
     threshold: float
     syls: tuple[str, ...] = ()
-    sids: tuple[str, ...] = ()  # the distinct syllable ids of the phrase
-    nums: frozenset[int] = frozenset()  # the same as syllable numbers
+    # the distinct syllable ids of the phrase (a list: compiled code iterates it fastest)
+    sids: list[str] = field(default_factory=list, compare=False)
     need: int = 2  # shared syllables a window (and the utterance) must have to be scored
     # the best window's span within a stretch of syllables (see _best_window), by stretch;
     # (0, 0) when no window matches
@@ -215,13 +214,13 @@ class _Group:
         lazy = ix._lazy
         self.long = [i for i in sorted(atoms) if isinstance(lazy[i], _Fuzzy) and lazy[i].nsyl > 2]
         self.other = [i for i in sorted(atoms) if i not in set(self.long)]
-        # syllable number -> positions in ``long`` of the phrases that have it
-        self.inv: dict[int, list[int]] = {}
+        # syllable id -> positions in ``long`` of the phrases that have it
+        self.inv: dict[str, list[int]] = {}
         self.need: list[int] = []
         if prefilter:
             for k, i in enumerate(self.long):
-                for sn in sorted(lazy[i].nums):
-                    self.inv.setdefault(sn, []).append(k)
+                for c in lazy[i].sids:
+                    self.inv.setdefault(c, []).append(k)
             self.need = [lazy[i].need for i in self.long]
         by_exact: dict[int, list[int]] = {}
         for i in self.long:
@@ -293,16 +292,15 @@ class TextIndex:
         key = ("fuzzy", fold, threshold)
         if key not in self._lazy_key:
             syls = syllables(fold)
-            sids = tuple(sorted(set(syllable_ids(fold))))
+            sids = sorted(set(syllable_ids(fold)))
             payload = _Fuzzy(
                 exact=self.keyword(phrase),
                 pc="".join(syls),
-                pj="|" + "|".join(syls) + "|",
+                sid=syllable_ids(fold),
                 nsyl=len(syls),
                 threshold=threshold,
                 syls=tuple(syls),
                 sids=sids,
-                nums=frozenset(ord(c) - _SID_BASE for c in sids),
                 need=max(2, -(-len(syls) // 2)),
             )
             self._lazy_key[key] = self._new("fuzzy", payload)
@@ -432,8 +430,6 @@ class TextIndex:
                 if atom not in done:
                     done.add(atom)
                     spans[atom] = list(spans[kw])
-        if a._pc is None:
-            a._pinyin()
         cands = a._cands
         if cands is None:
             cands = self._candidates(a)
@@ -453,17 +449,20 @@ class TextIndex:
         assert g is not None
         counts = [0] * len(g.long)  # distinct syllables shared with each phrase
         inv = g.inv
-        for sn in a._nums:
-            ks = inv.get(sn)
-            if ks is not None:
-                for k in ks:
-                    counts[k] += 1
+        sid = a._sid
+        if sid is None:
+            sid = a._ids()
         need = g.need
         long = g.long
         out: set[int] = set()
-        for k in range(len(long)):
-            if counts[k] >= need[k]:
-                out.add(long[k])
+        for c in set(sid):
+            ks = inv.get(c)
+            if ks is not None:
+                for k in ks:
+                    v = counts[k] + 1
+                    counts[k] = v
+                    if v == need[k]:  # distinct syllables: reaches ``need`` once
+                        out.add(long[k])
         a._cands = out
         return out
 
@@ -514,8 +513,6 @@ class TextIndex:
             return list(exact)
         if not a.fold:
             return []
-        if a._pc is None:
-            a._pinyin()
         cands = a._cands
         if cands is None:
             cands = self._candidates(a)
@@ -530,14 +527,12 @@ class TextIndex:
             exact = a.spans.get(p.exact)
             if exact:
                 return list(exact)
-            if a._pc is None:
-                a._pinyin()
-            if p.nsyl <= 2:
-                i = a._pj.find(p.pj)
-                if i < 0:
-                    return []
-                k = a._pj.count("|", 0, i)
-                return [(k, k + p.nsyl)]
+            if p.nsyl <= 2:  # the same syllables in a row (ids: one per syllable)
+                sid = a._sid
+                if sid is None:
+                    sid = a._ids()
+                i = sid.find(p.sid)
+                return [] if i < 0 else [(i, i + p.nsyl)]
             return _best_window(a, p)
         if isinstance(p, _Regex):
             if p.exclude is not None and p.exclude.search(fold):
@@ -561,10 +556,10 @@ def _best_window(a: Analysis, p: _Fuzzy) -> list[Span]:
     with the normalised Indel similarity of the folded pinyin. Only windows sharing at
     least half of the phrase's syllables (counting positions) are scored; ties go to the
     first window in the order: length n, n-1, n+1, then left to right."""
-    if a._pc is None:
-        a._pinyin()
     sid = a._sid
-    m = len(a._syls)
+    if sid is None:
+        sid = a._ids()
+    m = len(sid)
     n = p.nsyl
     need = p.need
     hit: list[int] = []
@@ -622,6 +617,8 @@ def _best_window(a: Analysis, p: _Fuzzy) -> list[Span]:
 
 def _scan_windows(a: Analysis, p: _Fuzzy, hit: list[int], top: int, m: int) -> Span | None:
     """The scoring part of :func:`_best_window`: the best eligible window, or None."""
+    if a._pc is None:
+        a._letters()
     pc = a._pc or ""
     n = p.nsyl
     need = p.need
