@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .timeline import TEvent
 
 Ev = tuple[Evidence, str]
+_NO_OUT: Final[list[Any]] = []  # shared empty list: never appended to
 _NO_SPAN: Final = (-1, -1)  # memoised "no match" (spans never start below 0)
 _WEEKDAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -39,6 +40,7 @@ class UttCtx:
     """One utterance as the rules see it."""
 
     __slots__ = (
+        "_whole",
         "a",
         "call_end",
         "channel",
@@ -65,8 +67,17 @@ class UttCtx:
         self.ev = ev  # the CallEvaluator (statics, holiday atoms)
         self.role_total = -1  # known only at call end
         self.call_end = -1.0
+        self._whole: Evidence | None = None
 
     def evidence(self, span: Span | None = None) -> Evidence:
+        if span is None:  # the whole utterance: made once (evidence is immutable)
+            ev = self._whole
+            if ev is None:
+                u = self.u
+                ev = self._whole = Evidence(
+                    start=u.start, end=u.end, utterance_index=u.index, role=u.role, text=u.text
+                )
+            return ev
         u = self.u
         return Evidence(
             start=u.start,
@@ -689,7 +700,7 @@ class CSequence(CNode):
 
     def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
         st = r.st[self.slot]
-        out: list[tuple[UttCtx, Span | None, str]] = []
+        out: list[tuple[UttCtx, Span | None, str]] = _NO_OUT  # made on the first event
         pending = st[0]
         u = x
         if pending:
@@ -703,17 +714,23 @@ class CSequence(CNode):
                     continue
                 if deadline is not None and u.start > deadline:
                     if self.missing:
+                        if not out:
+                            out = []
                         out.append((ax, aspan, f"{self.label}：{self.seconds:g} 秒内未出现"))
                     continue
                 if then_span is not None:
                     if not self.missing:
                         st[1] += 1
+                        if not out:
+                            out = []
                         out.append((x, then_span, self.label))
                     continue
                 if counts and left is not None:
                     left -= 1
                     if left <= 0:
                         if self.missing:
+                            if not out:
+                                out = []
                             out.append((ax, aspan, f"{self.label}：{self.turns} 轮内未出现"))
                         continue
                 keep.append([ax, aspan, left, deadline])
@@ -722,7 +739,7 @@ class CSequence(CNode):
         if s is not None:
             st[0].append([x, s, self.turns, u.end + self.seconds if self.seconds else None])
         r.ev.set_hot(r, bool(st[0]))
-        return self._events(r, out)
+        return self._events(r, out) if out else None
 
     def due(self, r: RuleRun) -> float:
         pend = r.st[self.slot][0]
