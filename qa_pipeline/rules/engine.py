@@ -498,12 +498,16 @@ class RuleRun:
         if fs is None and self.rule.first_turns is None:
             return (Evidence(start=0.0, end=ev.clock),)
         roles = self.rule.roles
-        seen = [x for x in ev.seen_in_window if roles is None or x.role in roles]
-        seen = [x for x in seen if self.in_window(x)][:_MAX_SEEN]
+        seen: list[Evidence] = []  # the first utterances of the window
+        for x in ev.seen_in_window:
+            if (roles is None or x.role in roles) and self.in_window(x):
+                seen.append(x.evidence())
+                if len(seen) >= _MAX_SEEN:
+                    break
         if not seen:
             end = fs if fs is not None else ev.clock
             return (Evidence(start=0.0, end=min(end, ev.clock)),)
-        return tuple(x.evidence() for x in seen)
+        return tuple(seen)
 
     def finish(self) -> None:
         if self.verdict is not None:
