@@ -261,6 +261,7 @@ class TextIndex:
         self._ac: ahocorasick.Automaton | None = None
         self._cache: dict[str, Analysis] = {}
         self._cache_size = cache_size
+        # remember analyses per text, and fuzzy-window results per stretch of syllables
         self.caching = True
         self._lazy_atoms: list[int] = []
         self._groups: dict[Any, _Group] = {}
@@ -351,6 +352,14 @@ class TextIndex:
         self._ac = ac
         self._cache.clear()
 
+    def clear_cache(self) -> None:
+        """Forget every analysed text and remembered fuzzy-window result (benchmarks: start
+        cold)."""
+        self._cache.clear()
+        for p in self._lazy:
+            if isinstance(p, _Fuzzy):
+                p.memo.clear()
+
     def set_group(self, key: Any, atoms: set[int]) -> None:
         """Name a set of lazy atoms computed together by :meth:`ensure` (e.g. the atoms
         that gate the rules of one role)."""
@@ -437,7 +446,7 @@ class TextIndex:
         for atom in long:
             if atom in cands and atom not in done:
                 done.add(atom)
-                hits = _best_window(a, lazy[atom])
+                hits = _best_window(a, lazy[atom], self.caching)
                 if hits:
                     spans[atom] = hits
         done.update(long)
@@ -516,7 +525,7 @@ class TextIndex:
         cands = a._cands
         if cands is None:
             cands = self._candidates(a)
-        return _best_window(a, p) if atom in cands else []
+        return _best_window(a, p, self.caching) if atom in cands else []
 
     def _compute(self, a: Analysis, atom: int) -> list[Span]:
         p = self._lazy[atom]
@@ -533,7 +542,7 @@ class TextIndex:
                     sid = a._ids()
                 i = sid.find(p.sid)
                 return [] if i < 0 else [(i, i + p.nsyl)]
-            return _best_window(a, p)
+            return _best_window(a, p, self.caching)
         if isinstance(p, _Regex):
             if p.exclude is not None and p.exclude.search(fold):
                 return []
@@ -550,12 +559,13 @@ class TextIndex:
         raise AssertionError(f"unknown atom kind {self._kinds[atom]}")
 
 
-def _best_window(a: Analysis, p: _Fuzzy) -> list[Span]:
+def _best_window(a: Analysis, p: _Fuzzy, memo: bool = True) -> list[Span]:
     """Best match of a fuzzy phrase over syllable-aligned windows of the utterance (phrase
     length -1 / +0 / +1 syllables, so a dropped or inserted syllable still aligns), scored
     with the normalised Indel similarity of the folded pinyin. Only windows sharing at
     least half of the phrase's syllables (counting positions) are scored; ties go to the
-    first window in the order: length n, n-1, n+1, then left to right."""
+    first window in the order: length n, n-1, n+1, then left to right. With ``memo`` (the
+    index's ``caching``), results are remembered per stretch of syllables (below)."""
     sid = a._sid
     if sid is None:
         sid = a._ids()
@@ -603,15 +613,18 @@ def _best_window(a: Analysis, p: _Fuzzy) -> list[Span]:
                     end = hi + length
     if first >= end:
         return []
+    if not memo:
+        found = _scan_windows(a, p, hit, top, m)
+        return [] if found is None else [found]
     stretch = sid[first:end]
-    memo = p.memo
-    rel = memo.get(stretch)  # one lookup: safe when another thread clears the memo
+    seen = p.memo
+    rel = seen.get(stretch)  # one lookup: safe when another thread clears the memo
     if rel is not None:
         return [] if rel[1] == 0 else [(rel[0] + first, rel[1] + first)]
     found = _scan_windows(a, p, hit, top, m)
-    if len(memo) >= _MEMO_SIZE:
-        memo.clear()
-    memo[stretch] = (0, 0) if found is None else (found[0] - first, found[1] - first)
+    if len(seen) >= _MEMO_SIZE:
+        seen.clear()
+    seen[stretch] = (0, 0) if found is None else (found[0] - first, found[1] - first)
     return [] if found is None else [found]
 
 
