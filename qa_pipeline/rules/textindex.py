@@ -41,7 +41,8 @@ _KNOWN: Final[set[str]] = set()  # characters in the tables
 _SID_BASE: Final = 0xF0000  # supplementary private use area A: 65,534 syllables
 _NO_INTS: Final[list[int]] = []
 _NO_STRS: Final[list[str]] = []
-_MEMO_SIZE: Final = 8192  # stretches remembered per fuzzy phrase (_best_window)
+# stretches remembered per fuzzy phrase (_best_window): at most ~0.6 MB per phrase
+_MEMO_SIZE: Final = 4096
 
 
 def fold_text(mf: str) -> str:
