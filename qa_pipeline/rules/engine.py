@@ -560,7 +560,7 @@ class CallEvaluator:
         self._windowed = [runs[i] for i in pack.windowed]
         self._max_window = pack.max_window
         self._clock_runs = [runs[i] for i in pack.clock_rules]
-        self._tl_runs = {
+        self._tl_runs: dict[str, list[tuple[float, RuleRun]]] = {
             kind: [(thr, runs[i]) for thr, i in lst] for kind, lst in pack.tl_by_kind.items()
         }
         self._live = [0, 0, 0]  # live lazy parts per role index (bits of PackTables.parts)
@@ -752,11 +752,14 @@ class CallEvaluator:
                 keep.append(run)
         self._windowed = keep
 
-    def _timeline(self, events: Iterable[TEvent]) -> None:
+    def _timeline(self, events: list[TEvent]) -> None:
+        tl_runs = self._tl_runs
         for e in events:
-            for thr, run in self._tl_runs.get(e.kind, ()):
-                if e.seconds >= thr and not run.done:
-                    run.on_tl(e)
+            runs = tl_runs.get(e.kind)
+            if runs is not None:
+                for thr, run in runs:
+                    if e.seconds >= thr and not run.done:
+                        run.on_tl(e)
 
     def set_hot(self, run: RuleRun, hot: bool) -> None:
         """A rule that needs every utterance for a while (e.g. a sequence waiting for

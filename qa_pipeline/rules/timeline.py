@@ -14,7 +14,7 @@ utterance (``max_utterance_seconds``) past it. Released utterances produce:
 
 from __future__ import annotations
 
-import heapq
+from heapq import heappop, heappush
 from typing import Final
 
 from ..messages import Evidence, Role
@@ -88,7 +88,7 @@ class Timeline:
 
     def push(self, x: UttCtx, now: float) -> list[TEvent]:
         u = x
-        heapq.heappush(self._heap, (u.start, self._seq, x))
+        heappush(self._heap, (u.start, self._seq, x))
         self._seq += 1
         wm = self._wm
         ch = max(u.channel, 0)
@@ -109,13 +109,13 @@ class Timeline:
         out: list[TEvent] = []
         heap = self._heap
         while heap and heap[0][0] <= bound:
-            self._process(heapq.heappop(heap)[2], out)
+            self._process(heappop(heap)[2], out)
         return out
 
     def flush(self) -> list[TEvent]:
         out: list[TEvent] = []
         while self._heap:
-            self._process(heapq.heappop(self._heap)[2], out)
+            self._process(heappop(self._heap)[2], out)
         return out
 
     def _process(self, x: UttCtx, out: list[TEvent]) -> None:
