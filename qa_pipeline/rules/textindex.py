@@ -13,7 +13,9 @@ For every utterance the pack needs:
   and the fuzzy / regex / similar-sentence / entity atoms a rule actually asks about.
 
 Analyses are cached per pack by text (bounded), so scripted phrases that recur across calls
-("您好，请问有什么可以帮您") are analysed once.
+("您好，请问有什么可以帮您") are analysed once; a fuzzy phrase's best window is also
+remembered by the stretch of syllables it depends on, so the same sentence inside another
+utterance (around a different number, say) is not scored again.
 """
 
 from __future__ import annotations
