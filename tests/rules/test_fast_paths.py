@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import random
 import shutil
@@ -68,6 +69,21 @@ def _fed(pack: RulePack, t: Transcript, reference: bool = False) -> object:
 def test_score_transcript_equals_feeding(default_pack: RulePack, calls: list[Transcript]) -> None:
     for t in calls:
         assert to_dict(score_transcript(default_pack, t)) == _fed(default_pack, t), t.call.call_id
+
+
+def test_score_transcript_any_stored_order(default_pack: RulePack, calls: list[Transcript]) -> None:
+    """Utterances stored in end order are fed as they are, any other order is sorted first:
+    the scorecard does not depend on how the transcript lists them."""
+    rng = random.Random(1)
+    shuffled = 0
+    for t in calls[:60]:
+        utts = list(t.utterances)
+        rng.shuffle(utts)
+        mixed = dataclasses.replace(t, utterances=tuple(utts))
+        shuffled += mixed.utterances != t.utterances
+        want = to_dict(score_transcript(default_pack, t))
+        assert to_dict(score_transcript(default_pack, mixed)) == want, t.call.call_id
+    assert shuffled > 30
 
 
 def _evaluator(pack: RulePack, t: Transcript, reference: bool) -> CallEvaluator:
