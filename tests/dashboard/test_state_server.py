@@ -1,5 +1,6 @@
 """DashboardState (running score, order, duplicates, redaction), the HTTP API with its token
-check, the SSE stream, and the Kafka feed (over a stand-in consumer)."""
+check, the SSE stream, and the Kafka feed over a stand-in consumer (consumer settings, bad
+records); tests/integration/test_dashboard_from_kafka.py reads a real broker."""
 
 from __future__ import annotations
 
