@@ -8,10 +8,14 @@ import email
 import email.policy
 import hashlib
 import hmac
+import shutil
 import socket
+import ssl
+import subprocess
 import time
 import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +26,14 @@ from pydantic import ValidationError
 
 from qa_pipeline.messages import CallInfo
 from qa_pipeline.metrics import PipelineMetrics
-from qa_pipeline.notify import NotifierSink, NotifyConfig, dingtalk_sign
+from qa_pipeline.notify import (
+    Notification,
+    NotifierSink,
+    NotifyConfig,
+    NotifyError,
+    build_notifier,
+    dingtalk_sign,
+)
 from qa_pipeline.sinks.base import Event, EventKind, FanOut
 
 FAST_RETRY = {"max_attempts": 3, "backoff_initial_s": 0.05, "backoff_max_s": 0.2}
@@ -352,6 +363,85 @@ def test_smtp_chinese_mail(smtp_server: tuple[int, list[Any]], stonewalling: lis
     assert "坐席：A1045" in text and "建议话术" in text
     low = email.message_from_bytes(received[2].original_content, policy=email.policy.default)
     assert "低分通话 59 分" in str(low["Subject"])
+
+
+@pytest.fixture
+def tls_smtp_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[int, list[Any], list[str]]]:
+    """An SMTP server that requires STARTTLS before AUTH (login qa-bot / s3cret), with a
+    self-signed certificate for 127.0.0.1 that the client trusts through SSL_CERT_FILE."""
+    controller_mod = pytest.importorskip("aiosmtpd.controller", reason="pip install aiosmtpd")
+    smtp_mod = pytest.importorskip("aiosmtpd.smtp", reason="pip install aiosmtpd")
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.fail("the STARTTLS test needs openssl: apt-get install -y openssl")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # ssl.create_default_context() trusts it
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    received: list[Any] = []
+    logins: list[str] = []
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+            received.append((envelope, session.authenticated, session.ssl is not None))
+            return "250 OK"
+
+    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+        ok = data.login == b"qa-bot" and data.password == b"s3cret"
+        logins.append(f"{mechanism}:{data.login.decode()}:{'ok' if ok else 'refused'}")
+        return smtp_mod.AuthResult(success=ok, handled=False)  # the server answers 535
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    controller = controller_mod.Controller(
+        Handler(),
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=server_tls,
+        require_starttls=True,
+        authenticator=authenticator,
+        auth_require_tls=True,
+    )
+    controller.start()
+    try:
+        yield port, received, logins
+    finally:
+        controller.stop()
+
+
+def test_smtp_starttls_and_login(tls_smtp_server: tuple[int, list[Any], list[str]]) -> None:
+    port, received, logins = tls_smtp_server
+    note = Notification("test", "call-tls-1", "【质检告警】测试", (("坐席", "A1"),))
+
+    def notifier(**kw: Any) -> Any:
+        cfg = {"type": "smtp", "host": "127.0.0.1", "port": port, "from": "qa-bot@example.com"}
+        cfg.update(to=["lead@example.com"], **kw)
+        return build_notifier(NotifyConfig.model_validate({"notifiers": [cfg]}).notifiers[0])
+
+    notifier(starttls=True, user="qa-bot", password="s3cret").send(note)
+    assert len(received) == 1
+    assert logins == ["PLAIN:qa-bot:ok"]
+    envelope, authenticated, over_tls = received[0]
+    assert authenticated and over_tls
+    msg = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
+    assert str(msg["Subject"]) == "【质检告警】测试"
+
+    with pytest.raises(NotifyError) as bad_login:  # refused: not worth retrying
+        notifier(starttls=True, user="qa-bot", password="wrong").send(note)
+    assert bad_login.value.reason == "smtp_auth" and not bad_login.value.retryable
+    with pytest.raises(NotifyError) as plain:  # the server insists on STARTTLS first
+        notifier().send(note)
+    assert plain.value.reason.startswith("smtp_5")
+    assert len(received) == 1
 
 
 # -- config ----------------------------------------------------------------------------------------
