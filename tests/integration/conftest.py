@@ -251,6 +251,25 @@ def replay(tmp_path: Path) -> Iterator[Any]:
         r.stop_quietly()
 
 
+@pytest.fixture
+def replay_test_calls(replay: Any, tmp_path: Path) -> Any:
+    """``run(bootstrap, prefix)``: replay the test calls (tests/sinks/data/calls) into Kafka
+    topics ``prefix + kind`` through the Kafka sink, and wait until every event is sent."""
+
+    def run(bootstrap: str, prefix: str) -> None:
+        r = replay(
+            "--transcripts", str(CALLS_DIR),
+            "--kafka", bootstrap,
+            "--topic-prefix", prefix,
+            "--spool", str(tmp_path / "spool"),
+            "--flush-timeout", "60",
+        )  # fmt: skip
+        r.wait_for("done", timeout=120)
+        assert r.wait(timeout=60) == 0
+
+    return run
+
+
 def wait_until(pred: Any, timeout: float, what: str, interval: float = 0.5) -> Any:
     deadline = time.monotonic() + timeout
     while True:

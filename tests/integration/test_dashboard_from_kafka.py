@@ -34,17 +34,9 @@ def _events() -> list[Any]:
     return out
 
 
-def test_dashboard_feed_reads_the_topics(kafka_server: Any, replay: Any, tmp_path: Path) -> None:
+def test_dashboard_feed_reads_the_topics(kafka_server: Any, replay_test_calls: Any) -> None:
     prefix = "dash."
-    r = replay(
-        "--transcripts", str(CALLS_DIR),
-        "--kafka", kafka_server.bootstrap,
-        "--topic-prefix", prefix,
-        "--spool", str(tmp_path / "spool"),
-        "--flush-timeout", "60",
-    )  # fmt: skip
-    r.wait_for("done", timeout=120)
-    assert r.wait(timeout=60) == 0
+    replay_test_calls(kafka_server.bootstrap, prefix)
     producer = KafkaProducer(bootstrap_servers=kafka_server.bootstrap)
     try:
         producer.send(prefix + "findings", b"not json").get(timeout=30)

@@ -15,19 +15,11 @@ CALLS_DIR = Path(__file__).resolve().parents[1] / "sinks" / "data" / "calls"
 
 
 def test_rescore_reads_the_transcripts_topic(
-    kafka_server: Any, replay: Any, tmp_path: Path
+    kafka_server: Any, replay_test_calls: Any, tmp_path: Path
 ) -> None:
     prefix = "rescore."
     for _ in range(2):  # the same calls twice: the reader must de-duplicate
-        r = replay(
-            "--transcripts", str(CALLS_DIR),
-            "--kafka", kafka_server.bootstrap,
-            "--topic-prefix", prefix,
-            "--spool", str(tmp_path / "spool"),
-            "--flush-timeout", "60",
-        )  # fmt: skip
-        r.wait_for("done", timeout=120)
-        assert r.wait(timeout=60) == 0
+        replay_test_calls(kafka_server.bootstrap, prefix)
 
     summary = rescore(
         RescoreOptions(
