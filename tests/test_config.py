@@ -19,17 +19,22 @@ def test_repo_default_config_is_valid() -> None:
     assert cfg == load_config()
 
 
-def test_every_error_reported_with_line(tmp_path: Path) -> None:
-    f = tmp_path / "bad.yaml"
-    f.write_text("asr:\n  beam_size: 0\n  colour: blue\nvad:\n  aggressiveness: 9\n")
+def _problems(f: Path, text: str) -> list[tuple[int, str]]:
+    """Load ``text`` from file ``f``: every problem reported, as (line, message)."""
+    f.write_text(text)
     with pytest.raises(ConfigError) as e:
         load_config(f)
-    msgs = [(loc.line, m) for loc, m in e.value.problems]
+    assert str(f) in str(e.value)
+    return [(loc.line, m) for loc, m in e.value.problems]
+
+
+def test_every_error_reported_with_line(tmp_path: Path) -> None:
+    f = tmp_path / "bad.yaml"
+    msgs = _problems(f, "asr:\n  beam_size: 0\n  colour: blue\nvad:\n  aggressiveness: 9\n")
     assert len(msgs) == 3
     assert any(line == 2 and "beam_size" in m for line, m in msgs)
     assert any(line == 3 and "colour" in m for line, m in msgs)
     assert any(line == 5 and "aggressiveness" in m for line, m in msgs)
-    assert str(f) in str(e.value)
 
 
 def test_duplicate_key_rejected(tmp_path: Path) -> None:
@@ -65,11 +70,7 @@ def test_asr_window_options(tmp_path: Path) -> None:
     cfg = load_config(overrides={"asr": {"window": "fitted", "min_window_seconds": 20}})
     assert cfg.asr.window == "fitted" and cfg.asr.min_window_seconds == 20.0
     assert load_config(overrides={"asr": {"window": "full"}}).asr.window == "full"
-    f = tmp_path / "w.yaml"
-    f.write_text("asr:\n  window: tight\n  min_window_seconds: 45\n")
-    with pytest.raises(ConfigError) as e:
-        load_config(f)
-    msgs = [(loc.line, m) for loc, m in e.value.problems]
+    msgs = _problems(tmp_path / "w.yaml", "asr:\n  window: tight\n  min_window_seconds: 45\n")
     assert len(msgs) == 2
     assert any(line == 2 and "asr.window" in m and "'fitted'" in m for line, m in msgs)
     assert any(line == 3 and "min_window_seconds" in m and "30" in m for line, m in msgs)

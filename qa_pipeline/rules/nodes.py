@@ -700,10 +700,11 @@ class CSequence(CNode):
 
     def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
         st = r.st[self.slot]
-        out: list[tuple[UttCtx, Span | None, str]] = _NO_OUT  # made on the first event
+        out: list[tuple[UttCtx, Span | None, str]] = _NO_OUT  # no anchors, no events
         pending = st[0]
         u = x
         if pending:
+            out = []
             keep = []
             then_span = self.then.match(x)
             counts = self.turn_role is None or u.role == self.turn_role
@@ -714,23 +715,17 @@ class CSequence(CNode):
                     continue
                 if deadline is not None and u.start > deadline:
                     if self.missing:
-                        if not out:
-                            out = []
                         out.append((ax, aspan, f"{self.label}：{self.seconds:g} 秒内未出现"))
                     continue
                 if then_span is not None:
                     if not self.missing:
                         st[1] += 1
-                        if not out:
-                            out = []
                         out.append((x, then_span, self.label))
                     continue
                 if counts and left is not None:
                     left -= 1
                     if left <= 0:
                         if self.missing:
-                            if not out:
-                                out = []
                             out.append((ax, aspan, f"{self.label}：{self.turns} 轮内未出现"))
                         continue
                 keep.append([ax, aspan, left, deadline])

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from replayed_calls import CALLS_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
-CALLS_DIR = ROOT / "tests" / "sinks" / "data" / "calls"
 
 INSTALL_HINT = {
     "java": "apt-get install -y openjdk-17-jre-headless",

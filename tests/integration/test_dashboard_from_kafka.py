@@ -5,33 +5,17 @@ skipped."""
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 from typing import Any
 
 from kafka import KafkaProducer
+from replayed_calls import CALLS_DIR, replayed_events
 
 from qa_pipeline.dashboard.kafka_feed import KafkaFeed, topics_of
 from qa_pipeline.dashboard.state import DashboardState
-from qa_pipeline.sinks import events_for_call
-from qa_pipeline.sinks.codec import finding_from_dict, scorecard_from_dict
 from qa_pipeline.sinks.kafka import KafkaTopics
-from qa_pipeline.transcript import transcript_from_dict
 
-CALLS_DIR = Path(__file__).resolve().parents[1] / "sinks" / "data" / "calls"
 COMPARED = ("score", "final", "grade", "failed", "findings", "utterances", "critical", "agent_id")
-
-
-def _events() -> list[Any]:
-    """The events the replay sends for the test calls (their ids are deterministic)."""
-    out = []
-    for path in sorted(CALLS_DIR.glob("*.json")):
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        t = transcript_from_dict(doc)
-        findings = [finding_from_dict(f, t.call.call_id) for f in doc["findings"]]
-        out += events_for_call(t, findings, scorecard_from_dict(doc["scorecard"], t.call.call_id))
-    return out
 
 
 def test_dashboard_feed_reads_the_topics(kafka_server: Any, replay_test_calls: Any) -> None:
@@ -43,7 +27,7 @@ def test_dashboard_feed_reads_the_topics(kafka_server: Any, replay_test_calls: A
     finally:
         producer.close()
 
-    events = _events()
+    events = replayed_events()
     kinds = ("findings", "alerts", "scorecards", "transcripts", "utterances")
     topics = KafkaTopics(**{k: prefix + k for k in kinds})
     state = DashboardState()

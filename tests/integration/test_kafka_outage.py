@@ -13,12 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
+from replayed_calls import CALLS_DIR, replayed_events
 
-from qa_pipeline.sinks import EventKind, Spool, events_for_call
-from qa_pipeline.sinks.codec import finding_from_dict, scorecard_from_dict
-from qa_pipeline.transcript import transcript_from_dict
-
-CALLS_DIR = Path(__file__).resolve().parents[1] / "sinks" / "data" / "calls"
+from qa_pipeline.sinks import EventKind, Spool
 
 TOPIC_OF = {
     EventKind.UTTERANCE: "utterances",
@@ -31,15 +28,7 @@ TOPIC_OF = {
 
 def expected_events() -> dict[str, tuple[str, str, int]]:
     """event_id -> (topic suffix, call id, seq) for the test calls (ids are deterministic)."""
-    out: dict[str, tuple[str, str, int]] = {}
-    for path in sorted(CALLS_DIR.glob("*.json")):
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        t = transcript_from_dict(doc)
-        fs = [finding_from_dict(f, t.call.call_id) for f in doc["findings"]]
-        sc = scorecard_from_dict(doc["scorecard"], t.call.call_id)
-        for e in events_for_call(t, fs, sc):
-            out[e.event_id] = (TOPIC_OF[e.kind], e.call_id, e.seq)
-    return out
+    return {e.event_id: (TOPIC_OF[e.kind], e.call_id, e.seq) for e in replayed_events()}
 
 
 def consume(bootstrap: str, prefix: str, want: set[str], timeout: float = 60) -> list[Any]:

@@ -11,8 +11,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from replayed_calls import CALLS_DIR
+
 ROOT = Path(__file__).resolve().parents[2]
-CALLS_DIR = ROOT / "tests" / "sinks" / "data" / "calls"
 
 
 def get_json(url: str) -> Any:

@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from replayed_calls import CALLS_DIR
+
 from qa_pipeline.rescore.run import RescoreOptions, rescore
 from qa_pipeline.rules import load_pack, score_transcript
 from qa_pipeline.transcript import transcript_from_dict
-
-CALLS_DIR = Path(__file__).resolve().parents[1] / "sinks" / "data" / "calls"
 
 
 def test_rescore_reads_the_transcripts_topic(
