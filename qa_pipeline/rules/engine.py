@@ -26,7 +26,7 @@ from ..transcript import Transcript
 from .compiler import CompiledRule
 from .loader import RulePack
 from .nodes import CNode, Ev, SNode, UttCtx
-from .scoring import deduction_of, grade_of, score_from
+from .scoring import deduction_of, fround, grade_of, score_from
 from .textindex import Analysis
 from .timeline import TEvent, Timeline
 
@@ -436,7 +436,7 @@ class RuleRun:
             rule.severity,
             msg,
             evidence,
-            round(now, 3),
+            fround(now, 3),
             rule.weight,
             rule.suggestion,
         )
@@ -812,7 +812,7 @@ class CallEvaluator:
                     detail = f"{run.occ} 次；" + detail
             elif v is _NA:
                 detail = run.na_reason
-            d = round(d, 2)
+            d = fround(d, 2)
             key = (rule.index, v, detail, d)
             cache = pack.verdict_cache
             rv = cache.get(key)
@@ -833,7 +833,7 @@ class CallEvaluator:
             findings=tuple(self._all_findings),
             rule_pack=pack.name,
             rule_pack_version=pack.version,
-            duration=round(self.call_end, 3),
+            duration=fround(self.call_end, 3),
             extras=self._extras(),
         )
 
@@ -845,19 +845,19 @@ class CallEvaluator:
         ]
         secs = s.seconds(_AGENT)
         if secs > 0:
-            out.append(("agent_chars_per_minute", round(s.chars(_AGENT) / secs * 60, 1)))
+            out.append(("agent_chars_per_minute", fround(s.chars(_AGENT) / secs * 60, 1)))
         lvl = s.level(_AGENT)
         if lvl is not None:
-            out.append(("agent_level_dbfs", round(lvl, 1)))
+            out.append(("agent_level_dbfs", fround(lvl, 1)))
         tl = self.timeline
         if tl is not None:
             if tl.gaps:
                 g = sorted(tl.gaps)
-                out.append(("response_gap_max", round(g[-1], 2)))
-                out.append(("response_gap_p90", round(g[min(int(0.9 * len(g)), len(g) - 1)], 2)))
+                out.append(("response_gap_max", fround(g[-1], 2)))
+                out.append(("response_gap_p90", fround(g[min(int(0.9 * len(g)), len(g) - 1)], 2)))
             if tl.silences:
-                out.append(("silence_total", round(sum(tl.silences), 2)))
-                out.append(("silence_max", round(max(tl.silences), 2)))
+                out.append(("silence_total", fround(sum(tl.silences), 2)))
+                out.append(("silence_max", fround(max(tl.silences), 2)))
             out.append(("talk_over_count", float(tl.overlaps)))
         return tuple(out)
 

@@ -2,7 +2,38 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+
+
+def fround(x: float, ndigits: int) -> float:
+    """``round(x, ndigits)``, same result, without the decimal
+    conversion ``round`` does (a noticeable share of scoring a call: every finding's time
+    and every scorecard figure is rounded).
+
+    With ``y = x * 10**ndigits`` (a float, within half an ulp of the exact product) and
+    |y| < 2**31, that error is below 1.2e-7; when y is further than 1e-6 from a half,
+    the exact product rounds to the same integer k as y. ``round`` returns the float
+    nearest to the decimal k / 10**ndigits, and so does the IEEE division k / 10**ndigits
+    (both operands exact). Near halves (where ``round`` breaks exact ties to even), at
+    zero (its sign), for large values, NaN and infinities: ``round`` itself."""
+    if ndigits == 2:
+        scale = 100.0
+    elif ndigits == 3:
+        scale = 1000.0
+    elif ndigits == 1:
+        scale = 10.0
+    else:
+        return round(x, ndigits)
+    y = x * scale
+    if -2147483648.0 < y < 2147483648.0:
+        f = float(math.floor(y))
+        d = y - f
+        if d < 0.499999 or d > 0.500001:
+            k = f + 1.0 if d > 0.5 else f
+            if k != 0.0:
+                return k / scale
+    return round(x, ndigits)
 
 
 def deduction_of(
@@ -24,7 +55,7 @@ def deduction_of(
 
 
 def score_from(deductions: float) -> float:
-    return round(min(max(100.0 - deductions, 0.0), 100.0), 2)
+    return fround(min(max(100.0 - deductions, 0.0), 100.0), 2)
 
 
 def grade_of(

@@ -4,6 +4,7 @@
 * dispatching with only the lazy atoms of undecided rules == with every atom computed;
 * lazily computed text atoms (per role group, or one at a time) == all atoms at once;
 * the fuzzy window search == scoring every window (the reference implementation);
+* ``fround`` == ``round``, ties and signed zeros included;
 * rule order (``files:`` in pack.yaml) and where the default pack is found.
 """
 
@@ -30,6 +31,7 @@ from qa_pipeline.rules import (
     load_pack,
     score_transcript,
 )
+from qa_pipeline.rules.scoring import fround
 from qa_pipeline.rules.textindex import (
     Analysis,
     Span,
@@ -287,3 +289,44 @@ def test_default_pack_path_falls_back_to_installed_copy(
     monkeypatch.setattr(sys, "prefix", str(prefix))
     assert default_pack_path() == shared
     assert load_pack().rule_ids == load_pack(shared).rule_ids
+
+
+def test_fround_is_round() -> None:
+    rng = random.Random(5)
+    values = [
+        0.0,
+        -0.0,
+        0.125,
+        0.375,
+        2.675,
+        -2.675,
+        1.005,
+        0.5,
+        -0.5,
+        1.5,
+        2.5,
+        0.045,
+        -0.001,
+        0.0049,
+        1e-9,
+        -1e-9,
+        123456.785,
+        2.0**31,
+        -(2.0**31),
+        1e300,
+        float("inf"),
+        float("-inf"),
+        5e-324,
+        99.995,
+        100.0 - 0.005,
+    ]
+    values += [rng.uniform(-1e4, 1e4) for _ in range(20_000)]
+    values += [rng.randrange(-(10**6), 10**6) / 1000 for _ in range(20_000)]  # many exact ties
+    values += [k / 8 for k in range(-2000, 2000)]
+    for x in values:
+        for nd in range(5):
+            want = round(x, nd)
+            got = fround(x, nd)
+            assert repr(got) == repr(want), (x, nd, got, want)
+    nan = fround(float("nan"), 2)
+    assert nan != nan
