@@ -3,8 +3,12 @@
 Flow: source -> ``AudioChunk`` -> VAD -> ``SpeechSegment`` -> ASR -> ``Utterance``
 -> rules -> ``Finding`` / ``RuleVerdict`` -> ``Scorecard`` -> sinks.
 
-Every message is a frozen, slotted dataclass; change one with ``dataclasses.replace``.
-Times are seconds on the call clock (0 = start of the call). All messages serialise
+Every message is a frozen ``msgspec.Struct`` (typed, slotted, immutable, hashable, and
+built in C: the rule engine makes tens of findings and evidence items per call, and a
+frozen dataclass's ``__init__`` cost several times as much); change one with
+:func:`replace`. Messages that cannot take part in a reference cycle (scalars, strings,
+enums and tuples of them) are ``gc=False``, out of the garbage collector's sight. Times are
+seconds on the call clock (0 = start of the call). All messages serialise
 to plain JSON-able dicts with :func:`to_dict` so a stage can also run behind Kafka.
 """
 
@@ -12,12 +16,15 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeAlias
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
+from msgspec.structs import replace
+
+__all__ = ["replace", "to_dict"]  # and the message classes below
 
 SCHEMA_VERSION = "1.0"
 
@@ -65,8 +72,7 @@ class Verdict(_FastEnum):
     NOT_APPLICABLE = "not_applicable"
 
 
-@dataclass(frozen=True, slots=True)
-class CallInfo:
+class CallInfo(msgspec.Struct, frozen=True):
     """What is known about a call when it starts (from metadata or the source).
 
     ``started_at`` is the wall-clock start (local time of the call centre) used by
@@ -82,8 +88,7 @@ class CallInfo:
     metadata: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class AudioChunk:
+class AudioChunk(msgspec.Struct, frozen=True, eq=False):
     """A piece of one channel's audio, mono float32 at ``sample_rate``."""
 
     call_id: str
@@ -94,8 +99,7 @@ class AudioChunk:
     samples: Samples
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class SpeechSegment:
+class SpeechSegment(msgspec.Struct, frozen=True, eq=False):
     """One stretch of speech on one channel, cut by the VAD (16 kHz float32 audio)."""
 
     call_id: str
@@ -111,8 +115,7 @@ class SpeechSegment:
         return self.end - self.start
 
 
-@dataclass(frozen=True, slots=True)
-class Utterance:
+class Utterance(msgspec.Struct, frozen=True, gc=False):
     """A transcribed speech segment: the unit the rules see.
 
     ``text`` is normalised (simplified Chinese, half-width, tidy punctuation);
@@ -138,8 +141,7 @@ class Utterance:
         return self.end - self.start
 
 
-@dataclass(frozen=True, slots=True)
-class CallEnded:
+class CallEnded(msgspec.Struct, frozen=True, gc=False):
     """Control event: the call is over. ``channel_ends`` is each channel's last audio time
     (for a recording, the file length; for a live line, when that side hung up)."""
 
@@ -148,8 +150,7 @@ class CallEnded:
     channel_ends: tuple[float, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Evidence:
+class Evidence(msgspec.Struct, frozen=True, gc=False):
     """Where a finding comes from: an utterance (or a time span) and the matched text."""
 
     start: float
@@ -160,8 +161,7 @@ class Evidence:
     matched: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
+class Finding(msgspec.Struct, frozen=True, gc=False):
     """A rule violation, emitted as soon as the rule has decided it."""
 
     call_id: str
@@ -174,8 +174,7 @@ class Finding:
     suggestion: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class RuleVerdict:
+class RuleVerdict(msgspec.Struct, frozen=True, gc=False):
     """One rule's outcome for a call, so a pass is visible as well as a failure."""
 
     rule_id: str
@@ -187,8 +186,7 @@ class RuleVerdict:
     detail: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Scorecard:
+class Scorecard(msgspec.Struct, frozen=True, gc=False):
     """The final result for one call."""
 
     call_id: str
@@ -200,7 +198,7 @@ class Scorecard:
     rule_pack: str = ""
     rule_pack_version: str = ""
     duration: float = 0.0
-    extras: tuple[tuple[str, float], ...] = field(default_factory=tuple)
+    extras: tuple[tuple[str, float], ...] = ()
 
 
 def to_dict(obj: Any) -> Any:
@@ -209,8 +207,16 @@ def to_dict(obj: Any) -> Any:
     numpy sample arrays are dropped (audio never goes into events); enums become their
     values, datetimes ISO strings.
     """
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+    if isinstance(obj, msgspec.Struct):
         out: dict[str, Any] = {}
+        for name in obj.__struct_fields__:
+            value = getattr(obj, name)
+            if isinstance(value, np.ndarray):
+                continue
+            out[name] = to_dict(value)
+        return out
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        out = {}
         for f in dataclasses.fields(obj):
             value = getattr(obj, f.name)
             if isinstance(value, np.ndarray):

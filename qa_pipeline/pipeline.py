@@ -18,7 +18,7 @@ from .asr.engine import AsrEngine, AsrResult, to_utterances
 from .audio import CallAudio, load_call
 from .config import PipelineConfig
 from .errors import AudioError, QAError
-from .messages import CallEnded, CallInfo, Scorecard, SpeechSegment
+from .messages import CallEnded, CallInfo, Scorecard, SpeechSegment, replace
 from .transcript import Transcript, call_from_dict
 from .vad import merge_by_start, merge_turns, segment_channel
 
@@ -270,11 +270,11 @@ class Pipeline:
         doc = store.cached_doc(sha, h) if sha else None
         if doc is not None:
             cached = transcript_from_dict(doc)
-            transcript = _replace(
+            transcript = _replace(  # a Transcript (dataclass) of messages (structs)
                 cached,
-                call=_replace(info, channels=cached.call.channels),
-                utterances=tuple(_replace(u, call_id=info.call_id) for u in cached.utterances),
-                ended=_replace(cached.ended, call_id=info.call_id),
+                call=replace(info, channels=cached.call.channels),
+                utterances=tuple(replace(u, call_id=info.call_id) for u in cached.utterances),
+                ended=replace(cached.ended, call_id=info.call_id),
             )
             speech = sum(u.duration for u in transcript.utterances)
             stats = AsrStats(
@@ -287,6 +287,4 @@ class Pipeline:
 
 
 def _with_roles(info: CallInfo, audio: CallAudio) -> CallInfo:
-    from dataclasses import replace
-
     return replace(info, channels=audio.roles)

@@ -19,7 +19,6 @@ import collections
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -28,7 +27,15 @@ import soxr
 from ..asr.engine import AsrResult
 from ..audio import resample
 from ..config import VadConfig
-from ..messages import AudioChunk, CallEnded, CallInfo, Finding, Scorecard, SpeechSegment
+from ..messages import (
+    AudioChunk,
+    CallEnded,
+    CallInfo,
+    Finding,
+    Scorecard,
+    SpeechSegment,
+    replace,
+)
 from ..rules import CallEvaluator, RulePack
 from ..sinks.base import Event, EventFactory
 from ..vad import StreamingVad

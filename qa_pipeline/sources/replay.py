@@ -12,12 +12,11 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 from ..audio import load_call
 from ..errors import QAError
-from ..messages import AudioChunk, CallInfo, Role, Samples
+from ..messages import AudioChunk, CallInfo, Role, Samples, replace
 from .base import CallHandler, EndReason
 
 log = logging.getLogger("qa_pipeline.sources.replay")
