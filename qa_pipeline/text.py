@@ -50,7 +50,8 @@ def normalise(text: str) -> str:
 
 def match_form(text: str) -> str:
     """The form rules match on: simplified, half-width, lower-case, no punctuation/spaces."""
-    text = unicodedata.normalize("NFKC", text)
+    if not unicodedata.is_normalized("NFKC", text):  # a quick check; half the time it is
+        text = unicodedata.normalize("NFKC", text)
     text = to_simplified(text).lower()
     return _PUNCT_RE.sub("", text)
 

@@ -301,7 +301,7 @@ class ULazy(UNode):
         found: Span | None = None
         for atom in self.atoms:
             hits = spans.get(atom)
-            if hits is None and atom not in done:
+            if hits is None and not done >> atom & 1:
                 hits = self.ix.hits(a, atom)
             if hits:
                 found = hits[0]

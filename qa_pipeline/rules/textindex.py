@@ -32,7 +32,11 @@ from ..text import match_form
 
 Span = tuple[int, int]
 
-_NUM_FOLD: Final = str.maketrans("零〇一幺二两三四五六七八九", "0011223456789")
+_NUMERALS: Final = "零〇一幺二两三四五六七八九"
+_NUM_FOLD: Final = str.maketrans(_NUMERALS, "0011223456789")
+# the numerals of a text, found by one regex scan (str.translate looks every character up
+# in a dict: several times slower on a Chinese sentence, which seldom holds a numeral)
+_NUMERAL_RE: Final = re.compile(f"[{_NUMERALS}]+")
 _DIGIT_PY: Final = ["ling", "yi", "er", "san", "si", "wu", "liu", "qi", "ba", "jiu"]
 _SYL_CACHE: Final[dict[str, str]] = {}
 # Per character, for str.translate (one C call per utterance instead of a loop):
@@ -49,7 +53,13 @@ _MEMO_SIZE: Final = 4096
 
 def fold_text(mf: str) -> str:
     """Fold Chinese numerals to digits, character for character (spans stay aligned)."""
-    return mf.translate(_NUM_FOLD)
+    if _NUMERAL_RE.search(mf) is None:
+        return mf
+    return _NUMERAL_RE.sub(_fold_numerals, mf)
+
+
+def _fold_numerals(m: re.Match[str]) -> str:
+    return m.group().translate(_NUM_FOLD)
 
 
 def fold_syllable(s: str) -> str:
@@ -131,7 +141,7 @@ class Analysis:
         self.mf = mf
         self.fold = fold
         self.spans = spans  # atom -> spans, for keywords and for computed lazy atoms that hit
-        self.done: set[int] = set()  # lazy atoms computed (hit or not)
+        self.done = 0  # lazy atoms computed (hit or not), as bits (1 << atom)
         self.groups: set[Any] = set()  # atom groups computed (see TextIndex.ensure)
         # role -> rules; trigger part -> hit; lazy matcher node -> its first span (nodes.ULazy)
         self.dispatch: dict[Any, Any] = {}
@@ -211,12 +221,13 @@ class _Group:
     """The lazy atoms one kind of dispatch needs; with ``prefilter`` (the group of every
     lazy atom, :meth:`TextIndex._candidates`) also the fuzzy prefilter's tables."""
 
-    __slots__ = ("by_exact", "inv", "long", "need", "other")
+    __slots__ = ("by_exact", "inv", "long", "mask", "need", "other")
 
     def __init__(self, ix: TextIndex, atoms: set[int], prefilter: bool = False) -> None:
         lazy = ix._lazy
         self.long = [i for i in sorted(atoms) if isinstance(lazy[i], _Fuzzy) and lazy[i].nsyl > 2]
         self.other = [i for i in sorted(atoms) if i not in set(self.long)]
+        self.mask = sum(1 << i for i in atoms)  # as Analysis.done
         # syllable id -> positions in ``long`` of the phrases that have it
         self.inv: dict[str, list[int]] = {}
         self.need: list[int] = []
@@ -384,7 +395,7 @@ class TextIndex:
         if a is not None:
             return a
         mf = match_form(text)
-        fold = mf.translate(_NUM_FOLD)
+        fold = fold_text(mf)
         spans: dict[int, list[Span]] = {}
         ac = self._ac
         if ac is None:
@@ -424,35 +435,31 @@ class TextIndex:
         spans = a.spans
         done = a.done
         if not a.fold:
-            done.update(g.other)
-            done.update(g.long)
+            a.done = done | g.mask
             return
         for atom in g.other:
-            if atom not in done:
-                done.add(atom)
+            if not done >> atom & 1:
                 hits = self._compute(a, atom)
                 if hits:
                     spans[atom] = hits
         long = g.long
-        if not long:
-            return
-        by_exact = g.by_exact
-        for kw in [k for k in spans if k in by_exact]:
-            for atom in by_exact[kw]:
-                if atom not in done:
-                    done.add(atom)
-                    spans[atom] = list(spans[kw])
-        cands = a._cands
-        if cands is None:
-            cands = self._candidates(a)
-        lazy = self._lazy
-        for atom in long:
-            if atom in cands and atom not in done:
-                done.add(atom)
-                hits = _best_window(a, lazy[atom], self.caching)
-                if hits:
-                    spans[atom] = hits
-        done.update(long)
+        if long:
+            by_exact = g.by_exact
+            for kw in [k for k in spans if k in by_exact]:
+                for atom in by_exact[kw]:
+                    if not done >> atom & 1:
+                        done |= 1 << atom
+                        spans[atom] = list(spans[kw])
+            cands = a._cands
+            if cands is None:
+                cands = self._candidates(a)
+            lazy = self._lazy
+            for atom in long:
+                if atom in cands and not done >> atom & 1:
+                    hits = _best_window(a, lazy[atom], self.caching)
+                    if hits:
+                        spans[atom] = hits
+        a.done |= g.mask
 
     def _candidates(self, a: Analysis) -> set[int]:
         """The long fuzzy atoms of the pack sharing at least ``need`` distinct syllables with
@@ -506,9 +513,9 @@ class TextIndex:
         s = a.spans.get(atom)
         if s is not None:
             return s
-        if atom in a.done or self._kinds[atom] == "keyword":
+        if a.done >> atom & 1 or self._kinds[atom] == "keyword":
             return []
-        a.done.add(atom)
+        a.done |= 1 << atom
         p = self._lazy[atom]
         if isinstance(p, _Fuzzy) and p.nsyl > 2:
             m = self._long_fuzzy(a, atom, p)
@@ -547,6 +554,8 @@ class TextIndex:
                 return [] if i < 0 else [(i, i + p.nsyl)]
             return _best_window(a, p, self.caching)
         if isinstance(p, _Regex):
+            if p.pattern.search(fold) is None:  # the usual answer, without an iterator
+                return []
             if p.exclude is not None and p.exclude.search(fold):
                 return []
             return [m.span() for m in p.pattern.finditer(fold) if m.end() > m.start()]

@@ -5,6 +5,7 @@
 * lazily computed text atoms (per role group, or one at a time) == all atoms at once;
 * the fuzzy window search == scoring every window (the reference implementation);
 * ``fround`` == ``round``, ties and signed zeros included;
+* folding numerals by regex == ``str.translate`` with the whole table;
 * rule order (``files:`` in pack.yaml) and where the default pack is found.
 """
 
@@ -330,3 +331,13 @@ def test_fround_is_round() -> None:
             assert repr(got) == repr(want), (x, nd, got, want)
     nan = fround(float("nan"), 2)
     assert nan != nan
+
+
+def test_fold_text_is_translate() -> None:
+    from qa_pipeline.rules.textindex import _NUM_FOLD
+
+    rng = random.Random(3)
+    alphabet = "零〇一幺二两三四五六七八九十百千万0123456789请您稍等的了是ab，"
+    for _ in range(5000):
+        s = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 30)))
+        assert fold_text(s) == s.translate(_NUM_FOLD)
