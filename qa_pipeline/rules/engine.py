@@ -56,8 +56,8 @@ class Stats:
         self.level_n = [0, 0, 0]
         self.last_end: list[float | None] = [None, None, None]
 
-    def add(self, u: UttCtx, nchars: int) -> None:
-        i = _ROLE_IX[u.role]
+    def add(self, u: UttCtx, i: int, nchars: int) -> None:
+        """Count utterance ``u`` of role index ``i``."""
         self.count_[i] += 1
         self.chars_[i] += nchars
         self.secs[i] += max(u.end - u.start, 0.0)
@@ -585,13 +585,13 @@ class CallEvaluator:
         turns[role] = turn + 1
         x = UttCtx(utt, a, turn, self.n, self)
         self.n += 1
-        self.stats.add(x, len(a.mf))
+        rix = _ROLE_IX[role]
+        self.stats.add(x, rix, len(a.mf))
         if self._windowed:
-            if utt.start < self._max_window:
+            if x.start < self._max_window:
                 self.seen_in_window.append(x)
             self._close_windows(x)
         runs = self.runs
-        rix = _ROLE_IX[role]
         dcache = a.dispatch
         got = dcache.get(role)
         if got is None:
@@ -875,19 +875,23 @@ def score_transcript(pack: RulePack, transcript: Transcript) -> Scorecard:
 
 def _in_end_order(utts: Sequence[Utterance]) -> bool:
     """Whether ``utts`` already are in the order :func:`_end_key` sorts them (stored
-    transcripts usually are): a pass over the list instead of a sort with a key per item."""
+    transcripts usually are): a pass over the list instead of a sort with a key per item
+    (one attribute read per utterance while the ends increase)."""
     prev: Utterance | None = None
+    pend = -float("inf")
     for u in utts:
-        if prev is not None:
-            if u.end != prev.end:
-                if u.end < prev.end:
-                    return False
-            elif u.start != prev.start:
+        end = u.end
+        if end != pend:
+            if end < pend:
+                return False
+        elif prev is not None:
+            if u.start != prev.start:
                 if u.start < prev.start:
                     return False
             elif u.index < prev.index:
                 return False
         prev = u
+        pend = end
     return True
 
 

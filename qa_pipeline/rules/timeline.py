@@ -22,6 +22,7 @@ from .nodes import UttCtx
 
 _AGENT: Final = Role.AGENT
 _CUSTOMER: Final = Role.CUSTOMER
+_NO_EVENTS: Final[list[TEvent]] = []  # shared, never mutated: release() with nothing due
 
 
 class TEvent:
@@ -106,8 +107,10 @@ class Timeline:
                 w = floor
             if w < bound:
                 bound = w
-        out: list[TEvent] = []
         heap = self._heap
+        if not heap or heap[0][0] > bound:
+            return _NO_EVENTS
+        out: list[TEvent] = []
         while heap and heap[0][0] <= bound:
             self._process(heappop(heap)[2], out)
         return out
