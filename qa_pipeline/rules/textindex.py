@@ -155,7 +155,8 @@ class Analysis:
         self._pc: str | None = None
         self._starts: list[int] = _NO_INTS  # shared until _letters (never mutated)
         self._syls: list[str] = _NO_STRS
-        self._cands: set[int] | None = None  # long fuzzy atoms passing the prefilter
+        # long fuzzy atoms passing the prefilter, as bits (TextIndex._cbit); -1: not yet
+        self._cands = -1
 
     def _ids(self) -> str:
         sid = syllable_ids(self.fold)
@@ -219,23 +220,37 @@ class _Fuzzy:
 
 class _Group:
     """The lazy atoms one kind of dispatch needs; with ``prefilter`` (the group of every
-    lazy atom, :meth:`TextIndex._candidates`) also the fuzzy prefilter's tables."""
+    lazy atom, :meth:`TextIndex._candidates`) also the fuzzy prefilter's tables.
 
-    __slots__ = ("by_exact", "inv", "long", "mask", "need", "other")
+    The prefilter counts, for every long phrase at once, the distinct syllables it shares
+    with the utterance, in one integer: phrase ``k`` has a field of ``width`` bits at
+    ``k * width``. Each syllable adds its phrases' ones (``add``); the fields start at
+    ``2**(width-1) - need`` (``bias``), so a field's top bit (``top``) is set exactly when
+    its count reached ``need``. ``width`` is chosen so that no field overflows."""
+
+    __slots__ = ("add", "bias", "by_exact", "long", "mask", "other", "top", "width")
 
     def __init__(self, ix: TextIndex, atoms: set[int], prefilter: bool = False) -> None:
         lazy = ix._lazy
         self.long = [i for i in sorted(atoms) if isinstance(lazy[i], _Fuzzy) and lazy[i].nsyl > 2]
         self.other = [i for i in sorted(atoms) if i not in set(self.long)]
         self.mask = sum(1 << i for i in atoms)  # as Analysis.done
-        # syllable id -> positions in ``long`` of the phrases that have it
-        self.inv: dict[str, list[int]] = {}
-        self.need: list[int] = []
-        if prefilter:
+        # syllable id -> the ones of the phrases that have it (see the class docstring)
+        self.add: dict[str, int] = {}
+        self.bias = 0
+        self.top = 0
+        self.width = 0
+        if prefilter and self.long:
+            most = max(max(len(lazy[i].sids), lazy[i].need) for i in self.long)
+            w = most.bit_length() + 1  # 2**(w-1) > most: bias >= 0, count + bias < 2**w
+            self.width = w
+            half = 1 << (w - 1)
             for k, i in enumerate(self.long):
+                at = k * w
                 for c in lazy[i].sids:
-                    self.inv.setdefault(c, []).append(k)
-            self.need = [lazy[i].need for i in self.long]
+                    self.add[c] = self.add.get(c, 0) + (1 << at)
+                self.bias += (half - lazy[i].need) << at
+                self.top += half << at
         by_exact: dict[int, list[int]] = {}
         for i in self.long:
             by_exact.setdefault(lazy[i].exact, []).append(i)
@@ -280,12 +295,14 @@ class TextIndex:
         self._lazy_atoms: list[int] = []
         self._groups: dict[Any, _Group] = {}
         self._all: _Group | None = None
+        self._cbit: list[int] = []
 
     # ---------------------------------------------------------------- building
 
     def _new(self, kind: str, payload: Any) -> int:
         self._kinds.append(kind)
         self._lazy.append(payload)
+        self._ac = None  # finish() again before matching: the prefilter tables change
         return len(self._kinds) - 1
 
     def keyword(self, phrase: str) -> int:
@@ -357,7 +374,11 @@ class TextIndex:
 
     def finish(self) -> None:
         self._lazy_atoms = [i for i, k in enumerate(self._kinds) if k != "keyword"]
-        self._all = _Group(self, set(self._lazy_atoms), prefilter=True)
+        g = self._all = _Group(self, set(self._lazy_atoms), prefilter=True)
+        # per atom: its field's top bit in the prefilter's count (0: not a long phrase)
+        self._cbit = [0] * len(self._kinds)
+        for k, atom in enumerate(g.long):
+            self._cbit[atom] = 1 << (k * g.width + g.width - 1)
         ac = ahocorasick.Automaton()
         for key, atom in self._keyword.items():
             ac.add_word(key, (atom, len(key)))
@@ -451,37 +472,32 @@ class TextIndex:
                         done |= 1 << atom
                         spans[atom] = list(spans[kw])
             cands = a._cands
-            if cands is None:
+            if cands < 0:
                 cands = self._candidates(a)
             lazy = self._lazy
+            cbit = self._cbit
             for atom in long:
-                if atom in cands and not done >> atom & 1:
+                if cands & cbit[atom] and not done >> atom & 1:
                     hits = _best_window(a, lazy[atom], self.caching)
                     if hits:
                         spans[atom] = hits
         a.done |= g.mask
 
-    def _candidates(self, a: Analysis) -> set[int]:
+    def _candidates(self, a: Analysis) -> int:
         """The long fuzzy atoms of the pack sharing at least ``need`` distinct syllables with
-        the utterance (computed once per text, for every group)."""
+        the utterance, as bits (``_cbit``; computed once per text, for every group)."""
         g = self._all
         assert g is not None
-        counts = [0] * len(g.long)  # distinct syllables shared with each phrase
-        inv = g.inv
         sid = a._sid
         if sid is None:
             sid = a._ids()
-        need = g.need
-        long = g.long
-        out: set[int] = set()
+        add = g.add
+        acc = g.bias
         for c in set(sid):
-            ks = inv.get(c)
-            if ks is not None:
-                for k in ks:
-                    v = counts[k] + 1
-                    counts[k] = v
-                    if v == need[k]:  # distinct syllables: reaches ``need`` once
-                        out.add(long[k])
+            m = add.get(c)
+            if m is not None:
+                acc += m
+        out = acc & g.top
         a._cands = out
         return out
 
@@ -533,9 +549,9 @@ class TextIndex:
         if not a.fold:
             return []
         cands = a._cands
-        if cands is None:
+        if cands < 0:
             cands = self._candidates(a)
-        return _best_window(a, p, self.caching) if atom in cands else []
+        return _best_window(a, p, self.caching) if cands & self._cbit[atom] else []
 
     def _compute(self, a: Analysis, atom: int) -> list[Span]:
         p = self._lazy[atom]
