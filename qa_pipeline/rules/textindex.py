@@ -228,13 +228,14 @@ class _Group:
     ``2**(width-1) - need`` (``bias``), so a field's top bit (``top``) is set exactly when
     its count reached ``need``. ``width`` is chosen so that no field overflows."""
 
-    __slots__ = ("add", "bias", "by_exact", "long", "mask", "other", "top", "width")
+    __slots__ = ("add", "bias", "by_exact", "cmask", "long", "mask", "other", "top", "width")
 
     def __init__(self, ix: TextIndex, atoms: set[int], prefilter: bool = False) -> None:
         lazy = ix._lazy
         self.long = [i for i in sorted(atoms) if isinstance(lazy[i], _Fuzzy) and lazy[i].nsyl > 2]
         self.other = [i for i in sorted(atoms) if i not in set(self.long)]
         self.mask = sum(1 << i for i in atoms)  # as Analysis.done
+        self.cmask = -1  # its long phrases' bits in the prefilter's count (set by ensure)
         # syllable id -> the ones of the phrases that have it (see the class docstring)
         self.add: dict[str, int] = {}
         self.bias = 0
@@ -296,6 +297,7 @@ class TextIndex:
         self._groups: dict[Any, _Group] = {}
         self._all: _Group | None = None
         self._cbit: list[int] = []
+        self._catom: list[int] = []
 
     # ---------------------------------------------------------------- building
 
@@ -375,10 +377,15 @@ class TextIndex:
     def finish(self) -> None:
         self._lazy_atoms = [i for i, k in enumerate(self._kinds) if k != "keyword"]
         g = self._all = _Group(self, set(self._lazy_atoms), prefilter=True)
-        # per atom: its field's top bit in the prefilter's count (0: not a long phrase)
+        # per atom: its field's top bit in the prefilter's count (0: not a long phrase);
+        # per bit position: the atom whose top bit it is
         self._cbit = [0] * len(self._kinds)
+        self._catom = [-1] * (len(g.long) * g.width)
         for k, atom in enumerate(g.long):
             self._cbit[atom] = 1 << (k * g.width + g.width - 1)
+            self._catom[k * g.width + g.width - 1] = atom
+        for other in self._groups.values():
+            other.cmask = -1
         ac = ahocorasick.Automaton()
         for key, atom in self._keyword.items():
             ac.add_word(key, (atom, len(key)))
@@ -474,13 +481,20 @@ class TextIndex:
             cands = a._cands
             if cands < 0:
                 cands = self._candidates(a)
-            lazy = self._lazy
-            cbit = self._cbit
-            for atom in long:
-                if cands & cbit[atom] and not done >> atom & 1:
-                    hits = _best_window(a, lazy[atom], self.caching)
-                    if hits:
-                        spans[atom] = hits
+            if g.cmask < 0:
+                g.cmask = sum(self._cbit[atom] for atom in long)
+            todo = cands & g.cmask  # the group's phrases that passed, lowest atom first
+            if todo:
+                lazy = self._lazy
+                atom_at = self._catom
+                while todo:
+                    low = todo & -todo
+                    todo ^= low
+                    atom = atom_at[low.bit_length() - 1]
+                    if not done >> atom & 1:
+                        hits = _best_window(a, lazy[atom], self.caching)
+                        if hits:
+                            spans[atom] = hits
         a.done |= g.mask
 
     def _candidates(self, a: Analysis) -> int:
