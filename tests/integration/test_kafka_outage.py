@@ -113,7 +113,13 @@ def test_broker_stopped_mid_run_and_restarted(
     )  # fmt: skip
     r.wait_for("call", call_id="call-001", timeout=60)
     kafka_server.stop()  # mid-run: call-002 and call-003 are emitted during the outage
-    time.sleep(4)
+    # at least 4 s, and until the sink has seen it (on a busy machine the producer's own
+    # retries can outlast a fixed pause, and the outage would go unnoticed)
+    until = time.monotonic() + 4
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and not any("unreachable" in line for line in r.log):
+        time.sleep(0.2)
+    time.sleep(max(until - time.monotonic(), 0.0))
     kafka_server.start()
     r.wait_for("done", timeout=150)
     assert r.wait(timeout=60) == 0
