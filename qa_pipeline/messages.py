@@ -24,7 +24,25 @@ import numpy as np
 import numpy.typing as npt
 from msgspec.structs import replace
 
-__all__ = ["replace", "to_dict"]  # and the message classes below
+__all__ = [
+    "AudioChunk",
+    "CallEnded",
+    "CallInfo",
+    "Direction",
+    "Evidence",
+    "Finding",
+    "Role",
+    "RuleVerdict",
+    "SCHEMA_VERSION",
+    "Samples",
+    "Scorecard",
+    "Severity",
+    "SpeechSegment",
+    "Utterance",
+    "Verdict",
+    "replace",
+    "to_dict",
+]
 
 SCHEMA_VERSION = "1.0"
 

@@ -25,12 +25,11 @@ from ..messages import (
 from ..transcript import Transcript
 from .compiler import CompiledRule
 from .loader import RulePack
-from .nodes import CNode, Ev, SNode, UttCtx
+from .nodes import NO_ITEMS, CNode, Ev, SNode, UttCtx
 from .scoring import deduction_of, fround, grade_of, score_from
 from .textindex import Analysis
 from .timeline import TEvent, Timeline
 
-_NONE: Final[list[Any]] = []  # shared empty list: never appended to (see RuleRun)
 # enum members and tables as Final module constants: compiled code reads them directly
 # instead of looking the class up in the module and the member on the class every time
 _AGENT: Final = Role.AGENT
@@ -285,8 +284,8 @@ class RuleRun:
         self.events = rule.forbid
         self.done = False
         self.occ = 0
-        self.findings: list[Finding] = _NONE  # made on the first finding (most rules pass)
-        self.held: list[Finding] = _NONE
+        self.findings: list[Finding] = NO_ITEMS  # made on the first finding (most rules pass)
+        self.held: list[Finding] = NO_ITEMS
         self.na_reason = ""
         self.verdict: Verdict | None = None
 
@@ -412,7 +411,7 @@ class RuleRun:
             now = self.ev.clock
             for f in self.held:
                 self._emit(f.evidence, f.message, now)
-            self.held = _NONE
+            self.held = NO_ITEMS
         if not self.body_open:
             self.done = True
 
@@ -521,7 +520,7 @@ class RuleRun:
         if not self.when_ok:
             self.verdict = _NA
             self.na_reason = "不适用：" + (rule.when.detail(self) if rule.when else "")
-            self.held = _NONE
+            self.held = NO_ITEMS
             return
         self.verdict = self.body_status or _PASSED
 

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from .timeline import TEvent
 
 Ev = tuple[Evidence, str]
-_NO_OUT: Final[list[Any]] = []  # shared empty list: never appended to
+NO_ITEMS: Final[list[Any]] = []  # the shared empty list (engine, timeline): never appended to
 _NO_SPAN: Final = (-1, -1)  # memoised "no match" (spans never start below 0)
 _WEEKDAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -700,7 +700,7 @@ class CSequence(CNode):
 
     def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
         st = r.st[self.slot]
-        out: list[tuple[UttCtx, Span | None, str]] = _NO_OUT  # no anchors, no events
+        out: list[tuple[UttCtx, Span | None, str]] = NO_ITEMS  # no anchors, no events
         pending = st[0]
         u = x
         if pending:

@@ -7,9 +7,9 @@ from collections.abc import Iterable
 
 
 def fround(x: float, ndigits: int) -> float:
-    """``round(x, ndigits)``, same result, without the decimal
-    conversion ``round`` does (a noticeable share of scoring a call: every finding's time
-    and every scorecard figure is rounded).
+    """``round(x, ndigits)``, same result, without the decimal conversion ``round`` does
+    (a noticeable share of scoring a call: every finding's time and every scorecard figure
+    is rounded).
 
     With ``y = x * 10**ndigits`` (a float, within half an ulp of the exact product) and
     |y| < 2**31, that error is below 1.2e-7; when y is further than 1e-6 from a half,

@@ -18,11 +18,10 @@ from heapq import heappop, heappush
 from typing import Final
 
 from ..messages import Evidence, Role
-from .nodes import UttCtx
+from .nodes import NO_ITEMS, UttCtx
 
 _AGENT: Final = Role.AGENT
 _CUSTOMER: Final = Role.CUSTOMER
-_NO_EVENTS: Final[list[TEvent]] = []  # shared, never mutated: release() with nothing due
 
 
 class TEvent:
@@ -109,7 +108,7 @@ class Timeline:
                 bound = w
         heap = self._heap
         if not heap or heap[0][0] > bound:
-            return _NO_EVENTS
+            return NO_ITEMS  # nothing due: no list made
         out: list[TEvent] = []
         while heap and heap[0][0] <= bound:
             self._process(heappop(heap)[2], out)

@@ -6,6 +6,7 @@
 * the fuzzy window search == scoring every window (the reference implementation);
 * ``fround`` == ``round``, ties and signed zeros included;
 * folding numerals by regex == ``str.translate`` with the whole table;
+* the fuzzy prefilter (one integer for every phrase) == counting shared syllables per phrase;
 * rule order (``files:`` in pack.yaml) and where the default pack is found.
 """
 
@@ -341,3 +342,22 @@ def test_fold_text_is_translate() -> None:
     for _ in range(5000):
         s = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 30)))
         assert fold_text(s) == s.translate(_NUM_FOLD)
+
+
+def test_fuzzy_prefilter_equals_counting(default_pack: RulePack, calls: list[Transcript]) -> None:
+    ix = default_pack.index
+    ix.analyse("")  # prefilter tables built
+    lazy = ix._lazy
+    long = [i for i, p in enumerate(lazy) if isinstance(p, _Fuzzy) and p.nsyl > 2]
+    texts = {u.text for c in calls for u in c.utterances}
+    texts |= {"".join(ix.describe(i) for i in long[k : k + 3]) for k in range(len(long))}
+    passed = 0
+    for text in sorted(texts):
+        a = ix.analyse(text)
+        bits = ix._candidates(a)
+        got = {i for i in long if bits & ix._cbit[i]}
+        have = set(a._ids())
+        want = {i for i in long if len(set(lazy[i].sids) & have) >= lazy[i].need}
+        assert got == want, text
+        passed += len(got)
+    assert passed > len(long)  # the phrases' own texts pass
