@@ -14,7 +14,6 @@ utterance (``max_utterance_seconds``) past it. Released utterances produce:
 
 from __future__ import annotations
 
-from heapq import heappop, heappush
 from typing import Final
 
 from ..messages import Evidence, Role
@@ -70,8 +69,9 @@ class Timeline:
         self._i_sil = it.get("silence", inf)
         self._i_gap = it.get("agent_gap", inf)
         self._i_ov = it.get("overlap", inf)
-        self._heap: list[tuple[float, int, UttCtx]] = []
-        self._seq = 0
+        # utterances held back, in order of start (ties: in arrival order); mostly one or
+        # two, arriving nearly in order: a list kept sorted by insertion, not a heap
+        self._held: list[UttCtx] = []
         self._wm: list[float] = [0.0] * max(channels, 1)  # per channel: speech heard up to
         self._max = max_utterance
         self._speech_end: float | None = None
@@ -88,8 +88,15 @@ class Timeline:
 
     def push(self, x: UttCtx, now: float) -> list[TEvent]:
         u = x
-        heappush(self._heap, (u.start, self._seq, x))
-        self._seq += 1
+        held = self._held
+        start = u.start
+        i = len(held)
+        while i > 0 and held[i - 1].start > start:
+            i -= 1
+        if i == len(held):
+            held.append(x)
+        else:
+            held.insert(i, x)
         wm = self._wm
         ch = max(u.channel, 0)
         while ch >= len(wm):  # a channel the call info did not announce
@@ -106,18 +113,26 @@ class Timeline:
                 w = floor
             if w < bound:
                 bound = w
-        heap = self._heap
-        if not heap or heap[0][0] > bound:
+        held = self._held
+        if not held or held[0].start > bound:
             return NO_ITEMS  # nothing due: no list made
+        k = 1
+        n = len(held)
+        while k < n and held[k].start <= bound:
+            k += 1
+        due = held[:k]
+        del held[:k]
         out: list[TEvent] = []
-        while heap and heap[0][0] <= bound:
-            self._process(heappop(heap)[2], out)
+        for x in due:
+            self._process(x, out)
         return out
 
     def flush(self) -> list[TEvent]:
         out: list[TEvent] = []
-        while self._heap:
-            self._process(heappop(self._heap)[2], out)
+        held = self._held
+        self._held = []
+        for x in held:
+            self._process(x, out)
         return out
 
     def _process(self, x: UttCtx, out: list[TEvent]) -> None:
