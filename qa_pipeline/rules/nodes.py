@@ -700,36 +700,51 @@ class CSequence(CNode):
 
     def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
         st = r.st[self.slot]
-        out: list[tuple[UttCtx, Span | None, str]] = NO_ITEMS  # no anchors, no events
-        pending = st[0]
+        out: list[tuple[UttCtx, Span | None, str]] = NO_ITEMS  # made on the first event
+        pending: list[list[Any]] = st[0]
         u = x
         if pending:
-            out = []
-            keep = []
+            # anchors still pending stay in ``pending`` (turns left updated in place);
+            # ``keep`` is made only when one goes
+            keep: list[list[Any]] = NO_ITEMS
             then_span = self.then.match(x)
             counts = self.turn_role is None or u.role == self.turn_role
-            for anchor in pending:
-                ax, aspan, left, deadline = anchor
+            for k in range(len(pending)):
+                anchor = pending[k]
+                ax: UttCtx = anchor[0]
+                drop = False
                 if u.start < ax.start:
-                    keep.append(anchor)
-                    continue
-                if deadline is not None and u.start > deadline:
+                    pass
+                elif anchor[3] is not None and u.start > anchor[3]:
+                    drop = True
                     if self.missing:
-                        out.append((ax, aspan, f"{self.label}：{self.seconds:g} 秒内未出现"))
-                    continue
-                if then_span is not None:
+                        if not out:
+                            out = []
+                        out.append((ax, anchor[1], f"{self.label}：{self.seconds:g} 秒内未出现"))
+                elif then_span is not None:
+                    drop = True
                     if not self.missing:
                         st[1] += 1
+                        if not out:
+                            out = []
                         out.append((x, then_span, self.label))
-                    continue
-                if counts and left is not None:
-                    left -= 1
+                elif counts and anchor[2] is not None:
+                    left = anchor[2] - 1
                     if left <= 0:
+                        drop = True
                         if self.missing:
-                            out.append((ax, aspan, f"{self.label}：{self.turns} 轮内未出现"))
-                        continue
-                keep.append([ax, aspan, left, deadline])
-            self._expire(st, keep, len(out))
+                            if not out:
+                                out = []
+                            out.append((ax, anchor[1], f"{self.label}：{self.turns} 轮内未出现"))
+                    else:
+                        anchor[2] = left
+                if drop:
+                    if keep is NO_ITEMS:
+                        keep = pending[:k]
+                elif keep is not NO_ITEMS:
+                    keep.append(anchor)
+            if keep is not NO_ITEMS:
+                self._expire(st, keep, len(out))
         s = self.first.match(x)
         if s is not None:
             st[0].append([x, s, self.turns, u.end + self.seconds if self.seconds else None])
