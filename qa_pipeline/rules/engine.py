@@ -27,7 +27,7 @@ from .compiler import CompiledRule
 from .loader import RulePack
 from .nodes import NO_ITEMS, CNode, Ev, SNode, UttCtx
 from .scoring import deduction_of, fround, grade_of, score_from
-from .textindex import Analysis
+from .textindex import Analysis, TextIndex
 from .timeline import TEvent, Timeline
 
 # enum members and tables as Final module constants: compiled code reads them directly
@@ -141,24 +141,31 @@ class RuleInfo:
 class PackTables:
     """Per-pack tables of the evaluator (made once, kept on the pack).
 
-    Lazy trigger parts (``RulePack.lazy_parts``) are numbered per role; a call keeps the
-    parts still live as an int bit mask per role, and each utterance text remembers which
-    parts it was checked for and which hit (``Analysis.pknown`` / ``phit``), so dispatching
-    an utterance is two mask operations instead of a lookup per live part."""
+    Lazy trigger parts (``RulePack.lazy_parts``) are numbered across roles; a call keeps
+    the parts still live as an int bit mask per role, and each utterance text remembers
+    which parts it was checked for and which hit (``Analysis.pknown`` / ``phit``, bit masks
+    too), so dispatching an utterance is two mask operations instead of a lookup per live
+    part."""
 
     def __init__(self, pack: RulePack) -> None:
         self.infos = [RuleInfo(r) for r in pack.rules]
-        # per role index: (bit, rule index, stage index or -1, body slot); part keys by bit
+        # per role index: (bit, rule index, stage index or -1, body slot)
         self.parts: list[list[tuple[int, int, int, int]]] = [[], [], []]
-        self.keys: list[list[Any]] = [[], [], []]
-        self.rules_of: list[list[int]] = [[], [], []]  # rule index of each part
+        # per part number: its key (an atom group of the index), lazy atoms and rule index
+        self.part_keys: list[Any] = []
+        self.part_atoms: list[tuple[int, ...]] = []
+        self.rules_of: list[int] = []
         for role, lst in pack.lazy_parts.items():
             rix = _ROLE_IX[role]
-            for k, (key, ri, si, slot) in enumerate(lst):
-                self.parts[rix].append((1 << k, ri, si, slot))
-                self.keys[rix].append(key)
-                self.rules_of[rix].append(ri)
-        self._hit_rules: dict[tuple[int, int], int] = {}
+            for key, ri, si, slot in lst:
+                self.parts[rix].append((1 << len(self.part_keys), ri, si, slot))
+                self.part_keys.append(key)
+                self.part_atoms.append(pack.part_atoms[key])
+                self.rules_of.append(ri)
+        # mask of parts -> the atom groups to compute for them (see miss_groups)
+        self._miss: dict[int, tuple[Any, ...]] = {}
+        self.max_groups = 4096  # combinations of parts given a group of their own
+        self._hit_rules: dict[int, int] = {}
         # Sets of rules are int bit masks (bit i = rule index i): per role index, the rules
         # each exact phrase (keyword atom) matters to, and the rules that see every
         # utterance of the role
@@ -216,12 +223,11 @@ class PackTables:
     def grade(self, score: float, failed: bool) -> str:
         return grade_of(self.grades, self.fail_grade, score, failed)
 
-    def hit_rules(self, rix: int, hits: int) -> int:
+    def hit_rules(self, hits: int) -> int:
         """The rules (bit mask) of the parts in mask ``hits`` (memoised)."""
-        key = (rix, hits)
-        out = self._hit_rules.get(key)
+        out = self._hit_rules.get(hits)
         if out is None:
-            rules = self.rules_of[rix]
+            rules = self.rules_of
             out = 0
             k = 0
             m = hits
@@ -231,8 +237,35 @@ class PackTables:
                 m >>= 1
                 k += 1
             if len(self._hit_rules) < 100_000:
-                self._hit_rules[key] = out
+                self._hit_rules[hits] = out
         return out
+
+    def miss_groups(self, ix: TextIndex, parts: int) -> tuple[Any, ...]:
+        """The atom groups of the index that compute the parts in mask ``parts``: one
+        group for their union, in one prefiltered pass (registered on first use), or, for
+        an unusual pack with very many combinations, one group per part (memoised)."""
+        got = self._miss.get(parts)
+        if got is not None:
+            return got
+        keys = []
+        atoms: set[int] = set()
+        k = 0
+        m = parts
+        while m:
+            if m & 1:
+                keys.append(self.part_keys[k])
+                atoms.update(self.part_atoms[k])
+            m >>= 1
+            k += 1
+        if len(keys) == 1 or len(self._miss) >= self.max_groups:
+            got = tuple(keys)
+        else:
+            key = ("parts", parts)
+            ix.set_group(key, atoms)
+            got = (key,)
+        if len(self._miss) < self.max_groups:
+            self._miss[parts] = got
+        return got
 
 
 def rule_mask(indices: Iterable[int]) -> int:
@@ -606,12 +639,12 @@ class CallEvaluator:
                 got = dcache["full", role] = rule_mask(pack.full_dispatch(a, role))
             disp = got
         if live:
-            unknown = live & ~a.pknown[rix]
+            unknown = live & ~a.pknown
             if unknown:
-                self._parts_miss(a, rix, unknown)
-            hits = live & a.phit[rix]
+                self._parts_miss(a, unknown)
+            hits = live & a.phit
             if hits:
-                disp |= self.tables.hit_rules(rix, hits)
+                disp |= self.tables.hit_rules(hits)
         disp |= self.hot
         i = 0
         while disp:  # in rule order
@@ -654,31 +687,28 @@ class CallEvaluator:
                     m |= bit
             self._live[rix] = m
 
-    def _parts_miss(self, a: Analysis, rix: int, unknown: int) -> None:
+    def _parts_miss(self, a: Analysis, unknown: int) -> None:
         """Compute, in one prefiltered pass, the lazy trigger parts still live in this call
         for an utterance text that does not know them yet (mask ``unknown``)."""
-        keys = self.tables.keys[rix]
-        todo = []
-        k = 0
-        m = unknown
-        while m:
-            if m & 1:
-                todo.append(keys[k])
-            m >>= 1
-            k += 1
-        pack = self.pack
-        pack.index.parts_hit(a, frozenset(todo), pack.part_atoms)
-        known = a.dispatch
+        tables = self.tables
+        ix = self.pack.index
+        for key in tables.miss_groups(ix, unknown):
+            ix.ensure(a, key)
+        spans = a.spans
+        atoms_of = tables.part_atoms
         hit = 0
         k = 0
         m = unknown
         while m:
-            if m & 1 and known[keys[k]]:
-                hit |= 1 << k
+            if m & 1:
+                for atom in atoms_of[k]:
+                    if atom in spans:
+                        hit |= 1 << k
+                        break
             m >>= 1
             k += 1
-        a.pknown[rix] |= unknown
-        a.phit[rix] |= hit
+        a.pknown |= unknown
+        a.phit |= hit
 
     def _tick(self) -> None:
         due = float("inf")

@@ -294,7 +294,7 @@ class ULazy(UNode):
         if got is not None:
             return None if got[0] < 0 else got
         g = self.group
-        if g is not None and g not in a.groups:
+        if g is not None:
             self.ix.ensure(a, g)
         spans = a.spans
         done = a.done

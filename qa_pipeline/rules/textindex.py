@@ -128,7 +128,6 @@ class Analysis:
         "dispatch",
         "done",
         "fold",
-        "groups",
         "mf",
         "phit",
         "pknown",
@@ -142,12 +141,11 @@ class Analysis:
         self.fold = fold
         self.spans = spans  # atom -> spans, for keywords and for computed lazy atoms that hit
         self.done = 0  # lazy atoms computed (hit or not), as bits (1 << atom)
-        self.groups: set[Any] = set()  # atom groups computed (see TextIndex.ensure)
-        # role -> rules; trigger part -> hit; lazy matcher node -> its first span (nodes.ULazy)
+        # role -> rules; lazy matcher node -> its first span (nodes.ULazy)
         self.dispatch: dict[Any, Any] = {}
-        # per role index: lazy trigger parts checked / hit, as bits (see engine.PackTables)
-        self.pknown = [0, 0, 0]
-        self.phit = [0, 0, 0]
+        # lazy trigger parts checked / hit, as bits (see engine.PackTables)
+        self.pknown = 0
+        self.phit = 0
         # one syllable id character per character of fold (what fuzzy matching needs);
         # the letters (compact pinyin, syllables and where each starts) only when a
         # window has to be scored
@@ -450,9 +448,6 @@ class TextIndex:
         Fuzzy phrases of three or more syllables share a prefilter: a phrase is scored only
         when half of its syllables (at least two) occur in the utterance; exact occurrences
         come from the Aho-Corasick pass."""
-        if key in a.groups:
-            return
-        a.groups.add(key)
         g = self._groups.get(key) if key is not None else self._all
         if g is None:
             g = self._all
@@ -460,8 +455,10 @@ class TextIndex:
                 self.finish()
                 g = self._all
         assert g is not None
-        spans = a.spans
         done = a.done
+        if done & g.mask == g.mask:  # every atom of the group known already
+            return
+        spans = a.spans
         if not a.fold:
             a.done = done | g.mask
             return
@@ -514,29 +511,6 @@ class TextIndex:
         out = acc & g.top
         a._cands = out
         return out
-
-    def parts_hit(
-        self, a: Analysis, keys: frozenset[Any], part_atoms: dict[Any, tuple[int, ...]]
-    ) -> None:
-        """For each trigger part in ``keys``, whether one of its lazy atoms occurs in the
-        utterance (``a.dispatch[key]``), computed in one prefiltered pass over the union of
-        their atoms (see ``RulePack.parts_hit``)."""
-        if len(keys) == 1 or (keys not in self._groups and len(self._groups) > 4096):
-            for key in keys:  # one part, or an unusual pack (many combinations of parts)
-                self.ensure(a, key)
-        else:
-            if keys not in self._groups:
-                self.set_group(keys, {atom for key in keys for atom in part_atoms[key]})
-            self.ensure(a, keys)
-        spans = a.spans
-        dispatch = a.dispatch
-        for key in keys:
-            hit = False
-            for atom in part_atoms[key]:
-                if atom in spans:
-                    hit = True
-                    break
-            dispatch[key] = hit
 
     def hits(self, a: Analysis, atom: int) -> list[Span]:
         """Spans of ``atom`` in the utterance (empty list when it does not occur)."""

@@ -33,6 +33,7 @@ from qa_pipeline.rules import (
     load_pack,
     score_transcript,
 )
+from qa_pipeline.rules.engine import pack_tables
 from qa_pipeline.rules.scoring import fround
 from qa_pipeline.rules.textindex import (
     Analysis,
@@ -123,6 +124,21 @@ def test_lazy_dispatch_equals_full_dispatch(varied_calls: list[Transcript]) -> N
             pack.index.caching = False  # second half: every text analysed afresh
         got = to_dict(score_transcript(pack, t))
         assert got == _fed(ref, t, reference=True), t.call.call_id
+
+
+def test_lazy_parts_one_group_each_equals_shared_group(varied_calls: list[Transcript]) -> None:
+    """The live trigger parts an utterance text does not know yet are computed as one
+    atom group (their union), or part by part once a pack has too many combinations of
+    parts: the same scorecards either way."""
+    pack = load_pack()
+    apart = load_pack()
+    pack_tables(apart).max_groups = 0
+    for t in varied_calls[:400]:
+        assert to_dict(score_transcript(apart, t)) == to_dict(score_transcript(pack, t))
+    assert pack_tables(pack)._miss  # the shared groups were used
+    assert not pack_tables(apart)._miss
+    shared = [k for k in pack_tables(pack)._miss.values() if k[0][0] == "parts"]
+    assert shared and all(len(k) == 1 for k in shared)
 
 
 def test_lazy_dispatch_live_feeding_with_advance(varied_calls: list[Transcript]) -> None:
