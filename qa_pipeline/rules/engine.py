@@ -624,19 +624,30 @@ class CallEvaluator:
                 self.seen_in_window.append(x)
             self._close_windows(x)
         runs = self.runs
-        dcache = a.dispatch
-        got = dcache.get(role)
-        if got is None:
-            got = dcache[role] = self.tables.dispatch_for(a, rix)
-        disp: int = got  # the rules to call, as a bit mask of rule indices
+        # the rules to call, as a bit mask of rule indices (memoised on the analysis)
+        if rix == 0:
+            disp = a.disp0
+            if disp < 0:
+                disp = a.disp0 = self.tables.dispatch_for(a, 0)
+        elif rix == 1:
+            disp = a.disp1
+            if disp < 0:
+                disp = a.disp1 = self.tables.dispatch_for(a, 1)
+        else:
+            disp = a.disp2
+            if disp < 0:
+                disp = a.disp2 = self.tables.dispatch_for(a, rix)
         if self.dirty:
             self._live_parts()
         live = self._live[rix]
         if self.reference:
             live = 0
-            got = dcache.get(("full", role))
+            memo = a.memo
+            if memo is None:
+                memo = a.memo = {}
+            got = memo.get(("full", role))
             if got is None:
-                got = dcache["full", role] = rule_mask(pack.full_dispatch(a, role))
+                got = memo["full", role] = rule_mask(pack.full_dispatch(a, role))
             disp = got
         if live:
             unknown = live & ~a.pknown

@@ -289,10 +289,13 @@ class ULazy(UNode):
     def match(self, x: UttCtx) -> Span | None:
         # the answer depends on the text only: memoised on its analysis, by node
         a = x.a
-        memo = a.dispatch
-        got = memo.get(self)
-        if got is not None:
-            return None if got[0] < 0 else got
+        memo = a.memo
+        if memo is None:
+            memo = a.memo = {}
+        else:
+            got = memo.get(self)
+            if got is not None:
+                return None if got[0] < 0 else got
         g = self.group
         if g is not None:
             self.ix.ensure(a, g)

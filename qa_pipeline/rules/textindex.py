@@ -125,9 +125,12 @@ class Analysis:
         "_sid",
         "_starts",
         "_syls",
-        "dispatch",
+        "disp0",
+        "disp1",
+        "disp2",
         "done",
         "fold",
+        "memo",
         "mf",
         "phit",
         "pknown",
@@ -141,8 +144,12 @@ class Analysis:
         self.fold = fold
         self.spans = spans  # atom -> spans, for keywords and for computed lazy atoms that hit
         self.done = 0  # lazy atoms computed (hit or not), as bits (1 << atom)
-        # role -> rules; lazy matcher node -> its first span (nodes.ULazy)
-        self.dispatch: dict[Any, Any] = {}
+        # per role index: the rules it dispatches to (bit mask, engine; -1: not yet)
+        self.disp0 = -1
+        self.disp1 = -1
+        self.disp2 = -1
+        # lazy matcher node -> its first span (nodes.ULazy); made on first use
+        self.memo: dict[Any, Any] | None = None
         # lazy trigger parts checked / hit, as bits (see engine.PackTables)
         self.pknown = 0
         self.phit = 0
