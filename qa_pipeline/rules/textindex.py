@@ -45,6 +45,8 @@ _SID_TABLE: Final[dict[int, str]] = {}  # char -> its syllable's id (one private
 _SID_OF: Final[dict[str, str]] = {}  # syllable -> id character
 _KNOWN: Final[set[str]] = set()  # characters in the tables
 _SID_BASE: Final = 0xF0000  # supplementary private use area A: 65,534 syllables
+_NOT_ID: Final = re.compile("[^\U000f0000-\U000fffff]")  # not translated to an id (yet)
+_ID_LIKE: Final = re.compile("[\U000f0000-\U000fffff]")  # a text's own characters there
 _NO_INTS: Final[list[int]] = []
 _NO_STRS: Final[list[str]] = []
 # stretches remembered per fuzzy phrase (_best_window): at most ~0.6 MB per phrase
@@ -108,6 +110,11 @@ def _learn(text: str) -> None:
 
 def syllable_ids(text: str) -> str:
     """One id character per character of ``text``: equal ids, equal folded syllables."""
+    sid = text.translate(_SID_TABLE)
+    # every character known (all came out as ids) and none that looks like an id itself:
+    # two scans in C instead of a set test that makes a string per character
+    if _NOT_ID.search(sid) is None and _ID_LIKE.search(text) is None:
+        return sid
     _learn(text)
     return text.translate(_SID_TABLE)
 
@@ -618,7 +625,8 @@ def _best_window(a: Analysis, p: _Fuzzy, memo: bool = True) -> list[Span]:
     # has the same best window, shifted. Memoised per phrase by the stretch's syllables.
     first = m
     end = 0
-    for length in (n, n - 1, n + 1):
+    for k in range(3):  # lengths n, n - 1, n + 1 (compiled: no tuple to box and iterate)
+        length = n if k == 0 else n - 1 if k == 1 else n + 1
         if length < 1 or length > m:
             continue
         last = m - length
@@ -661,7 +669,8 @@ def _scan_windows(a: Analysis, p: _Fuzzy, hit: list[int], top: int, m: int) -> S
     starts = a._starts
     wins: list[str] = []
     where: list[Span] = []
-    for length in (n, n - 1, n + 1):
+    for k in range(3):  # lengths n, n - 1, n + 1
+        length = n if k == 0 else n - 1 if k == 1 else n + 1
         if length < 1 or length > m:
             continue
         last = m - length

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from qa_pipeline.rules.textindex import TextIndex, fold_syllable, fold_text
+from qa_pipeline.rules.textindex import (
+    TextIndex,
+    fold_syllable,
+    fold_text,
+    syllable,
+    syllable_ids,
+)
 
 
 def index(*phrases: str, threshold: float = 85) -> tuple[TextIndex, list[int]]:
@@ -63,6 +69,23 @@ def test_fuzzy_span_points_at_the_words() -> None:
     a = ix.analyse("好的，千年少等，我帮您查一下")
     (span,) = ix.hits(a, atom)
     assert a.matched(span) == "千年少等"
+
+
+def test_syllable_ids_one_per_character_equal_for_equal_syllables() -> None:
+    """Characters are learned on first sight, also ones that lie in the range the ids are
+    drawn from (a private-use character in a transcript must not pass for an id)."""
+    text = "请您稍等青年少灯"
+    ids = syllable_ids(text)
+    assert len(ids) == len(text)
+    for i, a in enumerate(text):
+        for j, b in enumerate(text):
+            assert (ids[i] == ids[j]) == (syllable(a) == syllable(b)), (a, b)
+    first = syllable_ids("请")
+    odd = first + "请" + chr(0xF0000 + 60_000)  # the id of 请 as a character, 请, another
+    got = syllable_ids(odd)
+    assert len(got) == 3 and got[1] == first
+    assert got[0] != first and got[2] not in (first, got[0])
+    assert syllable_ids(odd) == got  # learned: the same ids next time
 
 
 def test_syllable_folding() -> None:
