@@ -240,7 +240,18 @@ class _Group:
     ``2**(width-1) - need`` (``bias``), so a field's top bit (``top``) is set exactly when
     its count reached ``need``. ``width`` is chosen so that no field overflows."""
 
-    __slots__ = ("add", "bias", "by_exact", "cmask", "long", "mask", "other", "top", "width")
+    __slots__ = (
+        "add",
+        "add_by_id",
+        "bias",
+        "by_exact",
+        "cmask",
+        "long",
+        "mask",
+        "other",
+        "top",
+        "width",
+    )
 
     def __init__(self, ix: TextIndex, atoms: set[int], prefilter: bool = False) -> None:
         lazy = ix._lazy
@@ -264,6 +275,12 @@ class _Group:
                     self.add[c] = self.add.get(c, 0) + (1 << at)
                 self.bias += (half - lazy[i].need) << at
                 self.top += half << at
+        # the same by syllable id number (ord(id) - _SID_BASE), 0 for syllables of no phrase
+        self.add_by_id: list[int] = [0] * (
+            1 + max((ord(c) - _SID_BASE for c in self.add), default=-1)
+        )
+        for c, m in self.add.items():
+            self.add_by_id[ord(c) - _SID_BASE] = m
         by_exact: dict[int, list[int]] = {}
         for i in self.long:
             by_exact.setdefault(lazy[i].exact, []).append(i)
@@ -516,12 +533,21 @@ class TextIndex:
         sid = a._sid
         if sid is None:
             sid = a._ids()
-        add = g.add
+        # each distinct syllable once. The ids are read as numbers from the UTF-32 bytes
+        # (id 0xF0000 + k: bytes k & 0xFF, k >> 8, 0x0F, 0): iterating the string itself
+        # would make a one-character string per syllable.
+        add = g.add_by_id
+        n = len(add)
+        seen = [False] * n
         acc = g.bias
-        for c in set(sid):
-            m = add.get(c)
-            if m is not None:
-                acc += m
+        b = sid.encode("utf-32-le")
+        for i in range(0, len(b), 4):
+            k = b[i] | b[i + 1] << 8
+            if k < n and not seen[k]:
+                seen[k] = True
+                m = add[k]
+                if m:
+                    acc += m
         out = acc & g.top
         a._cands = out
         return out
