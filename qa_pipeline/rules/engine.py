@@ -40,6 +40,7 @@ _FAILED: Final = Verdict.FAILED
 _NA: Final = Verdict.NOT_APPLICABLE
 _ROLE_IX: Final = {_AGENT: 0, _CUSTOMER: 1, _UNKNOWN: 2}
 _MAX_SEEN: Final = 3
+_INF: Final = float("inf")  # float("inf") in compiled code parses the string each time
 
 
 class Stats:
@@ -423,7 +424,7 @@ class RuleRun:
 
     def due(self) -> float:
         rule = self.rule
-        d = float("inf")
+        d = _INF
         if rule.when is not None and not self.when_ok and rule.when.wants_clock:
             d = rule.when.due(self)
         if self.body_open and rule.body.wants_clock:
@@ -600,7 +601,7 @@ class CallEvaluator:
         self.history: list[UttCtx] = []
         for run in runs:
             run.begin()
-        self._due = min((r.due() for r in self._clock_runs if not r.done), default=float("inf"))
+        self._due = min((r.due() for r in self._clock_runs if not r.done), default=_INF)
         self._verdicts: dict[str, Verdict] = {}
 
     # ------------------------------------------------------------------ live API
@@ -722,7 +723,7 @@ class CallEvaluator:
         a.phit |= hit
 
     def _tick(self) -> None:
-        due = float("inf")
+        due = _INF
         for run in self._clock_runs:
             if not run.done:
                 run.on_clock(self.clock)
@@ -918,7 +919,7 @@ def _in_end_order(utts: Sequence[Utterance]) -> bool:
     transcripts usually are): a pass over the list instead of a sort with a key per item
     (one attribute read per utterance while the ends increase)."""
     prev: Utterance | None = None
-    pend = -float("inf")
+    pend = -_INF
     for u in utts:
         end = u.end
         if end != pend:

@@ -34,6 +34,7 @@ Ev = tuple[Evidence, str]
 NO_ITEMS: Final[list[Any]] = []  # the shared empty list (engine, timeline): never appended to
 _NO_SPAN: Final = (-1, -1)  # memoised "no match" (spans never start below 0)
 _WEEKDAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_INF: Final = float("inf")  # float("inf") in compiled code parses the string each time
 
 
 class UttCtx:
@@ -495,7 +496,7 @@ class CNode:
 
     def due(self, r: RuleRun) -> float:
         """Call-clock time at which ``on_clock`` may decide something (inf: never)."""
-        out = float("inf")
+        out = _INF
         for k in self.kids():
             if k.wants_clock:
                 out = min(out, k.due(r))
@@ -757,7 +758,7 @@ class CSequence(CNode):
     def due(self, r: RuleRun) -> float:
         pend = r.st[self.slot][0]
         if not pend or self.seconds is None:
-            return float("inf")
+            return _INF
         return min(a[3] for a in pend) + r.ev.grace
 
     def on_clock(self, r: RuleRun, now: float) -> list[Ev] | None:
@@ -826,7 +827,7 @@ class CSilence(CNode):
         self.except_after = except_after
 
     def tl_interest(self) -> dict[str, float]:
-        lo = self.over if self.over is not None else float("inf")
+        lo = self.over if self.over is not None else _INF
         if self.total_over is not None:
             lo = min(lo, self.count_from)
         return {"silence": lo}
@@ -959,7 +960,7 @@ class CMetric(CNode):
     def due(self, r: RuleRun) -> float:
         if self.metric == "duration" and self.over is not None and not r.st[self.slot]:
             return self.over
-        return float("inf")
+        return _INF
 
     def on_clock(self, r: RuleRun, now: float) -> list[Ev] | None:
         if self.over is not None and now > self.over:

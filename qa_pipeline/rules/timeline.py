@@ -21,6 +21,7 @@ from .nodes import NO_ITEMS, UttCtx
 
 _AGENT: Final = Role.AGENT
 _CUSTOMER: Final = Role.CUSTOMER
+_INF: Final = float("inf")  # float("inf") in compiled code parses the string each time
 
 
 class TEvent:
@@ -63,7 +64,7 @@ class Timeline:
     def __init__(
         self, channels: int, max_utterance: float, interest: dict[str, float] | None = None
     ) -> None:
-        inf = float("inf")
+        inf = _INF
         it = interest or {}
         self._i_resp = it.get("response", inf)
         self._i_sil = it.get("silence", inf)
@@ -107,7 +108,7 @@ class Timeline:
 
     def release(self, now: float) -> list[TEvent]:
         floor = now - self._max
-        bound = float("inf")
+        bound = _INF
         for w in self._wm:
             if w < floor:
                 w = floor
