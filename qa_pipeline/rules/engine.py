@@ -43,47 +43,66 @@ _MAX_SEEN: Final = 3
 _INF: Final = float("inf")  # float("inf") in compiled code parses the string each time
 
 
+class RoleStats:
+    """Running totals of one role (native fields: no number boxed per utterance)."""
+
+    __slots__ = ("chars", "count", "last_end", "level_n", "level_sum", "secs")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.chars = 0
+        self.secs = 0.0
+        self.level_sum = 0.0
+        self.level_n = 0
+        self.last_end = -_INF  # no utterance yet while count == 0
+
+
 class Stats:
     """Running per-role totals (count, characters, speech seconds, level, last end)."""
 
-    __slots__ = ("chars_", "count_", "last_end", "level_n", "level_sum", "secs")
+    __slots__ = ("roles",)
 
     def __init__(self) -> None:
-        self.count_ = [0, 0, 0]
-        self.chars_ = [0, 0, 0]
-        self.secs = [0.0, 0.0, 0.0]
-        self.level_sum = [0.0, 0.0, 0.0]
-        self.level_n = [0, 0, 0]
-        self.last_end: list[float | None] = [None, None, None]
+        self.roles = [RoleStats(), RoleStats(), RoleStats()]
 
     def add(self, u: UttCtx, i: int, nchars: int) -> None:
         """Count utterance ``u`` of role index ``i``."""
-        self.count_[i] += 1
-        self.chars_[i] += nchars
-        self.secs[i] += max(u.end - u.start, 0.0)
+        rs = self.roles[i]
+        rs.count += 1
+        rs.chars += nchars
+        rs.secs += max(u.end - u.start, 0.0)
         level = u.u.level_dbfs
         if level is not None:
-            self.level_sum[i] += level
-            self.level_n[i] += 1
-        le = self.last_end[i]
-        if le is None or u.end > le:
-            self.last_end[i] = u.end
-
-    def _sum(self, arr: list[Any], role: Role | None) -> Any:
-        return sum(arr) if role is None else arr[_ROLE_IX[role]]
+            rs.level_sum += level
+            rs.level_n += 1
+        if u.end > rs.last_end:
+            rs.last_end = u.end
 
     def count(self, role: Role | None) -> int:
-        return int(self._sum(self.count_, role))
+        if role is not None:
+            return self.roles[_ROLE_IX[role]].count
+        return sum(rs.count for rs in self.roles)
 
     def chars(self, role: Role | None) -> int:
-        return int(self._sum(self.chars_, role))
+        if role is not None:
+            return self.roles[_ROLE_IX[role]].chars
+        return sum(rs.chars for rs in self.roles)
 
     def seconds(self, role: Role | None) -> float:
-        return float(self._sum(self.secs, role))
+        if role is not None:
+            return self.roles[_ROLE_IX[role]].secs
+        return sum(rs.secs for rs in self.roles)
 
     def level(self, role: Role | None) -> float | None:
-        n = self._sum(self.level_n, role)
-        return self._sum(self.level_sum, role) / n if n else None
+        if role is not None:
+            rs = self.roles[_ROLE_IX[role]]
+            return rs.level_sum / rs.level_n if rs.level_n else None
+        n = sum(rs.level_n for rs in self.roles)
+        return sum(rs.level_sum for rs in self.roles) / n if n else None
+
+    def last_end(self, role: Role) -> float | None:
+        rs = self.roles[_ROLE_IX[role]]
+        return rs.last_end if rs.count else None
 
 
 class RuleInfo:
@@ -825,7 +844,7 @@ class CallEvaluator:
                     ends[r] = max(ends.get(r, 0.0), t)
         for role in (_AGENT, _CUSTOMER):
             if role not in ends:
-                le = self.stats.last_end[_ROLE_IX[role]]
+                le = self.stats.last_end(role)
                 if le is not None:
                     ends[role] = le
         return ends
