@@ -524,7 +524,7 @@ class RuleRun:
                 hist = hist[-lt:]
             ls = rule.last_seconds
             for x in hist:
-                x.role_total = totals[x.role]
+                x.role_total = totals[_ROLE_IX[x.role]]
                 x.call_end = ev.call_end
                 if ls is not None and x.end <= ev.call_end - ls:
                     continue
@@ -596,7 +596,7 @@ class CallEvaluator:
         self.ended: CallEnded | None = None
         self.out: list[Finding] = []
         self._all_findings: list[Finding] = []
-        self.turns = {_AGENT: 0, _CUSTOMER: 0, _UNKNOWN: 0}
+        self.turns = [0, 0, 0]  # utterances so far per role index
         self.n = 0
         self.stats = Stats()
         self.statics, self.holiday_atoms = tables.statics(pack, call)
@@ -628,16 +628,17 @@ class CallEvaluator:
     def feed(self, utt: Utterance) -> list[Finding]:
         """Process one utterance; returns the findings it decided."""
         pack = self.pack
-        if utt.end > self.clock:
-            self.clock = utt.end
+        end = utt.end
+        if end > self.clock:
+            self.clock = end
         a = pack.index.analyse(utt.text)
         role = utt.role
-        turns = self.turns
-        turn = turns[role]
-        turns[role] = turn + 1
-        x = UttCtx(utt, a, turn, self.n, self)
-        self.n += 1
         rix = _ROLE_IX[role]
+        turns = self.turns
+        turn = turns[rix]
+        turns[rix] = turn + 1
+        x = UttCtx(utt, a, turn, self.n, self, role, utt.start, end)
+        self.n += 1
         self.stats.add(x, rix, len(a.mf))
         if self._windowed:
             if x.start < self._max_window:

@@ -55,12 +55,23 @@ class UttCtx:
         "u",
     )
 
-    def __init__(self, u: Utterance, a: Analysis, turn: int, n: int, ev: Any) -> None:
+    def __init__(
+        self,
+        u: Utterance,
+        a: Analysis,
+        turn: int,
+        n: int,
+        ev: Any,
+        role: Role,
+        start: float,
+        end: float,
+    ) -> None:
         self.u = u
-        # copied out of the utterance: read by every rule and the timeline
-        self.start: float = u.start
-        self.end: float = u.end
-        self.role: Role = u.role
+        # copied out of the utterance (role, start and end as the evaluator read them):
+        # read by every rule and the timeline
+        self.start = start
+        self.end = end
+        self.role = role
         self.channel: int = u.channel
         self.a = a
         self.turn = turn  # index among this role's utterances

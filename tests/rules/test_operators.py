@@ -169,7 +169,7 @@ def test_silence_waits_for_the_other_channel() -> None:
     def x(ch: int, s: float, e: float) -> UttCtx:
         role = Role.AGENT if ch == 0 else Role.CUSTOMER
         u = Utterance(call_id="c", index=0, channel=ch, role=role, start=s, end=e, text="x")
-        return UttCtx(u, ix.analyse("x"), 0, 0, None)
+        return UttCtx(u, ix.analyse("x"), 0, 0, None, u.role, u.start, u.end)
 
     _ = CallInfo
     evs = tl.push(x(0, 0, 2), 2) + tl.push(x(0, 12, 13), 13) + tl.push(x(1, 1, 14), 14)
