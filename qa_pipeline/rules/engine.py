@@ -169,8 +169,9 @@ class PackTables:
 
     def __init__(self, pack: RulePack) -> None:
         self.infos = [RuleInfo(r) for r in pack.rules]
-        # per role index: (bit, rule index, stage index or -1, body slot)
-        self.parts: list[list[tuple[int, int, int, int]]] = [[], [], []]
+        # per rule index: (role index, bit, stage index or -1, body slot) of its parts
+        self.parts_of: list[list[tuple[int, int, int, int]]] = [[] for _ in pack.rules]
+        self.part_rules = 0  # the rules with parts (bit mask)
         # per part number: its key (an atom group of the index), lazy atoms and rule index
         self.part_keys: list[Any] = []
         self.part_atoms: list[tuple[int, ...]] = []
@@ -178,7 +179,8 @@ class PackTables:
         for role, lst in pack.lazy_parts.items():
             rix = _ROLE_IX[role]
             for key, ri, si, slot in lst:
-                self.parts[rix].append((1 << len(self.part_keys), ri, si, slot))
+                self.parts_of[ri].append((rix, 1 << len(self.part_keys), si, slot))
+                self.part_rules |= 1 << ri
                 self.part_keys.append(key)
                 self.part_atoms.append(pack.part_atoms[key])
                 self.rules_of.append(ri)
@@ -360,7 +362,7 @@ class RuleRun:
         self._body(rule.body.start(self))
 
     def _na(self, reason: str) -> None:
-        self.ev.dirty = True
+        self.ev.dirty |= self.rule.bit
         self.verdict = _NA
         self.na_reason = reason
         self.done = True
@@ -451,14 +453,14 @@ class RuleRun:
         return d
 
     def _pass_require(self) -> None:
-        self.ev.dirty = True
+        self.ev.dirty |= self.rule.bit
         self.body_status = _PASSED
         self.body_open = False
         if self.when_ok:
             self.done = True
 
     def _when_found(self) -> None:
-        self.ev.dirty = True
+        self.ev.dirty |= self.rule.bit
         self.when_ok = True
         if self.held:
             now = self.ev.clock
@@ -514,7 +516,7 @@ class RuleRun:
             return
         rule = self.rule
         ev = self.ev
-        ev.dirty = True
+        ev.dirty |= rule.bit
         if rule.deferred:
             totals = ev.turns
             roles = rule.roles
@@ -616,7 +618,9 @@ class CallEvaluator:
             kind: [(thr, runs[i]) for thr, i in lst] for kind, lst in pack.tl_by_kind.items()
         }
         self._live = [0, 0, 0]  # live lazy parts per role index (bits of PackTables.parts)
-        self.dirty = True  # a rule decided or a stage seen: recompute the live parts
+        # rules decided or with a stage seen since the live parts were last checked (bit
+        # mask; all of them to start with)
+        self.dirty = tables.part_rules
         self.history: list[UttCtx] = []
         for run in runs:
             run.begin()
@@ -707,17 +711,25 @@ class CallEvaluator:
 
     def _live_parts(self) -> None:
         """The lazy trigger parts of rules still undecided (and EOAC-style stages not yet
-        seen), per role. Rebuilt when ``dirty`` (a rule decided, a stage seen); a stale
-        mask only dispatches more rules than needed, which is always safe."""
-        self.dirty = False
+        seen), per role: the parts of the rules marked ``dirty`` (decided, a stage seen)
+        are checked again; a stale mask only dispatches more rules than needed, which is
+        always safe."""
+        m = self.dirty & self.tables.part_rules
+        self.dirty = 0
         runs = self.runs
-        for rix in range(3):
-            m = 0
-            for bit, ri, si, slot in self.tables.parts[rix]:
+        parts_of = self.tables.parts_of
+        live = self._live
+        ri = 0
+        while m:
+            if m & 1:
                 run = runs[ri]
-                if not run.done and (si < 0 or run.st[slot][0][si] is None):
-                    m |= bit
-            self._live[rix] = m
+                for rix, bit, si, slot in parts_of[ri]:
+                    if not run.done and (si < 0 or run.st[slot][0][si] is None):
+                        live[rix] |= bit
+                    else:
+                        live[rix] &= ~bit
+            m >>= 1
+            ri += 1
 
     def _parts_miss(self, a: Analysis, unknown: int) -> None:
         """Compute, in one prefiltered pass, the lazy trigger parts still live in this call

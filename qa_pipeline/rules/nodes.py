@@ -1064,7 +1064,7 @@ class CStages(CNode):
                 if s is not None:
                     seen[i] = (x.n, x, s)
                     new = True
-                    r.ev.dirty = True  # this stage's phrases no longer matter
+                    r.ev.dirty |= r.rule.bit  # this stage's phrases no longer matter
         if not new or any(v is None for v in seen):
             return None
         order = [v[0] for v in seen]
