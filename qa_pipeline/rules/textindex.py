@@ -220,8 +220,10 @@ class _Fuzzy:
     nsyl: int
     threshold: float
     syls: tuple[str, ...] = ()
-    # the distinct syllable ids of the phrase (a list: compiled code iterates it fastest)
+    # the distinct syllable ids of the phrase (a list: compiled code iterates it fastest),
+    # and the same as id numbers (ord(id) - _SID_BASE)
     sids: list[str] = field(default_factory=list, compare=False)
+    kids: list[int] = field(default_factory=list, compare=False)
     need: int = 2  # shared syllables a window (and the utterance) must have to be scored
     # the best window's span within a stretch of syllables (see _best_window), by stretch;
     # (0, 0) when no window matches
@@ -327,6 +329,7 @@ class TextIndex:
         self._all: _Group | None = None
         self._cbit: list[int] = []
         self._catom: list[int] = []
+        self._npos = 0  # syllable id numbers of the pack's phrases are below this
 
     # ---------------------------------------------------------------- building
 
@@ -364,6 +367,7 @@ class TextIndex:
                 threshold=threshold,
                 syls=tuple(syls),
                 sids=sids,
+                kids=[ord(c) - _SID_BASE for c in sids],
                 need=max(2, -(-len(syls) // 2)),
             )
             self._lazy_key[key] = self._new("fuzzy", payload)
@@ -406,6 +410,7 @@ class TextIndex:
     def finish(self) -> None:
         self._lazy_atoms = [i for i, k in enumerate(self._kinds) if k != "keyword"]
         g = self._all = _Group(self, set(self._lazy_atoms), prefilter=True)
+        self._npos = len(g.add_by_id)
         # per atom: its field's top bit in the prefilter's count (0: not a long phrase);
         # per bit position: the atom whose top bit it is
         self._cbit = [0] * len(self._kinds)
@@ -515,12 +520,13 @@ class TextIndex:
             if todo:
                 lazy = self._lazy
                 atom_at = self._catom
+                pos = _positions(a, self._npos)
                 while todo:
                     low = todo & -todo
                     todo ^= low
                     atom = atom_at[low.bit_length() - 1]
                     if not done >> atom & 1:
-                        hits = _best_window(a, lazy[atom], self.caching)
+                        hits = _best_window(a, lazy[atom], self.caching, pos)
                         if hits:
                             spans[atom] = hits
         a.done |= g.mask
@@ -615,28 +621,53 @@ class TextIndex:
         raise AssertionError(f"unknown atom kind {self._kinds[atom]}")
 
 
-def _best_window(a: Analysis, p: _Fuzzy, memo: bool = True) -> list[Span]:
+def _positions(a: Analysis, n: int) -> list[int]:
+    """Where each syllable id below ``n`` (id number) occurs in the utterance, as a bit
+    mask of syllable positions: a fuzzy phrase's hits are the OR of its syllables' masks.
+    The ids are read as numbers from the UTF-32 bytes (id 0xF0000 + k: bytes k & 0xFF,
+    k >> 8, 0x0F, 0), without a one-character string per syllable."""
+    sid = a._sid
+    if sid is None:
+        sid = a._ids()
+    pos = [0] * n
+    b = sid.encode("utf-32-le")
+    for j in range(len(sid)):
+        k = b[4 * j] | b[4 * j + 1] << 8
+        if k < n:
+            pos[k] |= 1 << j
+    return pos
+
+
+def _best_window(
+    a: Analysis, p: _Fuzzy, memo: bool = True, pos: list[int] | None = None
+) -> list[Span]:
     """Best match of a fuzzy phrase over syllable-aligned windows of the utterance (phrase
     length -1 / +0 / +1 syllables, so a dropped or inserted syllable still aligns), scored
     with the normalised Indel similarity of the folded pinyin. Only windows sharing at
     least half of the phrase's syllables (counting positions) are scored; ties go to the
     first window in the order: length n, n-1, n+1, then left to right. With ``memo`` (the
-    index's ``caching``), results are remembered per stretch of syllables (below)."""
+    index's ``caching``), results are remembered per stretch of syllables (below);
+    ``pos``: the utterance's :func:`_positions` (made here when not given)."""
     sid = a._sid
     if sid is None:
         sid = a._ids()
     m = len(sid)
     n = p.nsyl
     need = p.need
-    hit: list[int] = []
-    for c in p.sids:
-        i = sid.find(c)
-        while i >= 0:
-            hit.append(i)
-            i = sid.find(c, i + 1)
+    if pos is None:
+        pos = _positions(a, 1 + max(p.kids, default=-1))
+    npos = len(pos)
+    at = 0  # the positions holding one of the phrase's syllables
+    for k in p.kids:
+        if k < npos:
+            at |= pos[k]
+    hit: list[int] = []  # ... in ascending order
+    while at:
+        low = at & -at
+        hit.append(low.bit_length() - 1)
+        at ^= low
     if len(hit) < need:
         return []
-    hit.sort()
     top = len(hit) - need + 1
     # cheap exit: no ``need`` hits close enough for the longest window (n + 1 syllables)
     reach = min(n, m - 1)
