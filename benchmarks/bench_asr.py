@@ -25,6 +25,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -156,7 +157,7 @@ def main() -> None:
     if "calls" in wanted:
         sets["generated calls (2ch 8 kHz)"] = generated_calls(work)
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, items in sets.items():
         audio = sum(i.duration for i in items)
         print(f"… {name}: {len(items)} files, {audio:.0f} s", file=sys.stderr, flush=True)

@@ -218,8 +218,9 @@ async def run_point(
     lat = metrics.finding_latencies
     tl = metrics.transcript_latencies
     cpu = (ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime) / wall
-    bs = [s.value for s in metrics.batch_size.collect()[0].samples if s.name.endswith("_sum")]
-    bc = [s.value for s in metrics.batch_size.collect()[0].samples if s.name.endswith("_count")]
+    (batch,) = list(metrics.batch_size.collect())
+    bs = [s.value for s in batch.samples if s.name.endswith("_sum")]
+    bc = [s.value for s in batch.samples if s.name.endswith("_count")]
     return {
         "mode": f"{mode}/b{beam}",
         "n": n,
