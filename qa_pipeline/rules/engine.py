@@ -617,7 +617,7 @@ class CallEvaluator:
         self._tl_runs: dict[str, list[tuple[float, RuleRun]]] = {
             kind: [(thr, runs[i]) for thr, i in lst] for kind, lst in pack.tl_by_kind.items()
         }
-        self._live = [0, 0, 0]  # live lazy parts per role index (bits of PackTables.parts)
+        self._live = [0, 0, 0]  # live lazy parts per role index (bits: part numbers)
         # rules decided or with a stage seen since the live parts were last checked (bit
         # mask; all of them to start with)
         self.dirty = tables.part_rules

@@ -44,7 +44,11 @@ _PY_TABLE: Final[dict[int, str]] = {}  # char -> its syllable + "|"
 _SID_TABLE: Final[dict[int, str]] = {}  # char -> its syllable's id (one private-use character)
 _SID_OF: Final[dict[str, str]] = {}  # syllable -> id character
 _KNOWN: Final[set[str]] = set()  # characters in the tables
-_SID_BASE: Final = 0xF0000  # supplementary private use area A: 65,534 syllables
+# Syllable ids are characters of the supplementary private use area A (65,534 of them):
+# id number k is chr(_SID_BASE + k). Compiled code reads id numbers from a text's UTF-32-LE
+# bytes b as b[4 * j] | b[4 * j + 1] << 8 (the other two bytes are 0x0F, 0): iterating
+# the string would make a one-character string per syllable.
+_SID_BASE: Final = 0xF0000
 _NOT_ID: Final = re.compile("[^\U000f0000-\U000fffff]")  # not translated to an id (yet)
 _ID_LIKE: Final = re.compile("[\U000f0000-\U000fffff]")  # a text's own characters there
 _NO_INTS: Final[list[int]] = []
@@ -238,13 +242,13 @@ class _Group:
 
     The prefilter counts, for every long phrase at once, the distinct syllables it shares
     with the utterance, in one integer: phrase ``k`` has a field of ``width`` bits at
-    ``k * width``. Each syllable adds its phrases' ones (``add``); the fields start at
+    ``k * width``. Each syllable adds its phrases' ones (``add``, by syllable id number);
+    the fields start at
     ``2**(width-1) - need`` (``bias``), so a field's top bit (``top``) is set exactly when
     its count reached ``need``. ``width`` is chosen so that no field overflows."""
 
     __slots__ = (
         "add",
-        "add_by_id",
         "bias",
         "by_exact",
         "cmask",
@@ -261,8 +265,8 @@ class _Group:
         self.other = [i for i in sorted(atoms) if i not in set(self.long)]
         self.mask = sum(1 << i for i in atoms)  # as Analysis.done
         self.cmask = -1  # its long phrases' bits in the prefilter's count (set by ensure)
-        # syllable id -> the ones of the phrases that have it (see the class docstring)
-        self.add: dict[str, int] = {}
+        # syllable id number -> the ones of the phrases that have it (see the docstring)
+        self.add: list[int] = []
         self.bias = 0
         self.top = 0
         self.width = 0
@@ -271,18 +275,13 @@ class _Group:
             w = most.bit_length() + 1  # 2**(w-1) > most: bias >= 0, count + bias < 2**w
             self.width = w
             half = 1 << (w - 1)
+            self.add = [0] * (1 + max(k for i in self.long for k in lazy[i].kids))
             for k, i in enumerate(self.long):
                 at = k * w
-                for c in lazy[i].sids:
-                    self.add[c] = self.add.get(c, 0) + (1 << at)
+                for kid in lazy[i].kids:
+                    self.add[kid] += 1 << at
                 self.bias += (half - lazy[i].need) << at
                 self.top += half << at
-        # the same by syllable id number (ord(id) - _SID_BASE), 0 for syllables of no phrase
-        self.add_by_id: list[int] = [0] * (
-            1 + max((ord(c) - _SID_BASE for c in self.add), default=-1)
-        )
-        for c, m in self.add.items():
-            self.add_by_id[ord(c) - _SID_BASE] = m
         by_exact: dict[int, list[int]] = {}
         for i in self.long:
             by_exact.setdefault(lazy[i].exact, []).append(i)
@@ -410,7 +409,7 @@ class TextIndex:
     def finish(self) -> None:
         self._lazy_atoms = [i for i, k in enumerate(self._kinds) if k != "keyword"]
         g = self._all = _Group(self, set(self._lazy_atoms), prefilter=True)
-        self._npos = len(g.add_by_id)
+        self._npos = len(g.add)
         # per atom: its field's top bit in the prefilter's count (0: not a long phrase);
         # per bit position: the atom whose top bit it is
         self._cbit = [0] * len(self._kinds)
@@ -539,16 +538,13 @@ class TextIndex:
         sid = a._sid
         if sid is None:
             sid = a._ids()
-        # each distinct syllable once. The ids are read as numbers from the UTF-32 bytes
-        # (id 0xF0000 + k: bytes k & 0xFF, k >> 8, 0x0F, 0): iterating the string itself
-        # would make a one-character string per syllable.
-        add = g.add_by_id
+        add = g.add
         n = len(add)
-        seen = [False] * n
+        seen = [False] * n  # each distinct syllable once
         acc = g.bias
-        b = sid.encode("utf-32-le")
-        for i in range(0, len(b), 4):
-            k = b[i] | b[i + 1] << 8
+        b = sid.encode("utf-32-le")  # id numbers without a string per id (see _SID_BASE)
+        for j in range(len(sid)):
+            k = b[4 * j] | b[4 * j + 1] << 8
             if k < n and not seen[k]:
                 seen[k] = True
                 m = add[k]
@@ -623,14 +619,12 @@ class TextIndex:
 
 def _positions(a: Analysis, n: int) -> list[int]:
     """Where each syllable id below ``n`` (id number) occurs in the utterance, as a bit
-    mask of syllable positions: a fuzzy phrase's hits are the OR of its syllables' masks.
-    The ids are read as numbers from the UTF-32 bytes (id 0xF0000 + k: bytes k & 0xFF,
-    k >> 8, 0x0F, 0), without a one-character string per syllable."""
+    mask of syllable positions: a fuzzy phrase's hits are the OR of its syllables' masks."""
     sid = a._sid
     if sid is None:
         sid = a._ids()
     pos = [0] * n
-    b = sid.encode("utf-32-le")
+    b = sid.encode("utf-32-le")  # id numbers without a string per id (see _SID_BASE)
     for j in range(len(sid)):
         k = b[4 * j] | b[4 * j + 1] << 8
         if k < n:
