@@ -25,7 +25,7 @@ from ..messages import (
 from ..transcript import Transcript
 from .compiler import CompiledRule
 from .loader import RulePack
-from .nodes import NO_ITEMS, CNode, Ev, SNode, UttCtx
+from .nodes import INF, NO_ITEMS, CNode, Ev, SNode, UttCtx
 from .scoring import deduction_of, fround, grade_of, score_from
 from .textindex import Analysis, TextIndex
 from .timeline import TEvent, Timeline
@@ -40,7 +40,6 @@ _FAILED: Final = Verdict.FAILED
 _NA: Final = Verdict.NOT_APPLICABLE
 _ROLE_IX: Final = {_AGENT: 0, _CUSTOMER: 1, _UNKNOWN: 2}
 _MAX_SEEN: Final = 3
-_INF: Final = float("inf")  # float("inf") in compiled code parses the string each time
 
 
 class RoleStats:
@@ -54,7 +53,7 @@ class RoleStats:
         self.secs = 0.0
         self.level_sum = 0.0
         self.level_n = 0
-        self.last_end = -_INF  # no utterance yet while count == 0
+        self.last_end = -INF  # no utterance yet while count == 0
 
 
 class Stats:
@@ -445,7 +444,7 @@ class RuleRun:
 
     def due(self) -> float:
         rule = self.rule
-        d = _INF
+        d = INF
         if rule.when is not None and not self.when_ok and rule.when.wants_clock:
             d = rule.when.due(self)
         if self.body_open and rule.body.wants_clock:
@@ -624,7 +623,7 @@ class CallEvaluator:
         self.history: list[UttCtx] = []
         for run in runs:
             run.begin()
-        self._due = min((r.due() for r in self._clock_runs if not r.done), default=_INF)
+        self._due = min((r.due() for r in self._clock_runs if not r.done), default=INF)
         self._verdicts: dict[str, Verdict] = {}
 
     # ------------------------------------------------------------------ live API
@@ -755,7 +754,7 @@ class CallEvaluator:
         a.phit |= hit
 
     def _tick(self) -> None:
-        due = _INF
+        due = INF
         for run in self._clock_runs:
             if not run.done:
                 run.on_clock(self.clock)
@@ -951,7 +950,7 @@ def _in_end_order(utts: Sequence[Utterance]) -> bool:
     transcripts usually are): a pass over the list instead of a sort with a key per item
     (one attribute read per utterance while the ends increase)."""
     prev: Utterance | None = None
-    pend = -_INF
+    pend = -INF
     for u in utts:
         end = u.end
         if end != pend:

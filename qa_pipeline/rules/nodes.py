@@ -34,7 +34,8 @@ Ev = tuple[Evidence, str]
 NO_ITEMS: Final[list[Any]] = []  # the shared empty list (engine, timeline): never appended to
 _NO_SPAN: Final = (-1, -1)  # memoised "no match" (spans never start below 0)
 _WEEKDAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_INF: Final = float("inf")  # float("inf") in compiled code parses the string each time
+# float("inf") as a constant: compiled code parses the string on every call (engine, timeline)
+INF: Final = float("inf")
 
 
 class UttCtx:
@@ -507,7 +508,7 @@ class CNode:
 
     def due(self, r: RuleRun) -> float:
         """Call-clock time at which ``on_clock`` may decide something (inf: never)."""
-        out = _INF
+        out = INF
         for k in self.kids():
             if k.wants_clock:
                 out = min(out, k.due(r))
@@ -769,7 +770,7 @@ class CSequence(CNode):
     def due(self, r: RuleRun) -> float:
         pend = r.st[self.slot][0]
         if not pend or self.seconds is None:
-            return _INF
+            return INF
         return min(a[3] for a in pend) + r.ev.grace
 
     def on_clock(self, r: RuleRun, now: float) -> list[Ev] | None:
@@ -838,7 +839,7 @@ class CSilence(CNode):
         self.except_after = except_after
 
     def tl_interest(self) -> dict[str, float]:
-        lo = self.over if self.over is not None else _INF
+        lo = self.over if self.over is not None else INF
         if self.total_over is not None:
             lo = min(lo, self.count_from)
         return {"silence": lo}
@@ -971,7 +972,7 @@ class CMetric(CNode):
     def due(self, r: RuleRun) -> float:
         if self.metric == "duration" and self.over is not None and not r.st[self.slot]:
             return self.over
-        return _INF
+        return INF
 
     def on_clock(self, r: RuleRun, now: float) -> list[Ev] | None:
         if self.over is not None and now > self.over:

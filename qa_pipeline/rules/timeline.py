@@ -17,11 +17,10 @@ from __future__ import annotations
 from typing import Final
 
 from ..messages import Evidence, Role
-from .nodes import NO_ITEMS, UttCtx
+from .nodes import INF, NO_ITEMS, UttCtx
 
 _AGENT: Final = Role.AGENT
 _CUSTOMER: Final = Role.CUSTOMER
-_INF: Final = float("inf")  # float("inf") in compiled code parses the string each time
 
 
 class TEvent:
@@ -64,7 +63,7 @@ class Timeline:
     def __init__(
         self, channels: int, max_utterance: float, interest: dict[str, float] | None = None
     ) -> None:
-        inf = _INF
+        inf = INF
         it = interest or {}
         self._i_resp = it.get("response", inf)
         self._i_sil = it.get("silence", inf)
@@ -108,7 +107,7 @@ class Timeline:
 
     def release(self, now: float) -> list[TEvent]:
         floor = now - self._max
-        bound = _INF
+        bound = INF
         for w in self._wm:
             if w < floor:
                 w = floor
