@@ -2,6 +2,7 @@
 
 * ``score_transcript`` == feeding the utterances one by one, on the benchmark's generator;
 * dispatching with only the lazy atoms of undecided rules == with every atom computed;
+* the trigger parts a text lacks computed as one shared atom group == part by part;
 * lazily computed text atoms (per role group, or one at a time) == all atoms at once;
 * the fuzzy window search == scoring every window (the reference implementation);
 * ``fround`` == ``round``, ties and signed zeros included;
