@@ -670,6 +670,14 @@ class CShare(CNode):
         return bool(r.st[self.slot][2])
 
 
+def _push(out: list[Any], item: Any) -> list[Any]:
+    """``out`` with ``item`` appended; a new list when ``out`` is the shared empty one."""
+    if out is NO_ITEMS:
+        out = []
+    out.append(item)
+    return out
+
+
 class CSequence(CNode):
     """Anchors (``first``) and what follows them (``then``) within turns and/or seconds."""
 
@@ -734,24 +742,20 @@ class CSequence(CNode):
                 elif anchor[3] is not None and u.start > anchor[3]:
                     drop = True
                     if self.missing:
-                        if not out:
-                            out = []
-                        out.append((ax, anchor[1], f"{self.label}：{self.seconds:g} 秒内未出现"))
+                        msg = f"{self.label}：{self.seconds:g} 秒内未出现"
+                        out = _push(out, (ax, anchor[1], msg))
                 elif then_span is not None:
                     drop = True
                     if not self.missing:
                         st[1] += 1
-                        if not out:
-                            out = []
-                        out.append((x, then_span, self.label))
+                        out = _push(out, (x, then_span, self.label))
                 elif counts and anchor[2] is not None:
                     left = anchor[2] - 1
                     if left <= 0:
                         drop = True
                         if self.missing:
-                            if not out:
-                                out = []
-                            out.append((ax, anchor[1], f"{self.label}：{self.turns} 轮内未出现"))
+                            msg = f"{self.label}：{self.turns} 轮内未出现"
+                            out = _push(out, (ax, anchor[1], msg))
                     else:
                         anchor[2] = left
                 if drop:
@@ -765,7 +769,7 @@ class CSequence(CNode):
         if s is not None:
             st[0].append([x, s, self.turns, u.end + self.seconds if self.seconds else None])
         r.ev.set_hot(r, bool(st[0]))
-        return self._events(r, out) if out else None
+        return self._events(r, out) if out else None  # no call on the usual path
 
     def due(self, r: RuleRun) -> float:
         pend = r.st[self.slot][0]

@@ -224,10 +224,9 @@ class _Fuzzy:
     nsyl: int
     threshold: float
     syls: tuple[str, ...] = ()
-    # the distinct syllable ids of the phrase (a list: compiled code iterates it fastest),
-    # and the same as id numbers (ord(id) - _SID_BASE)
-    sids: list[str] = field(default_factory=list, compare=False)
-    kids: list[int] = field(default_factory=list, compare=False)
+    # the distinct syllables of the phrase as id numbers (ord(id) - _SID_BASE; a list:
+    # compiled code iterates it fastest)
+    nums: list[int] = field(default_factory=list, compare=False)
     need: int = 2  # shared syllables a window (and the utterance) must have to be scored
     # the best window's span within a stretch of syllables (see _best_window), by stretch;
     # (0, 0) when no window matches
@@ -243,9 +242,9 @@ class _Group:
     The prefilter counts, for every long phrase at once, the distinct syllables it shares
     with the utterance, in one integer: phrase ``k`` has a field of ``width`` bits at
     ``k * width``. Each syllable adds its phrases' ones (``add``, by syllable id number);
-    the fields start at
-    ``2**(width-1) - need`` (``bias``), so a field's top bit (``top``) is set exactly when
-    its count reached ``need``. ``width`` is chosen so that no field overflows."""
+    the fields start at ``2**(width-1) - need`` (``bias``), so a field's top bit (``top``)
+    is set exactly when its count reached ``need``. ``width`` is chosen so that no field
+    overflows."""
 
     __slots__ = (
         "add",
@@ -271,15 +270,15 @@ class _Group:
         self.top = 0
         self.width = 0
         if prefilter and self.long:
-            most = max(max(len(lazy[i].sids), lazy[i].need) for i in self.long)
+            most = max(max(len(lazy[i].nums), lazy[i].need) for i in self.long)
             w = most.bit_length() + 1  # 2**(w-1) > most: bias >= 0, count + bias < 2**w
             self.width = w
             half = 1 << (w - 1)
-            self.add = [0] * (1 + max(k for i in self.long for k in lazy[i].kids))
+            self.add = [0] * (1 + max(k for i in self.long for k in lazy[i].nums))
             for k, i in enumerate(self.long):
                 at = k * w
-                for kid in lazy[i].kids:
-                    self.add[kid] += 1 << at
+                for num in lazy[i].nums:
+                    self.add[num] += 1 << at
                 self.bias += (half - lazy[i].need) << at
                 self.top += half << at
         by_exact: dict[int, list[int]] = {}
@@ -357,16 +356,15 @@ class TextIndex:
         key = ("fuzzy", fold, threshold)
         if key not in self._lazy_key:
             syls = syllables(fold)
-            sids = sorted(set(syllable_ids(fold)))
+            sid = syllable_ids(fold)
             payload = _Fuzzy(
                 exact=self.keyword(phrase),
                 pc="".join(syls),
-                sid=syllable_ids(fold),
+                sid=sid,
                 nsyl=len(syls),
                 threshold=threshold,
                 syls=tuple(syls),
-                sids=sids,
-                kids=[ord(c) - _SID_BASE for c in sids],
+                nums=sorted({ord(c) - _SID_BASE for c in sid}),
                 need=max(2, -(-len(syls) // 2)),
             )
             self._lazy_key[key] = self._new("fuzzy", payload)
@@ -649,10 +647,10 @@ def _best_window(
     n = p.nsyl
     need = p.need
     if pos is None:
-        pos = _positions(a, 1 + max(p.kids, default=-1))
+        pos = _positions(a, 1 + max(p.nums, default=-1))
     npos = len(pos)
     at = 0  # the positions holding one of the phrase's syllables
-    for k in p.kids:
+    for k in p.nums:
         if k < npos:
             at |= pos[k]
     hit: list[int] = []  # ... in ascending order
