@@ -8,7 +8,11 @@ window whatever the segment's length, so a 15 s minimum window roughly halves th
 call's turns at the same accuracy (``benchmarks/README.md``). Decoding is guarded against
 runaway output: a token cap per audio second, bounded temperature fallback (at most three
 temperatures; one = no fallback), no conditioning on previous text, and the
-:mod:`hallucination guard <.guard>`.
+:mod:`hallucination guard <.guard>`. A decode that loops, hits the token cap, needs the
+guard to collapse a repetition or ends in half a character is not cut and kept: it is
+decoded again (:meth:`AsrEngine.recover`: Whisper's 30 s window with faster-whisper's
+temperature fallback), and dropped (``dropped_reason: "loop"``) only when that fails too.
+Text never holds U+FFFD (a multi-byte character cut between tokens).
 ``workers`` decodes run in parallel on one CTranslate2 model (``num_workers``), each with
 ``threads_per_worker`` threads: on two cores, two one-thread workers give the most
 throughput (see ``../shared/design/perf-notes.md``).
@@ -32,7 +36,7 @@ from ..config import AsrConfig
 from ..errors import ModelError
 from ..messages import SpeechSegment, Utterance
 from ..text import normalise
-from .guard import HallucinationGuard
+from .guard import GuardResult, HallucinationGuard
 from .model import ModelInfo, resolve_model
 
 if TYPE_CHECKING:
@@ -43,6 +47,8 @@ log = logging.getLogger("qa_pipeline.asr")
 MAX_TARGET_TOKENS = 224  # Whisper's own sample length; leaves room for the prompt
 FITTED_PAD_S = 1.0  # fitted window >= segment + this (recorded calls)
 COMPRESSION_RATIO_MAX = 2.4  # temperature fallback: more = a repetitive decode
+RECOVERY_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # faster-whisper's default ladder
+REPLACEMENT = "\ufffd"  # what a byte-level token cut inside a character decodes to
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +64,9 @@ class AsrResult:
     tokens: int
     seconds: float
     dropped_reason: str | None = None
+    #: why this decode cannot be trusted as it is (decode it again): "token_cap", "loop",
+    #: "compression", "broken_char"; None = fine
+    suspect: str | None = None
 
     def to_utterance(self, index: int) -> Utterance:
         """The kept result as the message the rules see (audio level measured here)."""
@@ -121,6 +130,29 @@ def decode_settings(c: AsrConfig) -> dict[str, object]:
 def _compression_ratio(text: str) -> float:
     b = text.encode("utf-8")
     return len(b) / len(zlib.compress(b)) if b else 0.0
+
+
+def clean_raw(text: str) -> str:
+    """Decoded text without U+FFFD: the rest of a character whose bytes were split across
+    tokens that never came (a decode cut at its token cap), or a byte-level token Whisper
+    emitted on its own."""
+    return text.replace(REPLACEMENT, "") if REPLACEMENT in text else text
+
+
+def suspect_reason(raw: str, guarded: GuardResult, *, capped: bool) -> str | None:
+    """Why a decode is not to be trusted as it is, or None. ``capped``: it stopped at the
+    token cap instead of at its end-of-text token."""
+    if guarded.dropped_reason is not None:
+        return None  # silence / hallucination: nothing to recover
+    if capped:
+        return "token_cap"
+    if guarded.collapsed_loop:
+        return "loop"
+    if _compression_ratio(raw) > COMPRESSION_RATIO_MAX:
+        return "compression"
+    if REPLACEMENT in raw:
+        return "broken_char"
+    return None
 
 
 def _fitted_for(engine: AsrEngine) -> FittedDecoder | None:
@@ -213,22 +245,53 @@ class AsrEngine:
         several threads). The fitted window decodes at temperature 0 (beam search); with
         temperature fallback configured, a decode that fails the fallback thresholds is
         decoded again the full way (30 s window, faster-whisper's bounded fallback), as is
-        every segment when the first temperature is above 0."""
+        every segment when the first temperature is above 0. A decode that is
+        :attr:`~AsrResult.suspect` either way is :meth:`recovered <recover>`."""
         c = self.config
         if self._fitted is None or c.temperatures[0] > 0:
-            return self.transcribe_full(seg)
-        r = self._fitted.decode([seg])[0]
-        if len(c.temperatures) > 1 and (
-            _compression_ratio(r.raw_text) > COMPRESSION_RATIO_MAX
-            or r.confidence < math.exp(c.log_prob_threshold)
-        ):
-            full = self.transcribe_full(seg)
-            return replace(full, seconds=full.seconds + r.seconds)
-        return r
+            r = self.transcribe_full(seg)
+        else:
+            r = self._fitted.decode([seg])[0]
+            if (
+                r.suspect is None
+                and len(c.temperatures) > 1
+                and (
+                    _compression_ratio(r.raw_text) > COMPRESSION_RATIO_MAX
+                    or r.confidence < math.exp(c.log_prob_threshold)
+                )
+            ):
+                full = self.transcribe_full(seg)
+                r = replace(full, seconds=full.seconds + r.seconds)
+        return self.recover(r) if r.suspect else r
 
-    def transcribe_full(self, seg: SpeechSegment) -> AsrResult:
-        """Decode one segment with Whisper's 30 s window (faster-whisper's decode)."""
+    def recover(self, first: AsrResult) -> AsrResult:
+        """Decode a :attr:`~AsrResult.suspect` result's segment again: Whisper's 30 s window
+        with faster-whisper's temperature fallback (0.0 to 1.0; the encoder pass is shared
+        by the temperatures). Returns the new decode when it can be trusted, else the
+        segment dropped as ``"loop"`` (its text kept in ``raw_text`` for inspection). A
+        retry that only reached the token cap, without a loop, is kept: dense speech."""
+        retry = self.transcribe_full(first.segment, temperatures=RECOVERY_TEMPERATURES)
+        seconds = first.seconds + retry.seconds
+        log.debug(
+            "%s %.2f-%.2f s: %s decode recovered (%s)",
+            first.segment.call_id,
+            first.segment.start,
+            first.segment.end,
+            first.suspect,
+            retry.suspect or "ok",
+        )
+        if retry.suspect in (None, "token_cap"):
+            return replace(retry, seconds=seconds, suspect=None)
+        return replace(first, text="", seconds=seconds, dropped_reason="loop", suspect=None)
+
+    def transcribe_full(
+        self, seg: SpeechSegment, temperatures: tuple[float, ...] | None = None
+    ) -> AsrResult:
+        """Decode one segment with Whisper's 30 s window (faster-whisper's decode), with the
+        configured temperatures unless others are given (more than one = fallback on
+        faster-whisper's compression-ratio and log-prob thresholds)."""
         c = self.config
+        temps = tuple(temperatures or c.temperatures)
         audio = seg.samples.astype(np.float32, copy=False)
         duration = len(audio) / seg.sample_rate
         max_new = min(MAX_TARGET_TOKENS, int(c.max_tokens_per_second * duration) + 8)
@@ -238,15 +301,15 @@ class AsrEngine:
             language=c.language,
             task="transcribe",
             beam_size=c.beam_size,
-            temperature=list(c.temperatures),
+            temperature=list(temps),
             condition_on_previous_text=False,
             initial_prompt=c.initial_prompt,
             hotwords=self._hotwords,
             without_timestamps=not c.timestamps,
             max_new_tokens=max_new,
             no_speech_threshold=None,
-            log_prob_threshold=c.log_prob_threshold if len(c.temperatures) > 1 else None,
-            compression_ratio_threshold=COMPRESSION_RATIO_MAX if len(c.temperatures) > 1 else None,
+            log_prob_threshold=c.log_prob_threshold if len(temps) > 1 else None,
+            compression_ratio_threshold=COMPRESSION_RATIO_MAX if len(temps) > 1 else None,
             vad_filter=False,
             suppress_blank=True,
         )
@@ -262,8 +325,11 @@ class AsrEngine:
             no_speech = max(p.no_speech_prob for p in parts)
         else:
             avg_lp, no_speech = -math.inf, 1.0
-        guarded = self.guard.check(raw, no_speech_prob=no_speech, avg_logprob=avg_lp)
+        guarded = self.guard.check(clean_raw(raw), no_speech_prob=no_speech, avg_logprob=avg_lp)
         text = normalise(guarded.text) if guarded.text else ""
+        # stopped at the cap (for a segment within one window; a long decode that went on
+        # from a timestamp may also reach it: at worst one more decode)
+        capped = tokens >= max_new
         return AsrResult(
             segment=seg,
             text=text,
@@ -274,6 +340,7 @@ class AsrEngine:
             tokens=tokens,
             seconds=seconds,
             dropped_reason=guarded.dropped_reason,
+            suspect=suspect_reason(raw, guarded, capped=capped),
         )
 
     def transcribe_many(

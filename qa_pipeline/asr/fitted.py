@@ -3,9 +3,16 @@
 faster-whisper pads every input to Whisper's 30 s window, and on CPU that encoder pass is
 most of a short utterance's cost. Here the utterance is padded with silence to
 ``max(min_window_s, duration + pad_s)`` seconds (whole seconds, at most 30), its log-mel
-encoded and decoded directly on the CTranslate2 model: one ``encode`` + ``generate`` for a
-whole batch (each utterance padded to the longest in the batch). A *minimum* window matters:
-windows fitted tightly to short utterances cost accuracy on the shared clips.
+encoded and decoded directly on the CTranslate2 model. A *minimum* window matters: windows
+fitted tightly to short utterances cost accuracy on the shared clips.
+
+A segment's text depends on the segment alone: segments are batched only with segments of
+the same window and the same token cap (both functions of the segment's own duration), so
+nothing is padded to a neighbour's length and no decode runs longer because of a neighbour.
+
+A decode that cannot be trusted is marked ``suspect`` (it hit the token cap, the guard had
+to collapse a repetition loop, its text compresses like a loop, or it ends in half a
+character) for the engine to decode again (:meth:`AsrEngine.recover`).
 
 Results go through the engine's hallucination guard and text normalisation, as the 30 s
 path's do. Used by :class:`~qa_pipeline.asr.engine.AsrEngine` (``asr.window: fitted``) and
@@ -24,7 +31,7 @@ import numpy as np
 
 from ..messages import SpeechSegment
 from ..text import normalise
-from .engine import MAX_TARGET_TOKENS, AsrResult
+from .engine import MAX_TARGET_TOKENS, AsrResult, clean_raw, suspect_reason
 
 if TYPE_CHECKING:
     from .engine import AsrEngine
@@ -118,23 +125,43 @@ class FittedDecoder:
         feats = self._fe(padded, padding=0)
         return np.ascontiguousarray(feats[:, : window_s * SAMPLE_RATE // HOP], dtype=np.float32)
 
+    def max_new_tokens(self, duration: float) -> int:
+        """The token cap of a segment: from its duration in whole seconds (so that segments
+        of nearly the same length can share a batch), at most Whisper's sample length."""
+        extra = 8 + (4 if self.opts.timestamps else 0)
+        per_s = self.engine.config.max_tokens_per_second
+        return min(MAX_TARGET_TOKENS, int(per_s * math.ceil(duration)) + extra)
+
+    def batch_key(self, seg: SpeechSegment) -> tuple[int, int]:
+        """(window, token cap): segments decode together only when both are equal."""
+        d = len(seg.samples) / seg.sample_rate
+        o = self.opts
+        return fitted_window(d, o.min_window_s, o.pad_s), self.max_new_tokens(d)
+
     def decode(self, segments: Sequence[SpeechSegment]) -> list[AsrResult]:
-        """One batched encode + generate for ``segments`` (blocking)."""
+        """Decode ``segments`` (blocking): one batched encode + generate per group of
+        segments with the same window and token cap; results in input order."""
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, seg in enumerate(segments):
+            groups.setdefault(self.batch_key(seg), []).append(i)
+        out: list[AsrResult | None] = [None] * len(segments)
+        for (window, max_new), idx in groups.items():
+            for i, r in zip(
+                idx, self._decode_group([segments[i] for i in idx], window, max_new), strict=True
+            ):
+                out[i] = r
+        return [r for r in out if r is not None]
+
+    def _decode_group(
+        self, segments: Sequence[SpeechSegment], window: int, max_new: int
+    ) -> list[AsrResult]:
         import ctranslate2
 
-        if not segments:
-            return []
         o = self.opts
-        c = self.engine.config
         t0 = time.perf_counter()
         audios = [s.samples.astype(np.float32, copy=False) for s in segments]
         durations = [len(a) / s.sample_rate for a, s in zip(audios, segments, strict=True)]
-        window = max(fitted_window(d, o.min_window_s, o.pad_s) for d in durations)
         feats = np.stack([self.features(a, window) for a in audios])
-        max_new = min(
-            MAX_TARGET_TOKENS,
-            int(c.max_tokens_per_second * max(durations)) + 8 + (4 if o.timestamps else 0),
-        )
         encoded = self._ct2.encode(ctranslate2.StorageView.from_array(feats), to_cpu=False)
         if self._language is None:
             detected = self._ct2.detect_language(encoded)
@@ -170,7 +197,7 @@ class FittedDecoder:
             n = max(1, len(ids))
             avg_lp = float(res.scores[0]) * n / (n + 1) if res.scores else -math.inf
             no_speech = float(res.no_speech_prob)
-            guarded = guard.check(raw, no_speech_prob=no_speech, avg_logprob=avg_lp)
+            guarded = guard.check(clean_raw(raw), no_speech_prob=no_speech, avg_logprob=avg_lp)
             out.append(
                 AsrResult(
                     segment=seg,
@@ -182,6 +209,7 @@ class FittedDecoder:
                     tokens=len(text_ids),
                     seconds=share,
                     dropped_reason=guarded.dropped_reason,
+                    suspect=suspect_reason(raw, guarded, capped=len(ids) >= max_new),
                 )
             )
         return out

@@ -7,12 +7,15 @@ utterance with queued utterances of all lines decoded as one batch.
 * ``fitted``: :class:`~qa_pipeline.asr.fitted.FittedDecoder` (shared with the recorded-call
   path): log-mel of the utterance padded with silence to ``max(min_window_s, duration +
   pad_s)`` (rounded up to whole seconds, at most 30 s), one CTranslate2 ``encode`` +
-  ``generate`` for a whole batch (each utterance padded to the longest in the batch).
+  ``generate`` per group of queued utterances with the same window and token cap (an
+  utterance's text never depends on what it was queued with).
   Optionally (``timestamps_cut``) decoding runs in timestamp mode and stops at the first
   timestamp at or after the utterance's end: Whisper sometimes writes the sentence again
   into the padding, and that copy is stamped past the end of the audio. Without it the
   engine's guard collapses a repeated sentence. Live decoding uses no prompt, hotwords or
-  temperature fallback (``asr.initial_prompt``, ``asr.hotwords``, ``asr.temperatures``).
+  temperature fallback (``asr.initial_prompt``, ``asr.hotwords``, ``asr.temperatures``),
+  except that a decode that loops, hits its token cap or breaks a character is decoded again
+  (:meth:`AsrEngine.recover <qa_pipeline.asr.engine.AsrEngine.recover>`), as on recorded calls.
 
 Both return :class:`~qa_pipeline.asr.engine.AsrResult` through the engine's hallucination
 guard and text normalisation. Every method is blocking and thread-safe; call it from a
@@ -96,9 +99,11 @@ class LiveDecoder:
 
     def decode(self, segments: Sequence[SpeechSegment]) -> list[AsrResult]:
         """Decode ``segments`` (blocking). ``full``: one after the other on this thread;
-        ``fitted``: one batched encode + generate."""
+        ``fitted``: batched encode + generate. Suspect decodes are decoded again."""
         if not segments:
             return []
         if self.opts.window == "full":
-            return [self.engine.transcribe_full(s) for s in segments]
-        return self._fitted_decoder().decode(segments)
+            results = [self.engine.transcribe_full(s) for s in segments]
+        else:
+            results = self._fitted_decoder().decode(segments)
+        return [self.engine.recover(r) if r.suspect else r for r in results]
