@@ -107,7 +107,14 @@ class AsrConfig(_Model):
         description="decode in Whisper's timestamp mode (its main training mode; measured "
         "lower CER than without timestamps on the shared clips)",
     )
-    hotwords: tuple[str, ...] = Field(default=(), description="domain words to bias decoding")
+    hotwords: tuple[str, ...] = Field(
+        default=(), description="domain words to bias decoding (agent names, product names, ...)"
+    )
+    bias: Literal["company", "pack", "off"] = Field(
+        default="company",
+        description="what the decoder is told besides hotwords (asr/bias.py): 'company' the "
+        "rule pack's company name; 'pack' also the required agent phrases; 'off' nothing",
+    )
     hallucinations: tuple[str, ...] = Field(
         default=(),
         description="extra phrases to drop when they are a whole utterance (added to built-ins)",

@@ -105,8 +105,29 @@ class Pipeline:
     @property
     def engine(self) -> AsrEngine:
         if self._engine is None:
-            self._engine = AsrEngine(self.config.asr)
+            self._engine = AsrEngine(self.config.asr, bias=self.bias_terms())
         return self._engine
+
+    def bias_terms(self, pack: Any = None) -> tuple[str, ...]:
+        """The rule pack's decoder bias (company name, required agent phrases): of
+        ``pack``, else of the configured pack; () when ``asr.bias`` is off."""
+        if self.config.asr.bias == "off":
+            return ()
+        from .asr.bias import pack_terms
+        from .rules import load_pack
+
+        if pack is None:
+            pack = load_pack(self.config.rules.pack, self.config.rules.settings or None)
+        return tuple(pack_terms(pack, self.config.asr.bias))
+
+    def for_pack(self, pack: Any) -> Pipeline:
+        """This pipeline (same loaded model) with the decoder biased to ``pack``."""
+        terms = self.bias_terms(pack)
+        if self._engine is None:
+            return Pipeline(self.config, engine=AsrEngine(self.config.asr, bias=terms))
+        if terms == self._engine.bias:
+            return self
+        return Pipeline(self.config, engine=self._engine.with_bias(terms))
 
     def segment(self, audio: CallAudio, call_id: str) -> list[SpeechSegment]:
         """VAD per channel, then same-channel segments joined into turns."""
@@ -163,7 +184,7 @@ class Pipeline:
                 end=audio.duration,
                 channel_ends=tuple(audio.duration for _ in audio.channels),
             ),
-            asr=tuple(sorted(self.engine.settings.items())),
+            asr=tuple(sorted({**self.engine.settings, **self.engine.provenance}.items())),
         )
         return CallResult(transcript=transcript, stats=stats)
 
@@ -244,11 +265,12 @@ class Pipeline:
             if pack is not None
             else load_pack(self.config.rules.pack, self.config.rules.settings or None)
         )
+        pipe = self.for_pack(rule_pack)
         if store is None:
-            result = self.transcribe(path, call=call, progress=progress)
+            result = pipe.transcribe(path, call=call, progress=progress)
             card = score_transcript(rule_pack, result.transcript)
         else:
-            result, key = self._transcribe_cached(Path(path), store, call, progress)
+            result, key = pipe._transcribe_cached(Path(path), store, call, progress)
             card = score_transcript(rule_pack, result.transcript)
             store.record_score(result.transcript, card, rule_pack, key=key)
         return CallResult(transcript=result.transcript, stats=result.stats, scorecard=card)

@@ -36,6 +36,7 @@ from ..config import AsrConfig
 from ..errors import ModelError
 from ..messages import SpeechSegment, Utterance
 from ..text import normalise
+from .bias import bias_prompt, bias_terms, bias_version
 from .guard import GuardResult, HallucinationGuard
 from .model import ModelInfo, resolve_model
 
@@ -124,6 +125,8 @@ def decode_settings(c: AsrConfig) -> dict[str, object]:
     }
     if c.window == "fitted":
         s.update(window="fitted", min_window_seconds=c.min_window_seconds)
+    if c.bias != "off":  # the list itself is provenance (bias_version), not part of the key
+        s["bias"] = c.bias
     return s
 
 
@@ -177,8 +180,16 @@ def _fitted_for(engine: AsrEngine) -> FittedDecoder | None:
 class AsrEngine:
     """Loads the model once; transcribes segments, several at a time."""
 
-    def __init__(self, config: AsrConfig, model_info: ModelInfo | None = None) -> None:
+    def __init__(
+        self,
+        config: AsrConfig,
+        model_info: ModelInfo | None = None,
+        bias: tuple[str, ...] = (),
+    ) -> None:
+        """``bias``: terms from the rule pack (:func:`.bias.pack_terms`), told to the
+        decoder after ``config.hotwords`` unless ``config.bias`` is ``"off"``."""
         self.config = config
+        self.bias = bias
         self.model_info = model_info or resolve_model(config.model, config.cache_dir)
         self.device = pick_device(config.device)
         compute = config.compute_type
@@ -206,7 +217,7 @@ class AsrEngine:
             ) from e
         self.load_seconds = time.perf_counter() - t0
         self.guard = _guard_for(config)
-        self._hotwords = " ".join(config.hotwords) or None
+        self._hotwords = self._prompt_terms()
         self._fitted = _fitted_for(self)
         log.info(
             "loaded %s on %s/%s in %.2fs",
@@ -226,9 +237,31 @@ class AsrEngine:
         clone.__dict__.update(self.__dict__)
         clone.config = self.config.model_copy(update=changes)
         clone.guard = _guard_for(clone.config)
-        clone._hotwords = " ".join(clone.config.hotwords) or None
+        clone._hotwords = clone._prompt_terms()
         clone._fitted = _fitted_for(clone)
         return clone
+
+    def with_bias(self, bias: tuple[str, ...]) -> AsrEngine:
+        """Another engine on the same loaded model biased to other terms."""
+        clone = object.__new__(AsrEngine)
+        clone.__dict__.update(self.__dict__)
+        clone.bias = bias
+        clone._hotwords = clone._prompt_terms()
+        clone._fitted = _fitted_for(clone)
+        return clone
+
+    def _terms(self) -> tuple[str, ...]:
+        c = self.config
+        return bias_terms([*c.hotwords, *(self.bias if c.bias != "off" else ())])
+
+    def _prompt_terms(self) -> str | None:
+        return bias_prompt(self._terms())
+
+    @property
+    def provenance(self) -> dict[str, object]:
+        """What a transcript records besides :attr:`settings` (not part of the cache key):
+        the version of the bias list it was decoded with."""
+        return {"bias_version": bias_version(self._terms())}
 
     @property
     def settings(self) -> dict[str, object]:

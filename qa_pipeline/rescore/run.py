@@ -138,7 +138,9 @@ def rescore(
         )
         with _progress(con, opts.progress) as prog:
             if opts.inputs:
-                _collect_directories(opts, cfg, store, pipeline, targets, errors, summary, prog)
+                _collect_directories(
+                    opts, cfg, store, pipeline, pack, targets, errors, summary, prog
+                )
                 input_ids.append(
                     {
                         "dirs": sorted(str(Path(p).resolve()) for p in opts.inputs),
@@ -240,6 +242,7 @@ def _collect_directories(
     cfg: PipelineConfig,
     store: Store,
     pipeline: Pipeline | None,
+    pack: RulePack,
     targets: dict[str, _Target],
     errors: dict[str, CallError],
     summary: RescoreSummary,
@@ -289,7 +292,7 @@ def _collect_directories(
     if not missing:
         return
 
-    pipe = pipeline or Pipeline(cfg)
+    pipe = (pipeline or Pipeline(cfg)).for_pack(pack)  # decoder biased to the pack scored
     t0 = time.perf_counter()
     task = prog.add_task("transcribing (ASR)", total=len(missing)) if prog else None
     actual_h: str | None = None

@@ -59,6 +59,12 @@ class FakeEngine:
         self.settings = asr_settings(config.asr)
         self.calls = 0
         self.segments = 0
+        self.bias: tuple[str, ...] = ()
+        self.provenance = {"bias_version": None}
+
+    def with_bias(self, bias: tuple[str, ...]) -> FakeEngine:
+        self.bias = bias  # one engine: the counts stay in one place
+        return self
 
     def transcribe_many(
         self, segments: Iterable[SpeechSegment], on_result: Any = None
