@@ -53,6 +53,25 @@ class VadConfig(_Model):
         description="recorded calls: join a channel's segments closer than this into one "
         "turn when the other side does not speak in between (more context for the ASR)",
     )
+    nonspeech_filter: bool = Field(
+        default=True,
+        description="drop VAD segments that are tonal or stationary (tones, DTMF, fax, "
+        "call-progress tones, line noise, hold music) before the ASR (qa_pipeline.screen)",
+    )
+    nonspeech_tonal_fraction: float = Field(
+        default=0.75,
+        gt=0.0,
+        le=1.0,
+        description="a segment is tonal when this share of its active frames has two spectral "
+        "peaks holding > 80 % of the band energy (measured: tones/DTMF/fax >= 0.86, speech "
+        "<= 0.67)",
+    )
+    nonspeech_min_spread_db: float = Field(
+        default=1.2,
+        ge=0.0,
+        description="a segment is stationary when its frame level varies less than this "
+        "(std, dB; measured: line noise / hold music <= 0.72, speech >= 1.7 even at 5 dB SNR)",
+    )
 
 
 class AsrConfig(_Model):

@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,7 @@ class PreparedCall:
     audio: CallAudio
     segments: tuple[SpeechSegment, ...]
     started: float
+    nonspeech: int = 0  # VAD segments the non-speech screen dropped before the ASR
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +131,11 @@ class Pipeline:
             return self
         return Pipeline(self.config, engine=self._engine.with_bias(terms))
 
-    def segment(self, audio: CallAudio, call_id: str) -> list[SpeechSegment]:
-        """VAD per channel, then same-channel segments joined into turns."""
+    def segment(
+        self, audio: CallAudio, call_id: str, rejected: Counter[str] | None = None
+    ) -> list[SpeechSegment]:
+        """VAD per channel, then same-channel segments joined into turns. Segments the
+        non-speech screen drops are counted by reason into ``rejected`` when given."""
         segments = merge_by_start(
             segment_channel(
                 samples,
@@ -139,6 +144,7 @@ class Pipeline:
                 channel=ch,
                 role=audio.roles[ch],
                 sample_rate=audio.sample_rate,
+                rejected=rejected,
             )
             for ch, samples in enumerate(audio.channels)
         )
@@ -158,11 +164,13 @@ class Pipeline:
             p, self.config.audio.channels, min_level_dbfs=self.config.audio.min_level_dbfs
         )
         info = _with_roles(call or read_call_info(p), audio)
-        return PreparedCall(p, info, audio, tuple(self.segment(audio, info.call_id)), t0)
+        rejected: Counter[str] = Counter()
+        segments = tuple(self.segment(audio, info.call_id, rejected))
+        return PreparedCall(p, info, audio, segments, t0, sum(rejected.values()))
 
     def assemble(self, prep: PreparedCall, results: list[AsrResult]) -> CallResult:
         """Turn a call's ASR results into its transcript and stats."""
-        dropped: dict[str, int] = {}
+        dropped: dict[str, int] = {"nonspeech": prep.nonspeech} if prep.nonspeech else {}
         for r in results:
             if r.dropped_reason:
                 dropped[r.dropped_reason] = dropped.get(r.dropped_reason, 0) + 1

@@ -7,11 +7,15 @@ yields :class:`~qa_pipeline.messages.SpeechSegment` as soon as each is closed:
 * closes after ``stop_ms`` of unvoiced frames,
 * keeps ``pad_ms`` of audio either side (never beyond the stream),
 * is split at ``max_utterance_s`` (at the quietest frame of its last second),
-* is dropped when shorter than ``min_utterance_s``.
+* is dropped when shorter than ``min_utterance_s``,
+* is dropped when it is not speech (tonal or stationary: tones, DTMF, fax, line noise,
+  hold music; :mod:`.screen`, ``nonspeech_filter``); :attr:`StreamingVad.rejected` counts
+  those by reason.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
@@ -19,6 +23,7 @@ import numpy as np
 
 from .config import VadConfig
 from .messages import Role, Samples, SpeechSegment
+from .screen import nonspeech_reason
 
 
 class VoiceDetector(Protocol):
@@ -75,6 +80,7 @@ class StreamingVad:
         self._seg_start = 0  # frame index where the current segment's speech starts
         self._run = 0  # current voiced (quiet state) or unvoiced (speaking state) run
         self._last_end = 0  # frame where the previous segment's audio ended (no overlap)
+        self.rejected: Counter[str] = Counter()  # segments the non-speech screen dropped
 
     def push(self, samples: Samples) -> Iterator[SpeechSegment]:
         """Add audio; yield every segment this audio closes."""
@@ -173,6 +179,16 @@ class StreamingVad:
         if speech_s < self.cfg.min_utterance_s:
             return None
         audio = np.concatenate(frames) if frames else np.zeros(0, dtype=np.float32)
+        if self.cfg.nonspeech_filter and (
+            reason := nonspeech_reason(
+                audio,
+                self.rate,
+                tonal_fraction=self.cfg.nonspeech_tonal_fraction,
+                min_spread_db=self.cfg.nonspeech_min_spread_db,
+            )
+        ):
+            self.rejected[reason] += 1
+            return None
         return SpeechSegment(
             call_id=self.call_id,
             channel=self.channel,
@@ -193,13 +209,17 @@ def segment_channel(
     role: Role,
     sample_rate: int = 16000,
     chunk_s: float = 1.0,
+    rejected: Counter[str] | None = None,
 ) -> Iterator[SpeechSegment]:
-    """Run the streaming VAD over a whole channel (fed in ``chunk_s`` pieces)."""
+    """Run the streaming VAD over a whole channel (fed in ``chunk_s`` pieces). Segments the
+    non-speech screen drops are counted by reason into ``rejected`` when given."""
     vad = StreamingVad(config, call_id=call_id, channel=channel, role=role, sample_rate=sample_rate)
     step = int(chunk_s * sample_rate)
     for i in range(0, len(samples), step):
         yield from vad.push(samples[i : i + step])
     yield from vad.flush()
+    if rejected is not None:
+        rejected.update(vad.rejected)
 
 
 def merge_by_start(streams: Iterable[Iterable[SpeechSegment]]) -> list[SpeechSegment]:
