@@ -681,7 +681,12 @@ class RuleRun:
             self.held = NO_ITEMS
         else:
             self.verdict = self.body_status or _PASSED
-        if rule.role_scoped and self.verdict is not _FAILED and self.roles_unknown():
+        if (
+            rule.role_scoped
+            and self.verdict is not _FAILED
+            and self.ev.stats.roles[2].count  # an unknown speaker was heard at all
+            and self.roles_unknown()
+        ):
             # nothing of the rule's roles was heard: neither a pass nor not applicable
             self.verdict = _UNCERTAIN
             self.unsure_detail = _ROLES_UNKNOWN
