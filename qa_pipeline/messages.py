@@ -83,11 +83,17 @@ class Severity(_FastEnum):
 
 
 class Verdict(_FastEnum):
-    """A rule's outcome for one call."""
+    """A rule's outcome for one call.
+
+    ``uncertain``: the rule would fail, but only on speech heard with low confidence (or on
+    a call whose speakers' roles are unknown, e.g. a mono recording). It is not a finding,
+    takes no points (``RuleVerdict.pending_deduction`` says what failing would cost) and
+    flags the call for review (``Scorecard.review``)."""
 
     PASSED = "passed"
     FAILED = "failed"
     NOT_APPLICABLE = "not_applicable"
+    UNCERTAIN = "uncertain"
 
 
 class CallInfo(msgspec.Struct, frozen=True):
@@ -193,7 +199,11 @@ class Finding(msgspec.Struct, frozen=True, gc=False):
 
 
 class RuleVerdict(msgspec.Struct, frozen=True, gc=False):
-    """One rule's outcome for a call, so a pass is visible as well as a failure."""
+    """One rule's outcome for a call, so a pass is visible as well as a failure.
+
+    An ``uncertain`` verdict takes no ``deduction``; ``pending_deduction`` is what it
+    would take if a reviewer confirmed the failure, and ``evidence`` the utterances it
+    rests on (``detail`` gives their confidence)."""
 
     rule_id: str
     verdict: Verdict
@@ -202,10 +212,15 @@ class RuleVerdict(msgspec.Struct, frozen=True, gc=False):
     description: str = ""
     deduction: float = 0.0
     detail: str = ""
+    pending_deduction: float = 0.0
+    evidence: tuple[Evidence, ...] = ()
 
 
 class Scorecard(msgspec.Struct, frozen=True, gc=False):
-    """The final result for one call."""
+    """The final result for one call.
+
+    ``score``, ``grade`` and ``failed`` count failed verdicts only; ``review`` is true when
+    a verdict is ``uncertain`` (the call needs a human look before those count)."""
 
     call_id: str
     score: float
@@ -217,6 +232,7 @@ class Scorecard(msgspec.Struct, frozen=True, gc=False):
     rule_pack_version: str = ""
     duration: float = 0.0
     extras: tuple[tuple[str, float], ...] = ()
+    review: bool = False
 
 
 def to_dict(obj: Any) -> Any:

@@ -10,6 +10,7 @@ Metric names (all prefixed ``qa_``):
 qa_active_calls                        gauge     calls started and not ended
 qa_calls_total                         counter   calls started
 qa_calls_failed_total                  counter   scorecards with ``failed`` (critical rule)
+qa_calls_review_total                  counter   scorecards with ``review`` (an uncertain verdict)
 qa_utterances_total{role}              counter   utterances transcribed
 qa_findings_total{rule_id,severity}    counter   rule violations
 qa_last_critical_finding_timestamp_seconds{rule_id}
@@ -56,6 +57,11 @@ class PipelineMetrics:
         self.calls = Counter("qa_calls", "Calls started", registry=r)
         self.calls_failed = Counter(
             "qa_calls_failed", "Calls whose scorecard failed (a critical rule)", registry=r
+        )
+        self.calls_review = Counter(
+            "qa_calls_review",
+            "Calls flagged for review (a verdict is uncertain: low-confidence speech)",
+            registry=r,
         )
         self.utterances = Counter("qa_utterances", "Utterances transcribed", ["role"], registry=r)
         self.findings = Counter(
@@ -143,6 +149,8 @@ class PipelineMetrics:
         self.call_score.observe(scorecard.score)
         if scorecard.failed:
             self.calls_failed.inc()
+        if scorecard.review:
+            self.calls_review.inc()
 
     # -- flow control ----------------------------------------------------------------------
 

@@ -13,7 +13,12 @@ from .pipeline import AsrStats, CallResult
 from .transcript import transcript_to_dict
 
 _ROLE_STYLE = {Role.AGENT: "cyan", Role.CUSTOMER: "magenta", Role.UNKNOWN: "white"}
-_VERDICT_STYLE = {Verdict.PASSED: "green", Verdict.FAILED: "red", Verdict.NOT_APPLICABLE: "dim"}
+_VERDICT_STYLE = {
+    Verdict.PASSED: "green",
+    Verdict.FAILED: "red",
+    Verdict.NOT_APPLICABLE: "dim",
+    Verdict.UNCERTAIN: "yellow",
+}
 
 
 def stats_to_dict(stats: AsrStats) -> dict[str, Any]:
@@ -33,6 +38,7 @@ def scorecard_to_dict(card: Scorecard) -> dict[str, Any]:
         "score": round(card.score, 2),
         "grade": card.grade,
         "failed": card.failed,
+        "review": card.review,
         "rule_pack": card.rule_pack,
         "rule_pack_version": card.rule_pack_version,
     }
@@ -123,13 +129,28 @@ def print_scorecard(console: Console, card: Scorecard) -> None:
     verdicts.add_column("deduction", justify="right")
     verdicts.add_column("description", overflow="fold")
     for v in card.verdicts:
+        if v.verdict is Verdict.UNCERTAIN:
+            # not taken: shown apart, with why (the utterance and its confidence)
+            deduction = f"(-{v.pending_deduction:g})" if v.pending_deduction else ""
+            about = Text(v.description)
+            about.append(f"\n{v.detail}", style="yellow")
+        else:
+            deduction = f"-{v.deduction:g}" if v.deduction else ""
+            about = Text(v.description)
         verdicts.add_row(
-            v.rule_id,
-            Text(v.verdict.value, style=_VERDICT_STYLE[v.verdict]),
-            f"-{v.deduction:g}" if v.deduction else "",
-            v.description,
+            v.rule_id, Text(v.verdict.value, style=_VERDICT_STYLE[v.verdict]), deduction, about
         )
     console.print(verdicts)
     style = "bold red" if card.failed else "bold green"
     status = "FAILED (critical finding)" if card.failed else "passed"
     console.print(Text(f"Score {card.score:.1f} / 100 — {card.grade} — {status}", style=style))
+    if card.review:
+        n = sum(1 for v in card.verdicts if v.verdict is Verdict.UNCERTAIN)
+        pending = sum(v.pending_deduction for v in card.verdicts)
+        console.print(
+            Text(
+                f"REVIEW: {n} uncertain verdict(s), up to -{pending:g} pending "
+                "(not taken; the score counts failed verdicts only)",
+                style="bold yellow",
+            )
+        )

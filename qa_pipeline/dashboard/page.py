@@ -40,6 +40,7 @@ tr.call { cursor:pointer; } tr.call:hover { background:#f0f4f8; } tr.call.sel { 
 .badge { display:inline-block; padding:1px 6px; border-radius:8px; font-size:12px; color:#fff; background:var(--mute); }
 .badge.live { background:var(--ok); } .badge.critical { background:var(--crit); }
 .badge.major { background:var(--major); } .badge.minor { background:var(--minor); }
+.badge.review { background:#b08900; }
 .score { font-weight:600; } .score.bad { color:var(--crit); }
 #calls-wrap, #alerts { max-height:420px; overflow:auto; }
 #transcript-card { grid-row: span 1; }
@@ -60,6 +61,8 @@ mark { background:#ffd76a; padding:0 1px; border-radius:2px; }
 .finding { margin-top:6px; border-left:4px solid var(--major); background:#fff8ef; padding:4px 8px; border-radius:3px; }
 .finding.critical { border-color:var(--crit); background:#fff1f1; }
 .finding.minor { border-color:var(--minor); background:#f1f6ff; }
+.finding.uncertain { border-style:dashed; border-color:#b08900; background:#fffbe6; }
+.utt.unsure { border:2px dashed #b08900; }
 .finding .rid { font-weight:600; margin:0 4px; }
 .finding .sugg { margin-top:3px; color:#2d5f3f; }
 .callfinding { grid-column:1 / span 2; }
@@ -120,7 +123,7 @@ mark { background:#ffd76a; padding:0 1px; border-radius:2px; }
   <section class="card" id="agents-card">
     <h2 data-i18n="agents">坐席汇总</h2>
     <table><thead><tr><th data-i18n="agent">坐席</th><th data-i18n="calls">通话</th><th data-i18n="avg">平均分</th>
-      <th data-i18n="findings">违规</th><th data-i18n="critical">严重</th></tr></thead><tbody id="agents"></tbody></table>
+      <th data-i18n="findings">违规</th><th data-i18n="critical">严重</th><th data-i18n="review">待复核</th></tr></thead><tbody id="agents"></tbody></table>
   </section>
 </main>
 <script nonce="__NONCE__">
@@ -133,7 +136,8 @@ const I18N = {
     last_day:"近24小时", agents:"坐席汇总", calls:"通话", avg:"平均分", findings:"违规", critical:"严重",
     major:"重要", minor:"轻微", live:"进行中", ended:"已结束", suggestion:"建议话术", running:"实时得分",
     final:"最终得分", hidden:"（文本仅对授权用户可见）", viewer:"只读（无文本）", no_data:"暂无数据",
-    call_level:"通话级", at:"时间", none_agent:"未知坐席", count:"次" },
+    call_level:"通话级", at:"时间", none_agent:"未知坐席", count:"次", review:"待复核",
+    uncertain:"待复核（不扣分）", pending:"待定扣分" },
   en: { title:"Live call QA", connecting:"connecting", online:"live", offline:"disconnected", logout:"Log out",
     login_title:"Enter the access token", login:"Log in", login_failed:"Invalid token", live_calls:"Live calls", call:"Call",
     agent:"Agent", customer:"Customer", unknown:"Unknown", score:"Score", grade:"Grade", transcript:"Transcript",
@@ -141,7 +145,8 @@ const I18N = {
     last_day:"Last 24 h", agents:"Agents", calls:"Calls", avg:"Avg score", findings:"Findings", critical:"Critical",
     major:"Major", minor:"Minor", live:"live", ended:"ended", suggestion:"Suggested phrasing", running:"Running score",
     final:"Final score", hidden:"(transcript text for authorised viewers only)", viewer:"viewer (no text)", no_data:"No data",
-    call_level:"call", at:"at", none_agent:"unknown agent", count:"" }
+    call_level:"call", at:"at", none_agent:"unknown agent", count:"", review:"Review",
+    uncertain:"uncertain (not deducted)", pending:"pending" }
 };
 const S = { calls:new Map(), details:new Map(), alerts:[], stats:null, grades:[], selected:null, pinned:false,
   range:"hour", role:null, lang: localStorage.getItem("qa-dash-lang") || "zh", es:null, fresh:new Set() };
@@ -166,12 +171,13 @@ function applyLang() {
 function setConn(s) { S.connState = s; const c = $("conn"); c.className = s === "online" ? "on" : (s === "offline" ? "off" : "");
   c.textContent = t(s); $("role").textContent = S.role === "viewer" ? t("viewer") : ""; }
 
-function detailOf(id) { let d = S.details.get(id); if (!d) { d = { utts:new Map(), finds:new Map() }; S.details.set(id, d); } return d; }
+function detailOf(id) { let d = S.details.get(id); if (!d) { d = { utts:new Map(), finds:new Map(), unsure:[] }; S.details.set(id, d); } return d; }
 function loadSnapshot(s) {
   S.calls.clear(); S.details.clear(); S.alerts = s.alerts || []; S.stats = s.stats; S.grades = s.grades || []; S.role = s.role;
   for (const c of s.calls || []) S.calls.set(c.call_id, c);
   for (const [id, det] of Object.entries(s.details || {})) { if (!det) continue; const d = detailOf(id);
-    for (const u of det.utterances) d.utts.set(u.index, u); for (const f of det.findings) d.finds.set(f.seq, f); }
+    for (const u of det.utterances) d.utts.set(u.index, u); for (const f of det.findings) d.finds.set(f.seq, f);
+    d.unsure = det.uncertain || []; }
   setConn("online");
 }
 function applyUpdate(m) {
@@ -179,6 +185,7 @@ function applyUpdate(m) {
   const id = m.call ? m.call.call_id : null;
   if (id && m.utterance) detailOf(id).utts.set(m.utterance.index, m.utterance);
   if (id && m.finding) detailOf(id).finds.set(m.finding.seq, m.finding);
+  if (id && m.uncertain) detailOf(id).unsure = m.uncertain;
   if (m.alert && !S.alerts.some((a) => a.event_id === m.alert.event_id)) {
     S.alerts.unshift(m.alert); S.alerts.length = Math.min(S.alerts.length, 200); S.fresh.add(m.alert.event_id); }
   if (m.stats) S.stats = m.stats;
@@ -206,6 +213,7 @@ function renderCalls(calls) {
     const td1 = el("td"); td1.appendChild(el("div", null, c.call_id));
     td1.appendChild(el("span", "badge" + (c.status === "live" ? " live" : ""), t(c.status)));
     if (c.critical) { td1.appendChild(document.createTextNode(" ")); td1.appendChild(el("span", "badge critical", t("critical") + " " + c.critical)); }
+    if (c.review) { td1.appendChild(document.createTextNode(" ")); td1.appendChild(el("span", "badge review", t("review") + (c.uncertain ? " " + c.uncertain : ""))); }
     tr.appendChild(td1); tr.appendChild(el("td", null, c.agent_id || "–"));
     const sc = el("td", "score" + (c.failed || c.score < 60 ? " bad" : ""), fmtScore(c.score)); sc.dataset.role = "score"; tr.appendChild(sc);
     const gd = el("td", "grade", gradeText(c)); gd.title = c.final ? t("final") : t("running"); tr.appendChild(gd);
@@ -233,6 +241,13 @@ function findingBox(f, extra) {
   if (f.suggestion) { const s = el("div", "sugg"); s.appendChild(el("b", null, t("suggestion") + "：")); s.appendChild(el("span", "sugg-text", f.suggestion)); b.appendChild(s); }
   return b;
 }
+function unsureBox(v, extra) {
+  const b = el("div", "finding uncertain" + (extra ? " " + extra : "")); b.dataset.rule = v.rule_id || "";
+  b.appendChild(el("span", "badge review", t("uncertain")));
+  b.appendChild(el("span", "rid", v.rule_id)); b.appendChild(el("span", "msg", v.detail || v.description || ""));
+  if (v.pending_deduction) b.appendChild(el("span", "w", " (" + t("pending") + " −" + fmtScore(v.pending_deduction) + ")"));
+  return b;
+}
 function renderTranscript() {
   const box = $("transcript"); const head = $("callhead"); clear(box); clear(head);
   const c = S.selected ? S.calls.get(S.selected) : null;
@@ -245,14 +260,18 @@ function renderTranscript() {
   const finds = [...d.finds.values()].sort((a, b) => a.seq - b.seq);
   const byUtt = new Map(); const loose = [];
   for (const f of finds) { const ix = f.utterance_indexes || []; if (ix.length) { for (const i of ix) { if (!byUtt.has(i)) byUtt.set(i, []); byUtt.get(i).push(f); } } else loose.push(f); }
+  const unsureBy = new Map(); const unsureLoose = [];
+  for (const v of d.unsure || []) { const ix = v.utterance_indexes || []; if (ix.length) { for (const i of ix) { if (!unsureBy.has(i)) unsureBy.set(i, []); unsureBy.get(i).push(v); } } else unsureLoose.push(v); }
   const cols = el("div", "cols"); cols.appendChild(el("div", "colhead", t("agent"))); cols.appendChild(el("div", "colhead", t("customer")));
+  for (const v of unsureLoose) cols.appendChild(unsureBox(v, "callfinding"));
   let li = 0; loose.sort((a, b) => (a.decided_at || 0) - (b.decided_at || 0));
   const pushLoose = (until) => { while (li < loose.length && (until === null || (loose[li].decided_at || 0) <= until)) cols.appendChild(findingBox(loose[li++], "callfinding")); };
   for (const u of utts) {
     pushLoose(u.start);
     const fs = byUtt.get(u.index) || [];
     const sev = fs.some((f) => f.severity === "critical") ? " critical" : "";
-    const div = el("div", "utt " + (u.role || "unknown") + (fs.length ? " hit" + sev : "")); div.dataset.uttIndex = u.index;
+    const us = unsureBy.get(u.index) || [];
+    const div = el("div", "utt " + (u.role || "unknown") + (fs.length ? " hit" + sev : "") + (us.length && !fs.length ? " unsure" : "")); div.dataset.uttIndex = u.index;
     div.appendChild(el("div", "t", roleText(u.role) + " · " + fmtScore(u.start) + "s – " + fmtScore(u.end) + "s"));
     const tx = el("div", "tx");
     if (typeof u.text === "string") { const matched = []; for (const f of fs) for (const e of f.evidence || []) if (e.utterance_index === u.index && e.matched) matched.push(e.matched);
@@ -260,6 +279,7 @@ function renderTranscript() {
     else { tx.classList.add("hidden"); tx.textContent = t("hidden"); }
     div.appendChild(tx);
     for (const f of fs) div.appendChild(findingBox(f));
+    for (const v of us) div.appendChild(unsureBox(v));
     cols.appendChild(div);
   }
   pushLoose(null);
@@ -303,13 +323,14 @@ function renderChart() {
 }
 function renderAgents() {
   const tb = $("agents"); clear(tb); const rows = S.stats ? S.stats.agents : [];
-  if (!rows.length) { const tr = el("tr"); const td = el("td", "empty", t("no_data")); td.colSpan = 5; tr.appendChild(td); tb.appendChild(tr); return; }
+  if (!rows.length) { const tr = el("tr"); const td = el("td", "empty", t("no_data")); td.colSpan = 6; tr.appendChild(td); tb.appendChild(tr); return; }
   for (const a of rows) {
     const tr = el("tr"); tr.dataset.agent = a.agent_id || "";
     tr.appendChild(el("td", null, a.agent_id || t("none_agent")));
     tr.appendChild(el("td", null, a.calls + (a.live ? " (" + a.live + " " + t("live") + ")" : "")));
     tr.appendChild(el("td", "score" + (a.avg_score !== null && a.avg_score < 60 ? " bad" : ""), fmtScore(a.avg_score)));
-    tr.appendChild(el("td", null, a.findings)); tr.appendChild(el("td", null, a.critical)); tb.appendChild(tr);
+    tr.appendChild(el("td", null, a.findings)); tr.appendChild(el("td", null, a.critical));
+    tr.appendChild(el("td", null, a.review || 0)); tb.appendChild(tr);
   }
 }
 

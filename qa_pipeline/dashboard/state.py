@@ -8,7 +8,9 @@ more than once (at-least-once delivery; de-duplicated by ``event_id``).
 
 Per call it keeps the utterances (by index), findings (by event seq), the alerts, the running
 score (100 minus the weight of every rule that has a finding so far, each rule once) and, once
-the scorecard arrives, the final score and grade. Agent ids come from
+the scorecard arrives, the final score and grade, and its ``uncertain`` verdicts (rules that
+would fail only on speech heard with low confidence, or on unknown roles: no finding, no
+points, the call flagged ``review``). Agent ids come from
 :meth:`DashboardState.call_started` (the live service knows them when a call starts) or from
 the call's transcript event (at its end).
 
@@ -92,6 +94,8 @@ class _Call:
     score: float | None = None
     grade: str | None = None
     failed: bool | None = None
+    review: bool = False
+    uncertain: list[dict[str, Any]] = field(default_factory=list)
     duration: float | None = None
     ended_at: float | None = None
     transcript_seen: bool = False
@@ -234,9 +238,14 @@ class DashboardState:
                 dur = p.get("duration")
                 c.duration = float(dur) if dur else c.duration
                 c.ended_at = at
+                c.uncertain = []
                 for v in p.get("verdicts") or ():
                     if v.get("rule_id") and v.get("description"):
                         self.rule_descriptions.setdefault(str(v["rule_id"]), str(v["description"]))
+                    if v.get("verdict") == "uncertain":
+                        c.uncertain.append(self._uncertain_view(v))
+                c.review = bool(p.get("review", False)) or bool(c.uncertain)
+                msg["uncertain"] = c.uncertain
                 stats = True
             elif event.kind is EventKind.TRANSCRIPT:
                 call = p.get("call") or {}
@@ -299,6 +308,8 @@ class DashboardState:
             "grade": grade,
             "grade_en": self.grade_labels().get(grade, grade),
             "failed": failed,
+            "review": c.review,
+            "uncertain": len(c.uncertain),
             "utterances": len(c.utterances),
             "findings": len(c.findings),
             "critical": c.critical,
@@ -337,6 +348,23 @@ class DashboardState:
             "evidence": evidence,
             "alert": f.alert,
             "at": f.at,
+        }
+
+    @staticmethod
+    def _uncertain_view(v: dict[str, Any]) -> dict[str, Any]:
+        """An uncertain verdict as the page shows it: beside the utterances it rests on,
+        with its pending (not taken) deduction."""
+        evidence = list(v.get("evidence") or ())
+        return {
+            "rule_id": v.get("rule_id"),
+            "severity": v.get("severity"),
+            "description": v.get("description"),
+            "detail": v.get("detail", ""),
+            "pending_deduction": v.get("pending_deduction", 0.0),
+            "utterance_indexes": [
+                e["utterance_index"] for e in evidence if e.get("utterance_index") is not None
+            ],
+            "evidence": evidence,
         }
 
     def _alert_view(
@@ -378,6 +406,8 @@ class DashboardState:
                 out[key] = cls._redact_finding(out[key])
         if "alerts" in out:
             out["alerts"] = [cls.redact({"alert": a}, False)["alert"] for a in out["alerts"]]
+        if "uncertain" in out:
+            out["uncertain"] = [cls._redact_uncertain(v) for v in out["uncertain"]]
         if out.get("detail") is not None:
             out["detail"] = cls._redact_detail(out["detail"])
         if "details" in out:
@@ -406,8 +436,17 @@ class DashboardState:
         return d
 
     @classmethod
+    def _redact_uncertain(cls, verdict: dict[str, Any]) -> dict[str, Any]:
+        """No transcript text: the detail (which quotes the utterances) goes."""
+        d = dict(verdict)
+        d["detail"] = ""
+        d["evidence"] = cls._redact_evidence(d.get("evidence") or (), False)
+        return d
+
+    @classmethod
     def _redact_detail(cls, detail: dict[str, Any]) -> dict[str, Any]:
         det = dict(detail)
+        det["uncertain"] = [cls._redact_uncertain(v) for v in det.get("uncertain") or ()]
         det["utterances"] = [
             cls.redact({"utterance": u}, False)["utterance"] for u in det["utterances"]
         ]
@@ -441,6 +480,7 @@ class DashboardState:
                         "findings": 0,
                         "critical": 0,
                         "failed": 0,
+                        "review": 0,
                         "score_sum": 0.0,
                     },
                 )
@@ -453,6 +493,7 @@ class DashboardState:
                     a["ended"] += 1
                     a["score_sum"] += c.score or 0.0
                     a["failed"] += 1 if c.failed else 0
+                    a["review"] += 1 if c.review else 0
             agent_rows = []
             for a in agents.values():
                 a["avg_score"] = round(a["score_sum"] / a["ended"], 1) if a["ended"] else None
@@ -466,7 +507,8 @@ class DashboardState:
             }
 
     def detail(self, call_id: str) -> dict[str, Any] | None:
-        """One call: summary, utterances in order, findings in order (full view)."""
+        """One call: summary, utterances in order, findings in order, uncertain verdicts
+        (full view)."""
         with self._lock:
             c = self._calls.get(call_id)
             if c is None:
@@ -475,6 +517,7 @@ class DashboardState:
                 "call": self._summary(c),
                 "utterances": [c.utterances[i] for i in sorted(c.utterances)],
                 "findings": [self._finding_view(c.findings[s], c) for s in sorted(c.findings)],
+                "uncertain": list(c.uncertain),
             }
 
     def snapshot(self, *, details: bool = True) -> dict[str, Any]:

@@ -128,6 +128,13 @@ def from_scorecard(
                 "、".join(f"{v.get('rule_id')} −{_fmt(v.get('deduction', 0))}" for v in failed),
             )
         )
+    unsure = [
+        v
+        for v in p.get("verdicts") or ()
+        if isinstance(v, dict) and v.get("verdict") == "uncertain"
+    ]
+    if unsure:
+        lines.append(("待复核", "、".join(str(v.get("rule_id")) for v in unsure)))
     if p.get("duration"):
         lines.append(("时长", f"{_fmt(p['duration'])}s"))
     return Notification(

@@ -196,6 +196,7 @@ def render_report(
         ("scored", agg["ok"]),
         ("mean score", f"{agg['mean']:.1f}"),
         ("failed (critical)", agg["failed"]),
+        ("need review (uncertain verdicts)", agg["review"]),
         ("unreadable / errors", n_err),
     ]
     if diff:
@@ -243,7 +244,7 @@ def render_report(
         parts.append("<p>No rule failed.</p>")
     parts.append(
         "<table><tr><th>rule</th><th>description</th><th>severity</th><th>weight</th>"
-        "<th>calls failed</th><th>share</th></tr>"
+        "<th>calls failed</th><th>share</th><th>calls uncertain (not counted)</th></tr>"
     )
     for rid, info in rules.items():
         c = agg["by_rule"].get(rid, 0)
@@ -251,7 +252,8 @@ def render_report(
         parts.append(
             f"<tr><td>{_e(rid)}</td><td>{_e(info['description'])}</td>"
             f"<td>{_e(info['severity'])}</td><td class=n>{info['weight']:g}</td>"
-            f"<td class=n>{c}</td><td class=n>{share:.1%}</td></tr>"
+            f"<td class=n>{c}</td><td class=n>{share:.1%}</td>"
+            f"<td class=n>{agg['uncertain_by_rule'].get(rid, 0)}</td></tr>"
         )
     parts.append("</table>")
 
@@ -274,14 +276,14 @@ def render_report(
         )
         parts.append(
             "<table><tr><th>agent</th><th>calls</th><th>mean score</th><th>failed</th>"
-            "<th>violations</th><th>most failed rule</th></tr>"
+            "<th>need review</th><th>violations</th><th>most failed rule</th></tr>"
         )
         for a, d in agents[:200]:
             top = d["rules"].most_common(1)
             parts.append(
                 f"<tr><td>{_e(a)}</td><td class=n>{d['calls']}</td>"
                 f"<td class=n>{d['score_sum'] / d['calls']:.1f}</td><td class=n>{d['failed']}</td>"
-                f"<td class=n>{d['violations']}</td>"
+                f"<td class=n>{d['review']}</td><td class=n>{d['violations']}</td>"
                 f"<td>{_e(top[0][0] + ' (' + str(top[0][1]) + ')') if top else ''}</td></tr>"
             )
         parts.append("</table>")
@@ -386,6 +388,21 @@ def _diff_html(diff: dict[str, Any]) -> str:
             f"{_links(r['no_longer_flagged'])}</td></tr>"
         )
     p.append("</table>")
+    unsure = [r for r in diff["rules"] if r["newly_uncertain"] or r["no_longer_uncertain"]]
+    if unsure:
+        p.append(
+            "<h3>待复核变化 · Uncertain verdicts (not counted in scores)</h3>"
+            "<table><tr><th>rule</th><th>description</th><th>newly uncertain</th>"
+            "<th>no longer uncertain</th></tr>"
+        )
+        for r in unsure:
+            p.append(
+                f"<tr><td>{_e(r['rule_id'])}</td><td>{_e(r['description'])}</td>"
+                f"<td><b>{len(r['newly_uncertain'])}</b>{_links(r['newly_uncertain'])}</td>"
+                f"<td><b>{len(r['no_longer_uncertain'])}</b>"
+                f"{_links(r['no_longer_uncertain'])}</td></tr>"
+            )
+        p.append("</table>")
 
     p.append("<h3>等级变化 · Grade changes</h3>")
     if diff["grade_moves"]:
@@ -414,7 +431,11 @@ def _diff_html(diff: dict[str, Any]) -> str:
 
     p.append("<h3>证据 · Evidence for each changed call</h3>")
     ev = diff["evidence"]
-    calls = [c for c in diff["calls"] if c["newly_flagged"] or c["no_longer_flagged"]]
+    calls = [
+        c
+        for c in diff["calls"]
+        if c["newly_flagged"] or c["no_longer_flagged"] or c["newly_uncertain"]
+    ]
     for c in calls[:MAX_EVIDENCE_CALLS]:
         cid = c["call_id"]
         p.append(
@@ -422,6 +443,12 @@ def _diff_html(diff: dict[str, Any]) -> str:
             f'<span class="t">agent {_e(c["agent_id"] or "?")} · score {c["old_score"]:g} → '
             f"{c['new_score']:g} · {_e(c['old_grade'])} → {_e(c['new_grade'])}</span></h3>"
         )
+        for rid in c["newly_uncertain"]:
+            why = ev.get((cid, rid), {}).get("uncertain", "")
+            p.append(
+                f'<div class="ev new"><b>{_e(rid)}</b> — newly uncertain (not counted; '
+                f"needs review)<div>{_e(why)}</div></div>"
+            )
         for rid in c["newly_flagged"] + c["no_longer_flagged"]:
             e = ev.get((cid, rid), {"side": "new", "findings": []})
             side = e["side"]

@@ -31,7 +31,17 @@ CSV_COLUMNS = (
     "started_at",
     "source",
     "error",
+    "review",
+    "uncertain_rules",
 )
+
+
+def uncertain_rules(r: dict[str, Any]) -> list[str]:
+    """The rules of a result row whose verdict is ``uncertain`` (the call needs review)."""
+    text = r.get("verdicts") or ""
+    if '"uncertain"' not in text:
+        return []
+    return [rid for rid, v in json.loads(text).items() if v and v[0] == "uncertain"]
 
 
 def write_outputs(
@@ -98,6 +108,7 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]], pack: RulePack) -> None
             "score": r["score"],
             "grade": r["grade"],
             "failed": bool(r["failed"]) if r["failed"] is not None else None,
+            "review": bool(uncertain_rules(r)) if r["status"] == "ok" else None,
             "agent_id": r["agent_id"],
             "started_at": r["started_at"],
             "source": r["source"],
@@ -107,6 +118,7 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]], pack: RulePack) -> None
             compact_json(head)[:-1]
             + pack_part
             + f',"failed_rules":{r["failed_rules"] or "[]"}'
+            + f',"uncertain_rules":{compact_json(uncertain_rules(r))}'
             + f',"verdicts":{r["verdicts"] or "{}"}'
             + f',"findings":{r["findings"] or "[]"}}}\n'
         )
@@ -120,6 +132,7 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         w.writerow(CSV_COLUMNS)
         for r in rows:
             failed_rules = json.loads(r["failed_rules"] or "[]")
+            unsure = uncertain_rules(r)
             w.writerow(
                 (
                     r["call_id"],
@@ -133,6 +146,8 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
                     r["started_at"] or "",
                     r["source"] or "",
                     r["error"] or "",
+                    "" if r["status"] != "ok" else ("true" if unsure else "false"),
+                    " ".join(unsure),
                 )
             )
     os.replace(tmp, path)
@@ -155,7 +170,8 @@ def compute_diff(
     pack: RulePack,
     base: RulePack,
 ) -> dict[str, Any]:
-    """Per rule, the calls it newly flags / no longer flags; grade and score changes.
+    """Per rule, the calls it newly flags / no longer flags, and the calls where it newly is /
+    no longer is ``uncertain``; grade and score changes.
 
     Only calls scored by both packs are compared ("flagged" = the rule's verdict is
     ``failed``). Evidence for every changed (call, rule) pair comes with it: the new pack's
@@ -165,9 +181,7 @@ def compute_diff(
     rules_new = rule_info(pack)
     rules_old = rule_info(base)
     order = list(rules_new) + [r for r in rules_old if r not in rules_new]
-    per_rule: dict[str, dict[str, list[str]]] = {
-        rid: {"newly_flagged": [], "no_longer_flagged": []} for rid in order
-    }
+    per_rule: dict[str, dict[str, list[str]]] = {rid: _no_changes() for rid in order}
     calls: list[dict[str, Any]] = []
     evidence: dict[tuple[str, str], dict[str, Any]] = {}
     for r in new:
@@ -179,15 +193,28 @@ def compute_diff(
         fr_old = set(json.loads(o["failed_rules"] or "[]"))
         newly = [x for x in order if x in fr_new and x not in fr_old]
         gone = [x for x in order if x in fr_old and x not in fr_new]
+        un_new = set(uncertain_rules(r))
+        un_old = set(uncertain_rules(o))
+        newly_un = [x for x in order if x in un_new and x not in un_old]
+        gone_un = [x for x in order if x in un_old and x not in un_new]
         grade_changed = r["grade"] != o["grade"]
-        if not newly and not gone and not grade_changed and r["score"] == o["score"]:
+        if (
+            not newly
+            and not gone
+            and not newly_un
+            and not gone_un
+            and not grade_changed
+            and r["score"] == o["score"]
+        ):
             continue
-        for x in newly:
-            per_rule.setdefault(x, {"newly_flagged": [], "no_longer_flagged": []})
-            per_rule[x]["newly_flagged"].append(cid)
-        for x in gone:
-            per_rule.setdefault(x, {"newly_flagged": [], "no_longer_flagged": []})
-            per_rule[x]["no_longer_flagged"].append(cid)
+        for key, ids in (
+            ("newly_flagged", newly),
+            ("no_longer_flagged", gone),
+            ("newly_uncertain", newly_un),
+            ("no_longer_uncertain", gone_un),
+        ):
+            for x in ids:
+                per_rule.setdefault(x, _no_changes())[key].append(cid)
         if newly or gone:
             f_new = json.loads(r["findings"] or "[]")
             f_old = json.loads(o["findings"] or "[]")
@@ -195,6 +222,11 @@ def compute_diff(
                 evidence[(cid, x)] = {"side": "new", "findings": _of(f_new, x)}
             for x in gone:
                 evidence[(cid, x)] = {"side": "baseline", "findings": _of(f_old, x)}
+        if newly_un:
+            v_new = json.loads(r["verdicts"] or "{}")
+            for x in newly_un:
+                why = v_new[x][3] if len(v_new[x]) > 3 else ""
+                evidence[(cid, x)] = {"side": "new", "findings": [], "uncertain": why}
         calls.append(
             {
                 "call_id": cid,
@@ -208,11 +240,15 @@ def compute_diff(
                 "new_grade": r["grade"],
                 "old_failed": bool(o["failed"]),
                 "new_failed": bool(r["failed"]),
+                "newly_uncertain": newly_un,
+                "no_longer_uncertain": gone_un,
+                "old_review": bool(un_old),
+                "new_review": bool(un_new),
             }
         )
     rules = []
     for rid in order:
-        d = per_rule.get(rid, {"newly_flagged": [], "no_longer_flagged": []})
+        d = per_rule.get(rid, _no_changes())
         info = rules_new.get(rid) or rules_old.get(rid) or {}
         rules.append(
             {
@@ -223,6 +259,8 @@ def compute_diff(
                 "changed_definition": _changed(rid, rules_new, rules_old),
                 "newly_flagged": d["newly_flagged"],
                 "no_longer_flagged": d["no_longer_flagged"],
+                "newly_uncertain": d["newly_uncertain"],
+                "no_longer_uncertain": d["no_longer_uncertain"],
             }
         )
     grade_moves = Counter(
@@ -236,6 +274,15 @@ def compute_diff(
         "calls": calls,
         "evidence": evidence,
         "grade_moves": sorted(grade_moves.items(), key=lambda kv: (-kv[1], kv[0])),
+    }
+
+
+def _no_changes() -> dict[str, list[str]]:
+    return {
+        "newly_flagged": [],
+        "no_longer_flagged": [],
+        "newly_uncertain": [],
+        "no_longer_uncertain": [],
     }
 
 
@@ -260,14 +307,19 @@ def _write_diff(path: Path, diff: dict[str, Any]) -> None:
         )
     ]
     for r in diff["rules"]:
-        if r["newly_flagged"] or r["no_longer_flagged"]:
+        if (
+            r["newly_flagged"]
+            or r["no_longer_flagged"]
+            or r["newly_uncertain"]
+            or r["no_longer_uncertain"]
+        ):
             lines.append(compact_json({"type": "rule", **r}))
     ev = diff["evidence"]
     for c in diff["calls"]:
         rec = dict(c)
         rec["evidence"] = {
             rid: ev[(c["call_id"], rid)]
-            for rid in c["newly_flagged"] + c["no_longer_flagged"]
+            for rid in c["newly_flagged"] + c["no_longer_flagged"] + c["newly_uncertain"]
             if (c["call_id"], rid) in ev
         }
         lines.append(compact_json({"type": "call", **rec}))
@@ -295,8 +347,17 @@ def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
     bins = [0] * 10
     grades: Counter[str] = Counter()
     by_rule: Counter[str] = Counter()
+    unsure_by_rule: Counter[str] = Counter()
+    review = 0
     agents: dict[str, dict[str, Any]] = defaultdict(
-        lambda: {"calls": 0, "score_sum": 0.0, "failed": 0, "violations": 0, "rules": Counter()}
+        lambda: {
+            "calls": 0,
+            "score_sum": 0.0,
+            "failed": 0,
+            "review": 0,
+            "violations": 0,
+            "rules": Counter(),
+        }
     )
     days: dict[str, dict[str, Any]] = defaultdict(
         lambda: {"calls": 0, "score_sum": 0.0, "violations": 0, "failed": 0}
@@ -307,10 +368,14 @@ def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
         grades[r["grade"]] += 1
         fr = json.loads(r["failed_rules"] or "[]")
         by_rule.update(fr)
+        unsure = uncertain_rules(r)
+        unsure_by_rule.update(unsure)
+        review += int(bool(unsure))
         a = agents[r.get("agent_id") or "(unknown)"]
         a["calls"] += 1
         a["score_sum"] += score
         a["failed"] += int(bool(r["failed"]))
+        a["review"] += int(bool(unsure))
         a["violations"] += len(fr)
         a["rules"].update(fr)
         day = (r.get("started_at") or "")[:10] or "(unknown)"
@@ -325,6 +390,8 @@ def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "bins": bins,
         "grades": grades,
         "by_rule": by_rule,
+        "uncertain_by_rule": unsure_by_rule,
+        "review": review,
         "agents": dict(agents),
         "days": dict(sorted(days.items())),
         "mean": sum(float(r["score"]) for r in ok) / len(ok) if ok else 0.0,

@@ -151,7 +151,13 @@ def finding_dict(f: Finding) -> dict[str, Any]:
 
 def result_row(run_id: str, call_id: str, key: str, card: Scorecard, now: float) -> tuple[Any, ...]:
     failed = Verdict.FAILED
-    verdicts = {v.rule_id: [v.verdict.value, v.deduction] for v in card.verdicts}
+    # rule id -> [verdict, deduction]; an uncertain one adds its pending deduction and why
+    verdicts: dict[str, list[Any]] = {}
+    for v in card.verdicts:
+        if v.verdict is Verdict.UNCERTAIN:
+            verdicts[v.rule_id] = [v.verdict.value, v.deduction, v.pending_deduction, v.detail]
+        else:
+            verdicts[v.rule_id] = [v.verdict.value, v.deduction]
     return (
         run_id,
         call_id,

@@ -38,8 +38,10 @@ _UNKNOWN: Final = Role.UNKNOWN
 _PASSED: Final = Verdict.PASSED
 _FAILED: Final = Verdict.FAILED
 _NA: Final = Verdict.NOT_APPLICABLE
+_UNCERTAIN: Final = Verdict.UNCERTAIN
 _ROLE_IX: Final = {_AGENT: 0, _CUSTOMER: 1, _UNKNOWN: 2}
 _MAX_SEEN: Final = 3
+_ROLES_UNKNOWN: Final = "角色未知：录音未区分坐席与客户（如单声道），无法判定"
 
 
 class RoleStats:
@@ -133,6 +135,10 @@ class RuleInfo:
         self.wants_clock: bool = rule.wants_clock
         self.windowed: bool = rule.windowed
         self.body_utts: bool = rule.body_utts
+        # the body reads utterances: a failure resting on a low-confidence one is uncertain
+        self.text_body: bool = rule.body.wants_utts
+        # scoped to the agent or the customer: uncertain on a call whose roles are unknown
+        self.role_scoped: bool = rule.roles is not None and _UNKNOWN not in rule.roles
         self.first_seconds: float | None = sc.first_seconds
         self.first_turns: int | None = sc.first_turns
         self.last_seconds: float | None = sc.last_seconds
@@ -201,6 +207,7 @@ class PackTables:
         self.fail_grade: str | None = st.fail_grade
         self.grace: float = st.window_grace_seconds
         self.max_utt: float = st.max_utterance_seconds
+        self.low_conf: float = st.uncertain_confidence
         self.holidays = st.holidays
         self.has_timeline = bool(pack.timeline_rules)
         # static conditions and holiday greetings depend only on the call's direction,
@@ -320,6 +327,10 @@ class RuleRun:
         "occ",
         "rule",
         "st",
+        "unsure",
+        "unsure_detail",
+        "unsure_why",
+        "uocc",
         "verdict",
         "wants_clock",
         "when_ok",
@@ -342,6 +353,12 @@ class RuleRun:
         self.held: list[Finding] = NO_ITEMS
         self.na_reason = ""
         self.verdict: Verdict | None = None
+        # uncertain (see _unsure_hit, _why_unsure): the hits heard with low confidence,
+        # the evidence shown for the verdict, its detail; a reason a node gave (verdicts)
+        self.uocc = 0
+        self.unsure: list[Evidence] = NO_ITEMS
+        self.unsure_detail = ""
+        self.unsure_why = ""
 
     # -------------------------------------------------------------- lifecycle
 
@@ -501,8 +518,15 @@ class RuleRun:
     def _body(self, evs: list[Ev] | None) -> None:
         if not evs or not self.rule.forbid:
             return
-        tol = self.rule.tolerance
+        rule = self.rule
+        tol = rule.tolerance
+        low = self.ev.low_conf if rule.text_body else 0.0
         for evidence, detail in evs:
+            if low > 0.0 and evidence.utterance_index is not None:
+                c = self.ev.confidence_of(evidence)
+                if c < low:
+                    self._unsure_hit(evidence, detail, c)
+                    continue
             self.occ += 1
             if self.occ > tol:
                 self.body_status = _FAILED
@@ -537,13 +561,93 @@ class RuleRun:
             if rule.body.found(self):
                 self.body_status = _PASSED
             else:
-                self.body_status = _FAILED
                 self.occ = 1
-                self._finding(self._window_evidence(), rule.body.detail(self) or "未满足")
+                detail = rule.body.detail(self) or "未满足"
+                if self._why_unsure(detail):
+                    self.body_status = _UNCERTAIN
+                else:
+                    self.body_status = _FAILED
+                    self._finding(self._window_evidence(), detail)
         elif self.body_status is None:
-            self.body_status = _PASSED
+            if self.uocc and self.occ + self.uocc > rule.tolerance:
+                # every hit beyond the tolerance was heard with low confidence
+                self.body_status = _UNCERTAIN
+                self.unsure_detail = "待复核（识别置信度低）：" + self.unsure_detail
+            else:
+                self.body_status = _PASSED
         if self.when_ok:
             self.done = True
+
+    # ------------------------------------------------------------ uncertain
+
+    def _unsure_hit(self, evidence: Evidence, detail: str, confidence: float) -> None:
+        """A forbidden hit in an utterance heard with low confidence: shown on the verdict,
+        never a finding, counted apart from the hits that fail the rule."""
+        self.uocc += 1
+        if len(self.unsure) >= self.rule.max_findings:
+            return
+        if not self.unsure:
+            self.unsure = []
+        self.unsure.append(evidence)
+        note = f"{detail}（第 {evidence.utterance_index} 句，置信度 {confidence:.2f}）"
+        self.unsure_detail = f"{self.unsure_detail}；{note}" if self.unsure_detail else note
+
+    def roles_unknown(self) -> bool:
+        """The rule is scoped to the agent or the customer, no utterance of its roles was
+        heard, but utterances of an unknown speaker were (a mono recording)."""
+        roles = self.rule.roles
+        if not self.rule.role_scoped or roles is None:
+            return False
+        rs = self.ev.stats.roles
+        if rs[2].count == 0:
+            return False
+        return all(not rs[_ROLE_IX[r]].count for r in roles)
+
+    def _why_unsure(self, detail: str) -> bool:
+        """Whether a ``require`` rule about to fail is uncertain instead (then with its
+        detail and evidence set): the roles are unknown, a node said so (a verdict it
+        depends on is uncertain), or an utterance of the rule's roles in its scope was
+        heard with low confidence. Runs only when the rule fails (rare)."""
+        if self.roles_unknown():
+            self.unsure_detail = _ROLES_UNKNOWN
+            return True
+        if self.unsure_why:
+            self.unsure_detail = f"待复核：{detail}（{self.unsure_why}）"
+            return True
+        low = self.ev.low_conf
+        if low <= 0.0 or not self.rule.text_body:
+            return False
+        weak = [x for x in self._scope_utts() if x.u.confidence < low]
+        if not weak:
+            return False
+        notes = [
+            f"第 {x.u.index} 句（置信度 {x.u.confidence:.2f}）“{x.u.text}”"
+            for x in weak[:_MAX_SEEN]
+        ]
+        self.unsure = [x.evidence() for x in weak[:_MAX_SEEN]]
+        self.unsure_detail = f"待复核（识别置信度低）：{detail}；" + "；".join(notes)
+        return True
+
+    def _scope_utts(self) -> list[UttCtx]:
+        """The utterances of the rule's roles in its scope window (the whole call without
+        one)."""
+        rule = self.rule
+        ev = self.ev
+        roles = rule.roles
+        if rule.windowed:
+            return [
+                x
+                for x in ev.seen_in_window
+                if (roles is None or x.role in roles) and self.in_window(x)
+            ]
+        hist = [x for x in ev.history if roles is None or x.role in roles]
+        lt = rule.last_turns
+        if lt is not None:
+            hist = hist[-lt:]
+        ls = rule.last_seconds
+        if ls is not None:
+            hist = [x for x in hist if x.end > ev.call_end - ls]
+        return hist
 
     def _window_evidence(self) -> tuple[Evidence, ...]:
         fs = self.rule.first_seconds
@@ -575,8 +679,17 @@ class RuleRun:
             self.verdict = _NA
             self.na_reason = "不适用：" + (rule.when.detail(self) if rule.when else "")
             self.held = NO_ITEMS
-            return
-        self.verdict = self.body_status or _PASSED
+        else:
+            self.verdict = self.body_status or _PASSED
+        if (
+            rule.role_scoped
+            and self.verdict is not _FAILED
+            and self.ev.stats.roles[2].count  # an unknown speaker was heard at all
+            and self.roles_unknown()
+        ):
+            # nothing of the rule's roles was heard: neither a pass nor not applicable
+            self.verdict = _UNCERTAIN
+            self.unsure_detail = _ROLES_UNKNOWN
 
 
 class CallEvaluator:
@@ -601,6 +714,7 @@ class CallEvaluator:
         self.n = 0
         self.stats = Stats()
         self.statics, self.holiday_atoms = tables.statics(pack, call)
+        self.low_conf = tables.low_conf
         self.timeline = (
             Timeline(len(call.channels), self.max_utt, pack.tl_interest)
             if tables.has_timeline
@@ -661,6 +775,7 @@ class CallEvaluator:
             disp = a.disp2
             if disp < 0:
                 disp = a.disp2 = self.tables.dispatch_for(a, rix)
+        self.history.append(x)  # before the rules: a hit's confidence is looked up here
         if self.dirty:
             self._live_parts()
         live = self._live[rix]
@@ -693,7 +808,6 @@ class CallEvaluator:
                             self._due = d
             disp >>= 1
             i += 1
-        self.history.append(x)
         tl = self.timeline
         if tl is not None:
             evs = tl.push(x, self.clock)
@@ -846,6 +960,24 @@ class CallEvaluator:
         v = self._verdicts.get(rule_id)
         return v in (_PASSED, _NA)
 
+    def rule_unsure(self, rule_id: str) -> bool:
+        return self._verdicts.get(rule_id) is _UNCERTAIN
+
+    def confidence_of(self, e: Evidence) -> float:
+        """The confidence of the utterance evidence ``e`` points to (1.0 for a span); the
+        latest utterances first (a hit is usually in the one just fed)."""
+        idx = e.utterance_index
+        if idx is None:
+            return 1.0
+        h = self.history
+        k = len(h) - 1
+        while k >= 0:
+            u = h[k].u
+            if u.index == idx and u.start == e.start:
+                return u.confidence
+            k -= 1
+        return 1.0
+
     def role_ends(self) -> dict[Role, float]:
         ends: dict[Role, float] = {}
         ce = self.ended.channel_ends if self.ended is not None else ()
@@ -866,11 +998,30 @@ class CallEvaluator:
         verdicts = []
         total = 0.0
         failed = False
+        review = False
         for run in self.runs:
             rule = run.rule
             v = run.verdict or _PASSED
             if v is _PASSED:
                 verdicts.append(rule.passed)
+                continue
+            if v is _UNCERTAIN:
+                # no deduction, no fail: shown with what it would cost, for review
+                review = True
+                pending = fround(rule.deduction(max(run.occ + run.uocc, 1)), 2)
+                verdicts.append(
+                    RuleVerdict(
+                        rule.id,
+                        v,
+                        rule.severity,
+                        rule.weight,
+                        rule.description,
+                        0.0,
+                        run.unsure_detail,
+                        pending,
+                        tuple(run.unsure),
+                    )
+                )
                 continue
             d = 0.0
             detail = ""
@@ -907,6 +1058,7 @@ class CallEvaluator:
             rule_pack_version=pack.version,
             duration=fround(self.call_end, 3),
             extras=self._extras(),
+            review=review,
         )
 
     def _extras(self) -> tuple[tuple[str, float], ...]:

@@ -9,9 +9,10 @@ A fixture file (``configs/rules/fixtures/*.yaml``)::
         turns:
           - [agent, 1.0, 4.0, 您好，华冠客服，请问有什么可以帮您？]
           - {role: customer, start: 4.5, end: 6.0, text: 我的订单没收到, level_dbfs: -22}
+          - {role: agent, start: 7.0, end: 9.0, text: 这是公司规定, confidence: 0.2}
         expect:
-          OPEN-GREET: ok            # ok = passed, fire = failed, not_applicable
-          BAN-POLICY: ok
+          OPEN-GREET: ok            # ok = passed, fire = failed, not_applicable,
+          BAN-POLICY: uncertain     # uncertain (heard with low confidence / roles unknown)
 
 ``qa-pipeline rules test`` runs every fixture through :func:`score_transcript` and
 compares each expectation with the rule's verdict.
@@ -33,8 +34,14 @@ from .engine import score_transcript
 from .loader import RulePack, _validation_problems, default_pack_path
 from .yamlsrc import load_yaml_file
 
-Expect = Literal["fire", "ok", "not_applicable"]
-_VERDICT = {"fire": Verdict.FAILED, "ok": Verdict.PASSED, "not_applicable": Verdict.NOT_APPLICABLE}
+Expect = Literal["fire", "ok", "not_applicable", "uncertain"]
+_VERDICT = {
+    "fire": Verdict.FAILED,
+    "ok": Verdict.PASSED,
+    "not_applicable": Verdict.NOT_APPLICABLE,
+    "uncertain": Verdict.UNCERTAIN,
+}
+_EXPECT = {v: k for k, v in _VERDICT.items()}
 _ROLES = {
     "a": "agent",
     "c": "customer",
@@ -213,11 +220,7 @@ def run_fixtures(pack: RulePack, fixtures: list[Fixture]) -> list[Outcome]:
             if v is None:
                 out.append(Outcome(f.name, rid, exp, "unknown rule", False, "", f.location))
                 continue
-            actual = {
-                Verdict.FAILED: "fire",
-                Verdict.PASSED: "ok",
-                Verdict.NOT_APPLICABLE: "not_applicable",
-            }[v.verdict]
+            actual = _EXPECT[v.verdict]
             out.append(
                 Outcome(f.name, rid, exp, actual, v.verdict == _VERDICT[exp], v.detail, f.location)
             )
@@ -225,7 +228,8 @@ def run_fixtures(pack: RulePack, fixtures: list[Fixture]) -> list[Outcome]:
 
 
 def coverage(fixtures: list[Fixture]) -> dict[str, set[str]]:
-    """rule id -> the expectations its fixtures hold (``fire`` / ``ok`` / ``not_applicable``)."""
+    """rule id -> the expectations its fixtures hold (``fire`` / ``ok`` / ``not_applicable``
+    / ``uncertain``)."""
     cov: dict[str, set[str]] = {}
     for f in fixtures:
         for rid, exp in f.spec.expect.items():

@@ -1124,10 +1124,14 @@ class CVerdicts(CNode):
         return None
 
     def close(self, r: RuleRun) -> list[Ev] | None:
-        failed = [i for i in self.ids if not r.ev.rule_ok(i)]
+        ev = r.ev
+        failed = [i for i in self.ids if not ev.rule_ok(i)]
         st = r.st[self.slot]
         st[1] = failed
         if failed:
+            if all(ev.rule_unsure(i) for i in failed):
+                # only uncertain verdicts stand in the way: so is this one
+                r.unsure_why = "、".join(failed) + " 待复核"
             return None
         st[0] = True
         return [(Evidence(start=0.0, end=r.ev.call_end), "全部通过：" + "、".join(self.ids))]

@@ -547,6 +547,9 @@ class Settings(Strict):
     max_utterance_seconds: float = Field(30.0, gt=0)
     max_call_seconds: float = Field(7200.0, gt=0)
     fail_grade: str | None = None
+    # An utterance heard with confidence (exp of Whisper's mean token log-prob) below this
+    # makes a verdict that rests on it ``uncertain`` instead of failed; 0 turns it off.
+    uncertain_confidence: float = Field(0.5, ge=0, le=1)
 
     @model_validator(mode="after")
     def _grades(self) -> Settings:

@@ -46,6 +46,8 @@ def verdict_from_dict(d: dict[str, Any]) -> RuleVerdict:
         description=str(d.get("description", "")),
         deduction=float(d.get("deduction", 0.0)),
         detail=str(d.get("detail", "")),
+        pending_deduction=float(d.get("pending_deduction", 0.0)),
+        evidence=tuple(evidence_from_dict(e) for e in d.get("evidence") or ()),
     )
 
 
@@ -62,4 +64,5 @@ def scorecard_from_dict(d: dict[str, Any], call_id: str | None = None) -> Scorec
         rule_pack_version=str(d.get("rule_pack_version", "")),
         duration=float(d.get("duration", 0.0)),
         extras=tuple((str(k), float(v)) for k, v in d.get("extras") or ()),
+        review=bool(d.get("review", False)),
     )

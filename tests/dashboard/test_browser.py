@@ -10,6 +10,7 @@ The screenshot is kept as ``tests/artifacts/dashboard.png``.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -23,9 +24,11 @@ from dashboard_helpers import (
     Dashboard,
     chromium_path,
 )
-from generated_calls import call_events
+from generated_calls import call_events, generated_call
 
-from qa_pipeline.sinks.base import EventKind
+from qa_pipeline.messages import replace
+from qa_pipeline.rules import load_pack, score_transcript
+from qa_pipeline.sinks.base import EventKind, events_for_call
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright==1.65.2")
 
@@ -153,4 +156,31 @@ def test_viewer_sees_no_transcript_text(browser: Any, dashboard: Dashboard) -> N
     assert page.query_selector("#transcript .utt .tx.hidden") is not None
     # scores, findings and suggestions are still there
     assert page.query_selector("#transcript .finding[data-rule=BAN-POLICY] .sugg-text")
+    page.context.close()
+
+
+def test_uncertain_verdict_in_browser(browser: Any, dashboard: Dashboard) -> None:
+    """A greeting heard with low confidence: the call carries a review badge, and the
+    uncertain verdict (no finding) shows at its utterance with its pending deduction."""
+    cid = "call-unsure-005"
+    transcript, _ = generated_call("perfect", cid)
+    first = transcript.utterances[0]
+    utts = (replace(first, text="农好，华夏客服，我是小王，很高兴为您服务", confidence=0.25),)
+    transcript = dataclasses.replace(transcript, utterances=utts + transcript.utterances[1:])
+    card = score_transcript(load_pack(), transcript)
+    page = login(browser, dashboard, TOKEN)
+    for e in events_for_call(transcript, card.findings, card):
+        dashboard.sink.emit(e)
+    row = page.wait_for_selector(f'tr.call[data-call-id="{cid}"] .badge.review', timeout=3000)
+    assert row is not None and "待复核" in row.inner_text()
+    page.click(f'tr.call[data-call-id="{cid}"]')
+    box = page.wait_for_selector(
+        '#transcript .utt[data-utt-index="0"] .finding.uncertain[data-rule="OPEN-GREET"]',
+        timeout=3000,
+    )
+    assert box is not None
+    assert "0.25" in box.inner_text() and "−8" in box.inner_text()
+    assert (
+        page.query_selector('#transcript .finding:not(.uncertain)[data-rule="OPEN-GREET"]') is None
+    )
     page.context.close()

@@ -4,6 +4,7 @@ records); tests/integration/test_dashboard_from_kafka.py reads a real broker."""
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import random
@@ -15,13 +16,15 @@ from urllib.parse import urlsplit
 
 import pytest
 from dashboard_helpers import TOKEN, VIEWER_TOKEN, Dashboard
-from generated_calls import call_events
+from generated_calls import call_events, generated_call
 from typer.testing import CliRunner
 
 from qa_pipeline.dashboard import DashboardError, DashboardSink, DashboardState, start_dashboard
 from qa_pipeline.dashboard.kafka_feed import KafkaFeed, topics_of
 from qa_pipeline.dashboard.server import Access
-from qa_pipeline.sinks.base import EventKind, FanOut
+from qa_pipeline.messages import replace
+from qa_pipeline.rules import load_pack, score_transcript
+from qa_pipeline.sinks.base import EventKind, FanOut, events_for_call
 from qa_pipeline.sinks.kafka import KafkaTopics
 
 CID = "call-sw-9"
@@ -102,6 +105,31 @@ def test_viewer_redaction() -> None:
     assert all("text" not in u for u in snap["details"][CID]["utterances"])
     full = json.dumps(state.snapshot(), ensure_ascii=False)
     assert "超过七天就不能退了" in full
+
+
+def test_uncertain_verdicts_flag_the_call_for_review() -> None:
+    """A greeting heard with low confidence: no finding, the call flagged for review, the
+    uncertain verdict beside its utterance, its detail hidden from viewers."""
+    transcript, _ = generated_call("perfect", "c-unsure")
+    first = transcript.utterances[0]
+    utts = (replace(first, text="农好，华夏客服，我是小王，很高兴为您服务", confidence=0.25),)
+    transcript = dataclasses.replace(transcript, utterances=utts + transcript.utterances[1:])
+    card = score_transcript(load_pack(), transcript)
+    state = DashboardState()
+    state.apply_all(events_for_call(transcript, card.findings, card))
+    call = state.snapshot()["calls"][0]
+    assert call["review"] is True and call["uncertain"] >= 1 and not call["failed"]
+    assert call["score"] == card.score
+    detail = state.detail("c-unsure")
+    assert detail is not None
+    greet = next(v for v in detail["uncertain"] if v["rule_id"] == "OPEN-GREET")
+    assert greet["utterance_indexes"] == [0] and greet["pending_deduction"] == 8
+    assert "0.25" in greet["detail"]
+    assert all(f["rule_id"] != "OPEN-GREET" for f in detail["findings"])
+    assert state.stats()["agents"][0]["review"] == 1
+    viewer = state.redact(state.snapshot(), full=False)
+    text = json.dumps(viewer["details"]["c-unsure"]["uncertain"], ensure_ascii=False)
+    assert "农好" not in text and "OPEN-GREET" in text
 
 
 def test_access_roles() -> None:

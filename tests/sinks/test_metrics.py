@@ -23,6 +23,7 @@ def _feed(m: PipelineMetrics) -> None:
     m.on_finding(crit, latency_s=0.02)
     m.on_finding(Finding("c2", "COURT-NIN", Severity.MINOR, "y"), latency_s=None)
     m.on_scorecard(Scorecard("c2", score=42.0, grade="不满意", failed=True))
+    m.on_scorecard(Scorecard("c3", score=95.0, grade="非常满意", failed=False, review=True))
     m.on_queue_depth("asr", 7)
     m.on_drop("vad", "queue_full", 2)
     m.on_sink_error("kafka", "unavailable")
@@ -37,6 +38,7 @@ def test_observer_updates_metrics(registry: CollectorRegistry) -> None:
     assert v("qa_active_calls") == 1
     assert v("qa_calls_total") == 2
     assert v("qa_calls_failed_total") == 1
+    assert v("qa_calls_review_total") == 1  # an uncertain verdict: review, not failed
     assert v("qa_utterances_total", {"role": "agent"}) == 1
     assert v("qa_utterances_total", {"role": "customer"}) == 1
     assert v("qa_asr_rtf_count") == 1 and v("qa_asr_rtf_sum") == pytest.approx(0.25)
