@@ -27,6 +27,11 @@ class NoAsr:
     """An ASR that must never be asked: the screen leaves it nothing to decode."""
 
     settings: dict[str, object] = {"model": "none"}
+    provenance: dict[str, object] = {}
+    bias: tuple[str, ...] = ()
+
+    def with_bias(self, bias: tuple[str, ...]) -> NoAsr:
+        return self
 
     def transcribe_many(self, segments: Any, on_result: Any = None) -> Any:
         segs = list(segments)
@@ -77,15 +82,15 @@ def test_screen_off_lets_them_through(tmp_path: Path) -> None:
 
 
 def test_recorded_path_scores_no_utterance(tmp_path: Path) -> None:
-    """``Pipeline.score``: no segment reaches the ASR, the transcript is empty and no finding
-    rests on an utterance; the screened segments are counted in the stats."""
+    """``Pipeline.score``: no segment reaches the ASR, the transcript is empty, no finding,
+    no failed rule; the screened segments are counted in the stats."""
     f = write_nonspeech(tmp_path / "hold.wav", ("hold-music", "noise-brown-20"), 60.0)
     result = Pipeline(load_config(), engine=NoAsr()).score(f)  # type: ignore[arg-type]
     assert result.transcript.utterances == ()
     assert dict(result.stats.dropped)["nonspeech"] >= 2
     assert result.scorecard is not None
-    for finding in result.scorecard.findings:
-        assert all(e.utterance_index is None for e in finding.evidence), finding.rule_id
+    assert result.scorecard.findings == ()
+    assert all(v.verdict.value != "failed" for v in result.scorecard.verdicts)
 
 
 class _Metrics:
@@ -162,8 +167,7 @@ def test_live_path_replay_gives_no_asr_job(tmp_path: Path) -> None:
     assert "utterance" not in kinds and kinds.count("scorecard") == 3
     for s in h.sessions.values():
         assert s.scorecard is not None
-        for f in s.scorecard.findings:
-            assert all(e.utterance_index is None for e in f.evidence)
+        assert s.scorecard.findings == ()
 
 
 # -- real speech is kept ---------------------------------------------------------------------

@@ -42,6 +42,7 @@ _UNCERTAIN: Final = Verdict.UNCERTAIN
 _ROLE_IX: Final = {_AGENT: 0, _CUSTOMER: 1, _UNKNOWN: 2}
 _MAX_SEEN: Final = 3
 _ROLES_UNKNOWN: Final = "角色未知：录音未区分坐席与客户（如单声道），无法判定"
+_NO_SPEECH: Final = "不适用：通话中没有听到语音"
 
 
 class RoleStats:
@@ -518,6 +519,9 @@ class RuleRun:
     def _body(self, evs: list[Ev] | None) -> None:
         if not evs or not self.rule.forbid:
             return
+        ev = self.ev
+        if ev.n == 0 and ev.ended is not None:
+            return  # the call is over and nobody was heard: nothing to judge (no speech)
         rule = self.rule
         tol = rule.tolerance
         low = self.ev.low_conf if rule.text_body else 0.0
@@ -563,7 +567,12 @@ class RuleRun:
             else:
                 self.occ = 1
                 detail = rule.body.detail(self) or "未满足"
-                if self._why_unsure(detail):
+                if ev.n == 0 and (rule.text_body or rule.role_scoped):
+                    # nobody was heard on the call (a dead line, a fax, tones, music on
+                    # hold only): a missing phrase is not an agent's failure
+                    self.body_status = _NA
+                    self.na_reason = _NO_SPEECH
+                elif self._why_unsure(detail):
                     self.body_status = _UNCERTAIN
                 else:
                     self.body_status = _FAILED

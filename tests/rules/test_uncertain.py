@@ -265,3 +265,20 @@ def test_fixtures_can_expect_uncertain(default_pack: RulePack, tmp_path: Path) -
     default = run_fixtures(default_pack, load_fixtures(default_fixtures_dir()))
     unsure = [o for o in default if o.expected == "uncertain"]
     assert len(unsure) >= 5 and all(o.ok for o in unsure)
+
+
+def test_a_call_where_nobody_spoke_fails_no_agent(make_pack: MakePack) -> None:
+    """A dead line, a fax or music on hold gives no utterances: the missing greeting and
+    closing are not applicable, not failures (and no finding reaches a supervisor)."""
+    from qa_pipeline.rules import load_pack
+
+    for pack in (make_pack(PACK), load_pack()):
+        call = CallInfo("silent", channels=(Role.AGENT, Role.CUSTOMER))
+        t = Transcript(call=call, utterances=(), ended=CallEnded("silent", 60.0, (60.0, 60.0)))
+        card = score_transcript(pack, t)
+        assert card.findings == ()
+        assert not card.failed and card.score == 100.0
+        verdicts = {v.rule_id: v for v in card.verdicts}
+        assert Verdict.FAILED not in {v.verdict for v in verdicts.values()}
+        greet = verdicts.get("GREET-X") or verdicts["OPEN-GREET"]
+        assert greet.verdict is Verdict.NOT_APPLICABLE and "没有听到语音" in greet.detail
