@@ -6,7 +6,12 @@ For each set of audio, in the same run and on the same model:
   turns, guarded Whisper on two one-thread workers kept busy across files, normalisation).
 * **plain loop**: ``WhisperModel(cpu_threads=2).transcribe(file)`` per file (per channel
   for stereo calls), faster-whisper's defaults (beam 5, temperature fallback,
-  conditioning on previous text) with the language forced.
+  conditioning on previous text) with the language forced; sampling seeded
+  (``ctranslate2.set_random_seed``) so a run is repeatable.
+
+Besides the pooled error, each row counts the files where ours is worse than the plain
+loop by more than max(5 % of the reference, one character/word): the issue's bar is
+pooled error <= the plain loop's and no such file.
 
 Sets: the real Mandarin clips (16 kHz as recorded), the same clips as 8 kHz mu-law
 (simulated telephone audio), the English clips, and the generated dual-channel calls.
@@ -84,10 +89,28 @@ def generated_calls(workdir: Path) -> list[Item]:
     return items
 
 
+PLAIN_SEED = 1234
+
+
+def counts(items: list[Item], hyps: list[str]) -> list[tuple[int, int]]:
+    measure = wer_counts if items[0].lang == "en" else cer_counts
+    return [measure(i.reference or "", h) for i, h in zip(items, hyps, strict=True)]
+
+
 def score(items: list[Item], hyps: list[str]) -> float:
-    if items[0].lang == "en":
-        return pooled([wer_counts(i.reference or "", h) for i, h in zip(items, hyps, strict=True)])
-    return pooled([cer_counts(i.reference or "", h) for i, h in zip(items, hyps, strict=True)])
+    return pooled(counts(items, hyps))
+
+
+def worse_files(
+    items: list[Item], ours: list[str], plain: list[str]
+) -> list[tuple[str, int, int, int]]:
+    """(file, reference length, our errors, plain errors) where ours is worse by more than
+    max(5 % of the reference, one unit)."""
+    out = []
+    for it, (eo, n), (ep, _) in zip(items, counts(items, ours), counts(items, plain), strict=True):
+        if eo - ep > max(0.05 * n, 1):
+            out.append((it.path.name, n, eo, ep))
+    return out
 
 
 def run_ours(pipeline: Pipeline, items: list[Item]) -> tuple[float, list[str]]:
@@ -104,8 +127,10 @@ def run_ours(pipeline: Pipeline, items: list[Item]) -> tuple[float, list[str]]:
 
 
 def run_plain(model: object, items: list[Item]) -> tuple[float, list[str]]:
+    import ctranslate2
     from faster_whisper import decode_audio
 
+    ctranslate2.set_random_seed(PLAIN_SEED)
     hyps = []
     t0 = time.perf_counter()
     for it in items:
@@ -171,16 +196,19 @@ def main() -> None:
         }
         if plain is not None:
             plain_s, plain_h = run_plain(plain, items)
-            row.update(plain_s=plain_s, plain_err=score(items, plain_h))
+            worse = worse_files(items, ours_h, plain_h)
+            row.update(plain_s=plain_s, plain_err=score(items, plain_h), worse=len(worse))
+            for name, n, eo, ep in worse:
+                print(f"  worse than plain: {name}: {eo} vs {ep} errors of {n}", file=sys.stderr)
         rows.append(row)
 
     metric = {True: "WER", False: "CER"}
     print()
     print(
         f"{'set':30} {'files':>5} {'audio s':>8} | {'ours s':>7} {'RTF':>6} {'err':>11} | "
-        f"{'plain s':>7} {'RTF':>6} {'err':>11} | {'speed-up':>8}"
+        f"{'plain s':>7} {'RTF':>6} {'err':>11} | {'speed-up':>8} {'worse':>5}"
     )
-    print("-" * 118)
+    print("-" * 124)
     for r in rows:
         m = metric[r["set"].startswith("en")]
         ours = f"{r['ours_s']:7.1f} {r['ours_s'] / r['audio_s']:6.3f} {m} {r['ours_err']:.3f}"
@@ -189,17 +217,21 @@ def main() -> None:
                 f"{r['plain_s']:7.1f} {r['plain_s'] / r['audio_s']:6.3f} {m} {r['plain_err']:.3f}"
             )
             speed = f"{r['plain_s'] / r['ours_s']:7.2f}x"
+            n_worse = str(r["worse"])
         else:
-            plain_txt, speed = f"{'-':>30}", "-"
+            plain_txt, speed, n_worse = f"{'-':>30}", "-", "-"
         print(
-            f"{r['set']:30} {r['files']:5d} {r['audio_s']:8.1f} | {ours} | {plain_txt} | {speed:>8}"
+            f"{r['set']:30} {r['files']:5d} {r['audio_s']:8.1f} | {ours} | {plain_txt} | "
+            f"{speed:>8} {n_worse:>5}"
         )
     print(
         "\nRTF = wall seconds / audio seconds (lower is faster). ours: Pipeline.transcribe "
         f"(beam {cfg.asr.beam_size}, {cfg.asr.workers} workers x {cfg.asr.threads_per_worker} "
         f"thread, window {cfg.asr.window}"
-        f"{f' >= {cfg.asr.min_window_seconds:g} s' if cfg.asr.window == 'fitted' else ''}). plain: WhisperModel(cpu_threads=2).transcribe per file/channel, beam 5, "
-        "default fallback."
+        f"{f' >= {cfg.asr.min_window_seconds:g} s' if cfg.asr.window == 'fitted' else ''}, "
+        f"bias {cfg.asr.bias}). plain: WhisperModel(cpu_threads=2).transcribe per file/channel, "
+        "beam 5, default fallback, seeded. worse: files where ours has more errors than the "
+        "plain loop by more than max(5 %, one character/word)."
     )
 
 

@@ -252,7 +252,9 @@ class AsrEngine:
 
     def _terms(self) -> tuple[str, ...]:
         c = self.config
-        return bias_terms([*c.hotwords, *(self.bias if c.bias != "off" else ())])
+        # the pack's terms are Mandarin: not told to a decode forced to another language
+        pack = self.bias if c.bias != "off" and c.language in ("zh", None) else ()
+        return bias_terms([*c.hotwords, *pack])
 
     def _prompt_terms(self) -> str | None:
         return bias_prompt(self._terms())

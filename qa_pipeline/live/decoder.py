@@ -12,8 +12,9 @@ utterance with queued utterances of all lines decoded as one batch.
   Optionally (``timestamps_cut``) decoding runs in timestamp mode and stops at the first
   timestamp at or after the utterance's end: Whisper sometimes writes the sentence again
   into the padding, and that copy is stamped past the end of the audio. Without it the
-  engine's guard collapses a repeated sentence. Live decoding uses no prompt, hotwords or
-  temperature fallback (``asr.initial_prompt``, ``asr.hotwords``, ``asr.temperatures``),
+  engine's guard collapses a repeated sentence. Live decoding is told the same terms as
+  recorded calls (``asr.hotwords`` and the rule pack's bias, ``asr.bias``) but uses no prompt
+  or temperature fallback (``asr.initial_prompt``, ``asr.temperatures``),
   except that a decode that loops, hits its token cap or breaks a character is decoded again
   (:meth:`AsrEngine.recover <qa_pipeline.asr.engine.AsrEngine.recover>`), as on recorded calls.
 
@@ -93,6 +94,7 @@ class LiveDecoder:
                     timestamps=o.timestamps_cut,
                     cut_at_end=o.timestamps_cut,
                     no_repeat_ngram_size=o.no_repeat_ngram_size,
+                    hotwords=self.engine._hotwords,
                 ),
             )
         return self._fitted

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry
 
+from ..asr.bias import pack_terms
 from ..asr.engine import AsrEngine, AsrResult
 from ..messages import AudioChunk, CallInfo, Role, Scorecard, SpeechSegment
 from ..rules import RulePack, load_pack
@@ -145,7 +146,9 @@ class LiveService:
 
     async def start(self) -> None:
         if self._engine is None:
-            self._engine = await asyncio.to_thread(AsrEngine, self.config.asr)
+            # the decoder is biased to the pack the calls are scored with (asr.bias)
+            bias = tuple(pack_terms(self.pack, self.config.asr.bias))
+            self._engine = await asyncio.to_thread(AsrEngine, self.config.asr, None, bias)
         self.decoder = LiveDecoder(self._engine, decode_options(self.config))
         live = self.config.live
         if live.warmup:  # first decodes of a shape are slow: pay it before the first call
