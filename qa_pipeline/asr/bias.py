@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ..config import AsrConfig
     from ..rules.loader import RulePack
 
 MAX_TERMS_CHARS = 80  # the prompt stays short: long prompts slow decoding and get copied
@@ -77,6 +78,14 @@ def bias_terms(terms: Iterable[str]) -> tuple[str, ...]:
         out.append(t)
         size += len(t) + 1
     return tuple(out)
+
+
+def told_terms(config: AsrConfig, pack_bias: Iterable[str]) -> tuple[str, ...]:
+    """What a decode with ``config`` is told: its hotwords, then the pack's terms (unless
+    ``asr.bias`` is off, or the decode is forced to a language other than Mandarin: the
+    pack's terms are Mandarin)."""
+    on = config.bias != "off" and config.language in ("zh", None)
+    return bias_terms([*config.hotwords, *(pack_bias if on else ())])
 
 
 def bias_prompt(terms: Iterable[str]) -> str | None:

@@ -36,7 +36,7 @@ from ..config import AsrConfig
 from ..errors import ModelError
 from ..messages import SpeechSegment, Utterance
 from ..text import normalise
-from .bias import bias_prompt, bias_terms, bias_version
+from .bias import bias_prompt, bias_version, told_terms
 from .guard import GuardResult, HallucinationGuard
 from .model import ModelInfo, resolve_model
 
@@ -251,10 +251,7 @@ class AsrEngine:
         return clone
 
     def _terms(self) -> tuple[str, ...]:
-        c = self.config
-        # the pack's terms are Mandarin: not told to a decode forced to another language
-        pack = self.bias if c.bias != "off" and c.language in ("zh", None) else ()
-        return bias_terms([*c.hotwords, *pack])
+        return told_terms(self.config, self.bias)
 
     def _prompt_terms(self) -> str | None:
         return bias_prompt(self._terms())

@@ -137,6 +137,8 @@ def summary_dict(s: RescoreSummary) -> dict[str, object]:
             for k, d in s.diff.items()
         },
         "kafka": s.kafka,
+        "bias_version": s.bias_version,
+        "stale_bias": s.stale_bias,
     }
 
 
@@ -159,6 +161,12 @@ def print_summary(console: Console, s: RescoreSummary) -> None:
     if s.imported:
         t.add_row("imported transcripts", str(s.imported))
     t.add_row("unreadable / errors", str(len(s.errors)))
+    if s.stale_bias:
+        t.add_row(
+            "decoded with another bias",
+            f"{len(s.stale_bias)} transcripts (kept; the decoder bias is now "
+            f"{s.bias_version or 'off'}: see --json stale_bias)",
+        )
     if s.baseline_pack:
         d = s.diff
         t.add_row("baseline", s.baseline_pack)

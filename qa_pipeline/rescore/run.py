@@ -100,6 +100,10 @@ class RescoreSummary:
     outputs: dict[str, Path] = field(default_factory=dict)
     diff: dict[str, Any] = field(default_factory=dict)
     kafka: dict[str, int] = field(default_factory=dict)
+    #: the decoder bias version the pack and config give now, and the calls whose stored
+    #: transcript was decoded with another one (asr.bias): kept, not re-transcribed
+    bias_version: str | None = None
+    stale_bias: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -193,6 +197,7 @@ def rescore(
                 for e in errors.values()
             )
             summary.errors = sorted(errors.values(), key=lambda e: e.call_id)
+            _stale_bias(store, cfg, pack, targets, summary)
             _score(opts, store, cfg, runs, pack_path, opts.baseline, targets, summary, prog)
             for rid, _ in runs:
                 store.finish_run(rid)
@@ -331,6 +336,27 @@ def _message(e: BaseException) -> str:
 
 
 # -- scoring -------------------------------------------------------------------------------
+
+
+def _stale_bias(
+    store: Store,
+    cfg: PipelineConfig,
+    pack: RulePack,
+    targets: dict[str, _Target],
+    summary: RescoreSummary,
+) -> None:
+    """Which targets' transcripts were decoded with another bias list than this pack and
+    config give (an edited company name or required phrase): said, not re-transcribed."""
+    from ..asr.bias import bias_version, pack_terms, told_terms
+
+    now = bias_version(told_terms(cfg.asr, pack_terms(pack, cfg.asr.bias)))
+    summary.bias_version = now
+    rows = store.db.execute(
+        "SELECT c.call_id, json_extract(t.doc, '$.asr.bias_version') FROM calls c "
+        "JOIN transcripts t ON t.audio_sha256 = c.audio_sha256 "
+        "AND t.settings_hash = c.settings_hash WHERE c.audio_sha256 NOT LIKE 'doc:%'"
+    ).fetchall()
+    summary.stale_bias = sorted(cid for cid, v in rows if cid in targets and v != now)
 
 
 def _score(

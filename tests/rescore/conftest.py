@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from audio_helpers import read_clip, write_call
 
+from qa_pipeline.asr.bias import bias_version, told_terms
 from qa_pipeline.asr.engine import AsrResult
 from qa_pipeline.config import PipelineConfig, load_config
 from qa_pipeline.messages import SpeechSegment
@@ -60,7 +61,10 @@ class FakeEngine:
         self.calls = 0
         self.segments = 0
         self.bias: tuple[str, ...] = ()
-        self.provenance = {"bias_version": None}
+
+    @property
+    def provenance(self) -> dict[str, object]:
+        return {"bias_version": bias_version(told_terms(self.config, self.bias))}
 
     def with_bias(self, bias: tuple[str, ...]) -> FakeEngine:
         self.bias = bias  # one engine: the counts stay in one place

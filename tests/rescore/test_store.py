@@ -217,3 +217,35 @@ def test_kafka_transcripts_topic_is_read_deduplicated_and_scored(tmp_path: Path)
         assert {c.audio_sha256 for c in st.calls()} == {
             doc_key(transcript_to_dict(t)) for t in calls
         }
+
+
+def test_an_edited_bias_list_is_said_not_retranscribed(
+    calls_dir: Path, fake_pipeline: tuple[Pipeline, FakeEngine], tmp_path: Path
+) -> None:
+    """The decoder is biased to the pack's company name; renaming the company changes the
+    bias list but must not re-transcribe the archive: rescore says which transcripts were
+    decoded with the older list."""
+    pipe, eng = fake_pipeline
+    store = tmp_path / "qa.sqlite"
+    first = rescore(
+        RescoreOptions(inputs=[calls_dir], store=store, out=tmp_path / "o1", progress=False),
+        pipeline=pipe,
+    )
+    assert first.transcribed == len(CALLS) and first.stale_bias == []
+    renamed = load_config(overrides={"rules": {"settings": {"company_name": "华冠"}}})
+    eng.calls = 0
+    again = rescore(
+        RescoreOptions(inputs=[calls_dir], store=store, out=tmp_path / "o2", progress=False),
+        pipeline=Pipeline(renamed, engine=eng),  # type: ignore[arg-type]
+        config=renamed,
+    )
+    assert eng.calls == 0 and again.transcribed == 0 and again.cached == len(CALLS)
+    assert len(again.stale_bias) == len(CALLS) and again.bias_version != first.bias_version
+    with Store(store) as st:
+        versions = {
+            v
+            for (v,) in st.db.execute(
+                "SELECT json_extract(doc, '$.asr.bias_version') FROM transcripts"
+            )
+        }
+    assert versions == {first.bias_version}
