@@ -57,7 +57,7 @@ from .generate import (
     render_speech,
 )
 
-CORPUS_VERSION = "1"
+CORPUS_VERSION = "2"
 """Bump when a change here changes the scripts, labels or audio: every cached call is redone."""
 
 DEFAULT_SEED = 1
@@ -1184,10 +1184,9 @@ def expected_verdicts(plan: CallPlan, timing: Timing) -> dict[str, str]:
     else:
         v["APOLOGY-FIRST"] = v["EMPATHY"] = "not_applicable"
     if c["problem"]:
-        first = order[c["problem"][0]]
-        v["CLARIFY"] = ok(
-            has([x for x in evs[first + 1 : first + 9] if x.role == "agent"], "clarify")
-        )
+        # any problem statement followed by a paraphrase within 8 turns (both roles)
+        d = _clarify_distance(evs, [order[i] for i in c["problem"]])
+        v["CLARIFY"] = ok(d is not None and d <= 8)
         v["SOLUTION"] = ok(has(agent, "solution"))
         pos = []
         for stage in ("explore", "offer", "action", "confirm_sat"):
@@ -1211,6 +1210,17 @@ def expected_verdicts(plan: CallPlan, timing: Timing) -> dict[str, str]:
     five = ("OPEN-GREET", "RESP-GAP", "COURT-WORDS", "APOLOGY-FIRST", "CLOSE-THANKS")
     v["FIVE-VOICES"] = ok(all(v[r] != "failed" for r in five))
     return v
+
+
+def _clarify_distance(evs: list[_Ev], anchors: list[int]) -> int | None:
+    """Turns from the nearest customer problem statement to the agent's paraphrase."""
+    best: int | None = None
+    for a in anchors:
+        for k, x in enumerate(evs[a + 1 :], 1):
+            if x.role == "agent" and "clarify" in x.tokens:
+                best = k if best is None else min(best, k)
+                break
+    return best
 
 
 def _agent_measures(plan: CallPlan, timing: Timing) -> tuple[float, float, float]:
@@ -1268,6 +1278,11 @@ def margin_problems(plan: CallPlan, timing: Timing) -> list[str]:
             near(other, 2.0, 4.5, "customer speech in agent gap")
     for o in tl.overlaps:
         near(o, 0.3, 1.4, "agent overlap")
+    if c["problem"]:
+        order = {x.idx: k for k, x in enumerate(evs)}
+        d = _clarify_distance(evs, [order[i] for i in c["problem"]])
+        if d is not None and 6 < d <= 11:
+            out.append(f"paraphrase {d} turns after the problem (window 8)")
     near(timing.duration, 11.0, 25.0, "duration")
     near(timing.duration, 280.0, 320.0, "duration")
     rate, secs, level = _agent_measures(plan, timing)
