@@ -126,7 +126,9 @@ def text_verdicts(side: Mapping[str, Any]) -> dict[str, str]:
     return {v.rule_id: v.verdict.value for v in card.verdicts}
 
 
-def audio_verdicts(paths: Iterable[Path]) -> dict[str, tuple[dict[str, str], dict[str, Any]]]:
+def audio_verdicts(
+    paths: Iterable[Path], asr: Mapping[str, Any] | None = None
+) -> dict[str, tuple[dict[str, str], dict[str, Any]]]:
     """Score each call from its audio, configured with its company name only. One
     pipeline per company (the configuration is all a deployment would set)."""
     by_company: dict[str, list[Path]] = defaultdict(list)
@@ -136,7 +138,10 @@ def audio_verdicts(paths: Iterable[Path]) -> dict[str, tuple[dict[str, str], dic
     done = 0
     total = sum(len(v) for v in by_company.values())
     for company, group in sorted(by_company.items()):
-        pipe = Pipeline(load_config(overrides={"rules": {"settings": {"company_name": company}}}))
+        overrides: dict[str, Any] = {"rules": {"settings": {"company_name": company}}}
+        if asr:
+            overrides["asr"] = dict(asr)
+        pipe = Pipeline(load_config(overrides=overrides))
         for p in group:
             t0 = time.perf_counter()
             res = pipe.score(p)
@@ -238,11 +243,21 @@ def main() -> None:
     ap.add_argument("--slice", action="store_true", help=f"only the CI slice (~{SLICE_SIZE} calls)")
     ap.add_argument("--text-only", action="store_true", help="skip the audio (no Whisper)")
     ap.add_argument("--json", type=Path, help="write per-call verdicts and the tables here")
+    ap.add_argument(
+        "--asr",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="ASR setting for the audio side (YAML value), e.g. --asr bias=off",
+    )
     args = ap.parse_args()
 
     paths = corpus_paths(args.calls, args.seed, args.out, args.slice)
     t0 = time.perf_counter()
-    heard = {} if args.text_only else audio_verdicts(paths)
+    import yaml
+
+    asr = {k: yaml.safe_load(v) for k, _, v in (a.partition("=") for a in args.asr)}
+    heard = {} if args.text_only else audio_verdicts(paths, asr)
     seconds = time.perf_counter() - t0
     rows: list[Row] = []
     calls: list[dict[str, Any]] = []

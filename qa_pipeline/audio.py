@@ -46,6 +46,22 @@ def level_dbfs(samples: Samples) -> float:
     return 20.0 * math.log10(rms) if rms > 0 else -math.inf
 
 
+DIGITAL_SILENCE = 1e-5  # below any line noise (-100 dBFS): nothing was on the line
+MIN_HANGUP_SILENCE_S = 0.5
+
+
+def channel_end(samples: Samples, sample_rate: int) -> float:
+    """When a channel's audio ends: the end of its last non-silent sample when it is followed
+    by at least :data:`MIN_HANGUP_SILENCE_S` of digital silence (a side that hung up while
+    the recording went on carries nothing at all, not even line noise), else its length."""
+    n = len(samples)
+    loud = np.flatnonzero(np.abs(samples) > DIGITAL_SILENCE)
+    last = int(loud[-1]) + 1 if len(loud) else 0
+    if (n - last) / sample_rate < MIN_HANGUP_SILENCE_S:
+        return n / sample_rate
+    return last / sample_rate
+
+
 def peak_dbfs(samples: Samples) -> float:
     peak = float(np.max(np.abs(samples))) if samples.size else 0.0
     return 20.0 * math.log10(peak) if peak > 0 else -math.inf

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .asr.engine import AsrEngine, AsrResult, to_utterances
-from .audio import CallAudio, load_call
+from .audio import CallAudio, channel_end, load_call
 from .config import PipelineConfig
 from .errors import AudioError, QAError
 from .messages import CallEnded, CallInfo, Scorecard, SpeechSegment, replace
@@ -190,7 +190,8 @@ class Pipeline:
             ended=CallEnded(
                 call_id=info.call_id,
                 end=audio.duration,
-                channel_ends=tuple(audio.duration for _ in audio.channels),
+                # a side that hung up before the recording stopped: its audio ends there
+                channel_ends=tuple(channel_end(ch, audio.sample_rate) for ch in audio.channels),
             ),
             asr=tuple(sorted({**self.engine.settings, **self.engine.provenance}.items())),
         )

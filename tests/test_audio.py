@@ -130,3 +130,18 @@ def test_header_only_wav(tmp_path: Path) -> None:
 def test_directory(tmp_path: Path) -> None:
     with pytest.raises(AudioError, match="is a directory"):
         load_call(tmp_path)
+
+
+def test_channel_end_is_where_a_side_hung_up() -> None:
+    from qa_pipeline.audio import channel_end
+
+    rng = np.random.default_rng(0)
+    line = (rng.standard_normal(16000 * 10) * 0.001).astype(np.float32)  # -60 dBFS noise
+    assert channel_end(line, 16000) == 10.0  # line noise to the end: still on the line
+    hung = line.copy()
+    hung[16000 * 6 :] = 0.0  # nothing at all after 6 s: that side hung up
+    assert abs(channel_end(hung, 16000) - 6.0) < 1e-3
+    blip = line.copy()
+    blip[-800:] = 0.0  # 50 ms of digital silence is a codec gap, not a hang-up
+    assert channel_end(blip, 16000) == 10.0
+    assert channel_end(np.zeros(16000, dtype=np.float32), 16000) == 0.0
