@@ -12,6 +12,12 @@ def test_known_hallucinations_dropped() -> None:
     assert check("请不吝点赞 订阅 转发 打赏支持明镜与点点栏目") == ("", "hallucination")
 
 
+def test_subtitle_credits_on_line_noise_dropped() -> None:
+    # what Whisper base wrote on ringback, busy and fax tones and on the corpus's line noise
+    for text in ("中文字幕——", "字幕制作人", "中文字幕制作"):
+        assert check(text) == ("", "hallucination"), text
+
+
 def test_hallucination_removed_from_real_speech() -> None:
     assert check("您好，请问有什么可以帮您？谢谢观看")[0] == "您好，请问有什么可以帮您？"
 

@@ -236,3 +236,33 @@ def test_generated_calls_are_kept(tmp_path: Path) -> None:
     for wav in generate_samples(tmp_path, ["perfect", "talk_over", "complaint_apology"]):
         segs, rejected = segments_of(wav)
         assert segs and not rejected, (wav.name, dict(rejected))
+
+
+def test_a_flat_synthetic_voice_is_speech_not_a_tone(tmp_path: Path) -> None:
+    """espeak-ng's 'steph' voice puts over 80 % of many frames' energy in two harmonics, as
+    a tone does; its pitch still glides, which a tone's never does (the untuned corpus lost
+    turns of this voice to the screen until the drift check)."""
+    import os
+    import shutil
+    import subprocess
+
+    import soxr
+
+    from qa_pipeline import screen
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (scripts/setup installs it)")
+    wav = tmp_path / "steph.wav"
+    subprocess.run(
+        ["espeak-ng", "-v", "cmn-latn-pinyin+steph", "-s", "169", "-p", "67", "-w", str(wav)]
+        + ["没有了，谢谢。"],
+        check=True,
+        env={**os.environ, "LANG": "C.UTF-8"},
+    )
+    x, rate = sf.read(str(wav), dtype="float32")
+    x = soxr.resample(soxr.resample(x, rate, 8000), 8000, 16000).astype(np.float32)
+    power = screen._frame_power(x, 16000)
+    level = 10 * np.log10(power.sum(axis=1))
+    tonal = screen._two_peak_share(power[level > level.max() - 20]) > screen.TONAL_FRAME_SHARE
+    assert tonal.mean() >= 0.75  # tonal by the energy criterion alone
+    assert nonspeech_reason(x, 16000, tonal_fraction=0.75, min_spread_db=1.2) is None
