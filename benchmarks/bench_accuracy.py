@@ -46,7 +46,7 @@ from qa_pipeline.samples.corpus import (  # noqa: E402
     read_sidecar,
     select_slice,
 )
-from qa_pipeline.transcript import transcript_from_dict  # noqa: E402
+from qa_pipeline.transcript import transcript_from_dict, transcript_to_dict  # noqa: E402
 
 UNCERTAIN = "uncertain"
 SLICE_SIZE = 12
@@ -153,7 +153,16 @@ def audio_verdicts(
                 {"role": u.role.value, "start": u.start, "end": u.end, "text": u.text}
                 for u in res.transcript.utterances
             ]
-            out[p.stem] = (verdicts, {"score": res.scorecard.score, "utterances": utts})
+            # the whole transcript too: rules-only re-scoring of the heard calls (thresholds,
+            # pack edits) without running Whisper again
+            out[p.stem] = (
+                verdicts,
+                {
+                    "score": res.scorecard.score,
+                    "utterances": utts,
+                    "transcript": transcript_to_dict(res.transcript),
+                },
+            )
     return out
 
 
