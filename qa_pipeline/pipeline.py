@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import roles
 from .asr.engine import AsrEngine, AsrResult, to_utterances
 from .audio import CallAudio, channel_end, load_call
 from .config import PipelineConfig
@@ -55,6 +56,7 @@ class PreparedCall:
     segments: tuple[SpeechSegment, ...]
     started: float
     nonspeech: int = 0  # VAD segments the non-speech screen dropped before the ASR
+    mono: Any = None  # a mono call's speaker turns (roles.MonoTurns), audio.mono_roles: auto
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +105,7 @@ class Pipeline:
     def __init__(self, config: PipelineConfig, engine: AsrEngine | None = None) -> None:
         self.config = config
         self._engine = engine
+        self._pack: Any = None
 
     @property
     def engine(self) -> AsrEngine:
@@ -165,8 +168,15 @@ class Pipeline:
         )
         info = _with_roles(call or read_call_info(p), audio)
         rejected: Counter[str] = Counter()
-        segments = tuple(self.segment(audio, info.call_id, rejected))
-        return PreparedCall(p, info, audio, segments, t0, sum(rejected.values()))
+        mono = None
+        if roles.applies(self.config, len(audio.channels)):
+            mono = roles.speaker_turns(
+                audio.channels[0], self.config, call_id=info.call_id, rejected=rejected
+            )
+            segments = mono.segments
+        else:
+            segments = tuple(self.segment(audio, info.call_id, rejected))
+        return PreparedCall(p, info, audio, segments, t0, sum(rejected.values()), mono)
 
     def assemble(self, prep: PreparedCall, results: list[AsrResult]) -> CallResult:
         """Turn a call's ASR results into its transcript and stats."""
@@ -195,7 +205,17 @@ class Pipeline:
             ),
             asr=tuple(sorted({**self.engine.settings, **self.engine.provenance}.items())),
         )
+        if prep.mono is not None:
+            transcript = roles.name_transcript(transcript, prep.mono, self._roles_pack())
         return CallResult(transcript=transcript, stats=stats)
+
+    def _roles_pack(self) -> Any:
+        """The configured rule pack: its agent phrases name the voices of a mono call."""
+        if self._pack is None:
+            from .rules import load_pack
+
+            self._pack = load_pack(self.config.rules.pack, self.config.rules.settings or None)
+        return self._pack
 
     def transcribe(
         self,

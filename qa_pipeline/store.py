@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import AsrConfig, PipelineConfig
+from .config import AsrConfig, AudioConfig, PipelineConfig
 from .transcript import Transcript, transcript_from_dict, transcript_to_dict
 
 DEFAULT_STORE = Path("out") / "qa-store.sqlite"
@@ -151,11 +151,17 @@ def transcript_settings(
 ) -> dict[str, Any]:
     """Everything that determines a recording's transcript: ASR settings (from the config,
     or a loaded engine's ``settings``), VAD settings and channel roles."""
-    return {
+    out: dict[str, Any] = {
         "asr": engine_settings if engine_settings is not None else asr_settings(config.asr),
         "vad": config.vad.model_dump(mode="json"),
         "channels": [r.value for r in config.audio.channels],
     }
+    a, d = config.audio, AudioConfig()
+    if (a.mono_roles, a.mono_split_ms) != (d.mono_roles, d.mono_split_ms):
+        # mono calls are cut differently; the default adds nothing, so transcripts stored
+        # before roles were inferred are still found (they carry no 'roles' field)
+        out["mono"] = [a.mono_roles, a.mono_split_ms]
+    return out
 
 
 def settings_hash(settings: dict[str, Any]) -> str:
