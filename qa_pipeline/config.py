@@ -74,6 +74,28 @@ class VadConfig(_Model):
     min_level_dbfs: float = Field(
         default=-55.0, description="frames quieter than this are never speech (line noise)"
     )
+    noise_gate_db: float = Field(
+        default=3.0,
+        ge=0.0,
+        description="a frame counts as speech only this far (dB) above the channel's noise "
+        "floor, whatever webrtcvad says (0 = off)",
+    )
+    noise_floor_window_s: float = Field(
+        default=5.0, gt=0.0, description="past audio the noise floor is estimated from"
+    )
+    noise_floor_percentile: float = Field(
+        default=5.0,
+        ge=0.0,
+        lt=100.0,
+        description="the noise floor: this percentile of the window's frame levels",
+    )
+    trim_db: float = Field(
+        default=20.0,
+        ge=0.0,
+        description="a segment's speech runs from its first to its last frame within this "
+        "many dB of its loud level (90th percentile): quieter babble or noise that held it "
+        "open at either edge is cut off (0 = off)",
+    )
     turn_gap_s: float = Field(
         default=1.5,
         ge=0.0,

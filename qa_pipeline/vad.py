@@ -3,11 +3,21 @@
 :class:`StreamingVad` takes one channel's 16 kHz float32 audio in pieces of any size and
 yields :class:`~qa_pipeline.messages.SpeechSegment` as soon as each is closed:
 
+* a frame is voiced when webrtcvad calls it speech **and** its level is at least
+  ``noise_gate_db`` above the channel's noise floor (:class:`NoiseFloor`: a low percentile
+  of the frame levels of the last ``noise_floor_window_s``, from the past only, so it works
+  on a live stream); webrtcvad alone takes line noise (pink noise 14-30 dB under the
+  speech) for speech and opens segments seconds before the words. The first
+  ``WARM_UP_S`` have no past: webrtcvad alone, and a segment that opened there is judged
+  again against the floor once it closes,
 * a segment opens after ``start_ms`` of consecutive voiced frames (hysteresis),
 * closes after ``stop_ms`` of unvoiced frames,
 * keeps ``pad_ms`` of audio either side (never beyond the stream),
 * is split at ``max_utterance_s`` (at the quietest frame of its last second),
-* is dropped when shorter than ``min_utterance_s``,
+* has its speech trimmed to its first and last frame within ``trim_db`` of its loud level
+  (babble or noise that held it open at either edge),
+* is dropped when shorter than ``min_utterance_s`` (judged on the gated span plus up to
+  ``start_ms`` either side that webrtcvad heard: the gate does not drop 对 or 嗯),
 * is dropped when it is not speech (tonal or stationary: tones, DTMF, fax, line noise,
   hold music; :mod:`.screen`, ``nonspeech_filter``); :attr:`StreamingVad.rejected` counts
   those by reason.
@@ -15,7 +25,9 @@ yields :class:`~qa_pipeline.messages.SpeechSegment` as soon as each is closed:
 
 from __future__ import annotations
 
-from collections import Counter
+import bisect
+import math
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
@@ -24,6 +36,8 @@ import numpy as np
 from .config import VadConfig
 from .messages import Role, Samples, SpeechSegment
 from .screen import nonspeech_reason
+
+WARM_UP_S = 0.3  # a stream's first audio, before any floor can be known: no noise gate
 
 
 class VoiceDetector(Protocol):
@@ -40,6 +54,46 @@ class WebRtcDetector:
 
     def is_speech(self, frame: bytes, sample_rate: int) -> bool:
         return bool(self._vad.is_speech(frame, sample_rate))
+
+
+def frame_level_db(frame: Samples) -> float:
+    """RMS level of one frame, dBFS (-120 for digital silence)."""
+    power = float(np.mean(np.square(frame, dtype=np.float64))) if frame.size else 0.0
+    return 10.0 * math.log10(power) if power > 1e-12 else -120.0
+
+
+class NoiseFloor:
+    """A channel's noise floor from its past frame levels: the ``percentile`` of the last
+    ``window`` levels (minimum statistics: the line noise shows in the pauses between words
+    and while the other side talks, so a low percentile of a few seconds sits on it even
+    inside a turn). From the first frame on it is the percentile of what has been heard so
+    far: a stream that opens with speech keeps its start, because syllables dip.
+    :class:`StreamingVad` lets loud frames inside a segment teach it only one in four."""
+
+    def __init__(self, window: int, percentile: float) -> None:
+        self._levels: deque[float] = deque(maxlen=max(1, window))
+        self._q = percentile
+        self._sorted: list[float] = []
+
+    def update(self, level_db: float, *, learn: bool = True) -> float:
+        """Return the floor of the levels heard before this frame (``-inf`` for the
+        first), then add its level when ``learn``."""
+        floor = self.floor
+        if not learn:
+            return floor
+        if len(self._levels) == self._levels.maxlen:
+            old = self._levels[0]
+            del self._sorted[bisect.bisect_left(self._sorted, old)]
+        self._levels.append(level_db)
+        bisect.insort(self._sorted, level_db)
+        return floor
+
+    @property
+    def floor(self) -> float:
+        n = len(self._sorted)
+        if not n:
+            return -math.inf
+        return self._sorted[min(n - 1, int(self._q / 100.0 * n))]
 
 
 class StreamingVad:
@@ -70,10 +124,19 @@ class StreamingVad:
         self._pad_frames = round(config.pad_ms / config.frame_ms)
         self._max_frames = int(config.max_utterance_s / self._frame_s)
         self._min_level = 10 ** (config.min_level_dbfs / 20.0)
+        self._gate_db = config.noise_gate_db
+        self._warm_frames = max(1, round(WARM_UP_S / self._frame_s))
+        self.noise = NoiseFloor(
+            round(config.noise_floor_window_s / self._frame_s), config.noise_floor_percentile
+        )
         self._carry = np.zeros(0, dtype=np.float32)
         # All frames since the segment (or the pre-roll) began; bounded by max_utterance.
         self._frames: list[Samples] = []
+        self._levels: list[float] = []  # each buffered frame's level, dBFS
+        self._trim_db = config.trim_db
+        self._after_split = False  # the open segment continues one split at max length
         self._voiced: list[bool] = []
+        self._heard: list[bool] = []  # webrtcvad's own call, before the noise gate
         self._buf_start = 0  # frame index of self._frames[0]
         self._n = 0  # frames seen
         self._speaking = False
@@ -99,20 +162,34 @@ class StreamingVad:
             if seg is not None:
                 yield seg
         self._speaking = False
-        self._frames, self._voiced = [], []
+        self._frames, self._voiced, self._levels, self._heard = [], [], [], []
         self._buf_start = self._n
 
     # -- state machine -------------------------------------------------------------
-    def _classify(self, frame: Samples) -> bool:
+    def _classify(self, frame: Samples, level: float) -> tuple[bool, bool]:
+        """(voiced, what webrtcvad alone said)."""
+        loud = True
+        if self._gate_db > 0:
+            # The first few frames have no past to judge them by: webrtcvad alone.
+            floor = self.noise.floor if self._n >= self._warm_frames else -math.inf
+            # Inside a segment the floor learns from loud frames 4x slower: a long steady
+            # utterance does not become the floor, yet a line that gets noisier mid-segment
+            # is learnt within about 20 s.
+            loud = level >= floor + self._gate_db
+            self.noise.update(level, learn=not self._speaking or not loud or self._n % 4 == 0)
         if float(np.max(np.abs(frame))) < self._min_level:
-            return False
+            return False, False
         pcm = (np.clip(frame, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
-        return self.detector.is_speech(pcm, self.rate)
+        heard = bool(self.detector.is_speech(pcm, self.rate))
+        return heard and loud, heard
 
     def _step(self, frame: Samples) -> Iterator[SpeechSegment]:
-        voiced = self._classify(frame)
+        level = frame_level_db(frame)
+        voiced, heard = self._classify(frame, level)
         self._frames.append(frame)
+        self._levels.append(level)
         self._voiced.append(voiced)
+        self._heard.append(heard)
         idx = self._n
         self._n += 1
         if not self._speaking:
@@ -136,6 +213,7 @@ class StreamingVad:
             cut = self._split_point(idx + 1)
             seg = self._emit(self._seg_start, cut, stream_end=None, pad_end=False)
             self._seg_start = cut
+            self._after_split = True
             if seg is not None:
                 yield seg
 
@@ -157,17 +235,70 @@ class StreamingVad:
                 best, best_level = f, level
         return best
 
+    def _rejudge_warm_up(self, start: int, end: int) -> int:
+        """A segment that opened in the warm-up (no floor yet, webrtcvad alone): its
+        leading warm-up frames judged again against the floor known now. Returns where its
+        speech starts (``end``: nothing in it clears the floor)."""
+        if self._gate_db <= 0 or start >= self._warm_frames:
+            return start
+        bar = self.noise.floor + self._gate_db
+        f = start
+        while f < end and f < self._warm_frames and self._levels[f - self._buf_start] < bar:
+            f += 1
+        if f == self._warm_frames:  # then the first voiced frame after the warm-up
+            while f < end and not self._voiced[f - self._buf_start]:
+                f += 1
+        return f
+
+    def _heard_span(self, start: int, end: int, *, back: bool = True) -> int:
+        """The gated span with up to ``start_ms`` either side that webrtcvad heard as
+        speech: the minimum length is judged on it, so the gate shortening a short word's
+        weak edges does not drop the word (对, 嗯)."""
+        if self._gate_db <= 0 or start >= end:
+            return max(0, end - start)
+        a, b = start - self._buf_start, end - self._buf_start
+        lo, hi = max(0, a - self._start_frames), min(len(self._heard), b + self._start_frames)
+        while back and a > lo and self._heard[a - 1]:
+            a -= 1
+        while b < hi and self._heard[b]:
+            b += 1
+        return b - a
+
+    def _trim_edges(
+        self, start: int, end: int, *, trim_start: bool, trim_end: bool
+    ) -> tuple[int, int]:
+        """The segment's speech from its first to its last frame within ``trim_db`` of its
+        loud level (90th percentile of its frame levels): quieter audio at its edges is
+        babble or noise that held the segment open, not the speaker."""
+        levels = np.asarray(self._levels[start - self._buf_start : end - self._buf_start])
+        loud = np.flatnonzero(levels >= float(np.percentile(levels, 90)) - self._trim_db)
+        first = start + int(loud[0]) if trim_start else start
+        last = start + int(loud[-1]) + 1 if trim_end else end
+        return first, max(last, first + 1)
+
     def _trim(self, keep_from: int) -> None:
         drop = keep_from - self._buf_start
         if drop > 0:
             del self._frames[:drop]
+            del self._levels[:drop]
             del self._voiced[:drop]
+            del self._heard[:drop]
             self._buf_start += drop
 
     def _emit(
         self, start: int, end: int, *, stream_end: int | None, pad_end: bool = True
     ) -> SpeechSegment | None:
-        speech_s = (end - start) * self._frame_s
+        judged = self._rejudge_warm_up(start, end)
+        # (warm-up frames judged noise again do not count towards the minimum either)
+        speech_s = self._heard_span(judged, end, back=judged == start) * self._frame_s
+        start = judged
+        start = min(start, end - 1)
+        if self._trim_db > 0 and end > start:
+            start, end = self._trim_edges(
+                start, end, trim_start=not self._after_split, trim_end=pad_end
+            )
+        if pad_end:
+            self._after_split = False
         a = max(self._buf_start, self._last_end, start - self._pad_frames)
         limit = self._n if stream_end is None else stream_end
         b = min(limit, end + (self._pad_frames if pad_end else 0))

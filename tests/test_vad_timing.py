@@ -89,7 +89,7 @@ def test_quiet_turn_keeps_its_start(level_dbfs: float, tmp_path: Path) -> None:
     rate = 8000
     rng = np.random.default_rng(3)
     for k, text in enumerate(["您好，华夏客服中心，请问有什么可以帮您？", "好的，请稍等。"]):
-        clip = render_speech(text, Voice("f3", 140, 50, level_dbfs), rate)
+        clip = render_speech(text, Voice("f3", 140, 50, level_dbfs=level_dbfs), rate)
         start = 1.5
         x = rng.normal(0, 10 ** (NOISE_DBFS / 20), int((start + len(clip) / rate + 2.0) * rate))
         i = int(start * rate)
