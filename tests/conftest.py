@@ -34,11 +34,12 @@ def manifest(speech_dir: Path) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="session")
 def engine():  # type: ignore[no-untyped-def]
-    """One Whisper model for the whole session (loading it costs ~1 s)."""
-    from qa_pipeline.asr.engine import AsrEngine
-    from qa_pipeline.config import AsrConfig
+    """One Whisper model for the whole session (loading it costs ~1 s), decoding as the
+    default configuration does (biased to the default pack's company name)."""
+    from qa_pipeline.config import load_config
+    from qa_pipeline.pipeline import Pipeline
 
-    return AsrEngine(AsrConfig())
+    return Pipeline(load_config()).engine
 
 
 @pytest.fixture(scope="session")
