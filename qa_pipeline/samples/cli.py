@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..errors import QAError
+from .corpus import DEFAULT_CALLS, DEFAULT_SEED, corpus_dir, generate_corpus, read_sidecar
 from .generate import ENCODINGS, generate_samples, load_scenarios
 
 
@@ -28,11 +29,26 @@ def samples_command(
     ] = "ulaw",
     rate: Annotated[int, typer.Option(help="sample rate in Hz (8000 or 16000)")] = 8000,
     force: Annotated[bool, typer.Option(help="regenerate even when up to date")] = False,
+    corpus: Annotated[
+        bool,
+        typer.Option(
+            "--corpus",
+            help="render the untuned accuracy corpus instead (under OUTDIR/seed-SEED; "
+            "--encoding/--rate/--scenario do not apply: each call draws its own)",
+        ),
+    ] = False,
+    calls: Annotated[int, typer.Option(help="--corpus: number of calls")] = DEFAULT_CALLS,
+    seed: Annotated[
+        int, typer.Option(help="--corpus: seed (same seed, same calls)")
+    ] = DEFAULT_SEED,
 ) -> None:
     """Render the scenarios (espeak-ng Mandarin + sox) into dual-channel sample calls."""
     out = Console()
     err = Console(stderr=True)
     ids = list(scenario or [])
+    if corpus:
+        _corpus(outdir, calls, seed, force, out, err)
+        return
     try:
         total = len(ids) if ids else len(load_scenarios())
         with Progress(
@@ -71,5 +87,44 @@ def samples_command(
             str(len(doc["turns"])),
             expect,
             str(p),
+        )
+    out.print(table)
+
+
+def _corpus(outdir: Path, calls: int, seed: int, force: bool, out: Console, err: Console) -> None:
+    try:
+        with Progress(
+            TextColumn("[bold]corpus"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        ) as bar:
+            task = bar.add_task("", total=calls)
+            paths = generate_corpus(
+                outdir,
+                calls,
+                seed,
+                force=force,
+                progress=lambda cid, done, _n: bar.update(task, completed=done, description=cid),
+            )
+    except QAError as e:
+        err.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from e
+    table = Table(title=f"untuned corpus in {corpus_dir(outdir, seed)} (seed {seed})")
+    for col in ("id", "company", "direction", "audio", "duration", "faults"):
+        table.add_column(col)
+    for p in paths:
+        doc = read_sidecar(p)
+        a = doc["audio"]
+        table.add_row(
+            p.stem,
+            doc["company"],
+            doc["call"]["direction"],
+            f"{a['sample_rate'] // 1000} kHz {a['encoding']}",
+            f"{a['duration']:.1f} s",
+            ", ".join(doc["faults"]) or "-",
         )
     out.print(table)
