@@ -702,23 +702,14 @@ def _best_window(
     for k in p.nums:
         if k < npos:
             at |= pos[k]
-    # cum[j]: such positions before j
-    cum = [0] * (m + 1)
-    c = 0
-    j = 0
+    hit: list[int] = []  # ... in ascending order
     while at:
         low = at & -at
-        h = low.bit_length() - 1
-        while j <= h:
-            cum[j] = c
-            j += 1
-        c += 1
+        hit.append(low.bit_length() - 1)
         at ^= low
-    if c < need:
+    nh = len(hit)
+    if nh < need:
         return []
-    while j <= m:
-        cum[j] = c
-        j += 1
     lo_len = n - p.span
     if lo_len < need:
         lo_len = need
@@ -727,24 +718,38 @@ def _best_window(
     hi_len = n + p.span
     if hi_len > m:
         hi_len = m
+    if lo_len > hi_len:
+        return []
     # The windows to score lie within syllables [first, end): the eligible windows (holding
     # ``need`` positions) of every length, from the leftmost start to the rightmost end.
-    first = m
-    end = 0
-    for length in range(lo_len, hi_len + 1):
-        last = m - length
-        for i in range(0, last + 1):
-            if i >= first:
+    first = 0
+    end = m
+    if need > 0:
+        top = nh - need + 1
+        # cheap exit: no ``need`` hits close enough for the longest window
+        for j in range(top):
+            if hit[j + need - 1] - hit[j] < hi_len:
                 break
-            if cum[i + length] - cum[i] >= need:
-                first = i
-                break
-        for i in range(last, -1, -1):
-            if i + length <= end:
-                break
-            if cum[i + length] - cum[i] >= need:
-                end = i + length
-                break
+        else:
+            return []
+        first = m
+        end = 0
+        for length in range(lo_len, hi_len + 1):
+            last = m - length
+            # windows [i, i + length) holding hit[j .. j + need - 1]:
+            # i in [hit[j + need - 1] - length + 1, hit[j]]
+            for j in range(top):
+                lo = hit[j + need - 1] - length + 1
+                if lo < 0:
+                    lo = 0
+                hi = hit[j]
+                if hi > last:
+                    hi = last
+                if lo <= hi:
+                    if lo < first:
+                        first = lo
+                    if hi + length > end:
+                        end = hi + length
     if first >= end:
         return []
     # The result depends on the stretch's syllables only (every scored window lies in it,
@@ -752,14 +757,14 @@ def _best_window(
     # another utterance (a scripted sentence around a different number, say) has the same
     # best window, shifted. Memoised per phrase by the stretch's syllables.
     if not memo:
-        found = _scan_windows(p, sid, cum, first, end, lo_len, hi_len)
+        found = _scan_windows(p, sid, hit, first, end, lo_len, hi_len)
         return [] if found is None else [found]
     stretch = sid[first:end]
     seen = p.memo
     rel = seen.get(stretch)  # one lookup: safe when another thread clears the memo
     if rel is not None:
         return [] if rel[1] == 0 else [(rel[0] + first, rel[1] + first)]
-    found = _scan_windows(p, sid, cum, first, end, lo_len, hi_len)
+    found = _scan_windows(p, sid, hit, first, end, lo_len, hi_len)
     if len(seen) >= _MEMO_SIZE:
         seen.clear()
     seen[stretch] = (0, 0) if found is None else (found[0] - first, found[1] - first)
@@ -778,34 +783,66 @@ def _sub_costs(p: _Fuzzy, k: int) -> list[int]:
 
 
 def _scan_windows(
-    p: _Fuzzy, sid: str, cum: list[int], first: int, end: int, lo_len: int, hi_len: int
+    p: _Fuzzy, sid: str, hit: list[int], first: int, end: int, lo_len: int, hi_len: int
 ) -> Span | None:
     """The scoring part of :func:`_best_window`: the best eligible window inside
-    [first, end), or None. One edit-distance table per start gives every length."""
+    [first, end), or None. One edit-distance table per start gives every length; a start
+    stops early once no cell of its table's last column is within ``maxc`` (later columns
+    cannot be lower: each cell comes from a cell of the column before, or the one above it,
+    by adding a cost >= 0)."""
     n = p.nsyl
     need = p.hits
     maxc = p.maxc
     b = sid.encode("utf-32-le")  # id numbers without a string per id (see _SID_BASE)
+    width = end - first
     cols: list[list[int]] = []
+    cum = [0] * (width + 1)  # positions holding a phrase syllable, before first + j
+    k = 0
+    nh = len(hit)
+    while k < nh and hit[k] < first:
+        k += 1
+    c = 0
     for j in range(first, end):
         cols.append(_sub_costs(p, b[4 * j] | b[4 * j + 1] << 8))
-    nlen = hi_len - lo_len + 1
-    width = end - first
+        if k < nh and hit[k] == j:
+            c += 1
+            k += 1
+        cum[j - first + 1] = c
+    # Costs above maxc are all the same to the search: kept as ``big``. Only cells within
+    # ``span`` of the diagonal are computed (the band): a cell further off needs more than
+    # ``span`` insertions or deletions, more than maxc; cells outside read as ``big``.
     big = maxc + 1
-    cost = [big] * (nlen * width)  # (length - lo_len) * width + (start - first)
-    prev = [0] * (n + 1)
-    cur = [0] * (n + 1)
-    for i in range(first, end - lo_len + 1):
+    span = p.span
+    cost = [big] * ((hi_len - lo_len + 1) * width)  # (length - lo_len) * width + start
+    prev = [big] * (n + 1)
+    cur = [big] * (n + 1)
+    for i in range(0, width - lo_len + 1):
         stop = i + hi_len
-        if stop > end:
-            stop = end
+        if stop > width:
+            stop = width
+        if cum[stop] - cum[i] < need:
+            continue  # no eligible window starts here
         for r in range(n + 1):
-            prev[r] = r * INDEL
+            v = r * INDEL
+            prev[r] = v if r <= span and v <= maxc else big
         for j in range(i, stop):
-            col = cols[j - first]
+            col = cols[j]
             length = j - i + 1
-            cur[0] = length * INDEL
-            for r in range(1, n + 1):
+            rlo = length - span
+            rhi = length + span
+            if rhi > n:
+                rhi = n
+            if rlo <= 0:
+                v = length * INDEL
+                if v > maxc:
+                    v = big
+                cur[0] = v
+                low = v
+                rlo = 1
+            else:
+                cur[rlo - 1] = big
+                low = big
+            for r in range(rlo, rhi + 1):
                 v = prev[r - 1] + col[r - 1]
                 w = prev[r] + INDEL
                 if w < v:
@@ -813,9 +850,17 @@ def _scan_windows(
                 w = cur[r - 1] + INDEL
                 if w < v:
                     v = w
+                if v > maxc:
+                    v = big
                 cur[r] = v
+                if v < low:
+                    low = v
+            if rhi < n:
+                cur[rhi + 1] = big
+            if low > maxc:
+                break  # no later column gets lower
             if length >= lo_len and cur[n] <= maxc and cum[j + 1] - cum[i] >= need:
-                cost[(length - lo_len) * width + i - first] = cur[n]
+                cost[(length - lo_len) * width + i] = cur[n]
             prev, cur = cur, prev
     best = big
     found: Span | None = None
@@ -824,9 +869,9 @@ def _scan_windows(
         if length < lo_len or length > hi_len:
             continue
         row = (length - lo_len) * width
-        for i in range(first, end - length + 1):
-            v = cost[row + i - first]
+        for i in range(0, width - length + 1):
+            v = cost[row + i]
             if v < best:
                 best = v
-                found = (i, i + length)
+                found = (first + i, first + i + length)
     return found
