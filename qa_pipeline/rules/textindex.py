@@ -20,8 +20,10 @@ utterance (around a different number, say) is not scored again.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, Final
 
 import ahocorasick
@@ -29,6 +31,7 @@ from pypinyin import lazy_pinyin
 from rapidfuzz import fuzz, process
 
 from ..text import match_form
+from .confusion import CHEAPEST, INDEL, UNIT, substitution_cost
 
 Span = tuple[int, int]
 
@@ -43,6 +46,7 @@ _SYL_CACHE: Final[dict[str, str]] = {}
 _PY_TABLE: Final[dict[int, str]] = {}  # char -> its syllable + "|"
 _SID_TABLE: Final[dict[int, str]] = {}  # char -> its syllable's id (one private-use character)
 _SID_OF: Final[dict[str, str]] = {}  # syllable -> id character
+_SYL_OF: Final[list[str]] = []  # id number -> syllable
 _KNOWN: Final[set[str]] = set()  # characters in the tables
 # Syllable ids are characters of the supplementary private use area A (65,534 of them):
 # id number k is chr(_SID_BASE + k). Compiled code reads id numbers from a text's UTF-32-LE
@@ -107,6 +111,7 @@ def _learn(text: str) -> None:
         if sid is None:
             sid = chr(_SID_BASE + len(_SID_OF))
             _SID_OF[s] = sid
+            _SYL_OF.append(s)
         _PY_TABLE[ord(ch)] = s + "|"
         _SID_TABLE[ord(ch)] = sid
         _KNOWN.add(ch)
@@ -216,6 +221,34 @@ class Analysis:
         return self.mf[span[0] : span[1]]
 
 
+def fuzzy_bounds(nsyl: int, distinct: int, threshold: float) -> tuple[int, int, int, int]:
+    """What a fuzzy phrase of ``nsyl`` syllables (``distinct`` of them different) needs to
+    match at ``threshold``: ``(maxc, hits, need, span)``.
+
+    A window of the utterance matches when its weighted syllable edit distance to the
+    phrase (:mod:`.confusion`, in units of ``UNIT`` per syllable) is at most ``maxc``, i.e.
+    when the similarity ``100 * (1 - cost / (UNIT * nsyl))`` is at least ``threshold``.
+
+    Proof that the prefilter only skips what cannot match: in an alignment of the phrase
+    with a window, every phrase syllable is either kept (cost 0: the same folded syllable,
+    the same id), substituted (a different id costs at least ``CHEAPEST``) or deleted
+    (``INDEL`` >= ``CHEAPEST``). So at most ``maxc // CHEAPEST`` phrase syllables are not
+    kept, and a matching window holds at least ``hits = nsyl - maxc // CHEAPEST`` positions
+    whose syllable is one of the phrase's. Those kept syllables come from different phrase
+    positions, and at most ``nsyl - distinct`` positions repeat an earlier syllable, so the
+    utterance holds at least ``need = hits - (nsyl - distinct)`` of the phrase's distinct
+    syllables. Each inserted or deleted syllable costs ``INDEL``, and the window's length
+    differs from the phrase's by at least that many: ``|length - nsyl| <= span =
+    maxc // INDEL``.
+    """
+    room = (100 - Fraction(threshold)) * UNIT * nsyl  # cost * 100 may be at most this
+    if room < 0:
+        return -1, nsyl + 1, distinct + 1, 0
+    maxc = math.floor(room / 100)  # exact (fractions): no rounding at the boundary
+    hits = max(0, nsyl - maxc // CHEAPEST)
+    return maxc, hits, max(0, hits - (nsyl - distinct)), maxc // INDEL
+
+
 @dataclass(frozen=True, slots=True)
 class _Fuzzy:
     exact: int  # AC atom of the phrase's own fold (fast path)
@@ -227,7 +260,14 @@ class _Fuzzy:
     # the distinct syllables of the phrase as id numbers (ord(id) - _SID_BASE; a list:
     # compiled code iterates it fastest)
     nums: list[int] = field(default_factory=list, compare=False)
-    need: int = 2  # shared syllables a window (and the utterance) must have to be scored
+    # see fuzzy_bounds: the distinct syllables the utterance must share (prefilter), the
+    # positions a window must hold, the largest matching cost, window lengths nsyl +- span
+    need: int = 2
+    hits: int = 2
+    maxc: int = 0
+    span: int = 0
+    # utterance syllable id number -> its substitution cost against each phrase syllable
+    subs: dict[int, list[int]] = field(default_factory=dict, compare=False, hash=False, repr=False)
     # the best window's span within a stretch of syllables (see _best_window), by stretch;
     # (0, 0) when no window matches
     memo: dict[str, tuple[int, int]] = field(
@@ -260,7 +300,7 @@ class _Group:
 
     def __init__(self, ix: TextIndex, atoms: set[int], prefilter: bool = False) -> None:
         lazy = ix._lazy
-        self.long = [i for i in sorted(atoms) if isinstance(lazy[i], _Fuzzy) and lazy[i].nsyl > 2]
+        self.long = [i for i in sorted(atoms) if isinstance(lazy[i], _Fuzzy) and lazy[i].nsyl > 1]
         self.other = [i for i in sorted(atoms) if i not in set(self.long)]
         self.mask = sum(1 << i for i in atoms)  # as Analysis.done
         self.cmask = -1  # its long phrases' bits in the prefilter's count (set by ensure)
@@ -357,6 +397,8 @@ class TextIndex:
         if key not in self._lazy_key:
             syls = syllables(fold)
             sid = syllable_ids(fold)
+            nums = sorted({ord(c) - _SID_BASE for c in sid})
+            maxc, hits, need, span = fuzzy_bounds(len(syls), len(nums), threshold)
             payload = _Fuzzy(
                 exact=self.keyword(phrase),
                 pc="".join(syls),
@@ -364,8 +406,11 @@ class TextIndex:
                 nsyl=len(syls),
                 threshold=threshold,
                 syls=tuple(syls),
-                nums=sorted({ord(c) - _SID_BASE for c in sid}),
-                need=max(2, -(-len(syls) // 2)),
+                nums=nums,
+                need=need,
+                hits=hits,
+                maxc=maxc,
+                span=span,
             )
             self._lazy_key[key] = self._new("fuzzy", payload)
         return self._lazy_key[key]
@@ -478,9 +523,10 @@ class TextIndex:
     def ensure(self, a: Analysis, key: Any = None) -> None:
         """Compute the lazy atoms of group ``key`` (``None``: every lazy atom) for this text.
 
-        Fuzzy phrases of three or more syllables share a prefilter: a phrase is scored only
-        when half of its syllables (at least two) occur in the utterance; exact occurrences
-        come from the Aho-Corasick pass."""
+        Fuzzy phrases of two or more syllables share a prefilter: a phrase is scored only
+        when the utterance holds enough of its syllables to reach its threshold
+        (:func:`fuzzy_bounds`: at the default 85, half of them); exact occurrences come from
+        the Aho-Corasick pass."""
         g = self._groups.get(key) if key is not None else self._all
         if g is None:
             g = self._all
@@ -561,7 +607,7 @@ class TextIndex:
             return []
         a.done |= 1 << atom
         p = self._lazy[atom]
-        if isinstance(p, _Fuzzy) and p.nsyl > 2:
+        if isinstance(p, _Fuzzy) and p.nsyl > 1:
             m = self._long_fuzzy(a, atom, p)
         else:
             m = self._compute(a, atom)
@@ -570,7 +616,7 @@ class TextIndex:
         return m
 
     def _long_fuzzy(self, a: Analysis, atom: int, p: _Fuzzy) -> list[Span]:
-        """One fuzzy phrase of three or more syllables, as :meth:`ensure` computes it."""
+        """One fuzzy phrase of two or more syllables, as :meth:`ensure` computes it."""
         exact = a.spans.get(p.exact)
         if exact:
             return list(exact)
@@ -590,7 +636,7 @@ class TextIndex:
             exact = a.spans.get(p.exact)
             if exact:
                 return list(exact)
-            if p.nsyl <= 2:  # the same syllables in a row (ids: one per syllable)
+            if p.nsyl <= 1:  # the same syllable (ids: one per syllable)
                 sid = a._sid
                 if sid is None:
                     sid = a._ids()
@@ -633,19 +679,22 @@ def _positions(a: Analysis, n: int) -> list[int]:
 def _best_window(
     a: Analysis, p: _Fuzzy, memo: bool = True, pos: list[int] | None = None
 ) -> list[Span]:
-    """Best match of a fuzzy phrase over syllable-aligned windows of the utterance (phrase
-    length -1 / +0 / +1 syllables, so a dropped or inserted syllable still aligns), scored
-    with the normalised Indel similarity of the folded pinyin. Only windows sharing at
-    least half of the phrase's syllables (counting positions) are scored; ties go to the
-    first window in the order: length n, n-1, n+1, then left to right. With ``memo`` (the
-    index's ``caching``), results are remembered per stretch of syllables (below);
-    ``pos``: the utterance's :func:`_positions` (made here when not given)."""
+    """Best match of a fuzzy phrase over syllable-aligned windows of the utterance: the
+    window with the lowest weighted syllable edit distance to the phrase (:mod:`.confusion`)
+    if that is at most ``p.maxc``. Ties go to the first window in the order: length n,
+    n-1, n+1, n-2, n+2 ..., then left to right. Only windows that can match are scored:
+    lengths n +- ``p.span`` holding ``p.hits`` positions with a phrase syllable
+    (:func:`fuzzy_bounds` proves the rest cannot). With ``memo`` (the index's ``caching``),
+    results are remembered per stretch of syllables (below); ``pos``: the utterance's
+    :func:`_positions` (made here when not given)."""
     sid = a._sid
     if sid is None:
         sid = a._ids()
     m = len(sid)
     n = p.nsyl
-    need = p.need
+    need = p.hits
+    if p.maxc < 0:
+        return []
     if pos is None:
         pos = _positions(a, 1 + max(p.nums, default=-1))
     npos = len(pos)
@@ -658,100 +707,171 @@ def _best_window(
         low = at & -at
         hit.append(low.bit_length() - 1)
         at ^= low
-    if len(hit) < need:
+    nh = len(hit)
+    if nh < need:
         return []
-    top = len(hit) - need + 1
-    # cheap exit: no ``need`` hits close enough for the longest window (n + 1 syllables)
-    reach = min(n, m - 1)
-    for j in range(top):
-        if hit[j + need - 1] - hit[j] <= reach:
-            break
-    else:
+    lo_len = n - p.span
+    if lo_len < need:
+        lo_len = need
+    if lo_len < 1:
+        lo_len = 1
+    hi_len = n + p.span
+    if hi_len > m:
+        hi_len = m
+    if lo_len > hi_len:
         return []
-    # The windows to score lie within syllables [first, end); the result depends on those
-    # syllables only (windows hold ``need`` hits each, all inside the stretch), so the same
-    # stretch in another utterance (a scripted sentence around a different number, say)
-    # has the same best window, shifted. Memoised per phrase by the stretch's syllables.
-    first = m
-    end = 0
-    for k in range(3):  # lengths n, n - 1, n + 1 (compiled: no tuple to box and iterate)
-        length = n if k == 0 else n - 1 if k == 1 else n + 1
-        if length < 1 or length > m:
-            continue
-        last = m - length
+    # The windows to score lie within syllables [first, end): the eligible windows (holding
+    # ``need`` positions) of every length, from the leftmost start to the rightmost end.
+    first = 0
+    end = m
+    if need > 0:
+        top = nh - need + 1
+        # cheap exit: no ``need`` hits close enough for the longest window
         for j in range(top):
-            lo = hit[j + need - 1] - length + 1
-            if lo < 0:
-                lo = 0
-            hi = hit[j]
-            if hi > last:
-                hi = last
-            if lo <= hi:
-                if lo < first:
-                    first = lo
-                if hi + length > end:
-                    end = hi + length
+            if hit[j + need - 1] - hit[j] < hi_len:
+                break
+        else:
+            return []
+        first = m
+        end = 0
+        for length in range(lo_len, hi_len + 1):
+            last = m - length
+            # windows [i, i + length) holding hit[j .. j + need - 1]:
+            # i in [hit[j + need - 1] - length + 1, hit[j]]
+            for j in range(top):
+                lo = hit[j + need - 1] - length + 1
+                if lo < 0:
+                    lo = 0
+                hi = hit[j]
+                if hi > last:
+                    hi = last
+                if lo <= hi:
+                    if lo < first:
+                        first = lo
+                    if hi + length > end:
+                        end = hi + length
     if first >= end:
         return []
+    # The result depends on the stretch's syllables only (every scored window lies in it,
+    # and whether it is eligible depends on its own syllables), so the same stretch in
+    # another utterance (a scripted sentence around a different number, say) has the same
+    # best window, shifted. Memoised per phrase by the stretch's syllables.
     if not memo:
-        found = _scan_windows(a, p, hit, top, m)
+        found = _scan_windows(p, sid, hit, first, end, lo_len, hi_len)
         return [] if found is None else [found]
     stretch = sid[first:end]
     seen = p.memo
     rel = seen.get(stretch)  # one lookup: safe when another thread clears the memo
     if rel is not None:
         return [] if rel[1] == 0 else [(rel[0] + first, rel[1] + first)]
-    found = _scan_windows(a, p, hit, top, m)
+    found = _scan_windows(p, sid, hit, first, end, lo_len, hi_len)
     if len(seen) >= _MEMO_SIZE:
         seen.clear()
     seen[stretch] = (0, 0) if found is None else (found[0] - first, found[1] - first)
     return [] if found is None else [found]
 
 
-def _scan_windows(a: Analysis, p: _Fuzzy, hit: list[int], top: int, m: int) -> Span | None:
-    """The scoring part of :func:`_best_window`: the best eligible window, or None."""
-    if a._pc is None:
-        a._letters()
-    pc = a._pc or ""
+def _sub_costs(p: _Fuzzy, k: int) -> list[int]:
+    """Substitution costs of utterance syllable id number ``k`` against each phrase
+    syllable (memoised on the phrase)."""
+    row = p.subs.get(k)
+    if row is None:
+        syl = _SYL_OF[k]
+        row = [substitution_cost(s, syl) for s in p.syls]
+        p.subs[k] = row
+    return row
+
+
+def _scan_windows(
+    p: _Fuzzy, sid: str, hit: list[int], first: int, end: int, lo_len: int, hi_len: int
+) -> Span | None:
+    """The scoring part of :func:`_best_window`: the best eligible window inside
+    [first, end), or None. One edit-distance table per start gives every length; a start
+    stops early once no cell of its table's last column is within ``maxc`` (later columns
+    cannot be lower: each cell comes from a cell of the column before, or the one above it,
+    by adding a cost >= 0)."""
     n = p.nsyl
-    need = p.need
-    starts = a._starts
-    wins: list[str] = []
-    where: list[Span] = []
-    for k in range(3):  # lengths n, n - 1, n + 1
-        length = n if k == 0 else n - 1 if k == 1 else n + 1
-        if length < 1 or length > m:
-            continue
-        last = m - length
-        done = -1
-        # windows [i, i + length) holding hit[j .. j + need - 1]: i in [hit[j+need-1]-length+1,
-        # hit[j]]; both bounds grow with j, so the union is walked left to right once.
-        for j in range(top):
-            lo = hit[j + need - 1] - length + 1
-            hi = hit[j]
-            if lo <= done:
-                lo = done + 1
-            if lo < 0:
-                lo = 0
-            if hi > last:
-                hi = last
-            if lo > hi:
-                continue
-            for i in range(lo, hi + 1):
-                wins.append(pc[starts[i] : starts[i + length]])
-                where.append((i, i + length))
-            done = hi
-    if not wins:
-        return None
-    thr = p.threshold
-    if thr > 0:
-        best = process.extractOne(p.pc, wins, scorer=fuzz.ratio, score_cutoff=thr)
-        return where[best[2]] if best is not None else None
-    top_score = 0.0
+    need = p.hits
+    maxc = p.maxc
+    b = sid.encode("utf-32-le")  # id numbers without a string per id (see _SID_BASE)
+    width = end - first
+    cols: list[list[int]] = []
+    cum = [0] * (width + 1)  # positions holding a phrase syllable, before first + j
+    k = 0
+    nh = len(hit)
+    while k < nh and hit[k] < first:
+        k += 1
+    c = 0
+    for j in range(first, end):
+        cols.append(_sub_costs(p, b[4 * j] | b[4 * j + 1] << 8))
+        if k < nh and hit[k] == j:
+            c += 1
+            k += 1
+        cum[j - first + 1] = c
+    # Costs above maxc are all the same to the search: kept as ``big``. Only cells within
+    # ``span`` of the diagonal are computed (the band): a cell further off needs more than
+    # ``span`` insertions or deletions, more than maxc; cells outside read as ``big``.
+    big = maxc + 1
+    span = p.span
+    cost = [big] * ((hi_len - lo_len + 1) * width)  # (length - lo_len) * width + start
+    prev = [big] * (n + 1)
+    cur = [big] * (n + 1)
+    for i in range(0, width - lo_len + 1):
+        stop = i + hi_len
+        if stop > width:
+            stop = width
+        if cum[stop] - cum[i] < need:
+            continue  # no eligible window starts here
+        for r in range(n + 1):
+            v = r * INDEL
+            prev[r] = v if r <= span and v <= maxc else big
+        for j in range(i, stop):
+            col = cols[j]
+            length = j - i + 1
+            rlo = length - span
+            rhi = length + span
+            if rhi > n:
+                rhi = n
+            if rlo <= 0:
+                v = length * INDEL
+                if v > maxc:
+                    v = big
+                cur[0] = v
+                low = v
+                rlo = 1
+            else:
+                cur[rlo - 1] = big
+                low = big
+            for r in range(rlo, rhi + 1):
+                v = prev[r - 1] + col[r - 1]
+                w = prev[r] + INDEL
+                if w < v:
+                    v = w
+                w = cur[r - 1] + INDEL
+                if w < v:
+                    v = w
+                if v > maxc:
+                    v = big
+                cur[r] = v
+                if v < low:
+                    low = v
+            if rhi < n:
+                cur[rhi + 1] = big
+            if low > maxc:
+                break  # no later column gets lower
+            if length >= lo_len and cur[n] <= maxc and cum[j + 1] - cum[i] >= need:
+                cost[(length - lo_len) * width + i] = cur[n]
+            prev, cur = cur, prev
+    best = big
     found: Span | None = None
-    for w, ws in zip(wins, where, strict=True):
-        sc = fuzz.ratio(p.pc, w, score_cutoff=thr)
-        if sc > top_score:
-            top_score = sc
-            found = ws
+    for k in range(2 * p.span + 1):  # lengths n, n - 1, n + 1, n - 2, ...
+        length = n - (k + 1) // 2 if k % 2 else n + k // 2
+        if length < lo_len or length > hi_len:
+            continue
+        row = (length - lo_len) * width
+        for i in range(0, width - length + 1):
+            v = cost[row + i]
+            if v < best:
+                best = v
+                found = (first + i, first + i + length)
     return found
