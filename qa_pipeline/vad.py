@@ -270,10 +270,14 @@ class StreamingVad:
         """The segment's speech from its first to its last frame within ``trim_db`` of its
         loud level (90th percentile of its frame levels): quieter audio at its edges is
         babble or noise that held the segment open, not the speaker."""
-        levels = np.asarray(self._levels[start - self._buf_start : end - self._buf_start])
+        lo = max(0, start - self._buf_start)
+        levels = np.asarray(self._levels[lo : max(lo, end - self._buf_start)])
+        if len(levels) == 0:  # nothing of the segment left in the buffer to judge by
+            return start, end
         loud = np.flatnonzero(levels >= float(np.percentile(levels, 90)) - self._trim_db)
-        first = start + int(loud[0]) if trim_start else start
-        last = start + int(loud[-1]) + 1 if trim_end else end
+        base = self._buf_start + lo  # the frame number of levels[0]
+        first = base + int(loud[0]) if trim_start else start
+        last = base + int(loud[-1]) + 1 if trim_end else end
         return first, max(last, first + 1)
 
     def _trim(self, keep_from: int) -> None:

@@ -302,7 +302,13 @@ class AsrEngine:
         by the temperatures). Returns the new decode when it can be trusted, else the
         segment dropped as ``"loop"`` (its text kept in ``raw_text`` for inspection). A
         retry that only reached the token cap, without a loop, is kept: dense speech."""
-        retry = self.transcribe_full(first.segment, temperatures=RECOVERY_TEMPERATURES)
+        import ctranslate2
+
+        # temperatures above 0 sample: seeded from the audio, so the same segment recovers
+        # the same way (the seed is process-wide: decodes running at once may still mix)
+        seg = first.segment
+        ctranslate2.set_random_seed(zlib.crc32(seg.samples.tobytes()) & 0x7FFFFFFF)
+        retry = self.transcribe_full(seg, temperatures=RECOVERY_TEMPERATURES)
         seconds = first.seconds + retry.seconds
         log.debug(
             "%s %.2f-%.2f s: %s decode recovered (%s)",

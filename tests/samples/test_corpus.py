@@ -24,9 +24,11 @@ needs_tools = pytest.mark.skipif(
     reason=f"{' and '.join(TOOLS_MISSING)} not installed (apt-get install -y espeak-ng sox)",
 )
 SEEDS = (cp.DEFAULT_SEED, 2)
-# Audio verdict accuracy measured on the slice (seed 1): 284/384 = 74 %; the floor is a few
-# points under it. Raise it as the pipeline improves (the issue's target is 95 %).
-AUDIO_FLOOR = 0.70
+# Audio verdict accuracy measured on the slice (seed 1), uncertain verdicts counted as wrong
+# as the issue asks: 260/384 = 67.7 % (85 uncertain; 74 % before verdicts could be uncertain,
+# when good agents were accused instead); the floor is a few points under it. Raise it as the
+# pipeline improves (the issue's target is 95 %).
+AUDIO_FLOOR = 0.64
 
 
 @pytest.fixture(scope="module")
