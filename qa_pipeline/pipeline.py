@@ -119,11 +119,8 @@ class Pipeline:
         if self.config.asr.bias == "off":
             return ()
         from .asr.bias import pack_terms
-        from .rules import load_pack
 
-        if pack is None:
-            pack = load_pack(self.config.rules.pack, self.config.rules.settings or None)
-        return tuple(pack_terms(pack, self.config.asr.bias))
+        return tuple(pack_terms(pack if pack is not None else self.pack(), self.config.asr.bias))
 
     def for_pack(self, pack: Any) -> Pipeline:
         """This pipeline (same loaded model) with the decoder biased to ``pack``."""
@@ -206,11 +203,12 @@ class Pipeline:
             asr=tuple(sorted({**self.engine.settings, **self.engine.provenance}.items())),
         )
         if prep.mono is not None:
-            transcript = roles.name_transcript(transcript, prep.mono, self._roles_pack())
+            transcript = roles.name_transcript(transcript, prep.mono, self.pack())
         return CallResult(transcript=transcript, stats=stats)
 
-    def _roles_pack(self) -> Any:
-        """The configured rule pack: its agent phrases name the voices of a mono call."""
+    def pack(self) -> Any:
+        """The configured rule pack, loaded once: the decoder's bias and the naming of a
+        mono call's voices both read it."""
         if self._pack is None:
             from .rules import load_pack
 

@@ -233,19 +233,18 @@ class AsrEngine:
         fixed = {"model", "device", "compute_type", "workers", "threads_per_worker", "cache_dir"}
         if bad := fixed & changes.keys():
             raise ValueError(f"{', '.join(sorted(bad))} need a new engine (they load the model)")
-        clone = object.__new__(AsrEngine)
-        clone.__dict__.update(self.__dict__)
-        clone.config = self.config.model_copy(update=changes)
-        clone.guard = _guard_for(clone.config)
-        clone._hotwords = clone._prompt_terms()
-        clone._fitted = _fitted_for(clone)
-        return clone
+        return self._clone(self.config.model_copy(update=changes), self.bias)
 
     def with_bias(self, bias: tuple[str, ...]) -> AsrEngine:
         """Another engine on the same loaded model biased to other terms."""
+        return self._clone(self.config, bias)
+
+    def _clone(self, config: AsrConfig, bias: tuple[str, ...]) -> AsrEngine:
         clone = object.__new__(AsrEngine)
         clone.__dict__.update(self.__dict__)
+        clone.config = config
         clone.bias = bias
+        clone.guard = _guard_for(config)
         clone._hotwords = clone._prompt_terms()
         clone._fitted = _fitted_for(clone)
         return clone

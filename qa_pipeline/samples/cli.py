@@ -51,15 +51,7 @@ def samples_command(
         return
     try:
         total = len(ids) if ids else len(load_scenarios())
-        with Progress(
-            TextColumn("[bold]samples"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.description}"),
-            TimeElapsedColumn(),
-            console=err,
-            transient=True,
-        ) as bar:
+        with _bar("samples", err) as bar:
             task = bar.add_task("", total=total)
 
             def progress(sid: str, done: int, _total: int) -> None:
@@ -91,17 +83,22 @@ def samples_command(
     out.print(table)
 
 
+def _bar(label: str, err: Console) -> Progress:
+    """A transient progress bar on stderr: one step per call written or found cached."""
+    return Progress(
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+
+
 def _corpus(outdir: Path, calls: int, seed: int, force: bool, out: Console, err: Console) -> None:
     try:
-        with Progress(
-            TextColumn("[bold]corpus"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.description}"),
-            TimeElapsedColumn(),
-            console=err,
-            transient=True,
-        ) as bar:
+        with _bar("corpus", err) as bar:
             task = bar.add_task("", total=calls)
             paths = generate_corpus(
                 outdir,
