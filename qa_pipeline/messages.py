@@ -144,7 +144,9 @@ class Utterance(msgspec.Struct, frozen=True, gc=False):
 
     ``text`` is normalised (simplified Chinese, half-width, tidy punctuation);
     ``raw_text`` is what the ASR wrote. ``confidence`` is exp(mean token log-prob) in
-    [0, 1]. ``level_dbfs`` is the RMS level of the segment's audio.
+    [0, 1]. ``level_dbfs`` is the RMS level of the segment's audio. Speech whose words
+    could not be read (Whisper looped on it) has ``text == ""`` and ``confidence == 0``:
+    it counts for timing (gaps, holds, talk-over) and makes a missing phrase uncertain.
     """
 
     call_id: str

@@ -4,9 +4,10 @@ with, and a decode that loops or breaks a character is decoded again, not cut an
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
-from qa_pipeline.asr.engine import REPLACEMENT, clean_raw, suspect_reason
+from qa_pipeline.asr.engine import REPLACEMENT, AsrResult, clean_raw, suspect_reason, to_utterances
 from qa_pipeline.asr.guard import GuardResult, HallucinationGuard
 from qa_pipeline.evaluation import cer_counts
 from qa_pipeline.messages import Role, SpeechSegment
@@ -39,6 +40,32 @@ def test_suspect_reasons() -> None:
     dropped = GuardResult("", "no_speech")
     assert suspect_reason("铁" * 40, dropped, capped=True) is None  # nothing to recover
     assert clean_raw(broken) == "谢谢您的来" and clean_raw("好") == "好"
+
+
+def test_unreadable_speech_stays_in_the_transcript() -> None:
+    """A segment dropped as a loop was speech: it stays (no text, confidence 0) so timing
+    rules see the reply; silence and hallucinations do not."""
+    seg = [
+        SpeechSegment("c", i % 2, Role.AGENT, float(i), i + 0.8, np.zeros(800, np.float32))
+        for i in range(4)
+    ]
+
+    def res(s: SpeechSegment, text: str, why: str | None) -> AsrResult:
+        return AsrResult(s, text, "陪人体" * 9, 0.4, 0.01, "zh", 30, 0.1, dropped_reason=why)
+
+    utts = to_utterances(
+        [
+            res(seg[3], "", "no_speech"),
+            res(seg[2], "", "loop"),
+            res(seg[1], "", "hallucination"),
+            res(seg[0], "您好", None),
+        ]
+    )
+    assert [(u.index, u.start, u.text, u.confidence) for u in utts] == [
+        (0, 0.0, "您好", 0.4),
+        (1, 2.0, "", 0.0),
+    ]
+    assert utts[1].raw_text == "陪人体" * 9
 
 
 @pytest.mark.slow

@@ -80,9 +80,9 @@ class AsrResult:
             role=s.role,
             start=s.start,
             end=s.end,
-            text=self.text,
+            text="" if self.dropped_reason else self.text,
             raw_text=self.raw_text,
-            confidence=self.confidence,
+            confidence=0.0 if self.dropped_reason else self.confidence,
             no_speech_prob=self.no_speech_prob,
             level_dbfs=round(lvl, 2) if math.isfinite(lvl) else None,
             language=self.language,
@@ -403,10 +403,22 @@ class AsrEngine:
                 yield f.result()
 
 
+#: drop reasons of segments that were speech whose words could not be read: they stay in
+#: the transcript as *unreadable* utterances (no text, confidence 0) so that the timing
+#: rules still see the speech (a reply dropped as a loop must not open a fake response gap)
+UNREADABLE_REASONS = frozenset({"loop"})
+
+
+def is_kept(r: AsrResult) -> bool:
+    """Whether a result becomes an utterance: read text, or unreadable speech."""
+    if r.dropped_reason is None:
+        return bool(r.text)
+    return r.dropped_reason in UNREADABLE_REASONS
+
+
 def to_utterances(results: Iterable[AsrResult]) -> list[Utterance]:
-    """Kept results -> Utterances, numbered in call order (start time, then channel)."""
-    kept = sorted(
-        (r for r in results if r.dropped_reason is None and r.text),
-        key=lambda r: (r.segment.start, r.segment.channel),
-    )
+    """Kept results -> Utterances, numbered in call order (start time, then channel).
+    Speech whose decode was dropped as unreadable (:data:`UNREADABLE_REASONS`) is kept as
+    an utterance without text at confidence 0 (its decode in ``raw_text``)."""
+    kept = sorted(filter(is_kept, results), key=lambda r: (r.segment.start, r.segment.channel))
     return [r.to_utterance(i) for i, r in enumerate(kept)]

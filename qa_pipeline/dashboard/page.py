@@ -135,7 +135,7 @@ const I18N = {
     no_call:"暂无通话", alerts:"告警", no_alerts:"暂无告警", violations:"违规规则统计", last_hour:"近1小时",
     last_day:"近24小时", agents:"坐席汇总", calls:"通话", avg:"平均分", findings:"违规", critical:"严重",
     major:"重要", minor:"轻微", live:"进行中", ended:"已结束", suggestion:"建议话术", running:"实时得分",
-    final:"最终得分", hidden:"（文本仅对授权用户可见）", viewer:"只读（无文本）", no_data:"暂无数据",
+    final:"最终得分", hidden:"（文本仅对授权用户可见）", unreadable:"（有语音，未能识别）", viewer:"只读（无文本）", no_data:"暂无数据",
     call_level:"通话级", at:"时间", none_agent:"未知坐席", count:"次", review:"待复核",
     uncertain:"待复核（不扣分）", pending:"待定扣分" },
   en: { title:"Live call QA", connecting:"connecting", online:"live", offline:"disconnected", logout:"Log out",
@@ -144,7 +144,7 @@ const I18N = {
     no_call:"No calls yet", alerts:"Alerts", no_alerts:"No alerts", violations:"Violations by rule", last_hour:"Last hour",
     last_day:"Last 24 h", agents:"Agents", calls:"Calls", avg:"Avg score", findings:"Findings", critical:"Critical",
     major:"Major", minor:"Minor", live:"live", ended:"ended", suggestion:"Suggested phrasing", running:"Running score",
-    final:"Final score", hidden:"(transcript text for authorised viewers only)", viewer:"viewer (no text)", no_data:"No data",
+    final:"Final score", hidden:"(transcript text for authorised viewers only)", unreadable:"(speech, words not recognised)", viewer:"viewer (no text)", no_data:"No data",
     call_level:"call", at:"at", none_agent:"unknown agent", count:"", review:"Review",
     uncertain:"uncertain (not deducted)", pending:"pending" }
 };
@@ -274,7 +274,8 @@ function renderTranscript() {
     const div = el("div", "utt " + (u.role || "unknown") + (fs.length ? " hit" + sev : "") + (us.length && !fs.length ? " unsure" : "")); div.dataset.uttIndex = u.index;
     div.appendChild(el("div", "t", roleText(u.role) + " · " + fmtScore(u.start) + "s – " + fmtScore(u.end) + "s"));
     const tx = el("div", "tx");
-    if (typeof u.text === "string") { const matched = []; for (const f of fs) for (const e of f.evidence || []) if (e.utterance_index === u.index && e.matched) matched.push(e.matched);
+    if (u.text === "") { tx.classList.add("hidden"); tx.textContent = t("unreadable"); }
+    else if (typeof u.text === "string") { const matched = []; for (const f of fs) for (const e of f.evidence || []) if (e.utterance_index === u.index && e.matched) matched.push(e.matched);
       tx.appendChild(markText(u.text, matched)); }
     else { tx.classList.add("hidden"); tx.textContent = t("hidden"); }
     div.appendChild(tx);

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import soxr
 
-from ..asr.engine import AsrResult
+from ..asr.engine import AsrResult, is_kept
 from ..audio import resample
 from ..config import VadConfig
 from ..messages import (
@@ -187,8 +187,11 @@ class CallSession:
             self.idle.set()
 
     def _utterance(self, job: AsrJob, r: AsrResult) -> None:
-        if r.dropped_reason is not None or not r.text:
-            self.dropped[r.dropped_reason or "empty"] += 1
+        if r.dropped_reason is not None:
+            self.dropped[r.dropped_reason] += 1  # counted, and kept if unreadable speech
+        if not is_kept(r):
+            if r.dropped_reason is None:
+                self.dropped["empty"] += 1
             return
         utt = r.to_utterance(self._utt_index)
         self._utt_index += 1

@@ -46,7 +46,8 @@ _NO_SPEECH: Final = "不适用：通话中没有听到语音"
 
 
 class RoleStats:
-    """Running totals of one role (native fields: no number boxed per utterance)."""
+    """Running totals of one role (native fields: no number boxed per utterance);
+    ``secs`` counts only utterances with text (the speech-rate denominator)."""
 
     __slots__ = ("chars", "count", "last_end", "level_n", "level_sum", "secs")
 
@@ -71,8 +72,9 @@ class Stats:
         """Count utterance ``u`` of role index ``i``."""
         rs = self.roles[i]
         rs.count += 1
-        rs.chars += nchars
-        rs.secs += max(u.end - u.start, 0.0)
+        if nchars:  # unreadable speech (no text) says nothing about the speech rate
+            rs.chars += nchars
+            rs.secs += max(u.end - u.start, 0.0)
         level = u.u.level_dbfs
         if level is not None:
             rs.level_sum += level

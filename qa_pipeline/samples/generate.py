@@ -38,7 +38,7 @@ import yaml
 from ..errors import ConfigError, Location, QAError
 from ..messages import Direction, Role
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"  # 2: sox -R (repeatable dither)
 """Bump when a change to this module changes the audio: every cached call is redone."""
 
 ESPEAK_VOICE = "cmn-latn-pinyin"
@@ -398,7 +398,7 @@ def render_speech(text: str, voice: Voice, rate: int = 8000) -> Audio:
                 timeout=60,
             )
             subprocess.run(
-                ["sox", "-q", str(raw), "-r", str(rate), "-c", "1", "-b", "16", str(conv)],
+                ["sox", "-R", "-q", str(raw), "-r", str(rate), "-c", "1", "-b", "16", str(conv)],
                 capture_output=True,
                 check=True,
                 timeout=60,
