@@ -1,8 +1,19 @@
 """What a supervisor is told: a :class:`Notification` built from an event, and its renderings
-(Markdown for the group robots, plain text for e-mail, a JSON document for webhooks)."""
+(Markdown for the group robots, plain text for e-mail, a JSON document for webhooks).
+
+Every value put into a rendering came from somewhere else (call and agent ids from the
+wire, rule messages, transcript text), so each is made safe for it: in every rendering,
+line breaks and other control characters become spaces (no value can start a line of its
+own, a heading, a quote or a forged field); in Markdown, every ASCII punctuation character
+Markdown or the robots' extensions use (links, emphasis, code, headings, quotes, tables,
+HTML and WeCom's ``<font>`` / ``<@user>`` tags) is backslash-escaped, so ``[x](http://evil)``
+is shown as those characters, not as a link. The JSON document keeps values as they are
+(JSON escaping is enough there).
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote
@@ -12,6 +23,20 @@ from ..sinks.base import Event, EventKind
 SEVERITY_ZH = {"critical": "严重", "major": "重要", "minor": "轻微"}
 
 Kind = Literal["critical_finding", "low_score", "test"]
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]()<>#!|~&])")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069]+")
+
+
+def one_line(value: object) -> str:
+    """``value`` as text on one line: control, line/paragraph-separator and bidi characters
+    replaced by a space."""
+    return _CONTROL.sub(" ", str(value)).strip()
+
+
+def md_escape(value: object) -> str:
+    """``value`` as literal Markdown text on one line (see the module's docstring)."""
+    return _MD_SPECIAL.sub(r"\\\1", one_line(value))
 
 
 @dataclass(frozen=True)
@@ -25,17 +50,17 @@ class Notification:
     link: str | None = None
 
     def markdown(self) -> str:
-        out = [f"### {self.title}"]
-        out += [f"> **{k}**：{v}" for k, v in self.lines]
-        if self.link:
-            out.append(f"[打开质检看板]({self.link})")
+        out = [f"### {md_escape(self.title)}"]
+        out += [f"> **{md_escape(k)}**：{md_escape(v)}" for k, v in self.lines]
+        if self.link:  # the configured dashboard URL + a percent-encoded call id
+            out.append(f"[打开质检看板]({one_line(self.link).replace(')', '%29')})")
         return "\n\n".join(out)
 
     def text(self) -> str:
-        out = [self.title, ""]
-        out += [f"{k}：{v}" for k, v in self.lines]
+        out = [one_line(self.title), ""]
+        out += [f"{one_line(k)}：{one_line(v)}" for k, v in self.lines]
         if self.link:
-            out += ["", f"质检看板：{self.link}"]
+            out += ["", f"质检看板：{one_line(self.link)}"]
         return "\n".join(out)
 
     def document(self) -> dict[str, Any]:

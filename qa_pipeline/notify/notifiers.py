@@ -38,7 +38,7 @@ from .config import (
     WebhookNotifierConfig,
     WeComNotifierConfig,
 )
-from .message import Notification
+from .message import Notification, one_line
 
 USER_AGENT = "qa-pipeline-notify/1"
 
@@ -158,7 +158,7 @@ class DingTalkNotifier:
             text = n.markdown() + (f"\n\n{mention}" if mention else "")
             return {
                 "msgtype": "markdown",
-                "markdown": {"title": n.title, "text": text[:DINGTALK_TEXT_MAX_CHARS]},
+                "markdown": {"title": one_line(n.title), "text": text[:DINGTALK_TEXT_MAX_CHARS]},
                 "at": at,
             }
         text = n.text() + (f"\n{mention}" if mention else "")
@@ -183,7 +183,7 @@ class SmtpNotifier:
     def message(self, n: Notification) -> EmailMessage:
         c = self.config
         msg = EmailMessage()
-        msg["Subject"] = n.title
+        msg["Subject"] = one_line(n.title)
         msg["From"] = c.sender
         msg["To"] = ", ".join(c.to)
         msg["Date"] = formatdate(localtime=True)

@@ -487,3 +487,52 @@ def test_config_is_strict() -> None:
     )
     assert cfg.names() == ["ops", "webhook", "smtp"]
     assert cfg.retry.delay(1) == 0.5 and cfg.retry.delay(10) == 30.0
+
+
+# -- hostile values -------------------------------------------------------------------------
+
+HOSTILE_CALL = "[x](http://evil.example/phish)\n### 伪造标题\n> **坐席**：A0001"
+HOSTILE_AGENT = '<font color="warning">**全部通过**</font><@all>`code`'
+
+
+def test_markdown_shows_hostile_values_literally(
+    receiver: Receiver, stonewalling: list[Event]
+) -> None:
+    """A call id or agent id that reached the notifier (e.g. from a Kafka topic another
+    producer writes) is shown as its characters: no link, no heading, no tag, no new line."""
+    import dataclasses
+
+    from markdown_it import MarkdownIt
+
+    sink, _, _ = make_sink(
+        [
+            {"type": "wecom", "url": f"{receiver.url}/wecom"},
+            {"type": "dingtalk", "url": f"{receiver.url}/dingtalk"},
+        ],
+        triggers={"critical_findings": True, "score_below": None},
+        dashboard_url="https://qa.example.com/dash",
+    )
+    sink.call_started(CallInfo(call_id=HOSTILE_CALL, agent_id=HOSTILE_AGENT))
+    sink.emit(dataclasses.replace(alerts(stonewalling)[0], call_id=HOSTILE_CALL))
+    sink.flush(5)
+    sink.close()
+    reqs = {r.path: r.json for r in receiver.wait_for(2)}
+    texts = [reqs["/wecom"]["markdown"]["content"], reqs["/dingtalk"]["markdown"]["text"]]
+    md = MarkdownIt("commonmark")
+    for text in texts:
+        html = md.render(text)
+        # the only link is the dashboard's, to the percent-encoded call id
+        assert html.count("<a href=") == 1
+        assert (
+            'href="https://qa.example.com/dash/#call=' in html and 'evil.example/phish"' not in html
+        )
+        assert html.count("<h3>") == 1  # the real title only, no forged heading
+        assert "<font" not in html and "<strong>全部通过</strong>" not in html
+        assert "<code>" not in html
+        # the characters themselves are all there, shown literally (HTML-escaped)
+        assert "[x](http://evil.example/phish)" in html
+        assert "&lt;font color=&quot;warning&quot;&gt;**全部通过**&lt;/font&gt;&lt;@all&gt;" in html
+        # no value starts a line of its own
+        assert "\n### 伪造标题" not in text and "伪造标题" in text
+    title = reqs["/dingtalk"]["markdown"]["title"]
+    assert "\n" not in title
