@@ -41,6 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 SPEECH = REPO.parent / "shared" / "data" / "speech"
 FRAME_MS = 20
 RATE = 8000
+BENCH_TOKEN = "bench-media-token"  # the clients present it (?token=), as the source requires
 
 BENCH_PACK = """\
 name: bench
@@ -176,7 +177,7 @@ async def run_point(
     cfg = load_serve_config(
         None,
         {
-            "sources": [{"type": "websocket", "port": 0}],
+            "sources": [{"type": "websocket", "port": 0, "auth": "token", "token": BENCH_TOKEN}],
             "live": {
                 "window": mode,
                 "beam_size": beam,
@@ -197,7 +198,8 @@ async def run_point(
     calls = [call_messages(f"c{n}-{i}", build_call(clips, seconds, 1000 * n + i)) for i in range(n)]
     q: Any = mp.get_context("spawn").Queue()
     proc = mp.get_context("spawn").Process(
-        target=_client_main, args=(f"ws://127.0.0.1:{port}/media", calls, args.stagger, q)
+        target=_client_main,
+        args=(f"ws://127.0.0.1:{port}/media?token={BENCH_TOKEN}", calls, args.stagger, q),
     )
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
     w0 = time.monotonic()

@@ -5,8 +5,8 @@ as in ``configs/default.yaml``) with four more sections, all checked before anyt
 starts (unknown keys rejected, every problem reported with file and line)::
 
     sources:                       # each source is a named component with a type
-      - {type: websocket, host: 0.0.0.0, port: 8765, path: /media}
-      - {type: audiosocket, host: 0.0.0.0, port: 9092}
+      - {type: websocket, host: 0.0.0.0, port: 8765, path: /media, auth: twilio}
+      - {type: audiosocket, host: 0.0.0.0, port: 9092, allow: [10.1.2.0/24]}
       - {type: replay, files: [calls/a.wav], speed: 1.0}
       - {type: device, device: default}
     live:                          # the shared live ASR worker and call sessions
@@ -21,10 +21,12 @@ starts (unknown keys rejected, every problem reported with file and line)::
 
 from __future__ import annotations
 
+import ipaddress
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from ..config import PipelineConfig, load_config_as
 from ..dashboard.config import DashboardConfig
@@ -37,7 +39,13 @@ class _Model(BaseModel):
 
 
 class WebSocketSourceConfig(_Model):
-    """Twilio Media Streams over WebSocket (one connection = one call, both tracks)."""
+    """Twilio Media Streams over WebSocket (one connection = one call, both tracks).
+
+    Every upgrade request is authenticated (``auth``): ``twilio`` checks Twilio's
+    ``X-Twilio-Signature`` with the account's auth token; ``token`` wants a shared token
+    (``Authorization: Bearer TOKEN``, or ``?token=TOKEN`` for clients that cannot set
+    headers); ``none`` turns authentication off (the service warns at start). The service
+    does not start when the secret the mode needs is missing."""
 
     type: Literal["websocket"] = "websocket"
     name: str = "websocket"
@@ -45,6 +53,69 @@ class WebSocketSourceConfig(_Model):
     port: int = Field(default=8765, ge=0, le=65535, description="0 = any free port")
     path: str = Field(default="/media", description="URL path to accept; '' accepts any")
     max_message_bytes: int = Field(default=1 << 20, ge=1024)
+    auth: Literal["twilio", "token", "none"] = Field(
+        default="token",
+        description="twilio: verify X-Twilio-Signature; token: a shared bearer token; "
+        "none: no authentication (explicit opt-out, warned about at start)",
+    )
+    twilio_auth_token: SecretStr | None = Field(
+        default=None, description="auth: twilio; None = the variable named by twilio_auth_token_env"
+    )
+    twilio_auth_token_env: str = "TWILIO_AUTH_TOKEN"
+    public_url: str | None = Field(
+        default=None,
+        description="auth: twilio: the stream URL as Twilio is given it (the <Stream url> of "
+        "your TwiML, without query), e.g. wss://qa.example.com/media; the request's query "
+        "string is appended. None = wss:// + the request's Host header + its path",
+    )
+    token: SecretStr | None = Field(
+        default=None, description="auth: token; None = the variable named by token_env"
+    )
+    token_env: str = "QA_MEDIA_TOKEN"
+
+    @field_validator("public_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("wss://", "ws://", "https://", "http://")):
+            raise ValueError("public_url must start with wss:// (or ws://)")
+        if v is not None and "?" in v:
+            raise ValueError("public_url without a query string (the request's is appended)")
+        return v
+
+    def secret(self) -> str | None:
+        """The secret ``auth`` needs: from the config, else from its environment variable."""
+        if self.auth == "twilio":
+            value, env = self.twilio_auth_token, self.twilio_auth_token_env
+        elif self.auth == "token":
+            value, env = self.token, self.token_env
+        else:
+            return None
+        return value.get_secret_value() if value is not None else os.environ.get(env) or None
+
+    def secret_problem(self) -> str | None:
+        """Why the service cannot start with this source (None: it can)."""
+        if self.auth == "none" or self.secret():
+            return None
+        if self.auth == "twilio":
+            what = (
+                f"the account's auth token: set twilio_auth_token or ${self.twilio_auth_token_env}"
+            )
+        else:
+            what = f"a token: set token or ${self.token_env}"
+        return (
+            f"sources: {self.name}: auth: {self.auth} needs {what} "
+            "(auth: none turns authentication off; not for a reachable port)"
+        )
+
+
+def _networks(v: tuple[str, ...]) -> tuple[str, ...]:
+    out = []
+    for item in v:
+        try:
+            out.append(str(ipaddress.ip_network(str(item).strip())))
+        except ValueError as e:
+            raise ValueError(f"allow: {item!r}: {e}") from None
+    return tuple(out)
 
 
 class AudioSocketSourceConfig(_Model):
@@ -61,6 +132,16 @@ class AudioSocketSourceConfig(_Model):
     first_role: Literal["agent", "customer"] = "agent"
     leg_wait_s: float = Field(default=2.0, ge=0.0)
     idle_timeout_s: float = Field(default=30.0, gt=0, description="no frame for this long = lost")
+    allow: tuple[str, ...] = Field(
+        default=("127.0.0.1/32", "::1/128"),
+        description="peer networks allowed to connect (AudioSocket has no authentication of "
+        "its own); others are refused and logged. 0.0.0.0/0 = anyone (warned about)",
+    )
+
+    @field_validator("allow")
+    @classmethod
+    def _allow(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return _networks(v)
 
 
 class ReplaySourceConfig(_Model):
@@ -163,9 +244,15 @@ def load_serve_config(
 ) -> ServeConfig:
     """Load and validate a serve config (None = defaults); all problems reported at once."""
     cfg = load_config_as(ServeConfig, path, overrides)
+    where = Location(str(path) if path is not None else "<defaults>")
+    problems: list[tuple[Location, str]] = []
     names = [s.name for s in cfg.sources]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        where = Location(str(path) if path is not None else "<defaults>")
-        raise ConfigError([(where, f"sources: duplicate name(s) {', '.join(dupes)}")])
+        problems.append((where, f"sources: duplicate name(s) {', '.join(dupes)}"))
+    for s in cfg.sources:
+        if isinstance(s, WebSocketSourceConfig) and (why := s.secret_problem()):
+            problems.append((where, why))
+    if problems:
+        raise ConfigError(problems)
     return cfg

@@ -63,6 +63,9 @@ def build_source(cfg: Any) -> Source:
             port=cfg.port,
             path=cfg.path,
             max_message_bytes=cfg.max_message_bytes,
+            auth=cfg.auth,
+            secret=cfg.secret(),
+            public_url=cfg.public_url,
         )
     if isinstance(cfg, AudioSocketSourceConfig):
         from ..messages import Role
@@ -75,6 +78,7 @@ def build_source(cfg: Any) -> Source:
             first_role=Role(cfg.first_role),
             leg_wait_s=cfg.leg_wait_s,
             idle_timeout_s=cfg.idle_timeout_s,
+            allow=cfg.allow,
         )
     if isinstance(cfg, ReplaySourceConfig):
         from ..sources.replay import ReplaySource

@@ -12,6 +12,14 @@ before it is scored. A third leg, a missing or malformed UUID frame, an unknown 
 audio length, an error frame or silence for ``idle_timeout_s`` is a counted error of that
 call; the call is closed and scored with what arrived. Each leg's clock starts when it
 connected, relative to the first leg.
+
+AudioSocket has no authentication of its own: whoever can open a TCP connection to the port
+can start a call under any UUID. The server therefore binds to localhost by default and
+accepts only peers whose address is in ``allow`` (networks, ``ipaddress`` notation: default
+loopback only, ``127.0.0.1/32`` and ``::1/128``); any other peer is refused at once (the
+connection closed before a byte is read), counted (``peer_not_allowed``) and logged with
+its address. An IPv4 peer seen on a dual-stack socket (``::ffff:10.0.0.5``) is matched as
+its IPv4 address.
 """
 
 from __future__ import annotations
@@ -19,10 +27,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import ipaddress
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ..messages import AudioChunk, CallInfo, Role
@@ -117,6 +126,31 @@ async def read_frame(reader: asyncio.StreamReader) -> Frame | None:
     return _check(head[0], payload)
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+LOCALHOST: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
+
+
+def parse_networks(items: Iterable[str | Network]) -> tuple[Network, ...]:
+    """Networks from ``"10.0.0.0/8"`` / ``"192.0.2.7"`` strings. Host bits set in a network
+    (``10.0.0.1/8``) are an error: it is usually a typo for something narrower."""
+    out: list[Network] = []
+    for item in items:
+        out.append(item if not isinstance(item, str) else ipaddress.ip_network(item.strip()))
+    return tuple(out)
+
+
+def peer_allowed(address: str, allow: Iterable[Network]) -> bool:
+    """Whether a peer address (as ``getpeername`` gives it) lies in one of ``allow``."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip.version == net.version and ip in net for net in allow)
+
+
 @dataclass(eq=False)
 class _Call:
     call_id: str
@@ -140,8 +174,10 @@ class AudioSocketSource:
         first_role: Role = Role.AGENT,
         leg_wait_s: float = 2.0,
         idle_timeout_s: float = 30.0,
+        allow: Iterable[str | Network] = LOCALHOST,
     ) -> None:
         self.name = name
+        self.allow = parse_networks(allow)
         self.host = host
         self.port = port
         other = Role.CUSTOMER if first_role is Role.AGENT else Role.AGENT
@@ -161,7 +197,22 @@ class AudioSocketSource:
     async def start(self, handler: CallHandler) -> None:
         self._handler = handler
         self._server = await asyncio.start_server(self._on_connect, self.host, self.port)
-        log.info("audiosocket listening on %s:%d", self.host, self.bound_port)
+        allowed = ", ".join(str(n) for n in self.allow) or "nobody"
+        log.info(
+            "audiosocket %s listening on %s:%d, peers allowed: %s (AudioSocket has no "
+            "authentication of its own)",
+            self.name,
+            self.host,
+            self.bound_port,
+            allowed,
+        )
+        if any(n.prefixlen == 0 for n in self.allow):
+            log.warning(
+                "audiosocket %s: allow includes %s: any host that reaches the port can start "
+                "a call (AudioSocket has no authentication)",
+                self.name,
+                ", ".join(str(n) for n in self.allow if n.prefixlen == 0),
+            )
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -175,6 +226,18 @@ class AudioSocketSource:
             self._end(call, EndReason.SHUTDOWN)
 
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        host = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        if not peer_allowed(host, self.allow):
+            assert self._handler is not None
+            port = peer[1] if isinstance(peer, tuple) and len(peer) > 1 else "?"
+            self._handler.call_error(
+                None, "peer_not_allowed", f"connection from {host}:{port} refused", source=self.name
+            )
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()
+            return
         task = asyncio.current_task()
         if task is not None:
             self._conns.add(task)

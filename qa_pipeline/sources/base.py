@@ -19,11 +19,22 @@ class EndReason(enum.StrEnum):
     EOF = "eof"  # a replayed file or a device stream ran out
 
 
+def shown(value: object, limit: int = 80) -> str:
+    """Wire text for a log line: every unprintable character (newline, other controls,
+    format and separator characters) escaped, so none can forge or disguise a line, and cut
+    to ``limit`` characters with the full length said."""
+    s = value if isinstance(value, str) else str(value)
+    r = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in s[:limit])
+    return r + (f"...({len(s)} chars)" if len(s) > limit else "")
+
+
 class SourceError(Exception):
     """A problem with one call's stream. ``reason`` is a short, countable class
-    (``malformed_json``, ``unknown_event``, ``bad_codec``, ...); ``detail`` is for the log."""
+    (``malformed_json``, ``unknown_event``, ``bad_codec``, ...); ``detail`` is for the log
+    (it may quote the wire, so it is escaped and cut to 300 characters here)."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
+        detail = shown(detail, 300)
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail

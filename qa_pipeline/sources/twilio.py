@@ -12,12 +12,25 @@ the call clock.
 Custom parameters of ``start`` (``<Parameter>`` of the TwiML ``<Stream>``) fill the
 :class:`~qa_pipeline.messages.CallInfo`: ``call_id`` (default: the call SID), ``agent_id``,
 ``direction`` (inbound/outbound), ``started_at`` (ISO 8601); the others become metadata.
+Ids (call id, agent id, stream and call SIDs, parameter names) must pass
+:func:`~.ids.check_id`, other parameter values :func:`~.ids.check_value`, at most
+:data:`~.ids.MAX_PARAMETERS` of them; otherwise ``start`` is refused (``bad_id``).
+
+Authenticity: Twilio signs the WebSocket upgrade request of a stream like every webhook
+(``X-Twilio-Signature`` = base64 of HMAC-SHA1, keyed with the account's auth token, of the
+full URL Twilio requested, query string included, followed by the POST parameters sorted by
+name, each name then its value; an upgrade is a GET, so there are none).
+:func:`twilio_signature` computes it, :func:`check_twilio_signature` checks one in constant
+time, trying the URL with and without the scheme's default port as Twilio's own helper
+libraries do.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +39,7 @@ from typing import Any
 
 from ..messages import CallInfo, Direction, Role
 from .base import SourceError
+from .ids import MAX_KEY_LEN, MAX_PARAMETERS, check_id, check_value
 
 MULAW = "audio/x-mulaw"
 SAMPLE_RATE = 8000
@@ -51,9 +65,21 @@ class Start:
     custom: tuple[tuple[str, str], ...] = ()
 
     def call_info(self, source: str = "twilio") -> CallInfo:
-        """The call as the pipeline sees it (custom parameters fill the metadata)."""
+        """The call as the pipeline sees it (custom parameters fill the metadata). Every id
+        is checked (:mod:`.ids`); a bad one raises ``SourceError("bad_id")``."""
+        if len(self.custom) > MAX_PARAMETERS:
+            raise SourceError(
+                "bad_id", f"{len(self.custom)} custom parameters (max {MAX_PARAMETERS})"
+            )
+        for k, v in self.custom:
+            check_id(k, "parameter name", MAX_KEY_LEN)
+            check_value(v, f"parameter {k}")
+        if self.stream_sid:
+            check_id(self.stream_sid, "streamSid")
+        if self.call_sid:
+            check_id(self.call_sid, "callSid")
         custom = dict(self.custom)
-        call_id = custom.pop("call_id", "") or self.call_sid or self.stream_sid
+        call_id = check_id(custom.pop("call_id", "") or self.call_sid or self.stream_sid, "call_id")
         direction = custom.pop("direction", "inbound")
         try:
             d = Direction(direction)
@@ -65,6 +91,8 @@ class Start:
         except ValueError as e:
             raise SourceError("bad_parameter", f"started_at {started!r}") from e
         agent = custom.pop("agent_id", "") or None
+        if agent is not None:
+            check_id(agent, "agent_id")
         meta = {"stream_sid": self.stream_sid, "call_sid": self.call_sid, **custom}
         return CallInfo(
             call_id=call_id,
@@ -101,6 +129,58 @@ class Ignored:
 
 
 TwilioMessage = Connected | Start | Media | Stop | Ignored
+
+SIGNATURE_HEADER = "X-Twilio-Signature"
+_DEFAULT_PORTS = {"https": 443, "wss": 443, "http": 80, "ws": 80}
+
+
+def twilio_signature(auth_token: str, url: str, params: Mapping[str, str] | None = None) -> str:
+    """What Twilio puts in ``X-Twilio-Signature`` for a request to ``url`` with the POST
+    parameters ``params`` (none for a WebSocket upgrade)."""
+    p = params or {}
+    data = url + "".join(k + p[k] for k in sorted(p))
+    digest = hmac.new(auth_token.encode(), data.encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def url_variants(url: str) -> tuple[str, ...]:
+    """``url`` as given, without its scheme's default port and with it (Twilio's helper
+    libraries accept a signature made for any of these)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    default = _DEFAULT_PORTS.get(parts.scheme.lower())
+    host = parts.hostname or ""
+    if default is None or not host:
+        return (url,)
+    try:
+        port = parts.port
+    except ValueError:
+        return (url,)
+    if port not in (None, default):
+        return (url,)
+    auth = parts.netloc.rpartition("@")[0]
+    shown_host = f"[{host}]" if ":" in host else host
+    bare = (auth + "@" if auth else "") + shown_host
+    out = [url]
+    for netloc in (bare, f"{bare}:{default}"):
+        v = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+        if v not in out:
+            out.append(v)
+    return tuple(out)
+
+
+def check_twilio_signature(
+    auth_token: str, signature: str, url: str, params: Mapping[str, str] | None = None
+) -> bool:
+    """True when ``signature`` is Twilio's for ``url`` (compared in constant time)."""
+    if not signature or not auth_token:
+        return False
+    got = signature.encode("utf-8", "replace")
+    ok = False
+    for u in url_variants(url):
+        ok |= hmac.compare_digest(got, twilio_signature(auth_token, u, params).encode())
+    return ok
 
 
 def _obj(d: Any, key: str) -> dict[str, Any]:

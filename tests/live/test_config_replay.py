@@ -23,7 +23,8 @@ from qa_pipeline.sources.replay import ReplaySource
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_example_config_is_valid() -> None:
+def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "0123456789abcdef")  # the example reads it
     cfg = load_serve_config(REPO / "configs" / "serve.example.yaml")
     kinds = [type(s) for s in cfg.sources]
     assert kinds == [WebSocketSourceConfig, AudioSocketSourceConfig]

@@ -19,7 +19,7 @@ import pytest
 
 from qa_pipeline.sources.audiosocket import audio_frame, hangup_frame, uuid_frame
 from qa_pipeline.sources.codec import slin16_encode, ulaw_encode
-from qa_pipeline.sources.twilio import TwilioSerializer
+from qa_pipeline.sources.twilio import SIGNATURE_HEADER, TwilioSerializer, twilio_signature
 
 from .conftest import MemorySink
 
@@ -28,6 +28,12 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 FRAME = 160  # 20 ms at 8 kHz
 SPEED = 4.0  # x real time
+AUTH_TOKEN = "0123456789abcdef0123456789abcdef"  # the (made-up) Twilio account's auth token
+
+
+def signed(url: str) -> dict[str, str]:
+    """The header Twilio sends: its signature of the wss:// URL it was given (TLS in front)."""
+    return {SIGNATURE_HEADER: twilio_signature(AUTH_TOKEN, url.replace("ws://", "wss://", 1))}
 
 
 def make_service(engine: Any, pack_path: Path, sink: MemorySink, **live: Any) -> Any:
@@ -42,7 +48,12 @@ def make_service(engine: Any, pack_path: Path, sink: MemorySink, **live: Any) ->
         None,
         {
             "sources": [
-                {"type": "websocket", "port": 0},
+                {
+                    "type": "websocket",
+                    "port": 0,
+                    "auth": "twilio",
+                    "twilio_auth_token": AUTH_TOKEN,
+                },
                 {"type": "audiosocket", "port": 0, "leg_wait_s": 0.5, "idle_timeout_s": 5},
             ],
             "live": {"window": "fitted", "beam_size": 1, **live},
@@ -70,7 +81,7 @@ async def stream_twilio(
     from websockets.asyncio.client import connect
 
     ser = TwilioSerializer(f"MZ{call_id}", f"CA{call_id}")
-    ws = await connect(url)
+    ws = await connect(url, additional_headers=signed(url))
     await ws.send(ser.connected())
     await ws.send(ser.start({"call_id": call_id, "agent_id": "7"}))
     agent, customer = ulaw_encode(audio[0]), ulaw_encode(audio[1])
@@ -153,7 +164,7 @@ def test_killed_connection_still_scored_and_bad_calls_isolated(
         from websockets.asyncio.client import connect
 
         ser = TwilioSerializer("MZbad", "CAbad")
-        async with connect(url) as ws:
+        async with connect(url, additional_headers=signed(url)) as ws:
             await ws.send(ser.start({"call_id": "garbage"}))
             await ws.send(ser.media("inbound", 0, b"\xff" * FRAME))
             await ws.send("{this is not json")
@@ -164,7 +175,7 @@ def test_killed_connection_still_scored_and_bad_calls_isolated(
         from websockets.asyncio.client import connect
 
         ser = TwilioSerializer("MZalaw", "CAalaw")
-        async with connect(url) as ws:
+        async with connect(url, additional_headers=signed(url)) as ws:
             await ws.send(ser.start({"call_id": "alaw"}, encoding="audio/x-alaw"))
             await ws.wait_closed()
             assert ws.close_code == 1003
@@ -243,7 +254,7 @@ def test_serve_drains_on_sigterm(tmp_path: Path, pack_path: Path, ban_call: np.n
     cfg.write_text(
         json.dumps(
             {
-                "sources": [{"type": "websocket", "port": 0}],
+                "sources": [{"type": "websocket", "port": 0, "auth": "twilio"}],
                 "live": {"window": "fitted", "beam_size": 1},
                 "rules": {"pack": str(pack_path)},
                 "sinks": {"jsonl": {"directory": str(events)}},
@@ -262,7 +273,7 @@ def test_serve_drains_on_sigterm(tmp_path: Path, pack_path: Path, ban_call: np.n
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "TWILIO_AUTH_TOKEN": AUTH_TOKEN},
     )
     try:
         assert proc.stdout is not None
