@@ -73,7 +73,11 @@ class _HandshakeLog(logging.Filter):
         if isinstance(record.msg, str) and record.msg.startswith(self.TRACE):
             return False
         if record.exc_info and record.msg == "opening handshake failed":
+            from websockets.exceptions import InvalidHandshake, InvalidMessage
+
             exc = record.exc_info[1]
+            if not isinstance(exc, (InvalidMessage, InvalidHandshake)):
+                return True  # e.g. a bug in _check_request: keep the traceback
             cause = exc.__cause__ if exc is not None else None
             why = f"{exc}" + (f" ({cause})" if cause is not None else "")
             record.msg = "not a WebSocket handshake from %s: %s"
