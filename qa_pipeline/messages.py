@@ -222,7 +222,10 @@ class Scorecard(msgspec.Struct, frozen=True, gc=False):
     """The final result for one call.
 
     ``score``, ``grade`` and ``failed`` count failed verdicts only; ``review`` is true when
-    a verdict is ``uncertain`` (the call needs a human look before those count)."""
+    a verdict is ``uncertain`` (the call needs a human look before those count).
+    ``complete`` is false when the scorecard was built from part of the call's audio or
+    transcript (``incomplete_reasons`` say why, e.g. ``asr_queue_full``, ``shutdown``,
+    ``faster_than_real_time``); such a score is kept out of agent averages."""
 
     call_id: str
     score: float
@@ -235,6 +238,8 @@ class Scorecard(msgspec.Struct, frozen=True, gc=False):
     duration: float = 0.0
     extras: tuple[tuple[str, float], ...] = ()
     review: bool = False
+    complete: bool = True
+    incomplete_reasons: tuple[str, ...] = ()
 
 
 def to_dict(obj: Any) -> Any:

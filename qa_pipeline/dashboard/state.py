@@ -10,7 +10,9 @@ Per call it keeps the utterances (by index), findings (by event seq), the alerts
 score (100 minus the weight of every rule that has a finding so far, each rule once) and, once
 the scorecard arrives, the final score and grade, and its ``uncertain`` verdicts (rules that
 would fail only on speech heard with low confidence, or on unknown roles: no finding, no
-points, the call flagged ``review``). Agent ids come from
+points, the call flagged ``review``), and whether the scorecard covers the whole call (an
+incomplete one, ``complete: false``, counts in the agent's calls but not its average score).
+Agent ids come from
 :meth:`DashboardState.call_started` (the live service knows them when a call starts) or from
 the call's transcript event (at its end).
 
@@ -95,6 +97,8 @@ class _Call:
     grade: str | None = None
     failed: bool | None = None
     review: bool = False
+    complete: bool = True
+    incomplete_reasons: tuple[str, ...] = ()
     uncertain: list[dict[str, Any]] = field(default_factory=list)
     duration: float | None = None
     ended_at: float | None = None
@@ -245,6 +249,8 @@ class DashboardState:
                     if v.get("verdict") == "uncertain":
                         c.uncertain.append(self._uncertain_view(v))
                 c.review = bool(p.get("review", False)) or bool(c.uncertain)
+                c.complete = bool(p.get("complete", True))
+                c.incomplete_reasons = tuple(str(r) for r in p.get("incomplete_reasons") or ())
                 msg["uncertain"] = c.uncertain
                 stats = True
             elif event.kind is EventKind.TRANSCRIPT:
@@ -309,6 +315,8 @@ class DashboardState:
             "grade_en": self.grade_labels().get(grade, grade),
             "failed": failed,
             "review": c.review,
+            "complete": c.complete,
+            "incomplete_reasons": list(c.incomplete_reasons),
             "uncertain": len(c.uncertain),
             "utterances": len(c.utterances),
             "findings": len(c.findings),
@@ -481,6 +489,8 @@ class DashboardState:
                         "critical": 0,
                         "failed": 0,
                         "review": 0,
+                        "incomplete": 0,
+                        "scored": 0,
                         "score_sum": 0.0,
                     },
                 )
@@ -491,13 +501,17 @@ class DashboardState:
                     a["live"] += 1
                 else:
                     a["ended"] += 1
-                    a["score_sum"] += c.score or 0.0
+                    if c.complete:  # a score of part of a call stays out of the average
+                        a["scored"] += 1
+                        a["score_sum"] += c.score or 0.0
+                    else:
+                        a["incomplete"] += 1
                     a["failed"] += 1 if c.failed else 0
                     a["review"] += 1 if c.review else 0
             agent_rows = []
             for a in agents.values():
-                a["avg_score"] = round(a["score_sum"] / a["ended"], 1) if a["ended"] else None
-                del a["score_sum"]
+                a["avg_score"] = round(a["score_sum"] / a["scored"], 1) if a["scored"] else None
+                del a["score_sum"], a["scored"]
                 agent_rows.append(a)
             agent_rows.sort(key=lambda a: (a["agent_id"] is None, a["agent_id"] or ""))
             return {

@@ -14,7 +14,12 @@ starts (unknown keys rejected, every problem reported with file and line)::
       beam_size: 1
       max_batch: 4
       queue_max: 256
+      per_call_queue_max: 16       # one call's share of the queue: its flood sheds its own
       overflow: drop_oldest
+      max_speed: 1.0               # network media faster than real time (+ burst_s) is cut off
+      burst_s: 5.0
+      max_audio_s: 14400           # audio cap per call
+      max_calls: 0                 # 0 = no admission limit
     metrics: {host: 127.0.0.1, port: 9464}
     shutdown_timeout_s: 30
 """
@@ -202,10 +207,43 @@ class LiveConfig(_Model):
     no_repeat_ngram_size: int = Field(default=0, ge=0)
     max_batch: int = Field(default=4, ge=1, le=64)
     queue_max: int = Field(default=256, ge=1, description="utterances waiting for the ASR")
+    per_call_queue_max: int = Field(
+        default=16,
+        ge=1,
+        description="utterances of one call waiting for the ASR (its share of the queue; "
+        "decodes are taken round-robin across calls). A call over its share, or the call "
+        "with the longest queue when the whole queue is full, loses its own utterances, "
+        "never another call's; counted in qa_dropped_total{stage=asr} and the call's "
+        "scorecard (incomplete)",
+    )
     overflow: Literal["drop_oldest", "reject_newest"] = Field(
         default="drop_oldest",
-        description="full queue: drop the oldest waiting utterance (its call is furthest "
-        "behind) or refuse the new one; either is counted in qa_dropped_total{stage=asr}",
+        description="which of the shedding call's utterances goes: its oldest waiting one "
+        "(it is furthest behind) or its newest",
+    )
+    max_speed: float = Field(
+        default=1.0,
+        ge=0.0,
+        description="network sources (websocket, audiosocket): a call whose media clock "
+        "runs ahead of its wall clock by more than burst_s beyond max_speed x real time "
+        "(audio sent too fast, or timestamps that jump ahead) is cut off with the error "
+        "faster_than_real_time and scored incomplete; 0 = off. Replay and device sources "
+        "are paced by their own clock",
+    )
+    burst_s: float = Field(
+        default=5.0, ge=0.0, description="media seconds a call may run ahead (jitter, bursts)"
+    )
+    max_audio_s: float = Field(
+        default=4 * 3600.0,
+        ge=0.0,
+        description="a call's audio is capped at this many seconds: past it the call is "
+        "cut off (duration_cap) and scored incomplete; 0 = no cap",
+    )
+    max_calls: int = Field(
+        default=0,
+        ge=0,
+        description="open calls at most; a new call beyond it is refused at admission "
+        "(call error at_capacity); 0 = no limit",
     )
     max_queue_age_s: float = Field(
         default=0.0,

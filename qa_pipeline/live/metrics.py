@@ -2,13 +2,14 @@
 
 Added to :class:`~qa_pipeline.metrics.PipelineMetrics` (all on the injected registry):
 
-=========================================  ========= =======================================
-qa_live_call_errors_total{source,reason}   counter   per-call stream/processing errors
-qa_live_calls_ended_total{reason}          counter   calls ended (stop, disconnect, error, ...)
-qa_live_transcript_latency_seconds         histogram end of utterance (VAD) -> transcript out
-qa_live_asr_batch_size                     histogram utterances per ASR decode
-qa_live_asr_wait_seconds                   histogram time an utterance waited in the queue
-=========================================  ========= =======================================
+===========================================  ========= =======================================
+qa_live_call_errors_total{source,reason}     counter   per-call stream/processing errors
+qa_live_calls_ended_total{reason}            counter   calls ended (stop, disconnect, error, ...)
+qa_live_transcript_latency_seconds           histogram end of utterance (VAD) -> transcript out
+qa_live_asr_batch_size                       histogram utterances per ASR decode
+qa_live_asr_wait_seconds                     histogram time an utterance waited in the queue
+qa_live_incomplete_scorecards_total{reason}  counter   scorecards of part of a call, by reason
+===========================================  ========= =======================================
 
 ``keep_samples=True`` also keeps the raw latencies (the benchmark reads them).
 """
@@ -56,6 +57,12 @@ class LiveMetrics(PipelineMetrics):
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.incomplete = Counter(
+            "qa_live_incomplete_scorecards",
+            "Scorecards built from part of a call (ASR drops, cut off, shutdown), by reason",
+            ["reason"],
+            registry=r,
+        )
         self.keep_samples = keep_samples
         self._samples_lock = threading.Lock()
         self.finding_latencies: list[float] = []
@@ -68,6 +75,10 @@ class LiveMetrics(PipelineMetrics):
 
     def on_call_closed(self, reason: str) -> None:
         self.calls_ended.labels(reason).inc()
+
+    def on_incomplete(self, reasons: tuple[str, ...]) -> None:
+        for reason in reasons:
+            self.incomplete.labels(reason).inc()
 
     def on_transcript(self, utt: Utterance, latency_s: float) -> None:
         self.transcript_latency.observe(max(0.0, latency_s))

@@ -10,10 +10,18 @@ Failure isolation: anything a call's processing raises is caught at the service 
 (``_guard``), logged, counted (``qa_live_call_errors_total{source,reason}``) and that call is
 closed and scored with what arrived; other calls never notice.
 
+Fairness: each call has a bounded share of the shared ASR queue (see :mod:`.asr_worker`);
+media from the network (WebSocket, AudioSocket) faster than real time beyond a burst, or
+past the audio cap, cuts its call off with a clear error (``faster_than_real_time``,
+``duration_cap``: the source closes the connection with that reason); ``live.max_calls``
+refuses new calls at admission (``at_capacity``). Scorecards of calls that lost
+utterances or were cut short say so (``complete: false``, ``incomplete_reasons``).
+
 Shutdown (:meth:`LiveService.shutdown`, on SIGTERM/SIGINT in ``serve``): stop accepting,
 end every open call (flush its VAD), finish the queued ASR, score, flush the sinks; bounded
 by ``shutdown_timeout_s`` (past it, utterances still at the ASR are dropped, counted
-``reason=shutdown``, and the calls are scored without them).
+``reason=shutdown``, and the calls are scored without them). Calls ended by shutdown are
+scored incomplete (``shutdown``).
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ from ..messages import AudioChunk, CallInfo, Role, Scorecard, SpeechSegment
 from ..rules import RulePack, load_pack
 from ..sinks import FanOut, build_sinks
 from ..sinks.base import Event
-from ..sources.base import EndReason, Source
+from ..sources.base import EndReason, Source, SourceError
 from .asr_worker import AsrJob, AsrWorker
 from .config import (
     AudioSocketSourceConfig,
@@ -50,6 +58,9 @@ from .session import CallSession
 log = logging.getLogger("qa_pipeline.live")
 
 TICK_S = 0.5
+# sources whose media comes from the network, paced against the wall clock; their
+# connection handlers close a call's connection on a SourceError from ``audio``
+NETWORK_SOURCES = frozenset({"WebSocketSource", "AudioSocketSource"})
 
 
 def build_source(cfg: Any) -> Source:
@@ -145,6 +156,7 @@ class LiveService:
         self.decoder: LiveDecoder | None = None
         self._accepting = False
         self.call_errors = 0
+        self._paced = {s.name for s in self.sources if type(s).__name__ in NETWORK_SOURCES}
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -163,6 +175,7 @@ class LiveService:
             slots=self._engine.config.workers,
             max_batch=live.max_batch,
             queue_max=live.queue_max,
+            per_call_max=live.per_call_queue_max,
             overflow=live.overflow,
             max_age_s=live.max_queue_age_s,
             metrics=self.metrics,
@@ -220,6 +233,12 @@ class LiveService:
         if call.call_id in self.sessions:
             self._count_error(source, "duplicate_call_id", call.call_id, "")
             return False
+        live = self.config.live
+        if live.max_calls and len(self.sessions) >= live.max_calls:
+            self._count_error(
+                source, "at_capacity", call.call_id, f"{len(self.sessions)} calls open, refused"
+            )
+            return False
         try:
             session = CallSession(
                 call,
@@ -230,6 +249,9 @@ class LiveService:
                 metrics=self.metrics,
                 source=source,
                 hold_s=self.config.vad.stop_ms / 1000 + 0.1,
+                max_speed=live.max_speed if source in self._paced else 0.0,
+                burst_s=live.burst_s,
+                max_audio_s=live.max_audio_s,
             )
         except Exception as exc:  # e.g. an unsupported rate: this call only
             self._count_error(source, type(exc).__name__, call.call_id, repr(exc))
@@ -245,6 +267,10 @@ class LiveService:
     def audio(self, chunk: AudioChunk) -> None:
         s = self.sessions.get(chunk.call_id)
         if s is None or s.closing:
+            return
+        over = s.overrun(chunk)
+        if over is not None:
+            self._cut(s, *over)
             return
         try:
             jobs = s.push(chunk)
@@ -293,6 +319,17 @@ class LiveService:
         self.metrics.on_call_error(source, reason)
         log.warning("call %s (%s): %s %s", call_id or "-", source, reason, detail)
 
+    def _cut(self, s: CallSession, reason: str, detail: str) -> None:
+        """Cut a call off (too fast, too long): it is scored incomplete with ``reason``. A
+        network source gets a SourceError (it counts it, closes the connection with the
+        reason and ends the call); any other source's call is ended here."""
+        s.cut = reason
+        if s.source in self._paced:
+            raise SourceError(reason, detail)
+        self._count_error(s.source, reason, s.call.call_id, detail)
+        s.errors[reason] += 1
+        self.call_ended(s.call.call_id, EndReason.ERROR)
+
     def _fail(self, s: CallSession, exc: Exception) -> None:
         """A call's processing raised: count it, close that call, score what arrived."""
         reason = type(exc).__name__
@@ -311,16 +348,23 @@ class LiveService:
             s.idle = asyncio.Event()
             if s.in_flight:
                 await s.idle.wait()
-            card = s.end()
+            card = s.end(reason)
             self.scorecards[call_id] = card
-            log.info(
-                "call %s ended (%s): score %.1f %s, %d utterances, %d findings",
+            if not card.complete:
+                self.metrics.on_incomplete(card.incomplete_reasons)
+            log.log(
+                logging.INFO if card.complete else logging.WARNING,
+                "call %s ended (%s): score %.1f %s, %d utterances, %d findings%s",
                 call_id,
                 reason.value,
                 card.score,
                 card.grade,
                 s.utterances,
                 len(card.findings),
+                ""
+                if card.complete
+                else f"; INCOMPLETE ({', '.join(card.incomplete_reasons)}; "
+                f"{s.lost} utterance(s) not transcribed)",
             )
         except Exception as exc:
             log.exception("scoring call %s", call_id)

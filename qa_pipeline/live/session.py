@@ -9,7 +9,19 @@ rates are resampled to 16 kHz as a stream before the VAD. Gaps in a channel's ca
 same clock.
 
 Utterances go to the rules in the order their segments closed, whatever order the shared
-ASR finishes them in (a small reorder buffer); an utterance the ASR dropped is skipped.
+ASR finishes them in (a small reorder buffer); an utterance the ASR dropped is skipped,
+counted, logged once per reason naming the call, and marks the scorecard incomplete.
+
+Pacing (:meth:`CallSession.overrun`): a call's media clock may not run ahead of the wall
+clock since it started by more than ``burst_s`` beyond ``max_speed`` x real time, nor past
+``max_audio_s``. The check runs before a chunk is taken, on the clock the chunk would reach
+(gap filling included), so a timestamp that jumps far ahead is refused, never filled.
+
+A scorecard says whether it was built from the whole call (:meth:`CallSession.end`):
+``complete: false`` with ``incomplete_reasons`` when utterances were lost at the ASR
+(``asr_<reason>``: shed, stale, failed decode, shutdown), the call was cut off
+(``faster_than_real_time``, ``duration_cap``) or ended by ``shutdown``, ``timeout`` or an
+``error``. A call whose line simply dropped (``disconnect``) is scored as what it was.
 """
 
 from __future__ import annotations
@@ -38,6 +50,7 @@ from ..messages import (
 )
 from ..rules import CallEvaluator, RulePack
 from ..sinks.base import Event, EventFactory
+from ..sources.base import EndReason
 from ..vad import StreamingVad
 from .asr_worker import AsrJob
 
@@ -71,11 +84,19 @@ class ChannelInput:
     def seconds(self) -> float:
         return self.samples / self.rate
 
+    def _gap(self, chunk: AudioChunk) -> int:
+        """Samples of silence to fill before ``chunk`` (a clock gap > 20 ms, <= MAX_GAP_S)."""
+        gap = int(round(chunk.start * self.rate)) - self.samples
+        return gap if self.rate // 50 < gap <= MAX_GAP_S * self.rate else 0
+
+    def seconds_after(self, chunk: AudioChunk) -> float:
+        """This channel's clock once ``chunk`` is taken (gap filling included)."""
+        return (self.samples + self._gap(chunk) + len(chunk.samples)) / self.rate
+
     def push(self, chunk: AudioChunk) -> list[SpeechSegment]:
         data = chunk.samples
-        want = int(round(chunk.start * self.rate))
-        gap = want - self.samples
-        if gap > self.rate // 50 and gap <= MAX_GAP_S * self.rate:  # > 20 ms missing
+        gap = self._gap(chunk)
+        if gap:
             data = np.concatenate([np.zeros(gap, dtype=np.float32), data])
             self.gaps += 1
         self.samples += len(data)
@@ -109,6 +130,9 @@ class CallSession:
         metrics: Any,
         source: str,
         hold_s: float = 0.6,
+        max_speed: float = 0.0,
+        burst_s: float = 5.0,
+        max_audio_s: float = 0.0,
     ) -> None:
         self.call = call
         self.source = source
@@ -136,12 +160,35 @@ class CallSession:
         self.closing = False
         self.idle: asyncio.Event | None = None  # set when the last pending utterance is back
         self.scorecard: Scorecard | None = None
+        self.max_speed = max_speed  # 0 = not paced
+        self.burst_s = burst_s
+        self.max_audio_s = max_audio_s  # 0 = no cap
+        self.cut: str | None = None  # why the call was cut off, if it was
 
     # -- audio in -------------------------------------------------------------------------
 
     @property
     def clock(self) -> float:
         return max((c.seconds for c in self.channels), default=0.0)
+
+    def overrun(self, chunk: AudioChunk, now: float | None = None) -> tuple[str, str] | None:
+        """``(reason, detail)`` if taking ``chunk`` would break the call's pacing or its
+        duration cap, else None. Nothing is changed: the caller cuts the call off."""
+        if not 0 <= chunk.channel < len(self.channels):
+            return None  # push() raises for it
+        after = self.channels[chunk.channel].seconds_after(chunk)
+        if self.max_audio_s and after > self.max_audio_s:
+            return "duration_cap", f"audio reached {after:.1f} s (cap {self.max_audio_s:.0f} s)"
+        if self.max_speed:
+            wall = (time.monotonic() if now is None else now) - self.started
+            allowed = self.max_speed * wall + self.burst_s
+            if after > allowed:
+                return (
+                    "faster_than_real_time",
+                    f"media clock {after:.1f} s after {wall:.1f} s of wall clock "
+                    f"(limit {self.max_speed:g}x + {self.burst_s:g} s burst)",
+                )
+        return None
 
     def push(self, chunk: AudioChunk) -> list[AsrJob]:
         if not 0 <= chunk.channel < len(self.channels):
@@ -168,6 +215,11 @@ class CallSession:
     def in_flight(self) -> int:
         return len(self._pending)
 
+    @property
+    def lost(self) -> int:
+        """Utterances the ASR never transcribed (shed, stale, failed, shutdown)."""
+        return sum(v for k, v in self.dropped.items() if k not in _GUARD)
+
     # -- ASR results back -----------------------------------------------------------------
 
     def resolve(self, job: AsrJob, result: AsrResult | None, drop_reason: str | None) -> None:
@@ -177,6 +229,17 @@ class CallSession:
         del self._pending[job.seq]
         if drop_reason is not None:
             self.dropped[drop_reason] += 1
+            if self.dropped[drop_reason] == 1:  # once per reason; the scorecard has counts
+                seg = job.segment
+                log.warning(
+                    "call %s: utterance %.1f-%.1f s (channel %d) not transcribed: %s; "
+                    "its scorecard will be incomplete",
+                    self.call.call_id,
+                    seg.start,
+                    seg.end,
+                    seg.channel,
+                    drop_reason,
+                )
         self._ready[job.seq] = (job, result)
         while self._next in self._ready:
             j, r = self._ready.pop(self._next)
@@ -230,8 +293,18 @@ class CallSession:
         for job in list(self._pending.values()):
             self.resolve(job, None, reason)
 
-    def end(self) -> Scorecard:
-        """Score the call with what arrived and emit the scorecard."""
+    def incomplete_reasons(self, ended: EndReason | None = None) -> tuple[str, ...]:
+        """Why this call's scorecard does not cover the whole call (empty: it does)."""
+        reasons = {f"asr_{k}" for k, v in self.dropped.items() if v and k not in _GUARD}
+        if self.cut is not None:
+            reasons.add(self.cut)
+        elif ended is not None and ended.value in _INCOMPLETE_ENDS:
+            reasons.add(ended.value)
+        return tuple(sorted(reasons))
+
+    def end(self, ended: EndReason | None = None) -> Scorecard:
+        """Score the call with what arrived and emit the scorecard. ``ended``: why the call
+        ended (shutdown, timeout and error make the scorecard incomplete)."""
         ends = tuple(round(c.seconds, 3) for c in self.channels)
         card = self.evaluator.end(
             CallEnded(call_id=self.call.call_id, end=max(ends, default=0.0), channel_ends=ends)
@@ -243,11 +316,20 @@ class CallSession:
         extras = dict(card.extras)
         extras.update(
             live_errors=float(sum(self.errors.values())),
-            asr_dropped=float(sum(v for k, v in self.dropped.items() if k not in _GUARD)),
+            asr_dropped=float(self.lost),
             utterances=float(self.utterances),
             audio_seconds=round(self.clock, 3),
         )
-        card = replace(card, extras=tuple(sorted(extras.items())))
+        for k, v in self.dropped.items():
+            if k not in _GUARD:
+                extras[f"asr_dropped_{k}"] = float(v)
+        reasons = self.incomplete_reasons(ended)
+        card = replace(
+            card,
+            extras=tuple(sorted(extras.items())),
+            complete=not reasons,
+            incomplete_reasons=reasons,
+        )
         self.scorecard = card
         self._emit(self.factory.scorecard(card))
         self.metrics.on_scorecard(card)
@@ -255,3 +337,7 @@ class CallSession:
 
 
 _GUARD = frozenset({"hallucination", "no_speech", "empty"})
+# end reasons that cut a call short (a dropped line, "disconnect", is how some calls end)
+_INCOMPLETE_ENDS = frozenset(
+    {EndReason.SHUTDOWN.value, EndReason.TIMEOUT.value, EndReason.ERROR.value}
+)

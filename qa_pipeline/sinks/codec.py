@@ -65,4 +65,6 @@ def scorecard_from_dict(d: dict[str, Any], call_id: str | None = None) -> Scorec
         duration=float(d.get("duration", 0.0)),
         extras=tuple((str(k), float(v)) for k, v in d.get("extras") or ()),
         review=bool(d.get("review", False)),
+        complete=bool(d.get("complete", True)),
+        incomplete_reasons=tuple(str(r) for r in d.get("incomplete_reasons") or ()),
     )

@@ -338,3 +338,25 @@ def test_standalone_command_needs_servers_and_token(monkeypatch: pytest.MonkeyPa
     assert r.exit_code != 0 and "--kafka" in r.output
     r = CliRunner().invoke(app, ["--kafka", "127.0.0.1:1", "--port", "0"])
     assert r.exit_code == 2 and "QA_DASHBOARD_TOKEN" in r.output
+
+
+def test_incomplete_scorecards_stay_out_of_the_agent_average() -> None:
+    from qa_pipeline.messages import CallInfo, Scorecard
+    from qa_pipeline.sinks.base import EventFactory
+
+    state = DashboardState()
+    cards = [
+        Scorecard("full-1", 90.0, "满意", False),
+        Scorecard("full-2", 70.0, "一般", False),
+        # scored on part of the call (utterances shed at the ASR): not the agent's average
+        Scorecard("cut-1", 20.0, "不满意", True, complete=False, incomplete_reasons=("asr_x",)),
+    ]
+    for card in cards:
+        state.call_started(CallInfo(card.call_id, agent_id="A7"))
+        state.apply(EventFactory(card.call_id).scorecard(card))
+    (agent,) = state.stats()["agents"]
+    assert agent["avg_score"] == 80.0
+    assert agent["calls"] == 3 and agent["ended"] == 3 and agent["incomplete"] == 1
+    assert agent["failed"] == 1  # it did fail, on what was heard
+    cut = next(c for c in state.snapshot()["calls"] if c["call_id"] == "cut-1")
+    assert cut["complete"] is False and cut["incomplete_reasons"] == ["asr_x"]

@@ -62,17 +62,57 @@ def jobs(n: int) -> list[AsrJob]:
     return [AsrJob(owner=None, seq=i, segment=seg(f"c{i}"), closed_at=0.0) for i in range(n)]
 
 
-def test_drop_oldest_counts_and_reports() -> None:
-    done, w = run_worker(FakeDecoder(), jobs(5), queue_max=3, overflow="drop_oldest", slots=1)
-    assert w.dropped["queue_full"] == 2
-    assert ("c0", "queue_full") in done and ("c1", "queue_full") in done
-    assert sorted(c for c, d in done if d is None) == ["c2", "c3", "c4"]
-
-
-def test_reject_newest_counts_and_reports() -> None:
-    done, w = run_worker(FakeDecoder(), jobs(5), queue_max=3, overflow="reject_newest", slots=1)
+@pytest.mark.parametrize("overflow", ["drop_oldest", "reject_newest"])
+def test_full_queue_sheds_new_load_not_a_neighbours(overflow: str) -> None:
+    # five calls with one utterance each, room for three: no call has excess, so the
+    # newcomers are shed (new load), never an utterance another call already queued
+    done, w = run_worker(FakeDecoder(), jobs(5), queue_max=3, overflow=overflow, slots=1)
     assert w.dropped["queue_full"] == 2
     assert {c for c, d in done if d == "queue_full"} == {"c3", "c4"}
+    assert sorted(c for c, d in done if d is None) == ["c0", "c1", "c2"]
+
+
+def call_jobs(call: str, n: int) -> list[AsrJob]:
+    return [AsrJob(owner=None, seq=i, segment=seg(call, 2.0 * i), closed_at=0.0) for i in range(n)]
+
+
+def interleave(*lists: list[AsrJob]) -> list[AsrJob]:
+    out: list[AsrJob] = []
+    for i in range(max(len(x) for x in lists)):
+        out += [x[i] for x in lists if i < len(x)]
+    return out
+
+
+@pytest.mark.parametrize("overflow", ["drop_oldest", "reject_newest"])
+def test_a_flood_sheds_only_its_own_utterances(overflow: str) -> None:
+    flood, normal = call_jobs("flood", 40), call_jobs("normal", 3)
+    order = flood[:20] + interleave(flood[20:], normal)  # the flood started first
+    done, w = run_worker(
+        FakeDecoder(), order, queue_max=8, per_call_max=5, overflow=overflow, slots=1
+    )
+    assert [d for c, d in done if c == "normal"] == [None, None, None]
+    shed = [d for c, d in done if c == "flood" and d is not None]
+    assert len(shed) == 35 and set(shed) == {"call_share"}
+    assert w.dropped == {"call_share": 35}
+    assert w.decoded == 8  # the normal call's 3 and the flood's own share, 5
+
+
+def test_the_longest_queue_gives_way_when_the_whole_queue_is_full() -> None:
+    # one call within its share but holding the whole queue; a second call's utterance
+    # takes the place of the first call's oldest (drop_oldest) instead of being refused
+    a, b = call_jobs("a", 6), call_jobs("b", 2)
+    done, w = run_worker(FakeDecoder(), a + b, queue_max=6, per_call_max=6, slots=1)
+    assert [d for c, d in done if c == "b"] == [None, None]
+    assert [d for c, d in done if c == "a"].count("queue_full") == 2
+    assert w.dropped == {"queue_full": 2}
+
+
+def test_batches_are_taken_round_robin_across_calls() -> None:
+    dec = FakeDecoder()
+    order = call_jobs("a", 5) + call_jobs("b", 2)
+    done, w = run_worker(dec, order, slots=1, max_batch=4)
+    assert dec.batches == [["a", "b", "a", "b"], ["a", "a", "a"]]
+    assert w.dropped == {} and w.decoded == 7
 
 
 def test_batches_across_lines_off_the_loop() -> None:

@@ -56,7 +56,8 @@ def make_service(engine: Any, pack_path: Path, sink: MemorySink, **live: Any) ->
                 },
                 {"type": "audiosocket", "port": 0, "leg_wait_s": 0.5, "idle_timeout_s": 5},
             ],
-            "live": {"window": "fitted", "beam_size": 1, **live},
+            # the calls are sent at SPEED x real time: allow it
+            "live": {"window": "fitted", "beam_size": 1, "max_speed": 2 * SPEED, **live},
             "rules": {"pack": str(pack_path)},
             "shutdown_timeout_s": 30,
         },
@@ -255,7 +256,7 @@ def test_serve_drains_on_sigterm(tmp_path: Path, pack_path: Path, ban_call: np.n
         json.dumps(
             {
                 "sources": [{"type": "websocket", "port": 0, "auth": "twilio"}],
-                "live": {"window": "fitted", "beam_size": 1},
+                "live": {"window": "fitted", "beam_size": 1, "max_speed": 2 * SPEED},
                 "rules": {"pack": str(pack_path)},
                 "sinks": {"jsonl": {"directory": str(events)}},
                 "metrics": {"enabled": False},
@@ -297,5 +298,8 @@ def test_serve_drains_on_sigterm(tmp_path: Path, pack_path: Path, ban_call: np.n
     cards = [json.loads(x) for x in (events / "scorecard.jsonl").read_text().splitlines()]
     assert [c["call_id"] for c in cards] == ["drain-1"]
     assert cards[0]["payload"]["failed"] is True  # the banned word was drained and scored
+    # but the call was cut by the shutdown: its scorecard says so
+    assert cards[0]["payload"]["complete"] is False
+    assert "shutdown" in cards[0]["payload"]["incomplete_reasons"]
     alerts = (events / "alert.jsonl").read_text().splitlines()
     assert len(alerts) == 1
