@@ -37,7 +37,7 @@ from ..messages import (
     replace,
 )
 from ..rules import CallEvaluator, RulePack
-from ..sinks.base import Event, EventFactory
+from ..sinks.base import Event, EventFactory, with_session
 from ..vad import StreamingVad
 from .asr_worker import AsrJob
 
@@ -110,7 +110,7 @@ class CallSession:
         source: str,
         hold_s: float = 0.6,
     ) -> None:
-        self.call = call
+        self.call = call = with_session(call)  # this run of the call: its events' ids
         self.source = source
         self.rate = sample_rate
         self.started = time.monotonic()
@@ -119,7 +119,7 @@ class CallSession:
             for ch, role in enumerate(call.channels)
         ]
         self.evaluator = CallEvaluator(pack, call)
-        self.factory = EventFactory(call.call_id)
+        self.factory = EventFactory.for_call(call)
         self._emit = emit
         self.metrics = metrics
         self._hold_s = hold_s  # the VAD's stop hangover: speech may still be open this far back
