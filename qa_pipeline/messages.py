@@ -100,7 +100,9 @@ class CallInfo(msgspec.Struct, frozen=True):
     """What is known about a call when it starts (from metadata or the source).
 
     ``started_at`` is the wall-clock start (local time of the call centre) used by
-    time-of-day and calendar rules; ``None`` when unknown.
+    time-of-day and calendar rules; ``None`` when unknown. ``session_id`` names this run
+    of the call (minted when it starts, ``qa_pipeline.sinks.base.new_session_id``): call
+    ids can recur, session ids do not; events' ids derive from it. ``""`` = not yet minted.
     """
 
     call_id: str
@@ -110,6 +112,7 @@ class CallInfo(msgspec.Struct, frozen=True):
     channels: tuple[Role, ...] = (Role.AGENT, Role.CUSTOMER)
     source: str | None = None
     metadata: tuple[tuple[str, str], ...] = ()
+    session_id: str = ""
 
 
 class AudioChunk(msgspec.Struct, frozen=True, eq=False):

@@ -19,7 +19,9 @@ qa_call_score                          histogram final call scores (0-100)
 qa_asr_rtf                             histogram ASR seconds / audio seconds per utterance
 qa_finding_latency_seconds             histogram end of utterance -> finding emitted
 qa_queue_depth{stage}                  gauge     items waiting in a stage's queue
-qa_dropped_total{stage,reason}         counter   items dropped (bounded queues, spool)
+qa_dropped_total{stage,reason}         counter   items dropped in a stage (bounded queues)
+qa_events_dropped_total{sink,reason}   counter   events a sink could not keep (disk full,
+                                                 spool full, ...); alert QAEventsDropped
 qa_sink_errors_total{sink,reason}      counter   sink failures by class
 qa_sink_events_total{sink}             counter   events acknowledged by a sink
 qa_spool_events{sink}                  gauge     events waiting in a sink's spool
@@ -94,6 +96,12 @@ class PipelineMetrics:
         self.dropped = Counter(
             "qa_dropped", "Items dropped, by stage and reason", ["stage", "reason"], registry=r
         )
+        self.events_dropped = Counter(
+            "qa_events_dropped",
+            "Events a sink could not keep, by sink and reason",
+            ["sink", "reason"],
+            registry=r,
+        )
         self.sink_errors = Counter(
             "qa_sink_errors",
             "Sink failures, by sink and error class",
@@ -164,6 +172,9 @@ class PipelineMetrics:
 
     def on_sink_error(self, sink: str, reason: str) -> None:
         self.sink_errors.labels(sink, reason).inc()
+
+    def on_event_dropped(self, sink: str, reason: str, count: int = 1) -> None:
+        self.events_dropped.labels(sink, reason).inc(count)
 
     def on_sink_delivered(self, sink: str, count: int) -> None:
         self.sink_events.labels(sink).inc(count)

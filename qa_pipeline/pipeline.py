@@ -21,6 +21,7 @@ from .audio import CallAudio, channel_end, load_call
 from .config import PipelineConfig
 from .errors import AudioError, QAError
 from .messages import CallEnded, CallInfo, Scorecard, SpeechSegment, replace
+from .sinks.base import new_session_id
 from .transcript import Transcript, call_from_dict
 from .vad import merge_by_start, merge_turns, segment_channel
 
@@ -85,6 +86,7 @@ def read_call_info(audio_path: Path, call_id: str | None = None) -> CallInfo:
     if call_id:
         data["call_id"] = call_id
     data.setdefault("source", str(audio_path))
+    data.setdefault("session_id", new_session_id())  # this run of the call
     try:
         return call_from_dict(data)
     except (ValueError, KeyError) as e:

@@ -45,6 +45,8 @@ def call_to_dict(call: CallInfo, duration: float | None = None) -> dict[str, Any
         "source": call.source,
         "metadata": dict(call.metadata),
     }
+    if call.session_id:
+        out["session_id"] = call.session_id
     if duration is not None:
         out["duration"] = round(duration, 3)
     return out
@@ -76,6 +78,7 @@ def call_from_dict(d: dict[str, Any]) -> CallInfo:
         channels=tuple(Role(r) for r in d.get("channels", ["agent", "customer"])),
         source=d.get("source"),
         metadata=tuple(sorted((str(k), str(v)) for k, v in (d.get("metadata") or {}).items())),
+        session_id=str(d.get("session_id") or ""),
     )
 
 

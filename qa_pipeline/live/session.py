@@ -49,7 +49,7 @@ from ..messages import (
     replace,
 )
 from ..rules import CallEvaluator, RulePack
-from ..sinks.base import Event, EventFactory
+from ..sinks.base import Event, EventFactory, with_session
 from ..sources.base import EndReason
 from ..vad import StreamingVad
 from .asr_worker import AsrJob
@@ -134,7 +134,7 @@ class CallSession:
         burst_s: float = 5.0,
         max_audio_s: float = 0.0,
     ) -> None:
-        self.call = call
+        self.call = call = with_session(call)  # this run of the call: its events' ids
         self.source = source
         self.rate = sample_rate
         self.started = time.monotonic()
@@ -143,7 +143,7 @@ class CallSession:
             for ch, role in enumerate(call.channels)
         ]
         self.evaluator = CallEvaluator(pack, call)
-        self.factory = EventFactory(call.call_id)
+        self.factory = EventFactory.for_call(call)
         self._emit = emit
         self.metrics = metrics
         self._hold_s = hold_s  # the VAD's stop hangover: speech may still be open this far back

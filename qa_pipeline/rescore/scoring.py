@@ -93,6 +93,7 @@ def fast_transcript(d: dict[str, Any]) -> Transcript:
             channels=tuple(_ROLES[r] for r in c.get("channels", ("agent", "customer"))),
             source=c.get("source"),
             metadata=tuple(sorted((str(k), str(v)) for k, v in (c.get("metadata") or {}).items())),
+            session_id=str(c.get("session_id") or ""),
         )
         cid = call.call_id
         utts = tuple(

@@ -92,10 +92,15 @@ def read_kafka_transcripts(
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Read the transcripts topic from the beginning until caught up (the end offsets seen
     when we started). Envelopes of ``kind == "transcript"`` are kept, de-duplicated by
-    ``event_id`` and then by call id (the last transcript of a call wins).
+    ``event_id`` (the same session delivered twice: a producer retry, a replayed spool)
+    and then by call id (the last transcript of a call wins: the store holds one
+    transcript per call id). A call id seen again in a *different* session (a reused
+    AudioSocket UUID, a replayed test) is a different call that the store cannot hold
+    beside the first: it is counted as ``superseded`` and logged, not hidden among the
+    duplicates.
 
     Returns the transcript documents (by call id) and counts (messages, kept, duplicates,
-    bad). ``consumer_factory`` is ``kafka.KafkaConsumer`` unless given (tests).
+    superseded, bad). ``consumer_factory`` is ``kafka.KafkaConsumer`` unless given (tests).
     """
     if consumer_factory is None:
         try:
@@ -113,7 +118,14 @@ def read_kafka_transcripts(
         value_deserializer=None,
         consumer_timeout_ms=int(idle_timeout_s * 1000),
     )
-    counts = {"messages": 0, "kept": 0, "duplicates": 0, "bad": 0, "other_kinds": 0}
+    counts = {
+        "messages": 0,
+        "kept": 0,
+        "duplicates": 0,
+        "superseded": 0,
+        "bad": 0,
+        "other_kinds": 0,
+    }
     by_call: dict[str, dict[str, Any]] = {}
     seen_events: set[str] = set()
     try:
@@ -181,6 +193,20 @@ def _take(
         counts["bad"] += 1
         return
     payload["call"]["call_id"] = cid
+    session = str(payload["call"].get("session_id") or env.get("session_id") or "")
+    if session:
+        payload["call"]["session_id"] = session
     if cid in by_call:
-        counts["duplicates"] += 1
+        before = str(by_call[cid]["call"].get("session_id") or "")
+        if session and before and session != before:
+            counts["superseded"] += 1
+            log.warning(
+                "Kafka: call id %r recurs in session %s (was %s); the store keeps one "
+                "transcript per call id: the later one",
+                cid,
+                session,
+                before,
+            )
+        else:
+            counts["duplicates"] += 1
     by_call[cid] = transcript_document(payload)

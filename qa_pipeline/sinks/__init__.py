@@ -5,6 +5,7 @@ kafka-python is imported only when a Kafka sink is built (``qa_pipeline.sinks.ka
 
 from .base import (
     Event,
+    EventDropped,
     EventFactory,
     EventKind,
     FanOut,
@@ -15,6 +16,8 @@ from .base import (
     event_id_for,
     events_for_call,
     events_for_message,
+    new_session_id,
+    with_session,
 )
 from .config import SinksConfig, build_sinks
 from .jsonl import JsonlSink, JsonlSinkConfig
@@ -22,6 +25,7 @@ from .spool import Spool, SpoolError, SpoolRecord
 
 __all__ = [
     "Event",
+    "EventDropped",
     "EventFactory",
     "EventKind",
     "FanOut",
@@ -39,4 +43,6 @@ __all__ = [
     "event_id_for",
     "events_for_call",
     "events_for_message",
+    "new_session_id",
+    "with_session",
 ]

@@ -4,7 +4,9 @@ Without a ``kafka`` entry the embedded default applies: JSONL files (stdout on r
 no server needed. Example::
 
     sinks:
-      jsonl: {directory: out/events, layout: per_kind, stdout: false}
+      jsonl: {directory: out/events, layout: per_kind, stdout: false,
+              fsync: interval, fsync_interval_s: 1.0,       # or every_event / never
+              rotate_max_bytes: 268435456, rotate_daily: true, keep_rotated: 30}
       kafka:
         bootstrap_servers: ["kafka-1:9092"]
         topics: {findings: qa.findings, alerts: qa.alerts}
@@ -37,7 +39,7 @@ def build_sinks(config: SinksConfig, observer: SinkObserver | None = None) -> Fa
     """A :class:`FanOut` over the configured sinks (JSONL first, then Kafka)."""
     sinks: list[tuple[str, Sink]] = []
     if config.jsonl is not None:
-        sinks.append(("jsonl", JsonlSink(config.jsonl)))
+        sinks.append(("jsonl", JsonlSink(config.jsonl, observer=observer)))
     if config.kafka is not None:
         from .kafka import KafkaSink  # imports kafka-python only when configured
 

@@ -7,7 +7,7 @@ only then deletes them from the spool. While the broker is unreachable events st
 spool (bounded, counted overflow); when it answers again they go out in spool order.
 
 Delivery is at least once: after an outage a batch may be sent again, so consumers
-de-duplicate by ``event_id`` (ids are deterministic, see ``base.event_id_for``). The key is
+de-duplicate by ``event_id`` (deterministic per session, see ``base.event_id_for``). The key is
 the call id, so one call's events of a topic stay ordered in one partition.
 
 kafka-python is an optional dependency, imported when a sink is built.
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from .base import Event, EventKind, NullObserver, SinkObserver
+from .base import DROP_LOG, Event, EventDropped, EventKind, NullObserver, SinkObserver
 from .spool import OverflowPolicy, Spool, SpoolError, SpoolRecord, SyncPolicy
 
 if TYPE_CHECKING:
@@ -268,19 +268,36 @@ class KafkaSink:
     # -- Sink API --------------------------------------------------------------------------
 
     def emit(self, event: Event) -> None:
-        """Append to the spool (durable) and wake the sender; never waits for the broker."""
-        self.emit_many((event,))
+        """Append to the spool (durable) and wake the sender; never waits for the broker.
+
+        Raises :class:`EventDropped` when the spool cannot store it (disk full, I/O error);
+        a full spool's overflow policy is counted by the spool itself."""
+        self._append((event,))
 
     def emit_many(self, events: tuple[Event, ...] | list[Event]) -> None:
-        """Several events in one spool transaction (one fsync)."""
+        """Several events in one spool transaction (one fsync); losses counted here."""
+        try:
+            self._append(events)
+        except EventDropped as exc:
+            n = sum(1 for e in events if self.config.topics.for_kind(e.kind) is not None)
+            self._observer.on_event_dropped(self.name, exc.reason, n)
+            DROP_LOG.dropped(self.name, exc.reason, n, exc.detail)
+
+    def _append(self, events: tuple[Event, ...] | list[Event]) -> None:
         records = [
             (e.kind.value, e.call_id, e.to_json())
             for e in events
             if self.config.topics.for_kind(e.kind) is not None
         ]
-        if records:
+        if not records:
+            return
+        try:
             self.spool.append_many(records)
-            self._wake.set()
+        except sqlite3.Error as exc:
+            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+            reason = "disk_full" if code == sqlite3.SQLITE_FULL else "spool_error"
+            raise EventDropped(reason, f"spool {self.config.spool.directory}: {exc}") from exc
+        self._wake.set()
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until the spool is empty (all acknowledged) or ``timeout`` passes."""
@@ -432,7 +449,7 @@ class KafkaSink:
             )
             self._dead_letter(rec, exc)
             self.spool.ack(rec.id)
-            self._observer.on_drop(f"sink.{self.name}", "rejected")
+            self._observer.on_event_dropped(self.name, "rejected")
             return
         # the producer may hold half-sent batches: start clean (duplicates are deduped)
         self._close_producer(timeout=0.0)

@@ -5,7 +5,8 @@
         [--metrics-port N] [--pace SECONDS] [--hold SECONDS] [--drain-only]
 
 Each transcript document (``transcript.transcript_to_dict`` format) becomes the events of a
-call: utterances, findings (+ alerts for critical ones), the scorecard and the transcript.
+call's session (its ``call.session_id``, else one derived from the document's content:
+replaying a document again gives the same event ids): utterances, findings (+ alerts for critical ones), the scorecard and the transcript.
 Findings come from the document itself when it carries ``findings`` and/or ``scorecard``
 (``score --json`` output, test data); otherwise from ``qa_pipeline.rules`` when that package
 provides ``load_pack`` and ``score_transcript``; otherwise there are none.
@@ -19,6 +20,8 @@ acknowledge stays in the spool for the next run. ``--drain-only`` just delivers 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import json
 import logging
 import signal
@@ -31,7 +34,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from ..messages import Finding, Scorecard, Utterance
+from ..messages import Finding, Scorecard, Utterance, replace
 from ..metrics import MetricsServer, PipelineMetrics, start_metrics_server
 from ..transcript import Transcript, transcript_from_dict
 from .base import EventFactory, FanOut, call_timeline, events_for_message
@@ -52,6 +55,24 @@ def load_documents(paths: Sequence[str]) -> list[dict[str, Any]]:
     for p in map(Path, paths):
         files.extend(sorted(p.glob("*.json")) if p.is_dir() else [p])
     return [json.loads(f.read_text(encoding="utf-8")) for f in files]
+
+
+def document_session_id(doc: dict[str, Any]) -> str:
+    """The session a stored transcript document replays: its own ``call.session_id``, or,
+    for a document written before session ids, 32 hex digits of the SHA-256 of its
+    content, so the same document replayed again (a re-run after a kill, ``--repeat``) is
+    the same session with the same event ids, and downstream de-duplication works."""
+    call = doc.get("call") if isinstance(doc.get("call"), dict) else {}
+    if call and call.get("session_id"):
+        return str(call["session_id"])
+    raw = json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def with_document_session(doc: dict[str, Any], transcript: Transcript) -> Transcript:
+    """``transcript`` (read from ``doc``) with the session of :func:`document_session_id`."""
+    call = replace(transcript.call, session_id=document_session_id(doc))
+    return dataclasses.replace(transcript, call=call)
 
 
 def score(
@@ -95,7 +116,7 @@ class Replayer:
         self, transcript: Transcript, findings: list[Finding], scorecard: Scorecard | None
     ) -> int:
         call = transcript.call
-        factory = EventFactory(call.call_id)
+        factory = EventFactory.for_call(call)
         self.metrics.on_call_started(call)
         last_utt_emitted = time.monotonic()
         n = 0
@@ -209,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for doc in docs:
                     if stop.is_set():
                         break
-                    transcript = transcript_from_dict(doc)
+                    transcript = with_document_session(doc, transcript_from_dict(doc))
                     findings, scorecard = score(doc, transcript, args.rules, args.pack)
                     n = replayer.run_call(transcript, findings, scorecard)
                     status("call", call_id=transcript.call.call_id, events=n)

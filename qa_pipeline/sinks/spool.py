@@ -13,7 +13,8 @@ WAL checkpoints only (survives a killed process — SIGKILL, OOM — but the las
 be lost if the machine itself goes down).
 
 Bounds: ``max_events`` and ``max_bytes``. When full, ``overflow`` decides and every loss is
-counted (``dropped`` and the observer's ``on_drop("spool", reason)``):
+counted (``dropped``, the observer's ``on_event_dropped(name, reason)`` — the metric
+``qa_events_dropped_total{sink=<name>,reason}`` — and a rate-limited warning):
 
 * ``drop_oldest`` — the oldest spooled events are deleted to make room (fresh events, such
   as live alerts, win);
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import QAError
-from .base import NullObserver, SinkObserver
+from .base import DROP_LOG, NullObserver, SinkObserver
 
 OverflowPolicy = Literal["drop_oldest", "reject_new"]
 SyncPolicy = Literal["full", "normal"]
@@ -141,7 +142,8 @@ class Spool:
     def _count_drop(self, reason: str, n: int) -> None:
         if n:
             self.dropped[reason] = self.dropped.get(reason, 0) + n
-            self._observer.on_drop("spool", reason, n)
+            self._observer.on_event_dropped(self.name, reason, n)
+            DROP_LOG.dropped(self.name, reason, n, f"spool {self.directory} is full")
 
     # -- writing -------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ def test_promtool_check_rules_and_config() -> None:
     deploy = ROOT / "deploy" / "prometheus"
     for cmd in (
         [promtool, "check", "rules", str(deploy / "alerts.yml")],
+        [promtool, "test", "rules", str(deploy / "alerts_test.yml")],  # e.g. QAEventsDropped
         [promtool, "check", "config", str(deploy / "prometheus.yml")],
         [amtool, "check-config", str(deploy / "alertmanager.yml")],
     ):

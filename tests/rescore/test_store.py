@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from qa_pipeline.config import load_config
+from qa_pipeline.messages import replace as struct_replace
 from qa_pipeline.pipeline import Pipeline
 from qa_pipeline.rescore import RescoreOptions, rescore
 from qa_pipeline.rescore.sources import read_kafka_transcripts
-from qa_pipeline.sinks.base import EventFactory
+from qa_pipeline.sinks.base import EventFactory, with_session
 from qa_pipeline.store import Store, doc_key, settings_hash, transcript_settings
 from qa_pipeline.transcript import transcript_to_dict
 
@@ -179,10 +181,10 @@ def test_kafka_transcripts_topic_is_read_deduplicated_and_scored(tmp_path: Path)
     import random
 
     rng = random.Random(2)
-    calls = [make_call(i, rng) for i in range(4)]
+    calls = [replace(t, call=with_session(t.call)) for t in (make_call(i, rng) for i in range(4))]
     records: list[bytes] = []
     for t in calls:
-        f = EventFactory(t.call.call_id)
+        f = EventFactory.for_call(t.call)
         records.append(f.utterance(t.utterances[0]).to_json())  # another kind: ignored
         ev = f.transcript(t)
         records.append(ev.to_json())
@@ -217,6 +219,34 @@ def test_kafka_transcripts_topic_is_read_deduplicated_and_scored(tmp_path: Path)
         assert {c.audio_sha256 for c in st.calls()} == {
             doc_key(transcript_to_dict(t)) for t in calls
         }
+
+
+def test_kafka_dedupe_is_by_session_not_by_call_id(tmp_path: Path) -> None:
+    """One call id in two sessions (a reused AudioSocket UUID) is two calls, not a
+    duplicate: the second is read (the store keeps the later one, counted as
+    superseded). The same session sent again (producer retry, replayed spool) is a
+    duplicate by event id."""
+    import random
+
+    rng = random.Random(5)
+    first = make_call(1, rng)
+    second = replace(make_call(2, rng), call=struct_replace(first.call, agent_id="other"))
+    second = replace(second, call=with_session(second.call))
+    first = replace(first, call=with_session(first.call))
+    assert first.call.call_id == second.call.call_id
+    ev1 = EventFactory.for_call(first.call).transcript(first)
+    ev2 = EventFactory.for_call(second.call).transcript(second)
+    assert ev1.event_id != ev2.event_id and ev1.seq == ev2.seq == 0
+    replayed = EventFactory.for_call(second.call).transcript(second)
+    assert replayed.event_id == ev2.event_id  # a replay of the session keeps its ids
+    records = [ev1.to_json(), ev2.to_json(), replayed.to_json(), ev2.to_json()]
+    docs, counts = read_kafka_transcripts(
+        "localhost:9092", "qa.transcripts",
+        consumer_factory=lambda **kw: FakeConsumer(records, **kw),
+    )  # fmt: skip
+    assert counts["duplicates"] == 2 and counts["superseded"] == 1 and counts["kept"] == 1
+    assert docs == [transcript_to_dict(second)]
+    assert docs[0]["call"]["session_id"] == second.call.session_id
 
 
 def test_an_edited_bias_list_is_said_not_retranscribed(

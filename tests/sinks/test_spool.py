@@ -47,7 +47,7 @@ def test_drop_oldest_is_bounded_and_counted(tmp_path: Path) -> None:
     assert sp.dropped == {"overflow_drop_oldest": 3}
     assert (
         reg.get_sample_value(
-            "qa_dropped_total", {"stage": "spool", "reason": "overflow_drop_oldest"}
+            "qa_events_dropped_total", {"sink": "k", "reason": "overflow_drop_oldest"}
         )
         == 3
     )
