@@ -10,13 +10,14 @@ In the ``serve`` process::
     state.close(); server.stop()
 """
 
-from .config import DashboardConfig
+from .config import DashboardConfig, DashboardLimits
 from .server import DashboardError, DashboardServer, start_dashboard
 from .sink import DashboardSink
 from .state import DashboardState, grades_from_pack
 
 __all__ = [
     "DashboardConfig",
+    "DashboardLimits",
     "DashboardError",
     "DashboardServer",
     "DashboardSink",

@@ -8,11 +8,54 @@ Example::
       token: null            # null = read $QA_DASHBOARD_TOKEN (required either way)
       viewer_token: null     # optional second role without transcript text
       max_calls: 500
+      limits:                # what one client may take (defaults shown)
+        max_streams: 100             # open event streams in all ...
+        max_streams_per_token: 50    # ... and per token (role); more get 503
+        max_body_bytes: 16384        # request body (only POST /login has one); more: 413
+        idle_timeout_s: 15           # a connection that sends no (complete) request head
+        body_timeout_s: 10           # reading a request body
+        write_timeout_s: 30          # a page that takes no data for this long is dropped
+        login_attempts: 10           # wrong tokens per peer address ...
+        login_window_s: 60           # ... in this window; then 429 until it passes
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class DashboardLimits(BaseModel):
+    """What one client (or all of them) may take from the dashboard's web server."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_streams: int = Field(default=100, ge=1, description="open event streams in all")
+    max_streams_per_token: int = Field(
+        default=50, ge=1, description="open event streams per token (role)"
+    )
+    max_body_bytes: int = Field(default=16 * 1024, ge=256, description="request body size")
+    max_header_bytes: int = Field(
+        default=8190, ge=1024, description="request line and each header field"
+    )
+    max_headers: int = Field(default=64, ge=8, description="header fields per request")
+    idle_timeout_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="a connection without a complete request head for this long is closed",
+    )
+    body_timeout_s: float = Field(default=10.0, gt=0, description="reading a request body")
+    write_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="a response or event stream whose client takes nothing for this long is closed",
+    )
+    login_attempts: int = Field(
+        default=10, ge=1, description="wrong tokens per peer address within login_window_s"
+    )
+    login_window_s: float = Field(default=60.0, gt=0)
+    max_peers_tracked: int = Field(
+        default=10_000, ge=1, description="peer addresses whose wrong tokens are remembered"
+    )
 
 
 class DashboardConfig(BaseModel):
@@ -32,6 +75,7 @@ class DashboardConfig(BaseModel):
     max_calls: int = Field(default=500, ge=1, description="calls kept in memory")
     max_alerts: int = Field(default=200, ge=1)
     title: str = "通话质检实时看板"
+    limits: DashboardLimits = Field(default_factory=DashboardLimits)
 
     def token_value(self) -> str | None:
         return self.token.get_secret_value() if self.token else None

@@ -18,7 +18,10 @@ the call's transcript event (at its end).
 
 Subscribers (the event stream of each open page) get a push message for every change through
 a bounded queue; a subscriber that does not keep up is disconnected (its page reconnects and
-gets a fresh snapshot) so that a slow browser never slows the pipeline.
+gets a fresh snapshot) so that a slow browser never slows the pipeline. Every change has a
+version number and the last ``history`` changes are kept while anyone listens, so a new
+subscriber can start from an earlier snapshot (the web app shares one encoded snapshot among
+the pages that open in a while) plus the changes since, instead of a snapshot of its own.
 
 Views are plain JSON-able dicts. ``full=False`` views (viewer role) carry no transcript text:
 utterance text, finding evidence text and matched phrases are removed.
@@ -26,12 +29,13 @@ utterance text, finding evidence text and matched phrases are removed.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import queue
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -114,6 +118,16 @@ class _Subscriber:
     queue: queue.Queue[dict[str, Any]]
     full: bool
     dropped: bool = False
+    #: called (in the publishing thread, under the state's lock) after each message put on
+    #: ``queue`` and when the subscriber is dropped; must not block
+    notify: Callable[[], None] | None = None
+    #: the state's version when the subscription started
+    version: int = 0
+
+    def wake(self) -> None:
+        if self.notify is not None:
+            with contextlib.suppress(RuntimeError):  # its event loop is gone
+                self.notify()
 
 
 class DashboardState:
@@ -121,7 +135,8 @@ class DashboardState:
 
     ``max_calls``: calls kept (the oldest ended calls are forgotten first). ``max_alerts``:
     alerts in the feed. ``subscriber_queue``: push messages buffered per open page.
-    ``clock``: wall time source (tests).
+    ``history``: changes kept (while anyone subscribes) for a subscriber that starts from an
+    earlier snapshot. ``clock``: wall time source (tests).
     """
 
     def __init__(
@@ -133,6 +148,7 @@ class DashboardState:
         max_alerts: int = 200,
         dedupe_window: int = 100_000,
         subscriber_queue: int = 1000,
+        history: int = 256,
         rule_descriptions: Mapping[str, str] | None = None,
         clock: Any = time.time,
     ) -> None:
@@ -150,6 +166,10 @@ class DashboardState:
         self._violations: deque[tuple[float, str, str]] = deque()  # (at, rule_id, severity)
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._subscribers: list[_Subscriber] = []
+        self._history: deque[tuple[int, dict[str, Any]]] = deque(
+            maxlen=max(0, min(history, subscriber_queue - 1))
+        )
+        self.version = 0
         self._closed = False
         self._alert_ids = itertools.count(1)
         self.events_applied = 0
@@ -549,18 +569,47 @@ class DashboardState:
                 out["details"] = {c.call_id: self.detail(c.call_id) for c in calls}
             return out
 
+    def versioned_snapshot(self) -> tuple[int, dict[str, Any]]:
+        """:meth:`snapshot` and the version it shows, taken together."""
+        with self._lock:
+            return self.version, self.snapshot()
+
     # -- subscribers -------------------------------------------------------------------------
 
-    def subscribe(self, *, full: bool) -> tuple[_Subscriber, dict[str, Any]]:
+    def subscribe(
+        self,
+        *,
+        full: bool,
+        notify: Callable[[], None] | None = None,
+        since: int | None = None,
+    ) -> tuple[_Subscriber, dict[str, Any] | None]:
         """Register a push subscriber; returns it and the snapshot taken atomically with it
-        (nothing falls between the snapshot and the first push)."""
+        (nothing falls between the snapshot and the first push).
+
+        ``since``: the version of a snapshot the caller already has. When every change after
+        it is still in the history, those changes are queued for the subscriber and no
+        snapshot is taken (``None`` is returned instead). ``notify`` is called after each
+        message queued (see :class:`_Subscriber`)."""
         with self._lock:
-            sub = _Subscriber(queue.Queue(self._subscriber_queue), full)
+            sub = _Subscriber(queue.Queue(self._subscriber_queue), full, notify=notify)
+            sub.version = self.version
             if self._closed:
                 sub.queue.put_nowait(CLOSED)
-            else:
-                self._subscribers.append(sub)
+                return sub, self.snapshot()
+            self._subscribers.append(sub)
+            if since is not None and self._history_covers(since):
+                for v, msg in self._history:
+                    if v > since:
+                        sub.queue.put_nowait(msg)
+                return sub, None
             return sub, self.snapshot()
+
+    def _history_covers(self, since: int) -> bool:
+        if since == self.version:
+            return True
+        if since > self.version or not self._history:
+            return False
+        return self._history[0][0] <= since + 1 and self._history[-1][0] == self.version
 
     def unsubscribe(self, sub: _Subscriber) -> None:
         with self._lock:
@@ -573,16 +622,20 @@ class DashboardState:
             return len(self._subscribers)
 
     def _publish(self, msg: dict[str, Any], *, stats: bool) -> None:
+        self.version += 1
         if not self._subscribers:
+            self._history.clear()  # nobody listens: no snapshot to continue from
             return
         if stats:
             msg["stats"] = self.stats()
+        self._history.append((self.version, msg))
         for sub in list(self._subscribers):
             try:
                 sub.queue.put_nowait(msg)
             except queue.Full:  # a page that does not read: cut it off, it will reconnect
                 sub.dropped = True
                 self._subscribers.remove(sub)
+            sub.wake()
 
     def close(self) -> None:
         """End every event stream (the pages show 'disconnected')."""
@@ -593,4 +646,6 @@ class DashboardState:
                     sub.queue.put_nowait(CLOSED)
                 except queue.Full:
                     sub.dropped = True
+                sub.wake()
             self._subscribers.clear()
+            self._history.clear()
