@@ -311,7 +311,9 @@ class _App:
 
     async def write(self, resp: web.StreamResponse, *parts: bytes) -> None:
         """Write ``parts`` a piece at a time (no copy of them), each within
-        ``write_timeout_s``."""
+        ``write_timeout_s``. Small parts go out together, as one piece."""
+        if sum(len(p) for p in parts) <= CHUNK:
+            parts = (b"".join(parts),)
         for data in parts:
             view = memoryview(data)
             for i in range(0, len(view), CHUNK):
@@ -640,6 +642,7 @@ def start_dashboard(
             _build(app),
             access_log=None,
             handle_signals=False,
+            handler_cancellation=True,  # a client gone: its handler (event stream) ends
             keepalive_timeout=lim.idle_timeout_s,
             max_line_size=lim.max_header_bytes,
             max_field_size=lim.max_header_bytes,

@@ -56,6 +56,10 @@ DEFAULT_FAIL_GRADE = "不满意"
 
 UNKNOWN_AGENT = ""
 
+#: Violation statistics count findings in buckets of this many seconds (the last hour and
+#: day are counted to within one bucket).
+VIOLATION_BUCKET_S = 10
+
 #: Message put on a subscriber queue when the state closes (the stream then ends).
 CLOSED: dict[str, Any] = {"type": "closed"}
 
@@ -163,7 +167,10 @@ class DashboardState:
         self._lock = threading.RLock()
         self._calls: OrderedDict[str, _Call] = OrderedDict()
         self._alerts: deque[dict[str, Any]] = deque(maxlen=max_alerts)
-        self._violations: deque[tuple[float, str, str]] = deque()  # (at, rule_id, severity)
+        # findings per rule in buckets of VIOLATION_BUCKET_S seconds over the last day: its
+        # size is bounded by the day and the rules, however many calls go by
+        self._violations: dict[int, dict[str, int]] = {}
+        self._severity: dict[str, str] = {}
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._subscribers: list[_Subscriber] = []
         self._history: deque[tuple[int, dict[str, Any]]] = deque(
@@ -246,7 +253,11 @@ class DashboardState:
                     )
                     if p.get("severity") == "critical":
                         c.critical += 1
-                    self._violations.append((at, rule, str(p.get("severity", ""))))
+                    bucket = self._violations.setdefault(
+                        int(at // VIOLATION_BUCKET_S) * VIOLATION_BUCKET_S, {}
+                    )
+                    bucket[rule] = bucket.get(rule, 0) + 1
+                    self._severity[rule] = str(p.get("severity", ""))
                     stats = True
                 elif alert:
                     f.alert = True
@@ -485,16 +496,17 @@ class DashboardState:
         """Violations by rule over the last hour and day, and the per-agent summary."""
         with self._lock:
             now = self._clock()
-            while self._violations and self._violations[0][0] < now - 86400:
-                self._violations.popleft()
+            for start in [b for b in self._violations if b + VIOLATION_BUCKET_S <= now - 86400]:
+                del self._violations[start]
             hour: dict[str, int] = {}
             day: dict[str, int] = {}
-            severity: dict[str, str] = {}
-            for at, rule, sev in self._violations:
-                day[rule] = day.get(rule, 0) + 1
-                severity[rule] = sev
-                if at >= now - 3600:
-                    hour[rule] = hour.get(rule, 0) + 1
+            for start, counts in self._violations.items():
+                in_hour = start + VIOLATION_BUCKET_S > now - 3600
+                for rule, n in counts.items():
+                    day[rule] = day.get(rule, 0) + n
+                    if in_hour:
+                        hour[rule] = hour.get(rule, 0) + n
+            severity = {rule: self._severity.get(rule, "") for rule in day}
             agents: dict[str, dict[str, Any]] = {}
             for c in self._calls.values():
                 key = c.agent_id or UNKNOWN_AGENT

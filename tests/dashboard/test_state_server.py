@@ -360,3 +360,51 @@ def test_incomplete_scorecards_stay_out_of_the_agent_average() -> None:
     assert agent["failed"] == 1  # it did fail, on what was heard
     cut = next(c for c in state.snapshot()["calls"] if c["call_id"] == "cut-1")
     assert cut["complete"] is False and cut["incomplete_reasons"] == ["asr_x"]
+
+
+def test_violation_windows_with_a_clock() -> None:
+    """Findings count in the hour and day windows (to within a 10 s bucket); what leaves the
+    day is forgotten, so many calls over days keep a bounded store."""
+    now = [1_000_000.0]
+    state = DashboardState(clock=lambda: now[0])
+    events = [dataclasses.replace(e, produced_at="") for e in call_events("stonewalling", CID)]
+    state.apply_all(events)  # no produced_at: counted at the clock's time
+    assert state.stats()["violations"]["hour"]["BAN-POLICY"] == 2
+    now[0] += 3600 + 20
+    st = state.stats()["violations"]
+    assert "BAN-POLICY" not in st["hour"] and st["day"]["BAN-POLICY"] == 2
+    assert st["severity"]["BAN-POLICY"] == "critical"
+    now[0] += 86400
+    assert state.stats()["violations"]["day"] == {}
+    for i in range(300):  # 300 calls, one every 10 minutes: ~2 days
+        now[0] += 600
+        state.apply_all(
+            dataclasses.replace(e, call_id=f"c{i}", event_id=f"c{i}-{e.seq}") for e in events
+        )
+        state.stats()
+    assert len(state._violations) <= 86400 // 600 + 1
+
+
+def test_subscriber_continues_from_an_earlier_snapshot() -> None:
+    """A subscriber that already has the snapshot of version v gets only the changes since
+    (no snapshot of its own) while they are all in the history; else a fresh snapshot."""
+    state = DashboardState(history=8)
+    events = call_events("stonewalling", CID)
+    first, v0 = state.subscribe(full=True)
+    assert v0 is not None and first.version == 0
+    state.apply_all(events[:3])
+    woken: list[int] = []
+    second, snap = state.subscribe(full=True, notify=lambda: woken.append(1), since=0)
+    assert snap is None
+    got = [second.queue.get_nowait() for _ in range(3)]
+    assert [m["utterance"]["index"] for m in got] == [0, 1, 2]
+    state.apply(events[3])
+    assert second.queue.get_nowait()["type"] == events[3].kind.value and woken == [1]
+    state.apply_all(events[4:])  # more than the history holds
+    third, snap = state.subscribe(full=True, since=3)
+    assert snap is not None and third.queue.empty() and third.version == len(events)
+    state.unsubscribe(first)
+    state.unsubscribe(second)
+    state.unsubscribe(third)
+    state.apply(events[0])  # a duplicate: no change, no version
+    assert state.version == len(events)
