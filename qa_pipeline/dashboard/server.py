@@ -34,7 +34,8 @@ any body is read), a connection that sends no complete request head within
 data for ``write_timeout_s`` is dropped, event streams are capped in all and per token
 (``503`` with ``Retry-After``), and a peer address that presents ``login_attempts`` wrong
 tokens within ``login_window_s`` gets ``429`` for every token it presents until the window
-passes (behind a reverse proxy every client shares the proxy's address). A page that does not
+passes (an IPv6 peer is counted by its /64; behind a reverse proxy every client shares the
+proxy's address). A page that does not
 read costs a bounded buffer, not a snapshot of its own: one encoded snapshot is shared by the
 pages that open while it is current, each then gets the changes since it (see
 :meth:`DashboardState.subscribe`), and the snapshot is written in 64 KiB pieces.
@@ -47,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import json
 import logging
 import math
@@ -161,6 +163,22 @@ class Throttle:
         while len(self._failures) > self.max_peers:
             self._failures.popitem(last=False)
         return len(times) == self.attempts
+
+
+def peer_key(remote: str | None) -> str:
+    """Whom wrong tokens are counted against: the IPv4 address, or the /64 network of an
+    IPv6 one (a single host commonly has a whole /64 to pick addresses from)."""
+    if not remote:
+        return "?"
+    try:
+        ip = ipaddress.ip_address(remote)
+    except ValueError:
+        return remote
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 def _json(data: Any) -> bytes:
@@ -289,7 +307,7 @@ class _App:
         for no token or a wrong one (counted against the peer)."""
         if not presented:
             return None
-        peer = request.remote or "?"
+        peer = peer_key(request.remote)
         assert self.throttle is not None
         wait = self.throttle.retry_after(peer)
         if wait > 0:

@@ -26,6 +26,7 @@ import pytest
 from dashboard_helpers import TOKEN, VIEWER_TOKEN
 
 from qa_pipeline.dashboard import DashboardLimits, DashboardState, start_dashboard
+from qa_pipeline.dashboard.server import peer_key
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
@@ -355,3 +356,11 @@ def test_no_token_is_a_one_line_error(tmp_path: Path) -> None:
         assert r.returncode != 0, args
         assert "Traceback" not in r.stderr, r.stderr
         assert len(err) == 1 and "QA_DASHBOARD_TOKEN" in err[0], r.stderr
+
+
+def test_peer_key_counts_an_ipv6_host_by_its_network() -> None:
+    assert peer_key("127.0.0.1") == "127.0.0.1"
+    assert peer_key("2001:db8:1:2::5") == peer_key("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert peer_key("2001:db8:1:3::5") != peer_key("2001:db8:1:2::5")
+    assert peer_key("::ffff:10.0.0.7") == "10.0.0.7"
+    assert peer_key(None) == "?"
