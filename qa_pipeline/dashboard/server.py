@@ -66,6 +66,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qs, quote, unquote
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ..errors import QAError
 from .config import DashboardLimits
@@ -221,6 +222,20 @@ def _redirect(location: str, cookie: str | None = None) -> web.Response:
     if cookie is not None:
         headers["Set-Cookie"] = cookie
     return _response(303, b"", "text/plain; charset=utf-8", headers)
+
+
+class _ServerLog(logging.LoggerAdapter):
+    """aiohttp's server log: a request the parser refuses (a client's error, which anyone
+    can send at will) is one line at INFO, not a traceback at ERROR."""
+
+    def exception(self, msg: object, *args: object, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info")
+        if isinstance(exc, HttpProcessingError):
+            text = " ".join(ln.strip() for ln in str(exc).splitlines() if ln.strip())
+            self.logger.info("%s: %s", str(msg) % args, text[:300])
+            return
+        kwargs.setdefault("exc_info", True)
+        self.logger.error(msg, *args, **kwargs)
 
 
 class _WriteStalled(Exception):
@@ -659,6 +674,7 @@ def start_dashboard(
         runner = web.AppRunner(
             _build(app),
             access_log=None,
+            logger=_ServerLog(logging.getLogger("qa_pipeline.dashboard.http"), {}),
             handle_signals=False,
             handler_cancellation=True,  # a client gone: its handler (event stream) ends
             keepalive_timeout=lim.idle_timeout_s,
