@@ -103,6 +103,7 @@ async def run_service(cfg: object) -> int:
             cfg.dashboard.token_value(),
             viewer_token=cfg.dashboard.viewer_token_value(),
             title=cfg.dashboard.title,
+            limits=cfg.dashboard.limits,
         )
         log.info("dashboard on %s", dash_server.url)
     stop = asyncio.Event()
