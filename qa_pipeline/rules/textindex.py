@@ -32,6 +32,7 @@ from rapidfuzz import fuzz, process
 
 from ..text import match_form
 from .confusion import CHEAPEST, INDEL, UNIT, substitution_cost
+from .linear_regex import LinearRegex, compile_pattern
 
 Span = tuple[int, int]
 
@@ -329,8 +330,10 @@ class _Group:
 
 @dataclass(frozen=True, slots=True)
 class _Regex:
-    pattern: re.Pattern[str]
-    exclude: re.Pattern[str] | None
+    """A pack regex (and its exclusion) on RE2: linear time whatever the pattern."""
+
+    pattern: LinearRegex
+    exclude: LinearRegex | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -418,7 +421,9 @@ class TextIndex:
     def regex(self, pattern: str, exclude: str | None) -> int:
         key = ("regex", pattern, exclude)
         if key not in self._lazy_key:
-            payload = _Regex(re.compile(pattern), re.compile(exclude) if exclude else None)
+            payload = _Regex(
+                compile_pattern(pattern), compile_pattern(exclude) if exclude else None
+            )
             self._lazy_key[key] = self._new("regex", payload)
         return self._lazy_key[key]
 
@@ -644,11 +649,11 @@ class TextIndex:
                 return [] if i < 0 else [(i, i + p.nsyl)]
             return _best_window(a, p, self.caching)
         if isinstance(p, _Regex):
-            if p.pattern.search(fold) is None:  # the usual answer, without an iterator
+            if not p.pattern.search(fold):  # the usual answer, without a span list
                 return []
             if p.exclude is not None and p.exclude.search(fold):
                 return []
-            return [m.span() for m in p.pattern.finditer(fold) if m.end() > m.start()]
+            return p.pattern.spans(fold)
         if isinstance(p, _Similar):
             best = process.extractOne(fold, p.examples, scorer=fuzz.ratio, score_cutoff=p.threshold)
             if best is None:
