@@ -343,6 +343,10 @@ class _Similar:
     threshold: float
 
 
+# Built-in entity patterns: fixed, so they stay on Python's re (their one-character
+# lookarounds have no RE2 form). Every quantifier but \d+ is bounded and each lookaround
+# reads one character: bounded work per start position, linear time (timed on adversarial
+# input in tests/rules/test_linear_regex.py). Pack regexes run on RE2 (.linear_regex).
 _ENTITY: Final = {
     "mobile": r"(?<!\d)1[3-9]\d{9}(?!\d)",
     "phone": r"(?<!\d)(?:1[3-9]\d{9}|0\d{2,3}\d{7,8}|[48]00\d{7}|\d{7,8})(?!\d)",
