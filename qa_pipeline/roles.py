@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import functools
 import math
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -577,6 +576,7 @@ def pack_cues(pack: RulePack) -> tuple[Cue, ...]:
 
 
 def _hit(cue: Cue, utts: Sequence[Utterance]) -> bool:
+    from .rules.linear_regex import compile_pattern  # pack regexes: RE2, linear time
     from .text import match_form
 
     for u in utts:
@@ -584,7 +584,7 @@ def _hit(cue: Cue, utts: Sequence[Utterance]) -> bool:
         if any(says(syl, p) for p in cue.phrases):
             return True
         form = match_form(u.text)
-        if any(re.search(p, form) for p in cue.patterns):
+        if any(compile_pattern(p).search(form) for p in cue.patterns):
             return True
     return False
 

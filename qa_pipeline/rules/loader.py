@@ -137,8 +137,21 @@ def _validation_problems(
             msg = "unknown key"
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
-        out.append((Location(path, line), f"{_fmt_loc(prefix + loc)}: {msg}"))
+        rid = _rule_id(data, loc)
+        out.append((Location(path, line), f"{rid}{_fmt_loc(prefix + loc)}: {msg}"))
     return out
+
+
+def _rule_id(data: Any, loc: tuple[int | str, ...]) -> str:
+    """``"ID: "`` when ``loc`` is inside rule ``rules[i]`` that has a readable id."""
+    if len(loc) < 3 or loc[0] != "rules" or not isinstance(loc[1], int):
+        return ""
+    rules = data.get("rules") if isinstance(data, dict) else None
+    if not isinstance(rules, list) or not 0 <= loc[1] < len(rules):
+        return ""
+    rule = rules[loc[1]]
+    rid = rule.get("id") if isinstance(rule, dict) else None
+    return f"{rid}: " if isinstance(rid, str) and rid and loc[2] != "id" else ""
 
 
 def _lookup(settings: dict[str, Any], ref: str) -> Any:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..messages import Direction, Severity
+from .linear_regex import compile_pattern
 
 RoleName = Literal["agent", "customer", "unknown", "any"]
 Phrases = list[str]
@@ -79,6 +80,9 @@ class KeywordSpec(Strict):
 
 
 class RegexSpec(Strict):
+    """Python ``re`` syntax, run on RE2 in linear time (:mod:`.linear_regex`); a pattern
+    RE2 cannot run the same way is refused here, at load, with the reason."""
+
     pattern: str
     exclude: str | None = None
 
@@ -86,10 +90,7 @@ class RegexSpec(Strict):
     @classmethod
     def _compiles(cls, v: str | None) -> str | None:
         if v is not None:
-            try:
-                re.compile(v)
-            except re.error as e:
-                raise ValueError(f"bad regular expression {v!r}: {e}") from e
+            compile_pattern(v)  # PatternError is a ValueError: the reason, as the message
         return v
 
 

@@ -32,6 +32,7 @@ from rapidfuzz import fuzz, process
 
 from ..text import match_form
 from .confusion import CHEAPEST, INDEL, UNIT, substitution_cost
+from .linear_regex import LinearRegex, compile_pattern
 
 Span = tuple[int, int]
 
@@ -329,8 +330,10 @@ class _Group:
 
 @dataclass(frozen=True, slots=True)
 class _Regex:
-    pattern: re.Pattern[str]
-    exclude: re.Pattern[str] | None
+    """A pack regex (and its exclusion) on RE2: linear time whatever the pattern."""
+
+    pattern: LinearRegex
+    exclude: LinearRegex | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,6 +343,10 @@ class _Similar:
     threshold: float
 
 
+# Built-in entity patterns: fixed, so they stay on Python's re (their one-character
+# lookarounds have no RE2 form). Every quantifier but \d+ is bounded and each lookaround
+# reads one character: bounded work per start position, linear time (timed on adversarial
+# input in tests/rules/test_linear_regex.py). Pack regexes run on RE2 (.linear_regex).
 _ENTITY: Final = {
     "mobile": r"(?<!\d)1[3-9]\d{9}(?!\d)",
     "phone": r"(?<!\d)(?:1[3-9]\d{9}|0\d{2,3}\d{7,8}|[48]00\d{7}|\d{7,8})(?!\d)",
@@ -418,7 +425,9 @@ class TextIndex:
     def regex(self, pattern: str, exclude: str | None) -> int:
         key = ("regex", pattern, exclude)
         if key not in self._lazy_key:
-            payload = _Regex(re.compile(pattern), re.compile(exclude) if exclude else None)
+            payload = _Regex(
+                compile_pattern(pattern), compile_pattern(exclude) if exclude else None
+            )
             self._lazy_key[key] = self._new("regex", payload)
         return self._lazy_key[key]
 
@@ -644,11 +653,11 @@ class TextIndex:
                 return [] if i < 0 else [(i, i + p.nsyl)]
             return _best_window(a, p, self.caching)
         if isinstance(p, _Regex):
-            if p.pattern.search(fold) is None:  # the usual answer, without an iterator
+            if not p.pattern.search(fold):  # the usual answer, without a span list
                 return []
             if p.exclude is not None and p.exclude.search(fold):
                 return []
-            return [m.span() for m in p.pattern.finditer(fold) if m.end() > m.start()]
+            return p.pattern.spans(fold)
         if isinstance(p, _Similar):
             best = process.extractOne(fold, p.examples, scorer=fuzz.ratio, score_cutoff=p.threshold)
             if best is None:
