@@ -43,6 +43,7 @@ def serve_command(
 ) -> None:
     """Run the live-call service: sources -> VAD -> shared Whisper -> rules -> sinks."""
     from ..cli_errors import fail
+    from ..dashboard.server import DashboardError
     from ..logs import default_level
     from .config import DeviceSourceConfig, load_serve_config
 
@@ -59,7 +60,7 @@ def serve_command(
         if updates:
             cfg = cfg.model_copy(update=updates)
         service = _prepare(cfg)
-    except (QAError, OSError, ValueError) as e:  # the config: exit 2, one line per problem
+    except (QAError, DashboardError, OSError, ValueError) as e:  # the config: exit 2
         fail(e)
     try:
         code = asyncio.run(run_service(service))
