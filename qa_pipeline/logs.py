@@ -86,6 +86,23 @@ class TextFormatter(logging.Formatter):
         return f"{head} [{' '.join(ctx)}]{sep}{rest}"
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to ``stream``, else to whatever ``sys.stderr`` is at the time (a test
+    runner may swap it)."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        super().__init__(stream)
+        self._fixed = stream
+
+    @property
+    def stream(self) -> IO[str]:
+        return self._fixed or sys.stderr
+
+    @stream.setter
+    def stream(self, value: IO[str] | None) -> None:
+        self._fixed = value
+
+
 def setup_logging(
     level: str | None = None, fmt: str | None = None, stream: IO[str] | None = None
 ) -> None:
@@ -98,12 +115,13 @@ def setup_logging(
     if form not in ("text", "json"):
         raise ValueError(f"log format must be text or json, not {fmt!r}")
     _configured.update(level=lvl, format=form)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = _StderrHandler(stream)
     handler.addFilter(ContextFilter())
     handler.setFormatter(JsonFormatter() if form == "json" else TextFormatter())
     root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
+    for old in list(root.handlers):  # ours, from an earlier call; others are left alone
+        if isinstance(old, _StderrHandler):
+            root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(lvl.upper())
 
