@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,7 +11,9 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from .cli_errors import fail
 from .errors import QAError
+from .logs import LEVELS
 
 app = typer.Typer(
     name="qa-pipeline",
@@ -41,9 +42,37 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")
 
 
 def _fail(e: Exception) -> None:
-    err.print("error:", style="bold red", end=" ")
-    err.print(str(e), markup=False, highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
+    fail(e)
+
+
+@app.callback()
+def _options(
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            "--log-level",
+            envvar="QA_LOG_LEVEL",
+            help=f"{'|'.join(LEVELS)} (default: warning; serve and dashboard: info)",
+            show_default=False,
+        ),
+    ] = None,
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            "--log-format",
+            envvar="QA_LOG_FORMAT",
+            help="text | json (one JSON object per line, with call_id and peer when known)",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Speech quality assurance for Mandarin call centres."""
+    from .logs import choose
+
+    try:
+        choose(log_level, log_format)
+    except ValueError as e:
+        fail(e)
 
 
 def _config(config: Path | None, language: str | None = None, model: str | None = None) -> Any:
@@ -172,6 +201,10 @@ def score(
 
     try:
         cfg = _config(config, language, model)
+        fan = _build_fan(cfg, stdout_events) if events or stdout_events else None
+    except (QAError, OSError) as e:
+        _fail(e)
+    try:
         result = _run(
             call,
             config,
@@ -182,10 +215,13 @@ def score(
             score=True,
             store=None if no_store else store,
         )
-        if events or stdout_events:
-            _emit_events(cfg, result, stdout_events)
+        if fan is not None:
+            _emit_events(fan, result)
     except QAError as e:
         _fail(e)
+    finally:
+        if fan is not None:
+            fan.close()
     if stdout_events:
         return
     if json_out:
@@ -195,8 +231,10 @@ def score(
         print_scorecard(out, result.scorecard)
 
 
-def _emit_events(cfg: Any, result: Any, to_stdout: bool) -> None:
-    from .sinks import JsonlSinkConfig, build_sinks, events_for_call
+def _build_fan(cfg: Any, to_stdout: bool) -> Any:
+    """The configured sinks (an unusable one, e.g. a JSONL directory that cannot be
+    created, fails here, before any decoding)."""
+    from .sinks import JsonlSinkConfig, build_sinks
 
     sinks_cfg = cfg.sinks
     if to_stdout:
@@ -204,13 +242,15 @@ def _emit_events(cfg: Any, result: Any, to_stdout: bool) -> None:
         sinks_cfg = sinks_cfg.model_copy(
             update={"jsonl": jsonl.model_copy(update={"stdout": True})}
         )
-    fan = build_sinks(sinks_cfg)
-    try:
-        card = result.scorecard
-        fan.emit_all(events_for_call(result.transcript, card.findings, card))
-        fan.flush(timeout=10.0)
-    finally:
-        fan.close()
+    return build_sinks(sinks_cfg)
+
+
+def _emit_events(fan: Any, result: Any) -> None:
+    from .sinks import events_for_call
+
+    card = result.scorecard
+    fan.emit_all(events_for_call(result.transcript, card.findings, card))
+    fan.flush(timeout=10.0)
 
 
 @model_app.command("install")
@@ -280,9 +320,9 @@ _mount_subcommands()
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    from .logs import setup_logging
+
+    setup_logging()
     app()
 
 

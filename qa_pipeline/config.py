@@ -3,10 +3,19 @@
 A config file is YAML; every section is optional and falls back to the embedded
 defaults (``configs/default.yaml`` documents each key). Unknown keys are rejected and
 every problem is reported at once with its file and line.
+
+Secrets from the environment: any string value in a config file may name environment
+variables as ``${NAME}`` (``NAME`` = letters, digits, ``_``), e.g.
+``password: ${SMTP_PASSWORD}`` or ``url: https://…/send?key=${WECOM_KEY}``; the variable's
+value replaces it when the file is loaded. A variable that is not set is a config error
+naming the key and the variable. ``$${`` writes a literal ``${``. Values given on the
+command line or in code are not expanded.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -260,6 +269,10 @@ def load_yaml(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError([(Location(str(path)), f"cannot read: {e.strerror or e}")]) from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            [(Location(str(path)), f"not UTF-8 text (byte {e.start}): is this a YAML file?")]
+        ) from e
     try:
         return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
     except yaml.MarkedYAMLError as e:
@@ -295,6 +308,9 @@ def load_config_as(
         if not isinstance(loaded, dict):
             raise ConfigError([(Location(src, 1), "top level must be a mapping")])
         data = loaded
+        problems = expand_env(data, src)
+        if problems:
+            raise ConfigError(problems)
     if overrides:
         data = _merge(data, overrides)
     try:
@@ -308,6 +324,46 @@ def load_config_as(
             for err in e.errors()
         ]
         raise ConfigError(problems) from None
+
+
+_ENV_REF = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_env(data: Any, src: str) -> list[tuple[Location, str]]:
+    """Replace ``${NAME}`` in every string of ``data`` (in place, so that line numbers are
+    kept) with the environment variable's value; the problems found (unset variables)."""
+    problems: list[tuple[Location, str]] = []
+
+    def expand(value: str, loc: tuple[int | str, ...]) -> str:
+        def one(m: re.Match[str]) -> str:
+            if m.group(1):  # $${NAME}: a literal ${NAME}
+                return m.group(0)[1:]
+            name = m.group(2)
+            env = os.environ.get(name)
+            if env is None:
+                where = ".".join(str(p) for p in loc)
+                problems.append(
+                    (
+                        Location(src, _line_of(data, loc)),
+                        f"{where}: environment variable {name} is not set",
+                    )
+                )
+                return ""
+            return env
+
+        return _ENV_REF.sub(one, value) if "${" in value else value
+
+    def walk(node: Any, loc: tuple[int | str, ...]) -> None:
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, value in list(items):
+            if isinstance(value, str):
+                node[key] = expand(value, (*loc, key))
+            elif isinstance(value, (dict, list)):
+                walk(value, (*loc, key))
+
+    if isinstance(data, (dict, list)):
+        walk(data, ())
+    return problems
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -41,6 +41,12 @@ def scorecard_to_dict(card: Scorecard) -> dict[str, Any]:
         "review": card.review,
         "rule_pack": card.rule_pack,
         "rule_pack_version": card.rule_pack_version,
+        "duration": round(card.duration, 3),
+        "complete": card.complete,
+        "incomplete_reasons": list(card.incomplete_reasons),
+        # the call's measures (configs/rules/README.md): response gaps, silence, talk-over,
+        # agent pace and level, utterance counts
+        "extras": {name: value for name, value in card.extras},
     }
 
 

@@ -8,7 +8,6 @@ Mount in ``qa_pipeline/cli.py``::
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 from pathlib import Path
@@ -63,15 +62,15 @@ def dashboard_command(
     max_calls: Annotated[int, typer.Option("--max-calls", help="calls kept in memory")] = 500,
 ) -> None:
     """Serve the live QA dashboard from the pipeline's Kafka topics."""
+    from ..cli_errors import fail
     from ..errors import QAError
+    from ..logs import default_level
     from ..sinks.kafka import KafkaTopics
     from .kafka_feed import KafkaFeed, consumer_kwargs_from_sink, topics_of
     from .server import DashboardError, start_dashboard
     from .state import DEFAULT_FAIL_GRADE, DEFAULT_GRADES, DashboardState, grades_from_pack
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    default_level("info")
     topics = KafkaTopics()
     kwargs: dict[str, Any] = {}
     grades: Any = DEFAULT_GRADES
@@ -90,12 +89,18 @@ def dashboard_command(
         if kafka:
             kwargs["bootstrap_servers"] = [s.strip() for s in kafka.split(",") if s.strip()]
         if not kwargs.get("bootstrap_servers"):
-            raise typer.BadParameter("give --kafka HOST:PORT or a --config with sinks.kafka")
+            raise ValueError("give --kafka HOST:PORT or a --config with sinks.kafka")
+        if not 0 <= port <= 65535:
+            raise ValueError(f"--port: {port} is not a port (0-65535)")
         state = DashboardState(grades=grades, fail_grade=fail_grade, max_calls=max_calls)
+    except (DashboardError, QAError, ValueError) as e:  # exit 2, one line per problem
+        fail(e)
+    try:
         server = start_dashboard(state, host, port, token, viewer_token=viewer_token)
-    except (DashboardError, QAError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from e
+    except (DashboardError, QAError) as e:  # no token, a token too short
+        fail(e)
+    except OSError as e:  # the port is taken, the address is not ours
+        fail(e, code=1, prefix="cannot start: ")
     feed = KafkaFeed(
         state,
         topics_of(topics),

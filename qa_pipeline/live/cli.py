@@ -5,8 +5,9 @@ Mount it in ``qa_pipeline/cli.py`` with::
     from .live.cli import serve_command
     app.command("serve")(serve_command)
 
-Exit codes: 0 after a clean drain, 2 for a config error, 1 when the service could not start
-(model, port in use, ...).
+Exit codes: 0 after a clean drain, 2 for a config error (the file, the rule pack, a sink
+that cannot be made, a dashboard without a token: one ``error:`` line per problem, no
+traceback), 1 when the service could not start (model, port in use, ...).
 """
 
 from __future__ import annotations
@@ -41,82 +42,117 @@ def serve_command(
     ] = None,
 ) -> None:
     """Run the live-call service: sources -> VAD -> shared Whisper -> rules -> sinks."""
+    from ..cli_errors import fail
+    from ..dashboard.server import DashboardError
+    from ..logs import default_level
     from .config import DeviceSourceConfig, load_serve_config
 
+    default_level("info")
     try:
         cfg = load_serve_config(config)
-    except QAError as e:
-        typer.echo(str(e), err=True)
-        raise typer.Exit(2) from None
-    updates: dict[str, object] = {}
-    if device is not None:
-        updates["sources"] = (*cfg.sources, DeviceSourceConfig(device=device))
-    if metrics_port is not None:
-        updates["metrics"] = cfg.metrics.model_copy(update={"port": metrics_port})
-    if updates:
-        cfg = cfg.model_copy(update=updates)
+        updates: dict[str, object] = {}
+        if device is not None:
+            updates["sources"] = (*cfg.sources, DeviceSourceConfig(device=device))
+        if metrics_port is not None:
+            if not 0 <= metrics_port <= 65535:
+                raise ValueError(f"--metrics-port: {metrics_port} is not a port (0-65535)")
+            updates["metrics"] = cfg.metrics.model_copy(update={"port": metrics_port})
+        if updates:
+            cfg = cfg.model_copy(update=updates)
+        service = _prepare(cfg)
+    except (QAError, DashboardError, OSError, ValueError) as e:  # the config: exit 2
+        fail(e)
     try:
-        code = asyncio.run(run_service(cfg))
-    except QAError as e:
-        typer.echo(f"cannot start: {e}", err=True)
-        raise typer.Exit(1) from None
-    except (ImportError, OSError) as e:
-        typer.echo(f"cannot start: {e}", err=True)
-        raise typer.Exit(1) from None
+        code = asyncio.run(run_service(service))
+    except (QAError, ImportError, OSError) as e:  # could not start (model, port, ...)
+        fail(e, code=1, prefix="cannot start: ")
     raise typer.Exit(code)
 
 
-async def run_service(cfg: object) -> int:
-    """Start the service, wait for SIGTERM/SIGINT, drain; returns the exit code."""
+def _prepare(cfg: object) -> object:
+    """Everything the config decides, checked before anything starts: the rule pack, the
+    dashboard's token, the sinks (a JSONL directory that cannot be made fails here), the
+    sources. Returns the (not yet started) ``LiveService``."""
     from prometheus_client import CollectorRegistry
 
-    from ..dashboard import DashboardSink, DashboardState, start_dashboard
-    from ..metrics import start_metrics_server
+    from ..dashboard.server import resolve_tokens
     from ..notify import NotifierSink
+    from ..rules import load_pack
     from ..sinks import build_sinks
     from .config import ServeConfig
     from .metrics import LiveMetrics
-    from .service import LiveService
+    from .service import LiveService, build_source
 
     assert isinstance(cfg, ServeConfig)
+    pack = load_pack(cfg.rules.pack, cfg.rules.settings or None)
+    if cfg.dashboard is not None and cfg.dashboard.enabled:
+        resolve_tokens(cfg.dashboard.token_value(), cfg.dashboard.viewer_token_value())
+    sources = [build_source(s) for s in cfg.sources]
     metrics = LiveMetrics(CollectorRegistry())
-    server = None
-    if cfg.metrics.enabled:
-        server = start_metrics_server(metrics.registry, cfg.metrics.host, cfg.metrics.port)
-        log.info("metrics on %s", server.url)
     fanout = build_sinks(cfg.sinks, metrics)
     if cfg.notify is not None and cfg.notify.notifiers:
         fanout.sinks.append(
             ("notify", NotifierSink(cfg.notify, registry=metrics.registry, observer=metrics))
         )
-    service = LiveService(cfg, metrics=metrics, sinks=fanout)
+    return LiveService(cfg, pack=pack, metrics=metrics, sinks=fanout, sources=sources)
+
+
+async def run_service(service: object) -> int:
+    """Start the service, wait for SIGTERM/SIGINT, drain; returns the exit code.
+
+    ``/healthz`` and ``/readyz`` are served on the metrics listener (``metrics.host``:
+    ``metrics.port``; :mod:`.health`), which starts before the model loads: ``/healthz``
+    answers 200 at once, ``/readyz`` 503 until the service is ready."""
+    from ..dashboard import DashboardSink, DashboardState, start_dashboard
+    from ..metrics import start_metrics_server
+    from .health import mount_health
+    from .service import LiveService
+
+    assert isinstance(service, LiveService)
+    cfg = service.config
+    metrics = service.metrics
+    fanout = service.sinks
+    server = None
+    if cfg.metrics.enabled:
+        server = start_metrics_server(metrics.registry, cfg.metrics.host, cfg.metrics.port)
+        mount_health(server.server, service)
+        log.info(
+            "metrics on %s; health on http://%s:%d/healthz and /readyz",
+            server.url,
+            server.host,
+            server.port,
+        )
     dash_state = dash_server = None
-    if cfg.dashboard is not None and cfg.dashboard.enabled:
-        dash_state = DashboardState.for_pack(
-            service.pack, max_calls=cfg.dashboard.max_calls, max_alerts=cfg.dashboard.max_alerts
-        )
-        fanout.sinks.append(("dashboard", DashboardSink(dash_state)))
-        dash_server = start_dashboard(
-            dash_state,
-            cfg.dashboard.host,
-            cfg.dashboard.port,
-            cfg.dashboard.token_value(),
-            viewer_token=cfg.dashboard.viewer_token_value(),
-            title=cfg.dashboard.title,
-            limits=cfg.dashboard.limits,
-        )
-        log.info("dashboard on %s", dash_server.url)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await service.start()
-        print("ready", *_endpoints(service), flush=True)  # noqa: T201 - for supervisors/tests
-        await stop.wait()
-        log.info("signal received: draining %d call(s)", len(service.sessions))
+        if cfg.dashboard is not None and cfg.dashboard.enabled:
+            dash_state = DashboardState.for_pack(
+                service.pack,
+                max_calls=cfg.dashboard.max_calls,
+                max_alerts=cfg.dashboard.max_alerts,
+            )
+            fanout.sinks.append(("dashboard", DashboardSink(dash_state)))
+            dash_server = start_dashboard(
+                dash_state,
+                cfg.dashboard.host,
+                cfg.dashboard.port,
+                cfg.dashboard.token_value(),
+                viewer_token=cfg.dashboard.viewer_token_value(),
+                title=cfg.dashboard.title,
+                limits=cfg.dashboard.limits,
+            )
+            log.info("dashboard on %s", dash_server.url)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await service.start()
+            print("ready", *_endpoints(service), flush=True)  # noqa: T201 - for supervisors/tests
+            await stop.wait()
+            log.info("signal received: draining %d call(s)", len(service.sessions))
+        finally:
+            await service.shutdown()
     finally:
-        await service.shutdown()
         if dash_state is not None:
             dash_state.close()
         if dash_server is not None:

@@ -38,6 +38,7 @@ from prometheus_client import CollectorRegistry
 
 from ..asr.bias import pack_terms
 from ..asr.engine import AsrEngine, AsrResult
+from ..logs import LOG_CALL, LOG_PEER
 from ..messages import AudioChunk, CallInfo, Role, Scorecard, SpeechSegment
 from ..rules import RulePack, load_pack
 from ..sinks import FanOut, build_sinks
@@ -155,6 +156,8 @@ class LiveService:
         self.worker: AsrWorker | None = None
         self.decoder: LiveDecoder | None = None
         self._accepting = False
+        self._listening: set[str] = set()  # sources started (readiness, see .health)
+        self._peers: dict[str, str | None] = {}  # call id -> remote peer, for log lines
         self.call_errors = 0
         self._paced = {s.name for s in self.sources if type(s).__name__ in NETWORK_SOURCES}
 
@@ -185,6 +188,7 @@ class LiveService:
         self._ticker = asyncio.create_task(self._tick_loop(), name="live-ticker")
         for src in self.sources:
             await src.start(self)
+            self._listening.add(src.name)
         log.info(
             "serving: %d source(s), ASR window=%s beam=%d batch<=%d, rule pack %s",
             len(self.sources),
@@ -199,6 +203,7 @@ class LiveService:
         limit = self.config.shutdown_timeout_s if drain_s is None else drain_s
         deadline = time.monotonic() + limit
         self._accepting = False
+        self._listening.clear()
         for src in self.sources:
             try:
                 await asyncio.wait_for(src.stop(), max(0.1, deadline - time.monotonic()))
@@ -223,6 +228,19 @@ class LiveService:
             await self.worker.close()
         await asyncio.to_thread(self.sinks.flush, max(1.0, deadline - time.monotonic()))
         self.sinks.close()
+
+    @property
+    def accepting(self) -> bool:
+        """Whether new calls are taken (started, not shutting down)."""
+        return self._accepting
+
+    def source_listening(self, src: Source) -> bool:
+        """Whether ``src`` has started and (a network source) its server still listens."""
+        if src.name not in self._listening:
+            return False
+        server = getattr(src, "_server", None)  # asyncio / websockets server, if any
+        is_serving = getattr(server, "is_serving", None)
+        return bool(is_serving()) if callable(is_serving) else True
 
     # -- CallHandler (called by the sources, on the loop) -----------------------------------
 
@@ -257,11 +275,19 @@ class LiveService:
             self._count_error(source, type(exc).__name__, call.call_id, repr(exc))
             return False
         self.sessions[call.call_id] = session
+        peer = self._peers[call.call_id] = LOG_PEER.get()
+        LOG_CALL.set(call.call_id)  # later lines of this connection's task name the call
         self.metrics.on_call_started(call)
         for _, sink in self.sinks.sinks:  # e.g. the dashboard: agent id for the call row
             if hasattr(sink, "call_started"):
                 sink.call_started(call)
-        log.info("call %s started (%s, %d Hz)", call.call_id, source, sample_rate)
+        log.info(
+            "call %s started (%s, %d Hz)",
+            call.call_id,
+            source,
+            sample_rate,
+            extra={"call_id": call.call_id, "peer": peer, "source": source},
+        )
         return True
 
     def audio(self, chunk: AudioChunk) -> None:
@@ -317,7 +343,12 @@ class LiveService:
     def _count_error(self, source: str, reason: str, call_id: str | None, detail: str) -> None:
         self.call_errors += 1
         self.metrics.on_call_error(source, reason)
-        log.warning("call %s (%s): %s %s", call_id or "-", source, reason, detail)
+        extra: dict[str, str | None] = {"source": source}
+        if call_id:
+            extra["call_id"] = call_id
+            if self._peers.get(call_id):
+                extra["peer"] = self._peers[call_id]
+        log.warning("call %s (%s): %s %s", call_id or "-", source, reason, detail, extra=extra)
 
     def _cut(self, s: CallSession, reason: str, detail: str) -> None:
         """Cut a call off (too fast, too long): it is scored incomplete with ``reason``. A
@@ -333,7 +364,13 @@ class LiveService:
     def _fail(self, s: CallSession, exc: Exception) -> None:
         """A call's processing raised: count it, close that call, score what arrived."""
         reason = type(exc).__name__
-        log.error("call %s failed: %r; closing it", s.call.call_id, exc, exc_info=exc)
+        log.error(
+            "call %s failed: %r; closing it",
+            s.call.call_id,
+            exc,
+            exc_info=exc,
+            extra=self._log_extra(s),
+        )
         self._count_error(s.source, reason, s.call.call_id, "")
         s.errors[reason] += 1
         self.call_ended(s.call.call_id, EndReason.ERROR)
@@ -365,13 +402,22 @@ class LiveService:
                 if card.complete
                 else f"; INCOMPLETE ({', '.join(card.incomplete_reasons)}; "
                 f"{s.lost} utterance(s) not transcribed)",
+                extra=self._log_extra(s),
             )
         except Exception as exc:
-            log.exception("scoring call %s", call_id)
+            log.exception("scoring call %s", call_id, extra=self._log_extra(s))
             self._count_error(s.source, type(exc).__name__, call_id, "end")
         finally:
             self.sessions.pop(call_id, None)
+            self._peers.pop(call_id, None)
             self.metrics.on_call_ended(call_id)
+
+    def _log_extra(self, s: CallSession) -> dict[str, str | None]:
+        return {
+            "call_id": s.call.call_id,
+            "peer": self._peers.get(s.call.call_id),
+            "source": s.source,
+        }
 
     async def _tick_loop(self) -> None:
         limit = self.config.call_timeout_s

@@ -23,19 +23,18 @@ def notify_test_command(
     ],
 ) -> None:
     """Send one test message through each notifier (once, no retries); exit 1 on a failure."""
-    from pydantic import ValidationError
-
+    from ..cli_errors import fail
+    from ..errors import QAError
     from .config import load_notify_config
     from .message import sample_notification
     from .notifiers import NotifyError, build_notifier
 
     try:
         cfg = load_notify_config(config)
-    except (OSError, ValidationError, ValueError) as e:
-        typer.echo(f"error: {config}: {e}", err=True)
-        raise typer.Exit(2) from e
+    except QAError as e:
+        fail(e)
     if not cfg.notifiers:
-        typer.echo("no notifiers configured", err=True)
+        typer.echo(f"error: {config}: no notifiers configured", err=True)
         raise typer.Exit(2)
     failed = 0
     for name, c in zip(cfg.names(), cfg.notifiers, strict=True):

@@ -16,7 +16,12 @@ Example (in the ``serve`` config, or a file of its own for ``qa-pipeline notify 
         - {type: dingtalk, url: "https://oapi.dingtalk.com/robot/send?access_token=…",
            secret: "SEC…"}
         - {type: smtp, host: smtp.example.com, port: 587, starttls: true, user: qa,
-           password: "…", from: qa@example.com, to: [supervisors@example.com]}
+           password: "${SMTP_PASSWORD}", from: qa@example.com, to: [supervisors@example.com]}
+
+Secrets (webhook URLs with a key, ``headers``, the DingTalk ``secret``, the SMTP
+``password``) can come from the environment: write ``${NAME}`` in the value (expanded when
+the file is loaded; an unset variable is a config error), e.g.
+``url: "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=${WECOM_KEY}"``.
 """
 
 from __future__ import annotations
@@ -24,7 +29,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 
@@ -151,8 +155,37 @@ class NotifyConfig(_Model):
 
 
 def load_notify_config(path: str | Path) -> NotifyConfig:
-    """A YAML file holding a ``notify:`` section (or just its content)."""
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    if isinstance(data, dict) and "notify" in data:
+    """A YAML file holding a ``notify:`` section (or just its content); ``${NAME}`` in a
+    value is the environment variable (``qa_pipeline.config``). Problems are a
+    :class:`~qa_pipeline.errors.ConfigError` naming the file and line."""
+    from pydantic import ValidationError
+
+    from ..config import _line_of, expand_env, load_yaml
+    from ..errors import ConfigError, Location
+
+    src = str(path)
+    data = load_yaml(Path(path))
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([(Location(src, 1), "top level must be a mapping")])
+    problems = expand_env(data, src)
+    if problems:
+        raise ConfigError(problems)
+    root = data
+    prefix: tuple[str, ...] = ()
+    if "notify" in data:
+        prefix = ("notify",)
         data = data["notify"]
-    return NotifyConfig.from_mapping(data)
+    try:
+        return NotifyConfig.from_mapping(data)
+    except ValidationError as e:
+        raise ConfigError(
+            [
+                (
+                    Location(src, _line_of(root, (*prefix, *err["loc"]))),
+                    f"{'.'.join(str(p) for p in (*prefix, *err['loc']))}: {err['msg']}",
+                )
+                for err in e.errors()
+            ]
+        ) from None

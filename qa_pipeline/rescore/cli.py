@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..cli_errors import fail
 from ..errors import QAError
 from ..store import DEFAULT_STORE
 from .run import RescoreOptions, RescoreSummary, rescore
@@ -96,14 +97,12 @@ def rescore_command(
     )
     for p in opts.inputs:
         if not p.exists():
-            err.print(f"[bold red]error:[/] {p} does not exist")
+            typer.echo(f"error: {p}: does not exist", err=True)
             raise typer.Exit(2)
     try:
         summary = rescore(opts, console=err)
     except (QAError, RuntimeError, OSError) as e:
-        err.print("error:", style="bold red", end=" ")
-        err.print(str(e), markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        fail(e)
     if json_out:
         print(json.dumps(summary_dict(summary), ensure_ascii=False, indent=2))
     else:

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..cli_errors import fail
 from ..errors import ConfigError
 from .fixtures import check_ids, default_fixtures_dir, load_fixtures, run_fixtures
 from .lint import lint_pack
@@ -34,7 +35,8 @@ def test_cmd(
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List passing checks.")] = False,
 ) -> None:
-    """Run every fixture through the pack; exit 1 if any expectation fails."""
+    """Run every fixture through the pack; exit 1 if any expectation fails, 2 if the pack or
+    its fixtures cannot be loaded."""
     con = _console()
     try:
         p = load_pack(pack)
@@ -43,9 +45,8 @@ def test_cmd(
         bad_ids = check_ids(p, fxs)
         if bad_ids:
             raise ConfigError(bad_ids)
-    except ConfigError as e:
-        con.print(f"[red]{e}[/red]", markup=True, highlight=False)
-        raise typer.Exit(1) from e
+    except ConfigError as e:  # the pack or fixtures cannot be used: exit 2, one line each
+        fail(e)
     outcomes = run_fixtures(p, fxs)
     failed = [o for o in outcomes if not o.ok]
     table = Table(title=f"rule fixtures: {p.name} {p.version}")
@@ -80,7 +81,12 @@ def lint_cmd(
         Path | None, typer.Option("--fixtures", help="Fixture directory or file.")
     ] = None,
 ) -> None:
-    """Check the pack: load errors, rules without fixtures, unreachable conditions."""
+    """Check the pack: load errors, rules without fixtures, unreachable conditions. Exit 1
+    when it finds an error, 2 when the pack or fixtures path does not exist."""
+    for given in (pack, fixtures):
+        if given is not None and not given.exists():
+            typer.echo(f"error: {given}: no such file or directory", err=True)
+            raise typer.Exit(2)
     con = _console()
     issues = lint_pack(pack, fixtures)
     for i in issues:

@@ -140,6 +140,8 @@ def load_yaml_file(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError([(Location(str(path), 0), f"cannot read: {e.strerror}")]) from e
+    except UnicodeDecodeError as e:
+        raise ConfigError([(Location(str(path), 0), f"not UTF-8 text (byte {e.start})")]) from e
     return load_yaml_text(text, str(path))
 
 

@@ -89,7 +89,9 @@ class KafkaSinkConfig(_Model):
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
     sasl_plain_username: str | None = None
-    sasl_plain_password: SecretStr | None = None
+    sasl_plain_password: SecretStr | None = Field(
+        default=None, description="from the environment: write ${NAME} (e.g. ${KAFKA_PASSWORD})"
+    )
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None

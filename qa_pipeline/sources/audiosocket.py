@@ -34,6 +34,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from ..logs import LOG_PEER
 from ..messages import AudioChunk, CallInfo, Role
 from .base import CallHandler, EndReason, SourceError
 from .codec import slin16_decode
@@ -228,6 +229,8 @@ class AudioSocketSource:
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         host = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        if isinstance(peer, tuple) and len(peer) > 1:  # this connection's log lines name it
+            LOG_PEER.set(f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}")
         if not peer_allowed(host, self.allow):
             assert self._handler is not None
             port = peer[1] if isinstance(peer, tuple) and len(peer) > 1 else "?"

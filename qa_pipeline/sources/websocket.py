@@ -35,6 +35,7 @@ import logging
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
+from ..logs import LOG_PEER
 from ..messages import AudioChunk
 from .base import CallHandler, EndReason, SourceError, shown
 from .codec import ulaw_decode
@@ -200,6 +201,7 @@ class WebSocketSource:
 
     def _check_request(self, conn: Any, request: Any) -> Any:
         """None = go on with the upgrade; else the plain HTTP answer that refuses it."""
+        LOG_PEER.set(_peer(conn))  # this connection's log lines name its peer
         h = self._handler
         assert h is not None
         headers = request.headers
@@ -261,6 +263,7 @@ class WebSocketSource:
     async def _connection(self, conn: Any) -> None:
         from websockets.exceptions import ConnectionClosed
 
+        LOG_PEER.set(_peer(conn))
         h = self._handler
         assert h is not None
         call_id: str | None = None
