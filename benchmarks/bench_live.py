@@ -207,7 +207,7 @@ async def run_point(
     await asyncio.to_thread(proc.join)
     # all calls sent their stop: wait for the last scorecards
     t_end = time.monotonic() + 120
-    while (svc.sessions or len(svc.scorecards) < n) and time.monotonic() < t_end:  # noqa: ASYNC110
+    while (svc.sessions or svc.scored < n) and time.monotonic() < t_end:  # noqa: ASYNC110
         await asyncio.sleep(0.2)
     wall = time.monotonic() - w0
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
@@ -240,7 +240,7 @@ async def run_point(
         "rss": rss,
         "hwm": hwm,
         "errors": svc.call_errors,
-        "calls": len(svc.scorecards),
+        "calls": svc.scored,
     }
 
 

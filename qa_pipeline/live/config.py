@@ -251,6 +251,20 @@ class LiveConfig(_Model):
         description="0 = off; else an utterance waiting longer than this is dropped "
         "(counted, reason=stale) instead of decoded",
     )
+    recent_scorecards: int = Field(
+        default=100,
+        ge=0,
+        description="the last N scorecards kept in memory (LiveService.scorecards, for a "
+        "status API or a test to read); every scorecard goes to the sinks as it is made, "
+        "so nothing else needs them kept; 0 = none",
+    )
+    text_cache: int = Field(
+        default=10_000,
+        ge=1,
+        description="utterance texts whose rule analysis the pack keeps (a sentence heard "
+        "again, a scripted greeting say, is not analysed again); about 3 KB each, so the "
+        "default is ~30 MB at most. Batch rescoring keeps more (200,000)",
+    )
 
 
 class MetricsConfig(_Model):

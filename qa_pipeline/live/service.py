@@ -27,6 +27,7 @@ scored incomplete (``shutdown``).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -150,7 +151,12 @@ class LiveService:
             list(sources) if sources is not None else [build_source(s) for s in config.sources]
         )
         self.sessions: dict[str, CallSession] = {}
-        self.scorecards: dict[str, Scorecard] = {}
+        # memory: only open calls are kept per call (``sessions``, gone when the call is
+        # scored); of finished ones the last ``live.recent_scorecards`` scorecards, oldest
+        # out first (they all went to the sinks), and a count
+        self.scorecards: collections.OrderedDict[str, Scorecard] = collections.OrderedDict()
+        self.scored = 0
+        self.pack.index.limit_cache(config.live.text_cache)  # bounded across calls
         self._finishing: set[asyncio.Task[None]] = set()
         self._ticker: asyncio.Task[None] | None = None
         self.worker: AsrWorker | None = None
@@ -386,7 +392,7 @@ class LiveService:
             if s.in_flight:
                 await s.idle.wait()
             card = s.end(reason)
-            self.scorecards[call_id] = card
+            self._keep(call_id, card)
             if not card.complete:
                 self.metrics.on_incomplete(card.incomplete_reasons)
             log.log(
@@ -418,6 +424,15 @@ class LiveService:
             "peer": self._peers.get(s.call.call_id),
             "source": s.source,
         }
+
+    def _keep(self, call_id: str, card: Scorecard) -> None:
+        self.scored += 1
+        keep = self.config.live.recent_scorecards
+        if keep:
+            self.scorecards.pop(call_id, None)  # a recurring call id moves to the end
+            self.scorecards[call_id] = card
+            while len(self.scorecards) > keep:
+                self.scorecards.popitem(last=False)
 
     async def _tick_loop(self) -> None:
         limit = self.config.call_timeout_s

@@ -198,7 +198,8 @@ class NotifierSink:
     # -- Sink --------------------------------------------------------------------------------
 
     def call_started(self, call: CallInfo) -> None:
-        """Optional hook: lets messages name the agent (events do not carry it)."""
+        """Optional hook: lets messages name the agent (events do not carry it). Kept
+        until the call's scorecard passes (at most 10,000, oldest out first)."""
         if call.agent_id:
             with self._cond:
                 self._agents[call.call_id] = call.agent_id
@@ -239,6 +240,10 @@ class NotifierSink:
                 self._failed(w.name, "format", e)
                 self._dropped(w.name, "format")
             return
+        finally:
+            if event.kind is EventKind.SCORECARD:  # the call's last event: forget its agent
+                with self._cond:
+                    self._agents.pop(event.call_id, None)
         if n is None:
             return
         for w in self._workers:

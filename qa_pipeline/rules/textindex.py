@@ -479,6 +479,19 @@ class TextIndex:
         self._ac = ac
         self._cache.clear()
 
+    def limit_cache(self, size: int) -> None:
+        """Keep at most ``size`` analysed texts from now on (a long-running service bounds
+        its memory with this; batch rescoring keeps the larger default)."""
+        self._cache_size = max(1, size)
+        if len(self._cache) > self._cache_size:
+            self._cache.clear()
+
+    def cache_sizes(self) -> dict[str, int]:
+        """Entries of the caches that fill across calls: analysed texts, and remembered
+        fuzzy-window results (all phrases together; at most 4,096 per phrase)."""
+        windows = sum(len(p.memo) for p in self._lazy if isinstance(p, _Fuzzy))
+        return {"texts": len(self._cache), "fuzzy_windows": windows}
+
     def clear_cache(self) -> None:
         """Forget every analysed text and remembered fuzzy-window result (benchmarks: start
         cold)."""
