@@ -48,3 +48,12 @@ def pipeline(engine):  # type: ignore[no-untyped-def]
     from qa_pipeline.pipeline import Pipeline
 
     return Pipeline(load_config(), engine=engine)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_drop_log() -> None:
+    """Each test sees the first drop of each (sink, reason) logged: the process-wide rate
+    limiter of drop warnings starts empty."""
+    from qa_pipeline.sinks.base import DROP_LOG
+
+    DROP_LOG.reset()

@@ -267,6 +267,11 @@ class DropLog:
         self._lock = threading.Lock()
         self._state: dict[tuple[str, str], tuple[float, int]] = {}  # last log, unlogged
 
+    def reset(self) -> None:
+        """Forget what was logged (the next drop of each kind is logged at once)."""
+        with self._lock:
+            self._state.clear()
+
     def dropped(self, sink: str, reason: str, count: int = 1, detail: str = "") -> None:
         now = time.monotonic()
         with self._lock:
