@@ -86,7 +86,7 @@ def test_heavy_rule_evaluation_leaves_the_event_loop_turning(
 
     feeds: list[tuple[float, str]] = []  # (seconds, thread name) of each utterance's rules
 
-    class TimedEvaluator(session.CallEvaluator):  # type: ignore[misc,valid-type]
+    class TimedEvaluator(session.CallEvaluator):
         def feed(self, utt: Any) -> Any:
             t = time.perf_counter()
             out = super().feed(utt)
@@ -126,7 +126,7 @@ def test_heavy_rule_evaluation_leaves_the_event_loop_turning(
                 worst = max(worst, time.perf_counter() - t - 0.01)
 
         probing = asyncio.create_task(probe())
-        url = f"ws://127.0.0.1:{svc.sources[0].bound_port}/media"
+        url = f"ws://127.0.0.1:{svc.sources[0].bound_port}/media"  # type: ignore[attr-defined]
         await asyncio.gather(
             *(send_twilio_call(url, f"heavy-{i}", audio, speed=4.0) for i in range(3))
         )
