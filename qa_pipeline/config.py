@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import ConfigError, Location
 from .messages import Role
 from .sinks.config import SinksConfig
+from .yamlguard import BoundedComposer
 
 
 class _Model(BaseModel):
@@ -225,8 +226,9 @@ class PipelineConfig(_Model):
 ConfigT = TypeVar("ConfigT", bound=PipelineConfig)
 
 
-class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys and remembers each key's line."""
+class _LineLoader(BoundedComposer, yaml.SafeLoader):
+    """SafeLoader that rejects duplicate keys and remembers each key's line; bounded depth
+    and alias expansion (:mod:`.yamlguard`)."""
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[Any, Any]:

@@ -3,7 +3,8 @@
 Runs on one asyncio loop. Sources call the :class:`~qa_pipeline.sources.base.CallHandler`
 methods of :class:`LiveService`; audio goes through the call's VAD at once (cheap), closed
 utterances to the shared :class:`~.asr_worker.AsrWorker`, results back to the call's
-evaluator; findings are emitted as soon as decided (a critical one also as an ``alert``),
+evaluator (on the rule thread, :class:`~.session.RuleLane`, so that a heavy pack cannot stall
+the loop); findings are emitted as soon as decided (a critical one also as an ``alert``),
 the scorecard when the call ends.
 
 Failure isolation: anything a call's processing raises is caught at the service boundary
@@ -55,7 +56,7 @@ from .config import (
 )
 from .decoder import DecodeOptions, LiveDecoder
 from .metrics import LiveMetrics
-from .session import CallSession
+from .session import CallSession, RuleLane
 
 log = logging.getLogger("qa_pipeline.live")
 
@@ -166,6 +167,7 @@ class LiveService:
         self._peers: dict[str, str | None] = {}  # call id -> remote peer, for log lines
         self.call_errors = 0
         self._paced = {s.name for s in self.sources if type(s).__name__ in NETWORK_SOURCES}
+        self.rules = RuleLane()  # every call's rule evaluation, off the loop, in order
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -232,6 +234,7 @@ class LiveService:
                 await self._ticker
         if self.worker is not None:
             await self.worker.close()
+        self.rules.close()
         await asyncio.to_thread(self.sinks.flush, max(1.0, deadline - time.monotonic()))
         self.sinks.close()
 
@@ -276,6 +279,8 @@ class LiveService:
                 max_speed=live.max_speed if source in self._paced else 0.0,
                 burst_s=live.burst_s,
                 max_audio_s=live.max_audio_s,
+                rules=self.rules,
+                on_error=self._fail,
             )
         except Exception as exc:  # e.g. an unsupported rate: this call only
             self._count_error(source, type(exc).__name__, call.call_id, repr(exc))
@@ -391,7 +396,7 @@ class LiveService:
             s.idle = asyncio.Event()
             if s.in_flight:
                 await s.idle.wait()
-            card = s.end(reason)
+            card = await s.finish(reason)
             self._keep(call_id, card)
             if not card.complete:
                 self.metrics.on_incomplete(card.incomplete_reasons)

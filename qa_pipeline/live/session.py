@@ -22,6 +22,13 @@ A scorecard says whether it was built from the whole call (:meth:`CallSession.en
 (``asr_<reason>``: shed, stale, failed decode, shutdown), the call was cut off
 (``faster_than_real_time``, ``duration_cap``) or ended by ``shutdown``, ``timeout`` or an
 ``error``. A call whose line simply dropped (``disconnect``) is scored as what it was.
+
+Rules run off the event loop (:class:`RuleLane`, when the service gives one): a pack of
+hundreds of fuzzy phrases takes a second or more on a long utterance, and the loop serves
+every call's media, health and SIGTERM. One thread evaluates every call's rules in the
+order they were asked for, so each call's utterances, clock advances and end reach its
+evaluator in order; the findings come back to the loop and are emitted there, each after
+its utterance, the scorecard last.
 """
 
 from __future__ import annotations
@@ -31,7 +38,8 @@ import collections
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import numpy as np
 import soxr
@@ -59,6 +67,23 @@ log = logging.getLogger("qa_pipeline.live.session")
 ASR_RATE = 16000
 VAD_RATES = (8000, 16000, 32000, 48000)
 MAX_GAP_S = 30.0  # a clock jump larger than this is not filled (counted as an error)
+
+T = TypeVar("T")
+
+
+class RuleLane:
+    """One thread that evaluates the rules of every call, in the order asked (first in,
+    first out): a call's evaluator is never used by two threads, nor out of order."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="live-rules")
+
+    def run(self, work: Callable[[], T]) -> asyncio.Future[T]:
+        """``work()`` on the rule thread; its result (or exception) on the running loop."""
+        return asyncio.get_running_loop().run_in_executor(self._pool, work)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class ChannelInput:
@@ -133,6 +158,8 @@ class CallSession:
         max_speed: float = 0.0,
         burst_s: float = 5.0,
         max_audio_s: float = 0.0,
+        rules: RuleLane | None = None,
+        on_error: Callable[[CallSession, Exception], None] | None = None,
     ) -> None:
         self.call = call = with_session(call)  # this run of the call: its events' ids
         self.source = source
@@ -143,6 +170,9 @@ class CallSession:
             for ch, role in enumerate(call.channels)
         ]
         self.evaluator = CallEvaluator(pack, call)
+        self._rules = rules  # None: the rules run here, on the caller's thread
+        self._on_error = on_error  # an evaluation on the lane raised (None: re-raised)
+        self._evaluating = 0  # evaluations sent to the lane, not yet back
         self.factory = EventFactory.for_call(call)
         self._emit = emit
         self.metrics = metrics
@@ -158,7 +188,7 @@ class CallSession:
         self.findings: list[Finding] = []
         self.utterances = 0
         self.closing = False
-        self.idle: asyncio.Event | None = None  # set when the last pending utterance is back
+        self.idle: asyncio.Event | None = None  # set when nothing is at the ASR or the rules
         self.scorecard: Scorecard | None = None
         self.max_speed = max_speed  # 0 = not paced
         self.burst_s = burst_s
@@ -213,7 +243,8 @@ class CallSession:
 
     @property
     def in_flight(self) -> int:
-        return len(self._pending)
+        """Utterances at the ASR and evaluations at the rules, not yet back."""
+        return len(self._pending) + self._evaluating
 
     @property
     def lost(self) -> int:
@@ -246,7 +277,10 @@ class CallSession:
             self._next += 1
             if r is not None:
                 self._utterance(j, r)
-        if not self._pending and self.idle is not None:
+        self._check_idle()
+
+    def _check_idle(self) -> None:
+        if not self.in_flight and self.idle is not None:
             self.idle.set()
 
     def _utterance(self, job: AsrJob, r: AsrResult) -> None:
@@ -263,8 +297,30 @@ class CallSession:
         now = time.monotonic()
         self.metrics.on_utterance(utt, r.seconds)
         self.metrics.on_transcript(utt, now - job.closed_at)
-        for f in self.evaluator.feed(utt):
-            self._finding(f, time.monotonic() - job.closed_at)
+        self._evaluate(lambda: self.evaluator.feed(utt), job.closed_at)
+
+    def _evaluate(self, work: Callable[[], list[Finding]], closed_at: float | None) -> None:
+        """Run ``work`` (the evaluator's) on the rule lane; emit its findings when back.
+        ``closed_at``: when the utterance closed (a finding's latency), None for none."""
+        if self._rules is None:
+            for f in work():
+                self._finding(f, None if closed_at is None else time.monotonic() - closed_at)
+            return
+        self._evaluating += 1
+        self._rules.run(work).add_done_callback(lambda fut: self._evaluated(fut, closed_at))
+
+    def _evaluated(self, fut: asyncio.Future[list[Finding]], closed_at: float | None) -> None:
+        self._evaluating -= 1
+        try:
+            if not fut.cancelled():  # cancelled: the lane was closed (shutdown)
+                for f in fut.result():
+                    self._finding(f, None if closed_at is None else time.monotonic() - closed_at)
+        except Exception as exc:
+            if self._on_error is None:
+                raise
+            self._on_error(self, exc)
+        finally:
+            self._check_idle()
 
     def _finding(self, f: Finding, latency: float | None) -> None:
         self.findings.append(f)
@@ -282,9 +338,10 @@ class CallSession:
         if self._pending:
             safe = min(safe, min(j.segment.start for j in self._pending.values()))
         if safe > self._advanced:
+            if self._evaluating:  # the lane is behind on this call: the next tick
+                return
             self._advanced = safe
-            for f in self.evaluator.advance(safe):
-                self._finding(f, None)
+            self._evaluate(lambda: self.evaluator.advance(safe), None)
 
     # -- end -----------------------------------------------------------------------------
 
@@ -305,10 +362,22 @@ class CallSession:
     def end(self, ended: EndReason | None = None) -> Scorecard:
         """Score the call with what arrived and emit the scorecard. ``ended``: why the call
         ended (shutdown, timeout and error make the scorecard incomplete)."""
+        return self._scored(self.evaluator.end(self._ended()), ended)
+
+    async def finish(self, ended: EndReason | None = None) -> Scorecard:
+        """:meth:`end`, the rules' end on the rule lane (once nothing is in flight)."""
+        if self._rules is None:
+            return self.end(ended)
+        call_ended = self._ended()
+        card = await self._rules.run(lambda: self.evaluator.end(call_ended))
+        return self._scored(card, ended)
+
+    def _ended(self) -> CallEnded:
         ends = tuple(round(c.seconds, 3) for c in self.channels)
-        card = self.evaluator.end(
-            CallEnded(call_id=self.call.call_id, end=max(ends, default=0.0), channel_ends=ends)
-        )
+        return CallEnded(call_id=self.call.call_id, end=max(ends, default=0.0), channel_ends=ends)
+
+    def _scored(self, card: Scorecard, ended: EndReason | None) -> Scorecard:
+        """The evaluator's scorecard with the live measures: emitted, kept, returned."""
         emitted = set(self.findings)
         for f in card.findings:  # decided at the end: emitted too, before the scorecard
             if f not in emitted:

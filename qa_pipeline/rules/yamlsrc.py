@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError, Location
+from ..yamlguard import BoundedComposer
 
 
 class YMap(dict[Any, Any]):
@@ -57,8 +58,9 @@ _FLOAT_NO_SEXAGESIMAL = re.compile(
 )
 
 
-class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that records lines, collects duplicate keys and has no base-60 numbers."""
+class _LineLoader(BoundedComposer, yaml.SafeLoader):
+    """SafeLoader that records lines, collects duplicate keys and has no base-60 numbers;
+    bounded depth and alias expansion (:mod:`qa_pipeline.yamlguard`)."""
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
