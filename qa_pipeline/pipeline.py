@@ -213,7 +213,8 @@ class Pipeline:
         )
         if prep.mono is not None:
             transcript = roles.name_transcript(transcript, prep.mono, self.pack())
-        if self.config.asr.verify and self.engine.config.language in ("zh", None):
+        eng = self.engine.config  # the pack's phrases are Mandarin
+        if self.config.asr.verify and eng.verify and eng.language in ("zh", None):
             t1 = time.perf_counter()
             transcript = self.verify(transcript, results)
             spent = time.perf_counter() - t1
