@@ -140,6 +140,7 @@ def test_a_misheard_farewell_is_verified_and_an_unsaid_one_is_not(
 ) -> None:
     from qa_pipeline.asr.verify import Check, verify_transcript
     from qa_pipeline.audio import resample
+    from qa_pipeline.config import load_config
     from qa_pipeline.messages import SpeechSegment
     from qa_pipeline.samples.generate import Voice, render_speech
 
@@ -156,7 +157,7 @@ def test_a_misheard_farewell_is_verified_and_an_unsaid_one_is_not(
             "CLOSE-THANKS"
         ] is Verdict.FAILED, heard.text
     checks: list[Check] = []
-    out = verify_transcript(engine, pack, t, {0: seg}, 2.0, checks)
+    out = verify_transcript(engine, pack, t, {0: seg}, load_config().asr.verify_margin, checks)
     assert [c.rule_id for c in checks] == ["CLOSE-THANKS"]  # only the failing require rule
     verdicts = {v.rule_id: v.verdict for v in score_transcript(pack, out).verdicts}
     u = out.utterances[0]
