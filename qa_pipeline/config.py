@@ -193,6 +193,20 @@ class AsrConfig(_Model):
         description="what the decoder is told besides hotwords (asr/bias.py): 'company' the "
         "rule pack's company name; 'pack' also the required agent phrases; 'off' nothing",
     )
+    verify: bool = Field(
+        default=True,
+        description="when a required phrase is missing, decode the turns in its rule's scope "
+        "again with the rule's phrases as hotwords and accept a phrase only when the audio "
+        "scores the hinted reading within verify_margin of the heard one (asr/verify.py); "
+        "the transcript text is unchanged",
+    )
+    verify_margin: float = Field(
+        default=4.0,
+        ge=0,
+        description="nats the hinted reading's teacher-forced log-probability may fall "
+        "short of the best reading of the same audio for its phrase to be accepted (set on "
+        "the seed-1 corpus slice: the largest margin without a new false pass)",
+    )
     hallucinations: tuple[str, ...] = Field(
         default=(),
         description="extra phrases to drop when they are a whole utterance (added to built-ins)",

@@ -150,6 +150,10 @@ class Utterance(msgspec.Struct, frozen=True, gc=False):
     [0, 1]. ``level_dbfs`` is the RMS level of the segment's audio. Speech whose words
     could not be read (Whisper looped on it) has ``text == ""`` and ``confidence == 0``:
     it counts for timing (gaps, holds, talk-over) and makes a missing phrase uncertain.
+
+    ``verified``: required phrases a targeted second decode found the audio to support
+    although ``text`` (the unbiased decode) misses them (``asr/verify.py``). Only
+    ``require`` rules read them; banned-phrase rules and metrics see ``text`` alone.
     """
 
     call_id: str
@@ -164,6 +168,7 @@ class Utterance(msgspec.Struct, frozen=True, gc=False):
     no_speech_prob: float = 0.0
     level_dbfs: float | None = None
     language: str | None = None
+    verified: tuple[str, ...] = ()
 
     @property
     def duration(self) -> float:

@@ -12,6 +12,8 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from dataclasses import replace as replace_stats
+from dataclasses import replace as replace_transcript
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,7 @@ class AsrStats:
     segments: int
     dropped: tuple[tuple[str, int], ...] = ()
     cached: bool = False  # the transcript came from the store: no ASR ran
+    verify_seconds: float = 0.0  # of asr_seconds: verification decodes (asr/verify.py)
 
     @property
     def rtf(self) -> float:
@@ -125,13 +128,19 @@ class Pipeline:
         return tuple(pack_terms(pack if pack is not None else self.pack(), self.config.asr.bias))
 
     def for_pack(self, pack: Any) -> Pipeline:
-        """This pipeline (same loaded model) with the decoder biased to ``pack``."""
+        """This pipeline (same loaded model) with the decoder biased to ``pack`` and its
+        required phrases verified against it."""
+        if pack is self._pack:
+            return self
         terms = self.bias_terms(pack)
         if self._engine is None:
-            return Pipeline(self.config, engine=AsrEngine(self.config.asr, bias=terms))
-        if terms == self._engine.bias:
-            return self
-        return Pipeline(self.config, engine=self._engine.with_bias(terms))
+            pipe = Pipeline(self.config, engine=AsrEngine(self.config.asr, bias=terms))
+        elif terms == self._engine.bias:
+            pipe = Pipeline(self.config, engine=self._engine)
+        else:
+            pipe = Pipeline(self.config, engine=self._engine.with_bias(terms))
+        pipe._pack = pack
+        return pipe
 
     def segment(
         self, audio: CallAudio, call_id: str, rejected: Counter[str] | None = None
@@ -206,7 +215,31 @@ class Pipeline:
         )
         if prep.mono is not None:
             transcript = roles.name_transcript(transcript, prep.mono, self.pack())
+        eng = self.engine.config  # the pack's phrases are Mandarin
+        if self.config.asr.verify and eng.verify and eng.language in ("zh", None):
+            t1 = time.perf_counter()
+            transcript = self.verify(transcript, results)
+            spent = time.perf_counter() - t1
+            stats = replace_stats(
+                stats, asr_seconds=stats.asr_seconds + spent, verify_seconds=spent,
+                wall_seconds=time.perf_counter() - prep.started,
+            )  # fmt: skip
         return CallResult(transcript=transcript, stats=stats)
+
+    def verify(self, transcript: Transcript, results: list[AsrResult]) -> Transcript:
+        """The transcript with the required phrases a targeted second decode verifies
+        (``asr/verify.py``; only where a ``require`` rule on utterances is not met), and
+        the version of the phrase lists in its provenance."""
+        from .asr.engine import is_kept
+        from .asr.verify import verify_transcript, verify_version
+
+        pack = self.pack()
+        kept = sorted(filter(is_kept, results), key=lambda r: (r.segment.start, r.segment.channel))
+        segments = {i: r.segment for i, r in enumerate(kept)}
+        margin = self.config.asr.verify_margin
+        out = verify_transcript(self.engine, pack, transcript, segments, margin)
+        asr = {**dict(out.asr), "verify_version": verify_version(pack, margin)}
+        return replace_transcript(out, asr=tuple(sorted(asr.items())))
 
     def pack(self) -> Any:
         """The configured rule pack, loaded once: the decoder's bias and the naming of a

@@ -55,6 +55,8 @@ def call_to_dict(call: CallInfo, duration: float | None = None) -> dict[str, Any
 def utterance_to_dict(u: Utterance) -> dict[str, Any]:
     d = to_dict(u)
     d.pop("call_id", None)
+    if not d.get("verified"):
+        d.pop("verified", None)  # documents without verification stay as they were
     return dict(d)
 
 
@@ -99,6 +101,7 @@ def transcript_from_dict(d: dict[str, Any]) -> Transcript:
             no_speech_prob=float(u.get("no_speech_prob", 0.0)),
             level_dbfs=u.get("level_dbfs"),
             language=u.get("language"),
+            verified=tuple(str(p) for p in u.get("verified") or ()),
         )
         for i, u in enumerate(d["utterances"])
     )

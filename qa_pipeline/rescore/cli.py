@@ -138,6 +138,8 @@ def summary_dict(s: RescoreSummary) -> dict[str, object]:
         "kafka": s.kafka,
         "bias_version": s.bias_version,
         "stale_bias": s.stale_bias,
+        "verify_version": s.verify_version,
+        "stale_verify": s.stale_verify,
     }
 
 
@@ -165,6 +167,12 @@ def print_summary(console: Console, s: RescoreSummary) -> None:
             "decoded with another bias",
             f"{len(s.stale_bias)} transcripts (kept; the decoder bias is now "
             f"{s.bias_version or 'off'}: see --json stale_bias)",
+        )
+    if s.stale_verify:
+        t.add_row(
+            "verified with other phrases",
+            f"{len(s.stale_verify)} transcripts (kept; required phrases are now verified "
+            f"as {s.verify_version or 'off'}: see --json stale_verify)",
         )
     if s.baseline_pack:
         d = s.diff

@@ -104,6 +104,9 @@ class RescoreSummary:
     #: transcript was decoded with another one (asr.bias): kept, not re-transcribed
     bias_version: str | None = None
     stale_bias: list[str] = field(default_factory=list)
+    #: the same for the verification decode's phrase lists (asr.verify, asr/verify.py)
+    verify_version: str | None = None
+    stale_verify: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -348,15 +351,20 @@ def _stale_bias(
     """Which targets' transcripts were decoded with another bias list than this pack and
     config give (an edited company name or required phrase): said, not re-transcribed."""
     from ..asr.bias import bias_version, pack_terms, told_terms
+    from ..asr.verify import verify_version
 
     now = bias_version(told_terms(cfg.asr, pack_terms(pack, cfg.asr.bias)))
     summary.bias_version = now
+    verify_now = verify_version(pack, cfg.asr.verify_margin) if cfg.asr.verify else None
+    summary.verify_version = verify_now
     rows = store.db.execute(
-        "SELECT c.call_id, json_extract(t.doc, '$.asr.bias_version') FROM calls c "
+        "SELECT c.call_id, json_extract(t.doc, '$.asr.bias_version'), "
+        "json_extract(t.doc, '$.asr.verify_version') FROM calls c "
         "JOIN transcripts t ON t.audio_sha256 = c.audio_sha256 "
         "AND t.settings_hash = c.settings_hash WHERE c.audio_sha256 NOT LIKE 'doc:%'"
     ).fetchall()
-    summary.stale_bias = sorted(cid for cid, v in rows if cid in targets and v != now)
+    summary.stale_bias = sorted(cid for cid, v, _ in rows if cid in targets and v != now)
+    summary.stale_verify = sorted(cid for cid, _, v in rows if cid in targets and v != verify_now)
 
 
 def _score(

@@ -110,6 +110,7 @@ def fast_transcript(d: dict[str, Any]) -> Transcript:
                 float(u.get("no_speech_prob", 0.0)),
                 u.get("level_dbfs"),
                 u.get("language"),
+                tuple(u["verified"]) if "verified" in u else (),
             )
             for i, u in enumerate(d["utterances"])
         )

@@ -21,6 +21,7 @@ from ..messages import (
     Severity,
     Utterance,
     Verdict,
+    replace,
 )
 from ..transcript import Transcript
 from .compiler import CompiledRule
@@ -574,6 +575,9 @@ class RuleRun:
                     # hold only): a missing phrase is not an agent's failure
                     self.body_status = _NA
                     self.na_reason = _NO_SPEECH
+                elif self._verified_pass():
+                    self.body_status = _PASSED
+                    self.occ = 0
                 elif self._why_unsure(detail):
                     self.body_status = _UNCERTAIN
                 else:
@@ -588,6 +592,50 @@ class RuleRun:
                 self.body_status = _PASSED
         if self.when_ok:
             self.done = True
+
+    # ------------------------------------------------------------ verified
+
+    def _verified_pass(self) -> bool:
+        """Whether a ``require`` rule about to fail is met once the phrases a targeted
+        second decode verified (``Utterance.verified``) are read with its scope's
+        utterances: the body is run again over the scope, each verified utterance seen as
+        its text followed by those phrases. Otherwise the rule and its scope are noted
+        (:attr:`CallEvaluator.unmet`) for such a decode. Only ``require`` rules get here:
+        a verified phrase never makes a banned phrase appear. Runs only when the rule
+        would fail (rare)."""
+        rule = self.rule
+        if not rule.text_body:
+            return False
+        ev = self.ev
+        scope = self._scope_utts()
+        verified = False
+        for x in scope:
+            if x.u.verified:
+                verified = True
+                break
+        if verified:
+            body = rule.body
+            rerun = RuleRun(rule, ev)
+            body.start(rerun)
+            ix = ev.pack.index
+            for x in scope:
+                u = x.u
+                if u.verified:
+                    text = "，".join((u.text, *u.verified))
+                    y = UttCtx(
+                        replace(u, text=text), ix.analyse(text), x.turn, x.n, ev, x.role,
+                        x.start, x.end,
+                    )  # fmt: skip
+                    y.role_total = x.role_total
+                    y.call_end = x.call_end
+                    body.on_utt(rerun, y)
+                else:
+                    body.on_utt(rerun, x)
+            body.close(rerun)
+            if body.found(rerun):
+                return True
+        ev.unmet.append((rule.id, tuple([x.u.index for x in scope])))
+        return False
 
     # ------------------------------------------------------------ uncertain
 
@@ -750,6 +798,9 @@ class CallEvaluator:
             run.begin()
         self._due = min((r.due() for r in self._clock_runs if not r.done), default=INF)
         self._verdicts: dict[str, Verdict] = {}
+        #: ``require`` rules on utterances that were not met, with the indices of the
+        #: utterances in their scope (what a verification decode would look at)
+        self.unmet: list[tuple[str, tuple[int, ...]]] = []
 
     # ------------------------------------------------------------------ live API
 
@@ -1106,6 +1157,21 @@ def score_transcript(pack: RulePack, transcript: Transcript) -> Scorecard:
     for u in utts:
         ev.feed(u)
     return ev.end(transcript.ended)
+
+
+def score_unmet(
+    pack: RulePack, transcript: Transcript
+) -> tuple[Scorecard, list[tuple[str, tuple[int, ...]]]]:
+    """:func:`score_transcript`, and the ``require`` rules on utterances that were not met
+    (failed or uncertain), each with the indices of the utterances in its scope."""
+    ev = CallEvaluator(pack, transcript.call)
+    utts: Sequence[Utterance] = transcript.utterances
+    if not _in_end_order(utts):
+        utts = sorted(utts, key=_end_key)
+    for u in utts:
+        ev.feed(u)
+    card = ev.end(transcript.ended)
+    return card, ev.unmet
 
 
 def _in_end_order(utts: Sequence[Utterance]) -> bool:

@@ -64,6 +64,7 @@ class TurnSpec(_Strict):
     level_dbfs: float | None = None
     confidence: float = Field(1.0, ge=0, le=1)
     channel: int | None = None
+    verified: list[str] = Field(default_factory=list)  # phrases a verification decode heard
 
 
 class CallSpec(_Strict):
@@ -141,6 +142,7 @@ class Fixture:
                     raw_text=t.text,
                     confidence=t.confidence,
                     level_dbfs=t.level_dbfs,
+                    verified=tuple(t.verified),
                 )
             )
         last = max(u.end for u in utts)
