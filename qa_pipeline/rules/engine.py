@@ -28,7 +28,7 @@ from .compiler import CompiledRule
 from .loader import RulePack
 from .nodes import INF, NO_ITEMS, CNode, Ev, SNode, UttCtx
 from .scoring import deduction_of, fround, grade_of, score_from
-from .textindex import Analysis, TextIndex
+from .textindex import Analysis, TextIndex, pause
 from .timeline import TEvent, Timeline
 
 # enum members and tables as Final module constants: compiled code reads them directly
@@ -863,6 +863,7 @@ class CallEvaluator:
             if disp & 1:
                 run = runs[i]
                 if not run.done:
+                    pause()
                     run.on_utt(x)
                     if run.wants_clock and not run.done:
                         d = run.due()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Final
@@ -220,6 +221,31 @@ class Analysis:
 
     def matched(self, span: Span) -> str:
         return self.mf[span[0] : span[1]]
+
+
+#: while rules are evaluated, let other threads run at least this often (seconds; 0 = never).
+#: Compiled (mypyc) code never gives up Python's lock by itself, so a heavy pack evaluated on
+#: the live service's rule thread would stall its event loop; the service sets this.
+_SHARE_EVERY: list[float] = [0.0]
+_SHARE_SLEEP: list[float] = [0.0]
+_LAST_SHARED: list[float] = [0.0]
+
+
+def share_gil(every_s: float, sleep_s: float = 0.0) -> None:
+    """Release Python's lock at least every ``every_s`` seconds during rule evaluation, for
+    ``sleep_s`` seconds (``0``: only a switch; ``every_s`` 0: never, the batch default)."""
+    _SHARE_EVERY[0] = max(every_s, 0.0)
+    _SHARE_SLEEP[0] = max(sleep_s, 0.0)
+
+
+def pause() -> None:
+    """A point where rule evaluation lets other threads run (see :func:`share_gil`)."""
+    every = _SHARE_EVERY[0]
+    if every > 0.0:
+        now = time.perf_counter()
+        if now - _LAST_SHARED[0] >= every:
+            time.sleep(_SHARE_SLEEP[0])  # releases the lock: the event loop, the ASR run
+            _LAST_SHARED[0] = time.perf_counter()
 
 
 def fuzzy_bounds(nsyl: int, distinct: int, threshold: float) -> tuple[int, int, int, int]:
@@ -565,6 +591,7 @@ class TextIndex:
             return
         for atom in g.other:
             if not done >> atom & 1:
+                pause()
                 hits = self._compute(a, atom)
                 if hits:
                     spans[atom] = hits
@@ -591,6 +618,7 @@ class TextIndex:
                     todo ^= low
                     atom = atom_at[low.bit_length() - 1]
                     if not done >> atom & 1:
+                        pause()
                         hits = _best_window(a, lazy[atom], self.caching, pos)
                         if hits:
                             spans[atom] = hits
@@ -628,6 +656,7 @@ class TextIndex:
         if a.done >> atom & 1 or self._kinds[atom] == "keyword":
             return []
         a.done |= 1 << atom
+        pause()
         p = self._lazy[atom]
         if isinstance(p, _Fuzzy) and p.nsyl > 1:
             m = self._long_fuzzy(a, atom, p)
