@@ -341,56 +341,55 @@ def corpus_custom(side: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def line_messages(call_id: str, audio: np.ndarray, custom: dict[str, str]) -> list[str]:
+async def stream_call(
+    url: str, call_id: str, audio: np.ndarray, custom: dict[str, str], speed: float
+) -> None:
+    """One call over the WebSocket: both tracks every 20 ms of call time / ``speed``
+    (messages made as they are sent: a call's JSON built up front stalls the other calls)."""
+    from websockets.asyncio.client import connect
+
     from qa_pipeline.sources.codec import ulaw_encode
     from qa_pipeline.sources.twilio import TwilioSerializer
 
     ser = TwilioSerializer(f"MZ{call_id}", call_id)
     step = RATE * FRAME_MS // 1000
     agent, customer = ulaw_encode(audio[0]), ulaw_encode(audio[1])
-    msgs = [ser.connected(), ser.start(custom)]
-    for i in range(0, audio.shape[1] - step + 1, step):
-        ts = i * 1000 // RATE
-        msgs.append(ser.media("outbound", ts, agent[i : i + step]))
-        msgs.append(ser.media("inbound", ts, customer[i : i + step]))
-    msgs.append(ser.stop())
-    return msgs
-
-
-async def stream_call(url: str, msgs: list[str], speed: float) -> None:
-    """One call over the WebSocket: both tracks every 20 ms of call time / ``speed``."""
-    from websockets.asyncio.client import connect
-
-    async with connect(url, compression=None, max_queue=None) as ws:
-        await ws.send(msgs[0])
-        await ws.send(msgs[1])
+    async with connect(
+        url, compression=None, max_queue=None, open_timeout=300, ping_interval=None
+    ) as ws:
+        await ws.send(ser.connected())
+        await ws.send(ser.start(custom))
         t0 = time.monotonic()
-        media = msgs[2:-1]
-        for k in range(0, len(media), 2):
-            d = t0 + (k // 2) * FRAME_MS / 1000 / speed - time.monotonic()
+        for k, i in enumerate(range(0, audio.shape[1] - step + 1, step)):
+            d = t0 + k * FRAME_MS / 1000 / speed - time.monotonic()
             if d > 0:
                 await asyncio.sleep(d)
-            elif k % 100 == 0:
+            elif k % 50 == 0:
                 await asyncio.sleep(0)  # behind the pace: still let the other calls send
-            await ws.send(media[k])
-            await ws.send(media[k + 1])
-        await ws.send(msgs[-1])
+            ts = i * 1000 // RATE
+            await ws.send(ser.media("outbound", ts, agent[i : i + step]))
+            await ws.send(ser.media("inbound", ts, customer[i : i + step]))
+        await ws.send(ser.stop())
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ws.wait_closed(), 600)
+            await asyncio.wait_for(ws.wait_closed(), 3600)
 
 
 def _replay_main(
     jobs: list[tuple[str, str, dict[str, str]]], concurrency: int, speed: float
 ) -> None:
-    """Client process: replay (url, wav, custom) calls, ``concurrency`` at a time."""
+    """Client process: replay (url, wav, custom) calls, ``concurrency`` at a time; a call
+    that fails is reported and the others go on."""
 
     async def run_all() -> None:
         sem = asyncio.Semaphore(concurrency)
 
         async def one(url: str, wav: str, custom: dict[str, str]) -> None:
             async with sem:
-                msgs = line_messages(custom["call_id"], corpus_line_audio(Path(wav)), custom)
-                await stream_call(url, msgs, speed)
+                cid = custom["call_id"]
+                try:
+                    await stream_call(url, cid, corpus_line_audio(Path(wav)), custom, speed)
+                except Exception as exc:
+                    print(f"client: call {cid} failed: {exc!r}", file=sys.stderr, flush=True)
 
         await asyncio.gather(*(one(*j) for j in jobs))
 
@@ -431,7 +430,11 @@ def recorded_results(engine: Any, paths: list[Path], store_dir: Path | None) -> 
 
 
 async def live_results(
-    engine: Any, paths: list[Path], concurrency: int, speed: float
+    engine: Any,
+    paths: list[Path],
+    concurrency: int,
+    speed: float,
+    live: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Result], dict[str, Any]]:
     """Replay the calls into ``serve``'s default mode: one service per company name (each
     configured with nothing else, its decoder biased as ``serve`` biases it), one loaded
@@ -454,6 +457,7 @@ async def live_results(
             {
                 "sources": [{"type": "websocket", "port": 0}],
                 "rules": {"settings": {"company_name": company}},
+                "live": dict(live or {}),
                 "metrics": {"enabled": False},
                 "shutdown_timeout_s": 600,
             },
@@ -479,11 +483,10 @@ async def live_results(
     w0 = time.monotonic()
     proc.start()
     await asyncio.to_thread(proc.join)
-    t_end = time.monotonic() + 600
-    while time.monotonic() < t_end and any(  # noqa: ASYNC110
-        s.sessions or not ids <= set(s.scorecards) for s, _, ids in services.values()
-    ):
-        await asyncio.sleep(0.2)
+    # every call has sent its stop (or failed): wait for the ASR backlog and the scorecards
+    t_end = time.monotonic() + 3600
+    while time.monotonic() < t_end and any(s.sessions for s, _, _ in services.values()):  # noqa: ASYNC110
+        await asyncio.sleep(0.5)
     stats: dict[str, Any] = {
         "wall_s": time.monotonic() - w0,
         "errors": 0,
@@ -531,10 +534,15 @@ def parity(args: Any) -> dict[str, Any]:
     if args.ids:
         want = set(args.ids.split(","))
         paths = [p for p in paths if p.stem in want]
-    live_cfg = LiveConfig()
+    import yaml
+
+    over = {k: yaml.safe_load(v) for k, _, v in (a.partition("=") for a in args.live)}
+    live_cfg = LiveConfig(**over)
     base = AsrEngine(load_config().asr)
     print(
-        f"{len(paths)} corpus calls, seed {args.seed}; live: serve's default mode (window "
+        f"{len(paths)} corpus calls, seed {args.seed}; live: "
+        + ("serve's default mode" if not over else f"serve with live: {over}")
+        + f" (window "
         f"{live_cfg.window}, min {live_cfg.min_window_s:.0f} s, beam {live_cfg.beam_size}), "
         f"{args.concurrency} calls at a time at {args.speed:g}x real time; recorded: "
         f"Pipeline.score (window {base.config.window}, min "
@@ -543,7 +551,7 @@ def parity(args: Any) -> dict[str, Any]:
     )
     store = None if args.no_store else REPO / ".cache" / "bench-live-store"
     rec = recorded_results(base, paths, store)
-    live, stats = asyncio.run(live_results(base, paths, args.concurrency, args.speed))
+    live, stats = asyncio.run(live_results(base, paths, args.concurrency, args.speed, over))
     return report_parity(paths, rec, live, stats, args)
 
 
@@ -656,6 +664,14 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=8, help="--parity: calls at a time")
     ap.add_argument("--speed", type=float, default=1.0, help="--parity: replay rate, x real time")
     ap.add_argument("--no-store", action="store_true", help="--parity: no transcript cache")
+    ap.add_argument(
+        "--live",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="--parity: a live: setting instead of serve's default (YAML value), "
+        "e.g. --live beam_size=5 --live min_window_s=15 (the recorded path's decode)",
+    )
     ap.add_argument("--json", type=Path, help="--parity: per-call verdicts and transcripts")
     args = ap.parse_args()
     if args.parity:
