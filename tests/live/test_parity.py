@@ -74,6 +74,19 @@ def test_agent_hanging_up_first_is_seen_live() -> None:
     assert verdicts[8.0]["CLOSE-HANGUP"] == "failed"
 
 
+def test_live_decodes_in_the_recorded_paths_timestamp_mode(engine: Any) -> None:
+    """Recorded calls decode in Whisper's timestamp mode (``asr.timestamps``, measured lower
+    CER); the live fitted window ignored it (shared clips, beam 1: CER 0.309, 0.276 with it)."""
+    from qa_pipeline.live.decoder import DecodeOptions, LiveDecoder
+
+    assert engine.config.timestamps
+    for ts in (True, False):
+        eng = engine.with_options(timestamps=ts)
+        d = LiveDecoder(eng, DecodeOptions())
+        assert d._fitted_decoder().opts.timestamps is ts
+        assert eng._fitted is not None and eng._fitted.opts.timestamps is ts  # recorded
+
+
 REPO = Path(__file__).resolve().parents[2]
 TOOLS_MISSING = [t for t in ("espeak-ng", "sox") if shutil.which(t) is None]
 # a seed-1 corpus call (the development seed, not the one figures are reported on): 52 s,
