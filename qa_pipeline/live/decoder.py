@@ -91,7 +91,8 @@ class LiveDecoder:
                     min_window_s=o.min_window_s,
                     pad_s=o.pad_s,
                     beam_size=o.beam_size,
-                    timestamps=o.timestamps_cut,
+                    # Whisper's timestamp mode as recorded calls decode (asr.timestamps)
+                    timestamps=o.timestamps_cut or self.engine.config.timestamps,
                     cut_at_end=o.timestamps_cut,
                     no_repeat_ngram_size=o.no_repeat_ngram_size,
                     hotwords=self.engine._hotwords,

@@ -45,7 +45,7 @@ import numpy as np
 import soxr
 
 from ..asr.engine import AsrResult, is_kept
-from ..audio import resample
+from ..audio import DIGITAL_SILENCE, MIN_HANGUP_SILENCE_S, resample
 from ..config import VadConfig
 from ..messages import (
     AudioChunk,
@@ -114,6 +114,7 @@ class ChannelInput:
         )
         self.samples = 0  # at the source rate
         self.gaps = 0
+        self._last_sound = 0  # samples up to the last one above digital silence
 
     @property
     def seconds(self) -> float:
@@ -134,10 +135,22 @@ class ChannelInput:
         if gap:
             data = np.concatenate([np.zeros(gap, dtype=np.float32), data])
             self.gaps += 1
+        sound = np.flatnonzero(np.abs(data) > DIGITAL_SILENCE)
+        if len(sound):
+            self._last_sound = self.samples + int(sound[-1]) + 1
         self.samples += len(data)
         if self._stream is not None:
             data = self._stream.resample_chunk(data)
         return [self._to_asr(s) for s in self.vad.push(data)]
+
+    @property
+    def end(self) -> float:
+        """When this side's audio ended, as the recorded path sees it
+        (:func:`~qa_pipeline.audio.channel_end`): a side that hung up while the line went on
+        carries digital silence from then on."""
+        if (self.samples - self._last_sound) / self.rate < MIN_HANGUP_SILENCE_S:
+            return self.seconds
+        return self._last_sound / self.rate
 
     def flush(self) -> list[SpeechSegment]:
         return [self._to_asr(s) for s in self.vad.flush()]
@@ -383,8 +396,8 @@ class CallSession:
         return self._scored(card, ended)
 
     def _ended(self) -> CallEnded:
-        ends = tuple(round(c.seconds, 3) for c in self.channels)
-        return CallEnded(call_id=self.call.call_id, end=max(ends, default=0.0), channel_ends=ends)
+        ends = tuple(round(c.end, 3) for c in self.channels)  # who hung up first
+        return CallEnded(call_id=self.call.call_id, end=round(self.clock, 3), channel_ends=ends)
 
     def _scored(self, card: Scorecard, ended: EndReason | None) -> Scorecard:
         """The evaluator's scorecard with the live measures: emitted, kept, returned."""
