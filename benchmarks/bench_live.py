@@ -398,10 +398,13 @@ def _replay_main(
     asyncio.run(run_all())
 
 
-def recorded_results(engine: Any, paths: list[Path], store_dir: Path | None) -> dict[str, Result]:
+def recorded_results(
+    engine: Any, paths: list[Path], store_dir: Path | None, *, verify: bool = True
+) -> dict[str, Result]:
     """Each call through ``Pipeline.score`` (default config + its company name), as
     ``bench_accuracy.py`` scores it. Stored transcripts (same audio, same settings) are
-    reused."""
+    reused. ``verify=False``: without the verification decode (which the live path does
+    not run)."""
     from qa_pipeline.config import load_config
     from qa_pipeline.pipeline import Pipeline
     from qa_pipeline.samples.corpus import read_sidecar
@@ -411,7 +414,10 @@ def recorded_results(engine: Any, paths: list[Path], store_dir: Path | None) -> 
     out = {}
     for k, p in enumerate(paths, 1):
         company = read_sidecar(p)["company"]
-        cfg = load_config(overrides={"rules": {"settings": {"company_name": company}}})
+        overrides: dict[str, Any] = {"rules": {"settings": {"company_name": company}}}
+        if not verify:
+            overrides["asr"] = {"verify": False}
+        cfg = load_config(overrides=overrides)
         t0 = time.perf_counter()
         res = Pipeline(cfg, engine=engine).score(p, store=store)
         assert res.scorecard is not None
@@ -457,7 +463,9 @@ async def live_results(
         cfg = load_serve_config(
             None,
             {
-                "sources": [{"type": "websocket", "port": 0}],
+                "sources": [
+                    {"type": "websocket", "port": 0, "auth": "token", "token": BENCH_TOKEN}
+                ],
                 "rules": {"settings": {"company_name": company}},
                 "live": dict(live or {}),
                 "metrics": {"enabled": False},
@@ -480,7 +488,8 @@ async def live_results(
     for p in paths:
         svc = services[sides[p.stem]["company"]][0]
         port = svc.sources[0].bound_port  # type: ignore[attr-defined]
-        jobs.append((f"ws://127.0.0.1:{port}/media", str(p), corpus_custom(sides[p.stem])))
+        url = f"ws://127.0.0.1:{port}/media?token={BENCH_TOKEN}"
+        jobs.append((url, str(p), corpus_custom(sides[p.stem])))
     proc = mp.get_context("spawn").Process(target=_replay_main, args=(jobs, concurrency, speed))
     w0 = time.monotonic()
     proc.start()

@@ -215,8 +215,8 @@ class Pipeline:
         )
         if prep.mono is not None:
             transcript = roles.name_transcript(transcript, prep.mono, self.pack())
-        eng = self.engine.config  # the pack's phrases are Mandarin
-        if self.config.asr.verify and eng.verify and eng.language in ("zh", None):
+        # nothing decoded (silence, non-speech): nothing to verify; the phrases are Mandarin
+        if results and self.config.asr.verify and self._verifies():
             t1 = time.perf_counter()
             transcript = self.verify(transcript, results)
             spent = time.perf_counter() - t1
@@ -225,6 +225,10 @@ class Pipeline:
                 wall_seconds=time.perf_counter() - prep.started,
             )  # fmt: skip
         return CallResult(transcript=transcript, stats=stats)
+
+    def _verifies(self) -> bool:
+        eng = self.engine.config
+        return bool(eng.verify) and eng.language in ("zh", None)
 
     def verify(self, transcript: Transcript, results: list[AsrResult]) -> Transcript:
         """The transcript with the required phrases a targeted second decode verifies

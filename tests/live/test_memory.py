@@ -169,20 +169,21 @@ def test_per_call_state_ends_with_the_call_and_caches_stay_bounded(
         gc.collect()
         return sys.getallocatedblocks(), svc.pack.index.cache_sizes()["fuzzy_windows"]
 
-    async def main() -> tuple[tuple[int, int], tuple[int, int]]:
+    async def main() -> list[tuple[int, int]]:
         await svc.start()
         url = f"ws://127.0.0.1:{svc.sources[0].bound_port}/media"  # type: ignore[attr-defined]
         try:
             await calls(url, 0, WARM)
-            before = blocks()
-            await calls(url, WARM, MORE)
-            after = blocks()
-            return before, after
+            marks = [blocks()]
+            for k in range(2):  # two windows: a leak grows in both, another thread's
+                await calls(url, WARM + k * MORE // 2, MORE // 2)  # passing use in one
+                marks.append(blocks())
+            return marks
         finally:
             await svc.shutdown()
 
     t0 = time.monotonic()
-    before, after = asyncio.run(asyncio.wait_for(main(), 240))
+    marks = asyncio.run(asyncio.wait_for(main(), 240))
     assert time.monotonic() - t0 < 240
     n = WARM + MORE
 
@@ -206,8 +207,9 @@ def test_per_call_state_ends_with_the_call_and_caches_stay_bounded(
     assert svc.pack.index.cache_sizes()["texts"] <= TEXTS
     # allocations do not grow with calls once the caches are warm: every scorecard kept
     # was measured at ~75 blocks a call; allow 10 a call, and 3 per new fuzzy memo entry
-    grown, memo = after[0] - before[0], after[1] - before[1]
-    assert grown <= 10 * MORE + 3 * memo, f"{grown} more blocks after {MORE} calls ({memo} memo)"
+    # (blocks are counted process-wide: the quieter of the two windows is judged)
+    over = [(b[0] - a[0]) - 3 * (b[1] - a[1]) for a, b in zip(marks, marks[1:], strict=False)]
+    assert min(over) <= 10 * (MORE // 2), f"blocks beyond the memo's per {MORE // 2} calls: {over}"
 
 
 def test_notifier_forgets_a_calls_agent_with_its_scorecard() -> None:

@@ -106,7 +106,9 @@ def test_corpus_call_replayed_live_gets_the_recorded_verdicts(engine: Any, tmp_p
 
     (path,) = cp.generate_corpus(tmp_path, cp.DEFAULT_CALLS, cp.DEFAULT_SEED, ids=[PARITY_CALL])
     side = cp.read_sidecar(path)
-    recorded = bench_live.recorded_results(engine, [path], None)[path.stem]
+    # the live path does not run the verification decode of required phrases (asr.verify):
+    # the same pipeline is compared without it (its own gain is measured in bench_accuracy)
+    recorded = bench_live.recorded_results(engine, [path], None, verify=False)[path.stem]
     live, stats = asyncio.run(
         asyncio.wait_for(bench_live.live_results(engine, [path], 1, 1.0), 300)
     )
