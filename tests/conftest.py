@@ -57,3 +57,19 @@ def _fresh_drop_log() -> None:
     from qa_pipeline.sinks.base import DROP_LOG
 
     DROP_LOG.reset()
+
+
+@pytest.fixture(autouse=True)
+def _root_logger_restored() -> Any:
+    """A command run in-process (``setup_logging``) leaves the root logger's level and
+    handlers as it set them: put them back, so one test's ``--log-level info`` does not
+    make every later test log (and pytest keep) each INFO line."""
+    import logging
+
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    yield
+    root.setLevel(level)
+    for h in list(root.handlers):
+        if h not in handlers:
+            root.removeHandler(h)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import sys
 import threading
 import time
@@ -93,8 +94,11 @@ def short_call(speech_dir: Path) -> list[str]:
 
 
 def test_per_call_state_ends_with_the_call_and_caches_stay_bounded(
-    monkeypatch: pytest.MonkeyPatch, short_call: list[str]
+    monkeypatch: pytest.MonkeyPatch, short_call: list[str], caplog: pytest.LogCaptureFixture
 ) -> None:
+    # pytest keeps every log record a test emits: at INFO (a service's default) that is a
+    # few records a call, which is not the service's memory
+    caplog.set_level(logging.WARNING)
     from prometheus_client import CollectorRegistry
     from websockets.asyncio.client import connect
 
