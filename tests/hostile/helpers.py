@@ -10,61 +10,23 @@ from typing import Any
 
 import numpy as np
 
+# the live tests' clips, in-memory sink and call builders (tests/ is on the path)
+from live.conftest import ANSWER_CLIP as ANSWER_CLIP
+from live.conftest import BAN_CLIP as BAN_CLIP
+from live.conftest import MemorySink as MemorySink
+from live.conftest import clip8k as clip8k
+from live.conftest import two_channel as two_channel
+
 from qa_pipeline.sources.codec import ulaw_encode
 from qa_pipeline.sources.twilio import TwilioSerializer
 
 TOKEN = "hostile-suite-media-token"
 FRAME = 160  # 20 ms at 8 kHz
-BAN_CLIP = "zh/aishell1_BAC009S0764W0121.wav"  # 甚至出现交易几乎停滞的情况 (4.2 s)
-ANSWER_CLIP = "zh/aishell2_IT0011W0001.wav"  # 换一首歌 (2 s)
 CHARS = (
     "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工"
     "也能下过子说产种面而方后多定行学法所民得经十三之进着等部度家电力里如水化高自二理起小"
     "物现实加量都两体制机当使点从业本去把性好应开它合还因由其些然前外天政四日那社义事平形"
 )
-
-
-class MemorySink:
-    """Keeps every event with the monotonic time it was emitted."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[float, Any]] = []
-
-    def emit(self, event: Any) -> None:
-        self.events.append((time.monotonic(), event))
-
-    def flush(self, timeout: float | None = None) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def of(self, kind: str, call_id: str | None = None) -> list[tuple[float, Any]]:
-        return [
-            (t, e)
-            for t, e in self.events
-            if e.kind.value == kind and (call_id is None or e.call_id == call_id)
-        ]
-
-
-def clip8k(speech_dir: Path, name: str) -> np.ndarray:
-    import soxr
-
-    from qa_pipeline.audio import load_call
-
-    a = load_call(speech_dir / name).channels[0]
-    return soxr.resample(a, 16000, 8000).astype(np.float32)
-
-
-def two_channel(
-    placements: list[tuple[int, float, np.ndarray]], seconds: float, rate: int = 8000
-) -> np.ndarray:
-    rng = np.random.default_rng(3)
-    out = (rng.standard_normal((2, int(seconds * rate))) * 1e-3).astype(np.float32)
-    for ch, t, a in placements:
-        i = int(t * rate)
-        out[ch, i : i + len(a)] += a[: out.shape[1] - i]
-    return np.clip(out, -1, 1)
 
 
 def ban_call_audio(speech_dir: Path) -> np.ndarray:
