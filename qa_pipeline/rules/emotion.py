@@ -63,6 +63,7 @@ _OTHER: Final = ("你们", "您们", "他们", "她们", "你", "您", "他", "�
 _PRONOUN_RE: Final = re.compile("|".join(_SELF + _OTHER))
 # between a negator and its cue: 不[是在想]生气, 没有[很]生气, 并不[觉得]不满意
 _BRIDGE: Final = "是|在|想|会|有|再|觉得|感到|算|那么|这么|怎么|太|很|特别|有点|一点"
+_CAUSE: Final = ("被",)  # 被你们逼疯: 你们 is the cause, 我 the one who feels it
 _QUESTION_END: Final = ("吗", "嘛", "么")
 
 
@@ -200,7 +201,12 @@ class EmotionLexicon:
         ):
             return 0.0
         if cue.kind == "state":
-            owners = _PRONOUN_RE.findall(before)
+            # the nearest pronoun, skipping a passive agent (被你们逼疯: 我 feels it)
+            owners = [
+                m.group()
+                for m in _PRONOUN_RE.finditer(before)
+                if before[m.start() - 1 : m.start()] not in _CAUSE
+            ]
             if owners and owners[-1] in _OTHER:
                 return 0.0
         w = cue.weight
