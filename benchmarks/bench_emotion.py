@@ -21,7 +21,7 @@ from qa_pipeline.rules.emotion import EmotionLexicon
 
 DATA = Path(__file__).parent / "data" / "emotion_utterances.jsonl"
 LABELS = ("anger", "impatience")
-SPLITS = ("dev", "test", "fresh")
+SPLITS = ("dev", "test", "fresh", "unseen")
 
 
 @dataclass
@@ -88,7 +88,9 @@ def main() -> None:
     lex = EmotionLexicon.load()
     n = {s: sum(1 for r in rows if r.split == s) for s in SPLITS}
     print(
-        f"{len(rows)} utterances ({n['dev']} dev, {n['test']} test, {n['fresh']} fresh), min_strength {args.min_strength}"
+        f"{len(rows)} utterances ("
+        + ", ".join(f"{n[s]} {s}" for s in SPLITS)
+        + f"), min_strength {args.min_strength}"
     )
     print(
         f"{'split':<6}{'label':<12}{'precision':>10}{'recall':>8}{'F1':>7}{'tp':>5}{'fp':>4}{'fn':>4}"
