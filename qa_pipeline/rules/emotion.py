@@ -50,7 +50,7 @@ from ..text import to_simplified
 
 Label = Literal["anger", "impatience"]
 _CATEGORIES: Final = ("anger", "impatience", "neutral")
-_KINDS: Final = ("state", "expr")
+_KINDS: Final = ("state", "expr", "pattern")
 
 _QUOTES_RE: Final = re.compile(r"“[^”]*”|\"[^\"]*\"|「[^」]*」|『[^』]*』|‘[^’]*’")
 _CLAUSE_RE: Final = re.compile(r"[^,.!?;:，。！？；：、…~\s]+([!?！？]?)")
@@ -58,12 +58,13 @@ _CLAUSE_RE: Final = re.compile(r"[^,.!?;:，。！？；：、…~\s]+([!?！？
 _REPORTED_RE: Final = re.compile(
     r"(他|她|他们|她们|别人|有人|人家|朋友|老公|老婆|家人|客户|顾客)[^，。]{0,4}?(说|讲|骂|抱怨|吐槽)"
 )
-_SELF: Final = ("我们", "咱们", "我", "咱")
+_SELF: Final = ("我们", "咱们", "我", "咱", "让人", "令人", "叫人")  # 让人失望: the speaker
 _OTHER: Final = ("你们", "您们", "他们", "她们", "你", "您", "他", "她", "人家", "别人")
-_PRONOUN_RE: Final = re.compile("|".join(_SELF + _OTHER))
+_PRONOUN_RE: Final = re.compile("|".join(sorted(_SELF + _OTHER, key=len, reverse=True)))
 # between a negator and its cue: 不[是在想]生气, 没有[很]生气, 并不[觉得]不满意
-_BRIDGE: Final = "是|在|想|会|有|再|觉得|感到|算|那么|这么|怎么|太|很|特别|有点|一点"
-_CAUSE: Final = ("被",)  # 被你们逼疯: 你们 is the cause, 我 the one who feels it
+_BRIDGE: Final = "是|在|想|会|有|再|觉得|感到|算|那么|这么|怎么|太|很|特别|有点|一点|什么|啥"
+# a pronoun after these is the cause or the target, not who feels: 被你们逼疯, 对你们很失望
+_CAUSE: Final = ("被", "对")
 _QUESTION_END: Final = ("吗", "嘛", "么")
 
 
@@ -115,12 +116,16 @@ class EmotionLexicon:
 
     def __init__(self, cues: list[Cue], modifiers: list[tuple[str, float, str]]) -> None:
         self.cues: dict[str, list[Cue]] = {}
+        self.patterns: list[tuple[re.Pattern[str], Cue]] = []
         for c in cues:
             if c.category not in _CATEGORIES or c.kind not in _KINDS:
                 raise ValueError(f"bad cue {c}")
             if not 0.0 <= c.weight <= 1.0:
                 raise ValueError(f"cue {c.phrase!r}: weight {c.weight} outside [0, 1]")
-            self.cues.setdefault(_fold(c.phrase), []).append(c)
+            if c.kind == "pattern":
+                self.patterns.append((re.compile(c.phrase), c))
+            else:
+                self.cues.setdefault(_fold(c.phrase), []).append(c)
         by_len = sorted(self.cues, key=len, reverse=True)
         self._cue_re = re.compile("|".join(map(re.escape, by_len)))
         negators = [_fold(w) for t, _, w in modifiers if t == "negator"]
@@ -183,15 +188,20 @@ class EmotionLexicon:
                 clause = clause[: rep.start()]
             question = mark in ("?", "？") or clause.endswith(_QUESTION_END)
             exclaim = mark in ("!", "！")
-            for hit in self._cue_re.finditer(clause):
-                phrase = hit.group()
-                before, after = clause[: hit.start()], clause[hit.end() :]
-                for cue in self.cues[phrase]:
-                    if cue.weight == 0.0:
-                        continue
-                    w = self._weigh(cue, before, after, question, exclaim)
-                    if w > 0.0:
-                        out.setdefault(cue.category, []).append((cue.phrase, w))
+            hits = [
+                (h.start(), h.end(), c)
+                for h in self._cue_re.finditer(clause)
+                for c in self.cues[h.group()]
+            ]
+            for rx, c in self.patterns:
+                hits.extend((h.start(), h.end(), c) for h in rx.finditer(clause))
+            for start, end, cue in hits:
+                if cue.weight == 0.0:
+                    continue
+                w = self._weigh(cue, clause[:start], clause[end:], question, exclaim)
+                if w > 0.0:
+                    shown = clause[start:end] if cue.kind == "pattern" else cue.phrase
+                    out.setdefault(cue.category, []).append((shown, w))
         return out
 
     def _weigh(self, cue: Cue, before: str, after: str, question: bool, exclaim: bool) -> float:
@@ -201,7 +211,7 @@ class EmotionLexicon:
         ):
             return 0.0
         if cue.kind == "state":
-            # the nearest pronoun, skipping a passive agent (被你们逼疯: 我 feels it)
+            # the nearest pronoun, skipping a cause or target (被你们逼疯, 对你们不满)
             owners = [
                 m.group()
                 for m in _PRONOUN_RE.finditer(before)
