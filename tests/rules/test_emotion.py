@@ -145,16 +145,17 @@ def test_bad_lexicon_rejected() -> None:
 
 def test_measured_precision_floors(lex: EmotionLexicon) -> None:
     """Floors at the figures measured at min_strength 0.5 (benchmarks/bench_emotion.py).
-    test: held out from tuning but written by the lexicon's author (40 flags, 100 %
-    precision, 87 % recall); unseen: written after the lexicon was frozen and never tuned
-    on (4 flags, 75 % precision, 10 % recall) - the honest figure, below the 90 % bar."""
+    test: held out from tuning but written with the lexicon (40 flags, 100 % precision,
+    87 % recall); holdout: written after the lexicon was frozen and never tuned on (7 flags,
+    43 % precision, 8.6 % recall) - the honest figure, far below the 90 % bar that the
+    emotion operator needs for the default pack."""
     rows = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines()]
     assert len(rows) >= 150
     assert sum(1 for r in rows if r["text"].startswith(("我不", "我没"))) >= 5  # negations
     precision, recall, _ = _precision_recall(lex, rows, "test")
     assert precision >= 0.95
     assert recall >= 0.8
-    p_unseen, r_unseen, flags = _precision_recall(lex, rows, "unseen")
-    assert flags >= 4
-    assert p_unseen >= 0.7
-    assert r_unseen >= 0.08
+    p_hold, r_hold, flags = _precision_recall(lex, rows, "holdout")
+    assert flags >= 5
+    assert p_hold >= 0.4
+    assert r_hold >= 0.05
