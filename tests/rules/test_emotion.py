@@ -81,6 +81,16 @@ def test_does_not_fire(lex: EmotionLexicon, text: str, role: str) -> None:
     assert lex.score(text, role=role).label is None
 
 
+def test_normalised_text_scores_the_same(lex: EmotionLexicon) -> None:
+    from qa_pipeline.text import normalise
+
+    for raw in ("我非常生氣！", "他說“太煩了”", "你們這不是坑人嗎？", "我不生氣", "有完沒完"):
+        for role in ("customer", "agent"):
+            assert lex.score(normalise(raw), role=role, simplified=True) == lex.score(
+                raw, role=role
+            )
+
+
 def test_role_picks_the_category(lex: EmotionLexicon) -> None:
     assert lex.score("有完没完", role="agent").label == "impatience"
     assert lex.score("有完没完", role="customer").label is None
