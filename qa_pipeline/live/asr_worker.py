@@ -19,7 +19,10 @@ threads off the event loop.
   every utterance is decoded alone at once; under load batches form by themselves and a
   call's utterance waits behind at most one of each other call's.
 * **Threads**: the decode, including reading every result, runs in the worker's thread pool
-  (style item 3); results come back to the event loop and to ``on_done``.
+  (style item 3); results come back to the event loop and to each job's ``reply_to``.
+* **Messages**: a job is an immutable :class:`AsrJob` (session id, sequence number, speech
+  segment, reply target); the worker keeps its own bookkeeping (when a job was queued)
+  beside it. Nothing here calls into a session but through :class:`AsrReplyTo`.
 """
 
 from __future__ import annotations
@@ -29,10 +32,9 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from ..asr.engine import AsrResult
 from ..messages import SpeechSegment
@@ -41,32 +43,51 @@ from .decoder import LiveDecoder
 log = logging.getLogger("qa_pipeline.live.asr")
 
 
-@dataclass(eq=False, slots=True)
-class AsrJob:
-    """One utterance waiting for the ASR. ``closed_at`` is the monotonic time the VAD closed
-    it (the start of the finding-latency clock); ``owner`` is the call's session."""
+class AsrReplyTo(Protocol):
+    """Where a job's answer goes: the call's session (in one process), or a transport that
+    sends it back to the process holding that session (keyed by ``session_id``)."""
 
-    owner: Any
+    def asr_done(self, job: AsrJob, result: AsrResult | None, drop_reason: str | None) -> None:
+        """``job`` decoded (``result``) or dropped (``drop_reason``): exactly once per job,
+        on the event loop."""
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class AsrJob:
+    """One utterance for the ASR (immutable). ``session_id`` names the call's run (its share
+    of the queue), ``seq`` its place in that call (results are released in this order),
+    ``segment`` the 16 kHz speech; ``reply_to`` takes the answer. Between processes the
+    first three travel and ``reply_to`` becomes the reply address of ``session_id``."""
+
+    session_id: str
     seq: int
     segment: SpeechSegment
-    closed_at: float
-    enqueued_at: float = 0.0
+    reply_to: AsrReplyTo
 
     @property
-    def key(self) -> Any:
+    def key(self) -> str:
         """Whose share of the queue this job uses: its session (else its call id)."""
-        return self.owner if self.owner is not None else self.segment.call_id
+        return self.session_id or self.segment.call_id
 
 
-DoneFn = Callable[[AsrJob, AsrResult | None, str | None], None]
-"""on_done(job, result, drop_reason): exactly once per submitted job, on the event loop."""
+class AsrQueue(Protocol):
+    """What a call's session needs of the ASR: take a job; answer it later (or at once, if
+    it is shed) through ``job.reply_to``. :class:`AsrWorker` in one process; a producer
+    onto a topic keyed by session between processes."""
+
+    def submit(self, job: AsrJob) -> None: ...
+
+
+@dataclass(eq=False, slots=True)
+class _Waiting:
+    job: AsrJob
+    enqueued_at: float  # the worker's monotonic clock (for ``max_age_s``, ``asr_wait``)
 
 
 class AsrWorker:
     def __init__(
         self,
         decoder: LiveDecoder,
-        on_done: DoneFn,
         *,
         slots: int = 2,
         max_batch: int = 8,
@@ -77,7 +98,6 @@ class AsrWorker:
         metrics: Any = None,
     ) -> None:
         self.decoder = decoder
-        self.on_done = on_done
         self.slots = slots
         self.max_batch = max_batch if decoder.opts.window == "fitted" else 1
         self.queue_max = queue_max
@@ -86,7 +106,7 @@ class AsrWorker:
         self.max_age_s = max_age_s
         self.metrics = metrics
         # per call, in round-robin order: the call served next is first
-        self._queues: collections.OrderedDict[Any, collections.deque[AsrJob]] = (
+        self._queues: collections.OrderedDict[str, collections.deque[_Waiting]] = (
             collections.OrderedDict()
         )
         self._waiting = 0
@@ -104,40 +124,40 @@ class AsrWorker:
     # -- producer side --------------------------------------------------------------------
 
     def submit(self, job: AsrJob) -> None:
-        job.enqueued_at = time.monotonic()
+        new = _Waiting(job, time.monotonic())
         own = self._queues.get(job.key)
         n_own = len(own) if own is not None else 0
         if n_own >= self.per_call_max:
-            self._shed(job.key, job, "call_share")
+            self._shed(job.key, new, "call_share")
         elif self._waiting >= self.queue_max:
             longest = max(self._queues, key=lambda k: len(self._queues[k]))
             heavy = longest if len(self._queues[longest]) >= n_own + 2 else job.key
-            self._shed(heavy, job, "queue_full")
+            self._shed(heavy, new, "queue_full")
         else:
-            self._append(job)
+            self._append(new)
         self._idle.clear()
         self._check_idle()
         self._depth()
         self._wake.set()
 
-    def _append(self, job: AsrJob) -> None:
-        q = self._queues.get(job.key)
+    def _append(self, w: _Waiting) -> None:
+        q = self._queues.get(w.job.key)
         if q is None:
-            q = self._queues[job.key] = collections.deque()
-        q.append(job)
+            q = self._queues[w.job.key] = collections.deque()
+        q.append(w)
         self._waiting += 1
 
-    def _shed(self, key: Any, new: AsrJob, reason: str) -> None:
+    def _shed(self, key: str, new: _Waiting, reason: str) -> None:
         """The queue (of ``key``'s call, or all of it) is full: ``key``'s call loses one
         utterance (its oldest waiting or its newest, by ``overflow``) and ``new`` is queued
         in its place, unless ``new`` itself is the one shed."""
         q = self._queues.get(key)
         if not q:  # the submitter has nothing waiting: the new utterance is the one shed
-            self._drop(new, reason)
+            self._drop(new.job, reason)
             return
         if self.overflow == "reject_newest":
-            if key == new.key:
-                self._drop(new, reason)
+            if key == new.job.key:
+                self._drop(new.job, reason)
                 return
             victim = q.pop()
         else:
@@ -145,14 +165,14 @@ class AsrWorker:
         self._waiting -= 1
         if not q:
             del self._queues[key]
-        self._drop(victim, reason)
+        self._drop(victim.job, reason)
         self._append(new)
 
     def _drop(self, job: AsrJob, reason: str) -> None:
         self.dropped[reason] += 1
         if self.metrics is not None:
             self.metrics.on_drop("asr", reason)
-        self.on_done(job, None, reason)
+        job.reply_to.asr_done(job, None, reason)
 
     def _depth(self) -> None:
         if self.metrics is not None:
@@ -162,8 +182,8 @@ class AsrWorker:
     def depth(self) -> int:
         return self._waiting
 
-    def waiting(self, key: Any) -> int:
-        """Utterances of one call (its session) waiting for the ASR."""
+    def waiting(self, key: str) -> int:
+        """Utterances of one call (its session id) waiting for the ASR."""
         q = self._queues.get(key)
         return len(q) if q is not None else 0
 
@@ -192,32 +212,33 @@ class AsrWorker:
             self._tasks.add(t)
             t.add_done_callback(self._tasks.discard)
 
-    def _take(self) -> list[AsrJob]:
+    def _take(self) -> list[_Waiting]:
         """Up to ``max_batch`` jobs, one from each call in turn (round robin)."""
         now = time.monotonic()
-        batch: list[AsrJob] = []
+        batch: list[_Waiting] = []
         while self._queues and len(batch) < self.max_batch:
             key, q = next(iter(self._queues.items()))
-            job = q.popleft()
+            w = q.popleft()
             self._waiting -= 1
             if q:
                 self._queues.move_to_end(key)  # served: to the back of the line
             else:
                 del self._queues[key]
-            if self.max_age_s and now - job.enqueued_at > self.max_age_s:
-                self._drop(job, "stale")
+            if self.max_age_s and now - w.enqueued_at > self.max_age_s:
+                self._drop(w.job, "stale")
                 continue
-            batch.append(job)
+            batch.append(w)
         self._depth()
         return batch
 
-    async def _decode(self, batch: list[AsrJob]) -> None:
+    async def _decode(self, waiting: list[_Waiting]) -> None:
         loop = asyncio.get_running_loop()
+        batch = [w.job for w in waiting]
         segs = [j.segment for j in batch]
         t0 = time.monotonic()
         if self.metrics is not None:
-            for j in batch:
-                self.metrics.asr_wait.observe(t0 - j.enqueued_at)
+            for w in waiting:
+                self.metrics.asr_wait.observe(t0 - w.enqueued_at)
         try:
             results = await loop.run_in_executor(self._pool, self.decoder.decode, segs)
         except Exception as exc:  # a failed decode loses these utterances, never the worker
@@ -233,7 +254,7 @@ class AsrWorker:
                 )
             for j, r in zip(batch, results, strict=True):
                 try:
-                    self.on_done(j, r, None)
+                    j.reply_to.asr_done(j, r, None)
                 except Exception:  # a call's failure stays with that call
                     log.exception("delivering an ASR result to call %s", j.segment.call_id)
         finally:
@@ -258,7 +279,7 @@ class AsrWorker:
             _, q = self._queues.popitem(last=False)
             while q:
                 self._waiting -= 1
-                self._drop(q.popleft(), "shutdown")
+                self._drop(q.popleft().job, "shutdown")
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=30)
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,11 +1,13 @@
-"""The live service: sources -> call sessions -> shared ASR worker -> rules -> sinks.
+"""The live service: accepts calls from the sources, admits them, routes their audio to
+their :class:`~.session.CallSession` and publishes what the sessions emit to the sinks.
 
 Runs on one asyncio loop. Sources call the :class:`~qa_pipeline.sources.base.CallHandler`
-methods of :class:`LiveService`; audio goes through the call's VAD at once (cheap), closed
-utterances to the shared :class:`~.asr_worker.AsrWorker`, results back to the call's
-evaluator (on the rule thread, :class:`~.session.RuleLane`, so that a heavy pack cannot stall
-the loop); findings are emitted as soon as decided (a critical one also as an ``alert``),
-the scorecard when the call ends.
+methods of :class:`LiveService`. Each call's session owns the call end to end: its VAD, its
+utterances at the shared :class:`~.asr_worker.AsrWorker` (which answers the session
+directly), its rules (on the rule thread, :class:`~.evaluator.RuleLane`, so that a heavy
+pack cannot stall the loop); findings are emitted as soon as decided (a critical one also
+as an ``alert``), the scorecard when the call ends. The service holds what calls share:
+the ASR worker, the rule lane, the sinks, the metrics, admission and the clock ticks.
 
 Failure isolation: anything a call's processing raises is caught at the service boundary
 (``_guard``), logged, counted (``qa_live_call_errors_total{source,reason}``) and that call is
@@ -39,14 +41,14 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 
 from ..asr.bias import pack_terms
-from ..asr.engine import AsrEngine, AsrResult
+from ..asr.engine import AsrEngine
 from ..logs import LOG_CALL, LOG_PEER
 from ..messages import AudioChunk, CallInfo, Role, Scorecard, SpeechSegment
 from ..rules import RulePack, load_pack
 from ..sinks import FanOut, build_sinks
 from ..sinks.base import Event
 from ..sources.base import EndReason, Source, SourceError
-from .asr_worker import AsrJob, AsrWorker
+from .asr_worker import AsrWorker
 from .config import (
     AudioSocketSourceConfig,
     DeviceSourceConfig,
@@ -55,8 +57,9 @@ from .config import (
     WebSocketSourceConfig,
 )
 from .decoder import DecodeOptions, LiveDecoder
+from .evaluator import RuleLane
 from .metrics import LiveMetrics
-from .session import CallSession, RuleLane
+from .session import CallSession
 
 log = logging.getLogger("qa_pipeline.live")
 
@@ -182,7 +185,6 @@ class LiveService:
             await asyncio.to_thread(self.decoder.decode, [_warmup_segment()])
         self.worker = AsrWorker(
             self.decoder,
-            self._asr_done,
             slots=self._engine.config.workers,
             max_batch=live.max_batch,
             queue_max=live.queue_max,
@@ -275,6 +277,7 @@ class LiveService:
                 emit=self._emit,
                 metrics=self.metrics,
                 source=source,
+                asr=self.worker,
                 hold_s=self.config.vad.stop_ms / 1000 + 0.1,
                 max_speed=live.max_speed if source in self._paced else 0.0,
                 burst_s=live.burst_s,
@@ -310,11 +313,9 @@ class LiveService:
             self._cut(s, *over)
             return
         try:
-            jobs = s.push(chunk)
+            s.push(chunk)
         except Exception as exc:
             self._fail(s, exc)
-            return
-        self._submit(jobs)
 
     def call_error(
         self, call_id: str | None, reason: str, detail: str = "", *, source: str
@@ -338,18 +339,6 @@ class LiveService:
 
     def _emit(self, event: Event) -> None:
         self.sinks.emit(event)
-
-    def _submit(self, jobs: list[AsrJob]) -> None:
-        assert self.worker is not None
-        for j in jobs:
-            self.worker.submit(j)
-
-    def _asr_done(self, job: AsrJob, result: AsrResult | None, drop: str | None) -> None:
-        s: CallSession = job.owner
-        try:
-            s.resolve(job, result, drop)
-        except Exception as exc:
-            self._fail(s, exc)
 
     def _count_error(self, source: str, reason: str, call_id: str | None, detail: str) -> None:
         self.call_errors += 1
@@ -390,12 +379,9 @@ class LiveService:
         call_id = s.call.call_id
         try:
             try:
-                self._submit(s.flush())
+                s.flush()
             except Exception as exc:
                 self._count_error(s.source, type(exc).__name__, call_id, "flush")
-            s.idle = asyncio.Event()
-            if s.in_flight:
-                await s.idle.wait()
             card = await s.finish(reason)
             self._keep(call_id, card)
             if not card.complete:

@@ -40,13 +40,26 @@ def seg(call: str, start: float = 0.0) -> SpeechSegment:
     return SpeechSegment(call, 0, Role.AGENT, start, start + 1, np.zeros(16000, np.float32))
 
 
+class Replies:
+    """The reply target of the jobs below: (call id, drop reason) of each answer, in order."""
+
+    def __init__(self) -> None:
+        self.done: list[tuple[str, str | None]] = []
+
+    def asr_done(self, job: AsrJob, result: AsrResult | None, drop: str | None) -> None:
+        self.done.append((job.segment.call_id, drop))
+
+
+REPLIES = Replies()
+
+
 def run_worker(
     decoder: FakeDecoder, jobs: list[AsrJob], **kw: Any
 ) -> tuple[list[tuple[str, str | None]], AsrWorker]:
-    done: list[tuple[str, str | None]] = []
+    done = REPLIES.done = []
 
     async def main() -> AsrWorker:
-        w = AsrWorker(decoder, lambda j, r, d: done.append((j.segment.call_id, d)), **kw)  # type: ignore[arg-type]
+        w = AsrWorker(decoder, **kw)  # type: ignore[arg-type]
         for j in jobs:
             w.submit(j)
         w.start()
@@ -59,7 +72,7 @@ def run_worker(
 
 
 def jobs(n: int) -> list[AsrJob]:
-    return [AsrJob(owner=None, seq=i, segment=seg(f"c{i}"), closed_at=0.0) for i in range(n)]
+    return [AsrJob("", i, seg(f"c{i}"), REPLIES) for i in range(n)]
 
 
 @pytest.mark.parametrize("overflow", ["drop_oldest", "reject_newest"])
@@ -73,7 +86,7 @@ def test_full_queue_sheds_new_load_not_a_neighbours(overflow: str) -> None:
 
 
 def call_jobs(call: str, n: int) -> list[AsrJob]:
-    return [AsrJob(owner=None, seq=i, segment=seg(call, 2.0 * i), closed_at=0.0) for i in range(n)]
+    return [AsrJob("", i, seg(call, 2.0 * i), REPLIES) for i in range(n)]
 
 
 def interleave(*lists: list[AsrJob]) -> list[AsrJob]:

@@ -328,7 +328,6 @@ def test_pacing_allows_a_burst_then_cuts_and_caps_the_duration() -> None:
 
 
 def test_scorecard_says_what_it_is_missing() -> None:
-    from qa_pipeline.live.asr_worker import AsrJob
     from qa_pipeline.sources.base import EndReason
 
     s = make_session()
@@ -338,12 +337,10 @@ def test_scorecard_says_what_it_is_missing() -> None:
 
     s = make_session()
     seg = SpeechSegment("c", 0, Role.AGENT, 0.0, 1.0, np.zeros(16000, np.float32))
-    jobs = [AsrJob(owner=s, seq=i, segment=seg, closed_at=0.0) for i in range(3)]
-    s._pending = {j.seq: j for j in jobs}
-    s._seq = 3
-    s.resolve(jobs[0], None, "call_share")
-    s.resolve(jobs[1], None, "call_share")
-    s.resolve(jobs[2], None, "decode_RuntimeError")
+    jobs = s._jobs([seg, seg, seg])  # no ASR given: the test answers for it
+    s.asr_done(jobs[0], None, "call_share")
+    s.asr_done(jobs[1], None, "call_share")
+    s.asr_done(jobs[2], None, "decode_RuntimeError")
     card = s.end(EndReason.SHUTDOWN)
     assert card.complete is False
     assert card.incomplete_reasons == ("asr_call_share", "asr_decode_RuntimeError", "shutdown")
