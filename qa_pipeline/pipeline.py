@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from . import roles
-from .asr.engine import AsrEngine, AsrResult, to_utterances
+from .asr.engine import AsrEngine
+from .asr.result import AsrResult, to_utterances
 from .audio import CallAudio, channel_end, load_call
 from .config import PipelineConfig
 from .errors import AudioError, QAError
@@ -234,7 +235,7 @@ class Pipeline:
         """The transcript with the required phrases a targeted second decode verifies
         (``asr/verify.py``; only where a ``require`` rule on utterances is not met), and
         the version of the phrase lists in its provenance."""
-        from .asr.engine import is_kept
+        from .asr.result import is_kept
         from .asr.verify import verify_transcript, verify_version
 
         pack = self.pack()

@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..text import normalise
-from .engine import FITTED_PAD_S, MAX_TARGET_TOKENS, clean_raw
+from .engine import FITTED_PAD_S
+from .result import MAX_TARGET_TOKENS, clean_raw
 
 if TYPE_CHECKING:
     from ..messages import SpeechSegment, Utterance

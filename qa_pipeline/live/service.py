@@ -39,7 +39,8 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 
 from ..asr.bias import pack_terms
-from ..asr.engine import AsrEngine, AsrResult
+from ..asr.engine import AsrEngine
+from ..asr.result import AsrResult
 from ..logs import LOG_CALL, LOG_PEER
 from ..messages import AudioChunk, CallInfo, Role, Scorecard, SpeechSegment
 from ..rules import RulePack, load_pack

@@ -44,7 +44,7 @@ from typing import Any, TypeVar
 import numpy as np
 import soxr
 
-from ..asr.engine import AsrResult, is_kept
+from ..asr.result import AsrResult, is_kept
 from ..audio import DIGITAL_SILENCE, MIN_HANGUP_SILENCE_S, resample
 from ..config import VadConfig
 from ..messages import (

@@ -39,12 +39,15 @@ from ..store import (
     Store,
     canonical_json,
     doc_key,
+    error_row,
     settings_hash,
     transcript_settings,
 )
 from ..transcript import call_to_dict, transcript_to_dict
-from .scoring import PackSpec, ScoreJob, chunks, error_row, init_worker, score_chunk, set_state
+from .outputs import write_outputs
+from .scoring import PackSpec, ScoreJob, chunks, init_worker, score_chunk, set_state
 from .sources import read_document, read_kafka_transcripts, scan_directories
+from .summary import CallError, RescoreSummary
 
 log = logging.getLogger("qa_pipeline.rescore")
 
@@ -69,44 +72,6 @@ class RescoreOptions:
     chunk_size: int = 200
     progress: bool = True
     kafka_idle_timeout_s: float = 10.0
-
-
-@dataclass
-class CallError:
-    call_id: str
-    source: str
-    message: str
-
-
-@dataclass
-class RescoreSummary:
-    run_id: str
-    baseline_run_id: str | None
-    pack: str
-    baseline_pack: str | None
-    calls: int = 0
-    scored: int = 0
-    resumed: int = 0  # calls with every result already committed (nothing to do)
-    reused: int = 0  # (call, pack) results already committed and kept
-    transcribed: int = 0
-    cached: int = 0
-    imported: int = 0
-    errors: list[CallError] = field(default_factory=list)
-    workers: int = 1
-    asr_seconds: float = 0.0
-    audio_seconds: float = 0.0
-    score_seconds: float = 0.0
-    seconds: float = 0.0
-    outputs: dict[str, Path] = field(default_factory=dict)
-    diff: dict[str, Any] = field(default_factory=dict)
-    kafka: dict[str, int] = field(default_factory=dict)
-    #: the decoder bias version the pack and config give now, and the calls whose stored
-    #: transcript was decoded with another one (asr.bias): kept, not re-transcribed
-    bias_version: str | None = None
-    stale_bias: list[str] = field(default_factory=list)
-    #: the same for the verification decode's phrase lists (asr.verify, asr/verify.py)
-    verify_version: str | None = None
-    stale_verify: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -204,8 +169,6 @@ def rescore(
             _score(opts, store, cfg, runs, pack_path, opts.baseline, targets, summary, prog)
             for rid, _ in runs:
                 store.finish_run(rid)
-
-        from .outputs import write_outputs
 
         wanted = set(targets) | set(errors)
         summary.calls = len(wanted)
