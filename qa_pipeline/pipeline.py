@@ -6,7 +6,6 @@ Live lines use the same stages fed incrementally; here a whole file is fed in on
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from collections import Counter
@@ -21,11 +20,11 @@ from . import roles
 from .asr.engine import AsrEngine
 from .asr.result import AsrResult, to_utterances
 from .audio import CallAudio, channel_end, load_call
+from .callinfo import read_call_info
 from .config import PipelineConfig
-from .errors import AudioError, QAError
+from .errors import QAError
 from .messages import CallEnded, CallInfo, Scorecard, SpeechSegment, replace
-from .sinks.base import new_session_id
-from .transcript import Transcript, call_from_dict
+from .transcript import Transcript
 from .vad import merge_by_start, merge_turns, segment_channel
 
 log = logging.getLogger("qa_pipeline")
@@ -69,32 +68,6 @@ class CallResult:
     transcript: Transcript
     stats: AsrStats
     scorecard: Scorecard | None = None
-
-
-def sidecar_path(audio_path: Path) -> Path:
-    return audio_path.with_suffix(".json")
-
-
-def read_call_info(audio_path: Path, call_id: str | None = None) -> CallInfo:
-    """Call metadata from ``<stem>.json`` next to the audio (its ``call`` object), if any."""
-    side = sidecar_path(audio_path)
-    data: dict[str, Any] = {}
-    if side.is_file() and side != audio_path:
-        try:
-            doc = json.loads(side.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise AudioError(str(side), f"call metadata is not valid JSON: {e}") from e
-        if isinstance(doc, dict) and isinstance(doc.get("call"), dict):
-            data = dict(doc["call"])
-    data.setdefault("call_id", call_id or audio_path.stem)
-    if call_id:
-        data["call_id"] = call_id
-    data.setdefault("source", str(audio_path))
-    data.setdefault("session_id", new_session_id())  # this run of the call
-    try:
-        return call_from_dict(data)
-    except (ValueError, KeyError) as e:
-        raise AudioError(str(side), f"invalid call metadata: {e}") from e
 
 
 def audio_sha256(path: Path) -> str:

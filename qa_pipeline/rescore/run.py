@@ -30,9 +30,10 @@ from typing import Any
 
 from rich.console import Console
 
+from ..callinfo import read_call_info
 from ..config import PipelineConfig, load_config
 from ..errors import QAError
-from ..pipeline import Pipeline, audio_sha256, read_call_info
+from ..pipeline import Pipeline, audio_sha256
 from ..rules import RulePack, load_pack
 from ..store import (
     DEFAULT_STORE,
