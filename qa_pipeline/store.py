@@ -53,7 +53,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import AsrConfig, AudioConfig, PipelineConfig
+from .asr.config import AsrConfig
+from .audio import AudioConfig
+from .config import PipelineConfig
 from .messages import Finding, Scorecard, Verdict
 from .transcript import Transcript, transcript_from_dict, transcript_to_dict
 

@@ -23,8 +23,8 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..config import AsrConfig
     from ..rules.loader import RulePack
+    from .config import AsrConfig
 
 MAX_TERMS_CHARS = 80  # the prompt stays short: long prompts slow decoding and get copied
 SEPARATOR = "，"

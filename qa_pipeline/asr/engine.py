@@ -31,11 +31,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..config import AsrConfig
 from ..errors import ModelError
 from ..messages import SpeechSegment
 from ..text import normalise
 from .bias import bias_prompt, bias_version, told_terms
+from .config import AsrConfig
 from .guard import HallucinationGuard
 from .model import ModelInfo, resolve_model
 from .result import (

@@ -35,7 +35,7 @@ from .guard import HallucinationGuard
 from .result import MAX_TARGET_TOKENS, AsrResult, clean_raw, suspect_reason
 
 if TYPE_CHECKING:
-    from ..config import AsrConfig
+    from .config import AsrConfig
 
 SAMPLE_RATE = 16000
 HOP = 160  # samples per log-mel frame

@@ -46,7 +46,6 @@ import soxr
 
 from ..asr.result import AsrResult, is_kept
 from ..audio import DIGITAL_SILENCE, MIN_HANGUP_SILENCE_S, resample
-from ..config import VadConfig
 from ..messages import (
     AudioChunk,
     CallEnded,
@@ -59,7 +58,7 @@ from ..messages import (
 from ..rules import CallEvaluator, RulePack
 from ..sinks.base import Event, EventFactory, with_session
 from ..sources.base import EndReason
-from ..vad import StreamingVad
+from ..vad import StreamingVad, VadConfig
 from .asr_worker import AsrJob
 
 log = logging.getLogger("qa_pipeline.live.session")
