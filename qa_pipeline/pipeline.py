@@ -42,7 +42,7 @@ class AsrStats:
     segments: int
     dropped: tuple[tuple[str, int], ...] = ()
     cached: bool = False  # the transcript came from the store: no ASR ran
-    verify_seconds: float = 0.0  # of asr_seconds: verification decodes (asr/verify.py)
+    verify_seconds: float = 0.0  # of asr_seconds: verification decodes (qa_pipeline/verify.py)
 
     @property
     def rtf(self) -> float:
@@ -97,7 +97,7 @@ class Pipeline:
         ``pack``, else of the configured pack; () when ``asr.bias`` is off."""
         if self.config.asr.bias == "off":
             return ()
-        from .asr.bias import pack_terms
+        from .rules.terms import pack_terms
 
         return tuple(pack_terms(pack if pack is not None else self.pack(), self.config.asr.bias))
 
@@ -206,10 +206,10 @@ class Pipeline:
 
     def verify(self, transcript: Transcript, results: list[AsrResult]) -> Transcript:
         """The transcript with the required phrases a targeted second decode verifies
-        (``asr/verify.py``; only where a ``require`` rule on utterances is not met), and
+        (``qa_pipeline/verify.py``; only where a ``require`` rule on utterances is not met), and
         the version of the phrase lists in its provenance."""
         from .asr.result import is_kept
-        from .asr.verify import verify_transcript, verify_version
+        from .verify import verify_transcript, verify_version
 
         pack = self.pack()
         kept = sorted(filter(is_kept, results), key=lambda r: (r.segment.start, r.segment.channel))

@@ -125,7 +125,7 @@ class AsrEngine:
         model_info: ModelInfo | None = None,
         bias: tuple[str, ...] = (),
     ) -> None:
-        """``bias``: terms from the rule pack (:func:`.bias.pack_terms`), told to the
+        """``bias``: terms from the rule pack (:func:`qa_pipeline.rules.terms.pack_terms`), told to the
         decoder after ``config.hotwords`` unless ``config.bias`` is ``"off"``."""
         self.config = config
         self.bias = bias

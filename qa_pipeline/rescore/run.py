@@ -314,8 +314,9 @@ def _stale_bias(
 ) -> None:
     """Which targets' transcripts were decoded with another bias list than this pack and
     config give (an edited company name or required phrase): said, not re-transcribed."""
-    from ..asr.bias import bias_version, pack_terms, told_terms
-    from ..asr.verify import verify_version
+    from ..asr.bias import bias_version, told_terms
+    from ..rules.terms import pack_terms
+    from ..verify import verify_version
 
     now = bias_version(told_terms(cfg.asr, pack_terms(pack, cfg.asr.bias)))
     summary.bias_version = now

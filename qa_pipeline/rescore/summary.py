@@ -51,7 +51,7 @@ class RescoreSummary:
     #: transcript was decoded with another one (asr.bias): kept, not re-transcribed
     bias_version: str | None = None
     stale_bias: list[str] = field(default_factory=list)
-    #: the same for the verification decode's phrase lists (asr.verify, asr/verify.py)
+    #: the same for the verification decode's phrase lists (asr.verify, qa_pipeline/verify.py)
     verify_version: str | None = None
     stale_verify: list[str] = field(default_factory=list)
 
