@@ -42,7 +42,7 @@ class AsrStats:
     segments: int
     dropped: tuple[tuple[str, int], ...] = ()
     cached: bool = False  # the transcript came from the store: no ASR ran
-    verify_seconds: float = 0.0  # of asr_seconds: verification decodes (qa_pipeline/verify.py)
+    verify_seconds: float = 0.0  # of asr_seconds: verification decodes (verify.py)
 
     @property
     def rtf(self) -> float:
@@ -206,7 +206,7 @@ class Pipeline:
 
     def verify(self, transcript: Transcript, results: list[AsrResult]) -> Transcript:
         """The transcript with the required phrases a targeted second decode verifies
-        (``qa_pipeline/verify.py``; only where a ``require`` rule on utterances is not met), and
+        (:mod:`.verify`; only where a ``require`` rule on utterances is not met), and
         the version of the phrase lists in its provenance."""
         from .asr.result import is_kept
         from .verify import verify_transcript, verify_version

@@ -73,8 +73,8 @@ class AsrConfig(BaseModel):
         default=True,
         description="when a required phrase is missing, decode the turns in its rule's scope "
         "again with the rule's phrases as hotwords and accept a phrase only when the audio "
-        "scores the hinted reading within verify_margin of the heard one (qa_pipeline/verify.py); "
-        "the transcript text is unchanged",
+        "scores the hinted reading within verify_margin of the heard one "
+        "(qa_pipeline/verify.py); the transcript text is unchanged",
     )
     verify_margin: float = Field(
         default=4.0,
