@@ -449,11 +449,11 @@ async def live_results(
     model shared by all. Returns each call's verdicts and utterances, and run stats."""
     from prometheus_client import CollectorRegistry
 
-    from qa_pipeline.asr.bias import pack_terms
     from qa_pipeline.live.config import load_serve_config
     from qa_pipeline.live.metrics import LiveMetrics
     from qa_pipeline.live.service import LiveService
     from qa_pipeline.rules import load_pack
+    from qa_pipeline.rules.terms import pack_terms
     from qa_pipeline.samples.corpus import read_sidecar
     from qa_pipeline.sinks import FanOut
 

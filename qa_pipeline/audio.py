@@ -11,15 +11,58 @@ import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import soundfile as sf
 import soxr
+from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import AudioError
 from .messages import Role, Samples
 
 TARGET_RATE = 16000
+
+
+class AudioConfig(BaseModel):
+    """How channels of a recording map to roles."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    channels: tuple[Role, ...] = Field(
+        default=(Role.AGENT, Role.CUSTOMER),
+        description="Role of each channel, in order. A mono file is one 'unknown' speaker.",
+    )
+    min_level_dbfs: float = Field(
+        default=-70.0, description="A file whose peak is below this is reported as silent."
+    )
+    mono_roles: Literal["auto", "off"] = Field(
+        default="auto",
+        description="mono recordings: 'auto' = tell two voices apart and name the agent from "
+        "the pack's agent phrases and the call direction (qa_pipeline/roles.py), roles left "
+        "unknown when the evidence is weak; 'off' = every utterance an unknown speaker",
+    )
+    mono_split_ms: int = Field(
+        default=300,
+        ge=30,
+        description="mono, auto: a pause this long may be a change of speaker (the channel is "
+        "cut there into pieces whose voices are compared)",
+    )
+    mono_min_separation: float = Field(
+        default=1.35,
+        ge=0.0,
+        description="mono, auto: how far apart two voices must be to be told apart (centre "
+        "distance over the spread within them, relative to the same split of one voice: 1 = "
+        "no more apart than one voice); below it roles stay unknown. Set on the corpus's "
+        "development seed: calls at <= 1.20 had 7-72 % of their speech on the wrong side or "
+        "unknown, calls at >= 1.47 at most 4 % wrong",
+    )
+    mono_min_margin: float = Field(
+        default=2.0,
+        ge=1.0,
+        description="mono, auto: the agent's voice must say the phrases of this many more "
+        "agent rules of the pack than the other (the direction's first speaker counts one)",
+    )
 
 
 @dataclass(frozen=True, slots=True, eq=False)

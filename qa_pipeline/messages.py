@@ -152,7 +152,7 @@ class Utterance(msgspec.Struct, frozen=True, gc=False):
     it counts for timing (gaps, holds, talk-over) and makes a missing phrase uncertain.
 
     ``verified``: required phrases a targeted second decode found the audio to support
-    although ``text`` (the unbiased decode) misses them (``asr/verify.py``). Only
+    although ``text`` (the unbiased decode) misses them (``qa_pipeline/verify.py``). Only
     ``require`` rules read them; banned-phrase rules and metrics see ``text`` alone.
     """
 

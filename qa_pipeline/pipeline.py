@@ -6,7 +6,6 @@ Live lines use the same stages fed incrementally; here a whole file is fed in on
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from collections import Counter
@@ -18,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from . import roles
-from .asr.engine import AsrEngine, AsrResult, to_utterances
+from .asr.engine import AsrEngine
+from .asr.result import AsrResult, to_utterances
 from .audio import CallAudio, channel_end, load_call
+from .callinfo import read_call_info
 from .config import PipelineConfig
-from .errors import AudioError, QAError
+from .errors import QAError
 from .messages import CallEnded, CallInfo, Scorecard, SpeechSegment, replace
-from .sinks.base import new_session_id
-from .transcript import Transcript, call_from_dict
+from .transcript import Transcript
 from .vad import merge_by_start, merge_turns, segment_channel
 
 log = logging.getLogger("qa_pipeline")
@@ -42,7 +42,7 @@ class AsrStats:
     segments: int
     dropped: tuple[tuple[str, int], ...] = ()
     cached: bool = False  # the transcript came from the store: no ASR ran
-    verify_seconds: float = 0.0  # of asr_seconds: verification decodes (asr/verify.py)
+    verify_seconds: float = 0.0  # of asr_seconds: verification decodes (verify.py)
 
     @property
     def rtf(self) -> float:
@@ -68,32 +68,6 @@ class CallResult:
     transcript: Transcript
     stats: AsrStats
     scorecard: Scorecard | None = None
-
-
-def sidecar_path(audio_path: Path) -> Path:
-    return audio_path.with_suffix(".json")
-
-
-def read_call_info(audio_path: Path, call_id: str | None = None) -> CallInfo:
-    """Call metadata from ``<stem>.json`` next to the audio (its ``call`` object), if any."""
-    side = sidecar_path(audio_path)
-    data: dict[str, Any] = {}
-    if side.is_file() and side != audio_path:
-        try:
-            doc = json.loads(side.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise AudioError(str(side), f"call metadata is not valid JSON: {e}") from e
-        if isinstance(doc, dict) and isinstance(doc.get("call"), dict):
-            data = dict(doc["call"])
-    data.setdefault("call_id", call_id or audio_path.stem)
-    if call_id:
-        data["call_id"] = call_id
-    data.setdefault("source", str(audio_path))
-    data.setdefault("session_id", new_session_id())  # this run of the call
-    try:
-        return call_from_dict(data)
-    except (ValueError, KeyError) as e:
-        raise AudioError(str(side), f"invalid call metadata: {e}") from e
 
 
 def audio_sha256(path: Path) -> str:
@@ -123,7 +97,7 @@ class Pipeline:
         ``pack``, else of the configured pack; () when ``asr.bias`` is off."""
         if self.config.asr.bias == "off":
             return ()
-        from .asr.bias import pack_terms
+        from .rules.terms import pack_terms
 
         return tuple(pack_terms(pack if pack is not None else self.pack(), self.config.asr.bias))
 
@@ -232,10 +206,10 @@ class Pipeline:
 
     def verify(self, transcript: Transcript, results: list[AsrResult]) -> Transcript:
         """The transcript with the required phrases a targeted second decode verifies
-        (``asr/verify.py``; only where a ``require`` rule on utterances is not met), and
+        (:mod:`.verify`; only where a ``require`` rule on utterances is not met), and
         the version of the phrase lists in its provenance."""
-        from .asr.engine import is_kept
-        from .asr.verify import verify_transcript, verify_version
+        from .asr.result import is_kept
+        from .verify import verify_transcript, verify_version
 
         pack = self.pack()
         kept = sorted(filter(is_kept, results), key=lambda r: (r.segment.start, r.segment.channel))

@@ -643,7 +643,7 @@ def name_transcript(transcript: Transcript, turns: MonoTurns, pack: RulePack) ->
     to its ``asr`` fields."""
     from dataclasses import replace as dc_replace
 
-    from .config import AudioConfig
+    from .audio import AudioConfig
 
     margin = turns.min_margin if turns.min_margin else AudioConfig().mono_min_margin
     utts, fields = assign_roles(

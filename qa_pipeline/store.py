@@ -53,7 +53,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import AsrConfig, AudioConfig, PipelineConfig
+from .asr.config import AsrConfig
+from .audio import AudioConfig
+from .config import PipelineConfig
+from .messages import Finding, Scorecard, Verdict
 from .transcript import Transcript, transcript_from_dict, transcript_to_dict
 
 DEFAULT_STORE = Path("out") / "qa-store.sqlite"
@@ -375,8 +378,6 @@ class Store:
         """Keep a call scored by ``qa-pipeline score`` (or a live service): its transcript
         must already be stored under ``key``; the scorecard goes under the run
         ``scored:<pack version>``. Returns the run id."""
-        from .rescore.scoring import result_row
-
         run_id = f"scored:{pack.version}"
         self.db.execute(
             "INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
@@ -413,6 +414,61 @@ RESULT_COLUMNS = (
     "verdicts",
     "created_at",
 )
+
+
+# A result row (``results`` in :data:`RESULT_COLUMNS` order) from a scorecard: written by
+# ``rescore`` and by :meth:`Store.record_score`; the store owns the shape of its rows.
+
+
+def finding_dict(f: Finding) -> dict[str, Any]:
+    return {
+        "rule_id": f.rule_id,
+        "severity": f.severity.value,
+        "message": f.message,
+        "weight": f.weight,
+        "decided_at": round(f.decided_at, 3),
+        "suggestion": f.suggestion,
+        "evidence": [
+            {
+                "utterance_index": e.utterance_index,
+                "role": e.role.value if e.role is not None else None,
+                "start": round(e.start, 3),
+                "end": round(e.end, 3),
+                "text": e.text,
+                "matched": e.matched,
+            }
+            for e in f.evidence
+        ],
+    }
+
+
+def result_row(run_id: str, call_id: str, key: str, card: Scorecard, now: float) -> tuple[Any, ...]:
+    failed = Verdict.FAILED
+    # rule id -> [verdict, deduction]; an uncertain one adds its pending deduction and why
+    verdicts: dict[str, list[Any]] = {}
+    for v in card.verdicts:
+        if v.verdict is Verdict.UNCERTAIN:
+            verdicts[v.rule_id] = [v.verdict.value, v.deduction, v.pending_deduction, v.detail]
+        else:
+            verdicts[v.rule_id] = [v.verdict.value, v.deduction]
+    return (
+        run_id,
+        call_id,
+        key,
+        "ok",
+        None,
+        round(card.score, 2),
+        card.grade,
+        int(card.failed),
+        compact_json([v.rule_id for v in card.verdicts if v.verdict is failed]),
+        compact_json([finding_dict(f) for f in card.findings]),
+        compact_json(verdicts),
+        now,
+    )
+
+
+def error_row(run_id: str, call_id: str, key: str, message: str, now: float) -> tuple[Any, ...]:
+    return (run_id, call_id, key, "error", message, None, None, None, "[]", "[]", "{}", now)
 
 
 def merge_call(doc_text: str, call_text: str | None) -> dict[str, Any]:

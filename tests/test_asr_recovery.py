@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from qa_pipeline.asr.engine import REPLACEMENT, AsrResult, clean_raw, suspect_reason, to_utterances
 from qa_pipeline.asr.guard import GuardResult, HallucinationGuard
+from qa_pipeline.asr.result import REPLACEMENT, AsrResult, clean_raw, suspect_reason, to_utterances
 from qa_pipeline.evaluation import cer_counts
 from qa_pipeline.messages import Role, SpeechSegment
 

@@ -1,8 +1,9 @@
 """Decoder bias from the rule pack: what is told to Whisper, and how it meets the cache."""
 
-from qa_pipeline.asr.bias import MAX_TERMS_CHARS, bias_terms, bias_version, pack_terms
+from qa_pipeline.asr.bias import MAX_TERMS_CHARS, bias_terms, bias_version
 from qa_pipeline.config import load_config
 from qa_pipeline.rules import load_pack
+from qa_pipeline.rules.terms import pack_terms
 from qa_pipeline.store import transcript_settings
 
 

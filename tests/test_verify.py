@@ -1,4 +1,4 @@
-"""Targeted verification decode (asr/verify.py): a required phrase Whisper misheard is
+"""Targeted verification decode (qa_pipeline/verify.py): a required phrase Whisper misheard is
 accepted as heard only when a decode hinted with the rule's phrases holds it and the audio
 scores that reading about as well as the heard one; the transcript text is never changed,
 and only ``require`` rules read what was verified."""
@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from qa_pipeline.asr.verify import new_phrases, rule_hint, verify_version
 from qa_pipeline.messages import CallEnded, CallInfo, Role, Utterance, Verdict, replace
 from qa_pipeline.rules import load_pack, score_transcript
 from qa_pipeline.rules.engine import score_unmet
 from qa_pipeline.transcript import Transcript, transcript_from_dict, transcript_to_dict
+from qa_pipeline.verify import new_phrases, rule_hint, verify_version
 
 
 def _call(texts: list[tuple[Role, str]]) -> Transcript:
@@ -138,11 +138,11 @@ rules:
 def test_a_misheard_farewell_is_verified_and_an_unsaid_one_is_not(
     engine: Any, tmp_path: Path, said: str, variant: str, accepted: bool
 ) -> None:
-    from qa_pipeline.asr.verify import Check, verify_transcript
     from qa_pipeline.audio import resample
     from qa_pipeline.config import load_config
     from qa_pipeline.messages import SpeechSegment
     from qa_pipeline.samples.generate import Voice, render_speech
+    from qa_pipeline.verify import Check, verify_transcript
 
     (tmp_path / "pack.yaml").write_text(CLOSING_PACK, encoding="utf-8")
     (tmp_path / "rules.yaml").write_text(CLOSING_RULES, encoding="utf-8")

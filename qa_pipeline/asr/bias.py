@@ -14,54 +14,22 @@ The list is versioned (:func:`bias_version`, a hash of the prompt text). A trans
 the version it was made with; the transcript cache keys on whether biasing is on, not on
 the list, so editing a rule never silently re-transcribes an archive: ``rescore`` says how
 many stored transcripts were made with another list.
+
+The pack's terms are chosen by :func:`qa_pipeline.rules.terms.pack_terms` (the rule pack
+knows its own conditions); this module only receives them as strings.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..config import AsrConfig
-    from ..rules.loader import RulePack
+    from .config import AsrConfig
 
 MAX_TERMS_CHARS = 80  # the prompt stays short: long prompts slow decoding and get copied
 SEPARATOR = "，"
-
-
-def _required_phrases(cond: Any, negated: bool = False) -> Iterator[str]:
-    """The first phrase of each phrase list a condition requires (not under ``not``)."""
-    if cond is None:
-        return
-    for op, v in cond.operators():
-        if op in ("all", "any"):
-            for c in v:
-                yield from _required_phrases(c, negated)
-        elif op in ("not",):
-            continue
-        elif op == "exists":
-            yield from _required_phrases(v, negated)
-        elif op == "fuzzy" and not negated and v.phrases:
-            yield v.phrases[0]
-        elif op == "keyword" and not negated and v.any:
-            yield v.any[0]
-
-
-def pack_terms(pack: RulePack, mode: str = "pack") -> list[str]:
-    """The company name, then (``mode`` ``"pack"``) the required agent phrases in rule
-    order; ``"company"``: the company name alone; ``"off"``: nothing."""
-    if mode == "off":
-        return []
-    terms = [pack.settings.company_name]
-    if mode == "company":
-        return terms
-    for rule in pack.rules:
-        spec = rule.spec
-        if rule.mode != "require" or not spec.enabled or spec.scope.role not in ("agent", "any"):
-            continue
-        terms.extend(_required_phrases(spec.require))
-    return terms
 
 
 def bias_terms(terms: Iterable[str]) -> tuple[str, ...]:

@@ -25,16 +25,17 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from ..messages import SpeechSegment
 from ..text import normalise
-from .engine import MAX_TARGET_TOKENS, AsrResult, clean_raw, suspect_reason
+from .guard import HallucinationGuard
+from .result import MAX_TARGET_TOKENS, AsrResult, clean_raw, suspect_reason
 
 if TYPE_CHECKING:
-    from .engine import AsrEngine
+    from .config import AsrConfig
 
 SAMPLE_RATE = 16000
 HOP = 160  # samples per log-mel frame
@@ -73,6 +74,16 @@ def cut_at_timestamp(tokens: Sequence[int], timestamp_begin: int, duration: floa
             continue
         out.append(t)
     return out
+
+
+class AsrEngine(Protocol):
+    """What a fitted decode uses of :class:`~qa_pipeline.asr.engine.AsrEngine` (which
+    builds the decoder, so this module does not import it): the loaded faster-whisper
+    model, the decode settings and the hallucination guard."""
+
+    model: Any
+    config: AsrConfig
+    guard: HallucinationGuard
 
 
 class FittedDecoder:

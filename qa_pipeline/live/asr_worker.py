@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from ..asr.engine import AsrResult
+from ..asr.result import AsrResult
 from ..messages import SpeechSegment
 from .decoder import LiveDecoder
 

@@ -18,7 +18,7 @@ utterance with queued utterances of all lines decoded as one batch.
   except that a decode that loops, hits its token cap or breaks a character is decoded again
   (:meth:`AsrEngine.recover <qa_pipeline.asr.engine.AsrEngine.recover>`), as on recorded calls.
 
-Both return :class:`~qa_pipeline.asr.engine.AsrResult` through the engine's hallucination
+Both return :class:`~qa_pipeline.asr.result.AsrResult` through the engine's hallucination
 guard and text normalisation. Every method is blocking and thread-safe; call it from a
 worker thread (see :mod:`.asr_worker`).
 """
@@ -30,8 +30,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..asr import fitted as _fitted
-from ..asr.engine import AsrEngine, AsrResult
+from ..asr.engine import AsrEngine
 from ..asr.fitted import FittedDecoder, FittedOptions, cut_at_timestamp
+from ..asr.result import AsrResult
 from ..messages import SpeechSegment
 
 __all__ = ["DecodeOptions", "LiveDecoder", "cut_at_timestamp", "fitted_window"]

@@ -21,9 +21,8 @@ import numpy as np
 import soxr
 
 from ..audio import DIGITAL_SILENCE, MIN_HANGUP_SILENCE_S, resample
-from ..config import VadConfig
 from ..messages import AudioChunk, CallInfo, SpeechSegment, replace
-from ..vad import StreamingVad
+from ..vad import StreamingVad, VadConfig
 
 ASR_RATE = 16000
 VAD_RATES = (8000, 16000, 32000, 48000)

@@ -40,11 +40,11 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry
 
-from ..asr.bias import pack_terms
 from ..asr.engine import AsrEngine
 from ..logs import LOG_CALL, LOG_PEER
 from ..messages import AudioChunk, CallInfo, Role, Scorecard, SpeechSegment
 from ..rules import RulePack, load_pack
+from ..rules.terms import pack_terms
 from ..sinks import FanOut, build_sinks
 from ..sinks.base import Event
 from ..sources.base import EndReason, Source, SourceError

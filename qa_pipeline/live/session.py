@@ -43,8 +43,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..asr.engine import AsrResult, is_kept
-from ..config import VadConfig
+from ..asr.result import AsrResult, is_kept
 from ..messages import (
     AudioChunk,
     CallEnded,
@@ -57,6 +56,7 @@ from ..messages import (
 from ..rules import CallEvaluator, RulePack
 from ..sinks.base import Event, EventFactory, with_session
 from ..sources.base import EndReason
+from ..vad import VadConfig
 from .asr_worker import AsrJob, AsrQueue
 from .evaluator import CallRules, RuleLane
 from .segmenter import ASR_RATE, MAX_GAP_S, VAD_RATES, CallSegmenter, ChannelInput

@@ -7,6 +7,7 @@ The command is ``qa-pipeline rescore`` (``qa_pipeline.rescore.cli``), also runna
 (:mod:`qa_pipeline.store`).
 """
 
-from .run import CallError, RescoreOptions, RescoreSummary, rescore
+from .run import RescoreOptions, rescore
+from .summary import CallError, RescoreSummary
 
 __all__ = ["CallError", "RescoreOptions", "RescoreSummary", "rescore"]

@@ -22,7 +22,8 @@ from rich.table import Table
 from ..cli_errors import fail
 from ..errors import QAError
 from ..store import DEFAULT_STORE
-from .run import RescoreOptions, RescoreSummary, rescore
+from .run import RescoreOptions, rescore
+from .summary import RescoreSummary
 
 
 def rescore_command(

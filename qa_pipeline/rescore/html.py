@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import re
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..rules import RulePack
-from .outputs import aggregate, rule_info
-
-if TYPE_CHECKING:
-    from .run import RescoreSummary
+from .summary import RescoreSummary, aggregate, rule_info
 
 MAX_LINKS = 60  # call links per rule cell; the rest are counted (diff.jsonl has them all)
 MAX_EVIDENCE_CALLS = 400

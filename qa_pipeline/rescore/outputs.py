@@ -9,15 +9,14 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..rules import RulePack
 from ..store import Store, compact_json
-
-if TYPE_CHECKING:
-    from .run import RescoreSummary
+from .html import render_report
+from .summary import RescoreSummary, rule_info, uncertain_rules
 
 CSV_COLUMNS = (
     "call_id",
@@ -34,14 +33,6 @@ CSV_COLUMNS = (
     "review",
     "uncertain_rules",
 )
-
-
-def uncertain_rules(r: dict[str, Any]) -> list[str]:
-    """The rules of a result row whose verdict is ``uncertain`` (the call needs review)."""
-    text = r.get("verdicts") or ""
-    if '"uncertain"' not in text:
-        return []
-    return [rid for rid, v in json.loads(text).items() if v and v[0] == "uncertain"]
 
 
 def write_outputs(
@@ -76,8 +67,6 @@ def write_outputs(
         stale = out / "diff.jsonl"
         if stale.exists():
             stale.unlink()
-    from .html import render_report
-
     html = render_report(rows, pack, base, diff, summary)
     _atomic_write(paths["report.html"], html)
     return paths, _diff_summary(diff)
@@ -151,17 +140,6 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
                 )
             )
     os.replace(tmp, path)
-
-
-def rule_info(pack: RulePack) -> dict[str, dict[str, Any]]:
-    return {
-        r.spec.id: {
-            "description": r.spec.description,
-            "severity": r.spec.severity.value,
-            "weight": r.spec.weight,
-        }
-        for r in pack.rules
-    }
 
 
 def compute_diff(
@@ -338,62 +316,4 @@ def _diff_summary(diff: dict[str, Any]) -> dict[str, Any]:
             if r["newly_flagged"] or r["no_longer_flagged"]
         },
         "grade_changes": sum(1 for c in diff["calls"] if c["old_grade"] != c["new_grade"]),
-    }
-
-
-def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """What the report's charts show."""
-    ok = [r for r in rows if r["status"] == "ok"]
-    bins = [0] * 10
-    grades: Counter[str] = Counter()
-    by_rule: Counter[str] = Counter()
-    unsure_by_rule: Counter[str] = Counter()
-    review = 0
-    agents: dict[str, dict[str, Any]] = defaultdict(
-        lambda: {
-            "calls": 0,
-            "score_sum": 0.0,
-            "failed": 0,
-            "review": 0,
-            "violations": 0,
-            "rules": Counter(),
-        }
-    )
-    days: dict[str, dict[str, Any]] = defaultdict(
-        lambda: {"calls": 0, "score_sum": 0.0, "violations": 0, "failed": 0}
-    )
-    for r in ok:
-        score = float(r["score"])
-        bins[min(int(score // 10), 9)] += 1
-        grades[r["grade"]] += 1
-        fr = json.loads(r["failed_rules"] or "[]")
-        by_rule.update(fr)
-        unsure = uncertain_rules(r)
-        unsure_by_rule.update(unsure)
-        review += int(bool(unsure))
-        a = agents[r.get("agent_id") or "(unknown)"]
-        a["calls"] += 1
-        a["score_sum"] += score
-        a["failed"] += int(bool(r["failed"]))
-        a["review"] += int(bool(unsure))
-        a["violations"] += len(fr)
-        a["rules"].update(fr)
-        day = (r.get("started_at") or "")[:10] or "(unknown)"
-        d = days[day]
-        d["calls"] += 1
-        d["score_sum"] += score
-        d["violations"] += len(fr)
-        d["failed"] += int(bool(r["failed"]))
-    return {
-        "ok": len(ok),
-        "errors": [r for r in rows if r["status"] != "ok"],
-        "bins": bins,
-        "grades": grades,
-        "by_rule": by_rule,
-        "uncertain_by_rule": unsure_by_rule,
-        "review": review,
-        "agents": dict(agents),
-        "days": dict(sorted(days.items())),
-        "mean": sum(float(r["score"]) for r in ok) / len(ok) if ok else 0.0,
-        "failed": sum(1 for r in ok if r["failed"]),
     }

@@ -30,21 +30,25 @@ from typing import Any
 
 from rich.console import Console
 
+from ..callinfo import read_call_info
 from ..config import PipelineConfig, load_config
 from ..errors import QAError
-from ..pipeline import Pipeline, audio_sha256, read_call_info
+from ..pipeline import Pipeline, audio_sha256
 from ..rules import RulePack, load_pack
 from ..store import (
     DEFAULT_STORE,
     Store,
     canonical_json,
     doc_key,
+    error_row,
     settings_hash,
     transcript_settings,
 )
 from ..transcript import call_to_dict, transcript_to_dict
-from .scoring import PackSpec, ScoreJob, chunks, error_row, init_worker, score_chunk, set_state
+from .outputs import write_outputs
+from .scoring import PackSpec, ScoreJob, chunks, init_worker, score_chunk, set_state
 from .sources import read_document, read_kafka_transcripts, scan_directories
+from .summary import CallError, RescoreSummary
 
 log = logging.getLogger("qa_pipeline.rescore")
 
@@ -69,44 +73,6 @@ class RescoreOptions:
     chunk_size: int = 200
     progress: bool = True
     kafka_idle_timeout_s: float = 10.0
-
-
-@dataclass
-class CallError:
-    call_id: str
-    source: str
-    message: str
-
-
-@dataclass
-class RescoreSummary:
-    run_id: str
-    baseline_run_id: str | None
-    pack: str
-    baseline_pack: str | None
-    calls: int = 0
-    scored: int = 0
-    resumed: int = 0  # calls with every result already committed (nothing to do)
-    reused: int = 0  # (call, pack) results already committed and kept
-    transcribed: int = 0
-    cached: int = 0
-    imported: int = 0
-    errors: list[CallError] = field(default_factory=list)
-    workers: int = 1
-    asr_seconds: float = 0.0
-    audio_seconds: float = 0.0
-    score_seconds: float = 0.0
-    seconds: float = 0.0
-    outputs: dict[str, Path] = field(default_factory=dict)
-    diff: dict[str, Any] = field(default_factory=dict)
-    kafka: dict[str, int] = field(default_factory=dict)
-    #: the decoder bias version the pack and config give now, and the calls whose stored
-    #: transcript was decoded with another one (asr.bias): kept, not re-transcribed
-    bias_version: str | None = None
-    stale_bias: list[str] = field(default_factory=list)
-    #: the same for the verification decode's phrase lists (asr.verify, asr/verify.py)
-    verify_version: str | None = None
-    stale_verify: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -204,8 +170,6 @@ def rescore(
             _score(opts, store, cfg, runs, pack_path, opts.baseline, targets, summary, prog)
             for rid, _ in runs:
                 store.finish_run(rid)
-
-        from .outputs import write_outputs
 
         wanted = set(targets) | set(errors)
         summary.calls = len(wanted)
@@ -350,8 +314,9 @@ def _stale_bias(
 ) -> None:
     """Which targets' transcripts were decoded with another bias list than this pack and
     config give (an edited company name or required phrase): said, not re-transcribed."""
-    from ..asr.bias import bias_version, pack_terms, told_terms
-    from ..asr.verify import verify_version
+    from ..asr.bias import bias_version, told_terms
+    from ..rules.terms import pack_terms
+    from ..verify import verify_version
 
     now = bias_version(told_terms(cfg.asr, pack_terms(pack, cfg.asr.bias)))
     summary.bias_version = now

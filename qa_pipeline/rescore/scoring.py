@@ -21,14 +21,11 @@ from ..messages import (
     CallEnded,
     CallInfo,
     Direction,
-    Finding,
     Role,
-    Scorecard,
     Utterance,
-    Verdict,
 )
 from ..rules import RulePack, batch_gc, load_pack, score_transcript
-from ..store import Store, compact_json
+from ..store import Store, error_row, result_row
 from ..transcript import Transcript
 
 _ROLES = {r.value: r for r in Role}
@@ -127,57 +124,6 @@ def fast_transcript(d: dict[str, Any]) -> Transcript:
         ended=CallEnded(call_id=cid, end=duration, channel_ends=ends),
         asr=tuple(sorted((d.get("asr") or {}).items())),
     )
-
-
-def finding_dict(f: Finding) -> dict[str, Any]:
-    return {
-        "rule_id": f.rule_id,
-        "severity": f.severity.value,
-        "message": f.message,
-        "weight": f.weight,
-        "decided_at": round(f.decided_at, 3),
-        "suggestion": f.suggestion,
-        "evidence": [
-            {
-                "utterance_index": e.utterance_index,
-                "role": e.role.value if e.role is not None else None,
-                "start": round(e.start, 3),
-                "end": round(e.end, 3),
-                "text": e.text,
-                "matched": e.matched,
-            }
-            for e in f.evidence
-        ],
-    }
-
-
-def result_row(run_id: str, call_id: str, key: str, card: Scorecard, now: float) -> tuple[Any, ...]:
-    failed = Verdict.FAILED
-    # rule id -> [verdict, deduction]; an uncertain one adds its pending deduction and why
-    verdicts: dict[str, list[Any]] = {}
-    for v in card.verdicts:
-        if v.verdict is Verdict.UNCERTAIN:
-            verdicts[v.rule_id] = [v.verdict.value, v.deduction, v.pending_deduction, v.detail]
-        else:
-            verdicts[v.rule_id] = [v.verdict.value, v.deduction]
-    return (
-        run_id,
-        call_id,
-        key,
-        "ok",
-        None,
-        round(card.score, 2),
-        card.grade,
-        int(card.failed),
-        compact_json([v.rule_id for v in card.verdicts if v.verdict is failed]),
-        compact_json([finding_dict(f) for f in card.findings]),
-        compact_json(verdicts),
-        now,
-    )
-
-
-def error_row(run_id: str, call_id: str, key: str, message: str, now: float) -> tuple[Any, ...]:
-    return (run_id, call_id, key, "error", message, None, None, None, "[]", "[]", "{}", now)
 
 
 def score_chunk(chunk: Sequence[tuple[str, tuple[int, ...]]]) -> list[tuple[Any, ...]]:

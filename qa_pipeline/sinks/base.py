@@ -21,7 +21,6 @@ from __future__ import annotations
 import enum
 import json
 import logging
-import secrets
 import threading
 import time
 import uuid
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
+from ..callinfo import new_session_id
 from ..messages import (
     SCHEMA_VERSION,
     CallInfo,
@@ -106,12 +106,6 @@ class Event:
             payload=dict(d["payload"]),
             session_id=str(d.get("session_id") or ""),
         )
-
-
-def new_session_id() -> str:
-    """A fresh session id: 32 hex digits, the first 12 the Unix time in ms (ids sort by
-    start time, like a ULID or UUIDv7), then 80 random bits."""
-    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
 
 
 def with_session(call: CallInfo) -> CallInfo:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..audio import load_call
+from ..callinfo import read_call_info
 from ..errors import QAError
 from ..messages import AudioChunk, CallInfo, Role, Samples, replace
 from .base import CallHandler, EndReason
@@ -63,8 +64,6 @@ class ReplaySource:
                 await t
 
     async def _play(self, h: CallHandler, path: Path, index: int) -> None:
-        from ..pipeline import read_call_info
-
         rnd = 0
         while True:
             try:

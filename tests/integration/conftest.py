@@ -177,11 +177,11 @@ def prom_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PromStack]:
 
 
 class Replay:
-    """``python -m qa_pipeline.sinks.replay`` as a separate process, its status lines parsed."""
+    """``python -m qa_pipeline.replay`` as a separate process, its status lines parsed."""
 
     def __init__(self, *args: str, cwd: Path) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "qa_pipeline.sinks.replay", "--log-level", "WARNING", *args],
+            [sys.executable, "-m", "qa_pipeline.replay", "--log-level", "WARNING", *args],
             cwd=cwd,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from qa_pipeline.replay import with_document_session
 from qa_pipeline.sinks import Event, events_for_call
 from qa_pipeline.sinks.codec import finding_from_dict, scorecard_from_dict
-from qa_pipeline.sinks.replay import with_document_session
 from qa_pipeline.transcript import transcript_from_dict
 
 CALLS_DIR = Path(__file__).resolve().parents[1] / "sinks" / "data" / "calls"

@@ -56,7 +56,7 @@ class FakeEngine:
     """Stands in for AsrEngine: same settings, a fixed text per segment, counts decodes."""
 
     def __init__(self, config: PipelineConfig) -> None:
-        # fixed texts: no audio to verify a missing phrase against (asr/verify.py)
+        # fixed texts: no audio to verify a missing phrase against (qa_pipeline/verify.py)
         self.config = config.asr.model_copy(update={"verify": False})
         self.settings = asr_settings(config.asr)
         self.calls = 0

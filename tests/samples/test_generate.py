@@ -180,8 +180,8 @@ def test_call_is_dual_channel_8k_ulaw_matching_sidecar(calls: dict[str, Path]) -
 
 @needs_tools
 def test_pipeline_reads_the_sidecar(calls: dict[str, Path]) -> None:
+    from qa_pipeline.callinfo import read_call_info
     from qa_pipeline.messages import Direction
-    from qa_pipeline.pipeline import read_call_info
 
     info = read_call_info(calls["perfect"])
     assert info.call_id == "perfect"

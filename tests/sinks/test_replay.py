@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from qa_pipeline.replay import main
 from qa_pipeline.sinks import JsonlSink, SinksConfig, build_sinks
-from qa_pipeline.sinks.replay import main
 
 CALLS = Path(__file__).parent / "data" / "calls"
 

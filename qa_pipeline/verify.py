@@ -18,6 +18,9 @@ transcript text stays the unbiased decode (CER unchanged), and only ``require`` 
 them (a banned phrase can never appear this way: ``forbid`` rules see the text alone, and
 the hints are the required phrases only). The phrase lists are versioned
 (:func:`verify_version`) in the transcript's provenance, as the decoder bias is.
+
+It reads the rule pack (which rules are unmet, their phrases) and drives the ASR engine, so
+it sits above both stages, beside the recorded pipeline that runs it.
 """
 
 from __future__ import annotations
@@ -34,14 +37,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..text import normalise
-from .engine import FITTED_PAD_S, MAX_TARGET_TOKENS, clean_raw
+from .asr.engine import FITTED_PAD_S
+from .asr.result import MAX_TARGET_TOKENS, clean_raw
+from .text import normalise
 
 if TYPE_CHECKING:
-    from ..messages import SpeechSegment, Utterance
-    from ..rules.loader import RulePack
-    from ..transcript import Transcript
-    from .engine import AsrEngine
+    from .asr.engine import AsrEngine
+    from .messages import SpeechSegment, Utterance
+    from .rules.loader import RulePack
+    from .transcript import Transcript
 
 log = logging.getLogger("qa_pipeline.asr.verify")
 
@@ -213,7 +217,7 @@ class Verifier:
         c = self.engine.config
         if c.window != "fitted":
             return 30
-        from .fitted import fitted_window
+        from .asr.fitted import fitted_window
 
         return fitted_window(seconds, c.min_window_seconds, FITTED_PAD_S)
 
@@ -320,8 +324,8 @@ def verify_transcript(
     Every decode made is appended to ``checks`` when given."""
     from dataclasses import replace as dc_replace
 
-    from ..messages import Verdict, replace
-    from ..rules.engine import score_unmet
+    from .messages import Verdict, replace
+    from .rules.engine import score_unmet
 
     card, unmet = score_unmet(pack, transcript)
     open_ = {v.rule_id for v in card.verdicts if v.verdict in (Verdict.FAILED, Verdict.UNCERTAIN)}

@@ -1,6 +1,6 @@
 """Replay stored transcripts through the sinks, with metrics: a small real process.
 
-    python -m qa_pipeline.sinks.replay --transcripts DIR_OR_FILES... \\
+    python -m qa_pipeline.replay --transcripts DIR_OR_FILES... \\
         [--kafka HOST:PORT[,HOST:PORT]] [--spool DIR] [--jsonl DIR] [--stdout] \\
         [--metrics-port N] [--pace SECONDS] [--hold SECONDS] [--drain-only]
 
@@ -34,16 +34,16 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from ..messages import Finding, Scorecard, Utterance, replace
-from ..metrics import MetricsServer, PipelineMetrics, start_metrics_server
-from ..transcript import Transcript, transcript_from_dict
-from .base import EventFactory, FanOut, call_timeline, events_for_message
-from .codec import finding_from_dict, scorecard_from_dict
-from .config import SinksConfig, build_sinks
-from .jsonl import JsonlSinkConfig
-from .kafka import KafkaSinkConfig, KafkaTopics, SpoolConfig
+from .messages import Finding, Scorecard, Utterance, replace
+from .metrics import MetricsServer, PipelineMetrics, start_metrics_server
+from .sinks.base import EventFactory, FanOut, call_timeline, events_for_message
+from .sinks.codec import finding_from_dict, scorecard_from_dict
+from .sinks.config import SinksConfig, build_sinks
+from .sinks.jsonl import JsonlSinkConfig
+from .sinks.kafka import KafkaSinkConfig, KafkaTopics, SpoolConfig
+from .transcript import Transcript, transcript_from_dict
 
-log = logging.getLogger("qa_pipeline.sinks.replay")
+log = logging.getLogger("qa_pipeline.replay")
 
 
 def status(kind: str, **fields: Any) -> None:
@@ -91,7 +91,7 @@ def score(
         )
         return findings, sc
     try:
-        from ..rules import load_pack, score_transcript
+        from .rules import load_pack, score_transcript
     except ImportError:
         if mode == "engine":
             raise
@@ -173,7 +173,7 @@ def build_config(args: argparse.Namespace) -> SinksConfig:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m qa_pipeline.sinks.replay", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m qa_pipeline.replay", description=__doc__)
     ap.add_argument("--transcripts", nargs="*", default=[], help="JSON files or directories")
     ap.add_argument("--kafka", help="bootstrap servers, comma separated (none = JSONL only)")
     ap.add_argument("--topic-prefix", default="qa.")
@@ -254,7 +254,7 @@ def _pid() -> int:
 
 
 def _spooled(sinks: FanOut) -> int:
-    from .kafka import KafkaSink
+    from .sinks.kafka import KafkaSink
 
     return sum(len(s.spool) for _, s in sinks.sinks if isinstance(s, KafkaSink))
 
