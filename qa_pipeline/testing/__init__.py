@@ -1,0 +1,11 @@
+"""What tests and benchmarks share: synthetic calls, one recording sink, one fake decoder,
+and a harness that drives one stage in-process (``run_stage``).
+
+Importable without pytest, so ``benchmarks/`` use the same pieces as ``tests/``.
+"""
+
+from __future__ import annotations
+
+from .calls import default_company, make_call, make_calls
+
+__all__ = ["default_company", "make_call", "make_calls"]
