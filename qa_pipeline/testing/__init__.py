@@ -7,5 +7,6 @@ Importable without pytest, so ``benchmarks/`` use the same pieces as ``tests/``.
 from __future__ import annotations
 
 from .calls import default_company, make_call, make_calls
+from .recorder import Recorder
 
-__all__ = ["default_company", "make_call", "make_calls"]
+__all__ = ["Recorder", "default_company", "make_call", "make_calls"]

@@ -1,5 +1,5 @@
 """Helpers of the hostile-client suite: calls made of the real clips, a Twilio client
-paced in real time, an in-memory sink."""
+paced in real time."""
 
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ from typing import Any
 
 import numpy as np
 
-# the live tests' clips, in-memory sink and call builders (tests/ is on the path)
+# the live tests' clips and call builders (tests/ is on the path)
 from live.conftest import ANSWER_CLIP as ANSWER_CLIP
 from live.conftest import BAN_CLIP as BAN_CLIP
-from live.conftest import MemorySink as MemorySink
 from live.conftest import clip8k as clip8k
 from live.conftest import two_channel as two_channel
 

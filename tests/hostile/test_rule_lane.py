@@ -20,11 +20,11 @@ import pytest
 from qa_pipeline.asr.engine import AsrResult
 from qa_pipeline.live.decoder import DecodeOptions
 from qa_pipeline.messages import SpeechSegment
+from qa_pipeline.testing import Recorder
 
 from .helpers import (
     CHARS,
     TOKEN,
-    MemorySink,
     ban_call_audio,
     send_twilio_call,
     wait_for,
@@ -116,7 +116,7 @@ def test_heavy_rule_evaluation_leaves_the_event_loop_turning(
         },
     )
     audio = ban_call_audio(speech_dir)
-    sink = MemorySink()
+    sink = Recorder()
 
     async def main() -> tuple[float, float, Any]:
         svc = service.LiveService(

@@ -20,8 +20,9 @@ from qa_pipeline.live.decoder import DecodeOptions
 from qa_pipeline.messages import Role, SpeechSegment
 from qa_pipeline.sources.codec import ulaw_encode
 from qa_pipeline.sources.twilio import TwilioSerializer
+from qa_pipeline.testing import Recorder
 
-from .conftest import BAN_CLIP, MemorySink, clip8k, two_channel
+from .conftest import BAN_CLIP, clip8k, two_channel
 
 FRAME = 160  # 20 ms at 8 kHz
 TEXT = {Role.AGENT: "甚至出现交易几乎停滞的情况", Role.CUSTOMER: "换一首歌"}
@@ -63,7 +64,7 @@ FLOOD_S = 180.0  # seconds of audio the flooding client has to send
 TOKEN = "fairness-test-token"  # the media token the test clients present
 
 
-def make_service(pack_path: Path, sink: MemorySink, **live: Any) -> Any:
+def make_service(pack_path: Path, sink: Recorder, **live: Any) -> Any:
     from prometheus_client import CollectorRegistry
 
     from qa_pipeline.live.config import load_serve_config
@@ -147,7 +148,7 @@ async def wait_for(pred: Any, limit_s: float = 30.0) -> None:
         await asyncio.sleep(0.05)
 
 
-def card_of(sink: MemorySink, call_id: str) -> dict[str, Any]:
+def card_of(sink: Recorder, call_id: str) -> dict[str, Any]:
     ((_, ev),) = sink.of("scorecard", call_id)
     return dict(ev.payload)
 
@@ -171,7 +172,7 @@ def test_a_flood_beside_a_normal_call_leaves_its_scorecard_unchanged(
     LIVE = {"per_call_queue_max": 2, "burst_s": 30.0}
 
     async def alone() -> dict[str, Any]:
-        sink = MemorySink()
+        sink = Recorder()
         svc = make_service(pack_path, sink, **LIVE)
         await svc.start()
         url = f"ws://127.0.0.1:{svc.sources[0].bound_port}/media"
@@ -181,7 +182,7 @@ def test_a_flood_beside_a_normal_call_leaves_its_scorecard_unchanged(
         return card_of(sink, "normal")
 
     async def beside_a_flood() -> tuple[dict[str, Any], dict[str, Any], Any, Any, float]:
-        sink = MemorySink()
+        sink = Recorder()
         svc = make_service(pack_path, sink, **LIVE)
         await svc.start()
         url = f"ws://127.0.0.1:{svc.sources[0].bound_port}/media"
@@ -236,7 +237,7 @@ def test_timestamps_that_jump_ahead_are_refused(
 ) -> None:
     """Frames stamped 30 s apart (a 16.7 h call once): the call is cut off at the first
     frame past the burst allowance; the silence is never filled."""
-    sink = MemorySink()
+    sink = Recorder()
 
     async def main() -> Any:
         svc = make_service(pack_path, sink, max_speed=1.0, burst_s=5.0)
@@ -257,7 +258,7 @@ def test_timestamps_that_jump_ahead_are_refused(
 def test_admission_limit_and_shutdown_mark_what_they_cut(
     stub_decoder: None, pack_path: Path, ban_call: np.ndarray
 ) -> None:
-    sink = MemorySink()
+    sink = Recorder()
 
     async def main() -> Any:
         svc = make_service(pack_path, sink, max_calls=1)
