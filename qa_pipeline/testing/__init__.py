@@ -7,6 +7,16 @@ Importable without pytest, so ``benchmarks/`` use the same pieces as ``tests/``.
 from __future__ import annotations
 
 from .calls import default_company, make_call, make_calls
+from .decoder import FakeDecoder, TextFor
+from .harness import run_stage
 from .recorder import Recorder
 
-__all__ = ["Recorder", "default_company", "make_call", "make_calls"]
+__all__ = [
+    "FakeDecoder",
+    "Recorder",
+    "TextFor",
+    "default_company",
+    "make_call",
+    "make_calls",
+    "run_stage",
+]

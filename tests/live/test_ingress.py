@@ -35,7 +35,7 @@ from qa_pipeline.sources.twilio import (
     url_variants,
 )
 from qa_pipeline.sources.websocket import WebSocketSource
-from qa_pipeline.testing import Recorder
+from qa_pipeline.testing import FakeDecoder, Recorder
 
 AUTH_TOKEN = "0123456789abcdef0123456789abcdef"  # a Twilio account's auth token (made up)
 MEDIA_TOKEN = "media-token-7c1e"
@@ -378,20 +378,6 @@ def test_good_ids_pass(text: str) -> None:
     assert check_id(text, "id") == text
 
 
-class StubDecoder:
-    """Every utterance is heard as the banned word: scoring without a model."""
-
-    def __init__(self, *_: Any) -> None:
-        from qa_pipeline.live.decoder import DecodeOptions
-
-        self.opts = DecodeOptions(window="fitted")
-
-    def decode(self, segs: Any) -> list[Any]:
-        from qa_pipeline.asr.engine import AsrResult
-
-        return [AsrResult(s, "甚至出现交易", "甚至出现交易", 0.9, 0.0, "zh", 6, 0.01) for s in segs]
-
-
 def test_hostile_ids_never_reach_a_log_line_and_signed_calls_are_scored(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
@@ -410,7 +396,10 @@ def test_hostile_ids_never_reach_a_log_line_and_signed_calls_are_scored(
 
     from .conftest import BAN_CLIP, clip8k
 
-    monkeypatch.setattr(service_mod, "LiveDecoder", StubDecoder)
+    # every utterance is heard as the banned word: scoring without a model
+    monkeypatch.setattr(
+        service_mod, "LiveDecoder", FakeDecoder("甚至出现交易", confidence=0.9, tokens=6)
+    )
     caplog.set_level(logging.DEBUG)
     speech = ulaw_encode(clip8k(speech_dir, BAN_CLIP))
     cfg = load_serve_config(
