@@ -6,7 +6,7 @@ Importable without pytest, so ``benchmarks/`` use the same pieces as ``tests/``.
 
 from __future__ import annotations
 
-from .calls import default_company, make_call, make_calls
+from .calls import Turn, default_company, make_call, make_calls, transcript
 from .decoder import FakeDecoder, TextFor
 from .harness import run_stage
 from .recorder import Recorder
@@ -15,8 +15,10 @@ __all__ = [
     "FakeDecoder",
     "Recorder",
     "TextFor",
+    "Turn",
     "default_company",
     "make_call",
     "make_calls",
     "run_stage",
+    "transcript",
 ]

@@ -1,4 +1,5 @@
-"""Synthetic Mandarin call-centre calls for tests and benchmarks (``make_call``).
+"""Calls for tests and benchmarks: hand-written ones (``transcript``) and synthetic
+Mandarin call-centre calls (``make_call``).
 
 Built from a bank of realistic call-centre sentences with a deterministic seed: a scripted
 opening, a body mixing customer questions / complaints and agent answers (some with
@@ -12,12 +13,13 @@ from __future__ import annotations
 
 import functools
 import random
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from qa_pipeline.messages import CallEnded, CallInfo, Direction, Role, Utterance
 from qa_pipeline.transcript import Transcript
 
-__all__ = ["BAD_RATE", "default_company", "make_call", "make_calls"]
+__all__ = ["BAD_RATE", "Turn", "default_company", "make_call", "make_calls", "transcript"]
 
 OPEN_AGENT = [
     "您好，{company}客服，我是工号{n}，请问有什么可以帮您？",
@@ -77,6 +79,47 @@ CLOSE_AGENT = [
 NAMES = ["王", "李", "张", "刘", "陈", "杨", "赵", "黄"]
 
 
+Turn = tuple[str | Role, float, float, str] | tuple[str | Role, float, float, str, float | None]
+"""A turn of a hand-written call: (role, start, end, text[, level dBFS]); the role is a
+:class:`Role` or ``"a"`` / ``"agent"`` (anything else is the customer)."""
+
+
+def transcript(
+    turns: Sequence[Turn],
+    *,
+    direction: str | Direction = "inbound",
+    started_at: datetime | None = datetime(2026, 3, 3, 10, 0),
+    duration: float | None = None,
+    channel_ends: tuple[float, ...] = (),
+    call_id: str = "t",
+) -> Transcript:
+    """A call from its turns, in order: the agent on channel 0, the customer on 1; the call
+    ends at ``duration`` (default: the last turn's end)."""
+    utts = []
+    for i, t in enumerate(turns):
+        r = t[0]
+        role = r if isinstance(r, Role) else Role.AGENT if r in ("a", "agent") else Role.CUSTOMER
+        utts.append(
+            Utterance(
+                call_id=call_id,
+                index=i,
+                channel=0 if role == Role.AGENT else 1,
+                role=role,
+                start=t[1],
+                end=t[2],
+                text=t[3],
+                level_dbfs=t[4] if len(t) > 4 else None,
+            )
+        )
+    end = duration if duration is not None else max((u.end for u in utts), default=0.0)
+    call = CallInfo(call_id=call_id, started_at=started_at, direction=Direction(direction))
+    return Transcript(
+        call=call,
+        utterances=tuple(utts),
+        ended=CallEnded(call_id=call_id, end=end, channel_ends=channel_ends),
+    )
+
+
 @functools.lru_cache(maxsize=1)
 def default_company() -> str:
     """The default pack's ``company_name`` setting (what OPEN-IDENT listens for)."""
@@ -94,11 +137,6 @@ def make_call(i: int, rng: random.Random, n_utts: int, company: str | None = Non
     start = datetime(2026, 3, 2, 8, 0) + timedelta(minutes=rng.randrange(0, 60 * 12))
     if rng.random() < 0.05:
         start = datetime(2026, 10, 2, 10, 0)
-    call = CallInfo(
-        call_id=cid,
-        started_at=start,
-        direction=Direction.OUTBOUND if outbound else Direction.INBOUND,
-    )
 
     def fill(s: str) -> str:
         return s.format(
@@ -110,7 +148,7 @@ def make_call(i: int, rng: random.Random, n_utts: int, company: str | None = Non
         )
 
     t = rng.uniform(0.5, 4.0)
-    utts: list[Utterance] = []
+    turns: list[Turn] = []
     roles: list[Role] = []
     texts: list[str] = []
     roles.append(Role.AGENT)
@@ -135,26 +173,19 @@ def make_call(i: int, rng: random.Random, n_utts: int, company: str | None = Non
             gap = rng.uniform(12, 25)  # a hold / dead air
         st = t + gap - (1.2 if rng.random() < 0.03 else 0.0)  # occasional talk-over
         st = max(st, 0.0)
-        utts.append(
-            Utterance(
-                call_id=cid,
-                index=idx,
-                channel=0 if role == Role.AGENT else 1,
-                role=role,
-                start=round(st, 2),
-                end=round(st + dur, 2),
-                text=text,
-                level_dbfs=round(rng.uniform(-32, -12), 1),
-            )
+        turns.append(
+            (role, round(st, 2), round(st + dur, 2), text, round(rng.uniform(-32, -12), 1))
         )
         t = st + dur
     end = t + rng.uniform(0.5, 2.0)
-    ended = CallEnded(
-        call_id=cid,
-        end=round(end, 2),
+    return transcript(
+        turns,
+        direction=Direction.OUTBOUND if outbound else Direction.INBOUND,
+        started_at=start,
+        duration=round(end, 2),
         channel_ends=(round(end, 2), round(end - rng.uniform(0, 1.5), 2)),
+        call_id=cid,
     )
-    return Transcript(call=call, utterances=tuple(utts), ended=ended)
 
 
 def make_calls(
