@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .calls import Turn, default_company, make_call, make_calls, transcript
 from .decoder import FakeDecoder, TextFor
-from .harness import run_stage
+from .harness import run_stage, wait_for
 from .recorder import Recorder
 
 __all__ = [
@@ -21,4 +21,5 @@ __all__ = [
     "make_calls",
     "run_stage",
     "transcript",
+    "wait_for",
 ]

@@ -27,13 +27,15 @@ decoder (``decode``:      speech segments              one result per segment (d
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from qa_pipeline.messages import CallEnded
 from qa_pipeline.transcript import Transcript
 
-__all__ = ["run_stage"]
+__all__ = ["run_stage", "wait_for"]
 
 
 def run_stage(stage: Any, inputs: Iterable[Any]) -> list[Any]:
@@ -85,3 +87,13 @@ def _sink(sink: Any, events: Iterable[Any]) -> list[Any]:
     sink.flush(5.0)
     sink.close()
     return kept
+
+
+async def wait_for(pred: Callable[[], object], limit_s: float = 30.0) -> None:
+    """Poll ``pred`` every 50 ms on the running loop until it holds; ``TimeoutError`` after
+    ``limit_s`` (for waiting on a running service's output, e.g. a :class:`Recorder`)."""
+    deadline = time.monotonic() + limit_s
+    while not pred():  # noqa: ASYNC110 - polling state another task or thread changes
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        await asyncio.sleep(0.05)

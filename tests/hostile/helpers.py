@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -18,6 +17,7 @@ from live.conftest import two_channel as two_channel
 
 from qa_pipeline.sources.codec import ulaw_encode
 from qa_pipeline.sources.twilio import TwilioSerializer
+from qa_pipeline.testing import wait_for as wait_for
 
 TOKEN = "hostile-suite-media-token"
 FRAME = 160  # 20 ms at 8 kHz
@@ -74,11 +74,3 @@ async def send_twilio_call(
     except ConnectionClosed:
         pass
     return ws.close_code, ws.close_reason or ""
-
-
-async def wait_for(pred: Any, limit_s: float = 30.0) -> None:
-    deadline = time.monotonic() + limit_s
-    while not pred():  # noqa: ASYNC110 - a test polling shared state
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(0.05)

@@ -17,7 +17,7 @@ import pytest
 from qa_pipeline.messages import Role, SpeechSegment
 from qa_pipeline.sources.codec import ulaw_encode
 from qa_pipeline.sources.twilio import TwilioSerializer
-from qa_pipeline.testing import FakeDecoder, Recorder
+from qa_pipeline.testing import FakeDecoder, Recorder, wait_for
 
 from .conftest import BAN_CLIP, clip8k, two_channel
 
@@ -123,14 +123,6 @@ async def send_call(
     if ws.close_code is None:
         return None, ""
     return ws.close_code, ws.close_reason or ""
-
-
-async def wait_for(pred: Any, limit_s: float = 30.0) -> None:
-    deadline = time.monotonic() + limit_s
-    while not pred():  # noqa: ASYNC110 - a test polling shared state
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(0.05)
 
 
 def card_of(sink: Recorder, call_id: str) -> dict[str, Any]:
