@@ -306,23 +306,6 @@ Result = tuple[dict[str, str], list[dict[str, Any]]]
 """A call's verdicts (rule id -> verdict) and utterances (channel, start, end, text)."""
 
 
-class _Collect:
-    """A sink that keeps each call's utterance events (the live transcript)."""
-
-    def __init__(self) -> None:
-        self.utterances: dict[str, list[dict[str, Any]]] = {}
-
-    def emit(self, event: Any) -> None:
-        if event.kind.value == "utterance":
-            self.utterances.setdefault(event.call_id, []).append(event.payload)
-
-    def flush(self, timeout: float | None = None) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def corpus_line_audio(path: Path) -> np.ndarray:
     """(2, n) float32 at 8 kHz: the call as a Twilio line carries it (before μ-law)."""
     import soundfile as sf
@@ -456,9 +439,10 @@ async def live_results(
     from qa_pipeline.rules.terms import pack_terms
     from qa_pipeline.samples.corpus import read_sidecar
     from qa_pipeline.sinks import FanOut
+    from qa_pipeline.testing import Recorder
 
     sides = {p.stem: read_sidecar(p) for p in paths}
-    services: dict[str, tuple[LiveService, _Collect, set[str]]] = {}
+    services: dict[str, tuple[LiveService, Recorder, set[str]]] = {}
     for company in sorted({s["company"] for s in sides.values()}):
         cfg = load_serve_config(
             None,
@@ -473,7 +457,7 @@ async def live_results(
             },
         )
         pack = load_pack(cfg.rules.pack, cfg.rules.settings or None)
-        sink = _Collect()
+        sink = Recorder()
         svc = LiveService(
             cfg,
             engine=engine.with_bias(tuple(pack_terms(pack, cfg.asr.bias))),
@@ -513,7 +497,7 @@ async def live_results(
         for call_id, card in svc.scorecards.items():
             out[call_id] = (
                 {v.rule_id: v.verdict.value for v in card.verdicts},
-                sink.utterances.get(call_id, []),
+                [e.payload for _, e in sink.of("utterance", call_id)],
             )
         await svc.shutdown(10)
     return out, stats

@@ -39,7 +39,6 @@ import multiprocessing as mp
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,30 +75,17 @@ def rss_mb() -> float:
     return float("nan")
 
 
-class StubDecoder:
-    """Stands in for the live decoder: no model, an answer at once. ``unique``: each
-    utterance's text carries a number of its own (production-like: ASR output rarely
-    repeats exactly); else a small pool of sentences recurs."""
+def stub_text(unique: bool) -> Any:
+    """The stub decoder's text (no model, an answer at once). ``unique``: each utterance's
+    text carries a number of its own (production-like: ASR output rarely repeats exactly);
+    else a small pool of sentences recurs."""
+    from qa_pipeline.messages import Role
 
-    unique = True
-    counter = 0
+    def text(s: Any, k: int) -> str:
+        lines = AGENT_LINES if s.role is Role.AGENT else CUSTOMER_LINES
+        return lines[k % len(lines)].format(n=k if unique else 7)
 
-    def __init__(self, engine: Any, opts: Any) -> None:
-        self.opts = opts
-        self.engine = engine
-
-    def decode(self, segs: Sequence[Any]) -> list[Any]:
-        from qa_pipeline.asr.engine import AsrResult
-        from qa_pipeline.messages import Role
-
-        out = []
-        for s in segs:
-            StubDecoder.counter += 1
-            k = StubDecoder.counter
-            lines = AGENT_LINES if s.role is Role.AGENT else CUSTOMER_LINES
-            text = lines[k % len(lines)].format(n=k if self.unique else 7)
-            out.append(AsrResult(s, text, text, 0.95, 0.0, "zh", 12, 0.001))
-        return out
+    return text
 
 
 class CountingSink:
@@ -226,9 +212,10 @@ async def run(args: argparse.Namespace, tmp: Path) -> tuple[list[dict[str, Any]]
     from qa_pipeline.live.service import LiveService
     from qa_pipeline.sinks import FanOut, build_sinks
     from qa_pipeline.sinks.config import SinksConfig
+    from qa_pipeline.testing import FakeDecoder
 
-    service.LiveDecoder = StubDecoder  # type: ignore[misc,assignment]
-    StubDecoder.unique = args.texts == "unique"
+    stub = FakeDecoder(stub_text(args.texts == "unique"), tokens=12)
+    service.LiveDecoder = stub  # type: ignore[misc,assignment]
     live: dict[str, Any] = {"warmup": False, "max_speed": 0.0, "max_batch": 16}
     if args.text_cache:
         live["text_cache"] = args.text_cache

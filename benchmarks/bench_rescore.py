@@ -5,8 +5,8 @@
         [--windows default,full,fitted:10,fitted:15] [--rounds 1]
 
 1. **Rules only.** 10,000 synthetic stored calls (~40 utterances each, the realistic
-   Mandarin call-centre sentences of ``bench_rules.py``, deterministic seed) are written to
-   a fresh store; then the whole ``rescore`` command is timed (no resume, so every call is
+   Mandarin call-centre sentences of ``qa_pipeline.testing.make_call``, deterministic
+   seed) are written to a fresh store; then the whole ``rescore`` command is timed (no resume, so every call is
    scored and written): in-process (``rescore()``) and as a subprocess
    (``python -m qa_pipeline.rescore``, i.e. ``qa-pipeline rescore`` with its start-up).
    Also the rule engine alone on one core (transcripts in memory, no I/O, as
@@ -56,12 +56,10 @@ import soundfile as sf
 REPO = Path(__file__).resolve().parents[1]
 SPEECH = REPO.parent / "shared" / "data" / "speech"
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
-
-from bench_rules import make_call  # noqa: E402
 
 from qa_pipeline.rescore import RescoreOptions, rescore  # noqa: E402
 from qa_pipeline.store import Store, doc_key  # noqa: E402
+from qa_pipeline.testing import make_call  # noqa: E402
 from qa_pipeline.transcript import transcript_to_dict  # noqa: E402
 
 ROWS: list[tuple[str, str, str, str, str]] = []

@@ -2,9 +2,8 @@
 
     .venv/bin/python benchmarks/bench_rules.py [--calls 10000] [--utts 40] [--seed 7]
 
-Synthetic calls are built from a bank of realistic call-centre sentences (deterministic
-seed): a scripted opening, a body mixing customer questions / complaints and agent
-answers (some with ASR-style errors, numbers, banned phrases, holds), and a closing.
+Synthetic calls come from ``qa_pipeline.testing.make_calls`` (a bank of realistic
+call-centre sentences, deterministic seed; the tests build their calls with it too).
 Timing runs on one core (the process is pinned to CPU 0 when the OS allows it). Figures:
 
 * **warm** (the headline): the store of distinct calls scored once, in order, with the
@@ -25,157 +24,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import multiprocessing as mp
 import os
-import random
 import sys
 import time
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from qa_pipeline.messages import CallEnded, CallInfo, Direction, Role, Utterance  # noqa: E402
 from qa_pipeline.rules import ENGINE, batch_gc, load_pack, score_transcript  # noqa: E402
+from qa_pipeline.testing import make_calls  # noqa: E402
 from qa_pipeline.transcript import Transcript  # noqa: E402
-
-OPEN_AGENT = [
-    "您好，{company}客服，我是工号{n}，请问有什么可以帮您？",
-    "早上好，您好，{company}客服中心，我是小{name}，很高兴为您服务",
-    "您好，请问有什么可疑方林？",
-    "喂，您好，请问有什么事",
-    "您好，请问是{name}先生吗？我是{company}客服，请问您现在方便接听电话吗？",
-]
-CUSTOMER = [
-    "我想查一下我的话费余额",
-    "我上个月的账单好像多扣了{n}块钱",
-    "我的快递一直没收到，怎么回事",
-    "你们的服务太差了，我要投诉",
-    "宽带又断了，这已经是第三次了",
-    "我想改一下套餐，现在这个太贵了",
-    "好的",
-    "嗯嗯",
-    "对的",
-    "那要多久才能处理好",
-    "我的手机号是1{phone}",
-    "我不太明白你的意思",
-    "可以，你说吧",
-    "我很生气，你们到底管不管",
-    "退款什么时候能到账",
-]
-# Lines that break a rule (banned phrases, blame, flat "no", over-promise); an agent line is
-# drawn from here with probability BAD_RATE, so most calls are mostly compliant, as in
-# production, and a few are bad.
-AGENT_BAD = [
-    "这是公司规定，我们也没有办法",
-    "你听我说，你搞错了",
-    "我保证下个月一定不会再出现这个问题",
-    "不知道",
-]
-BAD_RATE = 0.04
-AGENT = [
-    "好的，千年少等，我帮您查询一下",
-    "请您稍等，我帮您查询一下",
-    "让您久等了，您的余额是{n}元",
-    "非常抱歉给您带来不便，我理解您的心情",
-    "您的意思是账单金额不对，对吗？",
-    "我建议您办理我们的优惠套餐，每个月可以省{n}元",
-    "我马上为您提交工单，预计在{d}个工作日内处理完成",
-    "好的，已经为您登记了",
-    "请问您怎么称呼？",
-    "您看这样处理可以吗？",
-    "这个需要您本人带身份证到营业厅办理",
-    "嗯",
-    "好的，明白了",
-]
-CLOSE_AGENT = [
-    "您看还有什么需要我为您做的吗？",
-    "感谢您的来电，祝您生活愉快，再见",
-    "谢谢您的来电，再见",
-    "好的，那先这样",
-]
-NAMES = ["王", "李", "张", "刘", "陈", "杨", "赵", "黄"]
-
-
-@functools.lru_cache(maxsize=1)
-def default_company() -> str:
-    """The default pack's ``company_name`` setting (what OPEN-IDENT listens for)."""
-    return str(load_pack().settings.company_name)
-
-
-def make_call(i: int, rng: random.Random, n_utts: int, company: str | None = None) -> Transcript:
-    """One synthetic call; agents name ``company`` (default: the default pack's
-    ``company_name`` setting, so OPEN-IDENT behaves as on real calls)."""
-    cid = f"bench-{i:05d}"
-    company = default_company() if company is None else company
-    outbound = rng.random() < 0.2
-    start = datetime(2026, 3, 2, 8, 0) + timedelta(minutes=rng.randrange(0, 60 * 12))
-    if rng.random() < 0.05:
-        start = datetime(2026, 10, 2, 10, 0)
-    call = CallInfo(
-        call_id=cid,
-        started_at=start,
-        direction=Direction.OUTBOUND if outbound else Direction.INBOUND,
-    )
-
-    def fill(s: str) -> str:
-        return s.format(
-            n=rng.randrange(10, 9999),
-            name=rng.choice(NAMES),
-            d=rng.randrange(1, 5),
-            phone=rng.randrange(10**9, 10**10),
-            company=company,
-        )
-
-    t = rng.uniform(0.5, 4.0)
-    utts: list[Utterance] = []
-    roles: list[Role] = []
-    texts: list[str] = []
-    roles.append(Role.AGENT)
-    texts.append(fill(rng.choice(OPEN_AGENT)))
-    for k in range(1, n_utts - 2):
-        if k % 2 == 1:
-            roles.append(Role.CUSTOMER)
-            texts.append(fill(rng.choice(CUSTOMER)))
-        else:
-            roles.append(Role.AGENT)
-            bank = AGENT_BAD if rng.random() < BAD_RATE else AGENT
-            texts.append(fill(rng.choice(bank)))
-    roles += [Role.AGENT, Role.AGENT]
-    texts += [fill(CLOSE_AGENT[0]), fill(rng.choice(CLOSE_AGENT[1:]))]
-    for idx, (role, text) in enumerate(zip(roles, texts, strict=True)):
-        dur = max(len(text) / rng.uniform(3.5, 5.5), 0.4)
-        gap = rng.choice([0.3, 0.5, 0.6, 0.8, 1.0, 1.2, 1.5, 2.0]) if idx else 0.0
-        r = rng.random()
-        if r < 0.02:
-            gap = rng.uniform(5.5, 9.0)  # a slow answer
-        elif r < 0.03:
-            gap = rng.uniform(12, 25)  # a hold / dead air
-        st = t + gap - (1.2 if rng.random() < 0.03 else 0.0)  # occasional talk-over
-        st = max(st, 0.0)
-        utts.append(
-            Utterance(
-                call_id=cid,
-                index=idx,
-                channel=0 if role == Role.AGENT else 1,
-                role=role,
-                start=round(st, 2),
-                end=round(st + dur, 2),
-                text=text,
-                level_dbfs=round(rng.uniform(-32, -12), 1),
-            )
-        )
-        t = st + dur
-    end = t + rng.uniform(0.5, 2.0)
-    ended = CallEnded(
-        call_id=cid,
-        end=round(end, 2),
-        channel_ends=(round(end, 2), round(end - rng.uniform(0, 1.5), 2)),
-    )
-    return Transcript(call=call, utterances=tuple(utts), ended=ended)
-
 
 _CALLS: list[Transcript] = []
 _PACK: Any = None
@@ -220,10 +80,9 @@ def main() -> int:
     if hasattr(os, "sched_setaffinity"):
         with contextlib.suppress(OSError):
             os.sched_setaffinity(0, {0})
-    rng = random.Random(args.seed)
     pack = load_pack(args.pack)
     company = pack.settings.company_name
-    calls = [make_call(i, rng, args.utts, company) for i in range(args.calls)]
+    calls = make_calls(args.calls, args.seed, args.utts, company)
     n_utts = sum(len(c.utterances) for c in calls)
 
     def run(label: str, cache: bool) -> tuple[str, float]:

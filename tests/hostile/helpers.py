@@ -1,24 +1,23 @@
 """Helpers of the hostile-client suite: calls made of the real clips, a Twilio client
-paced in real time, an in-memory sink."""
+paced in real time."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-# the live tests' clips, in-memory sink and call builders (tests/ is on the path)
+# the live tests' clips and call builders (tests/ is on the path)
 from live.conftest import ANSWER_CLIP as ANSWER_CLIP
 from live.conftest import BAN_CLIP as BAN_CLIP
-from live.conftest import MemorySink as MemorySink
 from live.conftest import clip8k as clip8k
 from live.conftest import two_channel as two_channel
 
 from qa_pipeline.sources.codec import ulaw_encode
 from qa_pipeline.sources.twilio import TwilioSerializer
+from qa_pipeline.testing import wait_for as wait_for
 
 TOKEN = "hostile-suite-media-token"
 FRAME = 160  # 20 ms at 8 kHz
@@ -75,11 +74,3 @@ async def send_twilio_call(
     except ConnectionClosed:
         pass
     return ws.close_code, ws.close_reason or ""
-
-
-async def wait_for(pred: Any, limit_s: float = 30.0) -> None:
-    deadline = time.monotonic() + limit_s
-    while not pred():  # noqa: ASYNC110 - a test polling shared state
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(0.05)

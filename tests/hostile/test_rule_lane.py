@@ -10,21 +10,18 @@ import asyncio
 import random
 import threading
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from qa_pipeline.asr.engine import AsrResult
-from qa_pipeline.live.decoder import DecodeOptions
 from qa_pipeline.messages import SpeechSegment
+from qa_pipeline.testing import FakeDecoder, Recorder
 
 from .helpers import (
     CHARS,
     TOKEN,
-    MemorySink,
     ban_call_audio,
     send_twilio_call,
     wait_for,
@@ -57,20 +54,11 @@ def heavy_pack(path: Path) -> Path:
     return path
 
 
-class LongTextDecoder:
+def long_text(s: SpeechSegment, _: int) -> str:
     """The text of a long utterance: 300 characters, a new one per utterance (no cache),
     the banned word in the agent's first."""
-
-    def __init__(self, engine: Any, opts: DecodeOptions) -> None:
-        self.opts = opts
-
-    def decode(self, segs: Sequence[SpeechSegment]) -> list[AsrResult]:
-        out = []
-        for s in segs:
-            rng = random.Random(f"{s.call_id}/{s.channel}/{s.start:.2f}")
-            text = "交易" + "".join(rng.choice(CHARS) for _ in range(TEXT_CHARS - 2))
-            out.append(AsrResult(s, text, text, 0.95, 0.0, "zh", 8, 0.01))
-        return out
+    rng = random.Random(f"{s.call_id}/{s.channel}/{s.start:.2f}")
+    return "交易" + "".join(rng.choice(CHARS) for _ in range(TEXT_CHARS - 2))
 
 
 def test_heavy_rule_evaluation_leaves_the_event_loop_turning(
@@ -104,7 +92,7 @@ def test_heavy_rule_evaluation_leaves_the_event_loop_turning(
         def __getattr__(self, name: str) -> Any:
             return getattr(self._inner, name)
 
-    monkeypatch.setattr(service, "LiveDecoder", LongTextDecoder)
+    monkeypatch.setattr(service, "LiveDecoder", FakeDecoder(long_text))
     monkeypatch.setattr(session, "CallEvaluator", TimedEvaluator)
     cfg = load_serve_config(
         None,
@@ -116,7 +104,7 @@ def test_heavy_rule_evaluation_leaves_the_event_loop_turning(
         },
     )
     audio = ban_call_audio(speech_dir)
-    sink = MemorySink()
+    sink = Recorder()
 
     async def main() -> tuple[float, float, Any]:
         svc = service.LiveService(

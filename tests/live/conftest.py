@@ -1,10 +1,9 @@
-"""Helpers for the live-service tests: calls made of the real clips, an in-memory sink."""
+"""Helpers for the live-service tests: calls made of the real clips (the in-memory sink
+is ``qa_pipeline.testing.Recorder``)."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -24,29 +23,6 @@ rules:
 # A banned word said early by the agent; the customer answers.
 BAN_CLIP = "zh/aishell1_BAC009S0764W0121.wav"  # 甚至出现交易几乎停滞的情况 (4.2 s)
 ANSWER_CLIP = "zh/aishell2_IT0011W0001.wav"  # 换一首歌 (2 s)
-
-
-class MemorySink:
-    """Keeps every event with the monotonic time it was emitted."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[float, Any]] = []
-
-    def emit(self, event: Any) -> None:
-        self.events.append((time.monotonic(), event))
-
-    def flush(self, timeout: float | None = None) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def of(self, kind: str, call_id: str | None = None) -> list[tuple[float, Any]]:
-        return [
-            (t, e)
-            for t, e in self.events
-            if e.kind.value == kind and (call_id is None or e.call_id == call_id)
-        ]
 
 
 def clip8k(speech_dir: Path, name: str) -> np.ndarray:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -15,25 +14,19 @@ from qa_pipeline.asr.engine import AsrResult
 from qa_pipeline.live.asr_worker import AsrJob, AsrWorker
 from qa_pipeline.live.decoder import DecodeOptions, cut_at_timestamp, fitted_window
 from qa_pipeline.messages import Role, SpeechSegment
+from qa_pipeline.testing import FakeDecoder
 
 
-class FakeDecoder:
-    """Blocks until released; records each batch; text = segment's call id."""
-
-    def __init__(self, fail: bool = False) -> None:
-        self.opts = DecodeOptions(window="fitted")
-        self.batches: list[list[str]] = []
-        self.gate = threading.Event()
-        self.fail = fail
-        self.threads: set[str] = set()
-
-    def decode(self, segs: Sequence[SpeechSegment]) -> list[AsrResult]:
-        self.threads.add(threading.current_thread().name)
-        self.gate.wait(5)
-        self.batches.append([s.call_id for s in segs])
-        if self.fail:
-            raise RuntimeError("boom")
-        return [AsrResult(s, s.call_id, s.call_id, 1.0, 0.0, "zh", 1, 0.01) for s in segs]
+def fake(fail: bool = False) -> FakeDecoder:
+    """Blocks until released (``gate``); records each batch; text = segment's call id."""
+    return FakeDecoder(
+        lambda s, _: s.call_id,
+        gate=threading.Event(),
+        fail=fail,
+        record=True,
+        confidence=1.0,
+        tokens=1,
+    )
 
 
 def seg(call: str, start: float = 0.0) -> SpeechSegment:
@@ -63,6 +56,7 @@ def run_worker(
         for j in jobs:
             w.submit(j)
         w.start()
+        assert decoder.gate is not None
         decoder.gate.set()
         await asyncio.wait_for(w.drain(), 5)
         await w.close()
@@ -79,7 +73,7 @@ def jobs(n: int) -> list[AsrJob]:
 def test_full_queue_sheds_new_load_not_a_neighbours(overflow: str) -> None:
     # five calls with one utterance each, room for three: no call has excess, so the
     # newcomers are shed (new load), never an utterance another call already queued
-    done, w = run_worker(FakeDecoder(), jobs(5), queue_max=3, overflow=overflow, slots=1)
+    done, w = run_worker(fake(), jobs(5), queue_max=3, overflow=overflow, slots=1)
     assert w.dropped["queue_full"] == 2
     assert {c for c, d in done if d == "queue_full"} == {"c3", "c4"}
     assert sorted(c for c, d in done if d is None) == ["c0", "c1", "c2"]
@@ -100,9 +94,7 @@ def interleave(*lists: list[AsrJob]) -> list[AsrJob]:
 def test_a_flood_sheds_only_its_own_utterances(overflow: str) -> None:
     flood, normal = call_jobs("flood", 40), call_jobs("normal", 3)
     order = flood[:20] + interleave(flood[20:], normal)  # the flood started first
-    done, w = run_worker(
-        FakeDecoder(), order, queue_max=8, per_call_max=5, overflow=overflow, slots=1
-    )
+    done, w = run_worker(fake(), order, queue_max=8, per_call_max=5, overflow=overflow, slots=1)
     assert [d for c, d in done if c == "normal"] == [None, None, None]
     shed = [d for c, d in done if c == "flood" and d is not None]
     assert len(shed) == 35 and set(shed) == {"call_share"}
@@ -114,14 +106,14 @@ def test_the_longest_queue_gives_way_when_the_whole_queue_is_full() -> None:
     # one call within its share but holding the whole queue; a second call's utterance
     # takes the place of the first call's oldest (drop_oldest) instead of being refused
     a, b = call_jobs("a", 6), call_jobs("b", 2)
-    done, w = run_worker(FakeDecoder(), a + b, queue_max=6, per_call_max=6, slots=1)
+    done, w = run_worker(fake(), a + b, queue_max=6, per_call_max=6, slots=1)
     assert [d for c, d in done if c == "b"] == [None, None]
     assert [d for c, d in done if c == "a"].count("queue_full") == 2
     assert w.dropped == {"queue_full": 2}
 
 
 def test_batches_are_taken_round_robin_across_calls() -> None:
-    dec = FakeDecoder()
+    dec = fake()
     order = call_jobs("a", 5) + call_jobs("b", 2)
     done, w = run_worker(dec, order, slots=1, max_batch=4)
     assert dec.batches == [["a", "b", "a", "b"], ["a", "a", "a"]]
@@ -129,7 +121,7 @@ def test_batches_are_taken_round_robin_across_calls() -> None:
 
 
 def test_batches_across_lines_off_the_loop() -> None:
-    dec = FakeDecoder()
+    dec = fake()
     done, w = run_worker(dec, jobs(6), slots=1, max_batch=4)
     assert dec.batches == [["c0", "c1", "c2", "c3"], ["c4", "c5"]]
     assert all(t.startswith("live-asr") for t in dec.threads)
@@ -137,7 +129,7 @@ def test_batches_across_lines_off_the_loop() -> None:
 
 
 def test_a_failed_decode_drops_only_its_batch() -> None:
-    done, w = run_worker(FakeDecoder(fail=True), jobs(2), slots=1, max_batch=8)
+    done, w = run_worker(fake(fail=True), jobs(2), slots=1, max_batch=8)
     assert done == [("c0", "decode_RuntimeError"), ("c1", "decode_RuntimeError")]
 
 

@@ -16,9 +16,9 @@ from qa_pipeline.live.config import (
     WebSocketSourceConfig,
     load_serve_config,
 )
-from qa_pipeline.messages import AudioChunk, CallInfo
 from qa_pipeline.sources.base import EndReason
 from qa_pipeline.sources.replay import ReplaySource
+from qa_pipeline.testing import Recorder
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,32 +52,10 @@ def test_duplicate_source_names(tmp_path: Path) -> None:
         load_serve_config(p)
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.started: list[CallInfo] = []
-        self.chunks: list[tuple[float, AudioChunk]] = []
-        self.ended: list[tuple[str, EndReason]] = []
-
-    def call_started(self, call: CallInfo, sample_rate: int, *, source: str) -> bool:
-        self.started.append(call)
-        return True
-
-    def audio(self, chunk: AudioChunk) -> None:
-        self.chunks.append((time.monotonic(), chunk))
-
-    def call_error(
-        self, call_id: str | None, reason: str, detail: str = "", *, source: str
-    ) -> None:
-        raise AssertionError(reason)
-
-    def call_ended(self, call_id: str, reason: EndReason) -> None:
-        self.ended.append((call_id, reason))
-
-
 def test_replay_paces_at_speed(tmp_path: Path) -> None:
     wav = tmp_path / "call-9.wav"
     sf.write(str(wav), (np.random.default_rng(1).standard_normal((8000, 2)) * 0.1), 8000)
-    rec = Recorder()
+    rec = Recorder(strict=True)
 
     async def main() -> float:
         src = ReplaySource([wav], speed=4.0, chunk_ms=100)
@@ -89,7 +67,7 @@ def test_replay_paces_at_speed(tmp_path: Path) -> None:
     took = asyncio.run(main())
     assert [c.call_id for c in rec.started] == ["call-9"]
     assert rec.ended == [("call-9", EndReason.EOF)]
-    chunks = [c for _, c in rec.chunks]
+    chunks = rec.chunks
     assert {c.channel for c in chunks} == {0, 1}
     assert sum(len(c.samples) for c in chunks if c.channel == 0) == 16000  # 1 s at 16 kHz
     assert 0.2 <= took < 1.0  # 1 s of audio at 4x

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from qa_pipeline.messages import AudioChunk, CallInfo
 from qa_pipeline.sources.base import EndReason
 from qa_pipeline.sources.device import INSTALL_HINT, DeviceSource, import_pyaudio
+from qa_pipeline.testing import Recorder
 
 
 class FakeStream:
@@ -51,30 +51,8 @@ class FakePyAudio:
             pass
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.chunks: list[AudioChunk] = []
-        self.loop_thread: set[int] = set()
-        self.ended: list[EndReason] = []
-
-    def call_started(self, call: CallInfo, sample_rate: int, *, source: str) -> bool:
-        return True
-
-    def audio(self, chunk: AudioChunk) -> None:
-        self.loop_thread.add(threading.get_ident())
-        self.chunks.append(chunk)
-
-    def call_error(
-        self, call_id: str | None, reason: str, detail: str = "", *, source: str
-    ) -> None:
-        raise AssertionError(reason)
-
-    def call_ended(self, call_id: str, reason: EndReason) -> None:
-        self.ended.append(reason)
-
-
 def test_callback_hands_audio_to_the_loop() -> None:
-    rec = Recorder()
+    rec = Recorder(strict=True)
 
     async def main() -> int:
         src = DeviceSource(pyaudio_module=FakePyAudio, chunk_ms=20)
@@ -87,10 +65,10 @@ def test_callback_hands_audio_to_the_loop() -> None:
         return threading.get_ident()
 
     loop_ident = asyncio.run(main())
-    assert rec.loop_thread == {loop_ident}  # delivered on the loop, not pyaudio's thread
+    assert rec.threads == {loop_ident}  # delivered on the loop, not pyaudio's thread
     assert [c.start for c in rec.chunks] == [0.0, 0.02, 0.04, 0.06, 0.08]
     assert abs(float(rec.chunks[1].samples[0]) - 100 / 32768) < 1e-6
-    assert rec.ended == [EndReason.SHUTDOWN]
+    assert [r for _, r in rec.ended] == [EndReason.SHUTDOWN]
 
 
 def test_missing_pyaudio_has_an_install_hint(monkeypatch: Any) -> None:

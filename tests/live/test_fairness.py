@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -15,55 +14,42 @@ from typing import Any
 import numpy as np
 import pytest
 
-from qa_pipeline.asr.engine import AsrResult
-from qa_pipeline.live.decoder import DecodeOptions
 from qa_pipeline.messages import Role, SpeechSegment
 from qa_pipeline.sources.codec import ulaw_encode
 from qa_pipeline.sources.twilio import TwilioSerializer
+from qa_pipeline.testing import FakeDecoder, Recorder, wait_for
 
-from .conftest import BAN_CLIP, MemorySink, clip8k, two_channel
+from .conftest import BAN_CLIP, clip8k, two_channel
 
 FRAME = 160  # 20 ms at 8 kHz
 TEXT = {Role.AGENT: "甚至出现交易几乎停滞的情况", Role.CUSTOMER: "换一首歌"}
 
 
-class StubDecoder:
-    """Stands in for the live decoder: ``cost_s`` of a slot per utterance, and the text
-    the clip says on its channel (the test is about which utterances reach the rules).
-    Capacity is short for a call named in ``slow_calls``: its decodes also wait for
-    ``release`` (at most 10 s), so its queue fills however fast this machine is."""
-
-    cost_s = 0.25
-    slow_calls: frozenset[str] = frozenset()
-    release = threading.Event()
-
-    def __init__(self, engine: Any, opts: DecodeOptions) -> None:
-        self.opts = opts
-        self.engine = engine
-
-    def decode(self, segs: Sequence[SpeechSegment]) -> list[AsrResult]:
-        if any(s.call_id in self.slow_calls for s in segs):
-            self.release.wait(10)
-        time.sleep(self.cost_s * len(segs))
-        return [
-            AsrResult(s, TEXT[s.role], TEXT[s.role], 0.95, 0.0, "zh", 8, self.cost_s) for s in segs
-        ]
-
-
 @pytest.fixture()
-def stub_decoder(monkeypatch: pytest.MonkeyPatch) -> None:
+def stub_decoder(monkeypatch: pytest.MonkeyPatch) -> FakeDecoder:
+    """Stands in for the live decoder: 0.25 s of a slot per utterance, and the text the
+    clip says on its channel (the test is about which utterances reach the rules).
+    Capacity is short for the calls its ``gated`` picks (none at first): their decodes
+    also wait for its ``gate`` (at most 10 s), so their queue fills however fast this
+    machine is."""
     import qa_pipeline.live.service as service
 
-    monkeypatch.setattr(service, "LiveDecoder", StubDecoder)
-    monkeypatch.setattr(StubDecoder, "slow_calls", frozenset())
-    monkeypatch.setattr(StubDecoder, "release", threading.Event())
+    fake = FakeDecoder(
+        lambda s, _: TEXT[s.role],
+        cost_s=0.25,
+        gate=threading.Event(),
+        gated=lambda s: False,
+        gate_s=10.0,
+    )
+    monkeypatch.setattr(service, "LiveDecoder", fake)
+    return fake
 
 
 FLOOD_S = 180.0  # seconds of audio the flooding client has to send
 TOKEN = "fairness-test-token"  # the media token the test clients present
 
 
-def make_service(pack_path: Path, sink: MemorySink, **live: Any) -> Any:
+def make_service(pack_path: Path, sink: Recorder, **live: Any) -> Any:
     from prometheus_client import CollectorRegistry
 
     from qa_pipeline.live.config import load_serve_config
@@ -139,15 +125,7 @@ async def send_call(
     return ws.close_code, ws.close_reason or ""
 
 
-async def wait_for(pred: Any, limit_s: float = 30.0) -> None:
-    deadline = time.monotonic() + limit_s
-    while not pred():  # noqa: ASYNC110 - a test polling shared state
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(0.05)
-
-
-def card_of(sink: MemorySink, call_id: str) -> dict[str, Any]:
+def card_of(sink: Recorder, call_id: str) -> dict[str, Any]:
     ((_, ev),) = sink.of("scorecard", call_id)
     return dict(ev.payload)
 
@@ -164,14 +142,14 @@ def flood_call(speech_dir: Path) -> np.ndarray:
 
 
 def test_a_flood_beside_a_normal_call_leaves_its_scorecard_unchanged(
-    stub_decoder: None, pack_path: Path, ban_call: np.ndarray, flood_call: np.ndarray
+    stub_decoder: FakeDecoder, pack_path: Path, ban_call: np.ndarray, flood_call: np.ndarray
 ) -> None:
     # a share of 2 waiting utterances a call; the flooder gets 30 s of audio in before
     # its pacing cuts it off: 6 or more utterances, one decoding at a time
     LIVE = {"per_call_queue_max": 2, "burst_s": 30.0}
 
     async def alone() -> dict[str, Any]:
-        sink = MemorySink()
+        sink = Recorder()
         svc = make_service(pack_path, sink, **LIVE)
         await svc.start()
         url = f"ws://127.0.0.1:{svc.sources[0].bound_port}/media"
@@ -181,18 +159,19 @@ def test_a_flood_beside_a_normal_call_leaves_its_scorecard_unchanged(
         return card_of(sink, "normal")
 
     async def beside_a_flood() -> tuple[dict[str, Any], dict[str, Any], Any, Any, float]:
-        sink = MemorySink()
+        sink = Recorder()
         svc = make_service(pack_path, sink, **LIVE)
         await svc.start()
         url = f"ws://127.0.0.1:{svc.sources[0].bound_port}/media"
-        StubDecoder.slow_calls = frozenset({"flood"})
+        stub_decoder.gated = lambda s: s.call_id == "flood"
         t_flood = time.monotonic()
         flood = asyncio.create_task(send_call(url, "flood", flood_call, speed=None))
         await asyncio.sleep(0.3)  # the flood is under way when the normal call starts
         await send_call(url, "normal", ban_call, speed=4.0)
         closed = await flood
         t_flood = time.monotonic() - t_flood
-        StubDecoder.release.set()
+        assert stub_decoder.gate is not None
+        stub_decoder.gate.set()
         await wait_for(lambda: len(sink.of("scorecard")) == 2)
         await svc.shutdown()
         return card_of(sink, "normal"), card_of(sink, "flood"), closed, svc, t_flood
@@ -232,11 +211,11 @@ def test_a_flood_beside_a_normal_call_leaves_its_scorecard_unchanged(
 
 
 def test_timestamps_that_jump_ahead_are_refused(
-    stub_decoder: None, pack_path: Path, ban_call: np.ndarray
+    stub_decoder: FakeDecoder, pack_path: Path, ban_call: np.ndarray
 ) -> None:
     """Frames stamped 30 s apart (a 16.7 h call once): the call is cut off at the first
     frame past the burst allowance; the silence is never filled."""
-    sink = MemorySink()
+    sink = Recorder()
 
     async def main() -> Any:
         svc = make_service(pack_path, sink, max_speed=1.0, burst_s=5.0)
@@ -255,9 +234,9 @@ def test_timestamps_that_jump_ahead_are_refused(
 
 
 def test_admission_limit_and_shutdown_mark_what_they_cut(
-    stub_decoder: None, pack_path: Path, ban_call: np.ndarray
+    stub_decoder: FakeDecoder, pack_path: Path, ban_call: np.ndarray
 ) -> None:
-    sink = MemorySink()
+    sink = Recorder()
 
     async def main() -> Any:
         svc = make_service(pack_path, sink, max_calls=1)

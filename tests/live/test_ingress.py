@@ -17,7 +17,6 @@ import pytest
 
 from qa_pipeline.errors import ConfigError
 from qa_pipeline.live.config import load_serve_config
-from qa_pipeline.messages import AudioChunk, CallInfo
 from qa_pipeline.sources.audiosocket import (
     AudioSocketSource,
     audio_frame,
@@ -36,6 +35,7 @@ from qa_pipeline.sources.twilio import (
     url_variants,
 )
 from qa_pipeline.sources.websocket import WebSocketSource
+from qa_pipeline.testing import FakeDecoder, Recorder
 
 AUTH_TOKEN = "0123456789abcdef0123456789abcdef"  # a Twilio account's auth token (made up)
 MEDIA_TOKEN = "media-token-7c1e"
@@ -43,34 +43,6 @@ MEDIA_TOKEN = "media-token-7c1e"
 
 def run(coro: Coroutine[Any, Any, Any], limit_s: float = 20.0) -> Any:
     return asyncio.run(asyncio.wait_for(coro, limit_s))
-
-
-class Recorder:
-    """A CallHandler that keeps what the source reported."""
-
-    def __init__(self) -> None:
-        self.started: list[CallInfo] = []
-        self.chunks = 0
-        self.errors: list[tuple[str | None, str, str]] = []
-        self.ended: list[tuple[str, EndReason]] = []
-
-    def call_started(self, call: CallInfo, sample_rate: int, *, source: str) -> bool:
-        self.started.append(call)
-        return True
-
-    def audio(self, chunk: AudioChunk) -> None:
-        self.chunks += 1
-
-    def call_error(
-        self, call_id: str | None, reason: str, detail: str = "", *, source: str
-    ) -> None:
-        self.errors.append((call_id, reason, detail))
-
-    def call_ended(self, call_id: str, reason: EndReason) -> None:
-        self.ended.append((call_id, reason))
-
-    def reasons(self) -> list[str]:
-        return [r for _, r, _ in self.errors]
 
 
 def service_log(caplog: pytest.LogCaptureFixture) -> str:
@@ -178,7 +150,7 @@ def test_signed_twilio_upgrade_accepted_others_refused(caplog: pytest.LogCapture
 
     run(main())
     assert [c.call_id for c in rec.started] == ["signed-1"]
-    assert rec.chunks == 5 and rec.ended == [("signed-1", EndReason.STOP)]
+    assert len(rec.chunks) == 5 and rec.ended == [("signed-1", EndReason.STOP)]
     refusals = [d for _, r, d in rec.errors if r == "unauthorized"]
     assert len(refusals) == 6 and rec.reasons() == ["unauthorized"] * 6
     assert all("from 127.0.0.1:" in d for d in refusals)  # the peer is named
@@ -376,7 +348,7 @@ def test_audiosocket_refuses_peers_outside_the_allowlist() -> None:
     assert [c.call_id for c in listed.started] == [str(call)]
     assert listed.ended == [(str(call), EndReason.STOP)] and listed.errors == []
     excluded = run(main(["10.0.0.0/8"]))
-    assert excluded.started == [] and excluded.chunks == 0
+    assert excluded.started == [] and excluded.chunks == []
     ((cid, reason, detail),) = excluded.errors
     assert cid is None and reason == "peer_not_allowed" and "127.0.0.1:" in detail
 
@@ -406,20 +378,6 @@ def test_good_ids_pass(text: str) -> None:
     assert check_id(text, "id") == text
 
 
-class StubDecoder:
-    """Every utterance is heard as the banned word: scoring without a model."""
-
-    def __init__(self, *_: Any) -> None:
-        from qa_pipeline.live.decoder import DecodeOptions
-
-        self.opts = DecodeOptions(window="fitted")
-
-    def decode(self, segs: Any) -> list[Any]:
-        from qa_pipeline.asr.engine import AsrResult
-
-        return [AsrResult(s, "甚至出现交易", "甚至出现交易", 0.9, 0.0, "zh", 6, 0.01) for s in segs]
-
-
 def test_hostile_ids_never_reach_a_log_line_and_signed_calls_are_scored(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
@@ -436,9 +394,12 @@ def test_hostile_ids_never_reach_a_log_line_and_signed_calls_are_scored(
     from qa_pipeline.sinks import FanOut
     from qa_pipeline.sources.codec import ulaw_encode
 
-    from .conftest import BAN_CLIP, MemorySink, clip8k
+    from .conftest import BAN_CLIP, clip8k
 
-    monkeypatch.setattr(service_mod, "LiveDecoder", StubDecoder)
+    # every utterance is heard as the banned word: scoring without a model
+    monkeypatch.setattr(
+        service_mod, "LiveDecoder", FakeDecoder("甚至出现交易", confidence=0.9, tokens=6)
+    )
     caplog.set_level(logging.DEBUG)
     speech = ulaw_encode(clip8k(speech_dir, BAN_CLIP))
     cfg = load_serve_config(
@@ -452,7 +413,7 @@ def test_hostile_ids_never_reach_a_log_line_and_signed_calls_are_scored(
             "metrics": {"enabled": False},
         },
     )
-    sink = MemorySink()
+    sink = Recorder()
     engine = type("Engine", (), {"config": type("C", (), {"workers": 1})()})()
     svc: Any = service_mod.LiveService(
         cfg,

@@ -13,20 +13,18 @@ import asyncio
 import gc
 import logging
 import sys
-import threading
 import time
 import weakref
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from qa_pipeline.asr.engine import AsrResult
-from qa_pipeline.messages import CallInfo, Role, Scorecard, SpeechSegment
+from qa_pipeline.messages import CallInfo, Role, Scorecard
 from qa_pipeline.notify.message import Notification
 from qa_pipeline.sources.codec import ulaw_encode
 from qa_pipeline.sources.twilio import TwilioSerializer
+from qa_pipeline.testing import FakeDecoder
 
 from .conftest import ANSWER_CLIP, BAN_CLIP, clip8k, two_channel
 
@@ -34,26 +32,6 @@ TOKEN = "memory-test-token"
 FRAME = 1600  # 200 ms of 8 kHz audio per media message
 WARM, MORE = 100, 200  # calls before the first count, then calls until the second
 RECENT, TEXTS = 20, 20  # live.recent_scorecards, live.text_cache
-
-
-class UniqueTextDecoder:
-    """No model: each utterance gets a sentence with a number of its own, at once."""
-
-    lock = threading.Lock()
-    n = 0
-
-    def __init__(self, engine: Any, opts: Any) -> None:
-        self.opts = opts
-
-    def decode(self, segs: Sequence[SpeechSegment]) -> list[AsrResult]:
-        out = []
-        for s in segs:
-            with self.lock:
-                UniqueTextDecoder.n += 1
-                k = UniqueTextDecoder.n
-            text = f"您好，工号{k}为您服务" if s.role is Role.AGENT else f"这笔交易的单号是{k}"
-            out.append(AsrResult(s, text, text, 0.95, 0.0, "zh", 8, 0.001))
-        return out
 
 
 class CountingSink:
@@ -116,7 +94,11 @@ def test_per_call_state_ends_with_the_call_and_caches_stay_bounded(
             super().__init__(*a, **kw)
             alive.add(self)
 
-    monkeypatch.setattr(service, "LiveDecoder", UniqueTextDecoder)
+    # no model: each utterance gets a sentence with a number of its own, at once
+    decoder = FakeDecoder(
+        lambda s, k: f"您好，工号{k}为您服务" if s.role is Role.AGENT else f"这笔交易的单号是{k}",
+    )
+    monkeypatch.setattr(service, "LiveDecoder", decoder)
     monkeypatch.setattr(service, "CallSession", TrackedSession)
     cfg = load_serve_config(
         None,
@@ -193,7 +175,7 @@ def test_per_call_state_ends_with_the_call_and_caches_stay_bounded(
 
     # every call was scored, each utterance had a new text: the caches had to fill
     assert svc.scored == n and len(counter.scored) == n
-    assert UniqueTextDecoder.n >= n  # at least one utterance a call
+    assert decoder.count >= n  # at least one utterance a call
     # per call: nothing left of a finished call
     assert svc.sessions == {}
     gc.collect()

@@ -20,8 +20,7 @@ import pytest
 from qa_pipeline.sources.audiosocket import audio_frame, hangup_frame, uuid_frame
 from qa_pipeline.sources.codec import slin16_encode, ulaw_encode
 from qa_pipeline.sources.twilio import SIGNATURE_HEADER, TwilioSerializer, twilio_signature
-
-from .conftest import MemorySink
+from qa_pipeline.testing import Recorder, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +35,7 @@ def signed(url: str) -> dict[str, str]:
     return {SIGNATURE_HEADER: twilio_signature(AUTH_TOKEN, url.replace("ws://", "wss://", 1))}
 
 
-def make_service(engine: Any, pack_path: Path, sink: MemorySink, **live: Any) -> Any:
+def make_service(engine: Any, pack_path: Path, sink: Recorder, **live: Any) -> Any:
     from prometheus_client import CollectorRegistry
 
     from qa_pipeline.live.config import load_serve_config
@@ -103,18 +102,10 @@ async def stream_twilio(
     return ws
 
 
-async def wait_for(pred: Any, limit_s: float = 60.0) -> None:
-    deadline = time.monotonic() + limit_s
-    while not pred():  # noqa: ASYNC110 - a test polling shared state
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(0.05)
-
-
 def test_findings_arrive_before_the_call_ends(
     engine: Any, pack_path: Path, ban_call: np.ndarray
 ) -> None:
-    sink = MemorySink()
+    sink = Recorder()
     marks: dict[str, float] = {}
 
     async def main() -> Any:
@@ -128,7 +119,7 @@ def test_findings_arrive_before_the_call_ends(
             marks["stop"] = time.monotonic()
 
         await stream_twilio(url, "live-1", ban_call, before_stop=hold_until_alert)
-        await wait_for(lambda: sink.of("scorecard", "live-1"))
+        await wait_for(lambda: sink.of("scorecard", "live-1"), 60)
         await svc.shutdown()
         return svc
 
@@ -155,7 +146,7 @@ def test_findings_arrive_before_the_call_ends(
 def test_killed_connection_still_scored_and_bad_calls_isolated(
     engine: Any, pack_path: Path, ban_call: np.ndarray
 ) -> None:
-    sink = MemorySink()
+    sink = Recorder()
 
     async def killed(url: str) -> None:
         ws = await stream_twilio(url, "killed", ban_call, until_s=5.5, stop=False)
@@ -191,7 +182,7 @@ def test_killed_connection_still_scored_and_bad_calls_isolated(
             malformed(url),
             wrong_codec(url),
         )
-        await wait_for(lambda: len(sink.of("scorecard")) == 4)
+        await wait_for(lambda: len(sink.of("scorecard")) == 4, 60)
         await svc.shutdown()
         return svc
 
@@ -213,7 +204,7 @@ def test_killed_connection_still_scored_and_bad_calls_isolated(
 
 
 def test_audiosocket_two_legs_over_tcp(engine: Any, pack_path: Path, ban_call: np.ndarray) -> None:
-    sink = MemorySink()
+    sink = Recorder()
     call = uuid.uuid4()
 
     async def leg(port: int, samples: np.ndarray, hang_up: bool) -> None:
@@ -237,7 +228,7 @@ def test_audiosocket_two_legs_over_tcp(engine: Any, pack_path: Path, ban_call: n
         first = asyncio.create_task(leg(port, ban_call[0], True))
         await asyncio.sleep(0.05)
         await asyncio.gather(first, leg(port, ban_call[1], False))  # second leg just drops
-        await wait_for(lambda: sink.of("scorecard"))
+        await wait_for(lambda: sink.of("scorecard"), 60)
         await svc.shutdown()
 
     asyncio.run(main())

@@ -16,6 +16,7 @@ from qa_pipeline.config import PipelineConfig, load_config
 from qa_pipeline.messages import SpeechSegment
 from qa_pipeline.pipeline import Pipeline
 from qa_pipeline.store import asr_settings
+from qa_pipeline.testing import FakeDecoder
 
 CALLS = {
     # call id: (duration, [(channel, start, clip)], metadata)
@@ -53,14 +54,20 @@ def calls_dir(speech_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 
 class FakeEngine:
-    """Stands in for AsrEngine: same settings, a fixed text per segment, counts decodes."""
+    """Stands in for AsrEngine: same settings, a fixed text per segment (the shared fake
+    decoder), counts decodes."""
 
     def __init__(self, config: PipelineConfig) -> None:
         # fixed texts: no audio to verify a missing phrase against (qa_pipeline/verify.py)
         self.config = config.asr.model_copy(update={"verify": False})
         self.settings = asr_settings(config.asr)
         self.calls = 0
-        self.segments = 0
+        self.decoder = FakeDecoder(
+            lambda s, _: (
+                "您好，请问有什么可以帮您" if s.role.value == "agent" else "我想查一下话费"
+            ),
+            confidence=0.9,
+        )
         self.bias: tuple[str, ...] = ()
 
     @property
@@ -71,23 +78,15 @@ class FakeEngine:
         self.bias = bias  # one engine: the counts stay in one place
         return self
 
+    @property
+    def segments(self) -> int:
+        return self.decoder.count
+
     def transcribe_many(
         self, segments: Iterable[SpeechSegment], on_result: Any = None
     ) -> Iterator[AsrResult]:
         self.calls += 1
-        for s in segments:
-            self.segments += 1
-            text = "您好，请问有什么可以帮您" if s.role.value == "agent" else "我想查一下话费"
-            yield AsrResult(
-                segment=s,
-                text=text,
-                raw_text=text,
-                confidence=0.9,
-                no_speech_prob=0.01,
-                language="zh",
-                tokens=8,
-                seconds=0.0,
-            )
+        yield from self.decoder.transcribe_many(segments, on_result)
 
 
 @pytest.fixture

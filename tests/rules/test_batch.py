@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import gc
-import importlib.util
 import random
-from pathlib import Path
 
 from qa_pipeline.messages import to_dict
 from qa_pipeline.rules import RulePack, batch_gc, score_transcript
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_rules.py"
+from qa_pipeline.testing import make_call
 
 
 def _calls(n: int) -> list:
-    spec = importlib.util.spec_from_file_location("bench_rules", BENCH)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
     rng = random.Random(5)
-    return [mod.make_call(i, rng, rng.choice([1, 5, 40, 80])) for i in range(n)]
+    return [make_call(i, rng, rng.choice([1, 5, 40, 80])) for i in range(n)]
 
 
 def test_scoring_leaves_no_reference_cycles(default_pack: RulePack) -> None:

@@ -21,17 +21,16 @@ import qa_pipeline.rules as rules
 ROOT = Path(__file__).resolve().parents[2]
 
 _SCORE = """
-import importlib.util, json, random, sys
-spec = importlib.util.spec_from_file_location("bench_rules", sys.argv[1])
-bench = importlib.util.module_from_spec(spec); spec.loader.exec_module(bench)
+import json, random
 from qa_pipeline.messages import to_dict
+from qa_pipeline.testing import make_call
 from qa_pipeline.rules import ENGINE, load_pack, score_transcript
 pack = load_pack()
 rng = random.Random(23)
 cards = []
 for i in range(400):
     company = "华夏" if rng.random() < 0.7 else "华冠"
-    call = bench.make_call(i, rng, rng.choice([1, 3, 10, 40, 60, 120]), company)
+    call = make_call(i, rng, rng.choice([1, 3, 10, 40, 60, 120]), company)
     cards.append(to_dict(score_transcript(pack, call)))
 print(json.dumps({"engine": ENGINE, "cards": cards}, ensure_ascii=False, sort_keys=True))
 """
@@ -42,9 +41,8 @@ def _run(pure: bool) -> dict[str, object]:
     env.pop("QA_PIPELINE_PURE_PYTHON", None)
     if pure:
         env["QA_PIPELINE_PURE_PYTHON"] = "1"
-    bench = str(ROOT / "benchmarks" / "bench_rules.py")
     out = subprocess.run(
-        [sys.executable, "-c", _SCORE, bench],
+        [sys.executable, "-c", _SCORE],
         env=env,
         cwd=ROOT,
         capture_output=True,

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from qa_pipeline.messages import CallEnded, CallInfo, Role, Severity, Utterance, Verdict, to_dict
 from qa_pipeline.rules import CallEvaluator, RulePack, score_transcript
+from qa_pipeline.testing import make_call
 
 from .conftest import transcript, verdict
 
@@ -182,12 +183,6 @@ def test_deductions_floor_at_zero(make_pack: MakePack) -> None:
 
 def test_feeding_one_by_one_equals_score_transcript(default_pack: RulePack) -> None:
     rng = random.Random(3)
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-    from bench_rules import make_call
-
     for i in range(30):
         t = make_call(i, rng, 30)
         batch = score_transcript(default_pack, t)
@@ -207,12 +202,6 @@ def test_feeding_one_by_one_equals_score_transcript(default_pack: RulePack) -> N
 
 
 def test_invariants_on_random_calls(default_pack: RulePack) -> None:
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-    from bench_rules import make_call
-
     rng = random.Random(11)
     ids = default_pack.rule_ids
     for i in range(60):

@@ -16,13 +16,11 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import random
 import shutil
 import sys
 from fractions import Fraction
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -49,24 +47,14 @@ from qa_pipeline.rules.textindex import (
     fold_text,
     syllables,
 )
+from qa_pipeline.testing import make_call
 from qa_pipeline.transcript import Transcript
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_rules.py"
-
-
-def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_rules", BENCH)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope="module")
 def calls() -> list[Transcript]:
-    bench = _bench()
     rng = random.Random(3)
-    return [bench.make_call(i, rng, rng.choice([3, 10, 40, 60])) for i in range(300)]
+    return [make_call(i, rng, rng.choice([3, 10, 40, 60])) for i in range(300)]
 
 
 def _fed(pack: RulePack, t: Transcript, reference: bool = False) -> object:
@@ -108,13 +96,12 @@ def _evaluator(pack: RulePack, t: Transcript, reference: bool) -> CallEvaluator:
 def varied_calls() -> list[Transcript]:
     """1,200 benchmark calls: both company names (OPEN-IDENT passes and fails), every
     length from a single turn to 120, holidays, outbound calls (from the generator)."""
-    bench = _bench()
     rng = random.Random(11)
     out = []
     for i in range(1200):
         company = "华夏" if rng.random() < 0.7 else "华冠"
         n = rng.choice([1, 2, 3, 5, 10, 25, 40, 40, 60, 120])
-        out.append(bench.make_call(i, rng, n, company))
+        out.append(make_call(i, rng, n, company))
     return out
 
 

@@ -20,6 +20,7 @@ from qa_pipeline.sinks import (
     new_session_id,
     with_session,
 )
+from qa_pipeline.testing import Recorder
 
 LoadCall = Callable[[str], Any]
 
@@ -106,32 +107,18 @@ class Boom:
         self.closed = True
 
 
-class Collect:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def emit(self, event: Event) -> None:
-        self.events.append(event)
-
-    def flush(self, timeout: float | None = None) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def test_fanout_isolates_a_failing_sink_and_counts(
     registry: CollectorRegistry, call_data: LoadCall
 ) -> None:
     metrics = PipelineMetrics(registry)
     t, findings, sc = call_data("call-002")
     events = events_for_call(t, findings, sc)
-    boom, good = Boom(), Collect()
+    boom, good = Boom(), Recorder()
     fan = FanOut([("boom", boom), ("good", good)], metrics)
     fan.emit_all(events)
     fan.flush(1.0)
     fan.close()
-    assert good.events == events
+    assert good.emitted == events
     assert boom.closed
     assert fan.errors["boom"] == len(events) + 1
     got = registry.get_sample_value(
