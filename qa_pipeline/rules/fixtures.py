@@ -32,7 +32,7 @@ from ..messages import CallEnded, CallInfo, Direction, Role, Utterance, Verdict
 from ..transcript import Transcript
 from .engine import score_transcript
 from .loader import RulePack, _validation_problems, default_pack_path
-from .yamlsrc import load_yaml_file
+from ..yamlsrc import load_yaml_file
 
 Expect = Literal["fire", "ok", "not_applicable", "uncertain"]
 _VERDICT = {

@@ -22,7 +22,7 @@ from .compiler import CompiledRule, CompileError, Compiler
 from .nodes import CStages, SNode
 from .schema import PackSpec, RuleFile, RuleSpec, Settings
 from .textindex import TextIndex
-from .yamlsrc import YMap, YSeq, line_of, load_yaml_file
+from ..yamlsrc import YMap, YSeq, line_of, load_yaml_file
 
 PACK_FILE = "pack.yaml"
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.]*)\}")

@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from ..errors import ConfigError, Location
-from ..yamlguard import BoundedComposer
+from .errors import ConfigError, Location
+from .yamlguard import BoundedComposer
 
 
 class YMap(dict[Any, Any]):
