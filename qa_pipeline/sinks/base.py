@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
+from ..errors import QAError
 from ..messages import (
     SCHEMA_VERSION,
     CallInfo,
@@ -233,7 +234,7 @@ def events_for_call(
     ]
 
 
-class EventDropped(Exception):
+class EventDropped(QAError):
     """Raised by a sink's ``emit``: this event was not kept, for ``reason`` (a short
     metric label such as ``disk_full``, ``spool_full``, ``queue_full``)."""
 
