@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import ConfigError, Location
 from .messages import Role
 from .sinks.config import SinksConfig
-from .yamlsrc import line_of, load_yaml_file, validation_problems
+from .yamlsrc import copy_map, line_of, load_yaml_file, validation_problems
 
 
 class _Model(BaseModel):
@@ -322,7 +322,7 @@ def expand_env(data: Any, src: str) -> list[tuple[Location, str]]:
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
+    out = copy_map(base)  # keeps the lines of what the file said
     for k, v in over.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
             out[k] = _merge(out[k], v)

@@ -47,6 +47,17 @@ class YSeq(list[Any]):
         self.item_lines = []
 
 
+def copy_map(m: dict[Any, Any]) -> dict[Any, Any]:
+    """A shallow copy that keeps a :class:`YMap`'s lines (``dict(m)`` drops them)."""
+    if not isinstance(m, YMap):
+        return dict(m)
+    out = YMap()
+    out.update(m)
+    out.line = m.line
+    out.key_lines = dict(m.key_lines)
+    return out
+
+
 _INT_NO_SEXAGESIMAL = re.compile(
     r"""^(?:[-+]?0b[0-1_]+
     |[-+]?0[0-7_]+
