@@ -33,6 +33,8 @@ from qa_pipeline.messages import (
     Verdict,
     to_dict,
 )
+from qa_pipeline.pipeline import AsrStats, CallResult
+from qa_pipeline.report import result_document
 from qa_pipeline.rescore.scoring import result_row
 from qa_pipeline.sinks.base import EventFactory
 from qa_pipeline.sinks.codec import finding_from_dict, scorecard_from_dict, verdict_from_dict
@@ -240,6 +242,12 @@ def encodings() -> dict[str, str]:
         d = e.to_json_dict()
         d.pop("produced_at")
         out[f"event/{e.seq}-{e.kind.value}"] = dumps(d)
+    # the score --json / transcribe --json documents
+    stats = AsrStats(61.23456, 40.1, 12.3456, 13.45678, 7, dropped=(("queue_full", 1),))
+    out["report/score_json"] = dumps(
+        result_document(CallResult(t, stats, scorecards()["card_full"]))
+    )
+    out["report/transcribe_json"] = dumps(result_document(CallResult(t, stats)))
     # store: settings key, rows as stored
     engine = {"model": "embedded", "model_sha256": "0" * 64, "compute_type": "int8", "beam": 5}
     settings = transcript_settings(PipelineConfig(), engine)
@@ -281,7 +289,10 @@ def encodings() -> dict[str, str]:
 
 
 if __name__ == "__main__":
-    GOLDEN.parent.mkdir(exist_ok=True)
+    import sys
+
+    dest = Path(sys.argv[1]) if len(sys.argv) > 1 else GOLDEN
+    dest.parent.mkdir(exist_ok=True)
     text = json.dumps(encodings(), ensure_ascii=False, indent=1, sort_keys=True) + "\n"
-    GOLDEN.write_text(text, encoding="utf-8")
-    print(f"wrote {GOLDEN}")
+    dest.write_text(text, encoding="utf-8")
+    print(f"wrote {dest}")
