@@ -305,10 +305,13 @@ def to_dict(obj: Any) -> Any:
 
 def from_dict(d: Any, type_: type[_M]) -> _M:
     """The message of type ``type_`` from its :func:`to_dict` form (msgspec's conversion:
-    lists become tuples, values enums, numbers floats where the field is a float; unknown
-    keys are ignored). Raises ``msgspec.ValidationError`` (a ``ValueError``) naming the
+    lists become tuples, values enums, numbers floats where the field is a float, and
+    numbers written as strings numbers; unknown keys are ignored). Raises ``msgspec.ValidationError`` (a ``ValueError``) naming the
     field that does not fit."""
-    return msgspec.convert(d, type_, strict=False, dec_hook=_dec_hook)
+    try:
+        return msgspec.convert(d, type_, dec_hook=_dec_hook)
+    except msgspec.ValidationError:  # numbers or booleans written as strings
+        return msgspec.convert(d, type_, strict=False, dec_hook=_dec_hook)
 
 
 # Between processes (a stage behind Kafka, a worker pool): msgpack, audio as raw bytes.
