@@ -101,6 +101,17 @@ def utterances() -> dict[str, Utterance]:
             confidence=0.61,
             verified=("工号", "再见"),
         ),
+        # numbers straight from numpy (a decoder's float32 times, a float64 confidence)
+        "utt_numpy": Utterance(
+            "c-全-1",
+            np.int64(4),  # type: ignore[arg-type]
+            0,
+            Role.AGENT,
+            np.float32(9.123456789),  # type: ignore[arg-type]
+            np.float64(10.98765432),
+            "好的",
+            confidence=np.float32(0.3333333),  # type: ignore[arg-type]
+        ),
         "utt_quotes": Utterance("c-x", 4, 1, Role.UNKNOWN, 8.0, 9.0, 'a "quote" \\ \n 😀'),
     }
 
@@ -257,8 +268,8 @@ def encodings() -> dict[str, str]:
     out["store/result_row_bare"] = dumps(
         list(result_row("run-1", "c-min", "k2", scorecards()["card_bare"], 2.5))
     )
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "s.sqlite"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "s.sqlite"
         with Store(path) as st:
             h = st.put_settings(settings)
             st.put_transcript(t, audio_sha="a" * 64, settings_hash_=h)
