@@ -198,12 +198,50 @@ def bench_spool(n: int) -> list[tuple[str, float]]:
     return rows
 
 
+def bench_codecs(n: int) -> list[tuple[str, float]]:
+    """Encode (``to_dict`` + JSON) and decode (JSON + ``*_from_dict``) of a test call's
+    scorecard and utterances, and of its whole transcript document."""
+    from qa_pipeline.messages import to_dict
+    from qa_pipeline.transcript import transcript_to_dict
+
+    doc = json.loads(sorted(CALLS.glob("*.json"))[0].read_text(encoding="utf-8"))
+    t = transcript_from_dict(doc)
+    card = scorecard_from_dict(doc["scorecard"], t.call.call_id)
+    card_json = json.dumps(to_dict(card), ensure_ascii=False)
+    utts = t.utterances
+    tr_json = json.dumps(transcript_to_dict(t), ensure_ascii=False)
+
+    def per(fn: Callable[[], object], count: int, items: int = 1) -> float:
+        t0 = time.perf_counter()
+        for _ in range(count):
+            fn()
+        return (time.perf_counter() - t0) / (count * items) * 1e6
+
+    return [
+        ("scorecard encode", per(lambda: json.dumps(to_dict(card), ensure_ascii=False), n)),
+        ("scorecard decode", per(lambda: scorecard_from_dict(json.loads(card_json)), n)),
+        (
+            "utterance encode",
+            per(lambda: [json.dumps(to_dict(u), ensure_ascii=False) for u in utts], n, len(utts)),
+        ),
+        (
+            "transcript encode",
+            per(lambda: json.dumps(transcript_to_dict(t), ensure_ascii=False), n),
+        ),
+        (
+            f"transcript decode ({len(utts)} utterances)",
+            per(lambda: transcript_from_dict(json.loads(tr_json)), n),
+        ),
+    ]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--bootstrap", help="use this broker instead of starting one")
     ap.add_argument("--events", type=int, default=20_000)
     ap.add_argument("--full-sync-events", type=int, default=3_000)
     ap.add_argument("--metric-calls", type=int, default=100_000)
+    ap.add_argument("--codec-rounds", type=int, default=5_000)
     ap.add_argument("--skip-kafka", action="store_true")
     args = ap.parse_args()
 
@@ -211,6 +249,10 @@ def main() -> int:
     print("| operation | µs per call |\n|---|---|")
     for name, us in bench_metrics(args.metric_calls):
         print(f"| {name} | {us:.2f} |")
+    print("\n## message codecs (JSON text <-> messages, a test call)\n")
+    print("| operation | µs each |\n|---|---|")
+    for name, us in bench_codecs(args.codec_rounds):
+        print(f"| {name} | {us:.1f} |")
     print("\n## durable spool (sqlite3 WAL)\n")
     print("| operation | µs per event |\n|---|---|")
     for name, us in bench_spool(5_000):

@@ -19,7 +19,6 @@ import re
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .asr.config import AsrConfig
@@ -28,7 +27,7 @@ from .errors import ConfigError, Location
 from .rules.config import RulesConfig
 from .sinks.config import SinksConfig
 from .vad import VadConfig
-from .yamlguard import BoundedComposer
+from .yamlsrc import copy_map, line_of, load_yaml_file, validation_problems
 
 
 class _Model(BaseModel):
@@ -51,63 +50,10 @@ class PipelineConfig(_Model):
 ConfigT = TypeVar("ConfigT", bound=PipelineConfig)
 
 
-class _LineLoader(BoundedComposer, yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys and remembers each key's line; bounded depth
-    and alias expansion (:mod:`.yamlguard`)."""
-
-
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    mapping: dict[Any, Any] = {}
-    lines: dict[Any, int] = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in mapping:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        mapping[key] = loader.construct_object(value_node, deep=True)
-        lines[key] = key_node.start_mark.line + 1
-    if mapping:
-        _LINES[id(mapping)] = lines
-    return mapping
-
-
-_LINES: dict[int, dict[Any, int]] = {}
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def _line_of(data: Any, loc: tuple[int | str, ...]) -> int:
-    line = 0
-    node = data
-    for part in loc:
-        if isinstance(node, dict):
-            line = _LINES.get(id(node), {}).get(part, line)
-            node = node.get(part)
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-            node = node[part]
-        else:
-            break
-    return line
-
-
 def load_yaml(path: Path) -> Any:
-    """Load YAML with duplicate-key rejection; errors name the file and line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError([(Location(str(path)), f"cannot read: {e.strerror or e}")]) from e
-    except UnicodeDecodeError as e:
-        raise ConfigError(
-            [(Location(str(path)), f"not UTF-8 text (byte {e.start}): is this a YAML file?")]
-        ) from e
-    try:
-        return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line = mark.line + 1 if mark else 0
-        raise ConfigError([(Location(str(path), line), str(e.problem or e))]) from e
-    except yaml.YAMLError as e:
-        raise ConfigError([(Location(str(path)), str(e))]) from e
+    """Load YAML with line numbers and duplicate-key rejection (:mod:`.yamlsrc`); errors
+    name the file and line."""
+    return load_yaml_file(path)
 
 
 def load_config(
@@ -143,14 +89,7 @@ def load_config_as(
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        problems = [
-            (
-                Location(src, _line_of(data, tuple(err["loc"]))),
-                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}",
-            )
-            for err in e.errors()
-        ]
-        raise ConfigError(problems) from None
+        raise ConfigError(validation_problems(e, data, src)) from None
 
 
 _ENV_REF = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -171,7 +110,7 @@ def expand_env(data: Any, src: str) -> list[tuple[Location, str]]:
                 where = ".".join(str(p) for p in loc)
                 problems.append(
                     (
-                        Location(src, _line_of(data, loc)),
+                        Location(src, line_of(data, loc)),
                         f"{where}: environment variable {name} is not set",
                     )
                 )
@@ -194,7 +133,7 @@ def expand_env(data: Any, src: str) -> list[tuple[Location, str]]:
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
+    out = copy_map(base)  # keeps the lines of what the file said
     for k, v in over.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
             out[k] = _merge(out[k], v)

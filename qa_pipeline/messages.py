@@ -8,18 +8,20 @@ built in C: the rule engine makes tens of findings and evidence items per call, 
 frozen dataclass's ``__init__`` cost several times as much); change one with
 :func:`replace`. Messages that cannot take part in a reference cycle (scalars, strings,
 enums and tuples of them) are ``gc=False``, out of the garbage collector's sight. Times are
-seconds on the call clock (0 = start of the call). All messages serialise
-to plain JSON-able dicts with :func:`to_dict` so a stage can also run behind Kafka.
+seconds on the call clock (0 = start of the call). The codecs are derived from these types
+(msgspec's conversion), not listed field by field: :func:`to_dict` / :func:`from_dict` for
+JSON documents and events, :func:`to_wire` / :func:`from_wire` (msgpack, audio as raw bytes)
+so a stage can also run in another process, behind Kafka.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 from datetime import datetime
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import msgspec
+import msgspec.msgpack
 import numpy as np
 import numpy.typing as npt
 from msgspec.structs import replace
@@ -40,11 +42,16 @@ __all__ = [
     "SpeechSegment",
     "Utterance",
     "Verdict",
+    "from_dict",
+    "from_wire",
     "replace",
     "to_dict",
+    "to_wire",
 ]
 
 SCHEMA_VERSION = "1.0"
+
+_M = TypeVar("_M")
 
 # explicit alias: still a valid type where numpy is not importable (the isolated mypyc
 # build of the rule engine type-checks this module without numpy installed)
@@ -250,38 +257,91 @@ class Scorecard(msgspec.Struct, frozen=True, gc=False):
     incomplete_reasons: tuple[str, ...] = ()
 
 
-def to_dict(obj: Any) -> Any:
-    """Convert a message (or nested structure of messages) to JSON-able data.
-
-    numpy sample arrays are dropped (audio never goes into events); enums become their
-    values, datetimes ISO strings.
-    """
-    if isinstance(obj, msgspec.Struct):
-        out: dict[str, Any] = {}
-        for name in obj.__struct_fields__:
-            value = getattr(obj, name)
-            if isinstance(value, np.ndarray):
-                continue
-            out[name] = to_dict(value)
-        return out
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        out = {}
-        for f in dataclasses.fields(obj):
-            value = getattr(obj, f.name)
-            if isinstance(value, np.ndarray):
-                continue
-            out[f.name] = to_dict(value)
-        return out
-    if isinstance(obj, enum.Enum):
-        return obj.value
-    if isinstance(obj, datetime):
-        return obj.isoformat()
-    if isinstance(obj, (list, tuple)):
-        return [to_dict(v) for v in obj]
-    if isinstance(obj, dict):
-        return {str(k): to_dict(v) for k, v in obj.items()}
-    if isinstance(obj, float):
-        return round(obj, 4)
+def _enc_hook(obj: Any) -> Any:
     if isinstance(obj, np.generic):
-        return to_dict(obj.item())
-    return obj
+        return obj.item()
+    raise NotImplementedError(f"cannot encode {type(obj).__name__}")
+
+
+def _tidy(x: Any) -> Any:
+    """``to_builtins`` output as the documents have always had it: floats to 4 places,
+    datetimes as ``datetime.isoformat`` writes them, tuples as lists."""
+    t = type(x)
+    if t is float:
+        return round(x, 4)
+    if t is dict:
+        return {k: _tidy(v) for k, v in x.items()}
+    if t is list or t is tuple:
+        return [_tidy(v) for v in x]
+    if isinstance(x, datetime):
+        return x.isoformat()
+    if isinstance(x, float):
+        return round(float(x), 4)
+    return x
+
+
+def _without_arrays(obj: msgspec.Struct) -> dict[str, Any]:
+    return {
+        name: getattr(obj, name)
+        for name in obj.__struct_fields__
+        if not isinstance(getattr(obj, name), np.ndarray)
+    }
+
+
+def to_dict(obj: Any) -> Any:
+    """Convert a message (or nested structure of messages) to JSON-able data: msgspec's
+    own conversion of the message types (fields in declaration order, enums as values),
+    with floats rounded to 4 places and datetimes as ISO strings.
+
+    numpy sample arrays are dropped (audio never goes into events; :func:`to_wire` carries
+    it between processes).
+    """
+    if isinstance(obj, (AudioChunk, SpeechSegment)):
+        obj = _without_arrays(obj)
+    return _tidy(
+        msgspec.to_builtins(obj, builtin_types=(datetime,), str_keys=True, enc_hook=_enc_hook)
+    )
+
+
+def from_dict(d: Any, type_: type[_M]) -> _M:
+    """The message of type ``type_`` from its :func:`to_dict` form (msgspec's conversion:
+    lists become tuples, values enums, numbers floats where the field is a float, and
+    numbers written as strings numbers; unknown keys are ignored). Raises ``msgspec.ValidationError`` (a ``ValueError``) naming the
+    field that does not fit."""
+    try:
+        return msgspec.convert(d, type_, dec_hook=_dec_hook)
+    except msgspec.ValidationError:  # numbers or booleans written as strings
+        return msgspec.convert(d, type_, strict=False, dec_hook=_dec_hook)
+
+
+# Between processes (a stage behind Kafka, a worker pool): msgpack, audio as raw bytes.
+_ARRAY_KEYS = ("dtype", "shape", "data")
+
+
+def _wire_enc_hook(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        arr = np.ascontiguousarray(obj)
+        return {"dtype": arr.dtype.str, "shape": list(arr.shape), "data": arr.tobytes()}
+    return _enc_hook(obj)
+
+
+def _dec_hook(type_: Any, obj: Any) -> Any:
+    is_array = type_ is np.ndarray or getattr(type_, "__origin__", None) is np.ndarray
+    if is_array and isinstance(obj, dict) and all(k in obj for k in _ARRAY_KEYS):
+        arr = np.frombuffer(obj["data"], dtype=np.dtype(obj["dtype"]))
+        return arr.reshape(tuple(obj["shape"])).copy()
+    raise NotImplementedError(f"cannot decode {type_!r}")
+
+
+_WIRE_ENCODER = msgspec.msgpack.Encoder(enc_hook=_wire_enc_hook)
+
+
+def to_wire(msg: msgspec.Struct) -> bytes:
+    """A message as msgpack bytes, audio included (a sample array as its dtype, shape and
+    raw bytes): what one process hands another. :func:`from_wire` reads it back."""
+    return _WIRE_ENCODER.encode(msg)
+
+
+def from_wire(data: bytes, type_: type[_M]) -> _M:
+    """The message of type ``type_`` that :func:`to_wire` encoded."""
+    return msgspec.msgpack.decode(data, type=type_, dec_hook=_dec_hook)

@@ -14,9 +14,8 @@ from .messages import (
     SCHEMA_VERSION,
     CallEnded,
     CallInfo,
-    Direction,
-    Role,
     Utterance,
+    from_dict,
     to_dict,
 )
 
@@ -36,17 +35,12 @@ class Transcript:
 
 
 def call_to_dict(call: CallInfo, duration: float | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "call_id": call.call_id,
-        "started_at": call.started_at.isoformat() if call.started_at else None,
-        "direction": call.direction.value,
-        "agent_id": call.agent_id,
-        "channels": [r.value for r in call.channels],
-        "source": call.source,
-        "metadata": dict(call.metadata),
-    }
-    if call.session_id:
-        out["session_id"] = call.session_id
+    """The document's ``call`` object: the message's fields, metadata as an object,
+    ``session_id`` only once minted, and the call's ``duration`` (3 places)."""
+    out: dict[str, Any] = to_dict(call)
+    out["metadata"] = dict(call.metadata)
+    if not call.session_id:
+        del out["session_id"]
     if duration is not None:
         out["duration"] = round(duration, 3)
     return out
@@ -71,46 +65,38 @@ def transcript_to_dict(t: Transcript) -> dict[str, Any]:
 
 
 def call_from_dict(d: dict[str, Any]) -> CallInfo:
-    started = d.get("started_at")
-    return CallInfo(
-        call_id=str(d["call_id"]),
-        started_at=datetime.fromisoformat(started) if started else None,
-        direction=Direction(d.get("direction", "inbound")),
-        agent_id=d.get("agent_id"),
-        channels=tuple(Role(r) for r in d.get("channels", ["agent", "customer"])),
-        source=d.get("source"),
-        metadata=tuple(sorted((str(k), str(v)) for k, v in (d.get("metadata") or {}).items())),
-        session_id=str(d.get("session_id") or ""),
-    )
+    """The inverse of :func:`call_to_dict` (start time as ``datetime.fromisoformat`` reads
+    it, metadata sorted by key)."""
+    c = dict(d)
+    started = c.get("started_at")
+    c["started_at"] = datetime.fromisoformat(started) if started else None
+    c["metadata"] = sorted((str(k), str(v)) for k, v in (c.get("metadata") or {}).items())
+    if c.get("session_id") is None:
+        c.pop("session_id", None)
+    return from_dict(c, CallInfo)
 
 
 def transcript_from_dict(d: dict[str, Any]) -> Transcript:
-    """Read a transcript document (as written by :func:`transcript_to_dict`)."""
+    """Read a transcript document (as written by :func:`transcript_to_dict`). An utterance
+    leaves out its call id (the call's); ``index`` defaults to its position and
+    ``raw_text`` to its text."""
     call = call_from_dict(d["call"])
-    utts = tuple(
-        Utterance(
-            call_id=call.call_id,
-            index=int(u.get("index", i)),
-            channel=int(u.get("channel", 0)),
-            role=Role(u["role"]),
-            start=float(u["start"]),
-            end=float(u["end"]),
-            text=str(u["text"]),
-            raw_text=str(u.get("raw_text", u["text"])),
-            confidence=float(u.get("confidence", 1.0)),
-            no_speech_prob=float(u.get("no_speech_prob", 0.0)),
-            level_dbfs=u.get("level_dbfs"),
-            language=u.get("language"),
-            verified=tuple(str(p) for p in u.get("verified") or ()),
-        )
-        for i, u in enumerate(d["utterances"])
+    cid = call.call_id
+    utts = from_dict(
+        [
+            dict(u, call_id=cid)
+            if "index" in u and "raw_text" in u
+            else {"index": i, "raw_text": u["text"], **u, "call_id": cid}
+            for i, u in enumerate(d["utterances"])
+        ],
+        tuple[Utterance, ...],
     )
     last = max((u.end for u in utts), default=0.0)
     duration = float(d["call"].get("duration") or last)
-    ends = tuple(float(x) for x in d.get("channel_ends") or ())
+    ends = from_dict(d.get("channel_ends") or (), tuple[float, ...])
     return Transcript(
         call=call,
         utterances=utts,
-        ended=CallEnded(call_id=call.call_id, end=duration, channel_ends=ends),
+        ended=CallEnded(call_id=cid, end=duration, channel_ends=ends),
         asr=tuple(sorted((d.get("asr") or {}).items())),
     )

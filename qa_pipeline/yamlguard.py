@@ -5,7 +5,7 @@ PyYAML composes nested collections recursively (a file of 100,000 ``[`` ends in 
 file of a few hundred bytes (nine anchors, each a list of nine aliases of the previous one)
 loads as a small shared graph that every later walk (``${ENV}`` substitution, validation)
 expands into hundreds of millions of values: the process hangs and grows. The loaders of
-:mod:`qa_pipeline.config` and :mod:`qa_pipeline.rules.yamlsrc` mix :class:`BoundedComposer`
+:mod:`qa_pipeline.config` and :mod:`qa_pipeline.yamlsrc` mix :class:`BoundedComposer`
 in, which refuses, while composing and before anything is built:
 
 * nesting deeper than :data:`MAX_DEPTH` collections;

@@ -160,11 +160,12 @@ def load_notify_config(path: str | Path) -> NotifyConfig:
     :class:`~qa_pipeline.errors.ConfigError` naming the file and line."""
     from pydantic import ValidationError
 
-    from ..config import _line_of, expand_env, load_yaml
+    from ..config import expand_env
     from ..errors import ConfigError, Location
+    from ..yamlsrc import load_yaml_file, validation_problems
 
     src = str(path)
-    data = load_yaml(Path(path))
+    data = load_yaml_file(Path(path))
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -172,7 +173,6 @@ def load_notify_config(path: str | Path) -> NotifyConfig:
     problems = expand_env(data, src)
     if problems:
         raise ConfigError(problems)
-    root = data
     prefix: tuple[str, ...] = ()
     if "notify" in data:
         prefix = ("notify",)
@@ -180,12 +180,4 @@ def load_notify_config(path: str | Path) -> NotifyConfig:
     try:
         return NotifyConfig.from_mapping(data)
     except ValidationError as e:
-        raise ConfigError(
-            [
-                (
-                    Location(src, _line_of(root, (*prefix, *err["loc"]))),
-                    f"{'.'.join(str(p) for p in (*prefix, *err['loc']))}: {err['msg']}",
-                )
-                for err in e.errors()
-            ]
-        ) from None
+        raise ConfigError(validation_problems(e, data, src, prefix)) from None

@@ -31,6 +31,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any, Protocol
 
+from ..errors import QAError
 from .config import (
     DingTalkNotifierConfig,
     NotifierConfig,
@@ -51,7 +52,7 @@ WECOM_MARKDOWN_MAX_BYTES = 4096
 DINGTALK_TEXT_MAX_CHARS = 20000
 
 
-class NotifyError(Exception):
+class NotifyError(QAError):
     def __init__(self, reason: str, retryable: bool, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason

@@ -13,23 +13,12 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..messages import (
-    CallEnded,
-    CallInfo,
-    Direction,
-    Role,
-    Utterance,
-)
 from ..rules import RulePack, batch_gc, load_pack, score_transcript
 from ..store import Store, error_row, result_row
-from ..transcript import Transcript
-
-_ROLES = {r.value: r for r in Role}
-_DIRECTIONS = {d.value: d for d in Direction}
+from ..transcript import transcript_from_dict
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,55 +66,6 @@ def _store() -> Store:
     return st
 
 
-def fast_transcript(d: dict[str, Any]) -> Transcript:
-    """:func:`~qa_pipeline.transcript.transcript_from_dict` with fewer conversions (the
-    documents were written by ``transcript_to_dict``); falls back to it on anything odd."""
-    c = d["call"]
-    try:
-        call = CallInfo(
-            call_id=str(c["call_id"]),
-            started_at=datetime.fromisoformat(c["started_at"]) if c.get("started_at") else None,
-            direction=_DIRECTIONS[c.get("direction", "inbound")],
-            agent_id=c.get("agent_id"),
-            channels=tuple(_ROLES[r] for r in c.get("channels", ("agent", "customer"))),
-            source=c.get("source"),
-            metadata=tuple(sorted((str(k), str(v)) for k, v in (c.get("metadata") or {}).items())),
-            session_id=str(c.get("session_id") or ""),
-        )
-        cid = call.call_id
-        utts = tuple(
-            Utterance(
-                cid,
-                u.get("index", i),
-                u.get("channel", 0),
-                _ROLES[u["role"]],
-                float(u["start"]),
-                float(u["end"]),
-                u["text"],
-                u.get("raw_text", u["text"]),
-                float(u.get("confidence", 1.0)),
-                float(u.get("no_speech_prob", 0.0)),
-                u.get("level_dbfs"),
-                u.get("language"),
-                tuple(u["verified"]) if "verified" in u else (),
-            )
-            for i, u in enumerate(d["utterances"])
-        )
-    except (KeyError, TypeError, ValueError):
-        from ..transcript import transcript_from_dict
-
-        return transcript_from_dict(d)
-    last = max((u.end for u in utts), default=0.0)
-    duration = float(c.get("duration") or last)
-    ends = tuple(float(x) for x in d.get("channel_ends") or ())
-    return Transcript(
-        call=call,
-        utterances=utts,
-        ended=CallEnded(call_id=cid, end=duration, channel_ends=ends),
-        asr=tuple(sorted((d.get("asr") or {}).items())),
-    )
-
-
 def score_chunk(chunk: Sequence[tuple[str, tuple[int, ...]]]) -> list[tuple[Any, ...]]:
     """Score a chunk of ``(call_id, runs that need it)``; returns result rows."""
     job: ScoreJob = _STATE["job"]
@@ -157,7 +97,7 @@ def _score_docs(
         seen.add(cid)
         runs = need[cid]
         try:
-            t = fast_transcript(doc)
+            t = transcript_from_dict(doc)
         except Exception as e:  # a broken stored document is one bad call, not a bad run
             msg = f"stored transcript unreadable: {type(e).__name__}: {e}"
             rows.extend(error_row(job.runs[i][0], cid, key, msg, now) for i in runs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import QAError
 from ..messages import Direction, Role, Severity
 from . import nodes as N
 from .schema import Cond, RuleSpec, Settings, parse_range
@@ -44,7 +45,7 @@ CALL_OPS = {
 STATIC, UTT, CALL = 0, 1, 2
 
 
-class CompileError(ValueError):
+class CompileError(QAError, ValueError):
     """A problem found while compiling; ``path`` is where in the rule it is."""
 
     def __init__(self, path: tuple[str | int, ...], msg: str) -> None:

@@ -30,9 +30,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..errors import ConfigError, Location
 from ..messages import CallEnded, CallInfo, Direction, Role, Utterance, Verdict
 from ..transcript import Transcript
+from ..yamlsrc import load_yaml_file, validation_problems
 from .engine import score_transcript
-from .loader import RulePack, _validation_problems, default_pack_path
-from .yamlsrc import load_yaml_file
+from .loader import RulePack, default_pack_path
 
 Expect = Literal["fire", "ok", "not_applicable", "uncertain"]
 _VERDICT = {
@@ -184,7 +184,7 @@ def load_fixtures(directory: Path) -> list[Fixture]:
         try:
             ff = FixtureFile.model_validate(data)
         except ValidationError as e:
-            problems.extend(_validation_problems(e, data, str(p)))
+            problems.extend(validation_problems(e, data, str(p)))
             continue
         items = data["fixtures"]
         for i, spec in enumerate(ff.fixtures):

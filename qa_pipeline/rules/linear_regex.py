@@ -46,6 +46,8 @@ import re2
 # (generators, offset maps); the rule engine calls the bound ``Match`` directly.
 from re2 import _re2
 
+from ..errors import QAError
+
 Span = tuple[int, int]
 
 # Python's own regex parser (what ``re.compile`` runs first): its syntax, exactly
@@ -86,7 +88,7 @@ _RE2_REASONS: Final = (
 )
 
 
-class PatternError(ValueError):
+class PatternError(QAError, ValueError):
     """A pack regex the linear-time engine does not run; the message says why."""
 
 

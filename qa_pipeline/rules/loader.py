@@ -7,7 +7,6 @@ import hashlib
 import json
 import re
 import sys
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,11 +17,12 @@ import qa_pipeline
 
 from ..errors import ConfigError, Location
 from ..messages import Role
+from ..yamlsrc import YMap, YSeq, load_yaml_file, validation_problems
+from ..yamlsrc import format_loc as _fmt_loc
 from .compiler import CompiledRule, CompileError, Compiler
 from .nodes import CStages, SNode
 from .schema import PackSpec, RuleFile, RuleSpec, Settings
 from .textindex import TextIndex
-from .yamlsrc import YMap, YSeq, line_of, load_yaml_file
 
 PACK_FILE = "pack.yaml"
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.]*)\}")
@@ -118,28 +118,10 @@ class RulePack:
 # ---------------------------------------------------------------------------- helpers
 
 
-def _fmt_loc(loc: Iterable[int | str]) -> str:
-    out = ""
-    for p in loc:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
-    return out
-
-
 def _validation_problems(
     e: ValidationError, data: Any, path: str, prefix: tuple[int | str, ...] = ()
 ) -> list[Problem]:
-    out = []
-    for err in e.errors(include_url=False):
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        line = line_of(data, loc)
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        rid = _rule_id(data, loc)
-        out.append((Location(path, line), f"{rid}{_fmt_loc(prefix + loc)}: {msg}"))
-    return out
+    return validation_problems(e, data, path, prefix, label=_rule_id)
 
 
 def _rule_id(data: Any, loc: tuple[int | str, ...]) -> str:

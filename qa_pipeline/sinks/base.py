@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
 from ..callinfo import new_session_id
+from ..errors import QAError
 from ..messages import (
     SCHEMA_VERSION,
     CallInfo,
@@ -227,7 +228,7 @@ def events_for_call(
     ]
 
 
-class EventDropped(Exception):
+class EventDropped(QAError):
     """Raised by a sink's ``emit``: this event was not kept, for ``reason`` (a short
     metric label such as ``disk_full``, ``spool_full``, ``queue_full``)."""
 

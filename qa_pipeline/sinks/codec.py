@@ -1,70 +1,37 @@
 """Read findings and scorecards back from their ``to_dict`` form (event payloads, JSON).
 
 The inverse of ``messages.to_dict`` for the messages sinks carry, so stored or embedded
-results (a ``score --json`` document, test data) can be replayed through the sinks.
+results (a ``score --json`` document, test data) can be replayed through the sinks. The
+fields come from the message types (``messages.from_dict``); only the document's own rules
+are written here: a finding embedded in a scorecard or document may leave out its call id.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..messages import Evidence, Finding, Role, RuleVerdict, Scorecard, Severity, Verdict
+from ..messages import Evidence, Finding, RuleVerdict, Scorecard, from_dict
 
 
 def evidence_from_dict(d: dict[str, Any]) -> Evidence:
-    role = d.get("role")
-    idx = d.get("utterance_index")
-    return Evidence(
-        start=float(d.get("start", 0.0)),
-        end=float(d.get("end", 0.0)),
-        utterance_index=int(idx) if idx is not None else None,
-        role=Role(role) if role else None,
-        text=str(d.get("text", "")),
-        matched=str(d.get("matched", "")),
-    )
+    return from_dict(d, Evidence)
+
+
+def _with_call_id(d: dict[str, Any], call_id: str | None) -> dict[str, Any]:
+    return d if d.get("call_id") else {**d, "call_id": call_id or ""}
 
 
 def finding_from_dict(d: dict[str, Any], call_id: str | None = None) -> Finding:
-    return Finding(
-        call_id=str(d.get("call_id") or call_id or ""),
-        rule_id=str(d["rule_id"]),
-        severity=Severity(d["severity"]),
-        message=str(d.get("message", "")),
-        evidence=tuple(evidence_from_dict(e) for e in d.get("evidence") or ()),
-        decided_at=float(d.get("decided_at", 0.0)),
-        weight=float(d.get("weight", 0.0)),
-        suggestion=d.get("suggestion"),
-    )
+    return from_dict(_with_call_id(d, call_id), Finding)
 
 
 def verdict_from_dict(d: dict[str, Any]) -> RuleVerdict:
-    return RuleVerdict(
-        rule_id=str(d["rule_id"]),
-        verdict=Verdict(d["verdict"]),
-        severity=Severity(d["severity"]),
-        weight=float(d.get("weight", 0.0)),
-        description=str(d.get("description", "")),
-        deduction=float(d.get("deduction", 0.0)),
-        detail=str(d.get("detail", "")),
-        pending_deduction=float(d.get("pending_deduction", 0.0)),
-        evidence=tuple(evidence_from_dict(e) for e in d.get("evidence") or ()),
-    )
+    return from_dict(d, RuleVerdict)
 
 
 def scorecard_from_dict(d: dict[str, Any], call_id: str | None = None) -> Scorecard:
-    cid = str(d.get("call_id") or call_id or "")
-    return Scorecard(
-        call_id=cid,
-        score=float(d["score"]),
-        grade=str(d.get("grade", "")),
-        failed=bool(d.get("failed", False)),
-        verdicts=tuple(verdict_from_dict(v) for v in d.get("verdicts") or ()),
-        findings=tuple(finding_from_dict(f, cid) for f in d.get("findings") or ()),
-        rule_pack=str(d.get("rule_pack", "")),
-        rule_pack_version=str(d.get("rule_pack_version", "")),
-        duration=float(d.get("duration", 0.0)),
-        extras=tuple((str(k), float(v)) for k, v in d.get("extras") or ()),
-        review=bool(d.get("review", False)),
-        complete=bool(d.get("complete", True)),
-        incomplete_reasons=tuple(str(r) for r in d.get("incomplete_reasons") or ()),
-    )
+    d = _with_call_id(d, call_id)
+    findings = d.get("findings")
+    if findings and any(not f.get("call_id") for f in findings):
+        d = {**d, "findings": [_with_call_id(f, d["call_id"]) for f in findings]}
+    return from_dict(d, Scorecard)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from typing import Protocol
 
+from ..errors import QAError
 from ..messages import AudioChunk, CallInfo
 
 
@@ -28,7 +29,7 @@ def shown(value: object, limit: int = 80) -> str:
     return r + (f"...({len(s)} chars)" if len(s) > limit else "")
 
 
-class SourceError(Exception):
+class SourceError(QAError):
     """A problem with one call's stream. ``reason`` is a short, countable class
     (``malformed_json``, ``unknown_event``, ``bad_codec``, ...); ``detail`` is for the log
     (it may quote the wire, so it is escaped and cut to 300 characters here)."""

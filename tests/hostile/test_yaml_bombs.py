@@ -91,7 +91,7 @@ def test_loader_bounds_in_process() -> None:
 
     from qa_pipeline.errors import ConfigError
     from qa_pipeline.rules import load_pack
-    from qa_pipeline.rules.yamlsrc import load_yaml_text
+    from qa_pipeline.yamlsrc import load_yaml_text
 
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t = time.perf_counter()

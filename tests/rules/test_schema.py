@@ -8,7 +8,7 @@ import pytest
 
 from qa_pipeline.errors import ConfigError
 from qa_pipeline.rules import load_pack
-from qa_pipeline.rules.yamlsrc import load_yaml_text
+from qa_pipeline.yamlsrc import load_yaml_text
 
 from .conftest import PACK_HEADER
 

@@ -2,7 +2,9 @@
 
 Mappings load as :class:`YMap` (a ``dict`` with ``line`` and ``key_lines``), sequences as
 :class:`YSeq` (a ``list`` with ``line`` and ``item_lines``), so a validation error at a
-path like ``rules.3.require.keyword`` can be reported as ``file:line``. Two YAML 1.1
+path like ``rules.3.require.keyword`` can be reported as ``file:line``. :func:`validation_problems` turns
+a pydantic ``ValidationError`` on loaded data into ``(file:line, message)`` problems. Config
+files, rule packs, fixtures and the notify config all load through here. Two YAML 1.1
 surprises are switched off: ``07:30`` stays a string (not the base-60 integer 450) and
 duplicate keys are an error instead of "last one wins".
 """
@@ -10,14 +12,17 @@ duplicate keys are an error instead of "last one wins".
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from ..errors import ConfigError, Location
-from ..yamlguard import BoundedComposer
+from .errors import ConfigError, Location
+from .yamlguard import BoundedComposer
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 class YMap(dict[Any, Any]):
@@ -40,6 +45,17 @@ class YSeq(list[Any]):
     def __init__(self) -> None:
         super().__init__()
         self.item_lines = []
+
+
+def copy_map(m: dict[Any, Any]) -> dict[Any, Any]:
+    """A shallow copy that keeps a :class:`YMap`'s lines (``dict(m)`` drops them)."""
+    if not isinstance(m, YMap):
+        return dict(m)
+    out = YMap()
+    out.update(m)
+    out.line = m.line
+    out.key_lines = dict(m.key_lines)
+    return out
 
 
 _INT_NO_SEXAGESIMAL = re.compile(
@@ -161,3 +177,36 @@ def line_of(data: Any, loc: Sequence[int | str]) -> int:
         else:
             break
     return best
+
+
+def format_loc(loc: Iterable[int | str]) -> str:
+    """A pydantic error location as a path: ``rules[3].require.keyword``."""
+    out = ""
+    for p in loc:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def validation_problems(
+    e: ValidationError,
+    data: Any,
+    path: str,
+    prefix: tuple[int | str, ...] = (),
+    label: Callable[[Any, tuple[int | str, ...]], str] | None = None,
+) -> list[tuple[Location, str]]:
+    """Each error of ``e`` (raised validating ``data``, loaded from ``path``; ``data`` sits
+    at ``prefix`` in the file) as ``(file:line, "path: message")``: an unknown key says so,
+    pydantic's ``Value error,`` is dropped, ``label(data, loc)`` (e.g. the rule's id) goes
+    before the path."""
+    out = []
+    for err in e.errors(include_url=False):
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        line = line_of(data, loc)
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        tag = label(data, loc) if label is not None else ""
+        out.append((Location(path, line), f"{tag}{format_loc(prefix + loc)}: {msg}"))
+    return out
