@@ -27,12 +27,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..errors import ConfigError, Location
-from ..messages import CallEnded, CallInfo, Direction, Role, Utterance, Verdict
-from ..transcript import Transcript
-from .engine import score_transcript
+from ...errors import ConfigError, Location
+from ...messages import CallEnded, CallInfo, Direction, Role, Utterance, Verdict
+from ...transcript import Transcript
+from ..runtime.engine import score_transcript
+from ..yamlsrc import load_yaml_file
 from .loader import RulePack, _validation_problems, default_pack_path
-from .yamlsrc import load_yaml_file
 
 Expect = Literal["fire", "ok", "not_applicable", "uncertain"]
 _VERDICT = {

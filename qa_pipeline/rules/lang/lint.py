@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import ConfigError, Location
-from ..text import match_form
-from .compiler import STATIC_OPS
+from ...errors import ConfigError, Location
+from ...text import match_form
+from ..ops.compiler import STATIC_OPS
+from ..runtime.textindex import fold_text, syllables
 from .fixtures import check_ids, coverage, default_fixtures_dir, load_fixtures
 from .loader import analyse_pack
 from .schema import Cond, RuleSpec, Settings, parse_range
-from .textindex import fold_text, syllables
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,13 +16,13 @@ from pydantic import ValidationError
 
 import qa_pipeline
 
-from ..errors import ConfigError, Location
-from ..messages import Role
-from .compiler import CompiledRule, CompileError, Compiler
-from .nodes import CStages, SNode
+from ...errors import ConfigError, Location
+from ...messages import Role
+from ..ops.compiler import CompiledRule, CompileError, Compiler
+from ..runtime.nodes import CStages, SNode
+from ..runtime.textindex import TextIndex
+from ..yamlsrc import YMap, YSeq, line_of, load_yaml_file
 from .schema import PackSpec, RuleFile, RuleSpec, Settings
-from .textindex import TextIndex
-from .yamlsrc import YMap, YSeq, line_of, load_yaml_file
 
 PACK_FILE = "pack.yaml"
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.]*)\}")
@@ -35,7 +35,7 @@ def _pack_candidates() -> list[Path]:
         # a source checkout (or editable install): the pack lives in the repository
         Path(qa_pipeline.__file__).resolve().parents[1] / "configs" / "rules",
         # an installed wheel: configs/rules/ shipped as package data (see README, packaging)
-        Path(__file__).resolve().parent / "default_pack",
+        Path(__file__).resolve().parents[1] / "default_pack",
         # ... or as setuptools data-files under the environment's prefix
         Path(sys.prefix) / "share" / "qa-pipeline" / "rules",
     ]

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..messages import Direction, Severity
+from ...messages import Direction, Severity
 from .linear_regex import compile_pattern
 
 RoleName = Literal["agent", "customer", "unknown", "any"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..messages import Direction, Role, Severity
-from . import nodes as N
-from .schema import Cond, RuleSpec, Settings, parse_range
-from .textindex import TextIndex
+from ...messages import Direction, Role, Severity
+from ..lang.schema import Cond, RuleSpec, Settings, parse_range
+from ..runtime import nodes as N
+from ..runtime.textindex import TextIndex
 
 STATIC_OPS = {"direction", "time_of_day", "calendar", "start_known"}
 UTT_OPS = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
-from ..messages import (
+from ...messages import (
     CallEnded,
     CallInfo,
     Direction,
@@ -23,9 +23,9 @@ from ..messages import (
     Verdict,
     replace,
 )
-from ..transcript import Transcript
-from .compiler import CompiledRule
-from .loader import RulePack
+from ...transcript import Transcript
+from ..lang.loader import RulePack
+from ..ops.compiler import CompiledRule
 from .nodes import INF, NO_ITEMS, CNode, Ev, SNode, UttCtx
 from .scoring import deduction_of, fround, grade_of, score_from
 from .textindex import Analysis, TextIndex, pause

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from rapidfuzz import fuzz
 
-from ..messages import CallInfo, Direction, Evidence, Role, Utterance
+from ...messages import CallInfo, Direction, Evidence, Role, Utterance
 from .textindex import Analysis, Span, TextIndex
 
 if TYPE_CHECKING:
