@@ -7,7 +7,7 @@ feeds a stored transcript through the very same object in one go.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from ...messages import (
     CallEnded,
@@ -24,12 +24,14 @@ from ...messages import (
     replace,
 )
 from ...transcript import Transcript
-from ..lang.loader import RulePack
-from ..ops.compiler import CompiledRule
 from .nodes import INF, NO_ITEMS, CNode, Ev, SNode, UttCtx
 from .scoring import deduction_of, fround, grade_of, score_from
 from .textindex import Analysis, TextIndex, pause
 from .timeline import TEvent, Timeline
+
+if TYPE_CHECKING:  # built by the loader and the compiler; the runtime only reads them
+    from ..lang.loader import RulePack
+    from ..ops.compiler import CompiledRule
 
 # enum members and tables as Final module constants: compiled code reads them directly
 # instead of looking the class up in the module and the member on the class every time
