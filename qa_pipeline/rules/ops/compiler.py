@@ -6,42 +6,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...messages import Direction, Role, Severity
-from ..lang.schema import Cond, RuleSpec, Settings, parse_range
+from ..lang.labels import label
+from ..lang.schema import Cond, RuleSpec, Settings
 from ..runtime import nodes as N
 from ..runtime.textindex import TextIndex
+from .registry import REGISTRY, Level, Operator, Trigger, of_level, trigger_of
 
-STATIC_OPS = {"direction", "time_of_day", "calendar", "start_known"}
-UTT_OPS = {
-    "role",
-    "keyword",
-    "regex",
-    "fuzzy",
-    "similar",
-    "position",
-    "proximity",
-    "negation",
-    "entity",
-    "holiday_greeting",
-}
-CALL_OPS = {
-    "exists",
-    "sequence",
-    "response_gap",
-    "silence",
-    "hold",
-    "talk_over",
-    "speech_rate",
-    "volume",
-    "duration",
-    "utterance_count",
-    "repetition",
-    "count",
-    "share",
-    "stages",
-    "hangup",
-    "verdicts",
-}
-STATIC, UTT, CALL = 0, 1, 2
+STATIC, UTT, CALL = Level.STATIC, Level.UTTERANCE, Level.CALL
+
+
+def _static_ops() -> frozenset[str]:
+    return of_level(Level.STATIC)
 
 
 class CompileError(ValueError):
@@ -52,49 +27,42 @@ class CompileError(ValueError):
         self.path = path
 
 
-def _role(name: str) -> Role | None:
+def role_or_none(name: str) -> Role | None:
     return None if name == "any" else Role(name)
 
 
-def level(c: Cond) -> int:
+def level(c: Cond) -> Level:
+    """The level a condition works at: the highest of its operators'."""
     lv = STATIC
     for op, v in c.operators():
-        if op in CALL_OPS:
+        olv = REGISTRY[op].level
+        if olv == CALL:
             return CALL
-        if op in UTT_OPS:
+        if olv == UTT:
             lv = UTT
-        elif op in ("all", "any"):
-            lv = max(lv, *(level(k) for k in v))
-        elif op == "not":
-            lv = max(lv, level(v))
+        elif olv == Level.NESTED:
+            for _, k in REGISTRY[op].children(v):
+                lv = max(lv, level(k))
     return lv
 
 
-def label(c: Cond) -> str:
-    """A short human label for a condition (its first phrases)."""
-    ops = c.operators()
-    ops.sort(key=lambda p: p[0] == "role")  # phrases say more than the role
-    for op, v in ops:
-        if op == "keyword":
-            ph = v.any or v.all or v.none or v.of or []
-            return "/".join(ph[:3]) + ("…" if len(ph) > 3 else "")
-        if op == "fuzzy":
-            return "/".join(v.phrases[:3]) + ("…" if len(v.phrases) > 3 else "")
-        if op == "similar":
-            return v.examples[0]
-        if op == "regex":
-            return v.pattern
-        if op in ("all", "any"):
-            return label(v[0])
-        if op == "not":
-            return "非（" + label(v) + "）"
-        if op == "role":
-            return {"agent": "坐席发言", "customer": "客户发言"}.get(v, "发言")
-        if op == "entity":
-            return v.kind
-        if op == "holiday_greeting":
-            return "节日问候语"
-    return c.operators()[0][0]
+def _check_trigger(op: Operator, spec: Any, node: Any, path: tuple[str | int, ...]) -> None:
+    """The node does what its operator declares (see :class:`.registry.Trigger`)."""
+    want = trigger_of(op, spec)
+    trig = node.trigger
+    if want == Trigger.CHILDREN:
+        return
+    if isinstance(node, N.UNode):
+        ok = (trig is None) if want == Trigger.EVERY_UTTERANCE else want == Trigger.PHRASES
+        ok = ok and (want != Trigger.PHRASES or trig is None or len(trig) > 0)
+    elif want == Trigger.NO_UTTERANCE:
+        ok = not node.wants_utts
+    elif want == Trigger.EVERY_UTTERANCE:
+        ok = node.wants_utts and trig is None
+    else:  # PHRASES
+        ok = node.wants_utts and trig is not None and len(trig) > 0
+    if not ok:
+        raise CompileError(path, f"operator {op.name}: its node does not match trigger {want.name}")
 
 
 @dataclass(eq=False)
@@ -164,26 +132,22 @@ class Compiler:
     def static(self, c: Cond) -> N.SNode:
         parts: list[N.SNode] = []
         for op, v in c.operators():
-            if op == "direction":
-                parts.append(N.SDirection(Direction(v)))
-            elif op == "start_known":
-                parts.append(N.SStartKnown(bool(v)))
-            elif op == "time_of_day":
-                parts.append(N.STimeOfDay([parse_range(r) for r in v.between]))
-            elif op == "calendar":
-                parts.append(N.SCalendar(v.holiday, v.weekday, v.dates))
-            elif op == "all":
-                parts.append(N.SAll([self.static(k) for k in v]))
-            elif op == "any":
-                parts.append(N.SAny([self.static(k) for k in v]))
+            if op in ("all", "any"):
+                kids = [self.static(k) for k in v]
+                parts.append(N.SAll(kids) if op == "all" else N.SAny(kids))
             elif op == "not":
                 parts.append(N.SNot(self.static(v)))
+            else:
+                compile_ = REGISTRY[op].static
+                assert compile_ is not None
+                parts.append(compile_(self, v))
         node = parts[0] if len(parts) == 1 else N.SAll(parts)
         return self._reg(node)
 
-    # ------------------------------------------------------------------ utterance
+    # ------------------------------------------------------------------ operator helpers
 
-    def _kw(self, phrases: list[str], path: tuple[str | int, ...]) -> list[int]:
+    def atoms(self, phrases: list[str], path: tuple[str | int, ...]) -> list[int]:
+        """The exact-phrase atoms of ``phrases`` (an error names the phrase's place)."""
         out = []
         for i, p in enumerate(phrases):
             try:
@@ -192,68 +156,36 @@ class Compiler:
                 raise CompileError((*path, i), str(e)) from e
         return out
 
+    def defer(self, deferred: bool) -> None:
+        """The rule needs the end of the call (``last_turns``, index -1)."""
+        self._deferred |= deferred
+
+    def depends_on(self, rule_ids: list[str]) -> None:
+        self._deps.extend(rule_ids)
+
+    def label(self, c: Cond) -> str:
+        return label(c)
+
+    # ------------------------------------------------------------------ utterance
+
     def utt(self, c: Cond, path: tuple[str | int, ...] = ()) -> N.UNode:
         parts: list[N.UNode] = []
         for op, v in c.operators():
             p = (*path, op)
-            if op in STATIC_OPS:
-                parts.append(N.UStatic(self.static(Cond.model_validate({op: v}))))
-            elif op == "role":
-                r = _role(v)
-                if r is not None:
-                    parts.append(N.URole(r))
-            elif op == "keyword":
-                if v.any is not None:
-                    parts.append(N.UKeywordAny(self._kw(v.any, (*p, "any")), v.at))
-                elif v.all is not None:
-                    parts.append(N.UKeywordAll(self._kw(v.all, (*p, "all"))))
-                elif v.none is not None:
-                    parts.append(N.UKeywordNone(self._kw(v.none, (*p, "none"))))
-                else:
-                    parts.append(N.UKeywordAtLeast(self._kw(v.of, (*p, "of")), v.at_least))
-            elif op == "fuzzy":
-                atoms = []
-                for i, ph in enumerate(v.phrases):
-                    try:
-                        atoms.append(self.ix.fuzzy(ph, v.threshold))
-                    except ValueError as e:
-                        raise CompileError((*p, "phrases", i), str(e)) from e
-                parts.append(N.ULazy(self.ix, atoms))
-            elif op == "regex":
-                parts.append(N.ULazy(self.ix, [self.ix.regex(v.pattern, v.exclude)]))
-            elif op == "similar":
-                parts.append(N.ULazy(self.ix, [self.ix.similar(v.examples, v.threshold)]))
-            elif op == "entity":
-                parts.append(N.ULazy(self.ix, [self.ix.entity(v.kind)]))
-            elif op == "holiday_greeting":
-                self.holiday_thresholds.add(v.threshold)
-                parts.append(N.UHolidayGreeting(self.ix, v.threshold))
-            elif op == "position":
-                pos = N.UPosition(
-                    v.first_seconds, v.last_seconds, v.first_turns, v.last_turns, v.index
-                )
-                self._deferred |= pos.deferred
-                parts.append(pos)
-            elif op == "proximity":
-                parts.append(
-                    N.UProximity(
-                        self._kw(v.a, (*p, "a")), self._kw(v.b, (*p, "b")), v.within, v.ordered
-                    )
-                )
-            elif op == "negation":
-                parts.append(
-                    N.UNegation(
-                        self._kw(v.phrases, (*p, "phrases")),
-                        self._kw(v.negators, (*p, "negators")),
-                        v.within,
-                    )
-                )
-            elif op == "all":
-                parts.append(N.UAll([self.utt(k, (*p, i)) for i, k in enumerate(v)]))
-            elif op == "any":
-                parts.append(N.UAny([self.utt(k, (*p, i)) for i, k in enumerate(v)]))
+            o = REGISTRY[op]
+            if op in ("all", "any"):
+                kids = [self.utt(k, (*p, i)) for i, k in enumerate(v)]
+                parts.append(N.UAll(kids) if op == "all" else N.UAny(kids))
             elif op == "not":
                 parts.append(N.UNot(self.utt(v, p)))
+            elif o.level == STATIC:
+                parts.append(N.UStatic(self.static(Cond.model_validate({op: v}))))
+            elif o.level == UTT:
+                assert o.utt is not None
+                node = o.utt(self, v, p)
+                if node is not None:
+                    _check_trigger(o, v, node, p)
+                    parts.append(node)
             else:  # pragma: no cover - level() keeps call ops out
                 raise CompileError(p, f"{op} is not an utterance condition")
         if not parts:  # role: any
@@ -262,7 +194,7 @@ class Compiler:
         self._deferred |= node.deferred
         return node
 
-    def _utt_only(self, c: Cond, path: tuple[str | int, ...]) -> N.UNode:
+    def utt_only(self, c: Cond, path: tuple[str | int, ...]) -> N.UNode:
         if level(c) == CALL:
             raise CompileError(path, "must be an utterance condition (phrases, role, position)")
         return self.utt(c, path)
@@ -283,7 +215,8 @@ class Compiler:
         parts: list[N.CNode] = []
         for op, v in c.operators():
             p = (*path, op)
-            if op in STATIC_OPS or op in UTT_OPS:
+            o = REGISTRY[op]
+            if o.level in (STATIC, UTT):
                 parts.append(self.call(Cond.model_validate({op: v}), path))
             elif op == "all":
                 parts.append(
@@ -296,68 +229,13 @@ class Compiler:
             elif op == "not":
                 parts.append(self._slotted(N.CNot(self.call(v, p), label(v))))
             else:
-                parts.append(self._slotted(self._call_leaf(op, v, p)))
+                assert o.call is not None
+                node = o.call(self, v, p)
+                _check_trigger(o, v, node, p)
+                parts.append(self._slotted(node))
         if len(parts) == 1:
             return parts[0]
         return self._slotted(N.CAll(parts))
-
-    def _call_leaf(self, op: str, v: Any, p: tuple[str | int, ...]) -> N.CNode:
-        if op == "exists":
-            return N.CExists(self._utt_only(v, p), label(v))
-        if op == "sequence":
-            return N.CSequence(
-                self._utt_only(v.first, (*p, "first")),
-                self._utt_only(v.then, (*p, "then")),
-                v.within_turns,
-                v.within_seconds,
-                _role(v.turn_role),
-                v.missing,
-                label(v.then),
-            )
-        if op == "response_gap":
-            return N.CResponseGap(v.over)
-        if op == "silence":
-            ex = self._utt_only(v.except_after, (*p, "except_after")) if v.except_after else None
-            return N.CSilence(v.over, v.total_over, v.count_from, ex)
-        if op == "hold":
-            return N.CHold(
-                v.min_seconds,
-                self._utt_only(v.notice, (*p, "notice")),
-                self._utt_only(v.thanks, (*p, "thanks")),
-                v.max_customer_speech,
-            )
-        if op == "talk_over":
-            return N.CTalkOver(v.min_overlap_ms, Role(v.by))
-        if op in ("speech_rate", "volume", "duration", "utterance_count"):
-            return N.CMetric(op, _role(v.role), v.over, v.under, v.min_speech_seconds)
-        if op == "repetition":
-            return N.CRepetition(_role(v.role), v.times, v.similarity, v.min_chars)
-        if op == "count":
-            return N.CCount(self._utt_only(v.of, (*p, "of")), v.at_least, v.over, label(v.of))
-        if op == "share":
-            return N.CShare(
-                self._kw(v.of, (*p, "of")),
-                self._kw(v.among, (*p, "among")),
-                v.over,
-                v.under,
-                v.min_total,
-                "/".join(v.of),
-            )
-        if op == "stages":
-            return N.CStages(
-                [s.name for s in v.stages],
-                [
-                    self._utt_only(s.match, (*p, "stages", i, "match"))
-                    for i, s in enumerate(v.stages)
-                ],
-                v.in_order,
-            )
-        if op == "hangup":
-            return N.CHangup(Role(v.first), v.margin)
-        if op == "verdicts":
-            self._deps.extend(v.passed)
-            return N.CVerdicts(list(v.passed))
-        raise CompileError(p, f"unknown operator {op}")  # pragma: no cover
 
     # ------------------------------------------------------------------ rule
 
