@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..config import AsrConfig
-    from ..rules.loader import RulePack
+    from ..rules.lang.loader import RulePack
 
 MAX_TERMS_CHARS = 80  # the prompt stays short: long prompts slow decoding and get copied
 SEPARATOR = "，"

@@ -25,6 +25,7 @@ FAMILIES = (
     "share",
     "stages",
     "outcome",  # hangup, verdicts
+    "occurrences",
 )
 for _family in FAMILIES:
     importlib.import_module(f"{__name__}.{_family}")

@@ -95,7 +95,7 @@ class CalendarSpec(Strict):
 def _calendar(cx: Compiler, v: CalendarSpec) -> N.SNode:
     from ..runtime import nodes as N
 
-    return N.SCalendar(v.holiday, v.weekday, v.dates)
+    return N.SCalendar(v.holiday, list(v.weekday) if v.weekday is not None else None, v.dates)
 
 
 register(

@@ -64,6 +64,9 @@ for _name, _summary in _SUMMARY.items():
             )
             if _name == "utterance_count"
             else Trigger.NO_UTTERANCE,
+            trigger_doc="every utterance with `over` (found as it happens), else none"
+            if _name == "utterance_count"
+            else "",
             summary=_summary,
             example=Example({_name: {"over": 100}}),
             call=_metric(_name),

@@ -79,6 +79,7 @@ register(
         shorthand=_kw_short,
         # `none` holds on utterances without the phrases: every utterance is looked at
         trigger=lambda v: Trigger.EVERY_UTTERANCE if v.none is not None else Trigger.PHRASES,
+        trigger_doc="utterances where one of its phrases is found (`none`: every utterance)",
         summary="exact phrases: `any` / `all` / `none` / `at_least` N `of`; `at` start, end, whole",
         example=Example(
             {"keyword": ["工号"]},

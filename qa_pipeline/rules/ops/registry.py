@@ -45,7 +45,7 @@ class Level(enum.IntEnum):
 class Trigger(enum.Enum):
     """Which utterances make the runtime run an operator's node."""
 
-    PHRASES = "utterances containing one of its phrases"
+    PHRASES = "utterances where one of its phrases or patterns is found"
     EVERY_UTTERANCE = "every utterance"
     NO_UTTERANCE = "no utterance (call metadata, timeline, clock or call end)"
     CHILDREN = "those of its sub-conditions"
@@ -87,6 +87,7 @@ class Operator:
     # what makes the runtime look at it (required; a function of the spec where it depends
     # on it); the compiler checks every node it builds against it
     trigger: Trigger | Callable[[Any], Trigger]
+    trigger_doc: str = ""  # for the README where ``trigger`` is a function (required then)
     summary: str  # one line for the README's operator table
     example: Example
     family: str = ""  # the module it is declared in (set by register)
@@ -105,6 +106,10 @@ class Operator:
     def __post_init__(self) -> None:
         if not isinstance(self.trigger, Trigger) and not callable(self.trigger):
             raise TypeError(f"operator {self.name}: trigger must be a Trigger")
+        if not isinstance(self.trigger, Trigger) and not self.trigger_doc:
+            raise TypeError(
+                f"operator {self.name}: a trigger that depends on the spec needs trigger_doc"
+            )
         need = {
             Level.STATIC: self.static,
             Level.UTTERANCE: self.utt,
@@ -160,7 +165,7 @@ def trigger_of(op: Operator, spec: Any) -> Trigger:
 def trigger_text(op: Operator) -> str:
     if isinstance(op.trigger, Trigger):
         return op.trigger.value
-    return "depends on the spec"
+    return op.trigger_doc
 
 
 def of_level(*levels: Level) -> frozenset[str]:
@@ -178,3 +183,18 @@ def readme_table() -> str:
             f"| `{op.name}` | {op.level.name.lower()} | {trigger_text(op)} | {op.summary} |"
         )
     return "\n".join(rows) + "\n"
+
+
+README_BEGIN = "<!-- operators: generated from the registry (python -m qa_pipeline.rules.ops) -->"
+README_END = "<!-- operators: end -->"
+
+
+def with_readme_table(text: str) -> str:
+    """``text`` (the rules README) with the generated operator table replaced."""
+    head, sep, rest = text.partition(README_BEGIN)
+    if not sep:
+        raise ValueError(f"the README has no {README_BEGIN!r} marker")
+    _, sep2, tail = rest.partition(README_END)
+    if not sep2:
+        raise ValueError(f"the README has no {README_END!r} marker")
+    return f"{head}{README_BEGIN}\n{readme_table()}{README_END}{tail}"

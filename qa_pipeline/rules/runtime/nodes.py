@@ -670,6 +670,68 @@ class CShare(CNode):
         return bool(r.st[self.slot][2])
 
 
+class COccurrences(CNode):
+    """Occurrences of exact phrases in the scope, every one counted (several in one
+    utterance count several times): found the moment they reach ``at_least``, or at close
+    when they are at most ``at_most``."""
+
+    wants_utts = True
+
+    def __init__(
+        self, atoms: list[int], at_least: int | None, at_most: int | None, label: str
+    ) -> None:
+        self.atoms = tuple(sorted(set(atoms)))
+        self.at_least = at_least
+        self.at_most = at_most
+        self.needs_end = at_most is not None
+        self.trigger = frozenset(self.atoms)
+        self.label = label
+
+    def start(self, r: RuleRun) -> list[Ev] | None:
+        r.st[self.slot] = [0, False, None]  # count, found, first evidence
+        return None
+
+    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
+        st = r.st[self.slot]
+        spans = x.a.spans
+        n = 0
+        first: Span | None = None
+        for atom in self.atoms:
+            hits = spans.get(atom)
+            if hits:
+                n += len(hits)
+                if first is None or hits[0][0] < first[0]:
+                    first = hits[0]
+        if first is None:
+            return None
+        before = st[0]
+        st[0] = before + n
+        if st[2] is None:
+            st[2] = x.evidence(first)
+        at_least = self.at_least
+        if at_least is not None and before < at_least <= st[0]:
+            st[1] = True
+            return [(x.evidence(first), f"第 {st[0]} 次：{self.label}")]
+        return None
+
+    def close(self, r: RuleRun) -> list[Ev] | None:
+        st = r.st[self.slot]
+        if self.at_most is not None and st[0] <= self.at_most:
+            st[1] = True
+            ev = st[2] or Evidence(start=0.0, end=0.0)
+            return [(ev, f"{self.label} 出现 {st[0]} 次（至多 {self.at_most} 次）")]
+        return None
+
+    def found(self, r: RuleRun) -> bool:
+        return bool(r.st[self.slot][1])
+
+    def detail(self, r: RuleRun) -> str:
+        n = r.st[self.slot][0]
+        if self.at_least is not None:
+            return f"{self.label} 出现 {n} 次（至少 {self.at_least} 次）"
+        return f"{self.label} 出现 {n} 次（至多 {self.at_most} 次）"
+
+
 def _push(out: list[Any], item: Any) -> list[Any]:
     """``out`` with ``item`` appended; a new list when ``out`` is the shared empty one."""
     if out is NO_ITEMS:
