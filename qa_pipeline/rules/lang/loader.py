@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -22,6 +22,9 @@ from ..ops.compiler import CompiledRule, CompileError, Compiler
 from ..runtime.nodes import CStages, SNode
 from ..runtime.textindex import TextIndex
 from ..yamlsrc import YMap, YSeq, line_of, load_yaml_file
+
+if TYPE_CHECKING:
+    from ..runtime.engine import PackTables
 from .schema import PackSpec, RuleFile, RuleSpec, Settings
 
 PACK_FILE = "pack.yaml"
@@ -54,7 +57,8 @@ def default_pack_path() -> Path:
 
 @dataclass(eq=False)
 class RulePack:
-    """A validated, compiled rule pack. Immutable after loading; share it across calls."""
+    """A validated, compiled rule pack. Immutable after loading (the engine keeps its
+    memos inside ``tables`` and ``verdict_cache``); share it across calls."""
 
     name: str
     version: str
@@ -84,7 +88,8 @@ class RulePack:
     lazy_parts: dict[Role, tuple[tuple[Any, int, int, int], ...]] = field(default_factory=dict)
     part_atoms: dict[Any, tuple[int, ...]] = field(default_factory=dict)
     max_window: float = 0.0  # utterances starting later are never in a first_* window
-    engine_data: Any = None  # the evaluator's tables (engine.pack_tables)
+    # the evaluator's tables (bit masks, memos), made once when the pack is loaded
+    tables: PackTables = field(init=False, repr=False)
 
     def full_dispatch(self, a: Any, role: Role) -> tuple[int, ...]:
         """Every rule an utterance can matter to, all lazy atoms computed (reference)."""
@@ -413,6 +418,9 @@ def _compile(
         locations={r.id: loc for r, loc in specs},
     )
     _build_dispatch(pack)
+    from ..runtime.engine import PackTables
+
+    pack.tables = PackTables(pack)
     return pack
 
 

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from .engine import RuleRun
     from .timeline import TEvent
 
-Ev = tuple[Evidence, str]
+#: something a node found: the evidence and a detail for the finding
+Found = tuple[Evidence, str]
 NO_ITEMS: Final[list[Any]] = []  # the shared empty list (engine, timeline): never appended to
 _NO_SPAN: Final = (-1, -1)  # memoised "no match" (spans never start below 0)
 _WEEKDAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -47,7 +48,7 @@ class UttCtx:
         "call_end",
         "channel",
         "end",
-        "ev",
+        "evaluator",
         "n",
         "role",
         "role_total",
@@ -62,7 +63,7 @@ class UttCtx:
         a: Analysis,
         turn: int,
         n: int,
-        ev: Any,
+        evaluator: Any,
         role: Role,
         start: float,
         end: float,
@@ -77,7 +78,7 @@ class UttCtx:
         self.a = a
         self.turn = turn  # index among this role's utterances
         self.n = n  # index among all utterances
-        self.ev = ev  # the CallEvaluator (statics, holiday atoms)
+        self.evaluator = evaluator  # the CallEvaluator (statics, holiday atoms)
         self.role_total = -1  # known only at call end
         self.call_end = -1.0
         self._whole: Evidence | None = None
@@ -208,7 +209,7 @@ class UStatic(UNode):
         self.node = node
 
     def match(self, x: UttCtx) -> Span | None:
-        return (0, 0) if x.ev.statics[self.node.slot] else None
+        return (0, 0) if x.evaluator.statics[self.node.slot] else None
 
 
 class URole(UNode):
@@ -334,7 +335,7 @@ class UHolidayGreeting(UNode):
         self.threshold = threshold
 
     def match(self, x: UttCtx) -> Span | None:
-        for atom in x.ev.holiday_atoms.get(self.threshold, ()):
+        for atom in x.evaluator.holiday_atoms.get(self.threshold, ()):
             hits = self.ix.hits(x.a, atom)
             if hits:
                 return hits[0]
@@ -502,7 +503,7 @@ class CNode:
                 out[kind] = min(v, out.get(kind, v))
         return out
 
-    def start(self, r: RuleRun) -> list[Ev] | None:
+    def start(self, r: RuleRun) -> list[Found] | None:
         r.st[self.slot] = False
         return None
 
@@ -514,16 +515,16 @@ class CNode:
                 out = min(out, k.due(r))
         return out
 
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
+    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
         return None
 
-    def on_tl(self, r: RuleRun, e: TEvent) -> list[Ev] | None:
+    def on_tl(self, r: RuleRun, e: TEvent) -> list[Found] | None:
         return None
 
-    def on_clock(self, r: RuleRun, now: float) -> list[Ev] | None:
+    def on_clock(self, r: RuleRun, now: float) -> list[Found] | None:
         return None
 
-    def close(self, r: RuleRun) -> list[Ev] | None:
+    def close(self, r: RuleRun) -> list[Found] | None:
         return None
 
     def found(self, r: RuleRun) -> bool:
@@ -536,7 +537,7 @@ class CNode:
         return []
 
 
-def _span_ev(start: float, end: float, detail: str) -> Ev:
+def _span_ev(start: float, end: float, detail: str) -> Found:
     return (Evidence(start=start, end=end), detail)
 
 
@@ -547,8 +548,8 @@ class CStatic(CNode):
         self.node = node
         self.label = label
 
-    def start(self, r: RuleRun) -> list[Ev] | None:
-        ok = bool(r.ev.statics[self.node.slot])
+    def start(self, r: RuleRun) -> list[Found] | None:
+        ok = bool(r.evaluator.statics[self.node.slot])
         r.st[self.slot] = ok
         if ok:
             return [_span_ev(0.0, 0.0, self.label)]
@@ -565,7 +566,7 @@ class CExists(CNode):
         self.trigger = u.trigger
         self.label = label
 
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
+    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
         s = self.u.match(x)
         if s is None:
             return None
@@ -589,11 +590,11 @@ class CCount(CNode):
         self.trigger = u.trigger
         self.label = label
 
-    def start(self, r: RuleRun) -> list[Ev] | None:
+    def start(self, r: RuleRun) -> list[Found] | None:
         r.st[self.slot] = 0
         return None
 
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
+    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
         s = self.u.match(x)
         if s is None:
             return None
@@ -635,11 +636,11 @@ class CShare(CNode):
         self.trigger = frozenset(self.among)
         self.label = label
 
-    def start(self, r: RuleRun) -> list[Ev] | None:
+    def start(self, r: RuleRun) -> list[Found] | None:
         r.st[self.slot] = [0, 0, False, None]
         return None
 
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
+    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
         st = r.st[self.slot]
         spans = x.a.spans
         for atom in self.among:
@@ -652,7 +653,7 @@ class CShare(CNode):
                         st[3] = x.evidence(hits[0])
         return None
 
-    def close(self, r: RuleRun) -> list[Ev] | None:
+    def close(self, r: RuleRun) -> list[Found] | None:
         st = r.st[self.slot]
         n_of, total = st[0], st[1]
         if total < self.min_total:
@@ -687,11 +688,11 @@ class COccurrences(CNode):
         self.trigger = frozenset(self.atoms)
         self.label = label
 
-    def start(self, r: RuleRun) -> list[Ev] | None:
+    def start(self, r: RuleRun) -> list[Found] | None:
         r.st[self.slot] = [0, False, None]  # count, found, first evidence
         return None
 
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
+    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
         st = r.st[self.slot]
         spans = x.a.spans
         n = 0
@@ -714,7 +715,7 @@ class COccurrences(CNode):
             return [(x.evidence(first), f"第 {st[0]} 次：{self.label}")]
         return None
 
-    def close(self, r: RuleRun) -> list[Ev] | None:
+    def close(self, r: RuleRun) -> list[Found] | None:
         st = r.st[self.slot]
         if self.at_most is not None and st[0] <= self.at_most:
             st[1] = True
@@ -767,13 +768,13 @@ class CSequence(CNode):
         self.missing = missing
         self.label = label
 
-    def start(self, r: RuleRun) -> list[Ev] | None:
+    def start(self, r: RuleRun) -> list[Found] | None:
         # pending anchors [utterance, span, turns_left, deadline], found
         r.st[self.slot] = [[], 0]
         return None
 
     @staticmethod
-    def _events(r: RuleRun, out: list[tuple[UttCtx, Span | None, str]]) -> list[Ev] | None:
+    def _events(r: RuleRun, out: list[tuple[UttCtx, Span | None, str]]) -> list[Found] | None:
         """Evidence only when the rule turns events into findings (forbid bodies)."""
         if not out or not r.events:
             return None
@@ -784,7 +785,7 @@ class CSequence(CNode):
         if self.missing and n_out:
             st[1] += n_out
 
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
+    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
         st = r.st[self.slot]
         out: list[tuple[UttCtx, Span | None, str]] = NO_ITEMS  # made on the first event
         pending: list[list[Any]] = st[0]
@@ -830,32 +831,32 @@ class CSequence(CNode):
         s = self.first.match(x)
         if s is not None:
             st[0].append([x, s, self.turns, u.end + self.seconds if self.seconds else None])
-        r.ev.set_hot(r, bool(st[0]))
+        r.evaluator.set_hot(r, bool(st[0]))
         return self._events(r, out) if out else None  # no call on the usual path
 
     def due(self, r: RuleRun) -> float:
         pend = r.st[self.slot][0]
         if not pend or self.seconds is None:
             return INF
-        return min(a[3] for a in pend) + r.ev.grace
+        return min(a[3] for a in pend) + r.evaluator.grace
 
-    def on_clock(self, r: RuleRun, now: float) -> list[Ev] | None:
+    def on_clock(self, r: RuleRun, now: float) -> list[Found] | None:
         st = r.st[self.slot]
         if not st[0] or self.seconds is None:
             return None
         out: list[tuple[UttCtx, Span | None, str]] = []
         keep = []
         for anchor in st[0]:
-            if anchor[3] is not None and now > anchor[3] + r.ev.grace:
+            if anchor[3] is not None and now > anchor[3] + r.evaluator.grace:
                 if self.missing:
                     out.append((anchor[0], anchor[1], f"{self.label}：{self.seconds:g} 秒内未出现"))
             else:
                 keep.append(anchor)
         self._expire(st, keep, len(out))
-        r.ev.set_hot(r, bool(st[0]))
+        r.evaluator.set_hot(r, bool(st[0]))
         return self._events(r, out)
 
-    def close(self, r: RuleRun) -> list[Ev] | None:
+    def close(self, r: RuleRun) -> list[Found] | None:
         st = r.st[self.slot]
         out: list[tuple[UttCtx, Span | None, str]] = []
         if self.missing:
@@ -880,7 +881,7 @@ class CResponseGap(CNode):
     def tl_interest(self) -> dict[str, float]:
         return {"response": self.over}
 
-    def on_tl(self, r: RuleRun, e: TEvent) -> list[Ev] | None:
+    def on_tl(self, r: RuleRun, e: TEvent) -> list[Found] | None:
         if e.kind == "response" and e.seconds > self.over:
             r.st[self.slot] = True
             return [
@@ -910,11 +911,11 @@ class CSilence(CNode):
             lo = min(lo, self.count_from)
         return {"silence": lo}
 
-    def start(self, r: RuleRun) -> list[Ev] | None:
+    def start(self, r: RuleRun) -> list[Found] | None:
         r.st[self.slot] = [False, 0.0]
         return None
 
-    def on_tl(self, r: RuleRun, e: TEvent) -> list[Ev] | None:
+    def on_tl(self, r: RuleRun, e: TEvent) -> list[Found] | None:
         if e.kind != "silence":
             return None
         sec = e.seconds
@@ -927,7 +928,7 @@ class CSilence(CNode):
         if ex is not None and e.before is not None and ex.match(e.before) is not None:
             return None
         st = r.st[self.slot]
-        out: list[Ev] = []
+        out: list[Found] = []
         if self.over is not None and e.seconds > self.over:
             st[0] = True
             out.append((e.evidence(), f"双方静默 {e.seconds:.1f} 秒（上限 {self.over:g} 秒）"))
@@ -960,7 +961,7 @@ class CHold(CNode):
     def tl_interest(self) -> dict[str, float]:
         return {"agent_gap": self.min_seconds}
 
-    def on_tl(self, r: RuleRun, e: TEvent) -> list[Ev] | None:
+    def on_tl(self, r: RuleRun, e: TEvent) -> list[Found] | None:
         if e.kind != "agent_gap" or e.seconds < self.min_seconds or e.other > self.max_cust:
             return None
         missing = []
@@ -984,7 +985,7 @@ class CTalkOver(CNode):
     def tl_interest(self) -> dict[str, float]:
         return {"overlap": self.min_ms / 1000}
 
-    def on_tl(self, r: RuleRun, e: TEvent) -> list[Ev] | None:
+    def on_tl(self, r: RuleRun, e: TEvent) -> list[Found] | None:
         if e.kind != "overlap" or e.role != self.by or e.seconds * 1000 < self.min_ms:
             return None
         r.st[self.slot] = True
@@ -1023,7 +1024,7 @@ class CMetric(CNode):
         "utterance_count": ("话轮数", "句"),
     }
 
-    def _check(self, r: RuleRun, value: float | None, ev: Evidence) -> list[Ev] | None:
+    def _check(self, r: RuleRun, value: float | None, ev: Evidence) -> list[Found] | None:
         if value is None or r.st[self.slot]:
             return None
         name, unit = self._NAMES[self.metric]
@@ -1040,20 +1041,20 @@ class CMetric(CNode):
             return self.over
         return INF
 
-    def on_clock(self, r: RuleRun, now: float) -> list[Ev] | None:
+    def on_clock(self, r: RuleRun, now: float) -> list[Found] | None:
         if self.over is not None and now > self.over:
             return self._check(r, now, Evidence(start=0.0, end=now))
         return None
 
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
-        n = r.ev.stats.count(self.role)
+    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
+        n = r.evaluator.stats.count(self.role)
         if self.over is not None and n > self.over:
             return self._check(r, n, x.evidence())
         return None
 
-    def close(self, r: RuleRun) -> list[Ev] | None:
-        s = r.ev.stats
-        end = r.ev.call_end
+    def close(self, r: RuleRun) -> list[Found] | None:
+        s = r.evaluator.stats
+        end = r.evaluator.call_end
         value: float | None
         if self.metric == "duration":
             value = end
@@ -1077,11 +1078,11 @@ class CRepetition(CNode):
         self.similarity = similarity
         self.min_chars = min_chars
 
-    def start(self, r: RuleRun) -> list[Ev] | None:
+    def start(self, r: RuleRun) -> list[Found] | None:
         r.st[self.slot] = [[], False]
         return None
 
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
+    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
         if self.role is not None and x.role != self.role:
             return None
         mf = x.a.mf
@@ -1115,11 +1116,11 @@ class CStages(CNode):
         trig = [m.trigger for m in matchers]
         self.trigger = None if any(t is None for t in trig) else frozenset().union(*trig)  # type: ignore[arg-type]
 
-    def start(self, r: RuleRun) -> list[Ev] | None:
+    def start(self, r: RuleRun) -> list[Found] | None:
         r.st[self.slot] = [[None] * len(self.names), False]
         return None
 
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
+    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
         st = r.st[self.slot]
         seen = st[0]
         if st[1]:
@@ -1131,7 +1132,7 @@ class CStages(CNode):
                 if s is not None:
                     seen[i] = (x.n, x, s)
                     new = True
-                    r.ev.dirty |= r.rule.bit  # this stage's phrases no longer matter
+                    r.evaluator.dirty |= r.rule.bit  # this stage's phrases no longer matter
         if not new or any(v is None for v in seen):
             return None
         order = [v[0] for v in seen]
@@ -1162,8 +1163,8 @@ class CHangup(CNode):
         self.first = first
         self.margin = margin
 
-    def close(self, r: RuleRun) -> list[Ev] | None:
-        ends = r.ev.role_ends()
+    def close(self, r: RuleRun) -> list[Found] | None:
+        ends = r.evaluator.role_ends()
         other = Role.CUSTOMER if self.first == Role.AGENT else Role.AGENT
         a, b = ends.get(self.first), ends.get(other)
         if a is None or b is None:
@@ -1181,12 +1182,12 @@ class CVerdicts(CNode):
     def __init__(self, ids: list[str]) -> None:
         self.ids = ids
 
-    def start(self, r: RuleRun) -> list[Ev] | None:
+    def start(self, r: RuleRun) -> list[Found] | None:
         r.st[self.slot] = [False, []]
         return None
 
-    def close(self, r: RuleRun) -> list[Ev] | None:
-        ev = r.ev
+    def close(self, r: RuleRun) -> list[Found] | None:
+        ev = r.evaluator
         failed = [i for i in self.ids if not ev.rule_ok(i)]
         st = r.st[self.slot]
         st[1] = failed
@@ -1196,7 +1197,7 @@ class CVerdicts(CNode):
                 r.unsure_why = "、".join(failed) + " 待复核"
             return None
         st[0] = True
-        return [(Evidence(start=0.0, end=r.ev.call_end), "全部通过：" + "、".join(self.ids))]
+        return [(Evidence(start=0.0, end=r.evaluator.call_end), "全部通过：" + "、".join(self.ids))]
 
     def found(self, r: RuleRun) -> bool:
         return bool(r.st[self.slot][0])
@@ -1217,23 +1218,23 @@ class CAll(CNode):
     def kids(self) -> list[CNode]:
         return self._kids
 
-    def start(self, r: RuleRun) -> list[Ev] | None:
+    def start(self, r: RuleRun) -> list[Found] | None:
         r.st[self.slot] = False
         for k in self._kids:
             k.start(r)
         return self._after(r, None)
 
-    def _after(self, r: RuleRun, evs: list[Ev] | None) -> list[Ev] | None:
+    def _after(self, r: RuleRun, evs: list[Found] | None) -> list[Found] | None:
         if r.st[self.slot] or not all(k.found(r) for k in self._kids):
             return None
         r.st[self.slot] = True
         if evs:
             return evs[:1]
-        return [_span_ev(0.0, r.ev.clock, "全部条件满足")]
+        return [_span_ev(0.0, r.evaluator.clock, "全部条件满足")]
 
     # (explicit loops, no callback: these run for every timeline event and utterance)
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
-        evs: list[Ev] = []
+    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
+        evs: list[Found] = []
         for k in self._kids:
             if k.wants_utts:
                 e = k.on_utt(r, x)
@@ -1241,8 +1242,8 @@ class CAll(CNode):
                     evs.extend(e)
         return self._after(r, evs)
 
-    def on_tl(self, r: RuleRun, e: TEvent) -> list[Ev] | None:
-        evs: list[Ev] = []
+    def on_tl(self, r: RuleRun, e: TEvent) -> list[Found] | None:
+        evs: list[Found] = []
         for k in self._kids:
             if k.wants_timeline:
                 got = k.on_tl(r, e)
@@ -1250,8 +1251,8 @@ class CAll(CNode):
                     evs.extend(got)
         return self._after(r, evs)
 
-    def on_clock(self, r: RuleRun, now: float) -> list[Ev] | None:
-        evs: list[Ev] = []
+    def on_clock(self, r: RuleRun, now: float) -> list[Found] | None:
+        evs: list[Found] = []
         for k in self._kids:
             if k.wants_clock:
                 e = k.on_clock(r, now)
@@ -1259,8 +1260,8 @@ class CAll(CNode):
                     evs.extend(e)
         return self._after(r, evs)
 
-    def close(self, r: RuleRun) -> list[Ev] | None:
-        evs: list[Ev] = []
+    def close(self, r: RuleRun) -> list[Found] | None:
+        evs: list[Found] = []
         for k in self._kids:
             e = k.close(r)
             if e:
@@ -1272,7 +1273,7 @@ class CAll(CNode):
 
 
 class CAny(CAll):
-    def _after(self, r: RuleRun, evs: list[Ev] | None) -> list[Ev] | None:
+    def _after(self, r: RuleRun, evs: list[Found] | None) -> list[Found] | None:
         if any(k.found(r) for k in self._kids):
             r.st[self.slot] = True
         return evs or None
@@ -1297,29 +1298,29 @@ class CNot(CNode):
     def kids(self) -> list[CNode]:
         return [self.kid]
 
-    def start(self, r: RuleRun) -> list[Ev] | None:
+    def start(self, r: RuleRun) -> list[Found] | None:
         r.st[self.slot] = False
         self.kid.start(r)
         return None
 
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
+    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
         self.kid.on_utt(r, x)
         return None
 
-    def on_tl(self, r: RuleRun, e: TEvent) -> list[Ev] | None:
+    def on_tl(self, r: RuleRun, e: TEvent) -> list[Found] | None:
         self.kid.on_tl(r, e)
         return None
 
-    def on_clock(self, r: RuleRun, now: float) -> list[Ev] | None:
+    def on_clock(self, r: RuleRun, now: float) -> list[Found] | None:
         self.kid.on_clock(r, now)
         return None
 
-    def close(self, r: RuleRun) -> list[Ev] | None:
+    def close(self, r: RuleRun) -> list[Found] | None:
         self.kid.close(r)
         if self.kid.found(r):
             return None
         r.st[self.slot] = True
-        return [_span_ev(0.0, r.ev.clock, f"未出现：{self.label}")]
+        return [_span_ev(0.0, r.evaluator.clock, f"未出现：{self.label}")]
 
     def detail(self, r: RuleRun) -> str:
         return f"出现了：{self.label}"
