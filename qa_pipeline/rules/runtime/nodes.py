@@ -741,6 +741,21 @@ def _push(out: list[Any], item: Any) -> list[Any]:
     return out
 
 
+class Anchor:
+    """A pending ``sequence`` anchor: the utterance, its span, the turns left and the
+    deadline (call time) for what must follow it."""
+
+    __slots__ = ("deadline", "span", "turns_left", "x")
+
+    def __init__(
+        self, x: UttCtx, span: Span, turns_left: int | None, deadline: float | None
+    ) -> None:
+        self.x = x
+        self.span = span
+        self.turns_left = turns_left
+        self.deadline = deadline
+
+
 class CSequence(CNode):
     """Anchors (``first``) and what follows them (``then``) within turns and/or seconds."""
 
@@ -769,7 +784,7 @@ class CSequence(CNode):
         self.label = label
 
     def start(self, r: RuleRun) -> list[Found] | None:
-        # pending anchors [utterance, span, turns_left, deadline], found
+        # pending anchors, anchors counted as found
         r.st[self.slot] = [[], 0]
         return None
 
@@ -788,39 +803,39 @@ class CSequence(CNode):
     def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
         st = r.st[self.slot]
         out: list[tuple[UttCtx, Span | None, str]] = NO_ITEMS  # made on the first event
-        pending: list[list[Any]] = st[0]
+        pending: list[Anchor] = st[0]
         u = x
         if pending:
             # anchors still pending stay in ``pending`` (turns left updated in place);
             # ``keep`` is made only when one goes
-            keep: list[list[Any]] = NO_ITEMS
+            keep: list[Anchor] = NO_ITEMS
             then_span = self.then.match(x)
             counts = self.turn_role is None or u.role == self.turn_role
             for k in range(len(pending)):
                 anchor = pending[k]
-                ax: UttCtx = anchor[0]
+                ax = anchor.x
                 drop = False
                 if u.start < ax.start:
                     pass
-                elif anchor[3] is not None and u.start > anchor[3]:
+                elif anchor.deadline is not None and u.start > anchor.deadline:
                     drop = True
                     if self.missing:
                         msg = f"{self.label}：{self.seconds:g} 秒内未出现"
-                        out = _push(out, (ax, anchor[1], msg))
+                        out = _push(out, (ax, anchor.span, msg))
                 elif then_span is not None:
                     drop = True
                     if not self.missing:
                         st[1] += 1
                         out = _push(out, (x, then_span, self.label))
-                elif counts and anchor[2] is not None:
-                    left = anchor[2] - 1
+                elif counts and anchor.turns_left is not None:
+                    left = anchor.turns_left - 1
                     if left <= 0:
                         drop = True
                         if self.missing:
                             msg = f"{self.label}：{self.turns} 轮内未出现"
-                            out = _push(out, (ax, anchor[1], msg))
+                            out = _push(out, (ax, anchor.span, msg))
                     else:
-                        anchor[2] = left
+                        anchor.turns_left = left
                 if drop:
                     if keep is NO_ITEMS:
                         keep = pending[:k]
@@ -830,7 +845,7 @@ class CSequence(CNode):
                 self._expire(st, keep, len(out))
         s = self.first.match(x)
         if s is not None:
-            st[0].append([x, s, self.turns, u.end + self.seconds if self.seconds else None])
+            st[0].append(Anchor(x, s, self.turns, u.end + self.seconds if self.seconds else None))
         r.evaluator.set_hot(r, bool(st[0]))
         return self._events(r, out) if out else None  # no call on the usual path
 
@@ -838,18 +853,20 @@ class CSequence(CNode):
         pend = r.st[self.slot][0]
         if not pend or self.seconds is None:
             return INF
-        return min(a[3] for a in pend) + r.evaluator.grace
+        return min(a.deadline for a in pend if a.deadline is not None) + r.evaluator.grace
 
     def on_clock(self, r: RuleRun, now: float) -> list[Found] | None:
         st = r.st[self.slot]
         if not st[0] or self.seconds is None:
             return None
         out: list[tuple[UttCtx, Span | None, str]] = []
-        keep = []
+        keep: list[Anchor] = []
         for anchor in st[0]:
-            if anchor[3] is not None and now > anchor[3] + r.evaluator.grace:
+            if anchor.deadline is not None and now > anchor.deadline + r.evaluator.grace:
                 if self.missing:
-                    out.append((anchor[0], anchor[1], f"{self.label}：{self.seconds:g} 秒内未出现"))
+                    out.append(
+                        (anchor.x, anchor.span, f"{self.label}：{self.seconds:g} 秒内未出现")
+                    )
             else:
                 keep.append(anchor)
         self._expire(st, keep, len(out))
@@ -860,7 +877,7 @@ class CSequence(CNode):
         st = r.st[self.slot]
         out: list[tuple[UttCtx, Span | None, str]] = []
         if self.missing:
-            out = [(a[0], a[1], f"{self.label}：之后未出现") for a in st[0]]
+            out = [(a.x, a.span, f"{self.label}：之后未出现") for a in st[0]]
             st[1] += len(out)
         st[0] = []
         return self._events(r, out)
