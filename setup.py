@@ -14,11 +14,11 @@ import sys
 from setuptools import setup
 
 COMPILED = [
-    "qa_pipeline/rules/textindex.py",
-    "qa_pipeline/rules/nodes.py",
-    "qa_pipeline/rules/timeline.py",
-    "qa_pipeline/rules/engine.py",
-    "qa_pipeline/rules/scoring.py",
+    "qa_pipeline/rules/runtime/textindex.py",
+    "qa_pipeline/rules/runtime/nodes.py",
+    "qa_pipeline/rules/runtime/timeline.py",
+    "qa_pipeline/rules/runtime/engine.py",
+    "qa_pipeline/rules/runtime/scoring.py",
 ]
 
 
@@ -31,7 +31,7 @@ def _extensions() -> list:
         print("mypyc not available: installing the rule engine as pure Python", file=sys.stderr)
         return []
     try:
-        exts = mypycify(COMPILED, opt_level="3", group_name="qa_pipeline.rules._engine")
+        exts = mypycify(COMPILED, opt_level="3", group_name="qa_pipeline.rules.runtime._engine")
     except BaseException as e:  # type errors, missing compiler: pure Python still works
         print(f"mypyc failed ({e!r}): installing the rule engine as pure Python", file=sys.stderr)
         return []

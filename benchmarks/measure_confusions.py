@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from qa_pipeline.audio import resample  # noqa: E402
 from qa_pipeline.messages import Role, SpeechSegment  # noqa: E402
-from qa_pipeline.rules.confusion import split_syllable  # noqa: E402
+from qa_pipeline.rules.runtime.confusion import split_syllable  # noqa: E402
 from qa_pipeline.samples.generate import Voice, render_speech  # noqa: E402
 from qa_pipeline.text import match_form  # noqa: E402
 
@@ -61,7 +61,7 @@ SHARED = ROOT.parent / "shared" / "data" / "speech"
 def pack_phrases() -> list[str]:
     """Every fuzzy phrase of the default pack (holiday greetings included)."""
     from qa_pipeline.rules import load_pack
-    from qa_pipeline.rules.textindex import _Fuzzy
+    from qa_pipeline.rules.runtime.textindex import _Fuzzy
 
     ix = load_pack().index
     out = {ix.describe(i) for i, p in enumerate(ix._lazy) if isinstance(p, _Fuzzy)}

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from collections import Counter
 
     from .config import PipelineConfig
-    from .rules.loader import RulePack
+    from .rules.lang.loader import RulePack
     from .transcript import Transcript
 
 ROLES_VERSION = "1"
@@ -576,7 +576,7 @@ def pack_cues(pack: RulePack) -> tuple[Cue, ...]:
 
 
 def _hit(cue: Cue, utts: Sequence[Utterance]) -> bool:
-    from .rules.linear_regex import compile_pattern  # pack regexes: RE2, linear time
+    from .rules.lang.linear_regex import compile_pattern  # pack regexes: RE2, linear time
     from .text import match_form
 
     for u in utts:

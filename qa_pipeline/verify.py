@@ -2,7 +2,7 @@
 
 When a ``require`` rule on utterances is not met (failed or uncertain), the utterances in
 its scope (the agent's first turns for a greeting, the last ones for a closing, ...; the
-rule engine lists them, :func:`~qa_pipeline.rules.engine.score_unmet`) are decoded once
+rule engine lists them, :func:`~qa_pipeline.rules.runtime.engine.score_unmet`) are decoded once
 more with the rule's own phrases as the decoder's hotwords. A phrase the hinted decode
 holds (by the pack's own matcher, the rule's thresholds) and the unbiased decode does not
 is accepted as heard only when the audio supports the hinted reading about as well as the
@@ -44,7 +44,7 @@ from .text import normalise
 if TYPE_CHECKING:
     from .asr.engine import AsrEngine
     from .messages import SpeechSegment, Utterance
-    from .rules.loader import RulePack
+    from .rules.lang.loader import RulePack
     from .transcript import Transcript
 
 log = logging.getLogger("qa_pipeline.asr.verify")
@@ -325,7 +325,7 @@ def verify_transcript(
     from dataclasses import replace as dc_replace
 
     from .messages import Verdict, replace
-    from .rules.engine import score_unmet
+    from .rules.runtime.engine import score_unmet
 
     card, unmet = score_unmet(pack, transcript)
     open_ = {v.rule_id for v in card.verdicts if v.verdict in (Verdict.FAILED, Verdict.UNCERTAIN)}

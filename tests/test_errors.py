@@ -38,7 +38,7 @@ def test_every_public_error_derives_from_the_root() -> None:
 
 
 def test_builtin_bases_kept_where_callers_catch_them() -> None:
-    from qa_pipeline.rules.compiler import CompileError
-    from qa_pipeline.rules.linear_regex import PatternError
+    from qa_pipeline.rules.lang.linear_regex import PatternError
+    from qa_pipeline.rules.ops.compiler import CompileError
 
     assert issubclass(CompileError, ValueError) and issubclass(PatternError, ValueError)

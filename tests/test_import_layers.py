@@ -66,7 +66,7 @@ def test_the_copy_keeps_them_too(tree: Path) -> None:
         # a stage importing an app
         ("sources.replay", "from .. import pipeline", "sources", "pipeline"),
         # a stage importing the assembled config instead of its own section
-        ("rules.scoring", "from ..config import PipelineConfig", "rules", "config"),
+        ("rules.runtime.scoring", "from ...config import PipelineConfig", "rules", "config"),
         # the ground importing a stage
         ("messages", "from .vad import VadConfig", "messages", "vad"),
     ],

@@ -14,7 +14,7 @@ import pytest
 
 from qa_pipeline.messages import CallEnded, CallInfo, Role, Utterance, Verdict, replace
 from qa_pipeline.rules import load_pack, score_transcript
-from qa_pipeline.rules.engine import score_unmet
+from qa_pipeline.rules.runtime.engine import score_unmet
 from qa_pipeline.transcript import Transcript, transcript_from_dict, transcript_to_dict
 from qa_pipeline.verify import new_phrases, rule_hint, verify_version
 

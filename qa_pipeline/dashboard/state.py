@@ -41,7 +41,7 @@ from datetime import datetime
 from typing import Any
 
 from ..messages import CallInfo
-from ..rules.scoring import grade_of
+from ..rules.runtime.scoring import grade_of
 from ..sinks.base import Event, EventKind
 
 #: Grade names (Chinese, as on scorecards), English labels and minimum scores: the default

@@ -43,7 +43,7 @@ class RuleLane:
     SHARE_SLEEP_S = 0.001
 
     def __init__(self) -> None:
-        from ..rules.textindex import share_gil
+        from ..rules.runtime.textindex import share_gil
 
         share_gil(self.SHARE_EVERY_S, self.SHARE_SLEEP_S)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="live-rules")

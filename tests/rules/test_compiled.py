@@ -68,7 +68,7 @@ def test_compiled_engine_equals_python_sources() -> None:
 def test_pure_python_switch_loads_the_sources() -> None:
     """``QA_PIPELINE_PURE_PYTHON=1`` (and a stale build) import the .py files."""
     code = (
-        "import qa_pipeline.rules as r, qa_pipeline.rules.engine as e;"
+        "import qa_pipeline.rules as r, qa_pipeline.rules.runtime.engine as e;"
         "print(r.ENGINE); print(e.__file__)"
     )
     env = dict(os.environ, QA_PIPELINE_PURE_PYTHON="1")

@@ -34,10 +34,10 @@ from qa_pipeline.rules import (
     load_pack,
     score_transcript,
 )
-from qa_pipeline.rules.confusion import INDEL, UNIT, substitution_cost
-from qa_pipeline.rules.engine import pack_tables
-from qa_pipeline.rules.scoring import fround
-from qa_pipeline.rules.textindex import (
+from qa_pipeline.rules.runtime.confusion import INDEL, UNIT, substitution_cost
+from qa_pipeline.rules.runtime.engine import pack_tables
+from qa_pipeline.rules.runtime.scoring import fround
+from qa_pipeline.rules.runtime.textindex import (
     _SID_BASE,
     Analysis,
     Span,
@@ -432,7 +432,7 @@ def test_fround_is_round() -> None:
 
 
 def test_fold_text_is_translate() -> None:
-    from qa_pipeline.rules.textindex import _NUM_FOLD
+    from qa_pipeline.rules.runtime.textindex import _NUM_FOLD
 
     rng = random.Random(3)
     alphabet = "零〇一幺二两三四五六七八九十百千万0123456789请您稍等的了是ab，"

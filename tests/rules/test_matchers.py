@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from qa_pipeline.rules.textindex import (
+from qa_pipeline.rules.runtime.textindex import (
     TextIndex,
     fold_syllable,
     fold_text,

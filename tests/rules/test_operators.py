@@ -158,9 +158,9 @@ def test_silence_and_tolerance(make_pack: MakePack) -> None:
 def test_silence_waits_for_the_other_channel() -> None:
     # a long customer utterance arriving late fills what looked like a silence
     from qa_pipeline.messages import CallInfo, Role, Utterance
-    from qa_pipeline.rules.nodes import UttCtx
-    from qa_pipeline.rules.textindex import TextIndex
-    from qa_pipeline.rules.timeline import Timeline
+    from qa_pipeline.rules.runtime.nodes import UttCtx
+    from qa_pipeline.rules.runtime.textindex import TextIndex
+    from qa_pipeline.rules.runtime.timeline import Timeline
 
     ix = TextIndex()
     ix.finish()

@@ -13,13 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import ConfigError, Location
-from ..text import match_form
-from .compiler import STATIC_OPS
+from ...errors import ConfigError, Location
+from ..ops.registry import REGISTRY, Level, LintCtx, of_level
 from .fixtures import check_ids, coverage, default_fixtures_dir, load_fixtures
 from .loader import analyse_pack
 from .schema import Cond, RuleSpec, Settings, parse_range
-from .textindex import fold_text, syllables
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,26 +33,11 @@ class Issue:
 
 
 def _walk(c: Cond, path: str = "") -> list[tuple[str, Cond]]:
+    """Every condition in ``c`` (itself first) with its path, from the operators' children."""
     out = [(path, c)]
     for op, v in c.operators():
-        if op in ("all", "any"):
-            for i, k in enumerate(v):
-                out.extend(_walk(k, f"{path}.{op}[{i}]"))
-        elif op in ("not", "exists"):
-            out.extend(_walk(v, f"{path}.{op}"))
-        elif op == "sequence":
-            out.extend(_walk(v.first, f"{path}.sequence.first"))
-            out.extend(_walk(v.then, f"{path}.sequence.then"))
-        elif op == "count":
-            out.extend(_walk(v.of, f"{path}.count.of"))
-        elif op == "hold":
-            out.extend(_walk(v.notice, f"{path}.hold.notice"))
-            out.extend(_walk(v.thanks, f"{path}.hold.thanks"))
-        elif op == "silence" and v.except_after is not None:
-            out.extend(_walk(v.except_after, f"{path}.silence.except_after"))
-        elif op == "stages":
-            for i, s in enumerate(v.stages):
-                out.extend(_walk(s.match, f"{path}.stages[{i}]"))
+        for suffix, kid in REGISTRY[op].children(v):
+            out.extend(_walk(kid, f"{path}{suffix}"))
     return out
 
 
@@ -140,36 +123,18 @@ def lint_rule(spec: RuleSpec, loc: Location, settings: Settings) -> list[Issue]:
             where = f"{part}{path}"
             for msg in _contradictions(c):
                 err(f"{where}: unreachable: {msg}")
+            ctx = LintCtx(where, part, maxd, sc, path)
             for op, v in c.operators():
-                if op == "position":
-                    if v.first_seconds is not None and v.first_seconds >= maxd:
-                        err(f"{where}.position: first_seconds beyond the longest call")
-                    if (
-                        part == "body"
-                        and sc.first_turns is not None
-                        and v.index is not None
-                        and all(i >= sc.first_turns for i in v.index)
-                    ):
-                        err(f"{where}.position: index outside the scope's first_turns window")
-                if op == "duration" and v.over is not None and v.over >= maxd:
-                    err(f"{where}.duration: over {v.over:g} s can never be reached")
-                if op == "fuzzy":
-                    for ph in v.phrases:
-                        if len(syllables(fold_text(match_form(ph)))) < 2:
-                            warn(f"{where}.fuzzy: {ph!r} is one syllable: matched exactly")
-                if (
-                    op == "role"
-                    and part == "body"
-                    and sc.role != "any"
-                    and v not in (sc.role, "any")
-                    and ".not" not in path
-                ):
-                    err(f"{where}: role {v} but the scope only lets {sc.role} speech through")
+                check = REGISTRY[op].lint
+                if check is not None:
+                    for lvl, msg in check(ctx, v):
+                        (err if lvl == "error" else warn)(msg)
     if spec.when is not None and sc.direction is not None:
         for op, v in _conjuncts(spec.when):
             if op == "direction" and v != sc.direction:
                 err(f"when.direction {v} contradicts scope.direction {sc.direction}")
-    if spec.require is not None and all(op in STATIC_OPS for op, _ in spec.require.operators()):
+    static_ops = of_level(Level.STATIC)
+    if spec.require is not None and all(op in static_ops for op, _ in spec.require.operators()):
         warn("require of call metadata only: it does not depend on what is said")
     return issues
 

@@ -31,9 +31,9 @@ import ahocorasick
 from pypinyin import lazy_pinyin
 from rapidfuzz import fuzz, process
 
-from ..text import match_form
+from ...text import match_form
+from ..lang.linear_regex import LinearRegex, compile_pattern
 from .confusion import CHEAPEST, INDEL, UNIT, substitution_cost
-from .linear_regex import LinearRegex, compile_pattern
 
 Span = tuple[int, int]
 

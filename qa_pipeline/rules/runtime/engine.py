@@ -7,9 +7,9 @@ feeds a stored transcript through the very same object in one go.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from ..messages import (
+from ...messages import (
     CallEnded,
     CallInfo,
     Direction,
@@ -23,13 +23,15 @@ from ..messages import (
     Verdict,
     replace,
 )
-from ..transcript import Transcript
-from .compiler import CompiledRule
-from .loader import RulePack
-from .nodes import INF, NO_ITEMS, CNode, Ev, SNode, UttCtx
+from ...transcript import Transcript
+from .nodes import INF, NO_ITEMS, CNode, Found, SNode, UttCtx
 from .scoring import deduction_of, fround, grade_of, score_from
 from .textindex import Analysis, TextIndex, pause
 from .timeline import TEvent, Timeline
+
+if TYPE_CHECKING:  # built by the loader and the compiler; the runtime only reads them
+    from ..lang.loader import RulePack
+    from ..ops.compiler import CompiledRule
 
 # enum members and tables as Final module constants: compiled code reads them directly
 # instead of looking the class up in the module and the member on the class every time
@@ -168,7 +170,7 @@ class RuleInfo:
 
 
 class PackTables:
-    """Per-pack tables of the evaluator (made once, kept on the pack).
+    """Per-pack tables of the evaluator (made once when the pack is loaded).
 
     Lazy trigger parts (``RulePack.lazy_parts``) are numbered across roles; a call keeps
     the parts still live as an int bit mask per role, and each utterance text remembers
@@ -309,10 +311,8 @@ def rule_mask(indices: Iterable[int]) -> int:
 
 
 def pack_tables(pack: RulePack) -> PackTables:
-    tables = pack.engine_data
-    if tables is None:
-        tables = pack.engine_data = PackTables(pack)
-    assert isinstance(tables, PackTables)
+    """The evaluator's tables of ``pack`` (made by the loader)."""
+    tables: PackTables = pack.tables
     return tables
 
 
@@ -323,7 +323,7 @@ class RuleRun:
         "body_open",
         "body_status",
         "done",
-        "ev",
+        "evaluator",
         "events",
         "findings",
         "held",
@@ -340,9 +340,9 @@ class RuleRun:
         "when_ok",
     )
 
-    def __init__(self, rule: RuleInfo, ev: CallEvaluator) -> None:
+    def __init__(self, rule: RuleInfo, evaluator: CallEvaluator) -> None:
         self.rule = rule
-        self.ev = ev
+        self.evaluator = evaluator
         self.st: list[Any] = [None] * rule.slots
         self.body_open = True
         self.body_status: Verdict | None = None
@@ -368,7 +368,7 @@ class RuleRun:
 
     def begin(self) -> None:
         rule = self.rule
-        ev = self.ev
+        ev = self.evaluator
         if rule.direction is not None and ev.call.direction != rule.direction:
             self._na(rule.na_direction)
             return
@@ -382,7 +382,7 @@ class RuleRun:
         self._body(rule.body.start(self))
 
     def _na(self, reason: str) -> None:
-        self.ev.dirty |= self.rule.bit
+        self.evaluator.dirty |= self.rule.bit
         self.verdict = _NA
         self.na_reason = reason
         self.done = True
@@ -403,7 +403,7 @@ class RuleRun:
     def window_passed(self, x: UttCtx | None, clock: float) -> bool:
         fs = self.rule.first_seconds
         if fs is not None:
-            if clock >= fs + self.ev.grace:
+            if clock >= fs + self.evaluator.grace:
                 return True
             roles = self.rule.roles
             if x is not None and roles is not None and x.role in roles:
@@ -473,17 +473,17 @@ class RuleRun:
         return d
 
     def _pass_require(self) -> None:
-        self.ev.dirty |= self.rule.bit
+        self.evaluator.dirty |= self.rule.bit
         self.body_status = _PASSED
         self.body_open = False
         if self.when_ok:
             self.done = True
 
     def _when_found(self) -> None:
-        self.ev.dirty |= self.rule.bit
+        self.evaluator.dirty |= self.rule.bit
         self.when_ok = True
         if self.held:
-            now = self.ev.clock
+            now = self.evaluator.clock
             for f in self.held:
                 self._emit(f.evidence, f.message, now)
             self.held = NO_ITEMS
@@ -494,18 +494,18 @@ class RuleRun:
         rule = self.rule
         msg = f"{rule.description}：{detail}" if detail else rule.description
         if self.when_ok:
-            self._emit(evidence, msg, self.ev.clock)
+            self._emit(evidence, msg, self.evaluator.clock)
         else:
             if not self.held:
                 self.held = []
-            self.held.append(Finding(self.ev.call_id, rule.id, rule.severity, msg, evidence))
+            self.held.append(Finding(self.evaluator.call_id, rule.id, rule.severity, msg, evidence))
 
     def _emit(self, evidence: tuple[Evidence, ...], msg: str, now: float) -> None:
         rule = self.rule
         if len(self.findings) >= rule.max_findings:
             return
         f = Finding(
-            self.ev.call_id,
+            self.evaluator.call_id,
             rule.id,
             rule.severity,
             msg,
@@ -517,20 +517,20 @@ class RuleRun:
         if not self.findings:
             self.findings = []
         self.findings.append(f)
-        self.ev.out.append(f)
+        self.evaluator.out.append(f)
 
-    def _body(self, evs: list[Ev] | None) -> None:
+    def _body(self, evs: list[Found] | None) -> None:
         if not evs or not self.rule.forbid:
             return
-        ev = self.ev
+        ev = self.evaluator
         if ev.n == 0 and ev.ended is not None:
             return  # the call is over and nobody was heard: nothing to judge (no speech)
         rule = self.rule
         tol = rule.tolerance
-        low = self.ev.low_conf if rule.text_body else 0.0
+        low = self.evaluator.low_conf if rule.text_body else 0.0
         for evidence, detail in evs:
             if low > 0.0 and evidence.utterance_index is not None:
-                c = self.ev.confidence_of(evidence)
+                c = self.evaluator.confidence_of(evidence)
                 if c < low:
                     self._unsure_hit(evidence, detail, c)
                     continue
@@ -545,7 +545,7 @@ class RuleRun:
         if not self.body_open:
             return
         rule = self.rule
-        ev = self.ev
+        ev = self.evaluator
         ev.dirty |= rule.bit
         if rule.deferred:
             totals = ev.turns
@@ -606,7 +606,7 @@ class RuleRun:
         rule = self.rule
         if not rule.text_body:
             return False
-        ev = self.ev
+        ev = self.evaluator
         scope = self._scope_utts()
         verified = False
         for x in scope:
@@ -657,7 +657,7 @@ class RuleRun:
         roles = self.rule.roles
         if not self.rule.role_scoped or roles is None:
             return False
-        rs = self.ev.stats.roles
+        rs = self.evaluator.stats.roles
         if rs[2].count == 0:
             return False
         return all(not rs[_ROLE_IX[r]].count for r in roles)
@@ -673,7 +673,7 @@ class RuleRun:
         if self.unsure_why:
             self.unsure_detail = f"待复核：{detail}（{self.unsure_why}）"
             return True
-        low = self.ev.low_conf
+        low = self.evaluator.low_conf
         if low <= 0.0 or not self.rule.text_body:
             return False
         weak = [x for x in self._scope_utts() if x.u.confidence < low]
@@ -691,7 +691,7 @@ class RuleRun:
         """The utterances of the rule's roles in its scope window (the whole call without
         one)."""
         rule = self.rule
-        ev = self.ev
+        ev = self.evaluator
         roles = rule.roles
         if rule.windowed:
             return [
@@ -710,7 +710,7 @@ class RuleRun:
 
     def _window_evidence(self) -> tuple[Evidence, ...]:
         fs = self.rule.first_seconds
-        ev = self.ev
+        ev = self.evaluator
         if fs is None and self.rule.first_turns is None:
             return (Evidence(start=0.0, end=ev.clock),)
         roles = self.rule.roles
@@ -743,7 +743,7 @@ class RuleRun:
         if (
             rule.role_scoped
             and self.verdict is not _FAILED
-            and self.ev.stats.roles[2].count  # an unknown speaker was heard at all
+            and self.evaluator.stats.roles[2].count  # an unknown speaker was heard at all
             and self.roles_unknown()
         ):
             # nothing of the rule's roles was heard: neither a pass nor not applicable

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from ..messages import Evidence, Role
+from ...messages import Evidence, Role
 from .nodes import INF, NO_ITEMS, UttCtx
 
 _AGENT: Final = Role.AGENT

@@ -11,7 +11,7 @@ and 8 kHz mu-law; re-run it to re-measure).
 Costs are in integer units (:data:`UNIT` = one whole syllable), so sums are exact:
 
 * the sounds the fold merges (zh/z, ch/c, sh/s, l/n, -ng/-n after a, e, i) cost nothing:
-  they are one syllable id (:func:`qa_pipeline.rules.textindex.fold_syllable`);
+  they are one syllable id (:func:`qa_pipeline.rules.runtime.textindex.fold_syllable`);
 * substituting a syllable costs its initial's part plus its final's part, at most one unit;
   a part costs :data:`CONFUSED` when the two sounds were confused at least
   :data:`MIN_CONFUSIONS` times (both directions, after folding) in the measurement --

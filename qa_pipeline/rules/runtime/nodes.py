@@ -23,14 +23,15 @@ from typing import TYPE_CHECKING, Any, Final
 
 from rapidfuzz import fuzz
 
-from ..messages import CallInfo, Direction, Evidence, Role, Utterance
+from ...messages import CallInfo, Direction, Evidence, Role, Utterance
 from .textindex import Analysis, Span, TextIndex
 
 if TYPE_CHECKING:
     from .engine import RuleRun
     from .timeline import TEvent
 
-Ev = tuple[Evidence, str]
+#: something a node found: the evidence and a detail for the finding
+Found = tuple[Evidence, str]
 NO_ITEMS: Final[list[Any]] = []  # the shared empty list (engine, timeline): never appended to
 _NO_SPAN: Final = (-1, -1)  # memoised "no match" (spans never start below 0)
 _WEEKDAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -47,7 +48,7 @@ class UttCtx:
         "call_end",
         "channel",
         "end",
-        "ev",
+        "evaluator",
         "n",
         "role",
         "role_total",
@@ -62,7 +63,7 @@ class UttCtx:
         a: Analysis,
         turn: int,
         n: int,
-        ev: Any,
+        evaluator: Any,
         role: Role,
         start: float,
         end: float,
@@ -77,7 +78,7 @@ class UttCtx:
         self.a = a
         self.turn = turn  # index among this role's utterances
         self.n = n  # index among all utterances
-        self.ev = ev  # the CallEvaluator (statics, holiday atoms)
+        self.evaluator = evaluator  # the CallEvaluator (statics, holiday atoms)
         self.role_total = -1  # known only at call end
         self.call_end = -1.0
         self._whole: Evidence | None = None
@@ -208,7 +209,7 @@ class UStatic(UNode):
         self.node = node
 
     def match(self, x: UttCtx) -> Span | None:
-        return (0, 0) if x.ev.statics[self.node.slot] else None
+        return (0, 0) if x.evaluator.statics[self.node.slot] else None
 
 
 class URole(UNode):
@@ -334,7 +335,7 @@ class UHolidayGreeting(UNode):
         self.threshold = threshold
 
     def match(self, x: UttCtx) -> Span | None:
-        for atom in x.ev.holiday_atoms.get(self.threshold, ()):
+        for atom in x.evaluator.holiday_atoms.get(self.threshold, ()):
             hits = self.ix.hits(x.a, atom)
             if hits:
                 return hits[0]
@@ -502,7 +503,7 @@ class CNode:
                 out[kind] = min(v, out.get(kind, v))
         return out
 
-    def start(self, r: RuleRun) -> list[Ev] | None:
+    def start(self, r: RuleRun) -> list[Found] | None:
         r.st[self.slot] = False
         return None
 
@@ -514,16 +515,16 @@ class CNode:
                 out = min(out, k.due(r))
         return out
 
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
+    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
         return None
 
-    def on_tl(self, r: RuleRun, e: TEvent) -> list[Ev] | None:
+    def on_tl(self, r: RuleRun, e: TEvent) -> list[Found] | None:
         return None
 
-    def on_clock(self, r: RuleRun, now: float) -> list[Ev] | None:
+    def on_clock(self, r: RuleRun, now: float) -> list[Found] | None:
         return None
 
-    def close(self, r: RuleRun) -> list[Ev] | None:
+    def close(self, r: RuleRun) -> list[Found] | None:
         return None
 
     def found(self, r: RuleRun) -> bool:
@@ -536,7 +537,7 @@ class CNode:
         return []
 
 
-def _span_ev(start: float, end: float, detail: str) -> Ev:
+def _span_ev(start: float, end: float, detail: str) -> Found:
     return (Evidence(start=start, end=end), detail)
 
 
@@ -547,8 +548,8 @@ class CStatic(CNode):
         self.node = node
         self.label = label
 
-    def start(self, r: RuleRun) -> list[Ev] | None:
-        ok = bool(r.ev.statics[self.node.slot])
+    def start(self, r: RuleRun) -> list[Found] | None:
+        ok = bool(r.evaluator.statics[self.node.slot])
         r.st[self.slot] = ok
         if ok:
             return [_span_ev(0.0, 0.0, self.label)]
@@ -565,7 +566,7 @@ class CExists(CNode):
         self.trigger = u.trigger
         self.label = label
 
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
+    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
         s = self.u.match(x)
         if s is None:
             return None
@@ -589,11 +590,11 @@ class CCount(CNode):
         self.trigger = u.trigger
         self.label = label
 
-    def start(self, r: RuleRun) -> list[Ev] | None:
+    def start(self, r: RuleRun) -> list[Found] | None:
         r.st[self.slot] = 0
         return None
 
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
+    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
         s = self.u.match(x)
         if s is None:
             return None
@@ -635,11 +636,11 @@ class CShare(CNode):
         self.trigger = frozenset(self.among)
         self.label = label
 
-    def start(self, r: RuleRun) -> list[Ev] | None:
+    def start(self, r: RuleRun) -> list[Found] | None:
         r.st[self.slot] = [0, 0, False, None]
         return None
 
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
+    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
         st = r.st[self.slot]
         spans = x.a.spans
         for atom in self.among:
@@ -652,7 +653,7 @@ class CShare(CNode):
                         st[3] = x.evidence(hits[0])
         return None
 
-    def close(self, r: RuleRun) -> list[Ev] | None:
+    def close(self, r: RuleRun) -> list[Found] | None:
         st = r.st[self.slot]
         n_of, total = st[0], st[1]
         if total < self.min_total:
@@ -670,12 +671,89 @@ class CShare(CNode):
         return bool(r.st[self.slot][2])
 
 
+class COccurrences(CNode):
+    """Occurrences of exact phrases in the scope, every one counted (several in one
+    utterance count several times): found the moment they reach ``at_least``, or at close
+    when they are at most ``at_most``."""
+
+    wants_utts = True
+
+    def __init__(
+        self, atoms: list[int], at_least: int | None, at_most: int | None, label: str
+    ) -> None:
+        self.atoms = tuple(sorted(set(atoms)))
+        self.at_least = at_least
+        self.at_most = at_most
+        self.needs_end = at_most is not None
+        self.trigger = frozenset(self.atoms)
+        self.label = label
+
+    def start(self, r: RuleRun) -> list[Found] | None:
+        r.st[self.slot] = [0, False, None]  # count, found, first evidence
+        return None
+
+    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
+        st = r.st[self.slot]
+        spans = x.a.spans
+        n = 0
+        first: Span | None = None
+        for atom in self.atoms:
+            hits = spans.get(atom)
+            if hits:
+                n += len(hits)
+                if first is None or hits[0][0] < first[0]:
+                    first = hits[0]
+        if first is None:
+            return None
+        before = st[0]
+        st[0] = before + n
+        if st[2] is None:
+            st[2] = x.evidence(first)
+        at_least = self.at_least
+        if at_least is not None and before < at_least <= st[0]:
+            st[1] = True
+            return [(x.evidence(first), f"第 {st[0]} 次：{self.label}")]
+        return None
+
+    def close(self, r: RuleRun) -> list[Found] | None:
+        st = r.st[self.slot]
+        if self.at_most is not None and st[0] <= self.at_most:
+            st[1] = True
+            ev = st[2] or Evidence(start=0.0, end=0.0)
+            return [(ev, f"{self.label} 出现 {st[0]} 次（至多 {self.at_most} 次）")]
+        return None
+
+    def found(self, r: RuleRun) -> bool:
+        return bool(r.st[self.slot][1])
+
+    def detail(self, r: RuleRun) -> str:
+        n = r.st[self.slot][0]
+        if self.at_least is not None:
+            return f"{self.label} 出现 {n} 次（至少 {self.at_least} 次）"
+        return f"{self.label} 出现 {n} 次（至多 {self.at_most} 次）"
+
+
 def _push(out: list[Any], item: Any) -> list[Any]:
     """``out`` with ``item`` appended; a new list when ``out`` is the shared empty one."""
     if out is NO_ITEMS:
         out = []
     out.append(item)
     return out
+
+
+class Anchor:
+    """A pending ``sequence`` anchor: the utterance, its span, the turns left and the
+    deadline (call time) for what must follow it."""
+
+    __slots__ = ("deadline", "span", "turns_left", "x")
+
+    def __init__(
+        self, x: UttCtx, span: Span, turns_left: int | None, deadline: float | None
+    ) -> None:
+        self.x = x
+        self.span = span
+        self.turns_left = turns_left
+        self.deadline = deadline
 
 
 class CSequence(CNode):
@@ -705,13 +783,13 @@ class CSequence(CNode):
         self.missing = missing
         self.label = label
 
-    def start(self, r: RuleRun) -> list[Ev] | None:
-        # pending anchors [utterance, span, turns_left, deadline], found
+    def start(self, r: RuleRun) -> list[Found] | None:
+        # pending anchors, anchors counted as found
         r.st[self.slot] = [[], 0]
         return None
 
     @staticmethod
-    def _events(r: RuleRun, out: list[tuple[UttCtx, Span | None, str]]) -> list[Ev] | None:
+    def _events(r: RuleRun, out: list[tuple[UttCtx, Span | None, str]]) -> list[Found] | None:
         """Evidence only when the rule turns events into findings (forbid bodies)."""
         if not out or not r.events:
             return None
@@ -722,42 +800,42 @@ class CSequence(CNode):
         if self.missing and n_out:
             st[1] += n_out
 
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
+    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
         st = r.st[self.slot]
         out: list[tuple[UttCtx, Span | None, str]] = NO_ITEMS  # made on the first event
-        pending: list[list[Any]] = st[0]
+        pending: list[Anchor] = st[0]
         u = x
         if pending:
             # anchors still pending stay in ``pending`` (turns left updated in place);
             # ``keep`` is made only when one goes
-            keep: list[list[Any]] = NO_ITEMS
+            keep: list[Anchor] = NO_ITEMS
             then_span = self.then.match(x)
             counts = self.turn_role is None or u.role == self.turn_role
             for k in range(len(pending)):
                 anchor = pending[k]
-                ax: UttCtx = anchor[0]
+                ax = anchor.x
                 drop = False
                 if u.start < ax.start:
                     pass
-                elif anchor[3] is not None and u.start > anchor[3]:
+                elif anchor.deadline is not None and u.start > anchor.deadline:
                     drop = True
                     if self.missing:
                         msg = f"{self.label}：{self.seconds:g} 秒内未出现"
-                        out = _push(out, (ax, anchor[1], msg))
+                        out = _push(out, (ax, anchor.span, msg))
                 elif then_span is not None:
                     drop = True
                     if not self.missing:
                         st[1] += 1
                         out = _push(out, (x, then_span, self.label))
-                elif counts and anchor[2] is not None:
-                    left = anchor[2] - 1
+                elif counts and anchor.turns_left is not None:
+                    left = anchor.turns_left - 1
                     if left <= 0:
                         drop = True
                         if self.missing:
                             msg = f"{self.label}：{self.turns} 轮内未出现"
-                            out = _push(out, (ax, anchor[1], msg))
+                            out = _push(out, (ax, anchor.span, msg))
                     else:
-                        anchor[2] = left
+                        anchor.turns_left = left
                 if drop:
                     if keep is NO_ITEMS:
                         keep = pending[:k]
@@ -767,37 +845,39 @@ class CSequence(CNode):
                 self._expire(st, keep, len(out))
         s = self.first.match(x)
         if s is not None:
-            st[0].append([x, s, self.turns, u.end + self.seconds if self.seconds else None])
-        r.ev.set_hot(r, bool(st[0]))
+            st[0].append(Anchor(x, s, self.turns, u.end + self.seconds if self.seconds else None))
+        r.evaluator.set_hot(r, bool(st[0]))
         return self._events(r, out) if out else None  # no call on the usual path
 
     def due(self, r: RuleRun) -> float:
         pend = r.st[self.slot][0]
         if not pend or self.seconds is None:
             return INF
-        return min(a[3] for a in pend) + r.ev.grace
+        return min(a.deadline for a in pend if a.deadline is not None) + r.evaluator.grace
 
-    def on_clock(self, r: RuleRun, now: float) -> list[Ev] | None:
+    def on_clock(self, r: RuleRun, now: float) -> list[Found] | None:
         st = r.st[self.slot]
         if not st[0] or self.seconds is None:
             return None
         out: list[tuple[UttCtx, Span | None, str]] = []
-        keep = []
+        keep: list[Anchor] = []
         for anchor in st[0]:
-            if anchor[3] is not None and now > anchor[3] + r.ev.grace:
+            if anchor.deadline is not None and now > anchor.deadline + r.evaluator.grace:
                 if self.missing:
-                    out.append((anchor[0], anchor[1], f"{self.label}：{self.seconds:g} 秒内未出现"))
+                    out.append(
+                        (anchor.x, anchor.span, f"{self.label}：{self.seconds:g} 秒内未出现")
+                    )
             else:
                 keep.append(anchor)
         self._expire(st, keep, len(out))
-        r.ev.set_hot(r, bool(st[0]))
+        r.evaluator.set_hot(r, bool(st[0]))
         return self._events(r, out)
 
-    def close(self, r: RuleRun) -> list[Ev] | None:
+    def close(self, r: RuleRun) -> list[Found] | None:
         st = r.st[self.slot]
         out: list[tuple[UttCtx, Span | None, str]] = []
         if self.missing:
-            out = [(a[0], a[1], f"{self.label}：之后未出现") for a in st[0]]
+            out = [(a.x, a.span, f"{self.label}：之后未出现") for a in st[0]]
             st[1] += len(out)
         st[0] = []
         return self._events(r, out)
@@ -818,7 +898,7 @@ class CResponseGap(CNode):
     def tl_interest(self) -> dict[str, float]:
         return {"response": self.over}
 
-    def on_tl(self, r: RuleRun, e: TEvent) -> list[Ev] | None:
+    def on_tl(self, r: RuleRun, e: TEvent) -> list[Found] | None:
         if e.kind == "response" and e.seconds > self.over:
             r.st[self.slot] = True
             return [
@@ -848,11 +928,11 @@ class CSilence(CNode):
             lo = min(lo, self.count_from)
         return {"silence": lo}
 
-    def start(self, r: RuleRun) -> list[Ev] | None:
+    def start(self, r: RuleRun) -> list[Found] | None:
         r.st[self.slot] = [False, 0.0]
         return None
 
-    def on_tl(self, r: RuleRun, e: TEvent) -> list[Ev] | None:
+    def on_tl(self, r: RuleRun, e: TEvent) -> list[Found] | None:
         if e.kind != "silence":
             return None
         sec = e.seconds
@@ -865,7 +945,7 @@ class CSilence(CNode):
         if ex is not None and e.before is not None and ex.match(e.before) is not None:
             return None
         st = r.st[self.slot]
-        out: list[Ev] = []
+        out: list[Found] = []
         if self.over is not None and e.seconds > self.over:
             st[0] = True
             out.append((e.evidence(), f"双方静默 {e.seconds:.1f} 秒（上限 {self.over:g} 秒）"))
@@ -898,7 +978,7 @@ class CHold(CNode):
     def tl_interest(self) -> dict[str, float]:
         return {"agent_gap": self.min_seconds}
 
-    def on_tl(self, r: RuleRun, e: TEvent) -> list[Ev] | None:
+    def on_tl(self, r: RuleRun, e: TEvent) -> list[Found] | None:
         if e.kind != "agent_gap" or e.seconds < self.min_seconds or e.other > self.max_cust:
             return None
         missing = []
@@ -922,7 +1002,7 @@ class CTalkOver(CNode):
     def tl_interest(self) -> dict[str, float]:
         return {"overlap": self.min_ms / 1000}
 
-    def on_tl(self, r: RuleRun, e: TEvent) -> list[Ev] | None:
+    def on_tl(self, r: RuleRun, e: TEvent) -> list[Found] | None:
         if e.kind != "overlap" or e.role != self.by or e.seconds * 1000 < self.min_ms:
             return None
         r.st[self.slot] = True
@@ -961,7 +1041,7 @@ class CMetric(CNode):
         "utterance_count": ("话轮数", "句"),
     }
 
-    def _check(self, r: RuleRun, value: float | None, ev: Evidence) -> list[Ev] | None:
+    def _check(self, r: RuleRun, value: float | None, ev: Evidence) -> list[Found] | None:
         if value is None or r.st[self.slot]:
             return None
         name, unit = self._NAMES[self.metric]
@@ -978,20 +1058,20 @@ class CMetric(CNode):
             return self.over
         return INF
 
-    def on_clock(self, r: RuleRun, now: float) -> list[Ev] | None:
+    def on_clock(self, r: RuleRun, now: float) -> list[Found] | None:
         if self.over is not None and now > self.over:
             return self._check(r, now, Evidence(start=0.0, end=now))
         return None
 
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
-        n = r.ev.stats.count(self.role)
+    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
+        n = r.evaluator.stats.count(self.role)
         if self.over is not None and n > self.over:
             return self._check(r, n, x.evidence())
         return None
 
-    def close(self, r: RuleRun) -> list[Ev] | None:
-        s = r.ev.stats
-        end = r.ev.call_end
+    def close(self, r: RuleRun) -> list[Found] | None:
+        s = r.evaluator.stats
+        end = r.evaluator.call_end
         value: float | None
         if self.metric == "duration":
             value = end
@@ -1015,11 +1095,11 @@ class CRepetition(CNode):
         self.similarity = similarity
         self.min_chars = min_chars
 
-    def start(self, r: RuleRun) -> list[Ev] | None:
+    def start(self, r: RuleRun) -> list[Found] | None:
         r.st[self.slot] = [[], False]
         return None
 
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
+    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
         if self.role is not None and x.role != self.role:
             return None
         mf = x.a.mf
@@ -1053,11 +1133,11 @@ class CStages(CNode):
         trig = [m.trigger for m in matchers]
         self.trigger = None if any(t is None for t in trig) else frozenset().union(*trig)  # type: ignore[arg-type]
 
-    def start(self, r: RuleRun) -> list[Ev] | None:
+    def start(self, r: RuleRun) -> list[Found] | None:
         r.st[self.slot] = [[None] * len(self.names), False]
         return None
 
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
+    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
         st = r.st[self.slot]
         seen = st[0]
         if st[1]:
@@ -1069,7 +1149,7 @@ class CStages(CNode):
                 if s is not None:
                     seen[i] = (x.n, x, s)
                     new = True
-                    r.ev.dirty |= r.rule.bit  # this stage's phrases no longer matter
+                    r.evaluator.dirty |= r.rule.bit  # this stage's phrases no longer matter
         if not new or any(v is None for v in seen):
             return None
         order = [v[0] for v in seen]
@@ -1100,8 +1180,8 @@ class CHangup(CNode):
         self.first = first
         self.margin = margin
 
-    def close(self, r: RuleRun) -> list[Ev] | None:
-        ends = r.ev.role_ends()
+    def close(self, r: RuleRun) -> list[Found] | None:
+        ends = r.evaluator.role_ends()
         other = Role.CUSTOMER if self.first == Role.AGENT else Role.AGENT
         a, b = ends.get(self.first), ends.get(other)
         if a is None or b is None:
@@ -1119,12 +1199,12 @@ class CVerdicts(CNode):
     def __init__(self, ids: list[str]) -> None:
         self.ids = ids
 
-    def start(self, r: RuleRun) -> list[Ev] | None:
+    def start(self, r: RuleRun) -> list[Found] | None:
         r.st[self.slot] = [False, []]
         return None
 
-    def close(self, r: RuleRun) -> list[Ev] | None:
-        ev = r.ev
+    def close(self, r: RuleRun) -> list[Found] | None:
+        ev = r.evaluator
         failed = [i for i in self.ids if not ev.rule_ok(i)]
         st = r.st[self.slot]
         st[1] = failed
@@ -1134,7 +1214,7 @@ class CVerdicts(CNode):
                 r.unsure_why = "、".join(failed) + " 待复核"
             return None
         st[0] = True
-        return [(Evidence(start=0.0, end=r.ev.call_end), "全部通过：" + "、".join(self.ids))]
+        return [(Evidence(start=0.0, end=r.evaluator.call_end), "全部通过：" + "、".join(self.ids))]
 
     def found(self, r: RuleRun) -> bool:
         return bool(r.st[self.slot][0])
@@ -1155,23 +1235,23 @@ class CAll(CNode):
     def kids(self) -> list[CNode]:
         return self._kids
 
-    def start(self, r: RuleRun) -> list[Ev] | None:
+    def start(self, r: RuleRun) -> list[Found] | None:
         r.st[self.slot] = False
         for k in self._kids:
             k.start(r)
         return self._after(r, None)
 
-    def _after(self, r: RuleRun, evs: list[Ev] | None) -> list[Ev] | None:
+    def _after(self, r: RuleRun, evs: list[Found] | None) -> list[Found] | None:
         if r.st[self.slot] or not all(k.found(r) for k in self._kids):
             return None
         r.st[self.slot] = True
         if evs:
             return evs[:1]
-        return [_span_ev(0.0, r.ev.clock, "全部条件满足")]
+        return [_span_ev(0.0, r.evaluator.clock, "全部条件满足")]
 
     # (explicit loops, no callback: these run for every timeline event and utterance)
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
-        evs: list[Ev] = []
+    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
+        evs: list[Found] = []
         for k in self._kids:
             if k.wants_utts:
                 e = k.on_utt(r, x)
@@ -1179,8 +1259,8 @@ class CAll(CNode):
                     evs.extend(e)
         return self._after(r, evs)
 
-    def on_tl(self, r: RuleRun, e: TEvent) -> list[Ev] | None:
-        evs: list[Ev] = []
+    def on_tl(self, r: RuleRun, e: TEvent) -> list[Found] | None:
+        evs: list[Found] = []
         for k in self._kids:
             if k.wants_timeline:
                 got = k.on_tl(r, e)
@@ -1188,8 +1268,8 @@ class CAll(CNode):
                     evs.extend(got)
         return self._after(r, evs)
 
-    def on_clock(self, r: RuleRun, now: float) -> list[Ev] | None:
-        evs: list[Ev] = []
+    def on_clock(self, r: RuleRun, now: float) -> list[Found] | None:
+        evs: list[Found] = []
         for k in self._kids:
             if k.wants_clock:
                 e = k.on_clock(r, now)
@@ -1197,8 +1277,8 @@ class CAll(CNode):
                     evs.extend(e)
         return self._after(r, evs)
 
-    def close(self, r: RuleRun) -> list[Ev] | None:
-        evs: list[Ev] = []
+    def close(self, r: RuleRun) -> list[Found] | None:
+        evs: list[Found] = []
         for k in self._kids:
             e = k.close(r)
             if e:
@@ -1210,7 +1290,7 @@ class CAll(CNode):
 
 
 class CAny(CAll):
-    def _after(self, r: RuleRun, evs: list[Ev] | None) -> list[Ev] | None:
+    def _after(self, r: RuleRun, evs: list[Found] | None) -> list[Found] | None:
         if any(k.found(r) for k in self._kids):
             r.st[self.slot] = True
         return evs or None
@@ -1235,29 +1315,29 @@ class CNot(CNode):
     def kids(self) -> list[CNode]:
         return [self.kid]
 
-    def start(self, r: RuleRun) -> list[Ev] | None:
+    def start(self, r: RuleRun) -> list[Found] | None:
         r.st[self.slot] = False
         self.kid.start(r)
         return None
 
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Ev] | None:
+    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
         self.kid.on_utt(r, x)
         return None
 
-    def on_tl(self, r: RuleRun, e: TEvent) -> list[Ev] | None:
+    def on_tl(self, r: RuleRun, e: TEvent) -> list[Found] | None:
         self.kid.on_tl(r, e)
         return None
 
-    def on_clock(self, r: RuleRun, now: float) -> list[Ev] | None:
+    def on_clock(self, r: RuleRun, now: float) -> list[Found] | None:
         self.kid.on_clock(r, now)
         return None
 
-    def close(self, r: RuleRun) -> list[Ev] | None:
+    def close(self, r: RuleRun) -> list[Found] | None:
         self.kid.close(r)
         if self.kid.found(r):
             return None
         r.st[self.slot] = True
-        return [_span_ev(0.0, r.ev.clock, f"未出现：{self.label}")]
+        return [_span_ev(0.0, r.evaluator.clock, f"未出现：{self.label}")]
 
     def detail(self, r: RuleRun) -> str:
         return f"出现了：{self.label}"

@@ -9,20 +9,23 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 import qa_pipeline
 
-from ..errors import ConfigError, Location
-from ..messages import Role
-from ..yamlsrc import YMap, YSeq, load_yaml_file, validation_problems
-from ..yamlsrc import format_loc as _fmt_loc
-from .compiler import CompiledRule, CompileError, Compiler
-from .nodes import CStages, SNode
+from ...errors import ConfigError, Location
+from ...messages import Role
+from ...yamlsrc import YMap, YSeq, load_yaml_file, validation_problems
+from ...yamlsrc import format_loc as _fmt_loc
+from ..ops.compiler import CompiledRule, CompileError, Compiler
+from ..runtime.nodes import CStages, SNode
+from ..runtime.textindex import TextIndex
+
+if TYPE_CHECKING:
+    from ..runtime.engine import PackTables
 from .schema import PackSpec, RuleFile, RuleSpec, Settings
-from .textindex import TextIndex
 
 PACK_FILE = "pack.yaml"
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.]*)\}")
@@ -35,7 +38,7 @@ def _pack_candidates() -> list[Path]:
         # a source checkout (or editable install): the pack lives in the repository
         Path(qa_pipeline.__file__).resolve().parents[1] / "configs" / "rules",
         # an installed wheel: configs/rules/ shipped as package data (see README, packaging)
-        Path(__file__).resolve().parent / "default_pack",
+        Path(__file__).resolve().parents[1] / "default_pack",
         # ... or as setuptools data-files under the environment's prefix
         Path(sys.prefix) / "share" / "qa-pipeline" / "rules",
     ]
@@ -54,7 +57,8 @@ def default_pack_path() -> Path:
 
 @dataclass(eq=False)
 class RulePack:
-    """A validated, compiled rule pack. Immutable after loading; share it across calls."""
+    """A validated, compiled rule pack. Immutable after loading (the engine keeps its
+    memos inside ``tables`` and ``verdict_cache``); share it across calls."""
 
     name: str
     version: str
@@ -84,7 +88,8 @@ class RulePack:
     lazy_parts: dict[Role, tuple[tuple[Any, int, int, int], ...]] = field(default_factory=dict)
     part_atoms: dict[Any, tuple[int, ...]] = field(default_factory=dict)
     max_window: float = 0.0  # utterances starting later are never in a first_* window
-    engine_data: Any = None  # the evaluator's tables (engine.pack_tables)
+    # the evaluator's tables (bit masks, memos), made once when the pack is loaded
+    tables: PackTables = field(init=False, repr=False)
 
     def full_dispatch(self, a: Any, role: Role) -> tuple[int, ...]:
         """Every rule an utterance can matter to, all lazy atoms computed (reference)."""
@@ -395,6 +400,9 @@ def _compile(
         locations={r.id: loc for r, loc in specs},
     )
     _build_dispatch(pack)
+    from ..runtime.engine import PackTables
+
+    pack.tables = PackTables(pack)
     return pack
 
 
