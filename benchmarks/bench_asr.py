@@ -19,6 +19,7 @@ Prints a table of wall time, real-time factor (wall / audio seconds), speed-up a
 CER/WER (traditional -> simplified before scoring, for both).
 
 Usage: .venv/bin/python benchmarks/bench_asr.py [--sets zh,zh8k,en,calls] [--skip-plain]
+       [--clips far_3,medical]  (only files whose name contains one of these)
 """
 
 from __future__ import annotations
@@ -153,6 +154,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sets", default="zh,zh8k,en,calls")
     ap.add_argument("--skip-plain", action="store_true")
+    ap.add_argument("--clips", default="", help="comma-separated parts of file names to keep")
     args = ap.parse_args()
     if not (SPEECH / "manifest.jsonl").is_file():
         sys.exit(f"shared speech clips not found at {SPEECH}")
@@ -182,6 +184,10 @@ def main() -> None:
     if "calls" in wanted:
         sets["generated calls (2ch 8 kHz)"] = generated_calls(work)
 
+    if args.clips:
+        keep = args.clips.split(",")
+        sets = {k: [i for i in v if any(c in i.path.name for c in keep)] for k, v in sets.items()}
+        sets = {k: v for k, v in sets.items() if v}
     rows: list[dict[str, Any]] = []
     for name, items in sets.items():
         audio = sum(i.duration for i in items)

@@ -189,6 +189,18 @@ class Pipeline:
         )
         if prep.mono is not None:
             transcript = roles.name_transcript(transcript, prep.mono, self.pack())
+            if prep.mono.two_voices and dict(transcript.asr).get("roles") == "unknown":
+                # the voices were split into turns only to name them, and naming failed:
+                # decode the channel's ordinary turns instead (a sentence cut at a change
+                # of voice loses words: issue #13, never worse than plain Whisper)
+                prep, results, transcript = self._unsplit(prep, transcript)
+                stats = replace_stats(
+                    stats,
+                    speech_seconds=sum(s.duration for s in prep.segments),
+                    asr_seconds=sum(r.seconds for r in results),
+                    segments=len(prep.segments),
+                    wall_seconds=time.perf_counter() - prep.started,
+                )
         # nothing decoded (silence, non-speech): nothing to verify; the phrases are Mandarin
         if results and self.config.asr.verify and self._verifies():
             t1 = time.perf_counter()
@@ -199,6 +211,23 @@ class Pipeline:
                 wall_seconds=time.perf_counter() - prep.started,
             )  # fmt: skip
         return CallResult(transcript=transcript, stats=stats)
+
+    def _unsplit(
+        self, prep: PreparedCall, named: Transcript
+    ) -> tuple[PreparedCall, list[AsrResult], Transcript]:
+        """A mono call whose two voices could not be named, transcribed again from its
+        channel's ordinary turns (roles stay unknown, ``roles_detail`` kept)."""
+        audio = prep.audio
+        turns = tuple(
+            roles.channel_turns(
+                audio.channels[0], self.config, call_id=prep.call.call_id,
+                sample_rate=audio.sample_rate,
+            )
+        )  # fmt: skip
+        results = list(self.engine.transcribe_many(turns))
+        prep = replace_stats(prep, segments=turns)
+        transcript = replace_transcript(named, utterances=tuple(to_utterances(results)))
+        return prep, results, transcript
 
     def _verifies(self) -> bool:
         eng = self.engine.config

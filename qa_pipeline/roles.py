@@ -292,7 +292,7 @@ def speaker_turns(
     rejected: Counter[str] | None = None,
 ) -> MonoTurns:
     """Cut a mono channel into single-voice turns (see the module docstring, step 1)."""
-    from .vad import merge_by_start, merge_turns, segment_channel
+    from .vad import merge_by_start, segment_channel
 
     vcfg = config.vad
     fine = vcfg.model_copy(update={"stop_ms": min(vcfg.stop_ms, config.audio.mono_split_ms)})
@@ -326,16 +326,25 @@ def speaker_turns(
         _fill_unprinted(labels, pieces, back)
     turns, speakers = _join(pieces, labels, samples, config, sample_rate)
     if not apart:  # one voice, or two not told apart: cut as a channel's turns always were
-        turns = merge_turns(
-            _coarse(samples, config, call_id, sample_rate),
-            (samples,),
-            max_gap_s=vcfg.turn_gap_s,
-            max_len_s=vcfg.max_utterance_s,
-            sample_rate=sample_rate,
-        )
+        turns = channel_turns(samples, config, call_id=call_id, sample_rate=sample_rate)
         speakers = [-1] * len(turns)
     return MonoTurns(
         tuple(turns), tuple(speakers), cl, apart, len(pieces), config.audio.mono_min_margin
+    )
+
+
+def channel_turns(
+    samples: Samples, config: PipelineConfig, *, call_id: str, sample_rate: int = _RATE
+) -> list[SpeechSegment]:
+    """A mono channel cut into turns as any channel's are (no speaker split)."""
+    from .vad import merge_turns
+
+    return merge_turns(
+        _coarse(samples, config, call_id, sample_rate),
+        (samples,),
+        max_gap_s=config.vad.turn_gap_s,
+        max_len_s=config.vad.max_utterance_s,
+        sample_rate=sample_rate,
     )
 
 

@@ -248,3 +248,45 @@ def test_setting_off_is_its_own_transcript_key_and_auto_keeps_old_keys() -> None
     off = transcript_settings(load_config(overrides={"audio": {"mono_roles": "off"}}))
     assert "mono" not in auto  # transcripts stored before roles were inferred still match
     assert off["mono"] == ["off", 300] and off != auto
+
+
+@needs_tools
+def test_unnamed_voices_are_transcribed_from_the_channels_ordinary_turns(
+    two_voice_call: Any, tmp_path: Path
+) -> None:
+    """Two voices told apart but not named (nothing the pack expects is said): the speaker
+    split is dropped and the ASR decodes the channel's ordinary turns, as a one-voice mono
+    call's (a sentence cut at a change of voice loses words, issue #13)."""
+    from qa_pipeline.asr.engine import AsrResult
+    from qa_pipeline.pipeline import Pipeline
+
+    class Echo:
+        """Stands in for Whisper: every segment 'says' 好的 (no agent phrase)."""
+
+        settings: dict[str, object] = {"model": "echo"}
+        provenance: dict[str, object] = {}
+        decoded: list[tuple[float, float]] = []
+
+        def transcribe_many(self, segments: Any, on_result: Any = None) -> Any:
+            for s in segments:
+                self.decoded.append((s.start, s.end))
+                r = AsrResult(s, "好的", "好的", 0.9, 0.0, "zh", 2, 0.0)
+                if on_result:
+                    on_result(r)
+                yield r
+
+    x, _ = two_voice_call
+    wav = tmp_path / "mono.wav"
+    sf.write(str(wav), x, RATE, subtype="PCM_16")
+    cfg = load_config(overrides={"asr": {"verify": False}})
+    engine = Echo()
+    res = Pipeline(cfg, engine=engine).transcribe(wav)  # type: ignore[arg-type]
+    split = roles.speaker_turns(x, cfg, call_id="t")
+    plain = roles.channel_turns(x, cfg, call_id="t")
+    assert split.two_voices and len(split.segments) != len(plain)
+    assert dict(res.transcript.asr)["roles"] == "unknown"
+    assert [(u.start, u.end) for u in res.transcript.utterances] == [
+        (s.start, s.end) for s in plain
+    ]
+    assert all(u.role == Role.UNKNOWN for u in res.transcript.utterances)
+    assert res.stats.segments == len(plain)
