@@ -18,7 +18,7 @@ Node objects are immutable and shared by all calls; per-call state lives in the 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from rapidfuzz import fuzz
@@ -325,6 +325,19 @@ class ULazy(UNode):
                 break
         memo[self] = _NO_SPAN if found is None else found
         return found
+
+
+class UFunc(UNode):
+    """An utterance test an operator module gives as a Python function of the utterance
+    (``fn(x)``: the matched span, or None), for operators whose substance lives outside the
+    compiled runtime (a lexicon, a model). It sees every utterance that reaches it, runs at
+    Python speed and is never memoised by text (it may read the turn's level and timing)."""
+
+    def __init__(self, fn: Callable[[UttCtx], Span | None]) -> None:
+        self.fn = fn
+
+    def match(self, x: UttCtx) -> Span | None:
+        return self.fn(x)
 
 
 class UHolidayGreeting(UNode):
