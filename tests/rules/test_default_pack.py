@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from qa_pipeline.rules import RulePack, default_pack_path
 from qa_pipeline.rules.cli import rules_app
-from qa_pipeline.rules.lang.fixtures import (
+from qa_pipeline.rules.fixtures import (
     coverage,
     default_fixtures_dir,
     load_fixtures,

@@ -250,7 +250,7 @@ def test_occurrences_needs_one_limit(make_pack: MakePack) -> None:
 
 def test_occurrences_fixtures() -> None:
     from qa_pipeline.rules import load_pack
-    from qa_pipeline.rules.lang.fixtures import load_fixtures, run_fixtures
+    from qa_pipeline.rules.fixtures import load_fixtures, run_fixtures
 
     pack = load_pack(PACKS / "occurrences")
     outcomes = run_fixtures(pack, load_fixtures(PACKS / "occurrences" / "fixtures"))

@@ -46,7 +46,7 @@ import re2
 # (generators, offset maps); the rule engine calls the bound ``Match`` directly.
 from re2 import _re2
 
-from ..errors import QAError
+from ...errors import QAError
 
 Span = tuple[int, int]
 

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ...errors import ConfigError, Location
-from ..ops.registry import REGISTRY, Level, LintCtx, of_level
-from .fixtures import check_ids, coverage, default_fixtures_dir, load_fixtures
+from ..fixtures import check_ids, coverage, default_fixtures_dir, load_fixtures
 from .loader import analyse_pack
+from .registry import REGISTRY, Level, LintCtx, of_level
 from .schema import Cond, RuleSpec, Settings, parse_range
 
 

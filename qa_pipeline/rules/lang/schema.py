@@ -17,8 +17,8 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
 from ...messages import Direction, Severity
-from ..ops.registry import REGISTRY, Operator, on_change
 from .base import Phrases, RoleName, Strict, _nonempty_phrases, parse_hhmm, parse_range
+from .registry import REGISTRY, Operator, on_change
 
 __all__ = ["Cond", "RULE_ID", "Phrases", "RoleName", "Strict", "parse_hhmm", "parse_range"]
 
