@@ -12,8 +12,8 @@ from rich.table import Table
 from ..cli_errors import fail
 from ..errors import ConfigError
 from .fixtures import check_ids, default_fixtures_dir, load_fixtures, run_fixtures
-from .lang.lint import lint_pack
-from .lang.loader import load_pack
+from .lint import lint_pack
+from .pack import load_pack
 
 rules_app = typer.Typer(help="Rule packs: run fixtures, lint.", no_args_is_help=True)
 

@@ -31,7 +31,7 @@ from ..errors import ConfigError, Location
 from ..messages import CallEnded, CallInfo, Direction, Role, Utterance, Verdict
 from ..transcript import Transcript
 from ..yamlsrc import load_yaml_file, validation_problems
-from .lang.loader import RulePack, default_pack_path
+from .pack import RulePack, default_pack_path
 from .runtime.engine import score_transcript
 
 Expect = Literal["fire", "ok", "not_applicable", "uncertain"]

@@ -16,7 +16,7 @@ from qa_pipeline.rules.fixtures import (
     load_fixtures,
     run_fixtures,
 )
-from qa_pipeline.rules.lang.lint import lint_pack
+from qa_pipeline.rules.lint import lint_pack
 
 CATALOGUE = Path(__file__).resolve().parents[3] / "shared" / "design" / "rule-catalogue.md"
 CATALOGUE_IDS = [

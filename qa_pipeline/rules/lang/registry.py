@@ -7,13 +7,15 @@ works at, **what triggers it** (no default: a call-level operator that forgot it
 sub-conditions, its label and an example. From this registry are derived:
 
 * the condition model of the schema (:class:`qa_pipeline.rules.lang.schema.Cond`),
-* the compiler's dispatch (:mod:`.compiler`),
+* the compiler's dispatch (:mod:`qa_pipeline.rules.ops.compiler`),
 * lint's walk and per-operator checks (:mod:`qa_pipeline.rules.lang.lint`),
 * the labels of findings (:mod:`qa_pipeline.rules.lang.labels`),
 * the operator table of ``configs/rules/README.md`` (:func:`readme_table`).
 
 Adding an operator is one module (plus fixtures): define the spec and the compile step,
-then :func:`register` it.
+then :func:`register` it. The registry is the language's (the schema is derived from it),
+so it knows nothing of the compiler's or the runtime's types: the operator modules, above
+the runtime, fill in the compile steps and register (``rules/__init__`` imports them).
 """
 
 from __future__ import annotations
@@ -25,8 +27,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..ops.compiler import Compiler
-    from ..runtime import nodes as N
     from .schema import Cond
 
 CPath = tuple[str | int, ...]
@@ -91,11 +91,13 @@ class Operator:
     summary: str  # one line for the README's operator table
     example: Example
     family: str = ""  # the module it is declared in (set by register)
-    # compile steps, by level: static -> SNode, utterance -> UNode (None: no constraint),
-    # call -> CNode. NESTED operators are compiled by the compiler itself.
-    static: Callable[[Compiler, Any], N.SNode] | None = None
-    utt: Callable[[Compiler, Any, CPath], N.UNode | None] | None = None
-    call: Callable[[Compiler, Any, CPath], N.CNode] | None = None
+    # compile steps, by level, each ``(compiler, spec[, path]) -> node``: static -> SNode,
+    # utterance -> UNode (None: no constraint), call -> CNode. NESTED operators are compiled
+    # by the compiler itself. The language does not know the compiler's or the runtime's
+    # types (:mod:`qa_pipeline.rules.ops` sits above it): each operator module types its own.
+    static: Callable[[Any, Any], Any] | None = None
+    utt: Callable[[Any, Any, CPath], Any] | None = None
+    call: Callable[[Any, Any, CPath], Any] | None = None
     shorthand: Callable[[Any], Any] | None = None  # YAML shorthand -> the spec's mapping
     field_args: dict[str, Any] = field(default_factory=dict)  # extra pydantic Field args
     children: Callable[[Any], list[tuple[str, Cond]]] = _no_children  # (path suffix, cond)
@@ -123,7 +125,33 @@ class Operator:
 
 #: every operator by YAML name, in declaration order (the order of ``Cond.operators()``)
 REGISTRY: dict[str, Operator] = {}
-_listeners: list[Callable[[str, Operator | None], None]] = []
+_listeners: list[Callable[[list[tuple[str, Operator | None]]], None]] = []
+_held: list[list[tuple[str, Operator | None]]] = []  # changes held back by ``batch``
+
+
+def _notify(change: tuple[str, Operator | None]) -> None:
+    if _held:
+        _held[-1].append(change)
+    else:
+        for f in _listeners:
+            f([change])
+
+
+@contextmanager
+def batch() -> Iterator[None]:
+    """Tell the listeners of the operators registered (or removed) inside once, at the end
+    (the schema rebuilds its models once, not once per operator)."""
+    _held.append([])
+    try:
+        yield
+    finally:
+        changes = _held.pop()
+        if changes:
+            if _held:
+                _held[-1].extend(changes)
+            else:
+                for f in _listeners:
+                    f(changes)
 
 
 def register(op: Operator, module: str = "") -> Operator:
@@ -132,15 +160,13 @@ def register(op: Operator, module: str = "") -> Operator:
     if module:
         object.__setattr__(op, "family", module.rsplit(".", 1)[-1])
     REGISTRY[op.name] = op
-    for f in _listeners:
-        f(op.name, op)
+    _notify((op.name, op))
     return op
 
 
 def unregister(name: str) -> None:
     del REGISTRY[name]
-    for f in _listeners:
-        f(name, None)
+    _notify((name, None))
 
 
 @contextmanager
@@ -153,8 +179,9 @@ def registered(op: Operator) -> Iterator[Operator]:
         unregister(op.name)
 
 
-def on_change(f: Callable[[str, Operator | None], None]) -> None:
-    """Call ``f(name, op)`` when an operator is registered (``op``) or removed (``None``)."""
+def on_change(f: Callable[[list[tuple[str, Operator | None]]], None]) -> None:
+    """Call ``f([(name, op), ...])`` when operators are registered (``op``) or removed
+    (``None``): once per change, or once for all the changes of a :func:`batch`."""
     _listeners.append(f)
 
 
