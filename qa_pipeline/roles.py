@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from collections import Counter
 
     from .config import PipelineConfig
-    from .rules.lang.loader import RulePack
+    from .rules.pack import RulePack
     from .transcript import Transcript
 
 ROLES_VERSION = "1"

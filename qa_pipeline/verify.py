@@ -44,7 +44,7 @@ from .text import normalise
 if TYPE_CHECKING:
     from .asr.engine import AsrEngine
     from .messages import SpeechSegment, Utterance
-    from .rules.lang.loader import RulePack
+    from .rules.pack import RulePack
     from .transcript import Transcript
 
 log = logging.getLogger("qa_pipeline.asr.verify")

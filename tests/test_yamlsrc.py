@@ -11,7 +11,7 @@ import qa_pipeline.config as config_module
 from qa_pipeline.config import load_config
 from qa_pipeline.errors import ConfigError
 from qa_pipeline.notify.config import load_notify_config
-from qa_pipeline.rules.lang.loader import load_pack
+from qa_pipeline.rules import load_pack
 
 
 def _problems(fn: object, *args: object, **kw: object) -> list[tuple[int, str]]:

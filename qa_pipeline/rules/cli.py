@@ -11,9 +11,9 @@ from rich.table import Table
 
 from ..cli_errors import fail
 from ..errors import ConfigError
-from .lang.fixtures import check_ids, default_fixtures_dir, load_fixtures, run_fixtures
-from .lang.lint import lint_pack
-from .lang.loader import load_pack
+from .fixtures import check_ids, default_fixtures_dir, load_fixtures, run_fixtures
+from .lint import lint_pack
+from .pack import load_pack
 
 rules_app = typer.Typer(help="Rule packs: run fixtures, lint.", no_args_is_help=True)
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .lang.loader import RulePack
+    from .pack import RulePack
 
 
 def _required_phrases(cond: Any, negated: bool = False) -> Iterator[str]:

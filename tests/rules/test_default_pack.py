@@ -10,13 +10,13 @@ from typer.testing import CliRunner
 
 from qa_pipeline.rules import RulePack, default_pack_path
 from qa_pipeline.rules.cli import rules_app
-from qa_pipeline.rules.lang.fixtures import (
+from qa_pipeline.rules.fixtures import (
     coverage,
     default_fixtures_dir,
     load_fixtures,
     run_fixtures,
 )
-from qa_pipeline.rules.lang.lint import lint_pack
+from qa_pipeline.rules.lint import lint_pack
 
 CATALOGUE = Path(__file__).resolve().parents[3] / "shared" / "design" / "rule-catalogue.md"
 CATALOGUE_IDS = [

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from qa_pipeline.messages import Role, Verdict, replace
 from qa_pipeline.rules import load_pack, score_transcript
-from qa_pipeline.rules.lang.fixtures import load_fixtures, run_fixtures
-from qa_pipeline.rules.lang.loader import RulePack
+from qa_pipeline.rules.fixtures import load_fixtures, run_fixtures
 from qa_pipeline.rules.ops.registry import REGISTRY, Trigger
+from qa_pipeline.rules.pack import RulePack
 from qa_pipeline.testing import transcript
 from qa_pipeline.transcript import Transcript
 

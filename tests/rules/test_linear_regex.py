@@ -31,7 +31,7 @@ from qa_pipeline.errors import ConfigError
 from qa_pipeline.rules import RulePack, load_pack, score_transcript
 from qa_pipeline.rules.cli import rules_app
 from qa_pipeline.rules.lang.linear_regex import LinearRegex, PatternError, compile_pattern
-from qa_pipeline.rules.lang.lint import lint_pack
+from qa_pipeline.rules.lint import lint_pack
 from qa_pipeline.rules.runtime.textindex import _ENTITY
 
 from .conftest import PACK_HEADER, transcript

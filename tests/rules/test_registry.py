@@ -15,8 +15,8 @@ from pydantic import ValidationError
 from qa_pipeline.errors import ConfigError
 from qa_pipeline.rules import RulePack, default_pack_path, score_transcript
 from qa_pipeline.rules.lang.labels import label
-from qa_pipeline.rules.lang.lint import lint_pack
 from qa_pipeline.rules.lang.schema import Cond, Settings, Strict
+from qa_pipeline.rules.lint import lint_pack
 from qa_pipeline.rules.ops import FAMILIES
 from qa_pipeline.rules.ops.compiler import CompileError, Compiler
 from qa_pipeline.rules.ops.registry import (
@@ -250,7 +250,7 @@ def test_occurrences_needs_one_limit(make_pack: MakePack) -> None:
 
 def test_occurrences_fixtures() -> None:
     from qa_pipeline.rules import load_pack
-    from qa_pipeline.rules.lang.fixtures import load_fixtures, run_fixtures
+    from qa_pipeline.rules.fixtures import load_fixtures, run_fixtures
 
     pack = load_pack(PACKS / "occurrences")
     outcomes = run_fixtures(pack, load_fixtures(PACKS / "occurrences" / "fixtures"))

@@ -20,7 +20,7 @@ from qa_pipeline.messages import (
     to_dict,
 )
 from qa_pipeline.rules import CallEvaluator, RulePack, score_transcript
-from qa_pipeline.rules.lang.fixtures import default_fixtures_dir, load_fixtures, run_fixtures
+from qa_pipeline.rules.fixtures import default_fixtures_dir, load_fixtures, run_fixtures
 from qa_pipeline.sinks.codec import scorecard_from_dict
 from qa_pipeline.transcript import Transcript
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..ops.registry import REGISTRY
+from .registry import REGISTRY
 from .schema import Cond
 
 

@@ -1,8 +1,7 @@
-"""Static checks of a rule pack: problems the schema cannot see.
+"""Static checks of a rule's spec: problems the schema cannot see (the whole pack's lint,
+with its load and compile errors and fixture coverage, is :mod:`qa_pipeline.rules.lint`).
 
-Errors (exit 1): load errors (schema, duplicate ids, unknown settings), rules without a
-must-fire or a must-not-fire fixture, fixture expectations naming unknown rules,
-unreachable conditions (a window beyond the longest call, an ``all`` of contradicting
+Errors (exit 1): unreachable conditions (a window beyond the longest call, an ``all`` of contradicting
 roles / directions / times, a body role that the scope filters out, ``keyword`` X with
 ``not keyword`` X). Warnings: disabled rules, unused settings, one-syllable fuzzy phrases.
 """
@@ -10,13 +9,10 @@ roles / directions / times, a body role that the scope filters out, ``keyword`` 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
-from ...errors import ConfigError, Location
-from ..ops.registry import REGISTRY, Level, LintCtx, of_level
-from .fixtures import check_ids, coverage, default_fixtures_dir, load_fixtures
-from .loader import analyse_pack
+from ...errors import Location
+from .registry import REGISTRY, Level, LintCtx, of_level
 from .schema import Cond, RuleSpec, Settings, parse_range
 
 
@@ -136,50 +132,4 @@ def lint_rule(spec: RuleSpec, loc: Location, settings: Settings) -> list[Issue]:
     static_ops = of_level(Level.STATIC)
     if spec.require is not None and all(op in static_ops for op, _ in spec.require.operators()):
         warn("require of call metadata only: it does not depend on what is said")
-    return issues
-
-
-def lint_pack(
-    path: str | Path | None = None, fixtures_dir: str | Path | None = None
-) -> list[Issue]:
-    res = analyse_pack(path)
-    issues = [Issue("error", loc, "", msg) for loc, msg in res.problems]
-    settings = res.pack.settings if res.pack is not None else Settings.model_validate({})
-    for spec, loc in res.specs:
-        issues.extend(lint_rule(spec, loc, settings))
-    # unused settings
-    if res.pack is not None:
-        defined = {f"thresholds.{k}" for k in settings.thresholds} | {
-            f"phrases.{k}" for k in settings.phrases
-        }
-        for name in sorted(defined - res.used_refs):
-            issues.append(
-                Issue(
-                    "warning", Location(str(res.pack.files[0])), "", f"setting {name} is never used"
-                )
-            )
-    # fixtures
-    fx_dir = (
-        Path(fixtures_dir)
-        if fixtures_dir is not None
-        else default_fixtures_dir(Path(path) if path is not None else None)
-    )
-    try:
-        fixtures = load_fixtures(fx_dir) if fx_dir.exists() else []
-    except ConfigError as e:
-        issues.extend(Issue("error", loc, "", msg) for loc, msg in e.problems)
-        fixtures = []
-    if res.pack is not None:
-        issues.extend(Issue("error", loc, "", msg) for loc, msg in check_ids(res.pack, fixtures))
-        cov = coverage(fixtures)
-        for spec, loc in res.specs:
-            if not spec.enabled:
-                continue
-            got = cov.get(spec.id, set())
-            if "fire" not in got:
-                issues.append(Issue("error", loc, spec.id, "no fixture where it must fire"))
-            if "ok" not in got:
-                issues.append(
-                    Issue("error", loc, spec.id, "no fixture where it must not fire (ok)")
-                )
     return issues

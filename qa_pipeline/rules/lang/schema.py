@@ -17,8 +17,8 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
 from ...messages import Direction, Severity
-from ..ops.registry import REGISTRY, Operator, on_change
 from .base import Phrases, RoleName, Strict, _nonempty_phrases, parse_hhmm, parse_range
+from .registry import REGISTRY, Operator, on_change
 
 __all__ = ["Cond", "RULE_ID", "Phrases", "RoleName", "Strict", "parse_hhmm", "parse_range"]
 
@@ -27,7 +27,7 @@ RULE_ID = re.compile(r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)*$")
 
 class Cond(Strict):
     """A condition: one or more operators (all must hold). Its fields are the operators of
-    the registry (:mod:`qa_pipeline.rules.ops.registry`), added by :func:`_add_operator`."""
+    the registry (:mod:`.registry`), added by :func:`_set_operators`."""
 
     @model_validator(mode="before")
     @classmethod
@@ -221,32 +221,27 @@ def _rebuild() -> None:
         m.model_rebuild(force=True, _types_namespace=ns)
 
 
-def _add_operator(name: str, op: Operator | None) -> None:
-    """Keep ``Cond``'s fields equal to the registry (an operator added or removed)."""
-    fname = _field_name(name)
+def _set_operators(changes: list[tuple[str, Operator | None]]) -> None:
+    """Keep ``Cond``'s fields equal to the registry (operators added or removed)."""
     fields = Cond.__pydantic_fields__
-    if op is None:
-        fields.pop(fname, None)
-        Cond.__annotations__.pop(fname, None)
-    else:
-        ann = _annotation(op)
-        alias = name if fname != name else None
-        Cond.__annotations__[fname] = ann
-        fields[fname] = FieldInfo.from_annotated_attribute(
-            ann, Field(None, alias=alias, **op.field_args)
-        )
+    for name, op in changes:
+        fname = _field_name(name)
+        if op is None:
+            fields.pop(fname, None)
+            Cond.__annotations__.pop(fname, None)
+        else:
+            ann = _annotation(op)
+            alias = name if fname != name else None
+            Cond.__annotations__[fname] = ann
+            fields[fname] = FieldInfo.from_annotated_attribute(
+                ann, Field(None, alias=alias, **op.field_args)
+            )
     _rebuild()
 
 
-from .. import ops as _ops  # noqa: E402  (registers the built-in operators)
-
-for _name, _op in REGISTRY.items():
-    _fname = _field_name(_name)
-    _ann = _annotation(_op)
-    Cond.__annotations__[_fname] = _ann
-    Cond.__pydantic_fields__[_fname] = FieldInfo.from_annotated_attribute(
-        _ann, Field(None, alias=_name if _fname != _name else None, **_op.field_args)
-    )
-_rebuild()
-on_change(_add_operator)
-del _ops
+# The operators are not imported here: their modules (qa_pipeline.rules.ops) sit above the
+# language and the runtime, and register into the registry; the rules package imports them
+# first, so ``Cond`` has them all before any pack is read. Those registered already are
+# added now, any later one when it registers.
+_set_operators(list(REGISTRY.items()))
+on_change(_set_operators)

@@ -7,6 +7,7 @@ after them in name order, so adding an operator is adding its module."""
 import importlib
 import pkgutil
 
+from ..lang.registry import batch
 from .registry import REGISTRY, Example, Level, Operator, Trigger, register, registered
 
 FAMILIES = (
@@ -29,11 +30,12 @@ FAMILIES = (
     "outcome",  # hangup, verdicts
 )
 _NOT_OPERATORS = {"registry", "compiler", "__main__"}
-for _family in FAMILIES:
-    importlib.import_module(f"{__name__}.{_family}")
-for _m in sorted(m.name for m in pkgutil.iter_modules(__path__)):
-    if _m not in FAMILIES and _m not in _NOT_OPERATORS:
-        importlib.import_module(f"{__name__}.{_m}")
+with batch():  # the schema's models are rebuilt once, for all of them
+    for _family in FAMILIES:
+        importlib.import_module(f"{__name__}.{_family}")
+    for _m in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+        if _m not in FAMILIES and _m not in _NOT_OPERATORS:
+            importlib.import_module(f"{__name__}.{_m}")
 
 __all__ = [
     "FAMILIES",

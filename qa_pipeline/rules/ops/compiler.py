@@ -8,10 +8,10 @@ from typing import Any
 from ...errors import QAError
 from ...messages import Direction, Role, Severity
 from ..lang.labels import label
+from ..lang.registry import REGISTRY, Level, Operator, Trigger, of_level, trigger_of
 from ..lang.schema import Cond, RuleSpec, Settings
 from ..runtime import nodes as N
 from ..runtime.textindex import TextIndex
-from .registry import REGISTRY, Level, Operator, Trigger, of_level, trigger_of
 
 STATIC, UTT, CALL = Level.STATIC, Level.UTTERANCE, Level.CALL
 

@@ -30,8 +30,8 @@ from .textindex import Analysis, TextIndex, pause
 from .timeline import TEvent, Timeline
 
 if TYPE_CHECKING:  # built by the loader and the compiler; the runtime only reads them
-    from ..lang.loader import RulePack
     from ..ops.compiler import CompiledRule
+    from ..pack import RulePack
 
 # enum members and tables as Final module constants: compiled code reads them directly
 # instead of looking the class up in the module and the member on the class every time

@@ -27,12 +27,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ...errors import ConfigError, Location
-from ...messages import CallEnded, CallInfo, Direction, Role, Utterance, Verdict
-from ...transcript import Transcript
-from ...yamlsrc import load_yaml_file, validation_problems
-from ..runtime.engine import score_transcript
-from .loader import RulePack, default_pack_path
+from ..errors import ConfigError, Location
+from ..messages import CallEnded, CallInfo, Direction, Role, Utterance, Verdict
+from ..transcript import Transcript
+from ..yamlsrc import load_yaml_file, validation_problems
+from .pack import RulePack, default_pack_path
+from .runtime.engine import score_transcript
 
 Expect = Literal["fire", "ok", "not_applicable", "uncertain"]
 _VERDICT = {
