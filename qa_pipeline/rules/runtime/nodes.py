@@ -549,6 +549,18 @@ class CNode:
     def kids(self) -> list[CNode]:
         return []
 
+    def trigger_parts(self) -> list[tuple[int, frozenset[int]]]:
+        """The node's trigger split into parts that can retire separately while the call
+        goes on: ``(part, atoms)``, part -1 standing for the whole node (see
+        :meth:`part_open`)."""
+        assert self.trigger is not None
+        return [(-1, self.trigger)]
+
+    def part_open(self, r: RuleRun, part: int) -> bool:
+        """Whether the utterances of trigger part ``part`` (>= 0) can still change this
+        node's outcome in run ``r``."""
+        return True
+
 
 def _span_ev(start: float, end: float, detail: str) -> Found:
     return (Evidence(start=start, end=end), detail)
@@ -1176,6 +1188,17 @@ class CStages(CNode):
 
     def found(self, r: RuleRun) -> bool:
         return bool(r.st[self.slot][1])
+
+    def trigger_parts(self) -> list[tuple[int, frozenset[int]]]:
+        """One part per stage: a stage's phrases no longer matter once it is seen."""
+        out: list[tuple[int, frozenset[int]]] = []
+        for i, m in enumerate(self.matchers):
+            assert m.trigger is not None
+            out.append((i, m.trigger))
+        return out
+
+    def part_open(self, r: RuleRun, part: int) -> bool:
+        return bool(r.st[self.slot][0][part] is None)
 
     def detail(self, r: RuleRun) -> str:
         seen = r.st[self.slot][0]
