@@ -155,6 +155,23 @@ class RuleRun:
         self.unsure_detail = ""
         self.unsure_why = ""
 
+    # -------------------------------------------------------------- what nodes tell
+
+    def every_utterance(self, on: bool) -> None:
+        """The rule needs every utterance of the call for now (e.g. a sequence waiting for
+        its follow-up counts turns), not only those that hit its phrases."""
+        ev = self.evaluator
+        if on:
+            ev.hot |= self.rule.bit
+        else:
+            ev.hot &= ~self.rule.bit
+
+    def trigger_retired(self) -> None:
+        """A part of the rule's trigger no longer matters (e.g. a stage was seen): its
+        lazy phrases need not be computed for later utterances (see
+        :meth:`.nodes.CNode.part_open`)."""
+        self.evaluator.dirty |= self.rule.bit
+
     # -------------------------------------------------------------- lifecycle
 
     def begin(self) -> None:
@@ -569,7 +586,9 @@ class CallEvaluator:
             if plan.has_timeline
             else None
         )
-        self.hot = 0  # rules that see every utterance for now (bit mask, see set_hot)
+        self.hot = (
+            0  # rules that see every utterance for now (bit mask, see RuleRun.every_utterance)
+        )
         self.seen_in_window: list[UttCtx] = []
         self.call_id = call.call_id
         self.runs = runs = [RuleRun(r, self) for r in plan.rules]
@@ -801,15 +820,6 @@ class CallEvaluator:
                 for thr, run in runs:
                     if e.seconds >= thr and not run.done:
                         run.on_tl(e)
-
-    def set_hot(self, run: RuleRun, hot: bool) -> None:
-        """A rule that needs every utterance for a while (e.g. a sequence waiting for
-        its follow-up) registers here; otherwise rules only see utterances that hit
-        their phrases."""
-        if hot:
-            self.hot |= run.rule.bit
-        else:
-            self.hot &= ~run.rule.bit
 
     def rule_ok(self, rule_id: str) -> bool:
         v = self._verdicts.get(rule_id)

@@ -638,6 +638,19 @@ class CCount(CNode):
         return f"{self.label} 出现 {r.st[self.slot]} 次（至少 {self.at_least} 次）"
 
 
+class Tally:
+    """A count through the call (``share``: also the total it is a share of), whether it
+    decided the node, and the evidence of the first occurrence."""
+
+    __slots__ = ("count", "first", "found", "total")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total = 0
+        self.found = False
+        self.first: Evidence | None = None
+
+
 class CShare(CNode):
     """Occurrences of ``of`` among occurrences of ``among``; decided at close."""
 
@@ -662,38 +675,39 @@ class CShare(CNode):
         self.label = label
 
     def start(self, r: RuleRun) -> list[Found] | None:
-        r.st[self.slot] = [0, 0, False, None]
+        r.st[self.slot] = Tally()
         return None
 
     def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
-        st = r.st[self.slot]
+        st: Tally = r.st[self.slot]
         spans = x.a.spans
         for atom in self.among:
             hits = spans.get(atom)
             if hits:
-                st[1] += len(hits)
+                st.total += len(hits)
                 if atom in self.of:
-                    st[0] += len(hits)
-                    if st[3] is None:
-                        st[3] = x.evidence(hits[0])
+                    st.count += len(hits)
+                    if st.first is None:
+                        st.first = x.evidence(hits[0])
         return None
 
     def close(self, r: RuleRun) -> list[Found] | None:
-        st = r.st[self.slot]
-        n_of, total = st[0], st[1]
+        st: Tally = r.st[self.slot]
+        n_of, total = st.count, st.total
         if total < self.min_total:
             return None
         share = n_of / total
         if (self.over is not None and share > self.over) or (
             self.under is not None and share < self.under
         ):
-            st[2] = True
-            ev = st[3] or Evidence(start=0.0, end=0.0)
+            st.found = True
+            ev = st.first or Evidence(start=0.0, end=0.0)
             return [(ev, f"{self.label}：{n_of}/{total} = {share:.0%}")]
         return None
 
     def found(self, r: RuleRun) -> bool:
-        return bool(r.st[self.slot][2])
+        st: Tally = r.st[self.slot]
+        return st.found
 
 
 class COccurrences(CNode):
@@ -714,11 +728,11 @@ class COccurrences(CNode):
         self.label = label
 
     def start(self, r: RuleRun) -> list[Found] | None:
-        r.st[self.slot] = [0, False, None]  # count, found, first evidence
+        r.st[self.slot] = Tally()
         return None
 
     def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
-        st = r.st[self.slot]
+        st: Tally = r.st[self.slot]
         spans = x.a.spans
         n = 0
         first: Span | None = None
@@ -730,29 +744,31 @@ class COccurrences(CNode):
                     first = hits[0]
         if first is None:
             return None
-        before = st[0]
-        st[0] = before + n
-        if st[2] is None:
-            st[2] = x.evidence(first)
+        before = st.count
+        st.count = before + n
+        if st.first is None:
+            st.first = x.evidence(first)
         at_least = self.at_least
-        if at_least is not None and before < at_least <= st[0]:
-            st[1] = True
-            return [(x.evidence(first), f"第 {st[0]} 次：{self.label}")]
+        if at_least is not None and before < at_least <= st.count:
+            st.found = True
+            return [(x.evidence(first), f"第 {st.count} 次：{self.label}")]
         return None
 
     def close(self, r: RuleRun) -> list[Found] | None:
-        st = r.st[self.slot]
-        if self.at_most is not None and st[0] <= self.at_most:
-            st[1] = True
-            ev = st[2] or Evidence(start=0.0, end=0.0)
-            return [(ev, f"{self.label} 出现 {st[0]} 次（至多 {self.at_most} 次）")]
+        st: Tally = r.st[self.slot]
+        if self.at_most is not None and st.count <= self.at_most:
+            st.found = True
+            ev = st.first or Evidence(start=0.0, end=0.0)
+            return [(ev, f"{self.label} 出现 {st.count} 次（至多 {self.at_most} 次）")]
         return None
 
     def found(self, r: RuleRun) -> bool:
-        return bool(r.st[self.slot][1])
+        st: Tally = r.st[self.slot]
+        return st.found
 
     def detail(self, r: RuleRun) -> str:
-        n = r.st[self.slot][0]
+        st: Tally = r.st[self.slot]
+        n = st.count
         if self.at_least is not None:
             return f"{self.label} 出现 {n} 次（至少 {self.at_least} 次）"
         return f"{self.label} 出现 {n} 次（至多 {self.at_most} 次）"
@@ -779,6 +795,17 @@ class Anchor:
         self.span = span
         self.turns_left = turns_left
         self.deadline = deadline
+
+
+class Pending:
+    """A ``sequence``'s anchors still waiting for what must follow them, and how many
+    times the sequence was found (``missing``: how many anchors went unanswered)."""
+
+    __slots__ = ("anchors", "found")
+
+    def __init__(self) -> None:
+        self.anchors: list[Anchor] = []
+        self.found = 0
 
 
 class CSequence(CNode):
@@ -809,8 +836,7 @@ class CSequence(CNode):
         self.label = label
 
     def start(self, r: RuleRun) -> list[Found] | None:
-        # pending anchors, anchors counted as found
-        r.st[self.slot] = [[], 0]
+        r.st[self.slot] = Pending()
         return None
 
     @staticmethod
@@ -820,15 +846,15 @@ class CSequence(CNode):
             return None
         return [(x.evidence(span), msg) for x, span, msg in out]
 
-    def _expire(self, st: list[Any], keep: list[Any], n_out: int) -> None:
-        st[0] = keep
+    def _expire(self, st: Pending, keep: list[Anchor], n_out: int) -> None:
+        st.anchors = keep
         if self.missing and n_out:
-            st[1] += n_out
+            st.found += n_out
 
     def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
-        st = r.st[self.slot]
+        st: Pending = r.st[self.slot]
         out: list[tuple[UttCtx, Span | None, str]] = NO_ITEMS  # made on the first event
-        pending: list[Anchor] = st[0]
+        pending = st.anchors
         u = x
         if pending:
             # anchors still pending stay in ``pending`` (turns left updated in place);
@@ -850,7 +876,7 @@ class CSequence(CNode):
                 elif then_span is not None:
                     drop = True
                     if not self.missing:
-                        st[1] += 1
+                        st.found += 1
                         out = _push(out, (x, then_span, self.label))
                 elif counts and anchor.turns_left is not None:
                     left = anchor.turns_left - 1
@@ -870,23 +896,26 @@ class CSequence(CNode):
                 self._expire(st, keep, len(out))
         s = self.first.match(x)
         if s is not None:
-            st[0].append(Anchor(x, s, self.turns, u.end + self.seconds if self.seconds else None))
-        r.evaluator.set_hot(r, bool(st[0]))
+            st.anchors.append(
+                Anchor(x, s, self.turns, u.end + self.seconds if self.seconds else None)
+            )
+        r.every_utterance(bool(st.anchors))  # anchors pending: turns count
         return self._events(r, out) if out else None  # no call on the usual path
 
     def due(self, r: RuleRun) -> float:
-        pend = r.st[self.slot][0]
+        st: Pending = r.st[self.slot]
+        pend = st.anchors
         if not pend or self.seconds is None:
             return INF
         return min(a.deadline for a in pend if a.deadline is not None) + r.evaluator.grace
 
     def on_clock(self, r: RuleRun, now: float) -> list[Found] | None:
-        st = r.st[self.slot]
-        if not st[0] or self.seconds is None:
+        st: Pending = r.st[self.slot]
+        if not st.anchors or self.seconds is None:
             return None
         out: list[tuple[UttCtx, Span | None, str]] = []
         keep: list[Anchor] = []
-        for anchor in st[0]:
+        for anchor in st.anchors:
             if anchor.deadline is not None and now > anchor.deadline + r.evaluator.grace:
                 if self.missing:
                     out.append(
@@ -895,20 +924,21 @@ class CSequence(CNode):
             else:
                 keep.append(anchor)
         self._expire(st, keep, len(out))
-        r.evaluator.set_hot(r, bool(st[0]))
+        r.every_utterance(bool(st.anchors))
         return self._events(r, out)
 
     def close(self, r: RuleRun) -> list[Found] | None:
-        st = r.st[self.slot]
+        st: Pending = r.st[self.slot]
         out: list[tuple[UttCtx, Span | None, str]] = []
         if self.missing:
-            out = [(a.x, a.span, f"{self.label}：之后未出现") for a in st[0]]
-            st[1] += len(out)
-        st[0] = []
+            out = [(a.x, a.span, f"{self.label}：之后未出现") for a in st.anchors]
+            st.found += len(out)
+        st.anchors = []
         return self._events(r, out)
 
     def found(self, r: RuleRun) -> bool:
-        return bool(r.st[self.slot][1])
+        st: Pending = r.st[self.slot]
+        return bool(st.found)
 
     def detail(self, r: RuleRun) -> str:
         return f"未出现：{self.label}"
@@ -930,6 +960,16 @@ class CResponseGap(CNode):
                 (e.evidence(), f"客户说完 {e.seconds:.1f} 秒后坐席才应答（上限 {self.over:g} 秒）")
             ]
         return None
+
+
+class Silences:
+    """Whether a silence decided the node, and the seconds of silence counted so far."""
+
+    __slots__ = ("found", "total")
+
+    def __init__(self) -> None:
+        self.found = False
+        self.total = 0.0
 
 
 class CSilence(CNode):
@@ -954,7 +994,7 @@ class CSilence(CNode):
         return {"silence": lo}
 
     def start(self, r: RuleRun) -> list[Found] | None:
-        r.st[self.slot] = [False, 0.0]
+        r.st[self.slot] = Silences()
         return None
 
     def on_tl(self, r: RuleRun, e: TEvent) -> list[Found] | None:
@@ -969,23 +1009,24 @@ class CSilence(CNode):
         ex = self.except_after
         if ex is not None and e.before is not None and ex.match(e.before) is not None:
             return None
-        st = r.st[self.slot]
+        st: Silences = r.st[self.slot]
         out: list[Found] = []
         if self.over is not None and e.seconds > self.over:
-            st[0] = True
+            st.found = True
             out.append((e.evidence(), f"双方静默 {e.seconds:.1f} 秒（上限 {self.over:g} 秒）"))
         if self.total_over is not None and e.seconds >= self.count_from:
-            before = st[1]
-            st[1] += e.seconds
-            if before <= self.total_over < st[1]:
-                st[0] = True
+            before = st.total
+            st.total += e.seconds
+            if before <= self.total_over < st.total:
+                st.found = True
                 out.append(
-                    (e.evidence(), f"静默累计 {st[1]:.1f} 秒（上限 {self.total_over:g} 秒）")
+                    (e.evidence(), f"静默累计 {st.total:.1f} 秒（上限 {self.total_over:g} 秒）")
                 )
         return out or None
 
     def found(self, r: RuleRun) -> bool:
-        return bool(r.st[self.slot][0])
+        st: Silences = r.st[self.slot]
+        return st.found
 
 
 class CHold(CNode):
@@ -1110,6 +1151,26 @@ class CMetric(CNode):
         return self._check(r, value, Evidence(start=0.0, end=end))
 
 
+class Said:
+    """A sentence said (its match form) and how many times, near enough."""
+
+    __slots__ = ("text", "times")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.times = 1
+
+
+class Repeats:
+    """The sentences said so far, and whether one was said the number of times."""
+
+    __slots__ = ("found", "said")
+
+    def __init__(self) -> None:
+        self.said: list[Said] = []
+        self.found = False
+
+
 class CRepetition(CNode):
     wants_utts = True
     trigger: frozenset[int] | None = None
@@ -1121,7 +1182,7 @@ class CRepetition(CNode):
         self.min_chars = min_chars
 
     def start(self, r: RuleRun) -> list[Found] | None:
-        r.st[self.slot] = [[], False]
+        r.st[self.slot] = Repeats()
         return None
 
     def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
@@ -1130,19 +1191,31 @@ class CRepetition(CNode):
         mf = x.a.mf
         if len(mf) < self.min_chars:
             return None
-        st = r.st[self.slot]
-        for item in st[0]:
-            if fuzz.ratio(item[0], mf, score_cutoff=self.similarity):
-                item[1] += 1
-                if item[1] == self.times:
-                    st[1] = True
+        st: Repeats = r.st[self.slot]
+        for said in st.said:
+            if fuzz.ratio(said.text, mf, score_cutoff=self.similarity):
+                said.times += 1
+                if said.times == self.times:
+                    st.found = True
                     return [(x.evidence((0, len(mf))), f"同一句话重复 {self.times} 次")]
                 return None
-        st[0].append([mf, 1])
+        st.said.append(Said(mf))
         return None
 
     def found(self, r: RuleRun) -> bool:
-        return bool(r.st[self.slot][1])
+        st: Repeats = r.st[self.slot]
+        return st.found
+
+
+class StagesSeen:
+    """Per stage, its first occurrence (utterance number, utterance, span) or None; and
+    whether the stages were found."""
+
+    __slots__ = ("found", "seen")
+
+    def __init__(self, n: int) -> None:
+        self.seen: list[Any] = [None] * n  # (int, UttCtx, Span) | None
+        self.found = False
 
 
 class CStages(CNode):
@@ -1159,13 +1232,13 @@ class CStages(CNode):
         self.trigger = None if any(t is None for t in trig) else frozenset().union(*trig)  # type: ignore[arg-type]
 
     def start(self, r: RuleRun) -> list[Found] | None:
-        r.st[self.slot] = [[None] * len(self.names), False]
+        r.st[self.slot] = StagesSeen(len(self.names))
         return None
 
     def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
-        st = r.st[self.slot]
-        seen = st[0]
-        if st[1]:
+        st: StagesSeen = r.st[self.slot]
+        seen = st.seen
+        if st.found:
             return None
         new = False
         for i, m in enumerate(self.matchers):
@@ -1174,20 +1247,21 @@ class CStages(CNode):
                 if s is not None:
                     seen[i] = (x.n, x, s)
                     new = True
-                    r.evaluator.dirty |= r.rule.bit  # this stage's phrases no longer matter
+                    r.trigger_retired()  # this stage's phrases no longer matter
         if not new or any(v is None for v in seen):
             return None
         order = [v[0] for v in seen]
         if self.in_order and order != sorted(order):
             return None
-        st[1] = True
+        st.found = True
         if not r.events:
             return None
         _, lx, ls = seen[-1]
         return [(lx.evidence(ls), " → ".join(self.names))]
 
     def found(self, r: RuleRun) -> bool:
-        return bool(r.st[self.slot][1])
+        st: StagesSeen = r.st[self.slot]
+        return st.found
 
     def trigger_parts(self) -> list[tuple[int, frozenset[int]]]:
         """One part per stage: a stage's phrases no longer matter once it is seen."""
@@ -1198,10 +1272,12 @@ class CStages(CNode):
         return out
 
     def part_open(self, r: RuleRun, part: int) -> bool:
-        return bool(r.st[self.slot][0][part] is None)
+        st: StagesSeen = r.st[self.slot]
+        return st.seen[part] is None
 
     def detail(self, r: RuleRun) -> str:
-        seen = r.st[self.slot][0]
+        st: StagesSeen = r.st[self.slot]
+        seen = st.seen
         missing = [n for n, v in zip(self.names, seen, strict=True) if v is None]
         if missing:
             return "缺少阶段：" + "、".join(missing)
@@ -1229,6 +1305,16 @@ class CHangup(CNode):
         return None
 
 
+class VerdictsSeen:
+    """Whether every rule named passed, and those that did not."""
+
+    __slots__ = ("failed", "found")
+
+    def __init__(self) -> None:
+        self.found = False
+        self.failed: list[str] = []
+
+
 class CVerdicts(CNode):
     needs_end = True
 
@@ -1236,27 +1322,29 @@ class CVerdicts(CNode):
         self.ids = ids
 
     def start(self, r: RuleRun) -> list[Found] | None:
-        r.st[self.slot] = [False, []]
+        r.st[self.slot] = VerdictsSeen()
         return None
 
     def close(self, r: RuleRun) -> list[Found] | None:
         ev = r.evaluator
         failed = [i for i in self.ids if not ev.rule_ok(i)]
-        st = r.st[self.slot]
-        st[1] = failed
+        st: VerdictsSeen = r.st[self.slot]
+        st.failed = failed
         if failed:
             if all(ev.rule_unsure(i) for i in failed):
                 # only uncertain verdicts stand in the way: so is this one
                 r.unsure_why = "、".join(failed) + " 待复核"
             return None
-        st[0] = True
+        st.found = True
         return [(Evidence(start=0.0, end=r.evaluator.call_end), "全部通过：" + "、".join(self.ids))]
 
     def found(self, r: RuleRun) -> bool:
-        return bool(r.st[self.slot][0])
+        st: VerdictsSeen = r.st[self.slot]
+        return st.found
 
     def detail(self, r: RuleRun) -> str:
-        return "未通过：" + "、".join(r.st[self.slot][1])
+        st: VerdictsSeen = r.st[self.slot]
+        return "未通过：" + "、".join(st.failed)
 
 
 class CAll(CNode):
