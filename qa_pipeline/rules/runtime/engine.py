@@ -7,7 +7,7 @@ feeds a stored transcript through the very same object in one go.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Final
 
 from ...messages import (
     CallEnded,
@@ -22,7 +22,7 @@ from ...messages import (
     replace,
 )
 from ...transcript import Transcript
-from .nodes import INF, NO_ITEMS, Found, UttCtx
+from .nodes import INF, NO_ITEMS, CallContext, Found, RunState, UttCtx
 from .plan import Executable, Rule
 from .scoring import fround, score_from
 from .textindex import Analysis, pause
@@ -43,71 +43,7 @@ _ROLES_UNKNOWN: Final = "角色未知：录音未区分坐席与客户（如单�
 _NO_SPEECH: Final = "不适用：通话中没有听到语音"
 
 
-class RoleStats:
-    """Running totals of one role (native fields: no number boxed per utterance);
-    ``secs`` counts only utterances with text (the speech-rate denominator)."""
-
-    __slots__ = ("chars", "count", "last_end", "level_n", "level_sum", "secs")
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.chars = 0
-        self.secs = 0.0
-        self.level_sum = 0.0
-        self.level_n = 0
-        self.last_end = -INF  # no utterance yet while count == 0
-
-
-class Stats:
-    """Running per-role totals (count, characters, speech seconds, level, last end)."""
-
-    __slots__ = ("roles",)
-
-    def __init__(self) -> None:
-        self.roles = [RoleStats(), RoleStats(), RoleStats()]
-
-    def add(self, u: UttCtx, i: int, nchars: int) -> None:
-        """Count utterance ``u`` of role index ``i``."""
-        rs = self.roles[i]
-        rs.count += 1
-        if nchars:  # unreadable speech (no text) says nothing about the speech rate
-            rs.chars += nchars
-            rs.secs += max(u.end - u.start, 0.0)
-        level = u.u.level_dbfs
-        if level is not None:
-            rs.level_sum += level
-            rs.level_n += 1
-        if u.end > rs.last_end:
-            rs.last_end = u.end
-
-    def count(self, role: Role | None) -> int:
-        if role is not None:
-            return self.roles[_ROLE_IX[role]].count
-        return sum(rs.count for rs in self.roles)
-
-    def chars(self, role: Role | None) -> int:
-        if role is not None:
-            return self.roles[_ROLE_IX[role]].chars
-        return sum(rs.chars for rs in self.roles)
-
-    def seconds(self, role: Role | None) -> float:
-        if role is not None:
-            return self.roles[_ROLE_IX[role]].secs
-        return sum(rs.secs for rs in self.roles)
-
-    def level(self, role: Role | None) -> float | None:
-        if role is not None:
-            rs = self.roles[_ROLE_IX[role]]
-            return rs.level_sum / rs.level_n if rs.level_n else None
-        n = sum(rs.level_n for rs in self.roles)
-        return sum(rs.level_sum for rs in self.roles) / n if n else None
-
-    def last_end(self, role: Role) -> float | None:
-        rs = self.roles[_ROLE_IX[role]]
-        return rs.last_end if rs.count else None
-
-
-class RuleRun:
+class RuleRun(RunState):
     """One rule on one call."""
 
     __slots__ = (
@@ -115,16 +51,13 @@ class RuleRun:
         "body_status",
         "done",
         "evaluator",
-        "events",
         "findings",
         "held",
         "na_reason",
         "occ",
         "rule",
-        "st",
         "unsure",
         "unsure_detail",
-        "unsure_why",
         "uocc",
         "verdict",
         "wants_clock",
@@ -132,16 +65,15 @@ class RuleRun:
     )
 
     def __init__(self, rule: Rule, evaluator: CallEvaluator) -> None:
+        # whether the body's events become findings (forbid); nodes skip building
+        # evidence nobody reads (require bodies, ``when`` conditions)
+        super().__init__(evaluator, rule.slots, rule.forbid)
         self.rule = rule
         self.evaluator = evaluator
-        self.st: list[Any] = [None] * rule.slots
         self.body_open = True
         self.body_status: Verdict | None = None
         self.when_ok = rule.when is None
         self.wants_clock = rule.wants_clock
-        # whether the body's events become findings (forbid); nodes skip building
-        # evidence nobody reads (require bodies, ``when`` conditions)
-        self.events = rule.forbid
         self.done = False
         self.occ = 0
         self.findings: list[Finding] = NO_ITEMS  # made on the first finding (most rules pass)
@@ -149,17 +81,14 @@ class RuleRun:
         self.na_reason = ""
         self.verdict: Verdict | None = None
         # uncertain (see _unsure_hit, _why_unsure): the hits heard with low confidence,
-        # the evidence shown for the verdict, its detail; a reason a node gave (verdicts)
+        # the evidence shown for the verdict, its detail (a node's reason: unsure_why)
         self.uocc = 0
         self.unsure: list[Evidence] = NO_ITEMS
         self.unsure_detail = ""
-        self.unsure_why = ""
 
     # -------------------------------------------------------------- what nodes tell
 
     def every_utterance(self, on: bool) -> None:
-        """The rule needs every utterance of the call for now (e.g. a sequence waiting for
-        its follow-up counts turns), not only those that hit its phrases."""
         ev = self.evaluator
         if on:
             ev.hot |= self.rule.bit
@@ -167,9 +96,6 @@ class RuleRun:
             ev.hot &= ~self.rule.bit
 
     def trigger_retired(self) -> None:
-        """A part of the rule's trigger no longer matters (e.g. a stage was seen): its
-        lazy phrases need not be computed for later utterances (see
-        :meth:`.nodes.CNode.part_open`)."""
         self.evaluator.dirty |= self.rule.bit
 
     # -------------------------------------------------------------- lifecycle
@@ -559,7 +485,7 @@ class RuleRun:
             self.unsure_detail = _ROLES_UNKNOWN
 
 
-class CallEvaluator:
+class CallEvaluator(CallContext):
     """Evaluates one call incrementally. Not thread-safe; one per call."""
 
     #: tests: dispatch every utterance with all of its lazy atoms computed up front (the
@@ -567,18 +493,16 @@ class CallEvaluator:
     reference = False
 
     def __init__(self, pack: Executable, call: CallInfo) -> None:
+        super().__init__()
         self.plan = plan = pack.plan
         self.call = call
         self.grace = plan.grace
         self.max_utt = plan.max_utt
-        self.clock = 0.0
-        self.call_end = 0.0
         self.ended: CallEnded | None = None
         self.out: list[Finding] = []
         self._all_findings: list[Finding] = []
         self.turns = [0, 0, 0]  # utterances so far per role index
         self.n = 0
-        self.stats = Stats()
         self.statics, self.holiday_atoms = plan.statics_of(call)
         self.low_conf = plan.low_conf
         self.timeline = (

@@ -27,7 +27,6 @@ from ...messages import CallInfo, Direction, Evidence, Role, Utterance
 from .textindex import Analysis, Span, TextIndex
 
 if TYPE_CHECKING:
-    from .engine import RuleRun
     from .timeline import TEvent
 
 #: something a node found: the evidence and a detail for the finding
@@ -47,8 +46,8 @@ class UttCtx:
         "a",
         "call_end",
         "channel",
+        "ctx",
         "end",
-        "evaluator",
         "n",
         "role",
         "role_total",
@@ -63,7 +62,7 @@ class UttCtx:
         a: Analysis,
         turn: int,
         n: int,
-        evaluator: Any,
+        ctx: CallContext,
         role: Role,
         start: float,
         end: float,
@@ -78,7 +77,7 @@ class UttCtx:
         self.a = a
         self.turn = turn  # index among this role's utterances
         self.n = n  # index among all utterances
-        self.evaluator = evaluator  # the CallEvaluator (statics, holiday atoms)
+        self.ctx = ctx  # the call (statics, holiday atoms)
         self.role_total = -1  # known only at call end
         self.call_end = -1.0
         self._whole: Evidence | None = None
@@ -101,6 +100,129 @@ class UttCtx:
             text=u.text,
             matched=self.a.mf[span[0] : span[1]] if span else "",
         )
+
+
+# =============================================================================== call context
+
+_ROLE_IX: Final = {Role.AGENT: 0, Role.CUSTOMER: 1, Role.UNKNOWN: 2}
+
+
+class RoleStats:
+    """Running totals of one role (native fields: no number boxed per utterance);
+    ``secs`` counts only utterances with text (the speech-rate denominator)."""
+
+    __slots__ = ("chars", "count", "last_end", "level_n", "level_sum", "secs")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.chars = 0
+        self.secs = 0.0
+        self.level_sum = 0.0
+        self.level_n = 0
+        self.last_end = -INF  # no utterance yet while count == 0
+
+
+class Stats:
+    """Running per-role totals (count, characters, speech seconds, level, last end)."""
+
+    __slots__ = ("roles",)
+
+    def __init__(self) -> None:
+        self.roles = [RoleStats(), RoleStats(), RoleStats()]
+
+    def add(self, u: UttCtx, i: int, nchars: int) -> None:
+        """Count utterance ``u`` of role index ``i``."""
+        rs = self.roles[i]
+        rs.count += 1
+        if nchars:  # unreadable speech (no text) says nothing about the speech rate
+            rs.chars += nchars
+            rs.secs += max(u.end - u.start, 0.0)
+        level = u.u.level_dbfs
+        if level is not None:
+            rs.level_sum += level
+            rs.level_n += 1
+        if u.end > rs.last_end:
+            rs.last_end = u.end
+
+    def count(self, role: Role | None) -> int:
+        if role is not None:
+            return self.roles[_ROLE_IX[role]].count
+        return sum(rs.count for rs in self.roles)
+
+    def chars(self, role: Role | None) -> int:
+        if role is not None:
+            return self.roles[_ROLE_IX[role]].chars
+        return sum(rs.chars for rs in self.roles)
+
+    def seconds(self, role: Role | None) -> float:
+        if role is not None:
+            return self.roles[_ROLE_IX[role]].secs
+        return sum(rs.secs for rs in self.roles)
+
+    def level(self, role: Role | None) -> float | None:
+        if role is not None:
+            rs = self.roles[_ROLE_IX[role]]
+            return rs.level_sum / rs.level_n if rs.level_n else None
+        n = sum(rs.level_n for rs in self.roles)
+        return sum(rs.level_sum for rs in self.roles) / n if n else None
+
+    def last_end(self, role: Role) -> float | None:
+        rs = self.roles[_ROLE_IX[role]]
+        return rs.last_end if rs.count else None
+
+
+class CallContext:
+    """The call being evaluated as its nodes see it (the evaluator is one): the call
+    clock, the end of the call (known at its end), the window grace, the values of the
+    pack's static conditions and the holiday greeting atoms for this call, the running
+    per-role totals, and the verdicts of rules already decided."""
+
+    def __init__(self) -> None:
+        self.clock = 0.0
+        self.call_end = 0.0
+        self.grace = 0.0
+        self.statics: list[bool] = []
+        self.holiday_atoms: dict[float, tuple[int, ...]] = {}
+        self.stats = Stats()
+
+    def role_ends(self) -> dict[Role, float]:
+        """When each role left the call (channel ends, else its last utterance)."""
+        raise NotImplementedError
+
+    def rule_ok(self, rule_id: str) -> bool:
+        """The rule passed or did not apply (rules decide in dependency order)."""
+        raise NotImplementedError
+
+    def rule_unsure(self, rule_id: str) -> bool:
+        """The rule's verdict is uncertain."""
+        raise NotImplementedError
+
+
+class RunState:
+    """One rule on one call as its nodes see it (the evaluator's rule run is one): the
+    call, one state slot per node (``st``, set by the node's ``start``), whether the
+    nodes' events become findings (forbid bodies: nodes skip building evidence nobody
+    reads), a reason a node gives for an uncertain verdict, and the two things a node
+    tells the scheduler."""
+
+    __slots__ = ("ctx", "events", "st", "unsure_why")
+
+    def __init__(self, ctx: CallContext, slots: int, events: bool) -> None:
+        self.ctx = ctx
+        self.st: list[Any] = [None] * slots
+        self.events = events
+        self.unsure_why = ""
+
+    def every_utterance(self, on: bool) -> None:
+        """The rule needs every utterance of the call for now (e.g. a sequence waiting for
+        its follow-up counts turns), not only those that hit its phrases."""
+        raise NotImplementedError
+
+    def trigger_retired(self) -> None:
+        """A part of the rule's trigger no longer matters (e.g. a stage was seen): its
+        lazy phrases need not be computed for later utterances (see
+        :meth:`CNode.part_open`)."""
+        raise NotImplementedError
 
 
 # =============================================================================== static
@@ -209,7 +331,7 @@ class UStatic(UNode):
         self.node = node
 
     def match(self, x: UttCtx) -> Span | None:
-        return (0, 0) if x.evaluator.statics[self.node.slot] else None
+        return (0, 0) if x.ctx.statics[self.node.slot] else None
 
 
 class URole(UNode):
@@ -348,7 +470,7 @@ class UHolidayGreeting(UNode):
         self.threshold = threshold
 
     def match(self, x: UttCtx) -> Span | None:
-        for atom in x.evaluator.holiday_atoms.get(self.threshold, ()):
+        for atom in x.ctx.holiday_atoms.get(self.threshold, ()):
             hits = self.ix.hits(x.a, atom)
             if hits:
                 return hits[0]
@@ -516,11 +638,11 @@ class CNode:
                 out[kind] = min(v, out.get(kind, v))
         return out
 
-    def start(self, r: RuleRun) -> list[Found] | None:
+    def start(self, r: RunState) -> list[Found] | None:
         r.st[self.slot] = False
         return None
 
-    def due(self, r: RuleRun) -> float:
+    def due(self, r: RunState) -> float:
         """Call-clock time at which ``on_clock`` may decide something (inf: never)."""
         out = INF
         for k in self.kids():
@@ -528,22 +650,22 @@ class CNode:
                 out = min(out, k.due(r))
         return out
 
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
+    def on_utt(self, r: RunState, x: UttCtx) -> list[Found] | None:
         return None
 
-    def on_tl(self, r: RuleRun, e: TEvent) -> list[Found] | None:
+    def on_tl(self, r: RunState, e: TEvent) -> list[Found] | None:
         return None
 
-    def on_clock(self, r: RuleRun, now: float) -> list[Found] | None:
+    def on_clock(self, r: RunState, now: float) -> list[Found] | None:
         return None
 
-    def close(self, r: RuleRun) -> list[Found] | None:
+    def close(self, r: RunState) -> list[Found] | None:
         return None
 
-    def found(self, r: RuleRun) -> bool:
+    def found(self, r: RunState) -> bool:
         return bool(r.st[self.slot])
 
-    def detail(self, r: RuleRun) -> str:
+    def detail(self, r: RunState) -> str:
         return ""
 
     def kids(self) -> list[CNode]:
@@ -556,7 +678,7 @@ class CNode:
         assert self.trigger is not None
         return [(-1, self.trigger)]
 
-    def part_open(self, r: RuleRun, part: int) -> bool:
+    def part_open(self, r: RunState, part: int) -> bool:
         """Whether the utterances of trigger part ``part`` (>= 0) can still change this
         node's outcome in run ``r``."""
         return True
@@ -573,8 +695,8 @@ class CStatic(CNode):
         self.node = node
         self.label = label
 
-    def start(self, r: RuleRun) -> list[Found] | None:
-        ok = bool(r.evaluator.statics[self.node.slot])
+    def start(self, r: RunState) -> list[Found] | None:
+        ok = bool(r.ctx.statics[self.node.slot])
         r.st[self.slot] = ok
         if ok:
             return [_span_ev(0.0, 0.0, self.label)]
@@ -591,7 +713,7 @@ class CExists(CNode):
         self.trigger = u.trigger
         self.label = label
 
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
+    def on_utt(self, r: RunState, x: UttCtx) -> list[Found] | None:
         s = self.u.match(x)
         if s is None:
             return None
@@ -601,7 +723,7 @@ class CExists(CNode):
         m = x.a.mf[s[0] : s[1]]
         return [(x.evidence(s), f"“{m}”" if m else self.label)]
 
-    def detail(self, r: RuleRun) -> str:
+    def detail(self, r: RunState) -> str:
         return f"未出现：{self.label}"
 
 
@@ -615,11 +737,11 @@ class CCount(CNode):
         self.trigger = u.trigger
         self.label = label
 
-    def start(self, r: RuleRun) -> list[Found] | None:
+    def start(self, r: RunState) -> list[Found] | None:
         r.st[self.slot] = 0
         return None
 
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
+    def on_utt(self, r: RunState, x: UttCtx) -> list[Found] | None:
         s = self.u.match(x)
         if s is None:
             return None
@@ -630,11 +752,11 @@ class CCount(CNode):
             return [(x.evidence(s), f"第 {n} 次（上限 {self.over}）：{self.label}")]
         return None
 
-    def found(self, r: RuleRun) -> bool:
+    def found(self, r: RunState) -> bool:
         n = r.st[self.slot]
         return n >= self.at_least if self.at_least is not None else n > (self.over or 0)
 
-    def detail(self, r: RuleRun) -> str:
+    def detail(self, r: RunState) -> str:
         return f"{self.label} 出现 {r.st[self.slot]} 次（至少 {self.at_least} 次）"
 
 
@@ -674,11 +796,11 @@ class CShare(CNode):
         self.trigger = frozenset(self.among)
         self.label = label
 
-    def start(self, r: RuleRun) -> list[Found] | None:
+    def start(self, r: RunState) -> list[Found] | None:
         r.st[self.slot] = Tally()
         return None
 
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
+    def on_utt(self, r: RunState, x: UttCtx) -> list[Found] | None:
         st: Tally = r.st[self.slot]
         spans = x.a.spans
         for atom in self.among:
@@ -691,7 +813,7 @@ class CShare(CNode):
                         st.first = x.evidence(hits[0])
         return None
 
-    def close(self, r: RuleRun) -> list[Found] | None:
+    def close(self, r: RunState) -> list[Found] | None:
         st: Tally = r.st[self.slot]
         n_of, total = st.count, st.total
         if total < self.min_total:
@@ -705,7 +827,7 @@ class CShare(CNode):
             return [(ev, f"{self.label}：{n_of}/{total} = {share:.0%}")]
         return None
 
-    def found(self, r: RuleRun) -> bool:
+    def found(self, r: RunState) -> bool:
         st: Tally = r.st[self.slot]
         return st.found
 
@@ -727,11 +849,11 @@ class COccurrences(CNode):
         self.trigger = frozenset(self.atoms)
         self.label = label
 
-    def start(self, r: RuleRun) -> list[Found] | None:
+    def start(self, r: RunState) -> list[Found] | None:
         r.st[self.slot] = Tally()
         return None
 
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
+    def on_utt(self, r: RunState, x: UttCtx) -> list[Found] | None:
         st: Tally = r.st[self.slot]
         spans = x.a.spans
         n = 0
@@ -754,7 +876,7 @@ class COccurrences(CNode):
             return [(x.evidence(first), f"第 {st.count} 次：{self.label}")]
         return None
 
-    def close(self, r: RuleRun) -> list[Found] | None:
+    def close(self, r: RunState) -> list[Found] | None:
         st: Tally = r.st[self.slot]
         if self.at_most is not None and st.count <= self.at_most:
             st.found = True
@@ -762,11 +884,11 @@ class COccurrences(CNode):
             return [(ev, f"{self.label} 出现 {st.count} 次（至多 {self.at_most} 次）")]
         return None
 
-    def found(self, r: RuleRun) -> bool:
+    def found(self, r: RunState) -> bool:
         st: Tally = r.st[self.slot]
         return st.found
 
-    def detail(self, r: RuleRun) -> str:
+    def detail(self, r: RunState) -> str:
         st: Tally = r.st[self.slot]
         n = st.count
         if self.at_least is not None:
@@ -835,12 +957,12 @@ class CSequence(CNode):
         self.missing = missing
         self.label = label
 
-    def start(self, r: RuleRun) -> list[Found] | None:
+    def start(self, r: RunState) -> list[Found] | None:
         r.st[self.slot] = Pending()
         return None
 
     @staticmethod
-    def _events(r: RuleRun, out: list[tuple[UttCtx, Span | None, str]]) -> list[Found] | None:
+    def _events(r: RunState, out: list[tuple[UttCtx, Span | None, str]]) -> list[Found] | None:
         """Evidence only when the rule turns events into findings (forbid bodies)."""
         if not out or not r.events:
             return None
@@ -851,7 +973,7 @@ class CSequence(CNode):
         if self.missing and n_out:
             st.found += n_out
 
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
+    def on_utt(self, r: RunState, x: UttCtx) -> list[Found] | None:
         st: Pending = r.st[self.slot]
         out: list[tuple[UttCtx, Span | None, str]] = NO_ITEMS  # made on the first event
         pending = st.anchors
@@ -902,21 +1024,21 @@ class CSequence(CNode):
         r.every_utterance(bool(st.anchors))  # anchors pending: turns count
         return self._events(r, out) if out else None  # no call on the usual path
 
-    def due(self, r: RuleRun) -> float:
+    def due(self, r: RunState) -> float:
         st: Pending = r.st[self.slot]
         pend = st.anchors
         if not pend or self.seconds is None:
             return INF
-        return min(a.deadline for a in pend if a.deadline is not None) + r.evaluator.grace
+        return min(a.deadline for a in pend if a.deadline is not None) + r.ctx.grace
 
-    def on_clock(self, r: RuleRun, now: float) -> list[Found] | None:
+    def on_clock(self, r: RunState, now: float) -> list[Found] | None:
         st: Pending = r.st[self.slot]
         if not st.anchors or self.seconds is None:
             return None
         out: list[tuple[UttCtx, Span | None, str]] = []
         keep: list[Anchor] = []
         for anchor in st.anchors:
-            if anchor.deadline is not None and now > anchor.deadline + r.evaluator.grace:
+            if anchor.deadline is not None and now > anchor.deadline + r.ctx.grace:
                 if self.missing:
                     out.append(
                         (anchor.x, anchor.span, f"{self.label}：{self.seconds:g} 秒内未出现")
@@ -927,7 +1049,7 @@ class CSequence(CNode):
         r.every_utterance(bool(st.anchors))
         return self._events(r, out)
 
-    def close(self, r: RuleRun) -> list[Found] | None:
+    def close(self, r: RunState) -> list[Found] | None:
         st: Pending = r.st[self.slot]
         out: list[tuple[UttCtx, Span | None, str]] = []
         if self.missing:
@@ -936,11 +1058,11 @@ class CSequence(CNode):
         st.anchors = []
         return self._events(r, out)
 
-    def found(self, r: RuleRun) -> bool:
+    def found(self, r: RunState) -> bool:
         st: Pending = r.st[self.slot]
         return bool(st.found)
 
-    def detail(self, r: RuleRun) -> str:
+    def detail(self, r: RunState) -> str:
         return f"未出现：{self.label}"
 
 
@@ -953,7 +1075,7 @@ class CResponseGap(CNode):
     def tl_interest(self) -> dict[str, float]:
         return {"response": self.over}
 
-    def on_tl(self, r: RuleRun, e: TEvent) -> list[Found] | None:
+    def on_tl(self, r: RunState, e: TEvent) -> list[Found] | None:
         if e.kind == "response" and e.seconds > self.over:
             r.st[self.slot] = True
             return [
@@ -993,11 +1115,11 @@ class CSilence(CNode):
             lo = min(lo, self.count_from)
         return {"silence": lo}
 
-    def start(self, r: RuleRun) -> list[Found] | None:
+    def start(self, r: RunState) -> list[Found] | None:
         r.st[self.slot] = Silences()
         return None
 
-    def on_tl(self, r: RuleRun, e: TEvent) -> list[Found] | None:
+    def on_tl(self, r: RunState, e: TEvent) -> list[Found] | None:
         if e.kind != "silence":
             return None
         sec = e.seconds
@@ -1024,7 +1146,7 @@ class CSilence(CNode):
                 )
         return out or None
 
-    def found(self, r: RuleRun) -> bool:
+    def found(self, r: RunState) -> bool:
         st: Silences = r.st[self.slot]
         return st.found
 
@@ -1044,7 +1166,7 @@ class CHold(CNode):
     def tl_interest(self) -> dict[str, float]:
         return {"agent_gap": self.min_seconds}
 
-    def on_tl(self, r: RuleRun, e: TEvent) -> list[Found] | None:
+    def on_tl(self, r: RunState, e: TEvent) -> list[Found] | None:
         if e.kind != "agent_gap" or e.seconds < self.min_seconds or e.other > self.max_cust:
             return None
         missing = []
@@ -1068,7 +1190,7 @@ class CTalkOver(CNode):
     def tl_interest(self) -> dict[str, float]:
         return {"overlap": self.min_ms / 1000}
 
-    def on_tl(self, r: RuleRun, e: TEvent) -> list[Found] | None:
+    def on_tl(self, r: RunState, e: TEvent) -> list[Found] | None:
         if e.kind != "overlap" or e.role != self.by or e.seconds * 1000 < self.min_ms:
             return None
         r.st[self.slot] = True
@@ -1107,7 +1229,7 @@ class CMetric(CNode):
         "utterance_count": ("话轮数", "句"),
     }
 
-    def _check(self, r: RuleRun, value: float | None, ev: Evidence) -> list[Found] | None:
+    def _check(self, r: RunState, value: float | None, ev: Evidence) -> list[Found] | None:
         if value is None or r.st[self.slot]:
             return None
         name, unit = self._NAMES[self.metric]
@@ -1119,25 +1241,25 @@ class CMetric(CNode):
             return [(ev, f"{name} {value:.1f} {unit}，低于 {self.under:g}")]
         return None
 
-    def due(self, r: RuleRun) -> float:
+    def due(self, r: RunState) -> float:
         if self.metric == "duration" and self.over is not None and not r.st[self.slot]:
             return self.over
         return INF
 
-    def on_clock(self, r: RuleRun, now: float) -> list[Found] | None:
+    def on_clock(self, r: RunState, now: float) -> list[Found] | None:
         if self.over is not None and now > self.over:
             return self._check(r, now, Evidence(start=0.0, end=now))
         return None
 
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
-        n = r.evaluator.stats.count(self.role)
+    def on_utt(self, r: RunState, x: UttCtx) -> list[Found] | None:
+        n = r.ctx.stats.count(self.role)
         if self.over is not None and n > self.over:
             return self._check(r, n, x.evidence())
         return None
 
-    def close(self, r: RuleRun) -> list[Found] | None:
-        s = r.evaluator.stats
-        end = r.evaluator.call_end
+    def close(self, r: RunState) -> list[Found] | None:
+        s = r.ctx.stats
+        end = r.ctx.call_end
         value: float | None
         if self.metric == "duration":
             value = end
@@ -1181,11 +1303,11 @@ class CRepetition(CNode):
         self.similarity = similarity
         self.min_chars = min_chars
 
-    def start(self, r: RuleRun) -> list[Found] | None:
+    def start(self, r: RunState) -> list[Found] | None:
         r.st[self.slot] = Repeats()
         return None
 
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
+    def on_utt(self, r: RunState, x: UttCtx) -> list[Found] | None:
         if self.role is not None and x.role != self.role:
             return None
         mf = x.a.mf
@@ -1202,7 +1324,7 @@ class CRepetition(CNode):
         st.said.append(Said(mf))
         return None
 
-    def found(self, r: RuleRun) -> bool:
+    def found(self, r: RunState) -> bool:
         st: Repeats = r.st[self.slot]
         return st.found
 
@@ -1231,11 +1353,11 @@ class CStages(CNode):
         trig = [m.trigger for m in matchers]
         self.trigger = None if any(t is None for t in trig) else frozenset().union(*trig)  # type: ignore[arg-type]
 
-    def start(self, r: RuleRun) -> list[Found] | None:
+    def start(self, r: RunState) -> list[Found] | None:
         r.st[self.slot] = StagesSeen(len(self.names))
         return None
 
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
+    def on_utt(self, r: RunState, x: UttCtx) -> list[Found] | None:
         st: StagesSeen = r.st[self.slot]
         seen = st.seen
         if st.found:
@@ -1259,7 +1381,7 @@ class CStages(CNode):
         _, lx, ls = seen[-1]
         return [(lx.evidence(ls), " → ".join(self.names))]
 
-    def found(self, r: RuleRun) -> bool:
+    def found(self, r: RunState) -> bool:
         st: StagesSeen = r.st[self.slot]
         return st.found
 
@@ -1271,11 +1393,11 @@ class CStages(CNode):
             out.append((i, m.trigger))
         return out
 
-    def part_open(self, r: RuleRun, part: int) -> bool:
+    def part_open(self, r: RunState, part: int) -> bool:
         st: StagesSeen = r.st[self.slot]
         return st.seen[part] is None
 
-    def detail(self, r: RuleRun) -> str:
+    def detail(self, r: RunState) -> str:
         st: StagesSeen = r.st[self.slot]
         seen = st.seen
         missing = [n for n, v in zip(self.names, seen, strict=True) if v is None]
@@ -1292,8 +1414,8 @@ class CHangup(CNode):
         self.first = first
         self.margin = margin
 
-    def close(self, r: RuleRun) -> list[Found] | None:
-        ends = r.evaluator.role_ends()
+    def close(self, r: RunState) -> list[Found] | None:
+        ends = r.ctx.role_ends()
         other = Role.CUSTOMER if self.first == Role.AGENT else Role.AGENT
         a, b = ends.get(self.first), ends.get(other)
         if a is None or b is None:
@@ -1321,12 +1443,12 @@ class CVerdicts(CNode):
     def __init__(self, ids: list[str]) -> None:
         self.ids = ids
 
-    def start(self, r: RuleRun) -> list[Found] | None:
+    def start(self, r: RunState) -> list[Found] | None:
         r.st[self.slot] = VerdictsSeen()
         return None
 
-    def close(self, r: RuleRun) -> list[Found] | None:
-        ev = r.evaluator
+    def close(self, r: RunState) -> list[Found] | None:
+        ev = r.ctx
         failed = [i for i in self.ids if not ev.rule_ok(i)]
         st: VerdictsSeen = r.st[self.slot]
         st.failed = failed
@@ -1336,13 +1458,13 @@ class CVerdicts(CNode):
                 r.unsure_why = "、".join(failed) + " 待复核"
             return None
         st.found = True
-        return [(Evidence(start=0.0, end=r.evaluator.call_end), "全部通过：" + "、".join(self.ids))]
+        return [(Evidence(start=0.0, end=r.ctx.call_end), "全部通过：" + "、".join(self.ids))]
 
-    def found(self, r: RuleRun) -> bool:
+    def found(self, r: RunState) -> bool:
         st: VerdictsSeen = r.st[self.slot]
         return st.found
 
-    def detail(self, r: RuleRun) -> str:
+    def detail(self, r: RunState) -> str:
         st: VerdictsSeen = r.st[self.slot]
         return "未通过：" + "、".join(st.failed)
 
@@ -1359,22 +1481,22 @@ class CAll(CNode):
     def kids(self) -> list[CNode]:
         return self._kids
 
-    def start(self, r: RuleRun) -> list[Found] | None:
+    def start(self, r: RunState) -> list[Found] | None:
         r.st[self.slot] = False
         for k in self._kids:
             k.start(r)
         return self._after(r, None)
 
-    def _after(self, r: RuleRun, evs: list[Found] | None) -> list[Found] | None:
+    def _after(self, r: RunState, evs: list[Found] | None) -> list[Found] | None:
         if r.st[self.slot] or not all(k.found(r) for k in self._kids):
             return None
         r.st[self.slot] = True
         if evs:
             return evs[:1]
-        return [_span_ev(0.0, r.evaluator.clock, "全部条件满足")]
+        return [_span_ev(0.0, r.ctx.clock, "全部条件满足")]
 
     # (explicit loops, no callback: these run for every timeline event and utterance)
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
+    def on_utt(self, r: RunState, x: UttCtx) -> list[Found] | None:
         evs: list[Found] = []
         for k in self._kids:
             if k.wants_utts:
@@ -1383,7 +1505,7 @@ class CAll(CNode):
                     evs.extend(e)
         return self._after(r, evs)
 
-    def on_tl(self, r: RuleRun, e: TEvent) -> list[Found] | None:
+    def on_tl(self, r: RunState, e: TEvent) -> list[Found] | None:
         evs: list[Found] = []
         for k in self._kids:
             if k.wants_timeline:
@@ -1392,7 +1514,7 @@ class CAll(CNode):
                     evs.extend(got)
         return self._after(r, evs)
 
-    def on_clock(self, r: RuleRun, now: float) -> list[Found] | None:
+    def on_clock(self, r: RunState, now: float) -> list[Found] | None:
         evs: list[Found] = []
         for k in self._kids:
             if k.wants_clock:
@@ -1401,7 +1523,7 @@ class CAll(CNode):
                     evs.extend(e)
         return self._after(r, evs)
 
-    def close(self, r: RuleRun) -> list[Found] | None:
+    def close(self, r: RunState) -> list[Found] | None:
         evs: list[Found] = []
         for k in self._kids:
             e = k.close(r)
@@ -1409,17 +1531,17 @@ class CAll(CNode):
                 evs.extend(e)
         return self._after(r, evs)
 
-    def detail(self, r: RuleRun) -> str:
+    def detail(self, r: RunState) -> str:
         return "；".join(k.detail(r) for k in self._kids if not k.found(r))
 
 
 class CAny(CAll):
-    def _after(self, r: RuleRun, evs: list[Found] | None) -> list[Found] | None:
+    def _after(self, r: RunState, evs: list[Found] | None) -> list[Found] | None:
         if any(k.found(r) for k in self._kids):
             r.st[self.slot] = True
         return evs or None
 
-    def detail(self, r: RuleRun) -> str:
+    def detail(self, r: RunState) -> str:
         return " 或 ".join(k.detail(r) for k in self._kids)
 
 
@@ -1439,31 +1561,31 @@ class CNot(CNode):
     def kids(self) -> list[CNode]:
         return [self.kid]
 
-    def start(self, r: RuleRun) -> list[Found] | None:
+    def start(self, r: RunState) -> list[Found] | None:
         r.st[self.slot] = False
         self.kid.start(r)
         return None
 
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
+    def on_utt(self, r: RunState, x: UttCtx) -> list[Found] | None:
         self.kid.on_utt(r, x)
         return None
 
-    def on_tl(self, r: RuleRun, e: TEvent) -> list[Found] | None:
+    def on_tl(self, r: RunState, e: TEvent) -> list[Found] | None:
         self.kid.on_tl(r, e)
         return None
 
-    def on_clock(self, r: RuleRun, now: float) -> list[Found] | None:
+    def on_clock(self, r: RunState, now: float) -> list[Found] | None:
         self.kid.on_clock(r, now)
         return None
 
-    def close(self, r: RuleRun) -> list[Found] | None:
+    def close(self, r: RunState) -> list[Found] | None:
         self.kid.close(r)
         if self.kid.found(r):
             return None
         r.st[self.slot] = True
-        return [_span_ev(0.0, r.evaluator.clock, f"未出现：{self.label}")]
+        return [_span_ev(0.0, r.ctx.clock, f"未出现：{self.label}")]
 
-    def detail(self, r: RuleRun) -> str:
+    def detail(self, r: RunState) -> str:
         return f"出现了：{self.label}"
 
 
