@@ -22,11 +22,11 @@ from ...messages import (
     replace,
 )
 from ...transcript import Transcript
-from .nodes import INF, NO_ITEMS, CallContext, Found, RunState, UttCtx
+from .nodes import INF, NO_ITEMS, CallContext, Found, RunState, TEvent, UttCtx
 from .plan import Executable, Rule
 from .scoring import fround, score_from
 from .textindex import Analysis, pause
-from .timeline import TEvent, Timeline
+from .timeline import Timeline
 
 # enum members and tables as Final module constants: compiled code reads them directly
 # instead of looking the class up in the module and the member on the class every time

@@ -19,15 +19,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from rapidfuzz import fuzz
 
 from ...messages import CallInfo, Direction, Evidence, Role, Utterance
 from .textindex import Analysis, Span, TextIndex
-
-if TYPE_CHECKING:
-    from .timeline import TEvent
 
 #: something a node found: the evidence and a detail for the finding
 Found = tuple[Evidence, str]
@@ -99,6 +96,43 @@ class UttCtx:
             role=u.role,
             text=u.text,
             matched=self.a.mf[span[0] : span[1]] if span else "",
+        )
+
+
+class TEvent:
+    """A timing event the timeline (:mod:`.timeline`) reports to the nodes (plain slotted
+    class: thousands are made per second)."""
+
+    __slots__ = ("after", "before", "end", "kind", "other", "role", "seconds", "start")
+
+    def __init__(
+        self,
+        kind: str,
+        start: float,
+        end: float,
+        seconds: float,
+        role: Role | None = None,
+        before: UttCtx | None = None,
+        after: UttCtx | None = None,
+        other: float = 0.0,
+    ) -> None:
+        self.kind = kind
+        self.start = start
+        self.end = end
+        self.seconds = seconds
+        self.role = role
+        self.before = before
+        self.after = after
+        self.other = other
+
+    def evidence(self) -> Evidence:
+        x = self.after or self.before
+        return Evidence(
+            start=self.start,
+            end=self.end,
+            utterance_index=x.u.index if x else None,
+            role=x.role if x else None,
+            text=x.u.text if x else "",
         )
 
 
