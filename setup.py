@@ -17,6 +17,7 @@ COMPILED = [
     "qa_pipeline/rules/runtime/textindex.py",
     "qa_pipeline/rules/runtime/nodes.py",
     "qa_pipeline/rules/runtime/timeline.py",
+    "qa_pipeline/rules/runtime/plan.py",
     "qa_pipeline/rules/runtime/engine.py",
     "qa_pipeline/rules/runtime/scoring.py",
 ]

@@ -35,7 +35,6 @@ from qa_pipeline.rules import (
     score_transcript,
 )
 from qa_pipeline.rules.runtime.confusion import INDEL, UNIT, substitution_cost
-from qa_pipeline.rules.runtime.engine import pack_tables
 from qa_pipeline.rules.runtime.scoring import fround
 from qa_pipeline.rules.runtime.textindex import (
     _SID_BASE,
@@ -124,12 +123,12 @@ def test_lazy_parts_one_group_each_equals_shared_group(varied_calls: list[Transc
     parts: the same scorecards either way."""
     pack = load_pack()
     apart = load_pack()
-    pack_tables(apart).max_groups = 0
+    apart.plan.max_groups = 0
     for t in varied_calls[:400]:
         assert to_dict(score_transcript(apart, t)) == to_dict(score_transcript(pack, t))
-    assert pack_tables(pack)._miss  # the shared groups were used
-    assert not pack_tables(apart)._miss
-    shared = [k for k in pack_tables(pack)._miss.values() if k[0][0] == "parts"]
+    assert pack.plan._miss  # the shared groups were used
+    assert not apart.plan._miss
+    shared = [k for k in pack.plan._miss.values() if k[0][0] == "parts"]
     assert shared and all(len(k) == 1 for k in shared)
 
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from ...errors import QAError
-from ...messages import Direction, Role, Severity
+from ...messages import Role
 from ..lang.labels import label
 from ..lang.registry import REGISTRY, Level, Operator, Trigger, of_level, trigger_of
 from ..lang.schema import Cond, RuleSpec, Settings
 from ..runtime import nodes as N
+from ..runtime.plan import Rule
 from ..runtime.textindex import TextIndex
 
 STATIC, UTT, CALL = Level.STATIC, Level.UTTERANCE, Level.CALL
@@ -64,53 +64,6 @@ def _check_trigger(op: Operator, spec: Any, node: Any, path: tuple[str | int, ..
         ok = node.wants_utts and trig is not None and len(trig) > 0
     if not ok:
         raise CompileError(path, f"operator {op.name}: its node does not match trigger {want.name}")
-
-
-@dataclass(eq=False)
-class CompiledRule:
-    spec: RuleSpec
-    index: int
-    mode: str  # "require" | "forbid"
-    body: N.CNode
-    when: N.CNode | None
-    static_when: N.SNode | None
-    roles: frozenset[Role] | None
-    direction: Direction | None
-    slots: int
-    deferred: bool
-    trigger: frozenset[int] | None
-    utt_roles: frozenset[Role]
-    wants_timeline: bool
-    wants_clock: bool
-    # per role: the atoms one of which an utterance of that role must contain to matter
-    # to the rule (None: every utterance); roles the rule never sees are absent
-    triggers: dict[Role, frozenset[int] | None] = field(default_factory=dict)
-    deps: tuple[str, ...] = ()
-    label: str = ""
-    tl_interest: dict[str, float] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
-    # derived (plain attributes: read for every utterance)
-    require: bool = field(init=False)
-    windowed: bool = field(init=False)  # a first_* scope window
-    body_utts: bool = field(init=False)  # the body sees utterances as they arrive
-
-    def __post_init__(self) -> None:
-        sc = self.spec.scope
-        self.require = self.mode == "require"
-        self.windowed = sc.first_seconds is not None or sc.first_turns is not None
-        self.body_utts = self.body.wants_utts and not self.deferred
-
-    @property
-    def id(self) -> str:
-        return self.spec.id
-
-    @property
-    def severity(self) -> Severity:
-        return self.spec.severity
-
-    @property
-    def weight(self) -> float:
-        return self.spec.weight
 
 
 class Compiler:
@@ -240,11 +193,11 @@ class Compiler:
 
     # ------------------------------------------------------------------ rule
 
-    def rule(self, spec: RuleSpec, index: int) -> CompiledRule:
+    def rule(self, spec: RuleSpec, index: int) -> Rule:
+        """The runtime's rule: the spec's conditions compiled into nodes."""
         self._slot = 0
         self._deferred = False
         self._deps = []
-        sc = spec.scope
         static_when: N.SNode | None = None
         when: N.CNode | None = None
         if spec.when is not None:
@@ -256,48 +209,14 @@ class Compiler:
         cond = spec.require if spec.require is not None else spec.forbid
         assert cond is not None
         body = self.call(cond, (mode,))
-        deferred = self._deferred or sc.last_seconds is not None or sc.last_turns is not None
-        roles = None if sc.role == "any" else frozenset({Role(sc.role)})
-        all_roles = frozenset(Role)
-        utt_roles: set[Role] = set()
-        trig: list[frozenset[int] | None] = []
-        by_role: dict[Role, list[frozenset[int] | None]] = {r: [] for r in Role}
-        if when is not None and when.wants_utts:
-            utt_roles |= all_roles
-            trig.append(when.trigger)
-            for r in Role:
-                by_role[r].append(when.trigger)
-        if body.wants_utts and not deferred:
-            utt_roles |= roles or all_roles
-            trig.append(body.trigger)
-            for r in roles or all_roles:
-                by_role[r].append(body.trigger)
-        return CompiledRule(
-            spec=spec,
-            index=index,
-            mode=mode,
-            body=body,
-            when=when,
-            static_when=static_when,
-            roles=roles,
-            direction=sc.direction,
-            slots=self._slot,
-            deferred=deferred,
-            trigger=N._union(trig),
-            triggers={r: N._union(t) for r, t in by_role.items() if r in utt_roles},
-            utt_roles=frozenset(utt_roles),
-            wants_timeline=body.wants_timeline or bool(when and when.wants_timeline),
-            wants_clock=body.wants_clock or bool(when and when.wants_clock),
-            deps=tuple(self._deps),
-            label=label(cond),
-            tl_interest=_merge_interest(body, when),
+        return Rule(
+            spec,
+            index,
+            body,
+            when,
+            static_when,
+            self._slot,
+            self._deferred,
+            tuple(self._deps),
+            label(cond),
         )
-
-
-def _merge_interest(*nodes: N.CNode | None) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for n in nodes:
-        if n is not None and n.wants_timeline:
-            for kind, v in n.tl_interest().items():
-                out[kind] = min(v, out.get(kind, v))
-    return out

@@ -44,14 +44,14 @@ class _Prosody:
     """Each speaker's running level and pace, per call: the jumps of the turn in hand."""
 
     def __init__(self) -> None:
-        # (call id, evaluator, channel) -> (utterance number, baseline, that turn's jumps)
+        # (call id, call context, channel) -> (utterance number, baseline, that turn's jumps)
         self._calls: OrderedDict[
             tuple[str, int, int], tuple[int, SpeakerBaseline, tuple[float | None, float | None]]
         ] = OrderedDict()
 
     def jumps(self, x: N.UttCtx) -> tuple[float | None, float | None]:
         u = x.u
-        key = (u.call_id, id(x.evaluator), x.channel)
+        key = (u.call_id, id(x.ctx), x.channel)
         got = self._calls.get(key)
         if got is not None and got[0] == x.n:  # the same turn asked again
             return got[2]

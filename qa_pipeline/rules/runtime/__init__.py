@@ -1,4 +1,4 @@
-"""The compiled runtime: engine, nodes' shared base, text index, timeline, scoring.
+"""The compiled runtime: engine, plan, nodes' shared base, text index, timeline, scoring.
 
 These modules are compiled with mypyc when the package is built (``setup.py``). Stale
 extensions (a source edited after the build) or ``QA_PIPELINE_PURE_PYTHON=1`` load the
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 #: modules compiled with mypyc when the package is built (setup.py), in import order
-COMPILED_MODULES = ("textindex", "nodes", "timeline", "scoring", "engine")
+COMPILED_MODULES = ("textindex", "nodes", "timeline", "scoring", "plan", "engine")
 
 
 def _compiled_state() -> tuple[bool, str]:

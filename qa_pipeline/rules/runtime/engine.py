@@ -6,32 +6,27 @@ feeds a stored transcript through the very same object in one go.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Sequence
+from typing import Final
 
 from ...messages import (
     CallEnded,
     CallInfo,
-    Direction,
     Evidence,
     Finding,
     Role,
     RuleVerdict,
     Scorecard,
-    Severity,
     Utterance,
     Verdict,
     replace,
 )
 from ...transcript import Transcript
-from .nodes import INF, NO_ITEMS, CNode, Found, SNode, UttCtx
-from .scoring import deduction_of, fround, grade_of, score_from
-from .textindex import Analysis, TextIndex, pause
-from .timeline import TEvent, Timeline
-
-if TYPE_CHECKING:  # built by the loader and the compiler; the runtime only reads them
-    from ..ops.compiler import CompiledRule
-    from ..pack import RulePack
+from .nodes import INF, NO_ITEMS, CallContext, Found, RunState, TEvent, UttCtx
+from .plan import Executable, Rule
+from .scoring import fround, score_from
+from .textindex import Analysis, pause
+from .timeline import Timeline
 
 # enum members and tables as Final module constants: compiled code reads them directly
 # instead of looking the class up in the module and the member on the class every time
@@ -48,275 +43,7 @@ _ROLES_UNKNOWN: Final = "角色未知：录音未区分坐席与客户（如单�
 _NO_SPEECH: Final = "不适用：通话中没有听到语音"
 
 
-class RoleStats:
-    """Running totals of one role (native fields: no number boxed per utterance);
-    ``secs`` counts only utterances with text (the speech-rate denominator)."""
-
-    __slots__ = ("chars", "count", "last_end", "level_n", "level_sum", "secs")
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.chars = 0
-        self.secs = 0.0
-        self.level_sum = 0.0
-        self.level_n = 0
-        self.last_end = -INF  # no utterance yet while count == 0
-
-
-class Stats:
-    """Running per-role totals (count, characters, speech seconds, level, last end)."""
-
-    __slots__ = ("roles",)
-
-    def __init__(self) -> None:
-        self.roles = [RoleStats(), RoleStats(), RoleStats()]
-
-    def add(self, u: UttCtx, i: int, nchars: int) -> None:
-        """Count utterance ``u`` of role index ``i``."""
-        rs = self.roles[i]
-        rs.count += 1
-        if nchars:  # unreadable speech (no text) says nothing about the speech rate
-            rs.chars += nchars
-            rs.secs += max(u.end - u.start, 0.0)
-        level = u.u.level_dbfs
-        if level is not None:
-            rs.level_sum += level
-            rs.level_n += 1
-        if u.end > rs.last_end:
-            rs.last_end = u.end
-
-    def count(self, role: Role | None) -> int:
-        if role is not None:
-            return self.roles[_ROLE_IX[role]].count
-        return sum(rs.count for rs in self.roles)
-
-    def chars(self, role: Role | None) -> int:
-        if role is not None:
-            return self.roles[_ROLE_IX[role]].chars
-        return sum(rs.chars for rs in self.roles)
-
-    def seconds(self, role: Role | None) -> float:
-        if role is not None:
-            return self.roles[_ROLE_IX[role]].secs
-        return sum(rs.secs for rs in self.roles)
-
-    def level(self, role: Role | None) -> float | None:
-        if role is not None:
-            rs = self.roles[_ROLE_IX[role]]
-            return rs.level_sum / rs.level_n if rs.level_n else None
-        n = sum(rs.level_n for rs in self.roles)
-        return sum(rs.level_sum for rs in self.roles) / n if n else None
-
-    def last_end(self, role: Role) -> float | None:
-        rs = self.roles[_ROLE_IX[role]]
-        return rs.last_end if rs.count else None
-
-
-class RuleInfo:
-    """What the evaluator reads about a rule on every utterance, copied once per pack out
-    of the compiled rule and its validated spec into plain typed fields."""
-
-    def __init__(self, rule: CompiledRule) -> None:
-        spec = rule.spec
-        sc = spec.scope
-        self.compiled = rule
-        self.id: str = spec.id
-        self.index: int = rule.index
-        self.bit: int = 1 << rule.index
-        self.mode: str = rule.mode
-        self.require: bool = rule.mode == "require"
-        self.forbid: bool = rule.mode == "forbid"
-        self.body: CNode = rule.body
-        self.when: CNode | None = rule.when
-        self.static_when: SNode | None = rule.static_when
-        self.roles: frozenset[Role] | None = rule.roles
-        self.direction: Direction | None = rule.direction
-        self.na_direction = (
-            f"不适用：仅限{'呼出' if rule.direction.value == 'outbound' else '呼入'}电话"
-            if rule.direction is not None
-            else ""
-        )
-        self.slots: int = rule.slots
-        self.deferred: bool = rule.deferred
-        self.wants_clock: bool = rule.wants_clock
-        self.windowed: bool = rule.windowed
-        self.body_utts: bool = rule.body_utts
-        # the body reads utterances: a failure resting on a low-confidence one is uncertain
-        self.text_body: bool = rule.body.wants_utts
-        # scoped to the agent or the customer: uncertain on a call whose roles are unknown
-        self.role_scoped: bool = rule.roles is not None and _UNKNOWN not in rule.roles
-        self.first_seconds: float | None = sc.first_seconds
-        self.first_turns: int | None = sc.first_turns
-        self.last_seconds: float | None = sc.last_seconds
-        self.last_turns: int | None = sc.last_turns
-        self.tolerance: int = spec.tolerance
-        self.max_findings: int = spec.max_findings
-        self.description: str = spec.description
-        self.severity: Severity = spec.severity
-        self.critical: bool = spec.severity == Severity.CRITICAL
-        self.weight: float = spec.weight
-        self.suggestion: str | None = spec.suggestion
-        self.deduct_once: bool = spec.deduct == "once"
-        self.max_deduction: float | None = spec.max_deduction
-        # the verdict of every call where the rule passes (immutable, shared)
-        self.passed = RuleVerdict(
-            spec.id, _PASSED, spec.severity, spec.weight, spec.description, 0.0, ""
-        )
-
-    def deduction(self, occurrences: int) -> float:
-        return deduction_of(
-            self.weight, self.tolerance, self.deduct_once, self.max_deduction, occurrences
-        )
-
-
-class PackTables:
-    """Per-pack tables of the evaluator (made once when the pack is loaded).
-
-    Lazy trigger parts (``RulePack.lazy_parts``) are numbered across roles; a call keeps
-    the parts still live as an int bit mask per role, and each utterance text remembers
-    which parts it was checked for and which hit (``Analysis.pknown`` / ``phit``, bit masks
-    too), so dispatching an utterance is two mask operations instead of a lookup per live
-    part."""
-
-    def __init__(self, pack: RulePack) -> None:
-        self.infos = [RuleInfo(r) for r in pack.rules]
-        # per rule index: (role index, bit, stage index or -1, body slot) of its parts
-        self.parts_of: list[list[tuple[int, int, int, int]]] = [[] for _ in pack.rules]
-        self.part_rules = 0  # the rules with parts (bit mask)
-        # per part number: its key (an atom group of the index), lazy atoms and rule index
-        self.part_keys: list[Any] = []
-        self.part_atoms: list[tuple[int, ...]] = []
-        self.rules_of: list[int] = []
-        for role, lst in pack.lazy_parts.items():
-            rix = _ROLE_IX[role]
-            for key, ri, si, slot in lst:
-                self.parts_of[ri].append((rix, 1 << len(self.part_keys), si, slot))
-                self.part_rules |= 1 << ri
-                self.part_keys.append(key)
-                self.part_atoms.append(pack.part_atoms[key])
-                self.rules_of.append(ri)
-        # mask of parts -> the atom groups to compute for them (see miss_groups)
-        self._miss: dict[int, tuple[Any, ...]] = {}
-        self.max_groups = 4096  # combinations of parts given a group of their own
-        self._hit_rules: dict[int, int] = {}
-        # Sets of rules are int bit masks (bit i = rule index i): per role index, the rules
-        # each exact phrase (keyword atom) matters to, and the rules that see every
-        # utterance of the role
-        roles = (_AGENT, _CUSTOMER, _UNKNOWN)
-        self.kw_by_atom: list[dict[int, int]] = [
-            {atom: rule_mask(rules) for atom, rules in pack.kw_by_atom.get(r, {}).items()}
-            for r in roles
-        ]
-        self.always: list[int] = [rule_mask(pack.always.get(r, ())) for r in roles]
-        st = pack.settings
-        self.grades: list[tuple[str, float]] = [(g.name, g.min_score) for g in st.grades]
-        self.fail_grade: str | None = st.fail_grade
-        self.grace: float = st.window_grace_seconds
-        self.max_utt: float = st.max_utterance_seconds
-        self.low_conf: float = st.uncertain_confidence
-        self.holidays = st.holidays
-        self.has_timeline = bool(pack.timeline_rules)
-        # static conditions and holiday greetings depend only on the call's direction,
-        # date and minute of the day: memoised per such key
-        self._statics: dict[Any, tuple[list[bool], dict[float, tuple[int, ...]]]] = {}
-
-    def statics(self, pack: RulePack, call: CallInfo) -> tuple[list[bool], dict[float, Any]]:
-        """The call's static condition values and holiday greeting atoms."""
-        sa = call.started_at
-        key = (call.direction, None if sa is None else (sa.date(), sa.hour, sa.minute))
-        got = self._statics.get(key)
-        if got is not None:
-            return got
-        holidays = self.holidays
-        values = [s.eval(call, holidays) for s in pack.statics]
-        atoms: dict[float, tuple[int, ...]] = {}
-        if pack.holiday_atoms and sa is not None:
-            day = sa.date()
-            for (hi, thr), hatoms in pack.holiday_atoms.items():
-                if holidays[hi].covers(day):
-                    atoms[thr] = atoms.get(thr, ()) + hatoms
-        got = (values, atoms)
-        if len(self._statics) < 50_000:
-            self._statics[key] = got
-        return got
-
-    def dispatch_for(self, a: Analysis, rix: int) -> int:
-        """The rules (bit mask) that an utterance with analysis ``a`` and role index ``rix``
-        can matter to through its exact phrases (one Aho-Corasick pass, no fuzzy work),
-        plus the rules that see every utterance; memoised on the analysis by the evaluator.
-        Rules triggered by lazy atoms (fuzzy, regex, ...) are added per call from
-        ``RulePack.lazy_parts`` while they can still change."""
-        by_atom = self.kw_by_atom[rix]
-        m = self.always[rix]
-        for atom in a.spans:
-            hit = by_atom.get(atom)
-            if hit is not None:
-                m |= hit
-        return m
-
-    def grade(self, score: float, failed: bool) -> str:
-        return grade_of(self.grades, self.fail_grade, score, failed)
-
-    def hit_rules(self, hits: int) -> int:
-        """The rules (bit mask) of the parts in mask ``hits`` (memoised)."""
-        out = self._hit_rules.get(hits)
-        if out is None:
-            rules = self.rules_of
-            out = 0
-            k = 0
-            m = hits
-            while m:
-                if m & 1:
-                    out |= 1 << rules[k]
-                m >>= 1
-                k += 1
-            if len(self._hit_rules) < 100_000:
-                self._hit_rules[hits] = out
-        return out
-
-    def miss_groups(self, ix: TextIndex, parts: int) -> tuple[Any, ...]:
-        """The atom groups of the index that compute the parts in mask ``parts``: one
-        group for their union, in one prefiltered pass (registered on first use), or, for
-        an unusual pack with very many combinations, one group per part (memoised)."""
-        got = self._miss.get(parts)
-        if got is not None:
-            return got
-        keys = []
-        atoms: set[int] = set()
-        k = 0
-        m = parts
-        while m:
-            if m & 1:
-                keys.append(self.part_keys[k])
-                atoms.update(self.part_atoms[k])
-            m >>= 1
-            k += 1
-        if len(keys) == 1 or len(self._miss) >= self.max_groups:
-            got = tuple(keys)
-        else:
-            key = ("parts", parts)
-            ix.set_group(key, atoms)
-            got = (key,)
-        if len(self._miss) < self.max_groups:
-            self._miss[parts] = got
-        return got
-
-
-def rule_mask(indices: Iterable[int]) -> int:
-    """Rule indices as a bit mask."""
-    m = 0
-    for i in indices:
-        m |= 1 << i
-    return m
-
-
-def pack_tables(pack: RulePack) -> PackTables:
-    """The evaluator's tables of ``pack`` (made by the loader)."""
-    tables: PackTables = pack.tables
-    return tables
-
-
-class RuleRun:
+class RuleRun(RunState):
     """One rule on one call."""
 
     __slots__ = (
@@ -324,33 +51,29 @@ class RuleRun:
         "body_status",
         "done",
         "evaluator",
-        "events",
         "findings",
         "held",
         "na_reason",
         "occ",
         "rule",
-        "st",
         "unsure",
         "unsure_detail",
-        "unsure_why",
         "uocc",
         "verdict",
         "wants_clock",
         "when_ok",
     )
 
-    def __init__(self, rule: RuleInfo, evaluator: CallEvaluator) -> None:
+    def __init__(self, rule: Rule, evaluator: CallEvaluator) -> None:
+        # whether the body's events become findings (forbid); nodes skip building
+        # evidence nobody reads (require bodies, ``when`` conditions)
+        super().__init__(evaluator, rule.slots, rule.forbid)
         self.rule = rule
         self.evaluator = evaluator
-        self.st: list[Any] = [None] * rule.slots
         self.body_open = True
         self.body_status: Verdict | None = None
         self.when_ok = rule.when is None
         self.wants_clock = rule.wants_clock
-        # whether the body's events become findings (forbid); nodes skip building
-        # evidence nobody reads (require bodies, ``when`` conditions)
-        self.events = rule.forbid
         self.done = False
         self.occ = 0
         self.findings: list[Finding] = NO_ITEMS  # made on the first finding (most rules pass)
@@ -358,11 +81,22 @@ class RuleRun:
         self.na_reason = ""
         self.verdict: Verdict | None = None
         # uncertain (see _unsure_hit, _why_unsure): the hits heard with low confidence,
-        # the evidence shown for the verdict, its detail; a reason a node gave (verdicts)
+        # the evidence shown for the verdict, its detail (a node's reason: unsure_why)
         self.uocc = 0
         self.unsure: list[Evidence] = NO_ITEMS
         self.unsure_detail = ""
-        self.unsure_why = ""
+
+    # -------------------------------------------------------------- what nodes tell
+
+    def every_utterance(self, on: bool) -> None:
+        ev = self.evaluator
+        if on:
+            ev.hot |= self.rule.bit
+        else:
+            ev.hot &= ~self.rule.bit
+
+    def trigger_retired(self) -> None:
+        self.evaluator.dirty |= self.rule.bit
 
     # -------------------------------------------------------------- lifecycle
 
@@ -617,7 +351,7 @@ class RuleRun:
             body = rule.body
             rerun = RuleRun(rule, ev)
             body.start(rerun)
-            ix = ev.pack.index
+            ix = ev.plan.index
             for x in scope:
                 u = x.u
                 if u.verified:
@@ -751,48 +485,47 @@ class RuleRun:
             self.unsure_detail = _ROLES_UNKNOWN
 
 
-class CallEvaluator:
+class CallEvaluator(CallContext):
     """Evaluates one call incrementally. Not thread-safe; one per call."""
 
     #: tests: dispatch every utterance with all of its lazy atoms computed up front (the
     #: straightforward way) instead of only those of the rules still undecided
     reference = False
 
-    def __init__(self, pack: RulePack, call: CallInfo) -> None:
-        self.pack = pack
+    def __init__(self, pack: Executable, call: CallInfo) -> None:
+        super().__init__()
+        self.plan = plan = pack.plan
         self.call = call
-        self.tables = tables = pack_tables(pack)
-        self.grace = tables.grace
-        self.max_utt = tables.max_utt
-        self.clock = 0.0
-        self.call_end = 0.0
+        self.grace = plan.grace
+        self.max_utt = plan.max_utt
         self.ended: CallEnded | None = None
         self.out: list[Finding] = []
         self._all_findings: list[Finding] = []
         self.turns = [0, 0, 0]  # utterances so far per role index
         self.n = 0
-        self.stats = Stats()
-        self.statics, self.holiday_atoms = tables.statics(pack, call)
-        self.low_conf = tables.low_conf
+        self.statics, self.holiday_atoms = plan.statics_of(call)
+        self.low_conf = plan.low_conf
         self.timeline = (
-            Timeline(len(call.channels), self.max_utt, pack.tl_interest)
-            if tables.has_timeline
+            Timeline(len(call.channels), self.max_utt, plan.tl_interest)
+            if plan.has_timeline
             else None
         )
-        self.hot = 0  # rules that see every utterance for now (bit mask, see set_hot)
+        self.hot = (
+            0  # rules that see every utterance for now (bit mask, see RuleRun.every_utterance)
+        )
         self.seen_in_window: list[UttCtx] = []
         self.call_id = call.call_id
-        self.runs = runs = [RuleRun(r, self) for r in tables.infos]
-        self._windowed = [runs[i] for i in pack.windowed]
-        self._max_window = pack.max_window
-        self._clock_runs = [runs[i] for i in pack.clock_rules]
+        self.runs = runs = [RuleRun(r, self) for r in plan.rules]
+        self._windowed = [runs[i] for i in plan.windowed]
+        self._max_window = plan.max_window
+        self._clock_runs = [runs[i] for i in plan.clock_rules]
         self._tl_runs: dict[str, list[tuple[float, RuleRun]]] = {
-            kind: [(thr, runs[i]) for thr, i in lst] for kind, lst in pack.tl_by_kind.items()
+            kind: [(thr, runs[i]) for thr, i in lst] for kind, lst in plan.tl_by_kind.items()
         }
         self._live = [0, 0, 0]  # live lazy parts per role index (bits: part numbers)
         # rules decided or with a stage seen since the live parts were last checked (bit
         # mask; all of them to start with)
-        self.dirty = tables.part_rules
+        self.dirty = plan.part_rules
         self.history: list[UttCtx] = []
         for run in runs:
             run.begin()
@@ -806,11 +539,11 @@ class CallEvaluator:
 
     def feed(self, utt: Utterance) -> list[Finding]:
         """Process one utterance; returns the findings it decided."""
-        pack = self.pack
+        plan = self.plan
         end = utt.end
         if end > self.clock:
             self.clock = end
-        a = pack.index.analyse(utt.text)
+        a = plan.index.analyse(utt.text)
         role = utt.role
         rix = _ROLE_IX[role]
         turns = self.turns
@@ -828,15 +561,15 @@ class CallEvaluator:
         if rix == 0:
             disp = a.disp0
             if disp < 0:
-                disp = a.disp0 = self.tables.dispatch_for(a, 0)
+                disp = a.disp0 = plan.dispatch_for(a, 0)
         elif rix == 1:
             disp = a.disp1
             if disp < 0:
-                disp = a.disp1 = self.tables.dispatch_for(a, 1)
+                disp = a.disp1 = plan.dispatch_for(a, 1)
         else:
             disp = a.disp2
             if disp < 0:
-                disp = a.disp2 = self.tables.dispatch_for(a, rix)
+                disp = a.disp2 = plan.dispatch_for(a, rix)
         self.history.append(x)  # before the rules: a hit's confidence is looked up here
         if self.dirty:
             self._live_parts()
@@ -848,7 +581,7 @@ class CallEvaluator:
                 memo = a.memo = {}
             got = memo.get(("full", role))
             if got is None:
-                got = memo["full", role] = rule_mask(pack.full_dispatch(a, role))
+                got = memo["full", role] = plan.full_dispatch(a, rix)
             disp = got
         if live:
             unknown = live & ~a.pknown
@@ -856,7 +589,7 @@ class CallEvaluator:
                 self._parts_miss(a, unknown)
             hits = live & a.phit
             if hits:
-                disp |= self.tables.hit_rules(hits)
+                disp |= plan.hit_rules(hits)
         disp |= self.hot
         i = 0
         while disp:  # in rule order
@@ -890,32 +623,34 @@ class CallEvaluator:
         seen), per role: the parts of the rules marked ``dirty`` (decided, a stage seen)
         are checked again; a stale mask only dispatches more rules than needed, which is
         always safe."""
-        m = self.dirty & self.tables.part_rules
+        m = self.dirty & self.plan.part_rules
         self.dirty = 0
         runs = self.runs
-        parts_of = self.tables.parts_of
+        parts_of = self.plan.parts_of
         live = self._live
         ri = 0
         while m:
             if m & 1:
                 run = runs[ri]
-                for rix, bit, si, slot in parts_of[ri]:
-                    if not run.done and (si < 0 or run.st[slot][0][si] is None):
-                        live[rix] |= bit
+                body = run.rule.body
+                for p in parts_of[ri]:
+                    si = p.body_part
+                    if not run.done and (si < 0 or body.part_open(run, si)):
+                        live[p.role_ix] |= p.bit
                     else:
-                        live[rix] &= ~bit
+                        live[p.role_ix] &= ~p.bit
             m >>= 1
             ri += 1
 
     def _parts_miss(self, a: Analysis, unknown: int) -> None:
         """Compute, in one prefiltered pass, the lazy trigger parts still live in this call
         for an utterance text that does not know them yet (mask ``unknown``)."""
-        tables = self.tables
-        ix = self.pack.index
-        for key in tables.miss_groups(ix, unknown):
+        plan = self.plan
+        ix = plan.index
+        for key in plan.miss_groups(unknown):
             ix.ensure(a, key)
         spans = a.spans
-        atoms_of = tables.part_atoms
+        atoms_of = plan.part_atoms
         hit = 0
         k = 0
         m = unknown
@@ -959,7 +694,7 @@ class CallEvaluator:
         if self.timeline is not None:
             self._timeline(self.timeline.flush())
         self._tick()
-        for i in self.pack.order:
+        for i in self.plan.order:
             run = self.runs[i]
             run.finish()
             assert run.verdict is not None
@@ -1010,15 +745,6 @@ class CallEvaluator:
                     if e.seconds >= thr and not run.done:
                         run.on_tl(e)
 
-    def set_hot(self, run: RuleRun, hot: bool) -> None:
-        """A rule that needs every utterance for a while (e.g. a sequence waiting for
-        its follow-up) registers here; otherwise rules only see utterances that hit
-        their phrases."""
-        if hot:
-            self.hot |= run.rule.bit
-        else:
-            self.hot &= ~run.rule.bit
-
     def rule_ok(self, rule_id: str) -> bool:
         v = self._verdicts.get(rule_id)
         return v in (_PASSED, _NA)
@@ -1057,7 +783,7 @@ class CallEvaluator:
         return ends
 
     def _scorecard(self) -> Scorecard:
-        pack = self.pack
+        plan = self.plan
         verdicts = []
         total = 0.0
         failed = False
@@ -1100,7 +826,7 @@ class CallEvaluator:
                 detail = run.na_reason
             d = fround(d, 2)
             key = (rule.index, v, detail, d)
-            cache = pack.verdict_cache
+            cache = plan.verdict_cache
             rv = cache.get(key)
             if rv is None:
                 rv = RuleVerdict(
@@ -1113,12 +839,12 @@ class CallEvaluator:
         return Scorecard(
             call_id=self.call_id,
             score=score,
-            grade=self.tables.grade(score, failed),
+            grade=plan.grade(score, failed),
             failed=failed,
             verdicts=tuple(verdicts),
             findings=tuple(self._all_findings),
-            rule_pack=pack.name,
-            rule_pack_version=pack.version,
+            rule_pack=plan.name,
+            rule_pack_version=plan.version,
             duration=fround(self.call_end, 3),
             extras=self._extras(),
             review=review,
@@ -1149,7 +875,7 @@ class CallEvaluator:
         return tuple(out)
 
 
-def score_transcript(pack: RulePack, transcript: Transcript) -> Scorecard:
+def score_transcript(pack: Executable, transcript: Transcript) -> Scorecard:
     """Score a stored call: the live code path, fed in order of utterance end."""
     ev = CallEvaluator(pack, transcript.call)
     utts: Sequence[Utterance] = transcript.utterances
@@ -1161,7 +887,7 @@ def score_transcript(pack: RulePack, transcript: Transcript) -> Scorecard:
 
 
 def score_unmet(
-    pack: RulePack, transcript: Transcript
+    pack: Executable, transcript: Transcript
 ) -> tuple[Scorecard, list[tuple[str, tuple[int, ...]]]]:
     """:func:`score_transcript`, and the ``require`` rules on utterances that were not met
     (failed or uncertain), each with the indices of the utterances in its scope."""

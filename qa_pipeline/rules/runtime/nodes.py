@@ -19,16 +19,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from rapidfuzz import fuzz
 
 from ...messages import CallInfo, Direction, Evidence, Role, Utterance
 from .textindex import Analysis, Span, TextIndex
-
-if TYPE_CHECKING:
-    from .engine import RuleRun
-    from .timeline import TEvent
 
 #: something a node found: the evidence and a detail for the finding
 Found = tuple[Evidence, str]
@@ -47,8 +43,8 @@ class UttCtx:
         "a",
         "call_end",
         "channel",
+        "ctx",
         "end",
-        "evaluator",
         "n",
         "role",
         "role_total",
@@ -63,7 +59,7 @@ class UttCtx:
         a: Analysis,
         turn: int,
         n: int,
-        evaluator: Any,
+        ctx: CallContext,
         role: Role,
         start: float,
         end: float,
@@ -78,7 +74,7 @@ class UttCtx:
         self.a = a
         self.turn = turn  # index among this role's utterances
         self.n = n  # index among all utterances
-        self.evaluator = evaluator  # the CallEvaluator (statics, holiday atoms)
+        self.ctx = ctx  # the call (statics, holiday atoms)
         self.role_total = -1  # known only at call end
         self.call_end = -1.0
         self._whole: Evidence | None = None
@@ -101,6 +97,166 @@ class UttCtx:
             text=u.text,
             matched=self.a.mf[span[0] : span[1]] if span else "",
         )
+
+
+class TEvent:
+    """A timing event the timeline (:mod:`.timeline`) reports to the nodes (plain slotted
+    class: thousands are made per second)."""
+
+    __slots__ = ("after", "before", "end", "kind", "other", "role", "seconds", "start")
+
+    def __init__(
+        self,
+        kind: str,
+        start: float,
+        end: float,
+        seconds: float,
+        role: Role | None = None,
+        before: UttCtx | None = None,
+        after: UttCtx | None = None,
+        other: float = 0.0,
+    ) -> None:
+        self.kind = kind
+        self.start = start
+        self.end = end
+        self.seconds = seconds
+        self.role = role
+        self.before = before
+        self.after = after
+        self.other = other
+
+    def evidence(self) -> Evidence:
+        x = self.after or self.before
+        return Evidence(
+            start=self.start,
+            end=self.end,
+            utterance_index=x.u.index if x else None,
+            role=x.role if x else None,
+            text=x.u.text if x else "",
+        )
+
+
+# =============================================================================== call context
+
+_ROLE_IX: Final = {Role.AGENT: 0, Role.CUSTOMER: 1, Role.UNKNOWN: 2}
+
+
+class RoleStats:
+    """Running totals of one role (native fields: no number boxed per utterance);
+    ``secs`` counts only utterances with text (the speech-rate denominator)."""
+
+    __slots__ = ("chars", "count", "last_end", "level_n", "level_sum", "secs")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.chars = 0
+        self.secs = 0.0
+        self.level_sum = 0.0
+        self.level_n = 0
+        self.last_end = -INF  # no utterance yet while count == 0
+
+
+class Stats:
+    """Running per-role totals (count, characters, speech seconds, level, last end)."""
+
+    __slots__ = ("roles",)
+
+    def __init__(self) -> None:
+        self.roles = [RoleStats(), RoleStats(), RoleStats()]
+
+    def add(self, u: UttCtx, i: int, nchars: int) -> None:
+        """Count utterance ``u`` of role index ``i``."""
+        rs = self.roles[i]
+        rs.count += 1
+        if nchars:  # unreadable speech (no text) says nothing about the speech rate
+            rs.chars += nchars
+            rs.secs += max(u.end - u.start, 0.0)
+        level = u.u.level_dbfs
+        if level is not None:
+            rs.level_sum += level
+            rs.level_n += 1
+        if u.end > rs.last_end:
+            rs.last_end = u.end
+
+    def count(self, role: Role | None) -> int:
+        if role is not None:
+            return self.roles[_ROLE_IX[role]].count
+        return sum(rs.count for rs in self.roles)
+
+    def chars(self, role: Role | None) -> int:
+        if role is not None:
+            return self.roles[_ROLE_IX[role]].chars
+        return sum(rs.chars for rs in self.roles)
+
+    def seconds(self, role: Role | None) -> float:
+        if role is not None:
+            return self.roles[_ROLE_IX[role]].secs
+        return sum(rs.secs for rs in self.roles)
+
+    def level(self, role: Role | None) -> float | None:
+        if role is not None:
+            rs = self.roles[_ROLE_IX[role]]
+            return rs.level_sum / rs.level_n if rs.level_n else None
+        n = sum(rs.level_n for rs in self.roles)
+        return sum(rs.level_sum for rs in self.roles) / n if n else None
+
+    def last_end(self, role: Role) -> float | None:
+        rs = self.roles[_ROLE_IX[role]]
+        return rs.last_end if rs.count else None
+
+
+class CallContext:
+    """The call being evaluated as its nodes see it (the evaluator is one): the call
+    clock, the end of the call (known at its end), the window grace, the values of the
+    pack's static conditions and the holiday greeting atoms for this call, the running
+    per-role totals, and the verdicts of rules already decided."""
+
+    def __init__(self) -> None:
+        self.clock = 0.0
+        self.call_end = 0.0
+        self.grace = 0.0
+        self.statics: list[bool] = []
+        self.holiday_atoms: dict[float, tuple[int, ...]] = {}
+        self.stats = Stats()
+
+    def role_ends(self) -> dict[Role, float]:
+        """When each role left the call (channel ends, else its last utterance)."""
+        raise NotImplementedError
+
+    def rule_ok(self, rule_id: str) -> bool:
+        """The rule passed or did not apply (rules decide in dependency order)."""
+        raise NotImplementedError
+
+    def rule_unsure(self, rule_id: str) -> bool:
+        """The rule's verdict is uncertain."""
+        raise NotImplementedError
+
+
+class RunState:
+    """One rule on one call as its nodes see it (the evaluator's rule run is one): the
+    call, one state slot per node (``st``, set by the node's ``start``), whether the
+    nodes' events become findings (forbid bodies: nodes skip building evidence nobody
+    reads), a reason a node gives for an uncertain verdict, and the two things a node
+    tells the scheduler."""
+
+    __slots__ = ("ctx", "events", "st", "unsure_why")
+
+    def __init__(self, ctx: CallContext, slots: int, events: bool) -> None:
+        self.ctx = ctx
+        self.st: list[Any] = [None] * slots
+        self.events = events
+        self.unsure_why = ""
+
+    def every_utterance(self, on: bool) -> None:
+        """The rule needs every utterance of the call for now (e.g. a sequence waiting for
+        its follow-up counts turns), not only those that hit its phrases."""
+        raise NotImplementedError
+
+    def trigger_retired(self) -> None:
+        """A part of the rule's trigger no longer matters (e.g. a stage was seen): its
+        lazy phrases need not be computed for later utterances (see
+        :meth:`CNode.part_open`)."""
+        raise NotImplementedError
 
 
 # =============================================================================== static
@@ -209,7 +365,7 @@ class UStatic(UNode):
         self.node = node
 
     def match(self, x: UttCtx) -> Span | None:
-        return (0, 0) if x.evaluator.statics[self.node.slot] else None
+        return (0, 0) if x.ctx.statics[self.node.slot] else None
 
 
 class URole(UNode):
@@ -348,7 +504,7 @@ class UHolidayGreeting(UNode):
         self.threshold = threshold
 
     def match(self, x: UttCtx) -> Span | None:
-        for atom in x.evaluator.holiday_atoms.get(self.threshold, ()):
+        for atom in x.ctx.holiday_atoms.get(self.threshold, ()):
             hits = self.ix.hits(x.a, atom)
             if hits:
                 return hits[0]
@@ -516,11 +672,11 @@ class CNode:
                 out[kind] = min(v, out.get(kind, v))
         return out
 
-    def start(self, r: RuleRun) -> list[Found] | None:
+    def start(self, r: RunState) -> list[Found] | None:
         r.st[self.slot] = False
         return None
 
-    def due(self, r: RuleRun) -> float:
+    def due(self, r: RunState) -> float:
         """Call-clock time at which ``on_clock`` may decide something (inf: never)."""
         out = INF
         for k in self.kids():
@@ -528,26 +684,38 @@ class CNode:
                 out = min(out, k.due(r))
         return out
 
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
+    def on_utt(self, r: RunState, x: UttCtx) -> list[Found] | None:
         return None
 
-    def on_tl(self, r: RuleRun, e: TEvent) -> list[Found] | None:
+    def on_tl(self, r: RunState, e: TEvent) -> list[Found] | None:
         return None
 
-    def on_clock(self, r: RuleRun, now: float) -> list[Found] | None:
+    def on_clock(self, r: RunState, now: float) -> list[Found] | None:
         return None
 
-    def close(self, r: RuleRun) -> list[Found] | None:
+    def close(self, r: RunState) -> list[Found] | None:
         return None
 
-    def found(self, r: RuleRun) -> bool:
+    def found(self, r: RunState) -> bool:
         return bool(r.st[self.slot])
 
-    def detail(self, r: RuleRun) -> str:
+    def detail(self, r: RunState) -> str:
         return ""
 
     def kids(self) -> list[CNode]:
         return []
+
+    def trigger_parts(self) -> list[tuple[int, frozenset[int]]]:
+        """The node's trigger split into parts that can retire separately while the call
+        goes on: ``(part, atoms)``, part -1 standing for the whole node (see
+        :meth:`part_open`)."""
+        assert self.trigger is not None
+        return [(-1, self.trigger)]
+
+    def part_open(self, r: RunState, part: int) -> bool:
+        """Whether the utterances of trigger part ``part`` (>= 0) can still change this
+        node's outcome in run ``r``."""
+        return True
 
 
 def _span_ev(start: float, end: float, detail: str) -> Found:
@@ -561,8 +729,8 @@ class CStatic(CNode):
         self.node = node
         self.label = label
 
-    def start(self, r: RuleRun) -> list[Found] | None:
-        ok = bool(r.evaluator.statics[self.node.slot])
+    def start(self, r: RunState) -> list[Found] | None:
+        ok = bool(r.ctx.statics[self.node.slot])
         r.st[self.slot] = ok
         if ok:
             return [_span_ev(0.0, 0.0, self.label)]
@@ -579,7 +747,7 @@ class CExists(CNode):
         self.trigger = u.trigger
         self.label = label
 
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
+    def on_utt(self, r: RunState, x: UttCtx) -> list[Found] | None:
         s = self.u.match(x)
         if s is None:
             return None
@@ -589,7 +757,7 @@ class CExists(CNode):
         m = x.a.mf[s[0] : s[1]]
         return [(x.evidence(s), f"“{m}”" if m else self.label)]
 
-    def detail(self, r: RuleRun) -> str:
+    def detail(self, r: RunState) -> str:
         return f"未出现：{self.label}"
 
 
@@ -603,11 +771,11 @@ class CCount(CNode):
         self.trigger = u.trigger
         self.label = label
 
-    def start(self, r: RuleRun) -> list[Found] | None:
+    def start(self, r: RunState) -> list[Found] | None:
         r.st[self.slot] = 0
         return None
 
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
+    def on_utt(self, r: RunState, x: UttCtx) -> list[Found] | None:
         s = self.u.match(x)
         if s is None:
             return None
@@ -618,12 +786,25 @@ class CCount(CNode):
             return [(x.evidence(s), f"第 {n} 次（上限 {self.over}）：{self.label}")]
         return None
 
-    def found(self, r: RuleRun) -> bool:
+    def found(self, r: RunState) -> bool:
         n = r.st[self.slot]
         return n >= self.at_least if self.at_least is not None else n > (self.over or 0)
 
-    def detail(self, r: RuleRun) -> str:
+    def detail(self, r: RunState) -> str:
         return f"{self.label} 出现 {r.st[self.slot]} 次（至少 {self.at_least} 次）"
+
+
+class Tally:
+    """A count through the call (``share``: also the total it is a share of), whether it
+    decided the node, and the evidence of the first occurrence."""
+
+    __slots__ = ("count", "first", "found", "total")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total = 0
+        self.found = False
+        self.first: Evidence | None = None
 
 
 class CShare(CNode):
@@ -649,39 +830,40 @@ class CShare(CNode):
         self.trigger = frozenset(self.among)
         self.label = label
 
-    def start(self, r: RuleRun) -> list[Found] | None:
-        r.st[self.slot] = [0, 0, False, None]
+    def start(self, r: RunState) -> list[Found] | None:
+        r.st[self.slot] = Tally()
         return None
 
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
-        st = r.st[self.slot]
+    def on_utt(self, r: RunState, x: UttCtx) -> list[Found] | None:
+        st: Tally = r.st[self.slot]
         spans = x.a.spans
         for atom in self.among:
             hits = spans.get(atom)
             if hits:
-                st[1] += len(hits)
+                st.total += len(hits)
                 if atom in self.of:
-                    st[0] += len(hits)
-                    if st[3] is None:
-                        st[3] = x.evidence(hits[0])
+                    st.count += len(hits)
+                    if st.first is None:
+                        st.first = x.evidence(hits[0])
         return None
 
-    def close(self, r: RuleRun) -> list[Found] | None:
-        st = r.st[self.slot]
-        n_of, total = st[0], st[1]
+    def close(self, r: RunState) -> list[Found] | None:
+        st: Tally = r.st[self.slot]
+        n_of, total = st.count, st.total
         if total < self.min_total:
             return None
         share = n_of / total
         if (self.over is not None and share > self.over) or (
             self.under is not None and share < self.under
         ):
-            st[2] = True
-            ev = st[3] or Evidence(start=0.0, end=0.0)
+            st.found = True
+            ev = st.first or Evidence(start=0.0, end=0.0)
             return [(ev, f"{self.label}：{n_of}/{total} = {share:.0%}")]
         return None
 
-    def found(self, r: RuleRun) -> bool:
-        return bool(r.st[self.slot][2])
+    def found(self, r: RunState) -> bool:
+        st: Tally = r.st[self.slot]
+        return st.found
 
 
 class COccurrences(CNode):
@@ -701,12 +883,12 @@ class COccurrences(CNode):
         self.trigger = frozenset(self.atoms)
         self.label = label
 
-    def start(self, r: RuleRun) -> list[Found] | None:
-        r.st[self.slot] = [0, False, None]  # count, found, first evidence
+    def start(self, r: RunState) -> list[Found] | None:
+        r.st[self.slot] = Tally()
         return None
 
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
-        st = r.st[self.slot]
+    def on_utt(self, r: RunState, x: UttCtx) -> list[Found] | None:
+        st: Tally = r.st[self.slot]
         spans = x.a.spans
         n = 0
         first: Span | None = None
@@ -718,29 +900,31 @@ class COccurrences(CNode):
                     first = hits[0]
         if first is None:
             return None
-        before = st[0]
-        st[0] = before + n
-        if st[2] is None:
-            st[2] = x.evidence(first)
+        before = st.count
+        st.count = before + n
+        if st.first is None:
+            st.first = x.evidence(first)
         at_least = self.at_least
-        if at_least is not None and before < at_least <= st[0]:
-            st[1] = True
-            return [(x.evidence(first), f"第 {st[0]} 次：{self.label}")]
+        if at_least is not None and before < at_least <= st.count:
+            st.found = True
+            return [(x.evidence(first), f"第 {st.count} 次：{self.label}")]
         return None
 
-    def close(self, r: RuleRun) -> list[Found] | None:
-        st = r.st[self.slot]
-        if self.at_most is not None and st[0] <= self.at_most:
-            st[1] = True
-            ev = st[2] or Evidence(start=0.0, end=0.0)
-            return [(ev, f"{self.label} 出现 {st[0]} 次（至多 {self.at_most} 次）")]
+    def close(self, r: RunState) -> list[Found] | None:
+        st: Tally = r.st[self.slot]
+        if self.at_most is not None and st.count <= self.at_most:
+            st.found = True
+            ev = st.first or Evidence(start=0.0, end=0.0)
+            return [(ev, f"{self.label} 出现 {st.count} 次（至多 {self.at_most} 次）")]
         return None
 
-    def found(self, r: RuleRun) -> bool:
-        return bool(r.st[self.slot][1])
+    def found(self, r: RunState) -> bool:
+        st: Tally = r.st[self.slot]
+        return st.found
 
-    def detail(self, r: RuleRun) -> str:
-        n = r.st[self.slot][0]
+    def detail(self, r: RunState) -> str:
+        st: Tally = r.st[self.slot]
+        n = st.count
         if self.at_least is not None:
             return f"{self.label} 出现 {n} 次（至少 {self.at_least} 次）"
         return f"{self.label} 出现 {n} 次（至多 {self.at_most} 次）"
@@ -767,6 +951,17 @@ class Anchor:
         self.span = span
         self.turns_left = turns_left
         self.deadline = deadline
+
+
+class Pending:
+    """A ``sequence``'s anchors still waiting for what must follow them, and how many
+    times the sequence was found (``missing``: how many anchors went unanswered)."""
+
+    __slots__ = ("anchors", "found")
+
+    def __init__(self) -> None:
+        self.anchors: list[Anchor] = []
+        self.found = 0
 
 
 class CSequence(CNode):
@@ -796,27 +991,26 @@ class CSequence(CNode):
         self.missing = missing
         self.label = label
 
-    def start(self, r: RuleRun) -> list[Found] | None:
-        # pending anchors, anchors counted as found
-        r.st[self.slot] = [[], 0]
+    def start(self, r: RunState) -> list[Found] | None:
+        r.st[self.slot] = Pending()
         return None
 
     @staticmethod
-    def _events(r: RuleRun, out: list[tuple[UttCtx, Span | None, str]]) -> list[Found] | None:
+    def _events(r: RunState, out: list[tuple[UttCtx, Span | None, str]]) -> list[Found] | None:
         """Evidence only when the rule turns events into findings (forbid bodies)."""
         if not out or not r.events:
             return None
         return [(x.evidence(span), msg) for x, span, msg in out]
 
-    def _expire(self, st: list[Any], keep: list[Any], n_out: int) -> None:
-        st[0] = keep
+    def _expire(self, st: Pending, keep: list[Anchor], n_out: int) -> None:
+        st.anchors = keep
         if self.missing and n_out:
-            st[1] += n_out
+            st.found += n_out
 
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
-        st = r.st[self.slot]
+    def on_utt(self, r: RunState, x: UttCtx) -> list[Found] | None:
+        st: Pending = r.st[self.slot]
         out: list[tuple[UttCtx, Span | None, str]] = NO_ITEMS  # made on the first event
-        pending: list[Anchor] = st[0]
+        pending = st.anchors
         u = x
         if pending:
             # anchors still pending stay in ``pending`` (turns left updated in place);
@@ -838,7 +1032,7 @@ class CSequence(CNode):
                 elif then_span is not None:
                     drop = True
                     if not self.missing:
-                        st[1] += 1
+                        st.found += 1
                         out = _push(out, (x, then_span, self.label))
                 elif counts and anchor.turns_left is not None:
                     left = anchor.turns_left - 1
@@ -858,24 +1052,27 @@ class CSequence(CNode):
                 self._expire(st, keep, len(out))
         s = self.first.match(x)
         if s is not None:
-            st[0].append(Anchor(x, s, self.turns, u.end + self.seconds if self.seconds else None))
-        r.evaluator.set_hot(r, bool(st[0]))
+            st.anchors.append(
+                Anchor(x, s, self.turns, u.end + self.seconds if self.seconds else None)
+            )
+        r.every_utterance(bool(st.anchors))  # anchors pending: turns count
         return self._events(r, out) if out else None  # no call on the usual path
 
-    def due(self, r: RuleRun) -> float:
-        pend = r.st[self.slot][0]
+    def due(self, r: RunState) -> float:
+        st: Pending = r.st[self.slot]
+        pend = st.anchors
         if not pend or self.seconds is None:
             return INF
-        return min(a.deadline for a in pend if a.deadline is not None) + r.evaluator.grace
+        return min(a.deadline for a in pend if a.deadline is not None) + r.ctx.grace
 
-    def on_clock(self, r: RuleRun, now: float) -> list[Found] | None:
-        st = r.st[self.slot]
-        if not st[0] or self.seconds is None:
+    def on_clock(self, r: RunState, now: float) -> list[Found] | None:
+        st: Pending = r.st[self.slot]
+        if not st.anchors or self.seconds is None:
             return None
         out: list[tuple[UttCtx, Span | None, str]] = []
         keep: list[Anchor] = []
-        for anchor in st[0]:
-            if anchor.deadline is not None and now > anchor.deadline + r.evaluator.grace:
+        for anchor in st.anchors:
+            if anchor.deadline is not None and now > anchor.deadline + r.ctx.grace:
                 if self.missing:
                     out.append(
                         (anchor.x, anchor.span, f"{self.label}：{self.seconds:g} 秒内未出现")
@@ -883,22 +1080,23 @@ class CSequence(CNode):
             else:
                 keep.append(anchor)
         self._expire(st, keep, len(out))
-        r.evaluator.set_hot(r, bool(st[0]))
+        r.every_utterance(bool(st.anchors))
         return self._events(r, out)
 
-    def close(self, r: RuleRun) -> list[Found] | None:
-        st = r.st[self.slot]
+    def close(self, r: RunState) -> list[Found] | None:
+        st: Pending = r.st[self.slot]
         out: list[tuple[UttCtx, Span | None, str]] = []
         if self.missing:
-            out = [(a.x, a.span, f"{self.label}：之后未出现") for a in st[0]]
-            st[1] += len(out)
-        st[0] = []
+            out = [(a.x, a.span, f"{self.label}：之后未出现") for a in st.anchors]
+            st.found += len(out)
+        st.anchors = []
         return self._events(r, out)
 
-    def found(self, r: RuleRun) -> bool:
-        return bool(r.st[self.slot][1])
+    def found(self, r: RunState) -> bool:
+        st: Pending = r.st[self.slot]
+        return bool(st.found)
 
-    def detail(self, r: RuleRun) -> str:
+    def detail(self, r: RunState) -> str:
         return f"未出现：{self.label}"
 
 
@@ -911,13 +1109,23 @@ class CResponseGap(CNode):
     def tl_interest(self) -> dict[str, float]:
         return {"response": self.over}
 
-    def on_tl(self, r: RuleRun, e: TEvent) -> list[Found] | None:
+    def on_tl(self, r: RunState, e: TEvent) -> list[Found] | None:
         if e.kind == "response" and e.seconds > self.over:
             r.st[self.slot] = True
             return [
                 (e.evidence(), f"客户说完 {e.seconds:.1f} 秒后坐席才应答（上限 {self.over:g} 秒）")
             ]
         return None
+
+
+class Silences:
+    """Whether a silence decided the node, and the seconds of silence counted so far."""
+
+    __slots__ = ("found", "total")
+
+    def __init__(self) -> None:
+        self.found = False
+        self.total = 0.0
 
 
 class CSilence(CNode):
@@ -941,11 +1149,11 @@ class CSilence(CNode):
             lo = min(lo, self.count_from)
         return {"silence": lo}
 
-    def start(self, r: RuleRun) -> list[Found] | None:
-        r.st[self.slot] = [False, 0.0]
+    def start(self, r: RunState) -> list[Found] | None:
+        r.st[self.slot] = Silences()
         return None
 
-    def on_tl(self, r: RuleRun, e: TEvent) -> list[Found] | None:
+    def on_tl(self, r: RunState, e: TEvent) -> list[Found] | None:
         if e.kind != "silence":
             return None
         sec = e.seconds
@@ -957,23 +1165,24 @@ class CSilence(CNode):
         ex = self.except_after
         if ex is not None and e.before is not None and ex.match(e.before) is not None:
             return None
-        st = r.st[self.slot]
+        st: Silences = r.st[self.slot]
         out: list[Found] = []
         if self.over is not None and e.seconds > self.over:
-            st[0] = True
+            st.found = True
             out.append((e.evidence(), f"双方静默 {e.seconds:.1f} 秒（上限 {self.over:g} 秒）"))
         if self.total_over is not None and e.seconds >= self.count_from:
-            before = st[1]
-            st[1] += e.seconds
-            if before <= self.total_over < st[1]:
-                st[0] = True
+            before = st.total
+            st.total += e.seconds
+            if before <= self.total_over < st.total:
+                st.found = True
                 out.append(
-                    (e.evidence(), f"静默累计 {st[1]:.1f} 秒（上限 {self.total_over:g} 秒）")
+                    (e.evidence(), f"静默累计 {st.total:.1f} 秒（上限 {self.total_over:g} 秒）")
                 )
         return out or None
 
-    def found(self, r: RuleRun) -> bool:
-        return bool(r.st[self.slot][0])
+    def found(self, r: RunState) -> bool:
+        st: Silences = r.st[self.slot]
+        return st.found
 
 
 class CHold(CNode):
@@ -991,7 +1200,7 @@ class CHold(CNode):
     def tl_interest(self) -> dict[str, float]:
         return {"agent_gap": self.min_seconds}
 
-    def on_tl(self, r: RuleRun, e: TEvent) -> list[Found] | None:
+    def on_tl(self, r: RunState, e: TEvent) -> list[Found] | None:
         if e.kind != "agent_gap" or e.seconds < self.min_seconds or e.other > self.max_cust:
             return None
         missing = []
@@ -1015,7 +1224,7 @@ class CTalkOver(CNode):
     def tl_interest(self) -> dict[str, float]:
         return {"overlap": self.min_ms / 1000}
 
-    def on_tl(self, r: RuleRun, e: TEvent) -> list[Found] | None:
+    def on_tl(self, r: RunState, e: TEvent) -> list[Found] | None:
         if e.kind != "overlap" or e.role != self.by or e.seconds * 1000 < self.min_ms:
             return None
         r.st[self.slot] = True
@@ -1054,7 +1263,7 @@ class CMetric(CNode):
         "utterance_count": ("话轮数", "句"),
     }
 
-    def _check(self, r: RuleRun, value: float | None, ev: Evidence) -> list[Found] | None:
+    def _check(self, r: RunState, value: float | None, ev: Evidence) -> list[Found] | None:
         if value is None or r.st[self.slot]:
             return None
         name, unit = self._NAMES[self.metric]
@@ -1066,25 +1275,25 @@ class CMetric(CNode):
             return [(ev, f"{name} {value:.1f} {unit}，低于 {self.under:g}")]
         return None
 
-    def due(self, r: RuleRun) -> float:
+    def due(self, r: RunState) -> float:
         if self.metric == "duration" and self.over is not None and not r.st[self.slot]:
             return self.over
         return INF
 
-    def on_clock(self, r: RuleRun, now: float) -> list[Found] | None:
+    def on_clock(self, r: RunState, now: float) -> list[Found] | None:
         if self.over is not None and now > self.over:
             return self._check(r, now, Evidence(start=0.0, end=now))
         return None
 
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
-        n = r.evaluator.stats.count(self.role)
+    def on_utt(self, r: RunState, x: UttCtx) -> list[Found] | None:
+        n = r.ctx.stats.count(self.role)
         if self.over is not None and n > self.over:
             return self._check(r, n, x.evidence())
         return None
 
-    def close(self, r: RuleRun) -> list[Found] | None:
-        s = r.evaluator.stats
-        end = r.evaluator.call_end
+    def close(self, r: RunState) -> list[Found] | None:
+        s = r.ctx.stats
+        end = r.ctx.call_end
         value: float | None
         if self.metric == "duration":
             value = end
@@ -1098,6 +1307,26 @@ class CMetric(CNode):
         return self._check(r, value, Evidence(start=0.0, end=end))
 
 
+class Said:
+    """A sentence said (its match form) and how many times, near enough."""
+
+    __slots__ = ("text", "times")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.times = 1
+
+
+class Repeats:
+    """The sentences said so far, and whether one was said the number of times."""
+
+    __slots__ = ("found", "said")
+
+    def __init__(self) -> None:
+        self.said: list[Said] = []
+        self.found = False
+
+
 class CRepetition(CNode):
     wants_utts = True
     trigger: frozenset[int] | None = None
@@ -1108,29 +1337,41 @@ class CRepetition(CNode):
         self.similarity = similarity
         self.min_chars = min_chars
 
-    def start(self, r: RuleRun) -> list[Found] | None:
-        r.st[self.slot] = [[], False]
+    def start(self, r: RunState) -> list[Found] | None:
+        r.st[self.slot] = Repeats()
         return None
 
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
+    def on_utt(self, r: RunState, x: UttCtx) -> list[Found] | None:
         if self.role is not None and x.role != self.role:
             return None
         mf = x.a.mf
         if len(mf) < self.min_chars:
             return None
-        st = r.st[self.slot]
-        for item in st[0]:
-            if fuzz.ratio(item[0], mf, score_cutoff=self.similarity):
-                item[1] += 1
-                if item[1] == self.times:
-                    st[1] = True
+        st: Repeats = r.st[self.slot]
+        for said in st.said:
+            if fuzz.ratio(said.text, mf, score_cutoff=self.similarity):
+                said.times += 1
+                if said.times == self.times:
+                    st.found = True
                     return [(x.evidence((0, len(mf))), f"同一句话重复 {self.times} 次")]
                 return None
-        st[0].append([mf, 1])
+        st.said.append(Said(mf))
         return None
 
-    def found(self, r: RuleRun) -> bool:
-        return bool(r.st[self.slot][1])
+    def found(self, r: RunState) -> bool:
+        st: Repeats = r.st[self.slot]
+        return st.found
+
+
+class StagesSeen:
+    """Per stage, its first occurrence (utterance number, utterance, span) or None; and
+    whether the stages were found."""
+
+    __slots__ = ("found", "seen")
+
+    def __init__(self, n: int) -> None:
+        self.seen: list[Any] = [None] * n  # (int, UttCtx, Span) | None
+        self.found = False
 
 
 class CStages(CNode):
@@ -1146,14 +1387,14 @@ class CStages(CNode):
         trig = [m.trigger for m in matchers]
         self.trigger = None if any(t is None for t in trig) else frozenset().union(*trig)  # type: ignore[arg-type]
 
-    def start(self, r: RuleRun) -> list[Found] | None:
-        r.st[self.slot] = [[None] * len(self.names), False]
+    def start(self, r: RunState) -> list[Found] | None:
+        r.st[self.slot] = StagesSeen(len(self.names))
         return None
 
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
-        st = r.st[self.slot]
-        seen = st[0]
-        if st[1]:
+    def on_utt(self, r: RunState, x: UttCtx) -> list[Found] | None:
+        st: StagesSeen = r.st[self.slot]
+        seen = st.seen
+        if st.found:
             return None
         new = False
         for i, m in enumerate(self.matchers):
@@ -1162,23 +1403,37 @@ class CStages(CNode):
                 if s is not None:
                     seen[i] = (x.n, x, s)
                     new = True
-                    r.evaluator.dirty |= r.rule.bit  # this stage's phrases no longer matter
+                    r.trigger_retired()  # this stage's phrases no longer matter
         if not new or any(v is None for v in seen):
             return None
         order = [v[0] for v in seen]
         if self.in_order and order != sorted(order):
             return None
-        st[1] = True
+        st.found = True
         if not r.events:
             return None
         _, lx, ls = seen[-1]
         return [(lx.evidence(ls), " → ".join(self.names))]
 
-    def found(self, r: RuleRun) -> bool:
-        return bool(r.st[self.slot][1])
+    def found(self, r: RunState) -> bool:
+        st: StagesSeen = r.st[self.slot]
+        return st.found
 
-    def detail(self, r: RuleRun) -> str:
-        seen = r.st[self.slot][0]
+    def trigger_parts(self) -> list[tuple[int, frozenset[int]]]:
+        """One part per stage: a stage's phrases no longer matter once it is seen."""
+        out: list[tuple[int, frozenset[int]]] = []
+        for i, m in enumerate(self.matchers):
+            assert m.trigger is not None
+            out.append((i, m.trigger))
+        return out
+
+    def part_open(self, r: RunState, part: int) -> bool:
+        st: StagesSeen = r.st[self.slot]
+        return st.seen[part] is None
+
+    def detail(self, r: RunState) -> str:
+        st: StagesSeen = r.st[self.slot]
+        seen = st.seen
         missing = [n for n, v in zip(self.names, seen, strict=True) if v is None]
         if missing:
             return "缺少阶段：" + "、".join(missing)
@@ -1193,8 +1448,8 @@ class CHangup(CNode):
         self.first = first
         self.margin = margin
 
-    def close(self, r: RuleRun) -> list[Found] | None:
-        ends = r.evaluator.role_ends()
+    def close(self, r: RunState) -> list[Found] | None:
+        ends = r.ctx.role_ends()
         other = Role.CUSTOMER if self.first == Role.AGENT else Role.AGENT
         a, b = ends.get(self.first), ends.get(other)
         if a is None or b is None:
@@ -1206,34 +1461,46 @@ class CHangup(CNode):
         return None
 
 
+class VerdictsSeen:
+    """Whether every rule named passed, and those that did not."""
+
+    __slots__ = ("failed", "found")
+
+    def __init__(self) -> None:
+        self.found = False
+        self.failed: list[str] = []
+
+
 class CVerdicts(CNode):
     needs_end = True
 
     def __init__(self, ids: list[str]) -> None:
         self.ids = ids
 
-    def start(self, r: RuleRun) -> list[Found] | None:
-        r.st[self.slot] = [False, []]
+    def start(self, r: RunState) -> list[Found] | None:
+        r.st[self.slot] = VerdictsSeen()
         return None
 
-    def close(self, r: RuleRun) -> list[Found] | None:
-        ev = r.evaluator
+    def close(self, r: RunState) -> list[Found] | None:
+        ev = r.ctx
         failed = [i for i in self.ids if not ev.rule_ok(i)]
-        st = r.st[self.slot]
-        st[1] = failed
+        st: VerdictsSeen = r.st[self.slot]
+        st.failed = failed
         if failed:
             if all(ev.rule_unsure(i) for i in failed):
                 # only uncertain verdicts stand in the way: so is this one
                 r.unsure_why = "、".join(failed) + " 待复核"
             return None
-        st[0] = True
-        return [(Evidence(start=0.0, end=r.evaluator.call_end), "全部通过：" + "、".join(self.ids))]
+        st.found = True
+        return [(Evidence(start=0.0, end=r.ctx.call_end), "全部通过：" + "、".join(self.ids))]
 
-    def found(self, r: RuleRun) -> bool:
-        return bool(r.st[self.slot][0])
+    def found(self, r: RunState) -> bool:
+        st: VerdictsSeen = r.st[self.slot]
+        return st.found
 
-    def detail(self, r: RuleRun) -> str:
-        return "未通过：" + "、".join(r.st[self.slot][1])
+    def detail(self, r: RunState) -> str:
+        st: VerdictsSeen = r.st[self.slot]
+        return "未通过：" + "、".join(st.failed)
 
 
 class CAll(CNode):
@@ -1248,22 +1515,22 @@ class CAll(CNode):
     def kids(self) -> list[CNode]:
         return self._kids
 
-    def start(self, r: RuleRun) -> list[Found] | None:
+    def start(self, r: RunState) -> list[Found] | None:
         r.st[self.slot] = False
         for k in self._kids:
             k.start(r)
         return self._after(r, None)
 
-    def _after(self, r: RuleRun, evs: list[Found] | None) -> list[Found] | None:
+    def _after(self, r: RunState, evs: list[Found] | None) -> list[Found] | None:
         if r.st[self.slot] or not all(k.found(r) for k in self._kids):
             return None
         r.st[self.slot] = True
         if evs:
             return evs[:1]
-        return [_span_ev(0.0, r.evaluator.clock, "全部条件满足")]
+        return [_span_ev(0.0, r.ctx.clock, "全部条件满足")]
 
     # (explicit loops, no callback: these run for every timeline event and utterance)
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
+    def on_utt(self, r: RunState, x: UttCtx) -> list[Found] | None:
         evs: list[Found] = []
         for k in self._kids:
             if k.wants_utts:
@@ -1272,7 +1539,7 @@ class CAll(CNode):
                     evs.extend(e)
         return self._after(r, evs)
 
-    def on_tl(self, r: RuleRun, e: TEvent) -> list[Found] | None:
+    def on_tl(self, r: RunState, e: TEvent) -> list[Found] | None:
         evs: list[Found] = []
         for k in self._kids:
             if k.wants_timeline:
@@ -1281,7 +1548,7 @@ class CAll(CNode):
                     evs.extend(got)
         return self._after(r, evs)
 
-    def on_clock(self, r: RuleRun, now: float) -> list[Found] | None:
+    def on_clock(self, r: RunState, now: float) -> list[Found] | None:
         evs: list[Found] = []
         for k in self._kids:
             if k.wants_clock:
@@ -1290,7 +1557,7 @@ class CAll(CNode):
                     evs.extend(e)
         return self._after(r, evs)
 
-    def close(self, r: RuleRun) -> list[Found] | None:
+    def close(self, r: RunState) -> list[Found] | None:
         evs: list[Found] = []
         for k in self._kids:
             e = k.close(r)
@@ -1298,17 +1565,17 @@ class CAll(CNode):
                 evs.extend(e)
         return self._after(r, evs)
 
-    def detail(self, r: RuleRun) -> str:
+    def detail(self, r: RunState) -> str:
         return "；".join(k.detail(r) for k in self._kids if not k.found(r))
 
 
 class CAny(CAll):
-    def _after(self, r: RuleRun, evs: list[Found] | None) -> list[Found] | None:
+    def _after(self, r: RunState, evs: list[Found] | None) -> list[Found] | None:
         if any(k.found(r) for k in self._kids):
             r.st[self.slot] = True
         return evs or None
 
-    def detail(self, r: RuleRun) -> str:
+    def detail(self, r: RunState) -> str:
         return " 或 ".join(k.detail(r) for k in self._kids)
 
 
@@ -1328,31 +1595,31 @@ class CNot(CNode):
     def kids(self) -> list[CNode]:
         return [self.kid]
 
-    def start(self, r: RuleRun) -> list[Found] | None:
+    def start(self, r: RunState) -> list[Found] | None:
         r.st[self.slot] = False
         self.kid.start(r)
         return None
 
-    def on_utt(self, r: RuleRun, x: UttCtx) -> list[Found] | None:
+    def on_utt(self, r: RunState, x: UttCtx) -> list[Found] | None:
         self.kid.on_utt(r, x)
         return None
 
-    def on_tl(self, r: RuleRun, e: TEvent) -> list[Found] | None:
+    def on_tl(self, r: RunState, e: TEvent) -> list[Found] | None:
         self.kid.on_tl(r, e)
         return None
 
-    def on_clock(self, r: RuleRun, now: float) -> list[Found] | None:
+    def on_clock(self, r: RunState, now: float) -> list[Found] | None:
         self.kid.on_clock(r, now)
         return None
 
-    def close(self, r: RuleRun) -> list[Found] | None:
+    def close(self, r: RunState) -> list[Found] | None:
         self.kid.close(r)
         if self.kid.found(r):
             return None
         r.st[self.slot] = True
-        return [_span_ev(0.0, r.evaluator.clock, f"未出现：{self.label}")]
+        return [_span_ev(0.0, r.ctx.clock, f"未出现：{self.label}")]
 
-    def detail(self, r: RuleRun) -> str:
+    def detail(self, r: RunState) -> str:
         return f"出现了：{self.label}"
 
 

@@ -168,7 +168,7 @@ class Analysis:
         self.disp2 = -1
         # lazy matcher node -> its first span (nodes.ULazy); made on first use
         self.memo: dict[Any, Any] | None = None
-        # lazy trigger parts checked / hit, as bits (see engine.PackTables)
+        # lazy trigger parts checked / hit, as bits (see plan.Plan)
         self.pknown = 0
         self.phit = 0
         # one syllable id character per character of fold (what fuzzy matching needs);

@@ -16,47 +16,11 @@ from __future__ import annotations
 
 from typing import Final
 
-from ...messages import Evidence, Role
-from .nodes import INF, NO_ITEMS, UttCtx
+from ...messages import Role
+from .nodes import INF, NO_ITEMS, TEvent, UttCtx
 
 _AGENT: Final = Role.AGENT
 _CUSTOMER: Final = Role.CUSTOMER
-
-
-class TEvent:
-    """A timing event (plain slotted class: thousands are made per second)."""
-
-    __slots__ = ("after", "before", "end", "kind", "other", "role", "seconds", "start")
-
-    def __init__(
-        self,
-        kind: str,
-        start: float,
-        end: float,
-        seconds: float,
-        role: Role | None = None,
-        before: UttCtx | None = None,
-        after: UttCtx | None = None,
-        other: float = 0.0,
-    ) -> None:
-        self.kind = kind
-        self.start = start
-        self.end = end
-        self.seconds = seconds
-        self.role = role
-        self.before = before
-        self.after = after
-        self.other = other
-
-    def evidence(self) -> Evidence:
-        x = self.after or self.before
-        return Evidence(
-            start=self.start,
-            end=self.end,
-            utterance_index=x.u.index if x else None,
-            role=x.role if x else None,
-            text=x.u.text if x else "",
-        )
 
 
 class Timeline:
