@@ -1,4 +1,9 @@
-"""Text normalisation for Chinese ASR output.
+"""The text step, between the ASR and the rules: a kept decode becomes an utterance, its
+text normalised once (:func:`utterance`, :func:`utterances`); and the normalisation itself.
+
+The ASR hands on its decode as Whisper wrote it (:attr:`AsrResult.text
+<qa_pipeline.asr.result.AsrResult>`, after the hallucination guard); ``Utterance.text`` is
+normalised here (:func:`normalise`) and nowhere else on the way, so the rules can trust it.
 
 Whisper writes traditional characters, full-width forms, mixed punctuation and both
 Chinese numerals and digits. Rules match against a *match form*: simplified,
@@ -13,10 +18,18 @@ half-width, lower-case, without punctuation or spaces.
 from __future__ import annotations
 
 import functools
+import math
 import re
 import unicodedata
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import opencc
+
+from .messages import Utterance
+
+if TYPE_CHECKING:
+    from .asr.result import AsrResult
 
 _PUNCT_RE = re.compile(r"[\s\W_]+", re.UNICODE)
 _SPACES_RE = re.compile(r"\s+")
@@ -78,3 +91,37 @@ def to_chinese_numerals(text: str) -> str:
 
 def has_cjk(text: str) -> bool:
     return re.search(f"[{_CJK}]", text) is not None
+
+
+def utterance(r: AsrResult, index: int) -> Utterance:
+    """The text step for one kept result: the utterance the rules see, its text the
+    normalised decode (none for speech dropped as unreadable; audio level measured here)."""
+    from .audio import level_dbfs
+
+    s = r.segment
+    lvl = level_dbfs(s.samples)
+    dropped = r.dropped_reason is not None
+    return Utterance(
+        call_id=s.call_id,
+        index=index,
+        channel=s.channel,
+        role=s.role,
+        start=s.start,
+        end=s.end,
+        text="" if dropped or not r.text else normalise(r.text),
+        raw_text=r.raw_text,
+        confidence=0.0 if dropped else r.confidence,
+        no_speech_prob=r.no_speech_prob,
+        level_dbfs=round(lvl, 2) if math.isfinite(lvl) else None,
+        language=r.language,
+    )
+
+
+def utterances(results: Iterable[AsrResult]) -> list[Utterance]:
+    """Kept results -> Utterances, numbered in call order (start time, then channel).
+    Speech whose decode was dropped as unreadable
+    (:data:`~qa_pipeline.asr.result.UNREADABLE_REASONS`) is kept as an utterance without
+    text at confidence 0 (its decode in ``raw_text``)."""
+    from .asr.result import kept_in_order
+
+    return [utterance(r, i) for i, r in enumerate(kept_in_order(results))]
