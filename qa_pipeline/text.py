@@ -45,8 +45,36 @@ def _t2s() -> opencc.OpenCC:
     return opencc.OpenCC("t2s")
 
 
+#: characters OpenCC's ``t2s`` changes only inside a phrase of its dictionary (沈浸 -> 沉浸,
+#: 打坏 -> 打坯, 反覆 -> 反复, 明瞭 -> 明了, ...): every phrase of opencc 1.4.2's TSPhrases
+#: whose conversion differs from it holds one of these or a character ``t2s`` changes alone
+_PHRASE_ONLY = "沈坏覆藉瞭哩甦衹"
+# where the characters t2s changes alone lie (CJK radicals to Yi, compatibility
+# ideographs, the supplementary ideographic planes)
+_T2S_RANGES = ((0x2E80, 0xA000), (0xF900, 0xFB00), (0x20000, 0x32000))
+
+
+@functools.lru_cache(maxsize=1)
+def _t2s_changes() -> frozenset[str]:
+    """Every character ``t2s`` converts on its own (one conversion of them all, newline
+    apart: no dictionary key holds a newline), and :data:`_PHRASE_ONLY`."""
+    chars = [chr(i) for lo, hi in _T2S_RANGES for i in range(lo, hi)]
+    out = str(_t2s().convert("\n".join(chars))).split("\n")
+    return frozenset(c for c, o in zip(chars, out, strict=True) if o != c) | frozenset(_PHRASE_ONLY)
+
+
+def is_simplified(text: str) -> bool:
+    """Whether ``t2s`` would leave ``text`` as it is, told without converting it: it holds
+    none of the characters that ``t2s`` changes alone or in a phrase. (Normalised text,
+    ``Utterance.text``, is simplified already: this is what a second pass costs.)"""
+    return _t2s_changes().isdisjoint(text)
+
+
 def to_simplified(text: str) -> str:
-    """Traditional -> simplified Chinese (OpenCC ``t2s``)."""
+    """Traditional -> simplified Chinese (OpenCC ``t2s``); text that is simplified already
+    (:func:`is_simplified`) is returned without a conversion."""
+    if _t2s_changes().isdisjoint(text):
+        return text
     return str(_t2s().convert(text))
 
 
