@@ -52,7 +52,7 @@ def test_the_simplified_check_agrees_with_opencc() -> None:
     from qa_pipeline.testing import make_calls
     from qa_pipeline.text import _t2s_changes, is_simplified, to_simplified
 
-    texts = list(dict.fromkeys(u.text for c in make_calls(200, seed=15) for u in c.utterances))
+    texts = list(dict.fromkeys(u.text for c in make_calls(100, seed=15) for u in c.utterances))
     assert all(is_simplified(t) for t in texts)  # the fast path is taken on them
     texts += ["您好,請問有什麼可以幫您?", "廣州市房地產中介協會", "乾隆年間", "著作權"]
     rng = random.Random(15)
@@ -67,3 +67,15 @@ def test_the_simplified_check_agrees_with_opencc() -> None:
         )
     for t in texts:
         assert to_simplified(t) == _opencc_t2s(t), t
+
+
+def test_every_character_t2s_changes_alone_is_known() -> None:
+    """The characters t2s changes on its own all lie in the ranges the check scans (all of
+    Unicode's planes that hold ideographs looked at, with the installed OpenCC)."""
+    from qa_pipeline.text import _PHRASE_ONLY, _t2s, _t2s_changes
+
+    chars = [chr(i) for i in range(0x80, 0x40000) if not 0xD800 <= i < 0xE000]
+    out = str(_t2s().convert("\n".join(chars))).split("\n")
+    changed = {c for c, o in zip(chars, out, strict=True) if o != c}
+    assert len(changed) > 5000  # OpenCC's character table, not an empty scan
+    assert changed | set(_PHRASE_ONLY) == _t2s_changes()
