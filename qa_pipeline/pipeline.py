@@ -1,4 +1,4 @@
-"""The recorded-call path: file -> VAD -> ASR -> normalised utterances -> rules -> scorecard.
+"""The recorded-call path: file -> VAD -> ASR -> text (normalised utterances) -> rules -> scorecard.
 
 Live lines use the same stages fed incrementally; here a whole file is fed in one go.
 """
@@ -18,12 +18,13 @@ from typing import Any
 
 from . import roles
 from .asr.engine import AsrEngine
-from .asr.result import AsrResult, to_utterances
+from .asr.result import AsrResult
 from .audio import CallAudio, channel_end, load_call
 from .callinfo import read_call_info
 from .config import PipelineConfig
 from .errors import QAError
 from .messages import CallEnded, CallInfo, Scorecard, SpeechSegment, replace
+from .text import utterances
 from .transcript import Transcript
 from .vad import merge_by_start, merge_turns, segment_channel
 
@@ -178,7 +179,7 @@ class Pipeline:
         info = prep.call
         transcript = Transcript(
             call=info,
-            utterances=tuple(to_utterances(results)),
+            utterances=tuple(utterances(results)),
             ended=CallEnded(
                 call_id=info.call_id,
                 end=audio.duration,
@@ -226,7 +227,7 @@ class Pipeline:
         )  # fmt: skip
         results = list(self.engine.transcribe_many(turns))
         prep = replace_stats(prep, segments=turns)
-        transcript = replace_transcript(named, utterances=tuple(to_utterances(results)))
+        transcript = replace_transcript(named, utterances=tuple(utterances(results)))
         return prep, results, transcript
 
     def _verifies(self) -> bool:
@@ -237,11 +238,11 @@ class Pipeline:
         """The transcript with the required phrases a targeted second decode verifies
         (:mod:`.verify`; only where a ``require`` rule on utterances is not met), and
         the version of the phrase lists in its provenance."""
-        from .asr.result import is_kept
+        from .asr.result import kept_in_order
         from .verify import verify_transcript, verify_version
 
         pack = self.pack()
-        kept = sorted(filter(is_kept, results), key=lambda r: (r.segment.start, r.segment.channel))
+        kept = kept_in_order(results)
         segments = {i: r.segment for i, r in enumerate(kept)}
         margin = self.config.asr.verify_margin
         out = verify_transcript(self.engine, pack, transcript, segments, margin)

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from qa_pipeline.asr.guard import GuardResult, HallucinationGuard
-from qa_pipeline.asr.result import REPLACEMENT, AsrResult, clean_raw, suspect_reason, to_utterances
+from qa_pipeline.asr.result import REPLACEMENT, AsrResult, clean_raw, suspect_reason
 from qa_pipeline.evaluation import cer_counts
 from qa_pipeline.messages import Role, SpeechSegment
+from qa_pipeline.text import utterances
 
 # Whisper base on this far-field clip, fitted window: a repetition loop the guard collapses
 # to the first words (91 tokens for "然后被灌出了，当然现在已经好了") — measured 2026-12-06
@@ -53,7 +54,7 @@ def test_unreadable_speech_stays_in_the_transcript() -> None:
     def res(s: SpeechSegment, text: str, why: str | None) -> AsrResult:
         return AsrResult(s, text, "陪人体" * 9, 0.4, 0.01, "zh", 30, 0.1, dropped_reason=why)
 
-    utts = to_utterances(
+    utts = utterances(
         [
             res(seg[3], "", "no_speech"),
             res(seg[2], "", "loop"),

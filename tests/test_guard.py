@@ -47,3 +47,61 @@ def test_no_speech_segment_dropped() -> None:
     assert check("嗯", nsp=0.9, lp=-1.5) == ("", "no_speech")
     # a confident decode is kept even when no-speech probability is high
     assert check("您好", nsp=0.9, lp=-0.2) == ("您好", None)
+
+
+# The guard finds a phrase on its own fold (width, case, punctuation; no script conversion)
+# and cuts it from the decode as written; the text step normalises what is left, later.
+GUARD_TEXTS = (
+    "您好，请问有什么可以帮您？谢谢观看",
+    "您好，請問有什麼可以幫您？謝謝觀看",  # traditional: as Whisper base often writes
+    "請不吝點贊訂閱轉發打賞支持明鏡與點點欄目",
+    "请不吝点赞 订阅 转发 打赏",
+    "ＴＨＡＮＫ ＹＯＵ ＦＯＲ ＷＡＴＣＨＩＮＧ",  # full width: the fold finds it, no cut
+    "thank you for watching!",
+    "字幕由Amara.org社群提供",
+    "中文字幕——您的订单已经发货",
+    "感謝觀看",
+    "好的，明白了",
+)
+
+
+def test_the_guard_folds_the_builtin_phrases_as_the_match_form_does() -> None:
+    """The phrases cut are the same as when the guard keyed them by the text step's match
+    form (simplified): the built-ins are simplified already."""
+    from qa_pipeline.asr.guard import BUILTIN_HALLUCINATIONS, fold
+    from qa_pipeline.text import match_form
+
+    assert [fold(p) for p in BUILTIN_HALLUCINATIONS] == [
+        match_form(p) for p in BUILTIN_HALLUCINATIONS
+    ]
+
+
+def test_finding_on_the_fold_loses_no_phrase_the_guard_can_cut() -> None:
+    """The fold only decides whether to try the cuts: whatever it says, the guard's text is
+    what cutting every phrase gives (traditional and full-width decodes included)."""
+    from qa_pipeline.asr.guard import _remove_loose
+
+    g = HallucinationGuard()
+    for text in GUARD_TEXTS:
+        every = text
+        for p in g._phrases:
+            every = _remove_loose(every, p)
+        assert g._remove_phrases(text) == every, text
+    assert g._remove_phrases(GUARD_TEXTS[0]) != GUARD_TEXTS[0]  # a cut was made
+
+
+def test_a_kept_decode_is_never_normalised_to_nothing() -> None:
+    """Which results are kept is decided on the guarded decode, before the text step; it
+    must not matter: text the guard keeps normalises to text."""
+    import random
+
+    from qa_pipeline.text import normalise
+
+    rng = random.Random(15)
+    alphabet = "您好請问谢謝，。,.!！？  　ＡＢａｂ12１２…—「」\u3000\u00a0"
+    g = HallucinationGuard()
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12)))
+        kept = g.check(text, no_speech_prob=0.0, avg_logprob=0.0).text
+        if kept:
+            assert normalise(kept), repr(text)

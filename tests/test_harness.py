@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from qa_pipeline.testing import FakeDecoder, Recorder, make_call, make_calls, run_stage
+from qa_pipeline.text import utterance
 from qa_pipeline.transcript import Transcript
 
 
@@ -113,7 +114,7 @@ def test_stages_chained_in_process(speech_dir: Path, tmp_path: Path) -> None:
     (pack_dir := tmp_path / "pack").mkdir()
     (pack_dir / "pack.yaml").write_text(BAN_PACK, encoding="utf-8")
     call = CallInfo(call_id="h-1")
-    utts = [r.to_utterance(i) for i, r in enumerate(results)]
+    utts = [utterance(r, i) for i, r in enumerate(results)]
     ended = CallEnded(call_id="h-1", end=len(audio) / 16000, channel_ends=(len(audio) / 16000,))
     *findings, card = run_stage(CallEvaluator(load_pack(pack_dir), call), [*utts, ended])
     assert [f.rule_id for f in findings] == ["BAN"] and card.failed

@@ -63,6 +63,10 @@ def test_the_copy_keeps_them_too(tree: Path) -> None:
         ("vad", "from .sinks.base import Event", "vad", "sinks"),
         # the ASR stage reading the rule pack (the arrow that ran back up before)
         ("asr.bias", "from ..rules import RulePack", "asr", "rules"),
+        # the ASR normalising its own decode (the text step's work, done once after it)
+        ("asr.engine", "from ..text import normalise", "asr", "text"),
+        # the text step reading the rule pack
+        ("text", "from .rules import RulePack", "text", "rules"),
         # a stage importing an app
         ("sources.replay", "from .. import pipeline", "sources", "pipeline"),
         # a stage importing the assembled config instead of its own section

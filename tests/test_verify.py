@@ -15,6 +15,7 @@ import pytest
 from qa_pipeline.messages import CallEnded, CallInfo, Role, Utterance, Verdict, replace
 from qa_pipeline.rules import load_pack, score_transcript
 from qa_pipeline.rules.runtime.engine import score_unmet
+from qa_pipeline.text import utterance
 from qa_pipeline.transcript import Transcript, transcript_from_dict, transcript_to_dict
 from qa_pipeline.verify import new_phrases, rule_hint, verify_version
 
@@ -150,7 +151,7 @@ def test_a_misheard_farewell_is_verified_and_an_unsaid_one_is_not(
     audio = render_speech(said, Voice(variant=variant, speed=165, pitch=40), rate=8000)
     a = resample(audio.astype(np.float32), 8000)
     seg = SpeechSegment("v", 0, Role.AGENT, 1.0, 1.0 + len(a) / 16000, a)
-    heard = engine.transcribe_segment(seg).to_utterance(0)
+    heard = utterance(engine.transcribe_segment(seg), 0)
     t = Transcript(CallInfo("v"), (heard,), CallEnded("v", seg.end + 1, (seg.end + 1, 0.0)))
     if accepted:  # the premise: the unbiased decode misses the farewell
         assert {v.rule_id: v.verdict for v in score_transcript(pack, t).verdicts}[

@@ -12,7 +12,8 @@ temperatures; one = no fallback), no conditioning on previous text, and the
 guard to collapse a repetition or ends in half a character is not cut and kept: it is
 decoded again (:meth:`AsrEngine.recover`: Whisper's 30 s window with faster-whisper's
 temperature fallback), and dropped (``dropped_reason: "loop"``) only when that fails too.
-Text never holds U+FFFD (a multi-byte character cut between tokens).
+Text never holds U+FFFD (a multi-byte character cut between tokens); it is the guarded
+decode as Whisper wrote it, normalised later by the text step (:mod:`qa_pipeline.text`).
 ``workers`` decodes run in parallel on one CTranslate2 model (``num_workers``), each with
 ``threads_per_worker`` threads: on two cores, two one-thread workers give the most
 throughput (see ``../shared/design/perf-notes.md``).
@@ -33,7 +34,6 @@ import numpy as np
 
 from ..errors import ModelError
 from ..messages import SpeechSegment
-from ..text import normalise
 from .bias import bias_prompt, bias_version, told_terms
 from .config import AsrConfig
 from .guard import HallucinationGuard
@@ -302,7 +302,7 @@ class AsrEngine:
         else:
             avg_lp, no_speech = -math.inf, 1.0
         guarded = self.guard.check(clean_raw(raw), no_speech_prob=no_speech, avg_logprob=avg_lp)
-        text = normalise(guarded.text) if guarded.text else ""
+        text = guarded.text
         # stopped at the cap (for a segment within one window; a long decode that went on
         # from a timestamp may also reach it: at worst one more decode)
         capped = tokens >= max_new

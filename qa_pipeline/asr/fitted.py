@@ -14,8 +14,8 @@ A decode that cannot be trusted is marked ``suspect`` (it hit the token cap, the
 to collapse a repetition loop, its text compresses like a loop, or it ends in half a
 character) for the engine to decode again (:meth:`AsrEngine.recover`).
 
-Results go through the engine's hallucination guard and text normalisation, as the 30 s
-path's do. Used by :class:`~qa_pipeline.asr.engine.AsrEngine` (``asr.window: fitted``) and
+Results go through the engine's hallucination guard, as the 30 s path's do (their text is
+normalised later, by the text step). Used by :class:`~qa_pipeline.asr.engine.AsrEngine` (``asr.window: fitted``) and
 the live service's :class:`~qa_pipeline.live.decoder.LiveDecoder`. Thread-safe.
 """
 
@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from ..messages import SpeechSegment
-from ..text import normalise
 from .guard import HallucinationGuard
 from .result import MAX_TARGET_TOKENS, AsrResult, clean_raw, suspect_reason
 
@@ -212,7 +211,7 @@ class FittedDecoder:
             out.append(
                 AsrResult(
                     segment=seg,
-                    text=normalise(guarded.text) if guarded.text else "",
+                    text=guarded.text,
                     raw_text=raw,
                     confidence=round(math.exp(avg_lp), 4) if math.isfinite(avg_lp) else 0.0,
                     no_speech_prob=round(no_speech, 4),

@@ -12,10 +12,9 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
-
-from ..text import match_form
 
 BUILTIN_HALLUCINATIONS: tuple[str, ...] = (
     "字幕由Amara.org社群提供",
@@ -47,6 +46,17 @@ BUILTIN_HALLUCINATIONS: tuple[str, ...] = (
 _PUNCT = re.compile(r"[\s\W_]+")
 
 
+def fold(text: str) -> str:
+    """The guard's own key for finding a phrase: half-width (NFKC), lower case, without
+    punctuation or spaces. No script conversion: the decode is still as Whisper wrote it
+    (the text step, :mod:`qa_pipeline.text`, simplifies it later), and a phrase is cut from
+    the decode as written, so a key that simplified the decode could only find phrases it
+    cannot cut."""
+    if not unicodedata.is_normalized("NFKC", text):
+        text = unicodedata.normalize("NFKC", text)
+    return _PUNCT.sub("", text.lower())
+
+
 @dataclass(frozen=True, slots=True)
 class GuardResult:
     text: str
@@ -63,7 +73,7 @@ class HallucinationGuard:
         no_speech_threshold: float = 0.6,
         log_prob_threshold: float = -1.2,
     ) -> None:
-        phrases = {match_form(p) for p in (*BUILTIN_HALLUCINATIONS, *extra_phrases)}
+        phrases = {fold(p) for p in (*BUILTIN_HALLUCINATIONS, *extra_phrases)}
         self._phrases = sorted((p for p in phrases if p), key=len, reverse=True)
         self.max_repeats = max_repeats
         self.no_speech_threshold = no_speech_threshold
@@ -82,8 +92,8 @@ class HallucinationGuard:
         return GuardResult(collapsed.strip(), None, collapsed != cleaned)
 
     def _remove_phrases(self, text: str) -> str:
-        # Compare on the match form, but cut from the original text.
-        keyed = match_form(text)
+        # Find on the fold, but cut from the text as written.
+        keyed = fold(text)
         if not any(p in keyed for p in self._phrases):
             return text
         out = text

@@ -1,5 +1,6 @@
 """What one ASR decode produced (:class:`AsrResult`), and the checks every decoder applies to
-its raw text: the token cap, U+FFFD clean-up and why a decode is suspect.
+its raw text: the token cap, U+FFFD clean-up and why a decode is suspect; which results are
+kept (the text step, :mod:`qa_pipeline.text`, makes them utterances).
 
 Its own module so that the decoders (:mod:`.engine`'s 30 s path, :mod:`.fitted`) and the
 callers that only carry results (the live service, the session, the recorded pipeline)
@@ -8,13 +9,11 @@ share them without importing each other.
 
 from __future__ import annotations
 
-import math
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..audio import level_dbfs
-from ..messages import SpeechSegment, Utterance
+from ..messages import SpeechSegment
 from .guard import GuardResult
 
 MAX_TARGET_TOKENS = 224  # Whisper's own sample length; leaves room for the prompt
@@ -24,10 +23,15 @@ REPLACEMENT = "\ufffd"  # what a byte-level token cut inside a character decodes
 
 @dataclass(frozen=True, slots=True)
 class AsrResult:
-    """What one decode produced for one segment (before it becomes an Utterance)."""
+    """What one decode produced for one segment (before the text step makes it an
+    :class:`~qa_pipeline.messages.Utterance`)."""
 
     segment: SpeechSegment
+    #: the decode after the hallucination guard, as Whisper wrote it (traditional or
+    #: simplified, any width); the text step (:func:`qa_pipeline.text.utterance`) normalises
+    #: it into ``Utterance.text``
     text: str
+    #: the decode before the guard
     raw_text: str
     confidence: float
     no_speech_prob: float
@@ -38,25 +42,6 @@ class AsrResult:
     #: why this decode cannot be trusted as it is (decode it again): "token_cap", "loop",
     #: "compression", "broken_char"; None = fine
     suspect: str | None = None
-
-    def to_utterance(self, index: int) -> Utterance:
-        """The kept result as the message the rules see (audio level measured here)."""
-        s = self.segment
-        lvl = level_dbfs(s.samples)
-        return Utterance(
-            call_id=s.call_id,
-            index=index,
-            channel=s.channel,
-            role=s.role,
-            start=s.start,
-            end=s.end,
-            text="" if self.dropped_reason else self.text,
-            raw_text=self.raw_text,
-            confidence=0.0 if self.dropped_reason else self.confidence,
-            no_speech_prob=self.no_speech_prob,
-            level_dbfs=round(lvl, 2) if math.isfinite(lvl) else None,
-            language=self.language,
-        )
 
 
 def compression_ratio(text: str) -> float:
@@ -100,9 +85,7 @@ def is_kept(r: AsrResult) -> bool:
     return r.dropped_reason in UNREADABLE_REASONS
 
 
-def to_utterances(results: Iterable[AsrResult]) -> list[Utterance]:
-    """Kept results -> Utterances, numbered in call order (start time, then channel).
-    Speech whose decode was dropped as unreadable (:data:`UNREADABLE_REASONS`) is kept as
-    an utterance without text at confidence 0 (its decode in ``raw_text``)."""
-    kept = sorted(filter(is_kept, results), key=lambda r: (r.segment.start, r.segment.channel))
-    return [r.to_utterance(i) for i, r in enumerate(kept)]
+def kept_in_order(results: Iterable[AsrResult]) -> list[AsrResult]:
+    """The kept results (:func:`is_kept`) in call order (start time, then channel): the
+    order their utterances are numbered in."""
+    return sorted(filter(is_kept, results), key=lambda r: (r.segment.start, r.segment.channel))

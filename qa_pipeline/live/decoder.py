@@ -19,7 +19,7 @@ utterance with queued utterances of all lines decoded as one batch.
   (:meth:`AsrEngine.recover <qa_pipeline.asr.engine.AsrEngine.recover>`), as on recorded calls.
 
 Both return :class:`~qa_pipeline.asr.result.AsrResult` through the engine's hallucination
-guard and text normalisation. Every method is blocking and thread-safe; call it from a
+guard (the session's text step normalises the text). Every method is blocking and thread-safe; call it from a
 worker thread (see :mod:`.asr_worker`).
 """
 

@@ -56,6 +56,7 @@ from ..messages import (
 from ..rules import CallEvaluator, RulePack
 from ..sinks.base import Event, EventFactory, with_session
 from ..sources.base import EndReason
+from ..text import utterance
 from ..vad import VadConfig
 from .asr_worker import AsrJob, AsrQueue
 from .evaluator import CallRules, RuleLane
@@ -247,7 +248,7 @@ class CallSession:
             if r.dropped_reason is None:
                 self.dropped["empty"] += 1
             return
-        utt = r.to_utterance(self._utt_index)
+        utt = utterance(r, self._utt_index)  # the text step
         self._utt_index += 1
         self.utterances += 1
         self._emit(self.factory.utterance(utt))
