@@ -27,7 +27,9 @@ SEEDS = (cp.DEFAULT_SEED, 2)
 # Audio verdict accuracy measured on the slice (seed 1), uncertain verdicts counted as wrong
 # as the issue asks: 260/384 = 67.7 % (85 uncertain; 74 % before verdicts could be uncertain,
 # when good agents were accused instead); the floor is a few points under it. Raise it as the
-# pipeline improves (the issue's target is 95 %).
+# pipeline improves (the issue's target is 95 %). The slice runs without the verification
+# decode, which would double its time in CI (it is measured with it by
+# benchmarks/bench_accuracy.py, and guarded end to end by tests/test_verify.py's slow test).
 AUDIO_FLOOR = 0.64
 
 
@@ -186,7 +188,12 @@ def test_ci_slice_from_audio(pipeline: Any, tmp_path_factory: pytest.TempPathFac
     misses = []
     for wav in paths:
         side = cp.read_sidecar(wav)
-        cfg = load_config(overrides={"rules": {"settings": {"company_name": side["company"]}}})
+        cfg = load_config(
+            overrides={
+                "rules": {"settings": {"company_name": side["company"]}},
+                "asr": {"verify": False},
+            }
+        )
         card = Pipeline(cfg, engine=pipeline.engine).score(wav).scorecard
         assert card is not None
         heard = {v.rule_id: v.verdict.value for v in card.verdicts}
