@@ -158,7 +158,7 @@ def test_silence_and_tolerance(make_pack: MakePack) -> None:
 def test_silence_waits_for_the_other_channel() -> None:
     # a long customer utterance arriving late fills what looked like a silence
     from qa_pipeline.messages import CallInfo, Role, Utterance
-    from qa_pipeline.rules.runtime.nodes import UttCtx
+    from qa_pipeline.rules.runtime.nodes import CallContext, UttCtx
     from qa_pipeline.rules.runtime.textindex import TextIndex
     from qa_pipeline.rules.runtime.timeline import Timeline
 
@@ -169,7 +169,7 @@ def test_silence_waits_for_the_other_channel() -> None:
     def x(ch: int, s: float, e: float) -> UttCtx:
         role = Role.AGENT if ch == 0 else Role.CUSTOMER
         u = Utterance(call_id="c", index=0, channel=ch, role=role, start=s, end=e, text="x")
-        return UttCtx(u, ix.analyse("x"), 0, 0, None, u.role, u.start, u.end)
+        return UttCtx(u, ix.analyse("x"), 0, 0, CallContext(), u.role, u.start, u.end)
 
     _ = CallInfo
     evs = tl.push(x(0, 0, 2), 2) + tl.push(x(0, 12, 13), 13) + tl.push(x(1, 1, 14), 14)
