@@ -38,7 +38,7 @@ class RuleLane:
     #: the rule thread lets the event loop run at least this often (the compiled rule
     #: engine holds Python's lock for a whole evaluation otherwise)
     #: for a real pause (a bare switch left the loop waiting 0.3-0.7 s behind a heavy pack
-    #: on the compiled engine; 5 ms / 1 ms: ~0.1 s, evaluation up to ~15 % slower)
+    #: on the compiled engine; 5 ms / 1 ms: 0.1-0.3 s, evaluation up to ~15 % slower)
     SHARE_EVERY_S = 0.005
     SHARE_SLEEP_S = 0.001
 

@@ -147,7 +147,9 @@ def test_heavy_rule_evaluation_leaves_the_event_loop_turning(
     assert len(feeds) >= 6  # two utterances a call, each through the whole pack
     # evaluated off the loop, on the one rule thread (one at a time: each call in order)
     assert {name for _, name in feeds} == {"live-rules_0"}
-    assert worst < 0.25, f"the event loop stalled {worst:.3f} s (longest rules {longest:.3f} s)"
+    # measured on a quiet 2-core machine: 0.12-0.33 s (the rules of one utterance take
+    # 1.3-1.9 s); 0.25 s was inside that spread and failed one run in three
+    assert worst < 0.5, f"the event loop stalled {worst:.3f} s (longest rules {longest:.3f} s)"
     for i in range(3):
         card = sink.of("scorecard", f"heavy-{i}")[0][1].payload
         assert card["complete"] is True
