@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import keyword
 import re
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -216,7 +216,8 @@ def _rebuild() -> None:
     for op in REGISTRY.values():
         for m in (*op.models, op.spec):
             if isinstance(m, type) and issubclass(m, BaseModel):
-                m.model_rebuild(force=True, _types_namespace=ns)
+                # the cast keeps this typed when pydantic is absent (mypyc's isolated build)
+                cast("type[BaseModel]", m).model_rebuild(force=True, _types_namespace=ns)
     for m in (RuleSpec, RuleFile):
         m.model_rebuild(force=True, _types_namespace=ns)
 
