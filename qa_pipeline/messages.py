@@ -30,6 +30,7 @@ __all__ = [
     "AudioChunk",
     "CallEnded",
     "CallInfo",
+    "EntitySpan",
     "Direction",
     "Evidence",
     "Finding",
@@ -149,6 +150,23 @@ class SpeechSegment(msgspec.Struct, frozen=True, eq=False):
         return self.end - self.start
 
 
+class EntitySpan(msgspec.Struct, frozen=True, gc=False):
+    """Where personal data stood in a redacted text (``qa_pipeline/privacy``).
+
+    ``start``/``end`` are offsets of the mask in the *redacted* text; ``kind`` is the
+    entity's type (``mobile``, ``id_number``, ...); ``digest`` is a keyed hash of its
+    canonical value (empty without a key), so the same number can be linked across calls
+    without its digits; ``tail`` is what stays visible (at most the last four digits).
+    Raw values never travel.
+    """
+
+    kind: str
+    start: int
+    end: int
+    digest: str = ""
+    tail: str = ""
+
+
 class Utterance(msgspec.Struct, frozen=True, gc=False):
     """A transcribed speech segment: the unit the rules see.
 
@@ -157,6 +175,8 @@ class Utterance(msgspec.Struct, frozen=True, gc=False):
     [0, 1]. ``level_dbfs`` is the RMS level of the segment's audio. Speech whose words
     could not be read (Whisper looped on it) has ``text == ""`` and ``confidence == 0``:
     it counts for timing (gaps, holds, talk-over) and makes a missing phrase uncertain.
+
+    ``entities``: the personal data redacted from ``text`` (its masks' spans).
 
     ``verified``: required phrases a targeted second decode found the audio to support
     although ``text`` (the unbiased decode) misses them (``qa_pipeline/verify.py``). Only
@@ -176,6 +196,7 @@ class Utterance(msgspec.Struct, frozen=True, gc=False):
     level_dbfs: float | None = None
     language: str | None = None
     verified: tuple[str, ...] = ()
+    entities: tuple[EntitySpan, ...] = ()
 
     @property
     def duration(self) -> float:

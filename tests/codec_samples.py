@@ -22,6 +22,7 @@ from qa_pipeline.messages import (
     CallEnded,
     CallInfo,
     Direction,
+    EntitySpan,
     Evidence,
     Finding,
     Role,
@@ -113,6 +114,17 @@ def utterances() -> dict[str, Utterance]:
             confidence=np.float32(0.3333333),  # type: ignore[arg-type]
         ),
         "utt_quotes": Utterance("c-x", 4, 1, Role.UNKNOWN, 8.0, 9.0, 'a "quote" \\ \n 😀'),
+        "utt_redacted": Utterance(
+            "c-全-1",
+            5,
+            1,
+            Role.CUSTOMER,
+            10.0,
+            14.5,
+            "我的手机号是[手机号]，谢谢",
+            raw_text="我的手机号是[手机号]，谢谢",
+            entities=(EntitySpan("mobile", 6, 11, "3fa2c1d0e4b5", "5678"),),
+        ),
     }
 
 
