@@ -276,6 +276,8 @@ class PurgeObserver(Protocol):
 
     def on_purge_error(self, where: str) -> None: ...
 
+    def on_purge_finished(self) -> None: ...
+
 
 def spool_of(sinks: Iterable[tuple[str, object]]) -> Spool | None:
     """The open spool of a sink in this fan-out (the Kafka sink's), if any."""
@@ -310,6 +312,7 @@ async def purge_loop(
                 observer.on_purged(r.kind, r.where, r.count)
             for where, _ in report.errors:
                 observer.on_purge_error(where)
+            observer.on_purge_finished()
             if on_report is not None:
                 on_report(report)
         await asyncio.sleep(interval)

@@ -102,6 +102,8 @@ class LiveMetrics(PipelineMetrics):
 
     def on_purged(self, kind: str, where: str, count: int) -> None:
         self.purged.labels(kind, where).inc(count)
+
+    def on_purge_finished(self) -> None:
         self.last_purge.set_to_current_time()
 
     def on_purge_error(self, where: str) -> None:

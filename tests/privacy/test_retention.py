@@ -463,6 +463,8 @@ def test_service_purges_on_its_schedule_and_survives_errors(
             assert table_counts(store)["transcripts"] == 8 - 5  # 9 calls, one row shared
             assert len(spool) == 4
             assert purged("transcripts", "store") == 10 and purged("scorecards", "spool") == 2
+            last = registry.get_sample_value("qa_retention_last_purge_timestamp_seconds")
+            assert last is not None and abs(last - NOW.timestamp()) < 60
             # an audio file that ages past the limit while serving goes at the next purge
             (rec / "late.wav").write_bytes(b"RIFF")
             t = ago(91).timestamp()
