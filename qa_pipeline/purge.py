@@ -39,6 +39,7 @@ import json
 import logging
 import os
 import re
+import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -215,11 +216,14 @@ def purge_audio(
                 path = Path(root, name)
                 if path.suffix.lower() not in AUDIO_SUFFIXES:
                     continue
-                st = path.lstat()
-                if not path.is_file() or path.is_symlink() or st.st_mtime >= limit:
+                try:
+                    st = path.lstat()
+                    if not stat.S_ISREG(st.st_mode) or st.st_mtime >= limit:
+                        continue  # a link (not followed), a device..., or young
+                    if not dry_run:
+                        path.unlink()
+                except FileNotFoundError:  # gone meanwhile (another purge, a clean-up)
                     continue
-                if not dry_run:
-                    path.unlink()
                 n += 1
         report.removed.append(Removed("audio", "audio", str(top), n))
 
