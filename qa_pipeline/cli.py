@@ -304,6 +304,7 @@ def _mount_subcommands() -> None:
     from .dashboard.cli import dashboard_command
     from .live.cli import serve_command
     from .notify.cli import notify_app
+    from .purge import purge_command
     from .rescore.cli import rescore_command
     from .rules.cli import rules_app
     from .samples.cli import samples_command
@@ -314,6 +315,7 @@ def _mount_subcommands() -> None:
     app.command("serve")(serve_command)
     app.command("dashboard")(dashboard_command)
     app.add_typer(notify_app, name="notify", help="Supervisor notifications.")
+    app.command("purge")(purge_command)
 
 
 _mount_subcommands()

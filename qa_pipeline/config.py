@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .asr.config import AsrConfig
 from .audio import AudioConfig
 from .errors import ConfigError, Location
+from .retention import RetentionConfig
 from .rules.config import RulesConfig
 from .sinks.config import SinksConfig
 from .vad import VadConfig
@@ -45,6 +46,7 @@ class PipelineConfig(_Model):
         default_factory=SinksConfig,
         description="where events go: JSONL files by default, Kafka when configured",
     )
+    retention: RetentionConfig = RetentionConfig()
 
 
 ConfigT = TypeVar("ConfigT", bound=PipelineConfig)

@@ -40,6 +40,12 @@ A transcript document is the compact JSON of :func:`~qa_pipeline.transcript.tran
 (the ``transcribe --json`` format). The call metadata (call id, start time, agent, ...) lives
 in ``calls.call`` and is applied over the cached document's ``call`` object when read, so one
 recording stored under a new call id or with corrected metadata needs no new transcription.
+
+Retention (:meth:`Store.purge`, run by ``qa-pipeline purge`` and daily by ``serve``): a
+call's age is its start time (``calls.started_at``) when known, else when its transcript
+was stored. Scorecards (``results`` rows) and transcripts expire separately, scorecards
+usually later: a call's metadata row (``calls``) stays while a scorecard of it is kept, so
+reports still name its agent and day, and goes with its transcript otherwise.
 """
 
 from __future__ import annotations
@@ -48,8 +54,9 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +64,7 @@ from .asr.config import AsrConfig
 from .audio import AudioConfig
 from .config import PipelineConfig
 from .messages import Finding, Scorecard, Verdict
+from .retention import Kind, as_epoch, parse_time
 from .transcript import Transcript, transcript_from_dict, transcript_to_dict
 
 DEFAULT_STORE = Path("out") / "qa-store.sqlite"
@@ -398,6 +406,85 @@ class Store:
         )
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur]
+
+    # -- retention -----------------------------------------------------------------------
+
+    def purge(self, before: Mapping[Kind, datetime], *, dry_run: bool = False) -> dict[str, int]:
+        """Delete what is older than its kind's cut-off, in one transaction; rows removed
+        per table (``transcripts``, ``calls``, ``scorecards`` = results, ``runs``).
+
+        ``before`` maps ``transcripts`` and/or ``scorecards`` to a cut-off (a naive time is
+        local); a kind not given is kept. A call's age is its start time when known, else
+        when its transcript was stored (a result of a call not in ``calls``: when the result
+        was stored). A transcript row shared by several call ids goes when the youngest of
+        them expires. A scorecard may outlive its transcript: the call's metadata row stays
+        while any scorecard of it is kept. A run goes when it is older than the scorecard
+        cut-off and has no result left. ``dry_run`` counts the same and rolls back.
+
+        Deleted rows are overwritten on disk (``secure_delete``) and the WAL is truncated,
+        so purged text does not linger in free pages."""
+        counts = {"transcripts": 0, "calls": 0, "scorecards": 0, "runs": 0}
+        ct, cs = before.get("transcripts"), before.get("scorecards")
+        if ct is None and cs is None:
+            return counts
+        db = self.db
+        if db.in_transaction:
+            raise RuntimeError("purge: the store has uncommitted writes")
+        db.create_function("qa_time", 1, parse_time, deterministic=True)
+        db.execute("CREATE INDEX IF NOT EXISTS results_call_id ON results (call_id)")
+        secure = db.execute("PRAGMA secure_delete").fetchone()[0]
+        db.execute("PRAGMA secure_delete = ON")
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(
+                "CREATE TEMP TABLE _purge_age AS SELECT c.call_id AS call_id, "
+                "c.audio_sha256 AS a, c.settings_hash AS s, "
+                "COALESCE(qa_time(c.started_at), t.created_at, c.updated_at) AS at "
+                "FROM calls c LEFT JOIN transcripts t "
+                "ON t.audio_sha256 = c.audio_sha256 AND t.settings_hash = c.settings_hash"
+            )
+            db.execute("CREATE INDEX temp._purge_age_call ON _purge_age (call_id)")
+            db.execute("CREATE INDEX temp._purge_age_key ON _purge_age (a, s)")
+            if cs is not None:
+                cut = as_epoch(cs)
+                counts["scorecards"] = db.execute(
+                    "DELETE FROM results WHERE COALESCE((SELECT g.at FROM _purge_age g "
+                    "WHERE g.call_id = results.call_id), created_at) < ?",
+                    (cut,),
+                ).rowcount
+                counts["runs"] = db.execute(
+                    "DELETE FROM runs WHERE started < ? AND NOT EXISTS "
+                    "(SELECT 1 FROM results r WHERE r.run_id = runs.run_id)",
+                    (cut,),
+                ).rowcount
+            if ct is not None:
+                cut = as_epoch(ct)
+                counts["transcripts"] = db.execute(
+                    "DELETE FROM transcripts WHERE COALESCE((SELECT MAX(g.at) FROM _purge_age g "
+                    "WHERE g.a = transcripts.audio_sha256 AND g.s = transcripts.settings_hash), "
+                    "created_at) < ?",
+                    (cut,),
+                ).rowcount
+                counts["calls"] = db.execute(
+                    "DELETE FROM calls WHERE call_id IN "
+                    "(SELECT call_id FROM _purge_age WHERE at < ?) AND NOT EXISTS "
+                    "(SELECT 1 FROM results r WHERE r.call_id = calls.call_id)",
+                    (cut,),
+                ).rowcount
+            db.execute("DROP TABLE temp._purge_age")
+        except BaseException:
+            db.rollback()
+            raise
+        else:
+            if dry_run:
+                db.rollback()
+            else:
+                db.commit()
+        finally:
+            db.execute(f"PRAGMA secure_delete = {int(secure)}")
+        if not dry_run and any(counts.values()):
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return counts
 
 
 RESULT_COLUMNS = (

@@ -9,6 +9,9 @@ qa_live_transcript_latency_seconds           histogram end of utterance (VAD) ->
 qa_live_asr_batch_size                       histogram utterances per ASR decode
 qa_live_asr_wait_seconds                     histogram time an utterance waited in the queue
 qa_live_incomplete_scorecards_total{reason}  counter   scorecards of part of a call, by reason
+qa_retention_purged_total{kind,where}        counter   items deleted by the retention purge
+qa_retention_purge_errors_total{where}       counter   purges of a place (store, spool...) failed
+qa_retention_last_purge_timestamp_seconds    gauge     when the last purge finished (unix time)
 ===========================================  ========= =======================================
 
 ``keep_samples=True`` also keeps the raw latencies (the benchmark reads them).
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import threading
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ..messages import Finding, Utterance
 from ..metrics import LATENCY_BUCKETS, PipelineMetrics
@@ -63,6 +66,23 @@ class LiveMetrics(PipelineMetrics):
             ["reason"],
             registry=r,
         )
+        self.purged = Counter(
+            "qa_retention_purged",
+            "Items deleted because they were older than retention allows",
+            ["kind", "where"],
+            registry=r,
+        )
+        self.purge_errors = Counter(
+            "qa_retention_purge_errors",
+            "Retention purges that failed, by place",
+            ["where"],
+            registry=r,
+        )
+        self.last_purge = Gauge(
+            "qa_retention_last_purge_timestamp_seconds",
+            "When the last retention purge finished",
+            registry=r,
+        )
         self.keep_samples = keep_samples
         self._samples_lock = threading.Lock()
         self.finding_latencies: list[float] = []
@@ -79,6 +99,15 @@ class LiveMetrics(PipelineMetrics):
     def on_incomplete(self, reasons: tuple[str, ...]) -> None:
         for reason in reasons:
             self.incomplete.labels(reason).inc()
+
+    def on_purged(self, kind: str, where: str, count: int) -> None:
+        self.purged.labels(kind, where).inc(count)
+
+    def on_purge_finished(self) -> None:
+        self.last_purge.set_to_current_time()
+
+    def on_purge_error(self, where: str) -> None:
+        self.purge_errors.labels(where).inc()
 
     def on_transcript(self, utt: Utterance, latency_s: float) -> None:
         self.transcript_latency.observe(max(0.0, latency_s))

@@ -35,6 +35,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,7 @@ from prometheus_client import CollectorRegistry
 from ..asr.engine import AsrEngine
 from ..logs import LOG_CALL, LOG_PEER
 from ..messages import AudioChunk, CallInfo, Role, Scorecard, SpeechSegment
+from ..purge import PurgeReport, purge_loop, run_purge, spool_of
 from ..rules import RulePack, load_pack
 from ..rules.terms import pack_terms
 from ..sinks import FanOut, build_sinks
@@ -163,6 +165,8 @@ class LiveService:
         self.pack.index.limit_cache(config.live.text_cache)  # bounded across calls
         self._finishing: set[asyncio.Task[None]] = set()
         self._ticker: asyncio.Task[None] | None = None
+        self._purger: asyncio.Task[None] | None = None
+        self.purges: list[PurgeReport] = []  # the last few retention purges (newest last)
         self.worker: AsrWorker | None = None
         self.decoder: LiveDecoder | None = None
         self._accepting = False
@@ -196,6 +200,11 @@ class LiveService:
         self.worker.start()
         self._accepting = True
         self._ticker = asyncio.create_task(self._tick_loop(), name="live-ticker")
+        if self.config.retention.interval_s is not None:
+            self._purger = asyncio.create_task(
+                purge_loop(self.config.retention, self.purge, self.metrics, self._purged),
+                name="retention-purge",
+            )
         for src in self.sources:
             await src.start(self)
             self._listening.add(src.name)
@@ -230,10 +239,11 @@ class LiveService:
                 for s in list(self.sessions.values()):
                     s.abandon_pending("shutdown")
                 await asyncio.wait(pending, timeout=5)
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+        for task in (self._ticker, self._purger):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.worker is not None:
             await self.worker.close()
         self.rules.close()
@@ -334,6 +344,22 @@ class LiveService:
         t = asyncio.create_task(self._finish(s, reason), name=f"finish-{call_id}")
         self._finishing.add(t)
         t.add_done_callback(self._finishing.discard)
+
+    # -- retention ------------------------------------------------------------------------
+
+    def purge(self) -> PurgeReport:
+        """One retention purge (worker thread): the configured store and audio directories,
+        the JSONL directory, and the Kafka sink's spool through the open sink."""
+        r, jsonl = self.config.retention, self.config.sinks.jsonl
+        return run_purge(
+            r,
+            store=Path(r.store) if r.store else None,
+            spool=spool_of(self.sinks.sinks),
+            jsonl_dir=Path(jsonl.directory) if jsonl is not None and jsonl.directory else None,
+        )
+
+    def _purged(self, report: PurgeReport) -> None:
+        self.purges = [*self.purges[-9:], report]
 
     # -- internals ------------------------------------------------------------------------
 

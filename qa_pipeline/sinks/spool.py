@@ -20,6 +20,11 @@ counted (``dropped``, the observer's ``on_event_dropped(name, reason)`` — the 
   as live alerts, win);
 * ``reject_new`` — the new event is refused (history wins).
 
+Retention (:meth:`Spool.purge`): events whose envelope was produced before their kind's
+cut-off are deleted (an event the broker never took, kept past the retention period, is
+personal data kept too long). Like an overflow, every one is counted — ``dropped``,
+``qa_events_dropped_total{sink,reason="retention"}`` — and logged.
+
 One process owns a spool directory at a time (an ``flock`` on ``spool.lock``, released by
 the kernel when the owner dies), so replay order is never shared between writers.
 """
@@ -30,7 +35,7 @@ import fcntl
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -219,6 +224,50 @@ class Spool:
                 self._db.execute("DELETE FROM events WHERE id <= ?", (last_id,))
         self._count_drop("overflow_drop_oldest", removed)
         return fitting
+
+    # -- retention -----------------------------------------------------------------------
+
+    def purge(self, before: Mapping[str, str], *, dry_run: bool = False) -> dict[str, int]:
+        """Delete the events of each kind in ``before`` (event kind -> ISO UTC time in the
+        envelope's ``produced_at`` form) produced before that time; returns how many per
+        kind. Events of other kinds, or without a readable ``produced_at``, stay. Counted as
+        drops with reason ``retention`` (unless ``dry_run``, which only counts)."""
+        counts: dict[str, int] = {}
+        with self._lock:
+            self._check_open()
+            for kind, cutoff in sorted(before.items()):
+                where = (
+                    "kind = ? AND json_valid(CAST(value AS TEXT)) AND "
+                    "json_extract(CAST(value AS TEXT), '$.produced_at') < ?"
+                )
+                n, size = self._db.execute(
+                    "SELECT COUNT(*), COALESCE(SUM(LENGTH(value) + LENGTH(key)), 0) "
+                    f"FROM events WHERE {where}",
+                    (kind, cutoff),
+                ).fetchone()
+                if n and not dry_run:
+                    secure = int(self._db.execute("PRAGMA secure_delete").fetchone()[0])
+                    self._db.execute("PRAGMA secure_delete = ON")  # no copy in free pages
+                    try:
+                        with self._db:
+                            self._db.execute(f"DELETE FROM events WHERE {where}", (kind, cutoff))
+                    finally:
+                        self._db.execute(f"PRAGMA secure_delete = {secure}")
+                    self._count -= int(n)
+                    self._bytes -= int(size)
+                    self.dropped["retention"] = self.dropped.get("retention", 0) + int(n)
+                    self._observer.on_event_dropped(self.name, "retention", int(n))
+                    DROP_LOG.dropped(
+                        self.name,
+                        "retention",
+                        int(n),
+                        f"spool {self.directory}: {kind} events produced before {cutoff}",
+                    )
+                if n:
+                    counts[kind] = int(n)
+            if not dry_run and counts:
+                self._report()
+        return counts
 
     # -- reading -------------------------------------------------------------------------
 
