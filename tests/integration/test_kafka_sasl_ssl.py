@@ -129,7 +129,7 @@ def test_every_client_speaks_sasl_ssl(
                 security_protocol="SASL_PLAINTEXT",
                 sasl_mechanism="SCRAM-SHA-512",
                 sasl_plain_username=server.user,
-                sasl_plain_password=server.password,  # type: ignore[arg-type]
+                sasl_plain_password=server.password,
             ),
             "speaks TLS and this client does not",
         ),
