@@ -148,7 +148,8 @@ class KafkaSecurity(BaseModel):
         if remote:
             raise KafkaSecurityError(
                 f"Kafka broker {', '.join(remote)} is not on this machine and no "
-                "security_protocol is set: use security_protocol: SASL_SSL with "
+                "security_protocol is set (sinks.kafka of the pipeline config, which "
+                "dashboard and rescore read with --config): use security_protocol: SASL_SSL with "
                 "sasl_mechanism: SCRAM-SHA-512, sasl_plain_username, sasl_plain_password: "
                 "${KAFKA_PASSWORD} and ssl_cafile (deploy/README.md, 'Transport security'), "
                 "or write security_protocol: PLAINTEXT to send in clear"

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +127,21 @@ def test_unreachable_broker_is_bounded() -> None:
             kafka.KafkaConsumer, [f"127.0.0.1:{port}"], KafkaSecurity(), bootstrap_timeout_ms=1000
         )
     assert f"127.0.0.1:{port}" in str(e.value) and not e.value.settings
+
+
+@pytest.mark.parametrize("command", ["dashboard", "rescore"])
+def test_clients_refuse_a_remote_broker_in_clear(command: str, tmp_path: Path) -> None:
+    args = {
+        "dashboard": ["--token", "t" * 32],
+        "rescore": ["--store", str(tmp_path / "s.sqlite"), "--out", str(tmp_path / "o"), "-q"],
+    }[command]
+    proc = subprocess.run(
+        [sys.executable, "-m", "qa_pipeline.cli", command, "--kafka", "kafka-1:9092", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "kafka-1:9092 is not on this machine" in proc.stderr and "--config" in proc.stderr
