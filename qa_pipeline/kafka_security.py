@@ -263,6 +263,35 @@ def connection_error(
     return f"Kafka at {where} ({security.describe()}): {hint} [{name}: {text}]"
 
 
+class _PasswordMask(logging.Filter):
+    """kafka-python's admin client logs its whole configuration at DEBUG, the SASL password
+    in it: the passwords given to :func:`connect` are masked in that logger's records."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            try:
+                text = record.getMessage()
+            except Exception:  # a malformed record: leave it to logging
+                return True
+            masked = text
+            for secret in self.secrets:
+                masked = masked.replace(secret, "**********")
+            if masked != text:
+                record.msg, record.args = masked, ()
+        return True
+
+
+_MASK = _PasswordMask()
+#: kafka-python loggers known to print a client's configuration
+_CONFIG_LOGGERS = ("kafka.admin.client",)
+for _name in _CONFIG_LOGGERS:
+    logging.getLogger(_name).addFilter(_MASK)
+
+
 C = TypeVar("C")
 
 
@@ -280,6 +309,8 @@ def connect(
         security.check_servers(servers)
     except KafkaSecurityError as e:
         raise KafkaConnectError(str(e), True) from e
+    if security.sasl_plain_password is not None:
+        _MASK.secrets.add(security.sasl_plain_password.get_secret_value())
     kwargs.setdefault("bootstrap_timeout_ms", 10_000)
     kwargs.setdefault("request_timeout_ms", 10_000)
     with _Diagnosis() as diag:

@@ -117,6 +117,18 @@ def test_connect_names_the_broker_and_the_cause() -> None:
         connect(refused, ["kafka-1:9093"], KafkaSecurity())
 
 
+def test_admin_client_config_log_masks_the_password(caplog: pytest.LogCaptureFixture) -> None:
+    def admin(**kw: Any) -> dict[str, Any]:  # kafka-python's admin client logs its config
+        logging.getLogger("kafka.admin.client").debug("Starting with configuration: %s", kw)
+        return kw
+
+    caplog.set_level(logging.DEBUG, logger="kafka.admin.client")
+    kw = connect(admin, ["kafka-1:9093"], KafkaSecurity.model_validate(SCRAM))
+    assert kw["sasl_plain_password"] == "pw-31337"
+    (record,) = [r for r in caplog.records if r.name == "kafka.admin.client"]
+    assert "pw-31337" not in record.getMessage() and "**********" in record.getMessage()
+
+
 def test_unreachable_broker_is_bounded() -> None:
     kafka = pytest.importorskip("kafka")
     with socket.socket() as s:
