@@ -105,7 +105,9 @@ class KafkaSecurity(BaseModel):
         default=None, description="PEM file of the CA(s) that signed the brokers' certificates"
     )
     ssl_certfile: str | None = Field(default=None, description="client certificate (mTLS)")
-    ssl_keyfile: str | None = Field(default=None, description="client key (mTLS)")
+    ssl_keyfile: str | None = Field(
+        default=None, description="client key (mTLS), unless ssl_certfile holds it too"
+    )
     ssl_check_hostname: bool = True
 
     @model_validator(mode="after")
@@ -121,8 +123,8 @@ class KafkaSecurity(BaseModel):
             not self.sasl_plain_username or self.sasl_plain_password is None
         ):
             raise ValueError(f"sasl_mechanism {self.sasl_mechanism} needs username and password")
-        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
-            raise ValueError("ssl_certfile and ssl_keyfile go together (client certificate)")
+        if self.ssl_keyfile and not self.ssl_certfile:
+            raise ValueError("ssl_keyfile needs ssl_certfile (the client certificate)")
         return self
 
     @property

@@ -62,8 +62,9 @@ def test_settings_are_consistent() -> None:
         KafkaSecurity(security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512")
     with pytest.raises(ValidationError, match="needs security_protocol SASL_SSL"):
         KafkaSecurity(security_protocol="SSL", sasl_mechanism="SCRAM-SHA-512")
-    with pytest.raises(ValidationError, match="go together"):
-        KafkaSecurity(security_protocol="SSL", ssl_certfile="/c.pem")
+    with pytest.raises(ValidationError, match="needs ssl_certfile"):
+        KafkaSecurity(security_protocol="SSL", ssl_keyfile="/k.pem")
+    KafkaSecurity(security_protocol="SSL", ssl_certfile="/cert-and-key.pem")
     with pytest.raises(ValidationError):
         KafkaSecurity.model_validate({**SCRAM, "sasl_password": "x"})  # unknown key
 
