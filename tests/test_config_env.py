@@ -15,6 +15,7 @@ from qa_pipeline.notify.config import load_notify_config
 SECRETS = {
     "QA_T_WEBHOOK_KEY": "wh-key-1",
     "QA_T_WEBHOOK_HEADER": "api-key-2",
+    "QA_T_WEBHOOK_SECRET": "webhook-hmac-secret-12",
     "QA_T_WECOM_KEY": "wecom-key-3",
     "QA_T_DING_TOKEN": "ding-token-4",
     "QA_T_DING_SECRET": "SECding-5",
@@ -46,6 +47,7 @@ notify:
     - type: webhook
       url: "https://hooks.example.com/qa?key=${QA_T_WEBHOOK_KEY}"
       headers: {X-Api-Key: "${QA_T_WEBHOOK_HEADER}"}
+      secret: "${QA_T_WEBHOOK_SECRET}"
     - {type: wecom, url: "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=${QA_T_WECOM_KEY}"}
     - type: dingtalk
       url: https://oapi.dingtalk.com/robot/send?access_token=${QA_T_DING_TOKEN}
@@ -81,13 +83,20 @@ def test_every_secret_setting_from_the_environment(
     webhook, wecom, ding, smtp = cfg.notify.notifiers
     assert webhook.url == "https://hooks.example.com/qa?key=wh-key-1"  # type: ignore[union-attr]
     assert webhook.headers == {"X-Api-Key": "api-key-2"}  # type: ignore[union-attr]
+    assert webhook.secret.get_secret_value() == "webhook-hmac-secret-12"  # type: ignore[union-attr]
     assert wecom.url.endswith("send?key=wecom-key-3")  # type: ignore[union-attr]
     assert ding.url.endswith("access_token=ding-token-4")  # type: ignore[union-attr]
     assert ding.secret.get_secret_value() == "SECding-5"  # type: ignore[union-attr]
     assert smtp.password.get_secret_value() == "smtp-pass-6"  # type: ignore[union-attr]
     # the secrets stay out of the config's printed form
     shown = repr(cfg)
-    for secret in ("kafka-pass-7", "dashboard-token-8", "SECding-5", "smtp-pass-6"):
+    for secret in (
+        "kafka-pass-7",
+        "dashboard-token-8",
+        "SECding-5",
+        "smtp-pass-6",
+        "webhook-hmac-secret-12",
+    ):
         assert secret not in shown
 
     # the notify file of `qa-pipeline notify test` and the pipeline config of `score`,
@@ -124,7 +133,7 @@ def test_unset_variable_is_an_error_naming_key_and_line(
             11,
             "sinks.kafka.sasl_plain_password: environment variable QA_T_KAFKA_PASSWORD is not set",
         ),
-        (24, "notify.notifiers.3.password: environment variable QA_T_SMTP_PASSWORD is not set"),
+        (25, "notify.notifiers.3.password: environment variable QA_T_SMTP_PASSWORD is not set"),
     ]
 
 

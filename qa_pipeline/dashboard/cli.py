@@ -66,7 +66,7 @@ def dashboard_command(
     from ..errors import QAError
     from ..logs import default_level
     from ..sinks.kafka import KafkaTopics
-    from .kafka_feed import KafkaFeed, consumer_kwargs_from_sink, topics_of
+    from .kafka_feed import KafkaFeed, consumer_kwargs_from_sink, split_security, topics_of
     from .server import DashboardError, start_dashboard
     from .state import DEFAULT_FAIL_GRADE, DEFAULT_GRADES, DashboardState, grades_from_pack
 
@@ -90,6 +90,8 @@ def dashboard_command(
             kwargs["bootstrap_servers"] = [s.strip() for s in kafka.split(",") if s.strip()]
         if not kwargs.get("bootstrap_servers"):
             raise ValueError("give --kafka HOST:PORT or a --config with sinks.kafka")
+        servers, security, _ = split_security(kwargs)
+        security.check_servers(servers)  # no plaintext to a remote broker unless written
         if not 0 <= port <= 65535:
             raise ValueError(f"--port: {port} is not a port (0-65535)")
         state = DashboardState(grades=grades, fail_grade=fail_grade, max_calls=max_calls)

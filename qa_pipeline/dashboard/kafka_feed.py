@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..kafka_security import CLIENT_KEYS, KafkaSecurity, connect, split_servers
 from ..sinks.base import Event
 from ..sinks.kafka import KafkaTopics
 from .state import DashboardState
@@ -40,22 +41,23 @@ def topics_of(topics: KafkaTopics) -> list[str]:
 
 
 def consumer_kwargs_from_sink(config: Any) -> dict[str, Any]:
-    """Connection settings (servers, TLS, SASL) of a ``KafkaSinkConfig``, for a consumer."""
-    keep = (
-        "bootstrap_servers",
-        "security_protocol",
-        "sasl_mechanism",
-        "sasl_plain_username",
-        "sasl_plain_password",
-        "ssl_cafile",
-        "ssl_certfile",
-        "ssl_keyfile",
-        "ssl_check_hostname",
-        "request_timeout_ms",
-        "reconnect_backoff_max_ms",
-    )
-    kw: dict[str, Any] = config.producer_kwargs()
-    return {k: v for k, v in kw.items() if k in keep}
+    """Connection settings (servers, TLS, SASL, timeouts) of a ``KafkaSinkConfig``, for a
+    consumer: the dashboard speaks to the brokers as the pipeline's producer does."""
+    kw: dict[str, Any] = {
+        "bootstrap_servers": list(config.bootstrap_servers),
+        "request_timeout_ms": config.request_timeout_ms,
+        "reconnect_backoff_max_ms": config.reconnect_backoff_max_ms,
+    }
+    kw.update(config.security().client_kwargs())
+    return kw
+
+
+def split_security(kwargs: dict[str, Any]) -> tuple[list[str], KafkaSecurity, dict[str, Any]]:
+    """``consumer_kwargs`` → (servers, the security settings in them, the other arguments)."""
+    rest = dict(kwargs)
+    servers = split_servers(rest.pop("bootstrap_servers", None) or [])
+    security = KafkaSecurity.model_validate({k: rest.pop(k) for k in CLIENT_KEYS if k in rest})
+    return servers, security, rest
 
 
 class KafkaFeed:
@@ -65,6 +67,11 @@ class KafkaFeed:
     instance reads all partitions. ``from_beginning``: replay what the topics retain (the
     state keeps the last ``max_calls`` calls and a day of violations), else only new events.
     Connection errors are logged and retried with a bounded back-off.
+
+    ``consumer_kwargs`` hold the servers and the TLS/SASL settings
+    (:func:`consumer_kwargs_from_sink`: those of the pipeline config's ``sinks.kafka``); a
+    broker that refuses them is reported by name and cause
+    (:class:`~qa_pipeline.kafka_security.KafkaConnectError`) in the log and ``last_error``.
     """
 
     def __init__(
@@ -92,6 +99,7 @@ class KafkaFeed:
         self.messages = 0
         self.bad = 0
         self.errors = 0
+        self.last_error: str | None = None
         self.connected = threading.Event()
 
     def _consumer(self) -> Any:
@@ -104,13 +112,17 @@ class KafkaFeed:
                     "the standalone dashboard needs kafka-python: pip install 'qa-pipeline[kafka]'"
                 ) from e
             factory = KafkaConsumer
-        consumer = factory(
+        servers, security, rest = split_security(self.consumer_kwargs)
+        consumer = connect(
+            factory,
+            servers,
+            security,
             group_id=self.group_id,
             enable_auto_commit=self.group_id is not None,
             auto_offset_reset="earliest" if self.from_beginning else "latest",
             value_deserializer=None,
             client_id="qa-dashboard",
-            **self.consumer_kwargs,
+            **rest,
         )
         consumer.subscribe(self.topics)
         return consumer
@@ -145,7 +157,8 @@ class KafkaFeed:
                             self.take(rec.value)
             except Exception as e:  # broker gone, auth, ...: log, back off, reconnect
                 self.errors += 1
-                log.error("Kafka feed (%s): %r; retrying in %.1fs", self.topics, e, backoff)
+                self.last_error = str(e) or type(e).__name__
+                log.error("Kafka feed (%s): %s; retrying in %.1fs", self.topics, e, backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
             finally:

@@ -9,7 +9,7 @@ Metric-based alerts (latency, drops, failure rates) stay with Prometheus + Alert
 
 from .config import NotifyConfig, load_notify_config
 from .message import Notification
-from .notifiers import NotifyError, build_notifier, dingtalk_sign
+from .notifiers import NotifyError, build_notifier, dingtalk_sign, verify_webhook, webhook_signature
 from .sink import NotifierSink, NotifyMetrics
 
 __all__ = [
@@ -21,4 +21,6 @@ __all__ = [
     "build_notifier",
     "dingtalk_sign",
     "load_notify_config",
+    "verify_webhook",
+    "webhook_signature",
 ]

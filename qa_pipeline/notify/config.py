@@ -11,14 +11,18 @@ Example (in the ``serve`` config, or a file of its own for ``qa-pipeline notify 
       dashboard_url: https://qa.example.com/   # link in the messages (optional)
       include_evidence: true         # quote the utterance in messages (false: rule only)
       notifiers:
-        - {type: webhook, url: "https://hooks.example.com/qa", headers: {X-Api-Key: "…"}}
+        - {type: webhook, url: "https://hooks.example.com/qa", secret: "${WEBHOOK_SECRET}"}
         - {type: wecom, url: "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…"}
         - {type: dingtalk, url: "https://oapi.dingtalk.com/robot/send?access_token=…",
            secret: "SEC…"}
-        - {type: smtp, host: smtp.example.com, port: 587, starttls: true, user: qa,
+        - {type: smtp, host: smtp.example.com, user: qa,        # STARTTLS on 587 by default
            password: "${SMTP_PASSWORD}", from: qa@example.com, to: [supervisors@example.com]}
 
-Secrets (webhook URLs with a key, ``headers``, the DingTalk ``secret``, the SMTP
+Transport: a generic webhook signs every body (HMAC-SHA256 with its ``secret``; required
+unless ``unsigned: true``); e-mail goes over TLS (STARTTLS by default, ``ssl: true`` for
+implicit TLS; in clear only with ``starttls: false`` and ``insecure: true``).
+
+Secrets (webhook URLs with a key, ``headers``, the webhook and DingTalk ``secret``, the SMTP
 ``password``) can come from the environment: write ``${NAME}`` in the value (expanded when
 the file is loaded; an unset variable is a config error), e.g.
 ``url: "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=${WECOM_KEY}"``.
@@ -46,11 +50,34 @@ class _Notifier(_Model):
 
 
 class WebhookNotifierConfig(_Notifier):
-    """POST of a JSON document (``application/json; charset=utf-8``); 2xx = delivered."""
+    """POST of a JSON document (``application/json; charset=utf-8``); 2xx = delivered.
+
+    Signed: every request carries ``X-QA-Timestamp`` (Unix seconds) and ``X-QA-Signature:
+    sha256=<hex>``, the HMAC-SHA256 with ``secret`` of ``"<timestamp>.<body bytes>"``, so the
+    receiver can check that the body came from us unchanged and recently (see
+    :func:`~qa_pipeline.notify.notifiers.verify_webhook`). A secret is required; a receiver
+    that cannot verify anything is configured with ``unsigned: true``, said explicitly."""
 
     type: Literal["webhook"] = "webhook"
     url: str = Field(pattern=r"^https?://")
     headers: dict[str, str] = Field(default_factory=dict)
+    secret: SecretStr | None = Field(
+        default=None, description="HMAC-SHA256 key shared with the receiver: ${WEBHOOK_SECRET}"
+    )
+    unsigned: bool = Field(default=False, description="send without a signature (say so)")
+
+    @model_validator(mode="after")
+    def _signed(self) -> WebhookNotifierConfig:
+        if self.secret is None and not self.unsigned:
+            raise ValueError(
+                "a generic webhook signs every body (HMAC-SHA256) so the receiver can verify "
+                "it: set secret: ${WEBHOOK_SECRET} (16 characters or more), or unsigned: true"
+            )
+        if self.secret is not None and self.unsigned:
+            raise ValueError("secret and unsigned: true are exclusive")
+        if self.secret is not None and len(self.secret.get_secret_value()) < 16:
+            raise ValueError("the webhook secret must have 16 characters or more")
+        return self
 
 
 class WeComNotifierConfig(_Notifier):
@@ -79,13 +106,19 @@ class DingTalkNotifierConfig(_Notifier):
 
 
 class SmtpNotifierConfig(_Notifier):
-    """E-mail through an SMTP server (UTF-8 subject and body)."""
+    """E-mail through an SMTP server (UTF-8 subject and body), over TLS by default.
+
+    Default: STARTTLS on port 587 (the server's certificate verified against the system's
+    CAs); a server that does not offer STARTTLS is refused, nothing is sent in clear.
+    ``ssl: true``: implicit TLS (port 465 unless ``port`` says otherwise). Sending in clear
+    needs both ``starttls: false`` and ``insecure: true``."""
 
     type: Literal["smtp"] = "smtp"
     host: str
-    port: int = Field(default=25, ge=1, le=65535)
+    port: int | None = Field(default=None, ge=1, le=65535, description="587, or 465 with ssl")
     ssl: bool = Field(default=False, description="implicit TLS (port 465)")
-    starttls: bool = False
+    starttls: bool | None = Field(default=None, description="default: true unless ssl")
+    insecure: bool = Field(default=False, description="allow sending in clear (no TLS)")
     user: str | None = None
     password: SecretStr | None = None
     sender: str = Field(alias="from", min_length=3)
@@ -95,9 +128,26 @@ class SmtpNotifierConfig(_Notifier):
     def _tls(self) -> SmtpNotifierConfig:
         if self.ssl and self.starttls:
             raise ValueError("ssl and starttls are exclusive")
+        if not self.ssl and self.starttls is False and not self.insecure:
+            raise ValueError(
+                "starttls: false without ssl sends mail (and the password) in clear: use "
+                "starttls: true (port 587) or ssl: true (port 465), or say insecure: true"
+            )
+        if self.insecure and (self.ssl or self.starttls):
+            raise ValueError("insecure: true goes with starttls: false and ssl: false only")
         if self.user and self.password is None:
             raise ValueError("user needs a password")
         return self
+
+    @property
+    def use_starttls(self) -> bool:
+        return not self.ssl and not self.insecure
+
+    @property
+    def effective_port(self) -> int:
+        if self.port is not None:
+            return self.port
+        return 465 if self.ssl else (25 if self.insecure else 587)
 
 
 NotifierConfig = Annotated[

@@ -10,8 +10,14 @@ bounded ``reason`` (a metric label) and whether trying again can help.
   urlencode(base64(HMAC-SHA256(secret, f"{timestamp}\\n{secret}"))); ``errcode`` != 0 is a
   failure (130101 = sending too fast and -1 = busy: retried; 310000 = signature / keyword /
   IP check failed: not retried);
-* SMTP: a UTF-8 e-mail (subject and body) via ``smtplib``, optional STARTTLS / implicit TLS
-  and login; 4xx replies and lost connections are retried, 5xx are not.
+* SMTP: a UTF-8 e-mail (subject and body) via ``smtplib`` over TLS (STARTTLS by default, a
+  server without it is refused; implicit TLS with ``ssl``; in clear only when the config says
+  ``insecure``) and login; 4xx replies and lost connections are retried, 5xx and TLS
+  failures are not.
+
+The generic webhook's body is signed (``X-QA-Timestamp``, ``X-QA-Signature: sha256=<hex>``
+= HMAC-SHA256(secret, ``"<timestamp>.<body>"``)); :func:`verify_webhook` is the receiver's
+check.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any, Protocol
@@ -66,7 +73,10 @@ class Notifier(Protocol):
 
 
 def _post_json(url: str, body: dict[str, Any], timeout: float, headers: dict[str, str]) -> bytes:
-    data = json.dumps(body, ensure_ascii=False).encode()
+    return _post(url, json.dumps(body, ensure_ascii=False).encode(), timeout, headers)
+
+
+def _post(url: str, data: bytes, timeout: float, headers: dict[str, str]) -> bytes:
     h = {"Content-Type": "application/json; charset=utf-8", "User-Agent": USER_AGENT}
     h.update(headers)
     req = urllib.request.Request(url, data=data, headers=h, method="POST")
@@ -104,14 +114,61 @@ def _truncate_bytes(text: str, limit: int) -> str:
     return b[: limit - 3].decode("utf-8", "ignore") + "…"
 
 
+#: headers of a signed generic webhook
+SIGNATURE_HEADER = "X-QA-Signature"
+TIMESTAMP_HEADER = "X-QA-Timestamp"
+#: how old a signed request a receiver should accept (seconds; against replays)
+SIGNATURE_TOLERANCE_S = 300
+
+
+def webhook_signature(secret: str, timestamp: int, body: bytes) -> str:
+    """``sha256=`` + hex HMAC-SHA256(secret, ``b"<timestamp>." + body``)."""
+    mac = hmac.new(secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def verify_webhook(
+    secret: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    tolerance_s: float = SIGNATURE_TOLERANCE_S,
+    now: float | None = None,
+) -> bool:
+    """A receiver's check (``headers``: the request's header mapping, names in any case):
+    the signature matches the body and the timestamp is within ``tolerance_s`` of ``now``.
+    Receivers should also drop a notification id they have already handled (replays inside
+    the window)."""
+    h = {str(k).lower(): str(v) for k, v in headers.items()}
+    try:
+        ts = int(h.get(TIMESTAMP_HEADER.lower()) or "")
+    except ValueError:
+        return False
+    if abs((time.time() if now is None else now) - ts) > tolerance_s:
+        return False
+    want = webhook_signature(secret, ts, body)
+    return hmac.compare_digest(want, h.get(SIGNATURE_HEADER.lower(), ""))
+
+
 class WebhookNotifier:
     def __init__(self, config: WebhookNotifierConfig) -> None:
         self.config = config
         self.name = config.name or config.type
 
-    def send(self, n: Notification) -> None:
+    def request(self, n: Notification, now: float | None = None) -> tuple[bytes, dict[str, str]]:
+        """The body and headers to POST (signed when a secret is configured)."""
         c = self.config
-        _post_json(c.url, n.document(), c.timeout_s, c.headers)
+        data = json.dumps(n.document(), ensure_ascii=False).encode()
+        headers = dict(c.headers)
+        if c.secret is not None:
+            ts = int(time.time() if now is None else now)
+            headers[TIMESTAMP_HEADER] = str(ts)
+            headers[SIGNATURE_HEADER] = webhook_signature(c.secret.get_secret_value(), ts, data)
+        return data, headers
+
+    def send(self, n: Notification) -> None:
+        data, headers = self.request(n)
+        _post(self.config.url, data, self.config.timeout_s, headers)
 
 
 class WeComNotifier:
@@ -194,20 +251,33 @@ class SmtpNotifier:
 
     def send(self, n: Notification) -> None:
         c = self.config
+        port = c.effective_port
         try:
             smtp: smtplib.SMTP
             if c.ssl:
                 smtp = smtplib.SMTP_SSL(
-                    c.host, c.port, timeout=c.timeout_s, context=ssl.create_default_context()
+                    c.host, port, timeout=c.timeout_s, context=ssl.create_default_context()
                 )
             else:
-                smtp = smtplib.SMTP(c.host, c.port, timeout=c.timeout_s)
+                smtp = smtplib.SMTP(c.host, port, timeout=c.timeout_s)
             with smtp:
-                if c.starttls:
-                    smtp.starttls(context=ssl.create_default_context())
+                if c.use_starttls:
+                    try:
+                        smtp.starttls(context=ssl.create_default_context())
+                    except smtplib.SMTPNotSupportedError as e:  # never fall back to clear
+                        raise NotifyError(
+                            "smtp_no_tls",
+                            False,
+                            f"{c.host}:{port} does not offer STARTTLS; nothing sent in clear "
+                            "(ssl: true for implicit TLS, or starttls: false + insecure: true)",
+                        ) from e
                 if c.user and c.password is not None:
                     smtp.login(c.user, c.password.get_secret_value())
                 smtp.send_message(self.message(n))
+        except NotifyError:
+            raise
+        except ssl.SSLError as e:  # certificate not trusted, no TLS on an ssl: true port
+            raise NotifyError("smtp_tls", False, f"{c.host}:{port}: {e}") from e
         except smtplib.SMTPRecipientsRefused as e:
             raise NotifyError("smtp_recipients_refused", False, str(e)) from e
         except smtplib.SMTPAuthenticationError as e:

@@ -41,7 +41,11 @@ def rescore_command(
     ] = DEFAULT_STORE,
     kafka: Annotated[
         str | None,
-        typer.Option("--kafka", help="Kafka bootstrap servers: read the transcripts topic"),
+        typer.Option(
+            "--kafka",
+            help="Kafka bootstrap servers: read the transcripts topic; TLS and SASL/SCRAM "
+            "settings come from --config's sinks.kafka section",
+        ),
     ] = None,
     topic: Annotated[str, typer.Option("--topic", help="transcripts topic")] = "qa.transcripts",
     rules: Annotated[
@@ -71,7 +75,10 @@ def rescore_command(
         ),
     ] = True,
     config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="YAML config (ASR, VAD, rules)")
+        Path | None,
+        typer.Option(
+            "--config", "-c", help="YAML config (ASR, VAD, rules; sinks.kafka: TLS and SASL)"
+        ),
     ] = None,
     batch_files: Annotated[
         int, typer.Option("--batch-files", min=1, help="recordings per ASR batch")

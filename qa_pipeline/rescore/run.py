@@ -122,7 +122,10 @@ def rescore(
                 )
             if opts.kafka:
                 docs, counts = read_kafka_transcripts(
-                    opts.kafka, opts.topic, idle_timeout_s=opts.kafka_idle_timeout_s
+                    opts.kafka,
+                    opts.topic,
+                    idle_timeout_s=opts.kafka_idle_timeout_s,
+                    security=cfg.sinks.kafka.security() if cfg.sinks.kafka else None,
                 )
                 summary.kafka = counts
                 _import_docs(store, docs, targets, f"kafka:{opts.topic}")

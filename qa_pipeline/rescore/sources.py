@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..kafka_security import KafkaSecurity, connect, split_servers
+
 log = logging.getLogger("qa_pipeline.rescore")
 
 AUDIO_SUFFIXES = frozenset(
@@ -89,6 +91,7 @@ def read_kafka_transcripts(
     *,
     consumer_factory: ConsumerFactory | None = None,
     idle_timeout_s: float = 10.0,
+    security: KafkaSecurity | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Read the transcripts topic from the beginning until caught up (the end offsets seen
     when we started). Envelopes of ``kind == "transcript"`` are kept, de-duplicated by
@@ -101,6 +104,11 @@ def read_kafka_transcripts(
 
     Returns the transcript documents (by call id) and counts (messages, kept, duplicates,
     superseded, bad). ``consumer_factory`` is ``kafka.KafkaConsumer`` unless given (tests).
+
+    ``security``: TLS and SASL settings (the pipeline config's ``sinks.kafka``); none means
+    PLAINTEXT, which only a broker on this machine is spoken to with. A broker that cannot be
+    reached or refuses the credentials raises
+    :class:`~qa_pipeline.kafka_security.KafkaConnectError` naming it (bounded: 10 s).
     """
     if consumer_factory is None:
         try:
@@ -110,8 +118,10 @@ def read_kafka_transcripts(
         consumer_factory = KafkaConsumer
     from kafka import TopicPartition
 
-    consumer = consumer_factory(
-        bootstrap_servers=[s.strip() for s in bootstrap.split(",") if s.strip()],
+    consumer = connect(
+        consumer_factory,
+        split_servers(bootstrap),
+        security or KafkaSecurity(),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",

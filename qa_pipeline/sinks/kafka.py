@@ -22,8 +22,9 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ..kafka_security import CLIENT_KEYS, KafkaConnectError, KafkaSecurity, connect
 from .base import DROP_LOG, Event, EventDropped, EventKind, NullObserver, SinkObserver
 from .spool import OverflowPolicy, Spool, SpoolError, SpoolRecord, SyncPolicy
 
@@ -68,8 +69,10 @@ class SpoolConfig(_Model):
     )
 
 
-class KafkaSinkConfig(_Model):
-    """Producer and spool settings. Unknown keys are rejected."""
+class KafkaSinkConfig(KafkaSecurity):
+    """Producer and spool settings, and the connection's security settings
+    (:class:`~qa_pipeline.kafka_security.KafkaSecurity`: TLS, SASL/SCRAM), which every other
+    Kafka client of the project reads from this section too. Unknown keys are rejected."""
 
     bootstrap_servers: tuple[str, ...] = Field(
         min_length=1, description="host:port of one or more brokers"
@@ -86,16 +89,6 @@ class KafkaSinkConfig(_Model):
     delivery_timeout_ms: int = Field(default=30_000, ge=1000)
     max_block_ms: int = Field(default=5_000, ge=100, description="metadata wait per send")
     reconnect_backoff_max_ms: int = Field(default=2_000, ge=50)
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
-    sasl_plain_username: str | None = None
-    sasl_plain_password: SecretStr | None = Field(
-        default=None, description="from the environment: write ${NAME} (e.g. ${KAFKA_PASSWORD})"
-    )
-    ssl_cafile: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    ssl_check_hostname: bool = True
     spool: SpoolConfig = SpoolConfig()
     send_batch: int = Field(default=500, ge=1, le=10_000, description="events per send round")
     backoff_initial_s: float = Field(default=0.2, gt=0)
@@ -104,12 +97,7 @@ class KafkaSinkConfig(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> KafkaSinkConfig:
-        if self.security_protocol.startswith("SASL_") and self.sasl_mechanism is None:
-            raise ValueError(f"security_protocol {self.security_protocol} needs sasl_mechanism")
-        if self.sasl_mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512") and (
-            not self.sasl_plain_username or self.sasl_plain_password is None
-        ):
-            raise ValueError(f"sasl_mechanism {self.sasl_mechanism} needs username and password")
+        self.check_servers(self.bootstrap_servers)
         if self.delivery_timeout_ms < self.request_timeout_ms + self.linger_ms:
             raise ValueError("delivery_timeout_ms must be >= request_timeout_ms + linger_ms")
         if self.backoff_max_s < self.backoff_initial_s:
@@ -133,18 +121,8 @@ class KafkaSinkConfig(_Model):
             "bootstrap_timeout_ms": self.max_block_ms,
             "reconnect_backoff_max_ms": self.reconnect_backoff_max_ms,
             "max_in_flight_requests_per_connection": 5,
-            "security_protocol": self.security_protocol,
         }
-        if self.sasl_mechanism:
-            kw["sasl_mechanism"] = self.sasl_mechanism
-            kw["sasl_plain_username"] = self.sasl_plain_username
-            if self.sasl_plain_password is not None:
-                kw["sasl_plain_password"] = self.sasl_plain_password.get_secret_value()
-        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
-            if getattr(self, name):
-                kw[name] = getattr(self, name)
-        if self.security_protocol in ("SSL", "SASL_SSL"):
-            kw["ssl_check_hostname"] = self.ssl_check_hostname
+        kw.update(self.client_kwargs())
         return kw
 
 
@@ -170,6 +148,8 @@ FATAL = "config"
 
 def classify(exc: BaseException) -> str:
     """Map a kafka-python error to RETRY, REJECT or FATAL."""
+    if isinstance(exc, KafkaConnectError):  # bootstrap failed: credentials/TLS, or an outage
+        return FATAL if exc.settings else RETRY
     errors = _import_kafka().errors
     rejected = (
         errors.MessageSizeTooLargeError,
@@ -369,7 +349,12 @@ class KafkaSink:
     def _ensure_producer(self) -> KafkaProducer:
         if self._producer is None:
             kafka = _import_kafka()
-            self._producer = kafka.KafkaProducer(**self.config.producer_kwargs())
+            kw = self.config.producer_kwargs()
+            for key in ("bootstrap_servers", *CLIENT_KEYS):
+                kw.pop(key, None)
+            self._producer = connect(
+                kafka.KafkaProducer, self.config.bootstrap_servers, self.config.security(), **kw
+            )
         return self._producer
 
     def _send_batch(self, batch: list[SpoolRecord]) -> None:

@@ -306,7 +306,7 @@ def test_kafka_feed_builds_the_same_state() -> None:
     feed = KafkaFeed(
         state,
         topics_of(t),
-        {"bootstrap_servers": ["k:9092"]},
+        {"bootstrap_servers": ["k:9092"], "security_protocol": "PLAINTEXT"},
         from_beginning=True,
         consumer_factory=factory,
         poll_timeout_ms=20,

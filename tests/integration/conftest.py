@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -110,6 +111,94 @@ def kafka_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaServ
         yield server
     finally:
         server.stop()
+
+
+@dataclass
+class KafkaTlsServer(KafkaServer):
+    """A broker whose only client listener is SASL_SSL (SCRAM-SHA-512), certificates made
+    here: a CA and a broker certificate for localhost / 127.0.0.1."""
+
+    ca_file: Path
+    user: str
+    password: str
+    data_dir: Path
+
+
+def make_tls_certs(folder: Path) -> None:
+    """``ca.pem`` and ``broker.pem`` (PKCS#8 key + certificate signed by the CA, SANs
+    localhost and 127.0.0.1) in ``folder``, with openssl; ``ca.key`` is deleted."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.fail("the TLS Kafka test needs openssl: apt-get install -y openssl")
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], check=True, capture_output=True, cwd=folder)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        "-subj", "/CN=qa-pipeline test CA", "-keyout", "ca.key", "-out", "ca.pem",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign")  # fmt: skip
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+        "-keyout", "broker.key", "-out", "broker.csr")  # fmt: skip
+    (folder / "ext.cnf").write_text(
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+        "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n",
+        encoding="ascii",
+    )
+    run("x509", "-req", "-in", "broker.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "1", "-extfile", "ext.cnf", "-out", "broker.crt")  # fmt: skip
+    key = (folder / "broker.key").read_text(encoding="ascii")
+    assert "BEGIN PRIVATE KEY" in key  # PKCS#8, what Kafka's PEM keystore reads
+    (folder / "broker.pem").write_text(
+        key + (folder / "broker.crt").read_text(encoding="ascii"), encoding="ascii"
+    )
+    for name in ("ca.key", "broker.key", "broker.csr", "ca.srl", "ext.cnf"):
+        (folder / name).unlink(missing_ok=True)
+
+
+def broker_processes(data_dir: Path) -> list[str]:
+    """Java processes still running on ``data_dir``'s server.properties."""
+    res = subprocess.run(
+        ["pgrep", "-f", f"kafka.Kafka {data_dir}/server.properties"],
+        capture_output=True,
+        text=True,
+    )
+    return res.stdout.split()
+
+
+@pytest.fixture(scope="module")
+def kafka_tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaTlsServer]:
+    require("java", "openssl")
+    cache = ROOT / ".cache" / "kafka"
+    if not any(cache.glob("*/libs/.complete")) and not os.environ.get("KAFKA_CACHE"):
+        require("mvn")
+    tls = tmp_path_factory.mktemp("kafka-tls")
+    make_tls_certs(tls)
+    data = tmp_path_factory.mktemp("kafka-sasl")
+    admin_pw, qa_pw = secrets.token_hex(16), secrets.token_hex(16)
+    port = free_port()
+    env = {
+        "KAFKA_PORT": str(port),
+        "KAFKA_CONTROLLER_PORT": str(free_port()),
+        "KAFKA_DATA_DIR": str(data),
+        "KAFKA_SECURITY": "SASL_SSL",
+        "KAFKA_TLS_DIR": str(tls),
+        "KAFKA_SCRAM_USERS": f"admin={admin_pw},qa={qa_pw}",
+        "KAFKA_START_TIMEOUT": "60",
+        "KAFKA_STOP_TIMEOUT": "20",
+        "PYTHON": sys.executable,
+    }
+    server = KafkaTlsServer(port, env, tls / "ca.pem", "qa", qa_pw, data)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        left = broker_processes(data)
+        if left:
+            for pid in left:
+                os.kill(int(pid), signal.SIGKILL)
+            pytest.fail(f"the broker was still running after stop (pids {left}); killed")
 
 
 @dataclass

@@ -33,9 +33,11 @@ from qa_pipeline.notify import (
     NotifyError,
     build_notifier,
     dingtalk_sign,
+    verify_webhook,
 )
 from qa_pipeline.sinks.base import Event, EventKind, FanOut
 
+SECRET = "webhook-secret-for-tests"
 FAST_RETRY = {"max_attempts": 3, "backoff_initial_s": 0.05, "backoff_max_s": 0.2}
 
 
@@ -189,7 +191,14 @@ def test_webhook_json_and_triggers(
     receiver: Receiver, stonewalling: list[Event], perfect: list[Event]
 ) -> None:
     sink, registry, _ = make_sink(
-        [{"type": "webhook", "url": f"{receiver.url}/qa", "headers": {"X-Api-Key": "k1"}}],
+        [
+            {
+                "type": "webhook",
+                "url": f"{receiver.url}/qa",
+                "headers": {"X-Api-Key": "k1"},
+                "secret": SECRET,
+            }
+        ],
         triggers={"critical_findings": False, "score_below": 60},
         dashboard_url="https://qa.example.com/",
     )
@@ -205,11 +214,46 @@ def test_webhook_json_and_triggers(
     assert doc["event"]["kind"] == "scorecard" and doc["event"]["payload"]["score"] == 59.0
     assert doc["link"] == "https://qa.example.com/#call=call-sw-1"
     assert "BAN-POLICY" in doc["fields"]["扣分规则"]
+    # signed: HMAC-SHA256(secret, "<timestamp>.<body>"), checked here independently
+    hdr = {k.lower(): v for k, v in r.headers.items()}  # HTTP names are case-insensitive
+    ts = hdr["x-qa-timestamp"]
+    assert abs(int(ts) - time.time()) < 60
+    mac = hmac.new(SECRET.encode(), ts.encode() + b"." + r.body, hashlib.sha256).hexdigest()
+    assert hdr["x-qa-signature"] == f"sha256={mac}"
+    assert verify_webhook(SECRET, r.headers, r.body)
+    assert not verify_webhook(SECRET, r.headers, r.body.replace(b"59", b"95"))  # tampered
+    assert not verify_webhook("another-secret-of-16+", r.headers, r.body)
+    assert not verify_webhook(SECRET, r.headers, r.body, now=int(ts) + 301)  # replayed late
+    assert not verify_webhook(SECRET, {"X-QA-Signature": f"sha256={mac}"}, r.body)
+
+
+def test_webhook_unsigned_only_when_said(receiver: Receiver, stonewalling: list[Event]) -> None:
+    with pytest.raises(ValidationError, match="signs every body"):
+        NotifyConfig.model_validate({"notifiers": [{"type": "webhook", "url": receiver.url}]})
+    with pytest.raises(ValidationError, match="16 characters"):
+        NotifyConfig.model_validate(
+            {"notifiers": [{"type": "webhook", "url": receiver.url, "secret": "short"}]}
+        )
+    with pytest.raises(ValidationError, match="exclusive"):
+        NotifyConfig.model_validate(
+            {"notifiers": [{"type": "webhook", "url": receiver.url, "secret": SECRET,
+                            "unsigned": True}]}
+        )  # fmt: skip
+    sink, _, _ = make_sink(
+        [{"type": "webhook", "url": f"{receiver.url}/qa", "unsigned": True}],
+        triggers={"critical_findings": True, "score_below": None},
+    )
+    sink.emit(alerts(stonewalling)[0])
+    sink.flush(5)
+    sink.close()
+    (r,) = receiver.requests
+    assert "x-qa-signature" not in {k.lower() for k in r.headers}
+    assert r.json["type"] == "critical_finding"
 
 
 def test_evidence_can_be_left_out(receiver: Receiver, stonewalling: list[Event]) -> None:
     sink, _, _ = make_sink(
-        [{"type": "webhook", "url": f"{receiver.url}/qa"}],
+        [{"type": "webhook", "secret": SECRET, "url": f"{receiver.url}/qa"}],
         triggers={"critical_findings": True, "score_below": None},
         include_evidence=False,
     )
@@ -228,7 +272,7 @@ def test_evidence_can_be_left_out(receiver: Receiver, stonewalling: list[Event])
 def test_fails_twice_then_succeeds(receiver: Receiver, stonewalling: list[Event]) -> None:
     receiver.script = [(500, {"error": "boom"}), (503, {"error": "busy"})]
     sink, registry, _ = make_sink(
-        [{"type": "webhook", "url": f"{receiver.url}/qa"}],
+        [{"type": "webhook", "secret": SECRET, "url": f"{receiver.url}/qa"}],
         triggers={"critical_findings": True, "score_below": None},
     )
     sink.emit(alerts(stonewalling)[0])
@@ -251,7 +295,7 @@ def test_always_failing_is_counted_and_never_blocks(
     receiver.default = (503, {"error": "down"})
     receiver.delay_s = 0.3  # a slow, failing endpoint
     sink, registry, metrics = make_sink(
-        [{"type": "webhook", "url": f"{receiver.url}/qa", "timeout_s": 2}],
+        [{"type": "webhook", "secret": SECRET, "url": f"{receiver.url}/qa", "timeout_s": 2}],
         triggers={"critical_findings": True, "score_below": 60},
         queue_max=4,
         close_timeout_s=0.5,
@@ -296,7 +340,14 @@ def test_unreachable_endpoint(stonewalling: list[Event]) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     sink, registry, _ = make_sink(
-        [{"type": "webhook", "url": f"http://127.0.0.1:{port}/qa", "timeout_s": 1}],
+        [
+            {
+                "type": "webhook",
+                "secret": SECRET,
+                "url": f"http://127.0.0.1:{port}/qa",
+                "timeout_s": 1,
+            }
+        ],
         triggers={"critical_findings": True, "score_below": None},
     )
     sink.emit(alerts(stonewalling)[0])
@@ -338,6 +389,8 @@ def test_smtp_chinese_mail(smtp_server: tuple[int, list[Any]], stonewalling: lis
                 "type": "smtp",
                 "host": "127.0.0.1",
                 "port": port,
+                "starttls": False,
+                "insecure": True,  # this local test server speaks no TLS
                 "from": "qa-bot@example.com",
                 "to": ["主管@example.com", "lead@example.com"],
             }
@@ -439,9 +492,40 @@ def test_smtp_starttls_and_login(tls_smtp_server: tuple[int, list[Any], list[str
         notifier(starttls=True, user="qa-bot", password="wrong").send(note)
     assert bad_login.value.reason == "smtp_auth" and not bad_login.value.retryable
     with pytest.raises(NotifyError) as plain:  # the server insists on STARTTLS first
-        notifier().send(note)
+        notifier(starttls=False, insecure=True).send(note)
     assert plain.value.reason.startswith("smtp_5")
     assert len(received) == 1
+    notifier().send(note)  # the default: STARTTLS, no login
+    assert len(received) == 2 and received[1][2]  # over TLS
+
+
+def test_smtp_refuses_to_send_in_clear_by_default(smtp_server: tuple[int, list[Any]]) -> None:
+    port, received = smtp_server  # a server that offers no STARTTLS
+    note = Notification("test", "call-clear-1", "【质检告警】测试", (("坐席", "A1"),))
+    base = {"type": "smtp", "host": "127.0.0.1", "port": port, "from": "qa-bot@example.com"}
+    base["to"] = ["lead@example.com"]
+
+    def notifier(**kw: Any) -> Any:
+        return build_notifier(
+            NotifyConfig.model_validate({"notifiers": [{**base, **kw}]}).notifiers[0]
+        )
+
+    for kw in ({}, {"user": "qa-bot", "password": "s3cret"}):
+        with pytest.raises(NotifyError) as refused:
+            notifier(**kw).send(note)
+        assert refused.value.reason == "smtp_no_tls" and not refused.value.retryable
+        assert f"127.0.0.1:{port}" in str(refused.value)
+    assert received == []
+    with pytest.raises(ValidationError, match="in clear"):
+        notifier(starttls=False)
+    with pytest.raises(ValidationError, match="insecure"):
+        notifier(starttls=True, insecure=True)
+    notifier(starttls=False, insecure=True).send(note)  # said explicitly: sent in clear
+    assert len(received) == 1
+    cfg = NotifyConfig.model_validate({"notifiers": [{**base, "port": None}]}).notifiers[0]
+    assert cfg.effective_port == 587  # type: ignore[union-attr]
+    ssl_cfg = NotifyConfig.model_validate({"notifiers": [{**base, "port": None, "ssl": True}]})
+    assert ssl_cfg.notifiers[0].effective_port == 465  # type: ignore[union-attr]
 
 
 # -- config ----------------------------------------------------------------------------------------
@@ -449,15 +533,17 @@ def test_smtp_starttls_and_login(tls_smtp_server: tuple[int, list[Any], list[str
 
 def test_config_is_strict() -> None:
     with pytest.raises(ValidationError):
-        NotifyConfig.model_validate({"notifiers": [{"type": "webhook", "url": "http://x", "x": 1}]})
+        NotifyConfig.model_validate(
+            {"notifiers": [{"type": "webhook", "url": "http://x", "unsigned": True, "x": 1}]}
+        )
     with pytest.raises(ValidationError):
         NotifyConfig.model_validate({"notifiers": [{"type": "pager", "url": "http://x"}]})
     with pytest.raises(ValidationError, match="unique"):
         NotifyConfig.model_validate(
             {
                 "notifiers": [
-                    {"type": "webhook", "url": "http://a"},
-                    {"type": "webhook", "url": "http://b"},
+                    {"type": "webhook", "url": "http://a", "unsigned": True},
+                    {"type": "webhook", "url": "http://b", "unsigned": True},
                 ]
             }
         )
@@ -479,8 +565,8 @@ def test_config_is_strict() -> None:
     cfg = NotifyConfig.model_validate(
         {
             "notifiers": [
-                {"type": "webhook", "name": "ops", "url": "http://a"},
-                {"type": "webhook", "url": "http://b"},
+                {"type": "webhook", "name": "ops", "url": "http://a", "unsigned": True},
+                {"type": "webhook", "url": "http://b", "unsigned": True},
                 {"type": "smtp", "host": "h", "from": "a@b.c", "to": ["c@d"]},
             ]
         }
