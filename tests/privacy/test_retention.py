@@ -356,7 +356,7 @@ def test_purge_command(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
         f"retention: {{audio_dirs: ['{rec}']}}\n"
-        f"sinks: {{jsonl: {{directory: '{events}'}}, kafka: {{bootstrap_servers: [x:9092], "
+        f"sinks: {{jsonl: {{directory: '{events}'}}, kafka: {{bootstrap_servers: [x:9092], security_protocol: PLAINTEXT, "
         f"spool: {{directory: '{tmp_path / 'spool'}'}}}}}}\n"
     )
     runner = CliRunner()
