@@ -105,7 +105,7 @@ def test_dashboard(configs: dict[str, Path]) -> None:
     one_error_line(run(*base, "-c", str(configs["unset_env"]), env=env), "QA_TEST_UNSET_SECRET")
     one_error_line(run("dashboard", "--port", "0", env=env), "--kafka")
     one_error_line(run(*base[:1], "--port", "99999", *base[3:], env=env), "99999")
-    one_error_line(run(*base, env={"QA_DASHBOARD_TOKEN": ""}), "needs a token")
+    one_error_line(run(*base, env={"QA_DASHBOARD_TOKEN": ""}), "needs users or an API key")
 
 
 def test_rules(tmp_path: Path) -> None:

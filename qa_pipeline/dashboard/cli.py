@@ -236,10 +236,10 @@ def users_add(
 ) -> None:
     """Add a user; the password is read from the terminal (twice) or from stdin, never
     from the command line."""
-    from ..cli_errors import fail
-    from ..errors import QAError
     from pydantic import ValidationError
 
+    from ..cli_errors import fail
+    from ..errors import QAError
     from .users import User, UserRole, UsersError, hash_password
 
     path = _users_path(users)

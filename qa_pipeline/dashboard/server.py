@@ -560,6 +560,21 @@ class _App:
             self._updates.popitem(last=False)
         return data
 
+    def catch_up(self, call_id: str, p: Principal) -> bytes:
+        """Update messages with a call's utterances and findings so far (for a stream that
+        starts to see the call midway)."""
+        detail = self.state.detail(call_id)
+        if detail is None:
+            return b""
+        call = detail["call"]
+        msgs: list[dict[str, Any]] = [
+            {"type": "utterance", "call": call, "utterance": u} for u in detail["utterances"]
+        ]
+        msgs += [{"type": "finding", "call": call, "finding": f} for f in detail["findings"]]
+        if detail["uncertain"]:
+            msgs.append({"type": "scorecard", "call": call, "uncertain": detail["uncertain"]})
+        return b"".join(_sse("update", _json(self.state.redact(m, p.text))) for m in msgs)
+
     # -- routes ------------------------------------------------------------------------------
 
     async def healthz(self, request: web.Request) -> web.StreamResponse:
@@ -718,6 +733,7 @@ class _App:
         try:
             sub, snap, ids = await asyncio.to_thread(self.open_stream, p, notify)
             audited = set(ids)
+            known = set(ids)
             if p.text and ids:
                 await asyncio.to_thread(self.record, request, p, ids, request.path)
             resp.force_close()  # "Connection: close": the stream ends with its connection
@@ -747,15 +763,24 @@ class _App:
                     if data is None:
                         continue
                     cid = (msg.get("call") or {}).get("call_id")
+                    catch_up = b""
+                    if p.scoped and cid is not None and cid not in known:
+                        # a call that became visible midway (its agent id or team arrived
+                        # with a later event): what the stream held back of it first
+                        catch_up = self.catch_up(cid, p)
+                    if cid is not None:
+                        known.add(cid)
                     if (
                         p.text
                         and cid is not None
                         and cid not in audited
-                        and any(k in msg for k in ("utterance", "finding", "uncertain"))
+                        and (
+                            catch_up or any(k in msg for k in ("utterance", "finding", "uncertain"))
+                        )
                     ):
                         audited.add(cid)
                         self.record(request, p, (cid,), request.path)
-                    await self.write(resp, data)
+                    await self.write(resp, catch_up, data)
                 if sub.dropped:
                     log.info("dashboard: event stream of %s fell behind; dropped", request.remote)
                     break

@@ -24,7 +24,9 @@ subscriber can start from an earlier snapshot (the web app shares one encoded sn
 the pages that open in a while) plus the changes since, instead of a snapshot of its own.
 
 Views are plain JSON-able dicts. ``full=False`` views (viewer role) carry no transcript text:
-utterance text, finding evidence text and matched phrases are removed.
+utterance text, finding evidence text and matched phrases are removed. A call summary carries
+its ``team`` (call metadata ``team``, when the source sends one); ``snapshot``, ``stats`` and
+``subscribe`` take an ``only`` filter over call summaries (a user's scope, see :mod:`.auth`).
 """
 
 from __future__ import annotations

@@ -358,3 +358,34 @@ def test_users_or_a_key_is_required(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
     with pytest.raises(UsersError, match="bad.yaml"):
         start_dashboard(DashboardState(), "127.0.0.1", 0, users=bad)
+
+
+def test_a_call_that_becomes_visible_midway_arrives_whole(dashboard: Dashboard) -> None:
+    """As from Kafka (no call-started message): the agent id only comes with the transcript
+    event at the end. Until then no supervisor sees the call; then the north supervisor's
+    stream gets what it held back (utterances, findings), the east one's still nothing."""
+    north = Stream(dashboard, {"Cookie": dashboard.session("sup-north")})
+    east = Stream(dashboard, {"Cookie": dashboard.session("sup-east")})
+    try:
+        deadline = time.monotonic() + 5
+        while not (north.got and east.got) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        events = call_events("stonewalling", "c-kafka", agent_id="A1")
+        for e in events[:-1]:  # all but the transcript
+            dashboard.sink.emit(e)
+        time.sleep(0.5)
+        assert [n for n, _ in north.got] == ["snapshot"] and "c-kafka" not in "".join(north.raw)
+        dashboard.sink.emit(events[-1])
+        deadline = time.monotonic() + 5
+        while len(north.got) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.3)
+        updates = [m for n, m in north.got if n == "update"]
+        n_utts = sum(1 for e in events if e.kind.value == "utterance")
+        assert len([m for m in updates if "utterance" in m]) == n_utts
+        assert any(m.get("finding", {}).get("rule_id") == "BAN-POLICY" for m in updates)
+        assert TEXT in "".join(north.raw)
+        assert "c-kafka" not in "".join(east.raw)
+    finally:
+        north.close()
+        east.close()
