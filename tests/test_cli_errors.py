@@ -84,7 +84,7 @@ def test_serve(configs: dict[str, Path], tmp_path: Path) -> None:
     one_error_line(run("serve", "-c", str(c["bad_pack"]), env=env), "no-such-pack.yaml")
     dash = tmp_path / "dash.yaml"
     dash.write_text("dashboard: {port: 0}\nmetrics: {enabled: false}\n", encoding="utf-8")
-    one_error_line(run("serve", "-c", str(dash), env=env), "dashboard needs a token")
+    one_error_line(run("serve", "-c", str(dash), env=env), "dashboard needs users or an API key")
     # the media token missing (auth: token is the default)
     one_error_line(
         run("serve", "-c", str(c["bad_pack"]), env={"QA_MEDIA_TOKEN": ""}), "QA_MEDIA_TOKEN"
