@@ -9,7 +9,8 @@ One record (one line) per call whose transcript text the dashboard sent to someo
 page's snapshot: every call with text in it; then, on the stream, each further call the
 first time text of it is pushed). Roles without transcript text (viewer) leave no record.
 The file is opened ``O_APPEND`` and each batch is one ``write``; nothing in the dashboard
-rewrites or truncates it. Read it with ``qa-pipeline dashboard audit`` or ``jq``.
+rewrites or truncates it. Rotation by renaming (logrotate without ``copytruncate``) is
+noticed at the next record, which starts a new file at the path. Read it with ``qa-pipeline dashboard audit`` or ``jq``.
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ class AuditLog:
             return 0
         data = "".join(lines).encode()
         with self._lock:
+            if self._fd >= 0 and self._rotated():
+                os.close(self._fd)
+                self._fd = -1
             if self._fd < 0:
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             view = memoryview(data)
@@ -78,6 +82,15 @@ class AuditLog:
                 n = os.write(self._fd, view)
                 view = view[n:]
         return len(lines)
+
+    def _rotated(self) -> bool:
+        """The path no longer names the open file (moved away by log rotation)."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return True
+        own = os.fstat(self._fd)
+        return (st.st_dev, st.st_ino) != (own.st_dev, own.st_ino)
 
     def close(self) -> None:
         with self._lock:

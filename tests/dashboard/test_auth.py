@@ -389,3 +389,17 @@ def test_a_call_that_becomes_visible_midway_arrives_whole(dashboard: Dashboard) 
     finally:
         north.close()
         east.close()
+
+
+def test_audit_log_survives_rotation(tmp_path: Path) -> None:
+    from qa_pipeline.dashboard.audit import AuditError, AuditLog
+
+    log = AuditLog(tmp_path / "audit.jsonl")
+    assert log.record(user="u", role="qa", call_ids=["a", "b"], route="/r", client=None) == 2
+    (tmp_path / "audit.jsonl").rename(tmp_path / "audit.jsonl.1")
+    log.record(user="u", role="qa", call_ids=["c"], route="/r", client=None)
+    log.close()
+    assert [r["call_id"] for r in read_audit(tmp_path / "audit.jsonl.1")] == ["a", "b"]
+    assert [r["call_id"] for r in read_audit(tmp_path / "audit.jsonl")] == ["c"]
+    with pytest.raises(AuditError):
+        AuditLog(tmp_path / "no-such-dir" / "audit.jsonl")
