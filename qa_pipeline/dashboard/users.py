@@ -145,20 +145,24 @@ def dummy_verify(password: str) -> None:
 
 
 def load_users(path: Path) -> list[User]:
-    """The users in ``path`` (a missing file: no users)."""
-    import yaml
+    """The users in ``path`` (a missing file: no users). Parsed with the bounded loader of
+    the config files; problems are :class:`~qa_pipeline.errors.ConfigError` (file:line)."""
+    from pydantic import ValidationError
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    from ..errors import ConfigError, Location
+    from ..yamlsrc import load_yaml_file, validation_problems
+
+    if not path.exists():
         return []
-    except OSError as e:
-        raise UsersError(f"{path}: cannot read: {e.strerror or e}") from None
+    data = load_yaml_file(path)
+    if data is None:
+        return []
+    if not isinstance(data, dict):
+        raise ConfigError([(Location(str(path), 1), "a users file is a mapping: users: [...]")])
     try:
-        data = yaml.safe_load(text) or {}
         return UsersDoc.model_validate(data).users
-    except Exception as e:  # yaml or validation: one message
-        raise UsersError(f"{path}: not a valid users file: {e}") from None
+    except ValidationError as e:
+        raise ConfigError(validation_problems(e, data, str(path))) from None
 
 
 def save_users(path: Path, users: Iterable[User]) -> None:
@@ -230,7 +234,7 @@ class UserDirectory:
             self._checked = now
             try:
                 self._load()
-            except UsersError as e:  # keep the last good set; say why once per change
+            except QAError as e:  # keep the last good set; say why once per change
                 import logging
 
                 logging.getLogger("qa_pipeline.dashboard").warning("%s (kept the last good one)", e)

@@ -352,11 +352,17 @@ def test_users_or_a_key_is_required(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         assert d.get("/api/me", cookie=d.session("qa", PASSWORD))[1]["role"] == "qa"
     finally:
         server.stop()
+    from qa_pipeline.errors import ConfigError
+
     bad = tmp_path / "bad.yaml"
     bad.write_text("users:\n  - {name: x, role: boss}\n")
-    from qa_pipeline.dashboard.users import UsersError
-
-    with pytest.raises(UsersError, match="bad.yaml"):
+    with pytest.raises(ConfigError, match=r"bad.yaml:2: users\[0\].role"):
+        start_dashboard(DashboardState(), "127.0.0.1", 0, users=bad)
+    # a "billion laughs" file is refused while parsing, as a config file would be
+    laughs = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    laughs += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 10)]
+    bad.write_text("\n".join(laughs) + "\nusers: *a9\n")
+    with pytest.raises(ConfigError, match="bad.yaml"):
         start_dashboard(DashboardState(), "127.0.0.1", 0, users=bad)
 
 
