@@ -105,6 +105,8 @@ VIEWER_TOKEN_ENV = "QA_DASHBOARD_VIEWER_TOKEN"
 COOKIE = "qa_dashboard_session"
 #: bytes written to a client at a time (and at most this much more buffered per client)
 CHUNK = 64 * 1024
+#: encoded snapshots kept, one per scope (all calls with/without text, a team set, an agent)
+MAX_SCOPES = 64
 
 
 class DashboardError(QAError):
@@ -505,9 +507,18 @@ class _App:
             return cached[1], cached[2]
         version, snap = self.state.versioned_snapshot(self.visible(p))
         data, ids = self._encode_snapshot(snap, p)
-        with self._snap_lock:
-            self._snapshots[key] = (version, data, ids)
+        self._keep_snapshot(key, (version, data, ids))
         return data, ids
+
+    def _keep_snapshot(
+        self, key: tuple[Any, ...], entry: tuple[int, bytes, tuple[str, ...]]
+    ) -> None:
+        """Cache a scope's snapshot; at most ``MAX_SCOPES`` scopes (the least recent go)."""
+        with self._snap_lock:
+            self._snapshots.pop(key, None)
+            self._snapshots[key] = entry
+            while len(self._snapshots) > MAX_SCOPES:
+                del self._snapshots[next(iter(self._snapshots))]
 
     def _encode_snapshot(self, snap: dict[str, Any], p: Principal) -> tuple[bytes, tuple[str, ...]]:
         snap = dict(snap)
@@ -533,8 +544,7 @@ class _App:
             assert cached is not None
             return sub, cached[1], cached[2]
         data, ids = self._encode_snapshot(snap, p)
-        with self._snap_lock:
-            self._snapshots[key] = (sub.version, data, ids)
+        self._keep_snapshot(key, (sub.version, data, ids))
         return sub, data, ids
 
     def encoded_update(self, msg: dict[str, Any], p: Principal) -> bytes | None:

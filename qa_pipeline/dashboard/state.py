@@ -342,6 +342,12 @@ class DashboardState:
 
     # -- views -------------------------------------------------------------------------------
 
+    @staticmethod
+    def _ident(c: _Call) -> dict[str, Any]:
+        """What an ``only`` filter is given of a call: its id, agent id and team (the same
+        keys as in its summary and in an alert)."""
+        return {"call_id": c.call_id, "agent_id": c.agent_id, "team": c.team}
+
     def running_score(self, c: _Call) -> float:
         return round(min(max(100.0 - sum(c.rule_weights.values()), 0.0), 100.0), 2)
 
@@ -514,7 +520,8 @@ class DashboardState:
     def stats(self, only: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
         """Violations by rule over the last hour and day, and the per-agent summary.
 
-        ``only``: count only the calls whose summary it accepts (a scoped user's view). Its
+        ``only``: count only the calls it accepts (given ``call_id``, ``agent_id`` and
+        ``team`` of each; a scoped user's view). Its
         violations are then counted from the findings of the calls kept in memory (an
         evicted call no longer counts), the unscoped ones from the day's buckets."""
         with self._lock:
@@ -525,7 +532,7 @@ class DashboardState:
             day: dict[str, int] = {}
             calls = list(self._calls.values())
             if only is not None:
-                calls = [c for c in calls if only(self._summary(c))]
+                calls = [c for c in calls if only(self._ident(c))]
                 buckets: dict[int, dict[str, int]] = {}
                 for c in calls:
                     for f in c.findings.values():
@@ -614,7 +621,7 @@ class DashboardState:
         with self._lock:
             calls = sorted(self._calls.values(), key=lambda c: (not c.live, -c.last_at))
             if only is not None:
-                calls = [c for c in calls if only(self._summary(c))]
+                calls = [c for c in calls if only(self._ident(c))]
             out: dict[str, Any] = {
                 "type": "snapshot",
                 "calls": [self._summary(c) for c in calls],
