@@ -84,7 +84,7 @@ def test_serve(configs: dict[str, Path], tmp_path: Path) -> None:
     one_error_line(run("serve", "-c", str(c["bad_pack"]), env=env), "no-such-pack.yaml")
     dash = tmp_path / "dash.yaml"
     dash.write_text("dashboard: {port: 0}\nmetrics: {enabled: false}\n", encoding="utf-8")
-    one_error_line(run("serve", "-c", str(dash), env=env), "dashboard needs a token")
+    one_error_line(run("serve", "-c", str(dash), env=env), "dashboard needs users or an API key")
     # the media token missing (auth: token is the default)
     one_error_line(
         run("serve", "-c", str(c["bad_pack"]), env={"QA_MEDIA_TOKEN": ""}), "QA_MEDIA_TOKEN"
@@ -105,7 +105,7 @@ def test_dashboard(configs: dict[str, Path]) -> None:
     one_error_line(run(*base, "-c", str(configs["unset_env"]), env=env), "QA_TEST_UNSET_SECRET")
     one_error_line(run("dashboard", "--port", "0", env=env), "--kafka")
     one_error_line(run(*base[:1], "--port", "99999", *base[3:], env=env), "99999")
-    one_error_line(run(*base, env={"QA_DASHBOARD_TOKEN": ""}), "needs a token")
+    one_error_line(run(*base, env={"QA_DASHBOARD_TOKEN": ""}), "needs users or an API key")
 
 
 def test_rules(tmp_path: Path) -> None:

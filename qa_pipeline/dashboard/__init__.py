@@ -1,11 +1,13 @@
-"""The live QA dashboard: in-memory state fed by events, a token-protected web app with
-Server-Sent Events, and a standalone mode that reads the Kafka topics.
+"""The live QA dashboard: in-memory state fed by events, a web app with Server-Sent Events
+for logged-in users (roles and teams, :mod:`.users`, :mod:`.auth`) and machines with an API
+key, a transcript audit log (:mod:`.audit`), and a standalone mode that reads the Kafka
+topics.
 
 In the ``serve`` process::
 
     state = DashboardState()
     fanout = FanOut([..., ("dashboard", DashboardSink(state))], metrics)
-    server = start_dashboard(state, host, port, token)   # own threads; server.url
+    server = start_dashboard(state, host, port, token, users=path, audit_log=log)  # own threads
     ...
     state.close(); server.stop()
 """

@@ -1,7 +1,7 @@
 """The dashboard page: one self-contained HTML document with inline CSS and vanilla JS.
 
-No CDN, no build step, no data in the page itself: it logs in (form -> HttpOnly cookie), then
-opens ``/api/events`` (Server-Sent Events) and renders the snapshot and every update. All
+No CDN, no build step, no data in the page itself: it logs in (name and password -> a
+server-side session whose id is in an HttpOnly cookie), then opens ``/api/events`` (Server-Sent Events) and renders the snapshot and every update. All
 text from events is inserted with ``textContent`` (never as HTML). Labels are Chinese with an
 "EN" toggle (remembered in ``localStorage``).
 """
@@ -87,17 +87,21 @@ mark { background:#ffd76a; padding:0 1px; border-radius:2px; }
 <header>
   <h1 data-i18n="title">__TITLE__</h1>
   <span id="conn" data-i18n="connecting">连接中</span>
+  <span id="me"></span>
   <span id="role"></span>
   <button id="lang" type="button">EN</button>
   <a id="logout" href="/logout" data-i18n="logout" hidden>退出</a>
 </header>
 <section id="login" class="card" hidden>
-  <h2 data-i18n="login_title">请输入访问令牌</h2>
+  <h2 data-i18n="login_title">请登录</h2>
   <form method="post" action="/login">
-    <input id="token" name="token" type="password" autocomplete="current-password" required>
+    <label for="name" data-i18n="user_name">用户名</label>
+    <input id="name" name="name" type="text" autocomplete="username" required>
+    <label for="password" data-i18n="password">密码</label>
+    <input id="password" name="password" type="password" autocomplete="current-password" required>
     <button type="submit" data-i18n="login">登录</button>
   </form>
-  <p class="err" id="login-err" data-i18n="login_failed" hidden>令牌无效</p>
+  <p class="err" id="login-err" data-i18n="login_failed" hidden>用户名或密码错误</p>
 </section>
 <main id="app" hidden>
   <section class="card" id="calls-card">
@@ -130,26 +134,28 @@ mark { background:#ffd76a; padding:0 1px; border-radius:2px; }
 "use strict";
 const I18N = {
   zh: { title:"通话质检实时看板", connecting:"连接中", online:"实时", offline:"已断开", logout:"退出",
-    login_title:"请输入访问令牌", login:"登录", login_failed:"令牌无效", live_calls:"实时通话", call:"通话",
+    login_title:"请登录", user_name:"用户名", password:"密码", login:"登录", login_failed:"用户名或密码错误", live_calls:"实时通话", call:"通话",
     agent:"坐席", customer:"客户", unknown:"未知", score:"得分", grade:"等级", transcript:"通话文本",
     no_call:"暂无通话", alerts:"告警", no_alerts:"暂无告警", violations:"违规规则统计", last_hour:"近1小时",
     last_day:"近24小时", agents:"坐席汇总", calls:"通话", avg:"平均分", findings:"违规", critical:"严重",
     major:"重要", minor:"轻微", live:"进行中", ended:"已结束", suggestion:"建议话术", running:"实时得分",
     final:"最终得分", hidden:"（文本仅对授权用户可见）", unreadable:"（有语音，未能识别）", viewer:"只读（无文本）", no_data:"暂无数据",
     call_level:"通话级", at:"时间", none_agent:"未知坐席", count:"次", review:"待复核",
-    uncertain:"待复核（不扣分）", pending:"待定扣分" },
+    uncertain:"待复核（不扣分）", pending:"待定扣分",
+    role_agent:"坐席", role_supervisor:"班组长", role_qa:"质检员", role_viewer:"只读", role_admin:"管理员" },
   en: { title:"Live call QA", connecting:"connecting", online:"live", offline:"disconnected", logout:"Log out",
-    login_title:"Enter the access token", login:"Log in", login_failed:"Invalid token", live_calls:"Live calls", call:"Call",
+    login_title:"Log in", user_name:"User name", password:"Password", login:"Log in", login_failed:"Wrong name or password", live_calls:"Live calls", call:"Call",
     agent:"Agent", customer:"Customer", unknown:"Unknown", score:"Score", grade:"Grade", transcript:"Transcript",
     no_call:"No calls yet", alerts:"Alerts", no_alerts:"No alerts", violations:"Violations by rule", last_hour:"Last hour",
     last_day:"Last 24 h", agents:"Agents", calls:"Calls", avg:"Avg score", findings:"Findings", critical:"Critical",
     major:"Major", minor:"Minor", live:"live", ended:"ended", suggestion:"Suggested phrasing", running:"Running score",
     final:"Final score", hidden:"(transcript text for authorised viewers only)", unreadable:"(speech, words not recognised)", viewer:"viewer (no text)", no_data:"No data",
     call_level:"call", at:"at", none_agent:"unknown agent", count:"", review:"Review",
-    uncertain:"uncertain (not deducted)", pending:"pending" }
+    uncertain:"uncertain (not deducted)", pending:"pending",
+    role_agent:"agent", role_supervisor:"supervisor", role_qa:"QA analyst", role_viewer:"viewer", role_admin:"admin" }
 };
 const S = { calls:new Map(), details:new Map(), alerts:[], stats:null, grades:[], selected:null, pinned:false,
-  range:"hour", role:null, lang: localStorage.getItem("qa-dash-lang") || "zh", es:null, fresh:new Set() };
+  range:"hour", role:null, me:null, lang: localStorage.getItem("qa-dash-lang") || "zh", es:null, fresh:new Set() };
 const $ = (id) => document.getElementById(id);
 const t = (k) => (I18N[S.lang] && I18N[S.lang][k] !== undefined) ? I18N[S.lang][k] : k;
 function el(tag, cls, text) { const e = document.createElement(tag); if (cls) e.className = cls;
@@ -169,7 +175,8 @@ function applyLang() {
   render();
 }
 function setConn(s) { S.connState = s; const c = $("conn"); c.className = s === "online" ? "on" : (s === "offline" ? "off" : "");
-  c.textContent = t(s); $("role").textContent = S.role === "viewer" ? t("viewer") : ""; }
+  c.textContent = t(s); $("role").textContent = S.role === "viewer" ? t("viewer") : "";
+  $("me").textContent = S.me ? S.me.name + " · " + t("role_" + S.me.role) : ""; }
 
 function detailOf(id) { let d = S.details.get(id); if (!d) { d = { utts:new Map(), finds:new Map(), unsure:[] }; S.details.set(id, d); } return d; }
 function loadSnapshot(s) {
@@ -345,13 +352,14 @@ function connect() {
 }
 async function start() {
   let r;
-  try { r = await fetch("/api/state", { credentials: "same-origin", cache: "no-store" }); }
+  try { r = await fetch("/api/me", { credentials: "same-origin", cache: "no-store" }); }
   catch (e) { setConn("offline"); setTimeout(start, 3000); return; }
   if (r.status === 401) { $("app").hidden = true; $("logout").hidden = true; $("login").hidden = false;
-    $("login-err").hidden = !location.search.includes("login=failed"); setConn("offline"); $("token").focus(); return; }
+    $("login-err").hidden = !location.search.includes("login=failed"); setConn("offline"); $("name").focus(); return; }
   if (!r.ok) { setConn("offline"); setTimeout(start, 3000); return; }
+  S.me = await r.json();
   $("login").hidden = true; $("app").hidden = false; $("logout").hidden = false;
-  loadSnapshot(await r.json()); render(); connect();
+  setConn("connecting"); render(); connect();
 }
 $("lang").addEventListener("click", () => { S.lang = S.lang === "zh" ? "en" : "zh"; localStorage.setItem("qa-dash-lang", S.lang); applyLang(); });
 $("r-hour").addEventListener("click", () => { S.range = "hour"; render(); });

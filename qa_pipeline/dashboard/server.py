@@ -4,44 +4,65 @@ Served by aiohttp on an event loop of its own, in its own thread, so it works th
 ``qa-pipeline serve`` (whatever that process's event loop does) and standalone::
 
     state = DashboardState()
-    server = start_dashboard(state, host="127.0.0.1", port=8787, token="s3cret")
+    server = start_dashboard(state, host="127.0.0.1", port=8787, users="users.yaml",
+                             audit_log="dashboard-audit.jsonl", token="machine-key")
     print(server.url)          # http://127.0.0.1:8787/
     ...
     server.stop()
 
-Routes (all data routes need a token; without one: ``401`` and no data):
+Routes (all data routes need a session or an API key; without one: ``401`` and no data):
 
 =========================  ==================================================================
-``GET /``                  the page (no data in it; it shows a login form until a token is set)
-``POST /login``            form ``token=``: sets the HttpOnly cookie ``qa_dashboard_token``
-``GET /logout``            clears the cookie
-``GET /api/state``         snapshot: calls, alerts, statistics, details (JSON)
-``GET /api/calls/<id>``    one call: summary, utterances, findings (JSON)
-``GET /api/events``        ``text/event-stream``: ``snapshot`` then ``update`` messages
-``GET /healthz``           ``ok`` (no data, no token)
+``GET /``                  the page (no data in it; it shows a login form until logged in)
+``POST /login``            form ``name=&password=``: a server-side session; its random id in
+                           the HttpOnly, SameSite=Strict cookie ``qa_dashboard_session``
+``GET|POST /logout``       ends the session on the server, clears the cookie
+``GET /api/me``            who is logged in: name, role, teams, agent id
+``GET /api/state``         snapshot: calls, alerts, statistics, details (JSON), as the
+                           principal may see them
+``GET /api/calls/<id>``    one call: summary, utterances, findings (JSON); ``404`` for a call
+                           the principal may not see, as for one not kept
+``GET /api/events``        ``text/event-stream``: ``snapshot`` then ``update`` messages,
+                           filtered per principal
+``GET /api/users``         admin only: the users (no hashes)
+``GET /healthz``           ``ok`` (no data, no login)
 =========================  ==================================================================
 
-A token is presented as ``Authorization: Bearer <token>``, the cookie, or ``?token=`` (for
-``EventSource`` clients that cannot set headers; ``GET /?token=`` sets the cookie and
-redirects to a clean URL). Tokens are compared in constant time. Two roles: the ``token``
-sees everything; the optional ``viewer_token`` sees calls, scores, findings and alerts but no
-transcript text (utterance text, evidence text and matched phrases are removed server-side).
+**People** log in with a name and password from the users file (:mod:`.users`: roles agent,
+supervisor, qa, viewer, admin; teams; argon2id hashes). What each role sees is
+:mod:`.auth`'s table, enforced here on every data route and on the event stream (a message
+about a call the principal may not see is not sent; statistics are recounted over its calls).
+Sessions are kept in memory (:class:`~.auth.Sessions`), not in the cookie: the cookie holds a
+random 256-bit id and nothing else; idle and absolute expiry; logout ends it on the server; a
+user removed from the file (or whose role changes) loses or changes access at the next
+request. The cookie is marked ``Secure`` when the request came over TLS or
+``secure_cookie`` is set (behind a TLS-terminating proxy).
+
+**Machines** send the API key ``token`` (``$QA_DASHBOARD_TOKEN``) as ``Authorization: Bearer
+<key>`` or ``X-API-Key: <key>``, never in a URL (a ``?token=`` is ignored): read access as
+``admin``. The optional ``viewer_token`` is a read-only key of the ``viewer`` role (scores,
+no transcript text). Keys are compared in constant time.
+
+**Audit.** Every transcript sent (``/api/calls/<id>``, and each call with text in a snapshot or
+first pushed on a stream) is appended to the audit log (:mod:`.audit`): time, user, role,
+call id, route, client address.
 
 What one client may take is bounded (:class:`~qa_pipeline.dashboard.config.DashboardLimits`):
 request heads and bodies by size (``400``/``413``, a bad ``Content-Length`` is refused before
 any body is read), a connection that sends no complete request head within
 ``idle_timeout_s`` is closed, a body must arrive within ``body_timeout_s``, a page that takes no
-data for ``write_timeout_s`` is dropped, event streams are capped in all and per token
+data for ``write_timeout_s`` is dropped, event streams are capped in all and per user or key
 (``503`` with ``Retry-After``), and a peer address that presents ``login_attempts`` wrong
-tokens within ``login_window_s`` gets ``429`` for every token it presents until the window
-passes (an IPv6 peer is counted by its /64; behind a reverse proxy every client shares the
-proxy's address). A page that does not
-read costs a bounded buffer, not a snapshot of its own: one encoded snapshot is shared by the
-pages that open while it is current, each then gets the changes since it (see
-:meth:`DashboardState.subscribe`), and the snapshot is written in 64 KiB pieces.
+passwords or API keys within ``login_window_s`` gets ``429`` for every login or key it
+presents until the window passes (an IPv6 peer is counted by its /64; behind a reverse proxy
+every client shares the proxy's address). Password checks (argon2, memory-hard) run in worker
+threads, two at a time. A page that does not read costs a bounded buffer, not a snapshot of
+its own: one encoded snapshot is shared by the pages of the same scope that open while it is
+current, each then gets the changes since it (see :meth:`DashboardState.subscribe`), and the
+snapshot is written in 64 KiB pieces.
 
-Serve it behind a TLS-terminating reverse proxy when it leaves localhost (the cookie is not
-marked ``Secure`` because this server speaks plain HTTP).
+Serve it behind a TLS-terminating reverse proxy when it leaves localhost (this server speaks
+plain HTTP; set ``secure_cookie``).
 """
 
 from __future__ import annotations
@@ -62,68 +83,97 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, quote, unquote
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ..errors import QAError
+from .audit import AuditLog
+from .auth import API_KEY_USER, VIEWER_KEY_USER, Principal, Sessions, call_visible
 from .config import DashboardLimits
 from .page import render_page
 from .state import CLOSED, DashboardState
+from .users import USERS_ENV, UserDirectory, UserRole, dummy_verify, verify_password
 
 log = logging.getLogger("qa_pipeline.dashboard")
 
 TOKEN_ENV = "QA_DASHBOARD_TOKEN"
 VIEWER_TOKEN_ENV = "QA_DASHBOARD_VIEWER_TOKEN"
-COOKIE = "qa_dashboard_token"
+COOKIE = "qa_dashboard_session"
 #: bytes written to a client at a time (and at most this much more buffered per client)
 CHUNK = 64 * 1024
-
-Role = Literal["full", "viewer"]
+#: encoded snapshots kept, one per scope (all calls with/without text, a team set, an agent)
+MAX_SCOPES = 64
 
 
 class DashboardError(QAError):
     """The dashboard cannot start (no token configured, port taken, ...)."""
 
 
+def resolve_users(users: str | Path | None = None) -> Path | None:
+    """The users file: ``users``, else ``$QA_DASHBOARD_USERS``, else none."""
+    value = users or os.environ.get(USERS_ENV) or None
+    return Path(value) if value else None
+
+
 def resolve_tokens(
-    token: str | None = None, viewer_token: str | None = None
-) -> tuple[str, str | None]:
-    """The configured tokens, falling back to ``QA_DASHBOARD_TOKEN`` /
-    ``QA_DASHBOARD_VIEWER_TOKEN``. No full token at all is an error: no token, no data."""
+    token: str | None = None,
+    viewer_token: str | None = None,
+    *,
+    users: str | Path | None = None,
+) -> tuple[str | None, str | None]:
+    """The configured API keys, falling back to ``QA_DASHBOARD_TOKEN`` /
+    ``QA_DASHBOARD_VIEWER_TOKEN``. Neither a users file (``users``, else
+    ``$QA_DASHBOARD_USERS``) nor an API key is an error: nobody could log in."""
     token = token or os.environ.get(TOKEN_ENV) or None
     viewer_token = viewer_token or os.environ.get(VIEWER_TOKEN_ENV) or None
-    if not token:
+    if not token and resolve_users(users) is None:
         raise DashboardError(
-            f"the dashboard needs a token: set {TOKEN_ENV} or pass --token / dashboard.token"
+            f"the dashboard needs users or an API key: set dashboard.users / {USERS_ENV} "
+            f"(qa-pipeline dashboard users add) or {TOKEN_ENV} / --token / dashboard.token"
         )
-    if len(token) < 8:
+    if token is not None and len(token) < 8:
         raise DashboardError("the dashboard token must be at least 8 characters")
-    if viewer_token is not None and hmac.compare_digest(token.encode(), viewer_token.encode()):
+    if viewer_token is not None and len(viewer_token) < 8:
+        raise DashboardError("the dashboard viewer token must be at least 8 characters")
+    if (
+        token is not None
+        and viewer_token is not None
+        and hmac.compare_digest(token.encode(), viewer_token.encode())
+    ):
         raise DashboardError("the viewer token must differ from the full token")
     return token, viewer_token
 
 
-class Access:
-    """Maps a presented token to a role, comparing in constant time."""
+_NO_KEY = secrets.token_bytes(32)  # compared against when a key is not configured
 
-    def __init__(self, token: str, viewer_token: str | None = None) -> None:
-        self._full = token.encode()
+
+class Access:
+    """Maps a presented API key to a principal, comparing in constant time: the ``token``
+    reads as ``admin``, the ``viewer_token`` as ``viewer``."""
+
+    def __init__(self, token: str | None, viewer_token: str | None = None) -> None:
+        self._full = token.encode() if token else None
         self._viewer = viewer_token.encode() if viewer_token else None
 
-    def role(self, presented: str | None) -> Role | None:
+    @property
+    def configured(self) -> bool:
+        return self._full is not None or self._viewer is not None
+
+    def principal(self, presented: str | None) -> Principal | None:
         if not presented:
             return None
         p = presented.encode("utf-8", "replace")
         # Both comparisons always run (no early exit that would reveal which one matched).
-        full = hmac.compare_digest(p, self._full)
-        viewer = self._viewer is not None and hmac.compare_digest(p, self._viewer)
+        full = hmac.compare_digest(p, self._full or _NO_KEY) and self._full is not None
+        viewer = hmac.compare_digest(p, self._viewer or _NO_KEY) and self._viewer is not None
         if full:
-            return "full"
+            return Principal(API_KEY_USER, UserRole.ADMIN, kind="key")
         if viewer:
-            return "viewer"
+            return Principal(VIEWER_KEY_USER, UserRole.VIEWER, kind="key")
         return None
 
 
@@ -213,8 +263,12 @@ def _error(status: int, error: str, detail: str, **headers: str) -> web.Response
     return _response(status, _json({"error": error, "detail": detail}), headers=headers)
 
 
-def _cookie(value: str, max_age: int) -> str:
-    return f"{COOKIE}={quote(value, safe='')}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}"
+def _cookie(value: str, max_age: int, secure: bool = False) -> str:
+    flags = "; Secure" if secure else ""
+    return (
+        f"{COOKIE}={quote(value, safe='')}; Path=/; HttpOnly; SameSite=Strict; "
+        f"Max-Age={max_age}{flags}"
+    )
 
 
 def _redirect(location: str, cookie: str | None = None) -> web.Response:
@@ -252,24 +306,33 @@ def _abort(request: web.Request, resp: web.StreamResponse) -> None:
 @dataclass
 class _App:
     """The web app's handlers and what they share. Everything here runs on the dashboard's
-    event loop (one thread) except the snapshot builders, which run in worker threads."""
+    event loop (one thread) except the snapshot builders and password checks, which run in
+    worker threads."""
 
     state: DashboardState
     access: Access
+    users: UserDirectory
+    sessions: Sessions
     limits: DashboardLimits
     title: str
     keepalive_s: float
+    audit: AuditLog | None = None
+    secure_cookie: bool = False
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
-    streams: dict[str, int] = field(default_factory=dict)  # open streams by role
+    streams: dict[str, int] = field(default_factory=dict)  # open streams by user or key
     throttle: Throttle | None = None
-    # (version, encoded snapshot) per full/viewer: shared by pages that open meanwhile
-    _snapshots: dict[bool, tuple[int, bytes]] = field(default_factory=dict)
+    # (version, encoded snapshot, call ids in it) per scope: shared by pages that open
+    # meanwhile
+    _snapshots: dict[tuple[Any, ...], tuple[int, bytes, tuple[str, ...]]] = field(
+        default_factory=dict
+    )
     _snap_lock: threading.Lock = field(default_factory=threading.Lock)
-    # encoded update messages, by (id(msg), full); holds msg so its id is not reused
-    _updates: OrderedDict[tuple[int, bool], tuple[dict[str, Any], bytes]] = field(
+    # encoded update messages, by (id(msg), scope); holds msg so its id is not reused
+    _updates: OrderedDict[tuple[int, tuple[Any, ...]], tuple[dict[str, Any], bytes | None]] = field(
         default_factory=OrderedDict
     )
     wakers: set[asyncio.Event] = field(default_factory=set)
+    _verify: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
 
     def __post_init__(self) -> None:
         lim = self.limits
@@ -300,12 +363,17 @@ class _App:
                 e.force_close()
             raise
 
-    def presented_token(self, request: web.Request) -> str | None:
+    @staticmethod
+    def presented_key(request: web.Request) -> str | None:
+        """An API key from the headers (never from the URL)."""
         auth = request.headers.get("Authorization", "")
         if auth[:7].lower() == "bearer ":
             return auth[7:].strip()
-        if "token" in request.query:
-            return request.query["token"]
+        key = request.headers.get("X-API-Key")
+        return key.strip() if key else None
+
+    @staticmethod
+    def session_id(request: web.Request) -> str | None:
         raw = request.headers.get("Cookie")
         if raw:
             c: SimpleCookie = SimpleCookie()
@@ -317,30 +385,81 @@ class _App:
                 return unquote(c[COOKIE].value)
         return None
 
-    def check(self, request: web.Request, presented: str | None) -> Role | web.Response | None:
-        """The role of a presented token; a 429 response while the peer is throttled; None
-        for no token or a wrong one (counted against the peer)."""
-        if not presented:
-            return None
-        peer = peer_key(request.remote)
+    def throttled(self, request: web.Request) -> web.Response | None:
+        """A 429 response while the peer is throttled."""
         assert self.throttle is not None
-        wait = self.throttle.retry_after(peer)
+        wait = self.throttle.retry_after(peer_key(request.remote))
         if wait > 0:
             return _error(
                 429,
                 "too many attempts",
-                "too many wrong tokens from this address; try again later",
+                "too many wrong passwords or keys from this address; try again later",
                 **{"Retry-After": str(max(1, math.ceil(wait)))},
             )
-        role = self.access.role(presented)
-        if role is None and self.throttle.failed(peer):
+        return None
+
+    def failed(self, request: web.Request) -> None:
+        """Count a wrong password or key against the peer."""
+        assert self.throttle is not None
+        peer = peer_key(request.remote)
+        if self.throttle.failed(peer):
             log.warning(
-                "dashboard: %d wrong tokens from %s within %.0f s; it gets 429 for a while",
+                "dashboard: %d wrong passwords or keys from %s within %.0f s; "
+                "it gets 429 for a while",
                 self.throttle.attempts,
                 peer,
                 self.throttle.window_s,
             )
-        return role
+
+    def user_principal(self, name: str) -> Principal | None:
+        user = self.users.get(name)
+        if user is None or not user.password_hash:
+            return None
+        return Principal(user.name, user.role, frozenset(user.teams), user.agent_id)
+
+    def who(self, request: web.Request) -> Principal | web.Response | None:
+        """The principal of a request: an API key in the headers (a wrong one is counted
+        against the peer; a 429 response while it is throttled), else the session cookie;
+        ``None`` for neither."""
+        key = self.presented_key(request)
+        if key:
+            refused = self.throttled(request)
+            if refused is not None:
+                return refused
+            p = self.access.principal(key)
+            if p is None:
+                self.failed(request)
+            return p
+        sid = self.session_id(request)
+        name = self.sessions.lookup(sid)
+        if name is None:
+            return None
+        p = self.user_principal(name)
+        if p is None:  # removed from the users file (or its password cleared)
+            self.sessions.end(sid)
+        return p
+
+    def visible(self, p: Principal) -> Callable[[dict[str, Any]], bool] | None:
+        """The call filter of ``p`` (``None``: it sees every call)."""
+        if not p.scoped:
+            return None
+        teams_of = self.users.teams_of_agent
+        return lambda call: call_visible(p, call, teams_of)
+
+    def record(self, request: web.Request, p: Principal, call_ids: Any, route: str) -> None:
+        """Audit: ``p`` was sent the transcript of ``call_ids``."""
+        if self.audit is None or not p.text:
+            return
+        try:
+            self.audit.record(
+                user=p.name,
+                role=p.role.value,
+                call_ids=call_ids,
+                route=route,
+                client=request.remote,
+            )
+        except OSError as e:
+            log.error("dashboard: cannot write the audit log %s: %s", self.audit.path, e)
 
     async def write(self, resp: web.StreamResponse, *parts: bytes) -> None:
         """Write ``parts`` a piece at a time (no copy of them), each within
@@ -378,50 +497,93 @@ class _App:
             await resp.write_eof()
         return resp
 
-    def encoded_snapshot(self, full: bool, role: Role) -> bytes:
-        """The current snapshot, encoded; reused while the state has not changed. (A worker
-        thread: takes the state's lock.)"""
+    def encoded_snapshot(self, p: Principal) -> tuple[bytes, tuple[str, ...]]:
+        """The current snapshot as ``p`` may see it, encoded, and the ids of its calls;
+        reused while the state has not changed. (A worker thread: takes the state's lock.)"""
+        key = p.scope
         with self._snap_lock:
-            cached = self._snapshots.get(full)
+            cached = self._snapshots.get(key)
         if cached is not None and cached[0] == self.state.version:
-            return cached[1]
-        version, snap = self.state.versioned_snapshot()
-        data = self._encode_snapshot(snap, full)
-        with self._snap_lock:
-            self._snapshots[full] = (version, data)
-        return data
+            return cached[1], cached[2]
+        version, snap = self.state.versioned_snapshot(self.visible(p))
+        data, ids = self._encode_snapshot(snap, p)
+        self._keep_snapshot(key, (version, data, ids))
+        return data, ids
 
-    def _encode_snapshot(self, snap: dict[str, Any], full: bool) -> bytes:
+    def _keep_snapshot(
+        self, key: tuple[Any, ...], entry: tuple[int, bytes, tuple[str, ...]]
+    ) -> None:
+        """Cache a scope's snapshot; at most ``MAX_SCOPES`` scopes (the least recent go)."""
+        with self._snap_lock:
+            self._snapshots.pop(key, None)
+            self._snapshots[key] = entry
+            while len(self._snapshots) > MAX_SCOPES:
+                del self._snapshots[next(iter(self._snapshots))]
+
+    def _encode_snapshot(self, snap: dict[str, Any], p: Principal) -> tuple[bytes, tuple[str, ...]]:
         snap = dict(snap)
-        snap["role"] = "full" if full else "viewer"
-        return _json(self.state.redact(snap, full))
+        snap["role"] = p.role.value
+        ids = tuple(c["call_id"] for c in snap.get("calls") or ())
+        return _json(self.state.redact(snap, p.text)), ids
 
-    def open_stream(self, full: bool, notify: Callable[[], None]) -> tuple[Any, bytes]:
+    def open_stream(
+        self, p: Principal, notify: Callable[[], None]
+    ) -> tuple[Any, bytes, tuple[str, ...]]:
         """Subscribe; the encoded snapshot to send first (shared when still current, else
-        the changes since it are already queued). (A worker thread.)"""
+        the changes since it are already queued) and its call ids. (A worker thread.)"""
+        key = p.scope
         with self._snap_lock:
-            cached = self._snapshots.get(full)
+            cached = self._snapshots.get(key)
         sub, snap = self.state.subscribe(
-            full=full, notify=notify, since=cached[0] if cached else None
+            full=p.text,
+            notify=notify,
+            since=cached[0] if cached else None,
+            only=self.visible(p),
         )
         if snap is None:
             assert cached is not None
-            return sub, cached[1]
-        data = self._encode_snapshot(snap, full)
-        with self._snap_lock:
-            self._snapshots[full] = (sub.version, data)
-        return sub, data
+            return sub, cached[1], cached[2]
+        data, ids = self._encode_snapshot(snap, p)
+        self._keep_snapshot(key, (sub.version, data, ids))
+        return sub, data, ids
 
-    def encoded_update(self, msg: dict[str, Any], full: bool) -> bytes:
-        key = (id(msg), full)
+    def encoded_update(self, msg: dict[str, Any], p: Principal) -> bytes | None:
+        """The SSE message of ``msg`` for ``p``; ``None`` when it is about a call ``p`` may
+        not see. A scoped principal's statistics are recounted over its calls."""
+        key = (id(msg), p.scope)
         hit = self._updates.get(key)
         if hit is not None and hit[0] is msg:
             return hit[1]
-        data = _sse("update", _json(self.state.redact(msg, full)))
+        only = self.visible(p)
+        data: bytes | None
+        call = msg.get("call")
+        if only is not None and (not isinstance(call, dict) or not only(call)):
+            data = None
+        else:
+            out = msg
+            if only is not None and "stats" in msg:
+                out = dict(msg)
+                out["stats"] = self.state.stats(only)
+            data = _sse("update", _json(self.state.redact(out, p.text)))
         self._updates[key] = (msg, data)
         while len(self._updates) > 512:
             self._updates.popitem(last=False)
         return data
+
+    def catch_up(self, call_id: str, p: Principal) -> bytes:
+        """Update messages with a call's utterances and findings so far (for a stream that
+        starts to see the call midway)."""
+        detail = self.state.detail(call_id)
+        if detail is None:
+            return b""
+        call = detail["call"]
+        msgs: list[dict[str, Any]] = [
+            {"type": "utterance", "call": call, "utterance": u} for u in detail["utterances"]
+        ]
+        msgs += [{"type": "finding", "call": call, "finding": f} for f in detail["findings"]]
+        if detail["uncertain"]:
+            msgs.append({"type": "scorecard", "call": call, "uncertain": detail["uncertain"]})
+        return b"".join(_sse("update", _json(self.state.redact(m, p.text))) for m in msgs)
 
     # -- routes ------------------------------------------------------------------------------
 
@@ -432,17 +594,10 @@ class _App:
         return _response(204, b"", "image/x-icon")
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
-        return _redirect("/", _cookie("", 0))
+        self.sessions.end(self.session_id(request))
+        return _redirect("/", _cookie("", 0, self.secure_cookie or request.secure))
 
     async def page(self, request: web.Request) -> web.StreamResponse:
-        if "token" in request.query:  # a link with a token: set the cookie, drop it from the URL
-            tok = request.query["token"]
-            role = self.check(request, tok)
-            if isinstance(role, web.Response):
-                return role
-            if role is None:
-                return _redirect("/?login=failed")
-            return _redirect("/", _cookie(tok, 12 * 3600))
         nonce = secrets.token_urlsafe(16)
         csp = (
             "default-src 'none'; "
@@ -458,6 +613,16 @@ class _App:
             {"Content-Security-Policy": csp, "X-Frame-Options": "DENY"},
         )
 
+    async def check_password(self, name: str, password: str) -> bool:
+        """Argon2 in a worker thread, two at a time (each takes ~64 MiB and tens of ms); an
+        unknown name costs the same as a wrong password."""
+        user = self.users.get(name) if name else None
+        async with self._verify:
+            if user is None or not user.password_hash:
+                await asyncio.to_thread(dummy_verify, password)
+                return False
+            return await asyncio.to_thread(verify_password, user.password_hash, password)
+
     async def login(self, request: web.Request) -> web.StreamResponse:
         try:
             async with asyncio.timeout(self.limits.body_timeout_s):
@@ -467,54 +632,86 @@ class _App:
             resp.force_close()
             return resp
         form = parse_qs(raw.decode("utf-8", "replace"))
-        tok = (form.get("token") or [""])[0].strip()
-        role = self.check(request, tok)
-        if isinstance(role, web.Response):
-            return role
-        if role is None:
+        name = (form.get("name") or [""])[0].strip()
+        password = (form.get("password") or [""])[0]
+        refused = self.throttled(request)
+        if refused is not None:
+            return refused
+        if not name or not password or not await self.check_password(name, password):
+            self.failed(request)
             await asyncio.sleep(0.2)  # slow down guessing a little
             return _redirect("/?login=failed")
-        return _redirect("/", _cookie(tok, 12 * 3600))
+        sid = self.sessions.create(name)
+        log.info("dashboard: %s logged in from %s", name, request.remote)
+        max_age = int(self.sessions.max_age_s)
+        return _redirect("/", _cookie(sid, max_age, self.secure_cookie or request.secure))
+
+    def unauthorized(self) -> web.Response:
+        return _error(
+            401,
+            "unauthorized",
+            "log in, or send an API key (Authorization: Bearer or X-API-Key)",
+            **{"WWW-Authenticate": 'Bearer realm="qa-dashboard"'},
+        )
 
     async def api(self, request: web.Request) -> web.StreamResponse:
-        role = self.check(request, self.presented_token(request))
-        if isinstance(role, web.Response):
-            return role
-        if role is None:
-            return _error(
-                401,
-                "unauthorized",
-                "a valid dashboard token is required",
-                **{"WWW-Authenticate": 'Bearer realm="qa-dashboard"'},
-            )
-        full = role == "full"
+        p = self.who(request)
+        if isinstance(p, web.Response):
+            return p
+        if p is None:
+            return self.unauthorized()
         path = request.path
         if path == "/api/state":
-            data = await asyncio.to_thread(self.encoded_snapshot, full, role)
+            data, ids = await asyncio.to_thread(self.encoded_snapshot, p)
+            if p.text and ids:
+                await asyncio.to_thread(self.record, request, p, ids, path)
             return await self.send_big(request, data)
         if path.startswith("/api/calls/"):
             call_id = unquote(request.raw_path.split("?", 1)[0][len("/api/calls/") :])
             detail = self.state.detail(call_id)
-            if detail is None:
+            only = self.visible(p)
+            if detail is None or (only is not None and not only(detail["call"])):
                 return _error(404, "no such call", "no call with this id is kept")
-            body = _json(self.state.redact({"detail": detail}, full)["detail"])
+            body = _json(self.state.redact({"detail": detail}, p.text)["detail"])
+            self.record(request, p, (call_id,), "/api/calls/" + call_id)
             return await self.send_big(request, body)
         if path == "/api/events":
-            return await self.events(request, full, role)
+            return await self.events(request, p)
+        if path == "/api/me":
+            return _response(
+                200,
+                _json(
+                    {
+                        "name": p.name,
+                        "role": p.role.value,
+                        "teams": sorted(p.teams),
+                        "agent_id": p.agent_id,
+                        "kind": p.kind,
+                        "text": p.text,
+                    }
+                ),
+            )
+        if path == "/api/users":
+            if p.role is not UserRole.ADMIN:
+                return _error(403, "forbidden", "only an admin may list the users")
+            self.users.refresh()
+            users = [u.public() for u in self.users.all()]
+            return _response(200, _json({"users": users}))
         return _error(404, "not found", "no such resource")
 
     async def not_found(self, request: web.Request) -> web.StreamResponse:
         return _error(404, "not found", "no such resource")
 
-    async def events(self, request: web.Request, full: bool, role: Role) -> web.StreamResponse:
+    async def events(self, request: web.Request, p: Principal) -> web.StreamResponse:
         lim = self.limits
+        who = f"{p.kind}:{p.name}"
         total = sum(self.streams.values())
-        mine = self.streams.get(role, 0)
+        mine = self.streams.get(who, 0)
         if total >= lim.max_streams or mine >= lim.max_streams_per_token:
             which = (
                 f"{total} open in all (limit {lim.max_streams})"
                 if total >= lim.max_streams
-                else f"{mine} open for this token (limit {lim.max_streams_per_token})"
+                else f"{mine} open for this user or key (limit {lim.max_streams_per_token})"
             )
             log.info("dashboard: event stream refused for %s: %s", request.remote, which)
             refused = _error(
@@ -525,7 +722,7 @@ class _App:
             )
             refused.force_close()
             return refused
-        self.streams[role] = mine + 1
+        self.streams[who] = mine + 1
         loop = asyncio.get_running_loop()
         wake = asyncio.Event()
         self.wakers.add(wake)
@@ -544,7 +741,11 @@ class _App:
             },
         )
         try:
-            sub, snap = await asyncio.to_thread(self.open_stream, full, notify)
+            sub, snap, ids = await asyncio.to_thread(self.open_stream, p, notify)
+            audited = set(ids)
+            known = set(ids)
+            if p.text and ids:
+                await asyncio.to_thread(self.record, request, p, ids, request.path)
             resp.force_close()  # "Connection: close": the stream ends with its connection
             await resp.prepare(request)
             await self.write(resp, b"retry: 2000\nevent: snapshot\ndata: ", snap, b"\n\n")
@@ -568,7 +769,28 @@ class _App:
                     if msg is CLOSED:
                         closed = True
                         break
-                    await self.write(resp, self.encoded_update(msg, full))
+                    data = self.encoded_update(msg, p)
+                    if data is None:
+                        continue
+                    cid = (msg.get("call") or {}).get("call_id")
+                    catch_up = b""
+                    if p.scoped and cid is not None and cid not in known:
+                        # a call that became visible midway (its agent id or team arrived
+                        # with a later event): what the stream held back of it first
+                        catch_up = self.catch_up(cid, p)
+                    if cid is not None:
+                        known.add(cid)
+                    if (
+                        p.text
+                        and cid is not None
+                        and cid not in audited
+                        and (
+                            catch_up or any(k in msg for k in ("utterance", "finding", "uncertain"))
+                        )
+                    ):
+                        audited.add(cid)
+                        self.record(request, p, (cid,), request.path)
+                    await self.write(resp, catch_up, data)
                 if sub.dropped:
                     log.info("dashboard: event stream of %s fell behind; dropped", request.remote)
                     break
@@ -584,7 +806,9 @@ class _App:
             pass
         finally:
             self.wakers.discard(wake)
-            self.streams[role] -= 1
+            self.streams[who] -= 1
+            if not self.streams[who]:
+                del self.streams[who]
             if sub is not None:
                 self.state.unsubscribe(sub)
         return resp
@@ -625,6 +849,8 @@ class DashboardServer:
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(timeout=5)
+            if self.app.audit is not None:
+                self.app.audit.close()
 
 
 def _build(app: _App) -> web.Application:
@@ -639,6 +865,7 @@ def _build(app: _App) -> web.Application:
     r.add_get("/", app.page)
     r.add_get("/index.html", app.page)
     r.add_get("/logout", app.logout)
+    r.add_post("/logout", app.logout)
     r.add_get("/favicon.ico", app.favicon)
     r.add_post("/login", app.login)
     r.add_get("/api/{tail:.*}", app.api)
@@ -653,6 +880,11 @@ def start_dashboard(
     token: str | None = None,
     *,
     viewer_token: str | None = None,
+    users: str | Path | None = None,
+    audit_log: str | Path | None = None,
+    session_idle_s: float = 7200.0,
+    session_max_s: float = 43200.0,
+    secure_cookie: bool = False,
     title: str = "通话质检实时看板",
     keepalive_s: float = 15.0,
     limits: DashboardLimits | None = None,
@@ -660,17 +892,34 @@ def start_dashboard(
     """Serve ``state`` on ``http://host:port/`` from a background thread (port 0 = any free
     one).
 
-    ``token`` (else ``$QA_DASHBOARD_TOKEN``) is required; ``viewer_token`` (else
-    ``$QA_DASHBOARD_VIEWER_TOKEN``) optionally gives a second, transcript-less role.
-    ``limits``: what clients may take (:class:`DashboardLimits`; its defaults when ``None``).
+    ``users`` (else ``$QA_DASHBOARD_USERS``): the users file people log in from.
+    ``token`` (else ``$QA_DASHBOARD_TOKEN``): machines' API key (admin read access);
+    ``viewer_token`` (else ``$QA_DASHBOARD_VIEWER_TOKEN``): a read-only key without
+    transcript text. At least a users file or a key is required. ``audit_log``: where
+    transcript openings are recorded (``None``: not recorded; the ``dashboard:`` config and
+    the commands default to ``dashboard-audit.jsonl``). ``limits``: what clients may take
+    (:class:`DashboardLimits`; its defaults when ``None``).
     """
-    full, viewer = resolve_tokens(token, viewer_token)
+    full, viewer = resolve_tokens(token, viewer_token, users=users)
+    directory = UserDirectory(resolve_users(users))
+    sessions = Sessions(session_idle_s, session_max_s)
+    audit = AuditLog(Path(audit_log)) if audit_log is not None else None
     lim = limits or DashboardLimits()
     loop = asyncio.new_event_loop()
     started: Future[tuple[_App, web.AppRunner, int]] = Future()
 
     async def _start() -> tuple[_App, web.AppRunner, int]:
-        app = _App(state, Access(full, viewer), lim, title, keepalive_s)
+        app = _App(
+            state,
+            Access(full, viewer),
+            directory,
+            sessions,
+            lim,
+            title,
+            keepalive_s,
+            audit=audit,
+            secure_cookie=secure_cookie,
+        )
         runner = web.AppRunner(
             _build(app),
             access_log=None,

@@ -24,7 +24,9 @@ subscriber can start from an earlier snapshot (the web app shares one encoded sn
 the pages that open in a while) plus the changes since, instead of a snapshot of its own.
 
 Views are plain JSON-able dicts. ``full=False`` views (viewer role) carry no transcript text:
-utterance text, finding evidence text and matched phrases are removed.
+utterance text, finding evidence text and matched phrases are removed. A call summary carries
+its ``team`` (call metadata ``team``, when the source sends one); ``snapshot``, ``stats`` and
+``subscribe`` take an ``only`` filter over call summaries (a user's scope, see :mod:`.auth`).
 """
 
 from __future__ import annotations
@@ -71,6 +73,18 @@ def grades_from_pack(pack: Any) -> tuple[tuple[tuple[str, str, float], ...], str
     return grades, settings.fail_grade
 
 
+def team_of(metadata: Any) -> str | None:
+    """The ``team`` entry of call metadata (pairs, or a mapping as decoded JSON may give)."""
+    team: Any = None
+    if isinstance(metadata, Mapping):
+        team = metadata.get("team")
+    elif isinstance(metadata, (list, tuple)):
+        for kv in metadata:
+            if isinstance(kv, (list, tuple)) and len(kv) == 2 and kv[0] == "team":
+                team = kv[1]
+    return str(team) if team else None
+
+
 def parse_time(value: Any, default: float) -> float:
     """Unix time of an ISO 8601 string (``Z`` accepted); ``default`` when unparsable."""
     if not isinstance(value, str) or not value:
@@ -95,6 +109,7 @@ class _Call:
     first_at: float
     last_at: float
     agent_id: str | None = None
+    team: str | None = None
     direction: str | None = None
     started_at: str | None = None
     utterances: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -208,6 +223,7 @@ class DashboardState:
             c = self._call(call.call_id, now)
             if call.agent_id:
                 c.agent_id = call.agent_id
+            c.team = team_of(call.metadata) or c.team
             c.direction = call.direction.value
             if call.started_at is not None:
                 c.started_at = call.started_at.isoformat()
@@ -288,6 +304,7 @@ class DashboardState:
                 call = p.get("call") or {}
                 if call.get("agent_id"):
                     c.agent_id = str(call["agent_id"])
+                c.team = team_of(call.get("metadata")) or c.team
                 c.direction = call.get("direction") or c.direction
                 c.started_at = call.get("started_at") or c.started_at
                 if call.get("duration") is not None:
@@ -325,6 +342,12 @@ class DashboardState:
 
     # -- views -------------------------------------------------------------------------------
 
+    @staticmethod
+    def _ident(c: _Call) -> dict[str, Any]:
+        """What an ``only`` filter is given of a call: its id, agent id and team (the same
+        keys as in its summary and in an alert)."""
+        return {"call_id": c.call_id, "agent_id": c.agent_id, "team": c.team}
+
     def running_score(self, c: _Call) -> float:
         return round(min(max(100.0 - sum(c.rule_weights.values()), 0.0), 100.0), 2)
 
@@ -336,6 +359,7 @@ class DashboardState:
         return {
             "call_id": c.call_id,
             "agent_id": c.agent_id,
+            "team": c.team,
             "direction": c.direction,
             "started_at": c.started_at,
             "status": "live" if c.live else "ended",
@@ -415,6 +439,7 @@ class DashboardState:
             "event_id": event.event_id,
             "call_id": c.call_id,
             "agent_id": c.agent_id,
+            "team": c.team,
             "rule_id": p.get("rule_id"),
             "severity": p.get("severity"),
             "message": p.get("message"),
@@ -492,15 +517,35 @@ class DashboardState:
         det["findings"] = [cls.redact({"finding": f}, False)["finding"] for f in det["findings"]]
         return det
 
-    def stats(self) -> dict[str, Any]:
-        """Violations by rule over the last hour and day, and the per-agent summary."""
+    def stats(self, only: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+        """Violations by rule over the last hour and day, and the per-agent summary.
+
+        ``only``: count only the calls it accepts (given ``call_id``, ``agent_id`` and
+        ``team`` of each; a scoped user's view). Its
+        violations are then counted from the findings of the calls kept in memory (an
+        evicted call no longer counts), the unscoped ones from the day's buckets."""
         with self._lock:
             now = self._clock()
             for start in [b for b in self._violations if b + VIOLATION_BUCKET_S <= now - 86400]:
                 del self._violations[start]
             hour: dict[str, int] = {}
             day: dict[str, int] = {}
-            for start, counts in self._violations.items():
+            calls = list(self._calls.values())
+            if only is not None:
+                calls = [c for c in calls if only(self._ident(c))]
+                buckets: dict[int, dict[str, int]] = {}
+                for c in calls:
+                    for f in c.findings.values():
+                        b = buckets.setdefault(
+                            int(f.at // VIOLATION_BUCKET_S) * VIOLATION_BUCKET_S, {}
+                        )
+                        rule = str(f.payload.get("rule_id", "?"))
+                        b[rule] = b.get(rule, 0) + 1
+            else:
+                buckets = self._violations
+            for start, counts in buckets.items():
+                if start + VIOLATION_BUCKET_S <= now - 86400:
+                    continue
                 in_hour = start + VIOLATION_BUCKET_S > now - 3600
                 for rule, n in counts.items():
                     day[rule] = day.get(rule, 0) + n
@@ -508,7 +553,7 @@ class DashboardState:
                         hour[rule] = hour.get(rule, 0) + n
             severity = {rule: self._severity.get(rule, "") for rule in day}
             agents: dict[str, dict[str, Any]] = {}
-            for c in self._calls.values():
+            for c in calls:
                 key = c.agent_id or UNKNOWN_AGENT
                 a = agents.setdefault(
                     key,
@@ -566,25 +611,34 @@ class DashboardState:
                 "uncertain": list(c.uncertain),
             }
 
-    def snapshot(self, *, details: bool = True) -> dict[str, Any]:
-        """Everything a freshly opened page needs (full view; redact with :meth:`redact`)."""
+    def snapshot(
+        self, *, details: bool = True, only: Callable[[dict[str, Any]], bool] | None = None
+    ) -> dict[str, Any]:
+        """Everything a freshly opened page needs (full view; redact with :meth:`redact`).
+
+        ``only``: just the calls whose summary it accepts, their alerts (an alert carries
+        ``agent_id`` and ``team`` like a summary) and statistics (see :meth:`stats`)."""
         with self._lock:
             calls = sorted(self._calls.values(), key=lambda c: (not c.live, -c.last_at))
+            if only is not None:
+                calls = [c for c in calls if only(self._ident(c))]
             out: dict[str, Any] = {
                 "type": "snapshot",
                 "calls": [self._summary(c) for c in calls],
-                "alerts": list(self._alerts),
-                "stats": self.stats(),
+                "alerts": [a for a in self._alerts if only is None or only(a)],
+                "stats": self.stats(only),
                 "grades": [{"name": n, "label": lbl, "min_score": m} for n, lbl, m in self.grades],
             }
             if details:
                 out["details"] = {c.call_id: self.detail(c.call_id) for c in calls}
             return out
 
-    def versioned_snapshot(self) -> tuple[int, dict[str, Any]]:
+    def versioned_snapshot(
+        self, only: Callable[[dict[str, Any]], bool] | None = None
+    ) -> tuple[int, dict[str, Any]]:
         """:meth:`snapshot` and the version it shows, taken together."""
         with self._lock:
-            return self.version, self.snapshot()
+            return self.version, self.snapshot(only=only)
 
     # -- subscribers -------------------------------------------------------------------------
 
@@ -594,6 +648,7 @@ class DashboardState:
         full: bool,
         notify: Callable[[], None] | None = None,
         since: int | None = None,
+        only: Callable[[dict[str, Any]], bool] | None = None,
     ) -> tuple[_Subscriber, dict[str, Any] | None]:
         """Register a push subscriber; returns it and the snapshot taken atomically with it
         (nothing falls between the snapshot and the first push).
@@ -601,20 +656,21 @@ class DashboardState:
         ``since``: the version of a snapshot the caller already has. When every change after
         it is still in the history, those changes are queued for the subscriber and no
         snapshot is taken (``None`` is returned instead). ``notify`` is called after each
-        message queued (see :class:`_Subscriber`)."""
+        message queued (see :class:`_Subscriber`). ``only``: the snapshot's calls (see
+        :meth:`snapshot`); the queued messages are not filtered (the caller does)."""
         with self._lock:
             sub = _Subscriber(queue.Queue(self._subscriber_queue), full, notify=notify)
             sub.version = self.version
             if self._closed:
                 sub.queue.put_nowait(CLOSED)
-                return sub, self.snapshot()
+                return sub, self.snapshot(only=only)
             self._subscribers.append(sub)
             if since is not None and self._history_covers(since):
                 for v, msg in self._history:
                     if v > since:
                         sub.queue.put_nowait(msg)
                 return sub, None
-            return sub, self.snapshot()
+            return sub, self.snapshot(only=only)
 
     def _history_covers(self, since: int) -> bool:
         if since == self.version:

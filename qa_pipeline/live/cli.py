@@ -75,7 +75,9 @@ def _prepare(cfg: object) -> object:
     sources. Returns the (not yet started) ``LiveService``."""
     from prometheus_client import CollectorRegistry
 
-    from ..dashboard.server import resolve_tokens
+    from ..dashboard.audit import AuditLog
+    from ..dashboard.server import resolve_tokens, resolve_users
+    from ..dashboard.users import UserDirectory
     from ..notify import NotifierSink
     from ..rules import load_pack
     from ..sinks import build_sinks
@@ -86,7 +88,10 @@ def _prepare(cfg: object) -> object:
     assert isinstance(cfg, ServeConfig)
     pack = load_pack(cfg.rules.pack, cfg.rules.settings or None)
     if cfg.dashboard is not None and cfg.dashboard.enabled:
-        resolve_tokens(cfg.dashboard.token_value(), cfg.dashboard.viewer_token_value())
+        d = cfg.dashboard
+        resolve_tokens(d.token_value(), d.viewer_token_value(), users=d.users)
+        UserDirectory(resolve_users(d.users))  # a users file that cannot be read fails here
+        AuditLog(d.audit_log)  # so does an audit log that cannot be written
     sources = [build_source(s) for s in cfg.sources]
     metrics = LiveMetrics(CollectorRegistry())
     fanout = build_sinks(cfg.sinks, metrics)
@@ -137,6 +142,11 @@ async def run_service(service: object) -> int:
                 cfg.dashboard.port,
                 cfg.dashboard.token_value(),
                 viewer_token=cfg.dashboard.viewer_token_value(),
+                users=cfg.dashboard.users,
+                audit_log=cfg.dashboard.audit_log,
+                session_idle_s=cfg.dashboard.session_idle_s,
+                session_max_s=cfg.dashboard.session_max_s,
+                secure_cookie=cfg.dashboard.secure_cookie,
                 title=cfg.dashboard.title,
                 limits=cfg.dashboard.limits,
             )

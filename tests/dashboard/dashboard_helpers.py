@@ -1,10 +1,14 @@
-"""Helpers of the dashboard tests: tokens, the running dashboard, Debian's Chromium."""
+"""Helpers of the dashboard tests: API keys, users (two teams), the running dashboard,
+Debian's Chromium."""
 
 from __future__ import annotations
 
+import functools
+import http.client
 import json
 import shutil
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -12,9 +16,42 @@ from typing import Any
 import pytest
 
 from qa_pipeline.dashboard import DashboardServer, DashboardSink, DashboardState
+from qa_pipeline.dashboard.users import User, UserRole, hash_password, save_users
 
 TOKEN = "test-token-full-0123456789"
 VIEWER_TOKEN = "viewer-token-0123456789"
+PASSWORD = "correct horse battery"
+#: name -> (role, teams, agent_id): two teams, north (agent A1) and east (agent B1)
+USERS: dict[str, tuple[str, tuple[str, ...], str | None]] = {
+    "admin": ("admin", (), None),
+    "qa": ("qa", (), None),
+    "viewer": ("viewer", (), None),
+    "sup-north": ("supervisor", ("north",), None),
+    "sup-east": ("supervisor", ("east",), None),
+    "agent-a": ("agent", ("north",), "A1"),
+    "agent-b": ("agent", ("east",), "B1"),
+}
+
+
+@functools.cache
+def _hash() -> str:
+    return hash_password(PASSWORD)  # one hash for all (argon2 takes a while each)
+
+
+def write_users(path: Path, names: tuple[str, ...] | None = None) -> Path:
+    """The test users (all, or ``names``), each with :data:`PASSWORD`."""
+    h = _hash()
+    save_users(
+        path,
+        [
+            User(name=n, role=UserRole(r), teams=t, agent_id=a, password_hash=h)
+            for n, (r, t, a) in USERS.items()
+            if names is None or n in names
+        ],
+    )
+    return path
+
+
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 CHROMIUM_FLAGS = [
     "--headless",
@@ -43,10 +80,36 @@ class Dashboard:
         self.sink = DashboardSink(state)
         self.url = server.url
 
-    def get(self, path: str, token: str | None = None, **headers: str) -> tuple[int, Any]:
+    def login(self, name: str, password: str = PASSWORD) -> tuple[int, str]:
+        """``POST /login``: the status and the ``Set-Cookie`` header ('' when none)."""
+        u = urllib.parse.urlsplit(self.url)
+        c = http.client.HTTPConnection(u.hostname or "", u.port, timeout=10)
+        body = urllib.parse.urlencode({"name": name, "password": password})
+        c.request(
+            "POST",
+            "/login",
+            body=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        r = c.getresponse()
+        r.read()
+        c.close()
+        return r.status, r.getheader("Set-Cookie") or ""
+
+    def session(self, name: str, password: str = PASSWORD) -> str:
+        """A ``Cookie`` header value of a fresh session of ``name``."""
+        status, cookie = self.login(name, password)
+        assert status == 303 and cookie, (status, cookie)
+        return cookie.split(";")[0]
+
+    def get(
+        self, path: str, token: str | None = None, *, cookie: str | None = None, **headers: str
+    ) -> tuple[int, Any]:
         h = dict(headers)
         if token:
             h["Authorization"] = f"Bearer {token}"
+        if cookie:
+            h["Cookie"] = cookie
         req = urllib.request.Request(self.url.rstrip("/") + path, headers=h)
         try:
             with urllib.request.urlopen(req, timeout=5) as r:

@@ -15,7 +15,15 @@ from qa_pipeline.transcript import Transcript
 SECONDS_PER_CHAR = 0.22
 
 
-def generated_call(scenario_id: str, call_id: str | None = None) -> tuple[Transcript, Scorecard]:
+def generated_call(
+    scenario_id: str,
+    call_id: str | None = None,
+    *,
+    agent_id: str | None = None,
+    metadata: tuple[tuple[str, str], ...] = (),
+) -> tuple[Transcript, Scorecard]:
+    """The scenario's call (its agent id unless ``agent_id`` is given; ``metadata`` for its
+    CallInfo), scored."""
     sc = next(s for s in load_scenarios() if s.id == scenario_id)
     placed = layout(sc, [max(0.6, len(t.text) * SECONDS_PER_CHAR) for t in sc.turns])
     cid = call_id or sc.id
@@ -23,8 +31,9 @@ def generated_call(scenario_id: str, call_id: str | None = None) -> tuple[Transc
         call_id=cid,
         started_at=datetime.fromisoformat(sc.call["started_at"]),
         direction=Direction(sc.call.get("direction", "inbound")),
-        agent_id=sc.call.get("agent_id"),
+        agent_id=agent_id or sc.call.get("agent_id"),
         source=f"generated:{sc.id}",
+        metadata=metadata,
     )
     utts = tuple(
         Utterance(
@@ -46,6 +55,12 @@ def generated_call(scenario_id: str, call_id: str | None = None) -> tuple[Transc
     return transcript, score_transcript(load_pack(), transcript)
 
 
-def call_events(scenario_id: str, call_id: str | None = None) -> list[Event]:
-    transcript, card = generated_call(scenario_id, call_id)
+def call_events(
+    scenario_id: str,
+    call_id: str | None = None,
+    *,
+    agent_id: str | None = None,
+    metadata: tuple[tuple[str, str], ...] = (),
+) -> list[Event]:
+    transcript, card = generated_call(scenario_id, call_id, agent_id=agent_id, metadata=metadata)
     return events_for_call(transcript, card.findings, card)

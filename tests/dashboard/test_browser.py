@@ -19,8 +19,7 @@ import pytest
 from dashboard_helpers import (
     ARTIFACTS,
     CHROMIUM_FLAGS,
-    TOKEN,
-    VIEWER_TOKEN,
+    PASSWORD,
     Dashboard,
     chromium_path,
 )
@@ -44,12 +43,13 @@ def browser() -> Iterator[Any]:
             b.close()
 
 
-def login(browser: Any, dashboard: Dashboard, token: str) -> Any:
+def login(browser: Any, dashboard: Dashboard, name: str) -> Any:
     ctx = browser.new_context(viewport={"width": 1440, "height": 1000}, locale="zh-CN")
     page = ctx.new_page()
     page.goto(dashboard.url)
     page.wait_for_selector("#login:not([hidden])", timeout=5000)
-    page.fill("#token", token)
+    page.fill("#name", name)
+    page.fill("#password", PASSWORD)
     page.click("#login button[type=submit]")
     page.wait_for_selector("#app:not([hidden])", timeout=5000)
     page.wait_for_selector("#conn.on", timeout=5000)
@@ -57,7 +57,7 @@ def login(browser: Any, dashboard: Dashboard, token: str) -> Any:
 
 
 def test_live_call_in_browser(browser: Any, dashboard: Dashboard) -> None:
-    page = login(browser, dashboard, TOKEN)
+    page = login(browser, dashboard, "qa")
     # A finished earlier call of another agent, then the live one, event by event.
     for e in call_events("perfect", "call-perfect-001"):
         dashboard.sink.emit(e)
@@ -136,7 +136,8 @@ def test_no_token_no_data(browser: Any, dashboard: Dashboard) -> None:
     status = page.evaluate("() => fetch('/api/events').then(r => r.status)")
     assert status == 401
     # a wrong token is refused too
-    page.fill("#token", "not-the-token")
+    page.fill("#name", "qa")
+    page.fill("#password", "not-the-password")
     page.click("#login button[type=submit]")
     page.wait_for_selector("#login-err:not([hidden])", timeout=5000)
     assert page.is_hidden("#app")
@@ -147,7 +148,7 @@ def test_viewer_sees_no_transcript_text(browser: Any, dashboard: Dashboard) -> N
     cid = "call-viewer-004"
     for e in call_events("stonewalling", cid):
         dashboard.sink.emit(e)
-    page = login(browser, dashboard, VIEWER_TOKEN)
+    page = login(browser, dashboard, "viewer")
     page.wait_for_selector('#transcript .utt.hit[data-utt-index="2"]', timeout=3000)
     text = page.inner_text("#transcript")
     # no utterance text (the rule descriptions may name banned phrases; that is not the call)
@@ -168,7 +169,7 @@ def test_uncertain_verdict_in_browser(browser: Any, dashboard: Dashboard) -> Non
     utts = (replace(first, text="农好，华夏客服，我是小王，很高兴为您服务", confidence=0.25),)
     transcript = dataclasses.replace(transcript, utterances=utts + transcript.utterances[1:])
     card = score_transcript(load_pack(), transcript)
-    page = login(browser, dashboard, TOKEN)
+    page = login(browser, dashboard, "qa")
     for e in events_for_call(transcript, card.findings, card):
         dashboard.sink.emit(e)
     row = page.wait_for_selector(f'tr.call[data-call-id="{cid}"] .badge.review', timeout=3000)
@@ -183,4 +184,28 @@ def test_uncertain_verdict_in_browser(browser: Any, dashboard: Dashboard) -> Non
     assert (
         page.query_selector('#transcript .finding:not(.uncertain)[data-rule="OPEN-GREET"]') is None
     )
+    page.context.close()
+
+
+def test_supervisor_sees_its_team_only_in_browser(browser: Any, dashboard: Dashboard) -> None:
+    """Two teams: the north supervisor's page shows the north call, live, and nothing of the
+    east one (neither in the snapshot nor pushed later), and who is logged in."""
+
+    def start(cid: str, agent: str) -> None:
+        transcript, _ = generated_call("stonewalling", cid, agent_id=agent)
+        dashboard.sink.call_started(transcript.call)
+        for e in call_events("stonewalling", cid, agent_id=agent):
+            dashboard.sink.emit(e)
+
+    start("call-east-1", "B1")
+    start("call-north-1", "A1")
+    page = login(browser, dashboard, "sup-north")
+    assert "sup-north" in page.inner_text("#me") and "班组长" in page.inner_text("#me")
+    page.wait_for_selector('tr.call[data-call-id="call-north-1"]', timeout=3000)
+    start("call-east-2", "B1")
+    start("call-north-2", "A1")
+    page.wait_for_selector('#alerts .alert-item[data-call-id="call-north-2"]', timeout=3000)
+    html = page.content()
+    assert "call-east" not in html and "B1" not in html
+    assert page.query_selector('#agents tr[data-agent="A1"]') is not None
     page.context.close()

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dashboard_helpers import TOKEN, VIEWER_TOKEN
+from dashboard_helpers import PASSWORD, TOKEN, VIEWER_TOKEN, write_users
 
 from qa_pipeline.dashboard import DashboardLimits, DashboardState, start_dashboard
 from qa_pipeline.dashboard.server import peer_key
@@ -254,12 +254,20 @@ def test_streams_that_do_not_read_stay_small_and_are_dropped(big: ServerProcess)
 
 
 @pytest.fixture
-def small() -> Iterator[Any]:
+def small(tmp_path: Path) -> Iterator[Any]:
     state = DashboardState()
     limits = DashboardLimits(
         max_streams=5, max_streams_per_token=3, login_attempts=5, login_window_s=3
     )
-    server = start_dashboard(state, "127.0.0.1", 0, TOKEN, viewer_token=VIEWER_TOKEN, limits=limits)
+    server = start_dashboard(
+        state,
+        "127.0.0.1",
+        0,
+        TOKEN,
+        viewer_token=VIEWER_TOKEN,
+        users=write_users(tmp_path / "users.yaml", ("qa",)),
+        limits=limits,
+    )
     try:
         yield server
     finally:
@@ -315,12 +323,12 @@ def test_a_malformed_request_is_one_log_line(small: Any, caplog: pytest.LogCaptu
     assert "\n" not in bad[0].getMessage()
 
 
-def post_login(port: int, token: str) -> tuple[int, dict[str, str]]:
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+def post_login(port: int, password: str, name: str = "qa") -> tuple[int, dict[str, str]]:
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     c.request(
         "POST",
         "/login",
-        body=f"token={token}",
+        body=f"name={name}&password={password}",
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     r = c.getresponse()
@@ -329,22 +337,27 @@ def post_login(port: int, token: str) -> tuple[int, dict[str, str]]:
     return r.status, dict(r.getheaders())
 
 
-def test_wrong_tokens_throttled_per_peer(small: Any) -> None:
+def test_wrong_passwords_and_keys_throttled_per_peer(small: Any) -> None:
     port = small.port
-    for i in range(5):
+    for i in range(3):  # wrong API keys count ...
+        assert get(port, "/api/state", f"wrong-key-{i}-xxxxxxxx")[0] == 401
+    for i in range(2):  # ... as wrong passwords do
         status, headers = post_login(port, f"guess-{i}-xxxxxxxx")
         assert status == 303 and headers["Location"] == "/?login=failed"
     t0 = time.monotonic()
     status, headers = post_login(port, "guess-6-xxxxxxxx")
     assert status == 429 and 1 <= int(headers["Retry-After"]) <= 3
-    # while throttled even the right token is refused (else guessing could go on), on every
-    # way a token is presented
-    assert post_login(port, TOKEN)[0] == 429
+    # while throttled even the right password or key is refused (else guessing could go on),
+    # on every way one is presented
+    assert post_login(port, PASSWORD)[0] == 429
     assert get(port, "/api/state", TOKEN)[0] == 429
-    assert get(port, f"/?token={TOKEN}")[0] == 429
-    assert get(port, "/healthz")[0] == 200  # no token, no throttle
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    c.request("GET", "/api/state", headers={"X-API-Key": TOKEN})
+    assert c.getresponse().status == 429
+    c.close()
+    assert get(port, "/healthz")[0] == 200  # no key, no throttle
     time.sleep(max(0.0, 3.2 - (time.monotonic() - t0)))
-    status, headers = post_login(port, TOKEN)
+    status, headers = post_login(port, PASSWORD)
     assert status == 303 and "HttpOnly" in headers.get("Set-Cookie", "")
     assert get(port, "/api/state", TOKEN)[0] == 200
 
@@ -374,6 +387,7 @@ def test_no_token_is_a_one_line_error(tmp_path: Path) -> None:
         assert r.returncode != 0, args
         assert "Traceback" not in r.stderr, r.stderr
         assert len(err) == 1 and "QA_DASHBOARD_TOKEN" in err[0], r.stderr
+        assert "QA_DASHBOARD_USERS" in err[0], r.stderr
 
 
 def test_peer_key_counts_an_ipv6_host_by_its_network() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dashboard_helpers import ARTIFACTS, CHROMIUM_FLAGS, TOKEN, chromium_path
+from dashboard_helpers import ARTIFACTS, CHROMIUM_FLAGS, PASSWORD, chromium_path, write_users
 
 from qa_pipeline.dashboard import DashboardSink, DashboardState, start_dashboard
 from qa_pipeline.sinks.base import Event, EventKind
@@ -56,7 +56,13 @@ def test_live_service_to_browser(engine: Any, tmp_path: Path) -> None:
         sinks=FanOut([("dashboard", sink)]),
         metrics=LiveMetrics(CollectorRegistry()),
     )
-    server = start_dashboard(state, "127.0.0.1", 0, TOKEN)
+    server = start_dashboard(
+        state,
+        "127.0.0.1",
+        0,
+        users=write_users(tmp_path / "users.yaml", ("qa",)),
+        audit_log=tmp_path / "audit.jsonl",
+    )
     errors: list[BaseException] = []
 
     async def run() -> None:
@@ -81,7 +87,8 @@ def test_live_service_to_browser(engine: Any, tmp_path: Path) -> None:
         page = browser.new_page(viewport={"width": 1440, "height": 1000})
         try:
             page.goto(server.url)
-            page.fill("#token", TOKEN)
+            page.fill("#name", "qa")
+            page.fill("#password", PASSWORD)
             page.click("#login button[type=submit]")
             page.wait_for_selector("#conn.on", timeout=5000)
             t = threading.Thread(target=service, daemon=True)

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from dashboard_helpers import TOKEN, VIEWER_TOKEN, Dashboard
+from dashboard_helpers import PASSWORD, TOKEN, VIEWER_TOKEN, Dashboard
 from generated_calls import call_events, generated_call
 from typer.testing import CliRunner
 
@@ -134,14 +134,20 @@ def test_uncertain_verdicts_flag_the_call_for_review() -> None:
 
 def test_access_roles() -> None:
     acc = Access("full-token-123", "viewer-token-123")
-    assert acc.role("full-token-123") == "full"
-    assert acc.role("viewer-token-123") == "viewer"
-    assert acc.role("full-token-12") is None and acc.role("") is None and acc.role(None) is None
-    assert acc.role("全-token") is None
+    full = acc.principal("full-token-123")
+    viewer = acc.principal("viewer-token-123")
+    assert full is not None and full.role.value == "admin" and full.kind == "key" and full.text
+    assert viewer is not None and viewer.role.value == "viewer" and not viewer.text
+    assert acc.principal("full-token-12") is None and acc.principal("") is None
+    assert acc.principal(None) is None and acc.principal("全-token") is None
+    only_viewer = Access(None, "viewer-token-123")
+    assert only_viewer.principal("viewer-token-123") is not None
+    assert only_viewer.principal("") is None and only_viewer.principal("x" * 32) is None
 
 
 def test_no_token_no_dashboard(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("QA_DASHBOARD_TOKEN", raising=False)
+    monkeypatch.delenv("QA_DASHBOARD_USERS", raising=False)
     with pytest.raises(DashboardError, match="QA_DASHBOARD_TOKEN"):
         start_dashboard(DashboardState(), "127.0.0.1", 0, None)
     with pytest.raises(DashboardError, match="at least"):
@@ -161,10 +167,12 @@ def test_api_needs_a_token(dashboard: Dashboard) -> None:
         status, body = dashboard.get(path)
         assert status == 401 and CID not in json.dumps(body)
         assert dashboard.get(path, "wrong-token-xyz")[0] == 401
-        assert dashboard.get(path + "?token=wrong-token-xyz")[0] == 401
+        # a key in the URL is not looked at: the right one is refused there too
+        assert dashboard.get(f"{path}?token={TOKEN}")[0] == 401
+        assert dashboard.get(f"{path}?api_key={TOKEN}")[0] == 401
     status, body = dashboard.get("/api/state", TOKEN)
-    assert status == 200 and body["calls"][0]["call_id"] == CID and body["role"] == "full"
-    status, body = dashboard.get(f"/api/state?token={VIEWER_TOKEN}")
+    assert status == 200 and body["calls"][0]["call_id"] == CID and body["role"] == "admin"
+    status, body = dashboard.get("/api/state", **{"X-API-Key": VIEWER_TOKEN})
     assert status == 200 and body["role"] == "viewer"
     assert "text" not in body["details"][CID]["utterances"][0]
     assert dashboard.get("/api/calls/nope", TOKEN)[0] == 404
@@ -178,29 +186,35 @@ def _conn(dashboard: Dashboard) -> http.client.HTTPConnection:
     return http.client.HTTPConnection(u.hostname or "", u.port, timeout=5)
 
 
-def test_login_sets_cookie(dashboard: Dashboard) -> None:
+def test_login_sets_a_session_cookie(dashboard: Dashboard) -> None:
+    for name, password in (("qa", "wrong password!"), ("nobody", PASSWORD), ("qa", "")):
+        assert dashboard.login(name, password) == (303, "")
+    # the machines' key is not a password: it logs nobody in
     c = _conn(dashboard)
     c.request(
         "POST",
         "/login",
-        body="token=nope",
+        body=f"token={TOKEN}",
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     r = c.getresponse()
     r.read()
     assert r.status == 303 and r.getheader("Location") == "/?login=failed"
     assert r.getheader("Set-Cookie") is None
-    c = _conn(dashboard)
-    form = f"token={TOKEN}".encode()
-    c.request(
-        "POST", "/login", body=form, headers={"Content-Type": "application/x-www-form-urlencoded"}
-    )
-    r = c.getresponse()
-    r.read()
-    cookie = r.getheader("Set-Cookie") or ""
-    assert r.status == 303 and "HttpOnly" in cookie and "SameSite=Strict" in cookie
-    status, body = dashboard.get("/api/state", Cookie=cookie.split(";")[0])
-    assert status == 200 and body["role"] == "full"
+    status, cookie = dashboard.login("qa")
+    assert status == 303 and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert "Secure" not in cookie  # plain HTTP, secure_cookie not set
+    value = cookie.split(";")[0].split("=", 1)[1]
+    assert len(value) >= 40 and TOKEN not in cookie and "qa" not in value
+    assert "correct" not in cookie and "horse" not in cookie
+    status, body = dashboard.get("/api/state", cookie=cookie.split(";")[0])
+    assert status == 200 and body["role"] == "qa"
+    assert dashboard.get("/api/me", cookie=cookie.split(";")[0])[1]["name"] == "qa"
+    # logout ends the session on the server: the old cookie opens nothing any more
+    dashboard.get("/logout", cookie=cookie.split(";")[0])
+    assert dashboard.get("/api/state", cookie=cookie.split(";")[0])[0] == 401
+    # a made-up session id is refused
+    assert dashboard.get("/api/state", cookie="qa_dashboard_session=" + "A" * 43)[0] == 401
 
 
 def test_sse_pushes_within_a_second(dashboard: Dashboard) -> None:
@@ -332,12 +346,14 @@ def test_standalone_command_needs_servers_and_token(monkeypatch: pytest.MonkeyPa
     from qa_pipeline.dashboard.cli import dashboard_command
 
     monkeypatch.delenv("QA_DASHBOARD_TOKEN", raising=False)
+    monkeypatch.delenv("QA_DASHBOARD_USERS", raising=False)
     app = typer.Typer()
     app.command()(dashboard_command)
     r = CliRunner().invoke(app, ["--port", "0"])
     assert r.exit_code != 0 and "--kafka" in r.output
     r = CliRunner().invoke(app, ["--kafka", "127.0.0.1:1", "--port", "0"])
     assert r.exit_code == 2 and "QA_DASHBOARD_TOKEN" in r.output
+    assert "QA_DASHBOARD_USERS" in r.output
 
 
 def test_incomplete_scorecards_stay_out_of_the_agent_average() -> None:
