@@ -304,6 +304,7 @@ def _mount_subcommands() -> None:
     from .dashboard.cli import dashboard_command
     from .live.cli import serve_command
     from .notify.cli import notify_app
+    from .privacy_migrate import privacy_app
     from .rescore.cli import rescore_command
     from .rules.cli import rules_app
     from .samples.cli import samples_command
@@ -314,6 +315,7 @@ def _mount_subcommands() -> None:
     app.command("serve")(serve_command)
     app.command("dashboard")(dashboard_command)
     app.add_typer(notify_app, name="notify", help="Supervisor notifications.")
+    app.add_typer(privacy_app, name="privacy", help="Personal data: migrate old outputs.")
 
 
 _mount_subcommands()

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .asr.config import AsrConfig
 from .audio import AudioConfig
 from .errors import ConfigError, Location
+from .privacy.config import PrivacyConfig
 from .rules.config import RulesConfig
 from .sinks.config import SinksConfig
 from .vad import VadConfig
@@ -44,6 +45,10 @@ class PipelineConfig(_Model):
     sinks: SinksConfig = Field(
         default_factory=SinksConfig,
         description="where events go: JSONL files by default, Kafka when configured",
+    )
+    privacy: PrivacyConfig = Field(
+        default_factory=PrivacyConfig,
+        description="personal data masked in every transcript before it leaves the process",
     )
 
 

@@ -43,6 +43,7 @@ from prometheus_client import CollectorRegistry
 from ..asr.engine import AsrEngine
 from ..logs import LOG_CALL, LOG_PEER
 from ..messages import AudioChunk, CallInfo, Role, Scorecard, SpeechSegment
+from ..privacy import Redactor, redact_call
 from ..rules import RulePack, load_pack
 from ..rules.terms import pack_terms
 from ..sinks import FanOut, build_sinks
@@ -171,6 +172,8 @@ class LiveService:
         self.call_errors = 0
         self._paced = {s.name for s in self.sources if type(s).__name__ in NETWORK_SOURCES}
         self.rules = RuleLane()  # every call's rule evaluation, off the loop, in order
+        # personal data masked in utterances and in the call metadata sources hand in
+        self.redactor = Redactor(config.privacy)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -256,6 +259,7 @@ class LiveService:
     # -- CallHandler (called by the sources, on the loop) -----------------------------------
 
     def call_started(self, call: CallInfo, sample_rate: int, *, source: str) -> bool:
+        call = redact_call(call, self.redactor)  # a caller number from the platform, ...
         if not self._accepting:
             self._count_error(source, "shutting_down", call.call_id, "")
             return False
@@ -284,6 +288,7 @@ class LiveService:
                 max_audio_s=live.max_audio_s,
                 rules=self.rules,
                 on_error=self._fail,
+                redactor=self.redactor,
             )
         except Exception as exc:  # e.g. an unsupported rate: this call only
             self._count_error(source, type(exc).__name__, call.call_id, repr(exc))
