@@ -23,7 +23,7 @@ from qa_pipeline.store import Store, doc_key, transcript_settings
 from qa_pipeline.testing import transcript
 from qa_pipeline.transcript import Transcript, transcript_to_dict
 
-from .conftest import MOBILE, files_under, leaks
+from .conftest import MOBILE, files_under, leaks, sqlite_rows
 
 CALLER = "13812345678"
 PACK = """\
@@ -147,3 +147,34 @@ def test_migrate_redacts_store_spool_and_files(tmp_path: Path) -> None:
 def test_migrate_needs_a_target() -> None:
     res = CliRunner().invoke(app, ["privacy", "migrate"])
     assert res.exit_code == 2 and "name a --store" in res.output
+
+
+def test_rescore_masks_old_documents_and_file_names(tmp_path: Path) -> None:
+    """A ``transcribe --json`` document written before redaction, and a broken recording
+    filed under the caller's number, re-scored: the store and every report (results.jsonl,
+    results.csv, report.html) hold masks, not digits. (A call id is an identifier and stays
+    as given: a recording *named* by a number would keep it in its call id.)"""
+    from qa_pipeline.rescore.run import RescoreOptions, rescore
+
+    pack_dir = tmp_path / "pack"
+    pack_dir.mkdir()
+    (pack_dir / "pack.yaml").write_text(textwrap.dedent(PACK), encoding="utf-8")
+    calls = tmp_path / "calls"
+    calls.mkdir()
+    doc = transcript_to_dict(_old_call("old-doc"))
+    (calls / "old-doc.json").write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    (calls / CALLER).mkdir()
+    (calls / CALLER / "broken.wav").write_bytes(b"not audio")
+    out = tmp_path / "out"
+    summary = rescore(
+        RescoreOptions(
+            inputs=[calls], store=tmp_path / "s.sqlite", rules=pack_dir, out=out, progress=False
+        )
+    )
+    assert summary.imported == 1 and len(summary.errors) == 1
+    assert summary.errors[0].source.endswith("[手机号]/broken.wav")
+    texts = files_under(out) + sqlite_rows(tmp_path / "s.sqlite")
+    assert not leaks(texts, [MOBILE, CALLER])
+    results = [json.loads(ln) for ln in (out / "results.jsonl").read_text().splitlines()]
+    got = {r["call_id"]: r for r in results}
+    assert got["old-doc"]["failed_rules"] == ["ASKED", "MOBILE"]  # the spans were read
