@@ -173,3 +173,30 @@ def test_reference_verdicts_of_the_corpus_do_not_move() -> None:
         raw = {v.rule_id: v.verdict for v in score_transcript(pack, t).verdicts}
         masked = score_transcript(pack, redact_transcript(t, r)).verdicts
         assert {v.rule_id: v.verdict for v in masked} == raw, p.id
+
+
+def test_fixtures_written_with_digits_are_redacted_when_loaded(tmp_path: typing.Any) -> None:
+    """``qa-pipeline rules test``: a fixture may write the number a customer says; it is
+    redacted as a decode would be, so an ``entity`` rule sees its span."""
+    from typer.testing import CliRunner
+
+    from qa_pipeline.cli import app
+
+    pack = _pack(tmp_path, "{role: customer, entity: mobile}")
+    assert pack.name == "t"
+    fixtures = tmp_path / "fixtures"
+    fixtures.mkdir()
+    (fixtures / "f.yaml").write_text(
+        "fixtures:\n"
+        "  - name: said\n"
+        f"    turns: [[customer, 0.5, 3.0, 我的手机号是{MOBILE}]]\n"
+        "    expect: {R: fire}\n"
+        "  - name: order-number\n"
+        "    turns: [[customer, 0.5, 3.0, 订单号1381234567890]]\n"
+        "    expect: {R: ok}\n",
+        encoding="utf-8",
+    )
+    args = ["rules", "test", str(tmp_path / "pack.yaml"), "--fixtures", str(fixtures)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "2 fixtures, 2 expectations, 2 passed, 0 failed" in res.output
