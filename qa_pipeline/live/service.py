@@ -148,6 +148,9 @@ class LiveService:
         metrics: LiveMetrics | None = None,
     ) -> None:
         self.config = config
+        # personal data masked in utterances and in the call metadata sources hand in (a
+        # hash mode without its key fails here, before anything starts)
+        self.redactor = Redactor(config.privacy)
         self.metrics = metrics or LiveMetrics(CollectorRegistry())
         self._engine = engine
         self.pack = pack or load_pack(config.rules.pack, config.rules.settings or None)
@@ -172,8 +175,6 @@ class LiveService:
         self.call_errors = 0
         self._paced = {s.name for s in self.sources if type(s).__name__ in NETWORK_SOURCES}
         self.rules = RuleLane()  # every call's rule evaluation, off the loop, in order
-        # personal data masked in utterances and in the call metadata sources hand in
-        self.redactor = Redactor(config.privacy)
 
     # -- lifecycle ------------------------------------------------------------------------
 
