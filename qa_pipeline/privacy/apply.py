@@ -24,6 +24,7 @@ from .redact import Redacted, Redactor
 __all__ = [
     "PHONE_KEYS",
     "default_redactor",
+    "is_phone_key",
     "masks_in",
     "no_redaction",
     "redact_call",
@@ -42,13 +43,22 @@ _KIND_OF_LABEL = {label: kind for kind, label in LABELS.items()}
 _MASK_RE = re.compile(
     r"\[(" + "|".join(map(re.escape, LABELS.values())) + r")(?:#([0-9a-f]*))?(?:…(\d{1,4}))?\]"
 )
-#: call metadata keys whose value is a phone number (a telephony platform's caller or
-#: called number): masked whole whenever they hold a digit, whatever the recognisers say
-PHONE_KEYS = re.compile(
-    r"(^|[^a-z])(ani|dnis|cli|caller|callee|called|calling|from|to|phone|mobile|tel|"
-    r"telephone|msisdn|number|num|contact)([^a-z]|$)",
-    re.IGNORECASE,
-)
+#: words of call metadata keys whose value is a phone number (a telephony platform's caller
+#: or called number: ``From``, ``caller_id``, ``callerNumber``, ``ANI``): such a value is
+#: masked whole when it holds seven digits or more, whatever the recognisers say
+PHONE_KEYS = frozenset(
+    {"ani", "dnis", "cli", "caller", "callee", "called", "calling", "from", "to", "phone",
+     "mobile", "tel", "telephone", "msisdn"}
+)  # fmt: skip
+_KEY_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
+MIN_PHONE_DIGITS = 7
+
+
+def is_phone_key(key: str) -> bool:
+    """Whether a metadata key names a phone number (one of its words is in
+    :data:`PHONE_KEYS`: ``caller_id``, ``callerNumber`` and ``From`` do, ``order_no``
+    does not)."""
+    return any(w.lower() in PHONE_KEYS for w in _KEY_WORDS.findall(key))
 
 
 @functools.lru_cache(maxsize=1)
@@ -161,10 +171,8 @@ def redact_transcript(t: Transcript, redactor: Redactor) -> Transcript:
 
 
 def _redact_value(key: str, value: str, redactor: Redactor) -> str:
-    if PHONE_KEYS.search(key) and any(c.isdigit() for c in value):
-        if masks_in(value) and not _MASK_RE.sub("", value).strip():
-            return value  # masked already
-        digits = "".join(c for c in value if c.isdigit())
+    digits = "".join(c for c in _MASK_RE.sub("", value) if c.isdigit())  # masks: kept
+    if len(digits) >= MIN_PHONE_DIGITS and is_phone_key(key):
         kind = Kind.MOBILE if len(digits) >= 11 and digits[-11] == "1" else Kind.LANDLINE
         return redactor.mask_value(kind, value, digits[-11:] if kind is Kind.MOBILE else digits)
     return redact_text(value, redactor).text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
@@ -26,11 +27,33 @@ def runs_of(number: str, n: int = 5) -> set[str]:
     return {digits[i : i + n] for i in range(len(digits) - n + 1)}
 
 
+# random ids and hashes (event and session ids, SHA-256 keys): hex with letters in it,
+# whose digits can spell any five by chance (a number said is never written so)
+_HEX_ID = re.compile(r"[0-9a-f]{16,}")
+
+
+def _without_ids(text: str) -> str:
+    return _HEX_ID.sub(lambda m: " " if not m.group().isdigit() else m.group(), text)
+
+
 def leaks(texts: Iterable[tuple[str, str]], numbers: Iterable[str]) -> list[str]:
     """``where: run`` for every run of five digits of ``numbers`` found in ``texts``
-    (``(where, text)`` pairs)."""
+    (``(where, text)`` pairs), random hex ids aside."""
     runs = set().union(*(runs_of(n) for n in numbers))
-    return [f"{where}: {r}" for where, text in texts for r in sorted(runs) if r in text]
+    return [
+        f"{where}: {r}"
+        for where, text in texts
+        for r in sorted(runs)
+        if r in text and r in _without_ids(text)
+    ]
+
+
+def metric_labels(exposition: str) -> str:
+    """Metric names and label values of a Prometheus exposition, without the samples'
+    values (timestamps and sums, whose digits can spell anything)."""
+    return "\n".join(
+        ln.rsplit(" ", 1)[0] for ln in exposition.splitlines() if ln and not ln.startswith("#")
+    )
 
 
 def files_under(root: Path) -> list[tuple[str, str]]:

@@ -200,3 +200,15 @@ def test_fixtures_written_with_digits_are_redacted_when_loaded(tmp_path: typing.
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     assert "2 fixtures, 2 expectations, 2 passed, 0 failed" in res.output
+
+
+def test_phone_keys_are_words_of_the_key() -> None:
+    from qa_pipeline.privacy.apply import is_phone_key
+
+    assert all(map(is_phone_key, ["From", "caller_id", "callerNumber", "ANI", "to", "x-msisdn"]))
+    assert not any(map(is_phone_key, ["order_no", "queue_number", "tone", "fromage", "tenant"]))
+    r = Redactor(PrivacyConfig(mode="hash"), key=b"k")
+    call = CallInfo("c", metadata=(("From", MOBILE), ("queue_number", "12"), ("order_no", "A1")))
+    once = redact_call(call, r)
+    assert dict(once.metadata)["From"].startswith("[手机号#")
+    assert dict(once.metadata)["queue_number"] == "12" and redact_call(once, r) is once

@@ -18,7 +18,15 @@ from qa_pipeline.messages import CallInfo
 from qa_pipeline.sinks import build_sinks
 from qa_pipeline.testing import FakeDecoder
 
-from .conftest import MOBILE, SENTENCE, clip8k, files_under, leaks, two_channel
+from .conftest import (
+    MOBILE,
+    SENTENCE,
+    clip8k,
+    files_under,
+    leaks,
+    metric_labels,
+    two_channel,
+)
 
 PACK = """\
 name: live-privacy
@@ -129,7 +137,7 @@ def test_live_call_leaves_no_digits(
         for r in caplog.records
         if r.name.startswith("qa_pipeline")
     ]
-    texts.append(("metrics", generate_latest(metrics.registry).decode()))
+    texts.append(("metric labels", metric_labels(generate_latest(metrics.registry).decode())))
     assert not leaks(texts, [MOBILE, CALLER])
 
     events = [json.loads(ln) for _, t in files_under(out) for ln in t.splitlines()]
