@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .asr.config import AsrConfig
 from .audio import AudioConfig
 from .errors import ConfigError, Location
+from .privacy.config import PrivacyConfig
 from .retention import RetentionConfig
 from .rules.config import RulesConfig
 from .sinks.config import SinksConfig
@@ -47,6 +48,10 @@ class PipelineConfig(_Model):
         description="where events go: JSONL files by default, Kafka when configured",
     )
     retention: RetentionConfig = RetentionConfig()
+    privacy: PrivacyConfig = Field(
+        default_factory=PrivacyConfig,
+        description="personal data masked in every transcript before it leaves the process",
+    )
 
 
 ConfigT = TypeVar("ConfigT", bound=PipelineConfig)

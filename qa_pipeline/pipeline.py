@@ -24,6 +24,7 @@ from .callinfo import read_call_info
 from .config import PipelineConfig
 from .errors import QAError
 from .messages import CallEnded, CallInfo, Scorecard, SpeechSegment, replace
+from .privacy import Redactor, no_redaction, redact_call, redact_transcript
 from .text import utterances
 from .transcript import Transcript
 from .vad import merge_by_start, merge_turns, segment_channel
@@ -86,6 +87,8 @@ class Pipeline:
         self.config = config
         self._engine = engine
         self._pack: Any = None
+        # personal data masked in every transcript and call this pipeline hands out
+        self.redactor = Redactor(config.privacy)
 
     @property
     def engine(self) -> AsrEngine:
@@ -115,6 +118,7 @@ class Pipeline:
         else:
             pipe = Pipeline(self.config, engine=self._engine.with_bias(terms))
         pipe._pack = pack
+        pipe.redactor = self.redactor
         return pipe
 
     def segment(
@@ -149,7 +153,7 @@ class Pipeline:
         audio = load_call(
             p, self.config.audio.channels, min_level_dbfs=self.config.audio.min_level_dbfs
         )
-        info = _with_roles(call or read_call_info(p), audio)
+        info = redact_call(_with_roles(call or read_call_info(p), audio), self.redactor)
         rejected: Counter[str] = Counter()
         mono = None
         if roles.applies(self.config, len(audio.channels)):
@@ -162,7 +166,12 @@ class Pipeline:
         return PreparedCall(p, info, audio, segments, t0, sum(rejected.values()), mono)
 
     def assemble(self, prep: PreparedCall, results: list[AsrResult]) -> CallResult:
-        """Turn a call's ASR results into its transcript and stats."""
+        """Turn a call's ASR results into its transcript and stats.
+
+        The transcript leaves redacted (``privacy:``). Its utterances are redacted last,
+        after the steps that read them here in the process: naming a mono call's voices and
+        the verification decode, which weighs what Whisper heard, digits included, against
+        the audio (a mask in the heard text would tilt that comparison)."""
         dropped: dict[str, int] = {"nonspeech": prep.nonspeech} if prep.nonspeech else {}
         for r in results:
             if r.dropped_reason:
@@ -179,7 +188,7 @@ class Pipeline:
         info = prep.call
         transcript = Transcript(
             call=info,
-            utterances=tuple(utterances(results)),
+            utterances=tuple(utterances(results, no_redaction())),
             ended=CallEnded(
                 call_id=info.call_id,
                 end=audio.duration,
@@ -211,6 +220,7 @@ class Pipeline:
                 stats, asr_seconds=stats.asr_seconds + spent, verify_seconds=spent,
                 wall_seconds=time.perf_counter() - prep.started,
             )  # fmt: skip
+        transcript = redact_transcript(transcript, self.redactor)
         return CallResult(transcript=transcript, stats=stats)
 
     def _unsplit(
@@ -227,7 +237,9 @@ class Pipeline:
         )  # fmt: skip
         results = list(self.engine.transcribe_many(turns))
         prep = replace_stats(prep, segments=turns)
-        transcript = replace_transcript(named, utterances=tuple(utterances(results)))
+        transcript = replace_transcript(
+            named, utterances=tuple(utterances(results, no_redaction()))
+        )
         return prep, results, transcript
 
     def _verifies(self) -> bool:
@@ -358,10 +370,11 @@ class Pipeline:
         t0 = time.perf_counter()
         sha = audio_sha256(path) if path.is_file() else ""
         h = store.put_settings(transcript_settings(self.config))
-        info = call or read_call_info(path)
+        info = redact_call(call or read_call_info(path), self.redactor)
         doc = store.cached_doc(sha, h) if sha else None
         if doc is not None:
-            cached = transcript_from_dict(doc)
+            # redacted when stored; again here (idempotent) in case the store predates it
+            cached = redact_transcript(transcript_from_dict(doc), self.redactor)
             transcript = _replace(  # a Transcript (dataclass) of messages (structs)
                 cached,
                 call=replace(info, channels=cached.call.channels),

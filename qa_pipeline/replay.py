@@ -36,6 +36,7 @@ from prometheus_client import CollectorRegistry
 
 from .messages import Finding, Scorecard, Utterance, replace
 from .metrics import MetricsServer, PipelineMetrics, start_metrics_server
+from .privacy import default_redactor, redact_json
 from .sinks.base import EventFactory, FanOut, call_timeline, events_for_message
 from .sinks.codec import finding_from_dict, scorecard_from_dict
 from .sinks.config import SinksConfig, build_sinks
@@ -226,6 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if not args.drain_only:
             docs = load_documents(args.transcripts)
+            for doc in docs:  # documents written before redaction: masked before they go out
+                redact_json(doc, default_redactor())
             for _ in range(args.repeat):
                 for doc in docs:
                     if stop.is_set():

@@ -37,9 +37,13 @@ loads the model. Transcripts that did not come from audio here (imported from Ka
 JSON document) are keyed by ``doc:<sha256 of the document>`` instead of the audio hash.
 
 A transcript document is the compact JSON of :func:`~qa_pipeline.transcript.transcript_to_dict`
-(the ``transcribe --json`` format). The call metadata (call id, start time, agent, ...) lives
-in ``calls.call`` and is applied over the cached document's ``call`` object when read, so one
-recording stored under a new call id or with corrected metadata needs no new transcription.
+(the ``transcribe --json`` format), redacted: the pipeline masks personal data before a
+transcript is stored (``text``, ``raw_text``, call metadata; the masks' spans in
+``entities``), so a cached transcript is reused without the digits ever having been kept;
+stores written before are redacted by ``qa-pipeline privacy migrate``. The call metadata
+(call id, start time, agent, ...) lives in ``calls.call`` and is applied over the cached
+document's ``call`` object when read, so one recording stored under a new call id or with
+corrected metadata needs no new transcription.
 
 Retention (:meth:`Store.purge`, run by ``qa-pipeline purge`` and daily by ``serve``): a
 call's age is its start time (``calls.started_at``) when known, else when its transcript

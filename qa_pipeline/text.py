@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import opencc
 
 from .messages import Utterance
+from .privacy import Redactor, default_redactor, redact_utterance
 
 if TYPE_CHECKING:
     from .asr.result import AsrResult
@@ -121,15 +122,18 @@ def has_cjk(text: str) -> bool:
     return re.search(f"[{_CJK}]", text) is not None
 
 
-def utterance(r: AsrResult, index: int) -> Utterance:
+def utterance(r: AsrResult, index: int, redactor: Redactor | None = None) -> Utterance:
     """The text step for one kept result: the utterance the rules see, its text the
-    normalised decode (none for speech dropped as unreadable; audio level measured here)."""
+    normalised decode (none for speech dropped as unreadable; audio level measured here),
+    personal data redacted (``text`` and ``raw_text`` masked, the masks' spans in
+    ``entities``) by ``redactor`` (default: the default ``privacy:`` section's; the
+    pipeline and the live service pass the configured one)."""
     from .audio import level_dbfs
 
     s = r.segment
     lvl = level_dbfs(s.samples)
     dropped = r.dropped_reason is not None
-    return Utterance(
+    u = Utterance(
         call_id=s.call_id,
         index=index,
         channel=s.channel,
@@ -143,13 +147,14 @@ def utterance(r: AsrResult, index: int) -> Utterance:
         level_dbfs=round(lvl, 2) if math.isfinite(lvl) else None,
         language=r.language,
     )
+    return redact_utterance(u, redactor if redactor is not None else default_redactor())
 
 
-def utterances(results: Iterable[AsrResult]) -> list[Utterance]:
-    """Kept results -> Utterances, numbered in call order (start time, then channel).
-    Speech whose decode was dropped as unreadable
+def utterances(results: Iterable[AsrResult], redactor: Redactor | None = None) -> list[Utterance]:
+    """Kept results -> Utterances, numbered in call order (start time, then channel),
+    redacted as :func:`utterance` says. Speech whose decode was dropped as unreadable
     (:data:`~qa_pipeline.asr.result.UNREADABLE_REASONS`) is kept as an utterance without
-    text at confidence 0 (its decode in ``raw_text``)."""
+    text at confidence 0 (its decode, redacted, in ``raw_text``)."""
     from .asr.result import kept_in_order
 
-    return [utterance(r, i) for i, r in enumerate(kept_in_order(results))]
+    return [utterance(r, i, redactor) for i, r in enumerate(kept_in_order(results))]

@@ -39,6 +39,7 @@ import numpy as np
 
 from .asr.engine import FITTED_PAD_S
 from .asr.result import MAX_TARGET_TOKENS, clean_raw
+from .privacy import default_redactor
 from .text import normalise
 
 if TYPE_CHECKING:
@@ -350,15 +351,19 @@ def verify_transcript(
     found: dict[int, list[str]] = {}
     for i, hints in sorted(wanted.items()):
         for c in verifier.check(segments[i], by_index[i], hints, pack):
-            log.debug(
-                "%s #%d %s: %r -> %r %s",
-                transcript.call.call_id,
-                i,
-                c.rule_id,
-                c.heard,
-                c.hinted,
-                c,
-            )
+            if log.isEnabledFor(logging.DEBUG):  # texts masked: a log line is an output
+                log.debug(
+                    "%s #%d %s: %r -> %r phrases=%s heard=%.2f hinted=%.2f accepted=%s",
+                    transcript.call.call_id,
+                    i,
+                    c.rule_id,
+                    default_redactor().text(c.heard),
+                    default_redactor().text(c.hinted),
+                    c.phrases,
+                    c.score_heard,
+                    c.score_hinted,
+                    c.accepted,
+                )
             if checks is not None:
                 checks.append(c)
             if c.accepted:  # a phrase as often as the rule that heard it most often

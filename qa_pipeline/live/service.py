@@ -44,6 +44,7 @@ from prometheus_client import CollectorRegistry
 from ..asr.engine import AsrEngine
 from ..logs import LOG_CALL, LOG_PEER
 from ..messages import AudioChunk, CallInfo, Role, Scorecard, SpeechSegment
+from ..privacy import Redactor, redact_call
 from ..purge import PurgeReport, purge_loop, run_purge, spool_of
 from ..rules import RulePack, load_pack
 from ..rules.terms import pack_terms
@@ -149,6 +150,9 @@ class LiveService:
         metrics: LiveMetrics | None = None,
     ) -> None:
         self.config = config
+        # personal data masked in utterances and in the call metadata sources hand in (a
+        # hash mode without its key fails here, before anything starts)
+        self.redactor = Redactor(config.privacy)
         self.metrics = metrics or LiveMetrics(CollectorRegistry())
         self._engine = engine
         self.pack = pack or load_pack(config.rules.pack, config.rules.settings or None)
@@ -266,6 +270,7 @@ class LiveService:
     # -- CallHandler (called by the sources, on the loop) -----------------------------------
 
     def call_started(self, call: CallInfo, sample_rate: int, *, source: str) -> bool:
+        call = redact_call(call, self.redactor)  # a caller number from the platform, ...
         if not self._accepting:
             self._count_error(source, "shutting_down", call.call_id, "")
             return False
@@ -294,6 +299,7 @@ class LiveService:
                 max_audio_s=live.max_audio_s,
                 rules=self.rules,
                 on_error=self._fail,
+                redactor=self.redactor,
             )
         except Exception as exc:  # e.g. an unsupported rate: this call only
             self._count_error(source, type(exc).__name__, call.call_id, repr(exc))

@@ -53,6 +53,7 @@ from ..messages import (
     SpeechSegment,
     replace,
 )
+from ..privacy import Redactor, default_redactor
 from ..rules import CallEvaluator, RulePack
 from ..sinks.base import Event, EventFactory, with_session
 from ..sources.base import EndReason
@@ -96,6 +97,7 @@ class CallSession:
         max_audio_s: float = 0.0,
         rules: RuleLane | None = None,
         on_error: Callable[[CallSession, Exception], None] | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self.call = call = with_session(call)  # this run of the call: its events' ids
         self.source = source
@@ -111,6 +113,8 @@ class CallSession:
             settled=self._check_idle,
         )
         self._asr = asr
+        # the text step masks personal data (the service passes its privacy: section's)
+        self.redactor = redactor if redactor is not None else default_redactor()
         self.factory = EventFactory.for_call(call)
         self._emit = emit
         self.metrics = metrics
@@ -248,7 +252,7 @@ class CallSession:
             if r.dropped_reason is None:
                 self.dropped["empty"] += 1
             return
-        utt = utterance(r, self._utt_index)  # the text step
+        utt = utterance(r, self._utt_index, self.redactor)  # the text step
         self._utt_index += 1
         self.utterances += 1
         self._emit(self.factory.utterance(utt))

@@ -5,11 +5,22 @@
   context words both ways). The rules' ``entity`` condition and the redactor share them.
 * :mod:`.redact` -> :class:`Redactor`: text -> redacted text + :class:`EntitySpan` s.
 * :mod:`.config` -> the ``privacy:`` section.
+* :mod:`.apply` -> redaction of what the pipeline carries (utterances, transcripts, call
+  metadata, evidence) and of JSON written before it (``qa-pipeline privacy migrate``).
 
 This package sits below the stages (``pyproject.toml``'s import layers): the text step
 redacts every utterance, and sources, sinks and apps may redact what they carry.
 """
 
+from .apply import (
+    default_redactor,
+    no_redaction,
+    redact_call,
+    redact_json,
+    redact_text,
+    redact_transcript,
+    redact_utterance,
+)
 from .config import PrivacyConfig
 from .detect import find_entities
 from .entities import LABELS, Entity, Kind
@@ -22,5 +33,12 @@ __all__ = [
     "PrivacyConfig",
     "Redacted",
     "Redactor",
+    "default_redactor",
     "find_entities",
+    "no_redaction",
+    "redact_call",
+    "redact_json",
+    "redact_text",
+    "redact_transcript",
+    "redact_utterance",
 ]

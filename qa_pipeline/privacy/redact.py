@@ -11,7 +11,7 @@ from ..errors import ConfigError, Location
 from ..messages import EntitySpan
 from .config import PrivacyConfig
 from .detect import find_entities
-from .entities import LABELS, NUMERIC, Entity
+from .entities import LABELS, NUMERIC, Entity, Kind
 
 #: hex characters of the keyed hash written in masks and spans
 DIGEST_CHARS = 12
@@ -97,3 +97,11 @@ class Redactor:
     def text(self, text: str) -> str:
         """Only the redacted text (log lines, metadata, notifications)."""
         return self.redact(text).text
+
+    def mask_value(self, kind: Kind, original: str, value: str) -> str:
+        """The mask of a whole value known to be ``kind`` (a caller number in call
+        metadata), as :meth:`redact` would write it; ``value``: its canonical form."""
+        if not self.config.redact:
+            return original
+        e = Entity(kind, 0, len(original), value)
+        return self._mask(e, original, self.digest(kind, value), self._tail(e))

@@ -34,6 +34,7 @@ from ..callinfo import read_call_info
 from ..config import PipelineConfig, load_config
 from ..errors import QAError
 from ..pipeline import Pipeline, audio_sha256
+from ..privacy import Redactor, redact_call, redact_json
 from ..rules import RulePack, load_pack
 from ..store import (
     DEFAULT_STORE,
@@ -128,7 +129,7 @@ def rescore(
                     security=cfg.sinks.kafka.security() if cfg.sinks.kafka else None,
                 )
                 summary.kafka = counts
-                _import_docs(store, docs, targets, f"kafka:{opts.topic}")
+                _import_docs(store, docs, targets, f"kafka:{opts.topic}", Redactor(cfg.privacy))
                 summary.imported += len(docs)
                 input_ids.append({"kafka": opts.kafka, "topic": opts.topic})
             if not opts.inputs and not opts.kafka:
@@ -203,9 +204,14 @@ def run_id_for(inputs: list[Any], pack: RulePack, settings: dict[str, Any] | Non
 
 
 def _import_docs(
-    store: Store, docs: list[dict[str, Any]], targets: dict[str, _Target], source: str
+    store: Store,
+    docs: list[dict[str, Any]],
+    targets: dict[str, _Target],
+    source: str,
+    redactor: Redactor,
 ) -> None:
     for doc in docs:
+        redact_json(doc, redactor)  # a document written before redaction, or by others
         sh = store.put_settings({"asr": doc.get("asr") or {}})
         stored = store.put_transcript(doc, audio_sha=doc_key(doc), settings_hash_=sh, commit=False)
         targets[stored.call_id] = _Target(stored.call_id, source)
@@ -224,9 +230,10 @@ def _collect_directories(
     prog: Any,
 ) -> None:
     scan = scan_directories(opts.inputs)
+    redactor = Redactor(cfg.privacy)
     docs = [d for d in (read_document(p) for p in scan.documents) if d is not None]
     if docs:
-        _import_docs(store, docs, targets, "document")
+        _import_docs(store, docs, targets, "document", redactor)
         summary.imported += len(docs)
 
     settings = transcript_settings(cfg)
@@ -240,7 +247,7 @@ def _collect_directories(
         if prog:
             prog.advance(task)
         try:
-            info = read_call_info(path)
+            info = redact_call(read_call_info(path), redactor)
             call = call_to_dict(info)
             if info.call_id == path.stem and cid != path.stem:
                 call["call_id"] = cid
@@ -250,14 +257,14 @@ def _collect_directories(
             owner[cid] = path
             sha = audio_sha256(path)
         except (QAError, OSError) as e:
-            errors[cid] = CallError(cid, str(path), _message(e))
+            errors[cid] = CallError(cid, redactor.text(str(path)), redactor.text(_message(e)))
             continue
         if sha in cached:
             doc_call = store.cached_doc(sha, h)["call"]  # type: ignore[index]
             call["channels"] = doc_call.get("channels", call["channels"])
             call["duration"] = doc_call.get("duration")
             store.put_call(call, audio_sha=sha, settings_hash_=h)
-            targets[cid] = _Target(cid, str(path))
+            targets[cid] = _Target(cid, redactor.text(str(path)))
             summary.cached += 1
         else:
             missing.append((path, call, sha))
@@ -277,7 +284,7 @@ def _collect_directories(
             prog.advance(task)
         cid = call["call_id"]
         if isinstance(res, QAError):
-            errors[cid] = CallError(cid, str(path), _message(res))
+            errors[cid] = CallError(cid, redactor.text(str(path)), redactor.text(_message(res)))
             continue
         if actual_h is None:
             actual = transcript_settings(cfg, pipe.engine.settings)
@@ -293,7 +300,7 @@ def _collect_directories(
         for k in ("started_at", "direction", "agent_id", "metadata", "source"):
             doc["call"][k] = call[k]
         store.put_transcript(doc, audio_sha=sha, settings_hash_=actual_h)
-        targets[cid] = _Target(cid, str(path))
+        targets[cid] = _Target(cid, redactor.text(str(path)))
         summary.transcribed += 1
         summary.audio_seconds += res.stats.audio_seconds
     summary.asr_seconds = time.perf_counter() - t0

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..errors import ConfigError, Location
 from ..messages import CallEnded, CallInfo, Direction, Role, Utterance, Verdict
+from ..privacy import default_redactor, redact_utterance
 from ..transcript import Transcript
 from ..yamlsrc import load_yaml_file, validation_problems
 from .pack import RulePack, default_pack_path
@@ -123,28 +124,31 @@ class Fixture:
         return self.spec.name
 
     def transcript(self) -> Transcript:
+        """The fixture's call as the rules see a real one: its turns' text redacted as the
+        text step redacts a decode (so a fixture may write the digits a customer says, and
+        ``entity`` conditions read the masks' spans)."""
         s = self.spec
+        redactor = default_redactor()
         cid = s.call.call_id or s.name
         roles = tuple(Role(r) for r in s.call.channels)
         utts = []
         for i, t in enumerate(s.turns):
             role = Role(t.role)
             ch = t.channel if t.channel is not None else (roles.index(role) if role in roles else 0)
-            utts.append(
-                Utterance(
-                    call_id=cid,
-                    index=i,
-                    channel=ch,
-                    role=role,
-                    start=t.start,
-                    end=t.end,
-                    text=t.text,
-                    raw_text=t.text,
-                    confidence=t.confidence,
-                    level_dbfs=t.level_dbfs,
-                    verified=tuple(t.verified),
-                )
+            u = Utterance(
+                call_id=cid,
+                index=i,
+                channel=ch,
+                role=role,
+                start=t.start,
+                end=t.end,
+                text=t.text,
+                raw_text=t.text,
+                confidence=t.confidence,
+                level_dbfs=t.level_dbfs,
+                verified=tuple(t.verified),
             )
+            utts.append(redact_utterance(u, redactor))
         last = max(u.end for u in utts)
         duration = s.call.duration or last
         call = CallInfo(

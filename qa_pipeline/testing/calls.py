@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from qa_pipeline.messages import CallEnded, CallInfo, Direction, Role, Utterance
+from qa_pipeline.privacy import default_redactor, redact_utterance
 from qa_pipeline.transcript import Transcript
 
 __all__ = ["BAD_RATE", "Turn", "default_company", "make_call", "make_calls", "transcript"]
@@ -92,9 +93,11 @@ def transcript(
     duration: float | None = None,
     channel_ends: tuple[float, ...] = (),
     call_id: str = "t",
+    redact: bool = True,
 ) -> Transcript:
     """A call from its turns, in order: the agent on channel 0, the customer on 1; the call
-    ends at ``duration`` (default: the last turn's end)."""
+    ends at ``duration`` (default: the last turn's end). Its text is redacted as the text
+    step redacts a decode (``redact=False``: as written)."""
     utts = []
     for i, t in enumerate(turns):
         r = t[0]
@@ -111,6 +114,9 @@ def transcript(
                 level_dbfs=t[4] if len(t) > 4 else None,
             )
         )
+    if redact:
+        redactor = default_redactor()
+        utts = [redact_utterance(u, redactor) for u in utts]
     end = duration if duration is not None else max((u.end for u in utts), default=0.0)
     call = CallInfo(call_id=call_id, started_at=started_at, direction=Direction(direction))
     return Transcript(
@@ -185,6 +191,7 @@ def make_call(i: int, rng: random.Random, n_utts: int, company: str | None = Non
         duration=round(end, 2),
         channel_ends=(round(end, 2), round(end - rng.uniform(0, 1.5), 2)),
         call_id=cid,
+        redact=False,  # the figures measured on these calls stay comparable across versions
     )
 
 

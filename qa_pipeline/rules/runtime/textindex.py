@@ -369,15 +369,12 @@ class _Similar:
     threshold: float
 
 
-# Built-in entity patterns: fixed, so they stay on Python's re (their one-character
-# lookarounds have no RE2 form). Every quantifier but \d+ is bounded and each lookaround
-# reads one character: bounded work per start position, linear time (timed on adversarial
-# input in tests/rules/test_linear_regex.py). Pack regexes run on RE2 (.linear_regex).
+# Built-in entity patterns, on Python's re (linear: timed on adversarial input in
+# tests/rules/test_linear_regex.py; pack regexes run on RE2, .linear_regex). Only ``number``
+# is a pattern: personal data (phone, ID, card, ...) is masked before the rules see the
+# text, and the ``entity`` condition reads the masks' spans (``Utterance.entities``, found
+# by ``qa_pipeline/privacy``'s recognisers, the redactor's).
 _ENTITY: Final = {
-    "mobile": r"(?<!\d)1[3-9]\d{9}(?!\d)",
-    "phone": r"(?<!\d)(?:1[3-9]\d{9}|0\d{2,3}\d{7,8}|[48]00\d{7}|\d{7,8})(?!\d)",
-    "id_number": r"(?<!\d)\d{17}[\dx](?!\d)",
-    "bank_card": r"(?<!\d)\d{16,19}(?!\d)",
     "number": r"\d+",
 }
 
