@@ -304,6 +304,7 @@ def _mount_subcommands() -> None:
     from .dashboard.cli import dashboard_command
     from .live.cli import serve_command
     from .notify.cli import notify_app
+    from .privacy.cli import redact_command
     from .rescore.cli import rescore_command
     from .rules.cli import rules_app
     from .samples.cli import samples_command
@@ -314,6 +315,7 @@ def _mount_subcommands() -> None:
     app.command("serve")(serve_command)
     app.command("dashboard")(dashboard_command)
     app.add_typer(notify_app, name="notify", help="Supervisor notifications.")
+    app.command("redact")(redact_command)
 
 
 _mount_subcommands()

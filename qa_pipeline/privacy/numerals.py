@@ -9,7 +9,7 @@ stray 十 (Whisper writes 十 for 四, shi/si): then it is read as 4.
 ASR near-misses read as digits: a small set of homophones (same syllable as the digit),
 decided by that rule and tested, not learned from the test set: 腰/妖 (yāo) for 幺 anywhere
 in a run; 要 (yào) right before another digit; 医/衣/依 (yī) for 一, 期/漆 (qī) for 七,
-久/酒 (jiǔ) for 九, 灵/铃 (líng) for 零 and 溜 (liù) for 六 only right after another digit.
+久/酒 (jiǔ) for 九, 灵/铃 (líng) for 零 and 溜 (liù) for 六 only after another digit of the run.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def read_run(text: str, start: int, end: int) -> Run | None:
     for i in range(start, end):
         ch = text[i]
         d = DIGIT.get(ch)
-        if d is None and digits and not sep:
+        if d is None and digits:
             d = AFTER_DIGIT.get(ch)
         if d is None and ch in BEFORE_DIGIT and i + 1 < end and text[i + 1] in DIGIT:
             d = BEFORE_DIGIT[ch]
