@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 
 from qa_pipeline.privacy import find_entities
-from qa_pipeline.testing.pii import CORE, Score, load, score
+from qa_pipeline.testing.pii import CORE, SETS, Score, load, score
 
 
 def _pct(x: float) -> str:
@@ -64,9 +64,11 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
 
-    sets = {name: load(name) for name in ("typed", "whisper")}
+    sets = {name: load(name) for name in SETS}
     for name, items in sets.items():
-        table(name, score(items), args.misses)
+        for f in SETS[name]:
+            table(f"{name}: {f}", score(load(f)), args.misses)
+        table(name, score(items), False)
     table("all", score([i for items in sets.values() for i in items]), False)
 
     from qa_pipeline.samples.generate import load_scenarios

@@ -256,7 +256,7 @@ def main() -> int:
             seg = SpeechSegment(f"pii{n}", 1, Role.CUSTOMER, 0.0, len(audio) / 16000, audio)
             text = normalise(engine.transcribe_full(seg).text)
             rec: dict[str, object] = {
-                "id": f"speech-{n:03d}",
+                "id": f"speech-{n:03d}" if args.seed == 16 else f"speech-s{args.seed}-{n:03d}",
                 "source": "whisper",
                 "class": it.cls,
                 "text": text,

@@ -45,8 +45,10 @@ import re
 from .entities import Entity, Kind
 from .numerals import DIGIT, RUN, SEPARATORS, Run, runs
 
-#: characters before a number searched for context words
+#: characters before a number searched for context words (the end of the cue to the
+#: number); a code's cue may stand further back in its sentence (验证码报给我一下，是…)
 WINDOW = 8
+CODE_WINDOW = 16
 
 # -- context words ---------------------------------------------------------------------
 # the nearest cue before a number wins; None: the number is not personal data
@@ -66,7 +68,9 @@ _CUES: dict[str, Kind | None] = {
     "卡号": Kind.BANK_CARD, "银行卡": Kind.BANK_CARD, "信用卡": Kind.BANK_CARD,
     "储蓄卡": Kind.BANK_CARD, "借记卡": Kind.BANK_CARD, "账号": Kind.BANK_CARD,
     "帐号": Kind.BANK_CARD, "账户": Kind.BANK_CARD, "这张卡": Kind.BANK_CARD,
-    "护照": Kind.PASSPORT,
+    "护照": Kind.PASSPORT, "护照号": Kind.PASSPORT, "护照号码": Kind.PASSPORT,
+    "身份证号码": Kind.ID_NUMBER, "证件号码": Kind.ID_NUMBER, "座机号码": Kind.LANDLINE,
+    "卡号码": Kind.BANK_CARD, "账户号码": Kind.BANK_CARD,
     "验证码": Kind.CODE, "校验码": Kind.CODE, "动态码": Kind.CODE, "短信码": Kind.CODE,
     "动态密码": Kind.CODE, "取件码": Kind.CODE,
     "密码": Kind.PASSWORD, "口令": Kind.PASSWORD,
@@ -81,7 +85,7 @@ _AFTER_UNIT = re.compile(
 )
 #: a plate: province + letter right before the digits (京A12345)
 _PLATE = re.compile(r"[京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼][A-Za-z] ?$")
-_LETTER_BEFORE = re.compile(r"([EeGgDdSsPp])[ -]?$")
+_LETTER_BEFORE = re.compile(r"([EeGgDdSsPp][A-Za-z]?)[ -]?$")
 _BUSINESS = ("400", "800", "95")
 
 # -- e-mail, spoken or written ------------------------------------------------------------
@@ -108,7 +112,7 @@ _NUM = rf"[0-9{_NUMERALS}十百千]+"
 _ROAD = r"(?:路|大街|街|大道|(?<![知味频通渠难车跑赛轨街航])道|巷|弄|胡同)"
 _UNIT = r"(?:号楼|号院|栋|幢|座|单元|楼|层|室|号|户)"
 _ADDRESS = re.compile(
-    rf"{_ROAD}(?P<num>{_NUM}(?:[-之]{_NUM})?号(?:[院]?\s*(?:{_NUM}\s*{_UNIT}\s*)*))"
+    rf"{_ROAD}[甲乙丙丁]?(?P<num>{_NUM}(?:[-之]{_NUM})?[号弄](?:[院]?\s*(?:{_NUM}\s*{_UNIT}\s*)*))"
 )
 _ESTATE = re.compile(
     rf"(?:小区|花园|公寓|大厦|苑|村|家园|新村)(?P<num>(?:{_NUM}\s*{_UNIT}\s*){{2,}})"
@@ -118,10 +122,11 @@ _ADDRESS_HINT = re.compile(r"[路街道巷弄同区园寓厦苑村]")
 _EARLY = re.compile(rf"[{re.escape(''.join(DIGIT))}@艾爱码令]|at|AT|At")
 
 
-def _cue_before(text: str, start: int, window: int = WINDOW) -> tuple[bool, Kind | None]:
-    """(a cue was found, its kind) for the nearest context word ending within ``window``
-    characters before ``start``; a sentence end (。？！) cuts the window."""
-    lo = max(0, start - window)
+def _cue_before(text: str, start: int, floor: int = 0) -> tuple[bool, Kind | None]:
+    """(a cue was found, its kind) for the nearest context word ending within
+    :data:`WINDOW` characters before ``start`` (:data:`CODE_WINDOW` for a code's cue); a
+    sentence end (。？！) and ``floor`` (the end of the number before) cut the window."""
+    lo = max(floor, start - CODE_WINDOW)
     seg = text[lo:start]
     for p in ("。", "？", "！"):
         k = seg.rfind(p)
@@ -132,7 +137,10 @@ def _cue_before(text: str, start: int, window: int = WINDOW) -> tuple[bool, Kind
         last = m
     if last is None:
         return False, None
-    return True, _CUES[last.group()]
+    kind = _CUES[last.group()]
+    if len(seg) - last.end() > (CODE_WINDOW if kind in _CODE_KINDS else WINDOW):
+        return False, None
+    return True, kind
 
 
 def _luhn(digits: str) -> bool:
@@ -193,10 +201,10 @@ def _classify(text: str, run: Run, cued: bool, cue: Kind | None) -> list[Entity]
     if cue in _CODE_KINDS and 4 <= n <= 8:
         return [ent(cue, 0.9)]
     # passports: a letter right before 8 digits (7-9 after the cue)
-    lm = _LETTER_BEFORE.search(text, max(0, s - 2), s)
+    lm = _LETTER_BEFORE.search(text, max(0, s - 3), s)
     if (
         lm
-        and (n == 8 or (cue is Kind.PASSPORT and 7 <= n <= 9))
+        and (n == 8 or (cue is Kind.PASSPORT and 7 <= n <= 9) or (len(lm.group(1)) == 2 and n == 7))
         and not _PLATE.search(text, max(0, s - 3), s)
     ):
         return [ent(Kind.PASSPORT, 0.8 + boost, lm.group(1).upper() + d, start=lm.start())]
@@ -262,23 +270,31 @@ def _split(run: Run) -> list[Run]:
 
 def _numbers(text: str) -> list[Entity]:
     found: list[Entity] = []
+    floor = 0
     for run in runs(text):
+        prev, floor = floor, run.end
         if run.cardinal:
             continue
         if _AFTER_UNIT.match(text, run.end) and len(run.digits) < 10:
             continue
         if _PLATE.search(text, max(0, run.start - 3), run.start):
             continue
-        cued, cue = _cue_before(text, run.start)
-        if cued and cue is None:
-            continue
-        got = _classify(text, run, cued, cue)
-        if not got and len(run.digits) > 19:
+        cued, cue = _cue_before(text, run.start, prev)
+        vetoed = cued and cue is None
+        got = [] if vetoed else _classify(text, run, cued, cue)
+        if not got and not vetoed and len(run.digits) > 19:
             for piece in _split(run):
                 got += _classify(text, piece, cued, cue)
             if not got and cue is not None:
                 # a long number after a raising cue that splits into nothing known
                 got = [Entity(cue, run.start, run.end, run.digits, 0.5)]
+        if not got and len(run.groups) > 1:
+            # two numbers read one after the other (工号1234，13812345678): a later group
+            # may start one of its own, with no cue between them
+            for g in run.groups[1:]:
+                got = _classify(text, run.part(g, len(run.digits)), False, None)
+                if got:
+                    break
         found += got
     return found
 

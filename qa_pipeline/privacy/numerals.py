@@ -36,11 +36,12 @@ AFTER_DIGIT: dict[str, str] = {
 #: near-misses that count only right before a digit
 BEFORE_DIGIT: dict[str, str] = {"要": "1"}
 UNITS = "十百千万亿"
-SEPARATORS = " ,，、-－—–杠"
+#: between groups: spaces, commas, dashes, 杠 and the fillers of a pause (嗯, 呃)
+SEPARATORS = " ,，、-－—–杠嗯呃额"
 
 _D = "".join(DIGIT) + "".join(AFTER_DIGIT) + "".join(BEFORE_DIGIT) + UNITS
-#: a run: numerals with at most two separator characters between neighbours
-RUN = re.compile(rf"[{_D}](?:[{re.escape(SEPARATORS)}]{{0,2}}[{_D}])*")
+#: a run: numerals with at most three separator characters between neighbours (，嗯，)
+RUN = re.compile(rf"[{_D}](?:[{re.escape(SEPARATORS)}]{{0,3}}[{_D}])*")
 
 
 @dataclass(frozen=True, slots=True)

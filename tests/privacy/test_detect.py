@@ -154,3 +154,22 @@ def test_early_out_is_cheap() -> None:
         find_entities(text)
     per_call = (time.perf_counter() - t0) / 2000
     assert per_call < 200e-6  # measured ~2 µs; a wide bound for a loaded machine
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # a filler in the pause between groups
+        ("号码是，嗯，幺三九，嗯，八八七六，五五四三", [("mobile", "幺三九，嗯，八八七六，五五四三")]),
+        # a lowering cue belongs to the number right after it, not to the next one
+        ("工号1234，13812345678", [("mobile", "13812345678")]),
+        ("区号是025，电话是84561234", [("landline", "84561234")]),
+        # a code's cue may stand further back in its sentence
+        ("你收到的验证码报给我一下，嗯，是四三二一", [("code", "四三二一")]),
+        ("我护照号码是EA1234567", [("passport", "EA1234567")]),
+        ("我住朝阳区建国路甲10号", [("address", "10号")]),
+        ("张江路500弄3号楼402室", [("address", "500弄3号楼402室")]),
+    ],
+)  # fmt: skip
+def test_pauses_neighbours_and_far_cues(text: str, expected: list[tuple[str, str]]) -> None:
+    assert [(k, c) for k, c, _ in found(text)] == expected
