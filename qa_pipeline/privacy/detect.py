@@ -229,7 +229,7 @@ def _classify(text: str, run: Run, cued: bool, cue: Kind | None) -> list[Entity]
         return [ent(Kind.BANK_CARD, (0.8 if _luhn(d) else 0.55) + boost)]
     # mobiles (with +86)
     if n == 13 and d.startswith("861") and d[3] in "3456789":
-        return [ent(Kind.MOBILE, 0.85 + boost)]
+        return [ent(Kind.MOBILE, 0.85 + boost, d[2:])]  # the same value as without +86
     if n == 11 and d[0] == "1" and d[1] in "3456789":
         return [ent(Kind.MOBILE, 0.85 + boost)]
     if d.startswith(_BUSINESS):
