@@ -23,7 +23,10 @@ Context words count both ways, within :data:`WINDOW` characters before a number:
 (手机号, 电话, 身份证, 卡号…) raises the score or decides the kind of a number that fits
 no pattern on its own (a phone number with a digit lost); the nearest cue wins, and a
 lowering one (工号, 订单号, 单号, 尾号, 后四位, 车牌…) means the number is not personal
-data. A unit right after a number (元, 块, 年, 月, 号, 点, 分钟, 个…) makes it a price, a
+data. A string of :data:`UNCUED_MIN` or more digits that no context word explains and no
+pattern fits is masked all the same (the ASR loses digits and mishears cue words; erring
+towards a mask costs an order number said without its cue, the other way a customer's
+number). A unit right after a number (元, 块, 年, 月, 号, 点, 分钟, 个…) makes it a price, a
 date, a time or a quantity; unit numerals (三百二十) make it a value.
 
 Why not Presidio (the lead's decision): the hard part is spoken-numeral inverse text
@@ -49,6 +52,9 @@ from .numerals import DIGIT, RUN, SEPARATORS, Run, runs
 #: number); a code's cue may stand further back in its sentence (验证码报给我一下，是…)
 WINDOW = 8
 CODE_WINDOW = 16
+#: digits from which a number with no context word is masked anyway (a mobile with two
+#: digits lost by the ASR); below it, a number needs a shape or a cue
+UNCUED_MIN = 9
 
 # -- context words ---------------------------------------------------------------------
 # the nearest cue before a number wins; None: the number is not personal data
@@ -194,7 +200,11 @@ def _x_after(text: str, end: int) -> int:
     return 0
 
 
-def _classify(text: str, run: Run, cued: bool, cue: Kind | None) -> list[Entity]:
+def _classify(
+    text: str, run: Run, cued: bool, cue: Kind | None, uncued: bool = True
+) -> list[Entity]:
+    """What ``run`` is, given the context word before it; ``uncued``: whether a long number
+    that nothing explains is masked (not for a piece of a run whose cue lowered it)."""
     d = run.digits
     n = len(d)
     s, e = run.start, run.end
@@ -250,6 +260,12 @@ def _classify(text: str, run: Run, cued: bool, cue: Kind | None) -> list[Entity]
         if cue is Kind.MOBILE and d[0] == "0":
             kind = Kind.LANDLINE
         return [ent(kind, 0.5)]
+    # a long digit string that no context word explains: masked on the side of privacy.
+    # ASR loses digits and mishears the cue words too (好奇 for 号码, 变化 for 电话); the
+    # numbers that are not personal (orders, parcels) come with their lowering cue.
+    if uncued and n >= UNCUED_MIN and not cued:
+        kind = Kind.LANDLINE if d[0] == "0" else Kind.MOBILE if n <= 13 else Kind.BANK_CARD
+        return [ent(kind, 0.4)]
     return []
 
 
@@ -298,7 +314,7 @@ def _numbers(text: str) -> list[Entity]:
             # two numbers read one after the other (工号1234，13812345678): a later group
             # may start one of its own, with no cue between them
             for g in run.groups[1:]:
-                got = _classify(text, run.part(g, len(run.digits)), False, None)
+                got = _classify(text, run.part(g, len(run.digits)), False, None, uncued=False)
                 if got:
                     break
         found += got

@@ -174,3 +174,13 @@ def test_early_out_is_cheap() -> None:
 )  # fmt: skip
 def test_pauses_neighbours_and_far_cues(text: str, expected: list[tuple[str, str]]) -> None:
     assert [(k, c) for k, c, _ in found(text)] == expected
+
+
+def test_a_long_number_nothing_explains_is_masked_anyway() -> None:
+    """The ASR mishears cue words (变化 for 电话) and loses digits: 9+ digits with no
+    context word are masked; with a lowering cue they stay, and so do 8 digits (a date)."""
+    assert found("我变化是一三七五六三一八三") == [("mobile", "一三七五六三一八三", "137563183")]
+    assert found("帮我查一下202403150012") != []  # the price: an order said without its cue
+    assert found("订单202403150012") == []
+    assert found("物流单号 4302 1234 5678 9") == []
+    assert found("20240315") == []
