@@ -30,14 +30,15 @@ def test_typed_part_floors() -> None:
 
 @pytest.mark.parametrize(
     ("part", "floor"),
-    # measured: 6/10 and 8/14 phone/ID/card numbers that survived the ASR (the second
-    # batch: 2/14 as it came, 8/14 once long numbers with no context word were masked)
-    [("pii_speech.jsonl", 0.5), ("pii_speech_s17.jsonl", 0.5)],
+    # measured: 6/10, 8/14 and 5/11 phone/ID/card numbers that survived the ASR (the
+    # second batch: 2/14 as it came, 8/14 once long numbers with no context word were
+    # masked; the third was made after the last change to the recognisers: held out)
+    [("pii_speech.jsonl", 0.5), ("pii_speech_s17.jsonl", 0.5), ("pii_speech_s18.jsonl", 0.4)],
 )
 def test_whisper_part_floors(part: str, floor: float) -> None:
     """Whisper base's transcripts of espeak-ng speech. Most numbers do not survive that ASR
-    (counted apart); on those that do, floors under what was measured; false masks 0/15
-    and 1/15 (an order number whose cue word the ASR lost: 电端号 for 订单号)."""
+    (counted apart); on those that do, floors under what was measured; false masks 0/15,
+    1/15 and 1/15 (order numbers whose cue word the ASR lost: 电端号, 灵弹 for 订单号)."""
     s = score(load(part))
     assert sum(ks.expected for ks in s.kinds.values()) >= 10
     assert s.recall_of(CORE) >= floor
