@@ -16,9 +16,11 @@ digit characters of the labelled stretch stay visible. An item whose transcript 
 little of the number (fewer than half of its digits in order) is written with
 ``"label_lost": true`` and scored apart (a miss of the ASR, not of the recognisers).
 
-Run once (it takes minutes of CPU) and commit the data file, not the audio:
+Run once per batch (minutes of CPU) and commit the data file, not the audio; the set holds
+seeds 16 (``pii_speech.jsonl``), 17 and 18 (``pii_speech_s<seed>.jsonl``), each made after
+the recognisers were tuned on the ones before it:
 
-    nice -n 5 python benchmarks/make_pii_speech.py [--out tests/privacy/data/pii_speech.jsonl]
+    nice -n 5 python benchmarks/make_pii_speech.py [--seed 16] [--out tests/privacy/data/pii_speech.jsonl]
 
 The sentences are seeded (``--seed``) so a rerun makes the same ones; the transcripts
 depend on the model and espeak-ng's version, which are written into each item.
