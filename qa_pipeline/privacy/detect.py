@@ -7,22 +7,25 @@ half-width digits, Chinese punctuation); offsets refer to the text searched.
 What is found (:class:`~.entities.Kind`):
 
 * numbers said as digits or spoken numerals (幺三八…, 洞, 拐, 勾, ASR near-misses; see
-  :mod:`.numerals`), with spaces, commas, 、, 杠 and pauses between groups: mobile
+  :mod:`.numerals`), with spaces, commas, 、, 杠 and pauses (嗯, 呃) between groups: mobile
   (1[3-9] + 9 digits; 10-12 digits starting 1[3-9] too, since ASR drops and doubles
   digits), landline (0 + 2-3 digit area code + 7-8 digits; 7-8 digits after a phone cue;
   400/800/95 numbers are businesses' and stay), 18-digit ID (region 1-8 and a birth date
   1900..today; masked whether or not the ISO 7064 check digit holds, which only raises the
   score; X/叉 as the last), bank cards (16-19 digits; Luhn raises the score, never a gate),
-  passports (E/G/D/S/P + 8 digits), verification codes and passwords after a cue
+  passports (E/G/D/S/P + 8 digits, E + letter + 7), verification codes and passwords after a cue
   (验证码是/密码是/口令…: 4-8 digits, or letters and digits);
 * e-mail, written or spoken (艾特/at, 点com);
-* street addresses: road (路/街/大道/巷/弄/胡同) + number + 号 and the units after it
-  (栋/幢/号楼/单元/楼/层/室): the number-bearing part is masked.
+* street addresses: road (路/街/大道/巷/弄/胡同) + number + 号/弄 and the units after it
+  (栋/幢/号楼/单元/楼/层/室), or an estate (小区, 花园…) + two units: the number-bearing
+  part is masked.
+
+A mask the redactor wrote ([手机号#<digest>]) is never searched again.
 
 Context words count both ways, within :data:`WINDOW` characters before a number: a cue
 (手机号, 电话, 身份证, 卡号…) raises the score or decides the kind of a number that fits
-no pattern on its own (a phone number with a digit lost); the nearest cue wins, and a
-lowering one (工号, 订单号, 单号, 尾号, 后四位, 车牌…) means the number is not personal
+no pattern on its own (a phone number with a digit lost); the nearest cue wins (the window
+stops at the number before: a cue belongs to the number after it), and a lowering one (工号, 订单号, 单号, 尾号, 后四位, 车牌…) means the number is not personal
 data. A string of :data:`UNCUED_MIN` or more digits that no context word explains and no
 pattern fits is masked all the same (the ASR loses digits and mishears cue words; erring
 towards a mask costs an order number said without its cue, the other way a customer's
