@@ -70,6 +70,9 @@ class Run:
 
 def read_run(text: str, start: int, end: int) -> Run | None:
     """The digits of ``text[start:end]`` (a :data:`RUN` match); None for fewer than one."""
+    whole = text[start:end]
+    if whole.isascii() and whole.isdigit():  # the common case of written digits
+        return Run(whole, tuple(range(start, end)), (0,), False)
     digits: list[str] = []
     where: list[int] = []
     groups: list[int] = []
