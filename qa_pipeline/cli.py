@@ -304,6 +304,7 @@ def _mount_subcommands() -> None:
     from .dashboard.cli import dashboard_app
     from .live.cli import serve_command
     from .notify.cli import notify_app
+    from .privacy.cli import redact_command
     from .privacy_migrate import privacy_app
     from .purge import purge_command
     from .rescore.cli import rescore_command
@@ -318,6 +319,7 @@ def _mount_subcommands() -> None:
     app.add_typer(notify_app, name="notify", help="Supervisor notifications.")
     app.command("purge")(purge_command)
     app.add_typer(privacy_app, name="privacy", help="Personal data: migrate old outputs.")
+    app.command("redact")(redact_command)
 
 
 _mount_subcommands()

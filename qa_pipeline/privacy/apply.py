@@ -52,6 +52,16 @@ PHONE_KEYS = frozenset(
 )  # fmt: skip
 _KEY_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
 MIN_PHONE_DIGITS = 7
+#: the last word of a metadata key that names a platform's identifier (``call_sid``,
+#: ``streamSid``, ``uuid``, ``channel_id``): left as given, like the call id, unless the key
+#: also names a phone (``caller_id``)
+ID_KEY_ENDS = frozenset({"sid", "id", "uuid", "guid", "uniqueid", "linkedid"})
+
+
+def is_identifier_key(key: str) -> bool:
+    """Whether a metadata key names an identifier (:data:`ID_KEY_ENDS`), not a phone."""
+    words = _KEY_WORDS.findall(key)
+    return bool(words) and words[-1].lower() in ID_KEY_ENDS and not is_phone_key(key)
 
 
 def is_phone_key(key: str) -> bool:
@@ -171,6 +181,8 @@ def redact_transcript(t: Transcript, redactor: Redactor) -> Transcript:
 
 
 def _redact_value(key: str, value: str, redactor: Redactor) -> str:
+    if is_identifier_key(key):
+        return value
     digits = "".join(c for c in _MASK_RE.sub("", value) if c.isdigit())  # masks: kept
     if len(digits) >= MIN_PHONE_DIGITS and is_phone_key(key):
         kind = Kind.MOBILE if len(digits) >= 11 and digits[-11] == "1" else Kind.LANDLINE
@@ -181,8 +193,9 @@ def _redact_value(key: str, value: str, redactor: Redactor) -> str:
 def redact_call(info: CallInfo, redactor: Redactor) -> CallInfo:
     """Call metadata from outside (a telephony platform's start frame, a sidecar file)
     redacted: every metadata value (a value under a phone-like key such as ``caller`` or
-    ``from`` masked whole) and ``source`` (a file name may hold a number). The call id
-    and agent id are identifiers and stay as they are."""
+    ``from`` masked whole) and ``source`` (a file name may hold a number). The call id,
+    the agent id and metadata keys naming identifiers (:func:`is_identifier_key`: a
+    Twilio ``call_sid``, a ``uuid``) stay as they are."""
     if not redactor.config.redact:
         return info
     meta = tuple((k, _redact_value(k, v, redactor)) for k, v in info.metadata)

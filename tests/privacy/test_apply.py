@@ -212,3 +212,17 @@ def test_phone_keys_are_words_of_the_key() -> None:
     once = redact_call(call, r)
     assert dict(once.metadata)["From"].startswith("[手机号#")
     assert dict(once.metadata)["queue_number"] == "12" and redact_call(once, r) is once
+
+
+def test_platform_identifiers_in_metadata_stay_as_given() -> None:
+    """A Twilio call SID of digits is an identifier, not a card number; a caller id is a
+    phone (the recognisers mask an unexplained run of nine digits or more elsewhere)."""
+    from qa_pipeline.privacy.apply import is_identifier_key
+
+    assert all(map(is_identifier_key, ["call_sid", "streamSid", "uuid", "channel_id"]))
+    assert not any(map(is_identifier_key, ["caller_id", "CallerId", "id_number", "note"]))
+    sid = "CA" + "2" * 32
+    call = CallInfo("c", metadata=(("call_sid", sid), ("caller_id", MOBILE), ("note", sid)))
+    meta = dict(redact_call(call, Redactor(key=b"k")).metadata)
+    assert meta["call_sid"] == sid
+    assert meta["caller_id"] == "[手机号]" and meta["note"] != sid

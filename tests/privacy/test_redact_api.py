@@ -45,3 +45,11 @@ def test_hash_mode_without_a_key_names_the_variable(monkeypatch: pytest.MonkeyPa
     monkeypatch.delenv("QA_PIPELINE_PRIVACY_KEY", raising=False)
     with pytest.raises(ConfigError, match="QA_PIPELINE_PRIVACY_KEY"):
         Redactor(PrivacyConfig(mode="hash"))
+
+
+def test_redacting_twice_changes_nothing_even_with_digits_in_a_digest() -> None:
+    # a keyed digest is hex: some hold a run of decimal digits that looks like a number
+    r = Redactor(PrivacyConfig(mode="hash", keep_last=4), key=b"k")
+    for i in range(300):
+        once = r.text(f"电话138{i:08d}，邮箱a{i}@qq.com")
+        assert r.text(once) == once
