@@ -158,28 +158,28 @@ def entity_times(
 ) -> list[tuple[float, float]]:
     """The time span (seconds, the words' clock) that held each character span of ``text``.
 
-    The span runs from the first to the last word holding a character of it. Where its
-    first (last) characters belong to no word, it reaches back (on) to the end (start) of
-    the nearest word that does, or to the start (end) of the audio when none does: text
-    the alignment cannot place is masked with the gap it must have been said in, never
-    dropped (``inf``: to the end of the audio). With no words at all, each span is the
-    whole audio, ``(0, inf)``."""
+    The span runs from the end of the last word said wholly before it to the start of the
+    first word said wholly after it: the words holding a character of it and the pauses
+    around them (word timestamps from cross-attention are often early at a word's end,
+    most of all at the end of an utterance; a pause holds no other speech). Characters
+    that no word holds are masked with the gap between their neighbours, never dropped.
+    Nothing before: from ``0``; nothing after: to ``inf`` (the end of the audio); so with
+    no words at all, each span is the whole audio."""
     owner = char_words(text, words, form)
+    n = len(owner)
     out: list[tuple[float, float]] = []
     for s, e in spans:
-        held = [owner[i] for i in range(max(0, s), min(e, len(owner))) if owner[i] is not None]
-        starts = [words[i].start for i in held if i is not None]
-        ends = [words[i].end for i in held if i is not None]
-        if s >= len(owner) or owner[s] is None:  # the start is unplaced: back to the word before
-            before = next(
-                (owner[i] for i in range(min(s, len(owner)) - 1, -1, -1) if owner[i] is not None),
-                None,
-            )
-            starts.append(words[before].end if before is not None else 0.0)
-        if e <= 0 or e > len(owner) or owner[e - 1] is None:
-            after = next(
-                (owner[i] for i in range(max(e, 0), len(owner)) if owner[i] is not None), None
-            )
-            ends.append(words[after].start if after is not None else math.inf)
-        out.append((min(starts), max(ends)))
+        s, e = max(0, min(s, n)), max(0, min(e, n))
+        held = sorted({w for w in owner[s:e] if w is not None})
+        if held:
+            prev, nxt = held[0] - 1, held[-1] + 1
+        else:
+            prev = next((w for w in reversed(owner[:s]) if w is not None), -1)
+            nxt = next((w for w in owner[e:] if w is not None), len(words))
+        start = words[prev].end if prev >= 0 else 0.0
+        end = words[nxt].start if nxt < len(words) else math.inf
+        if held:
+            start = min(start, words[held[0]].start)
+            end = max(end, words[held[-1]].end)
+        out.append((start, end))
     return out

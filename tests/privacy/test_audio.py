@@ -137,9 +137,11 @@ def test_a_number_in_traditional_text_with_digit_words() -> None:
     text = normalise("".join(w.text for w in words))
     assert text == "我的手机号是138.12345678，谢谢"
     (e,) = find_entities(text)
-    assert entity_times(text, words, [(e.start, e.end)], normalise) == [(1.74, 5.2)]
+    # its words, and the pauses on either side (the next word starts at 5.5)
+    assert entity_times(text, words, [(e.start, e.end)], normalise) == [(1.7, 5.5)]
     # a span inside one word takes the whole word
-    assert entity_times(text, words, [(0, 1)], normalise) == [(0.0, 0.5)]
+    assert entity_times(text, words, [(1, 2)], normalise) == [(0.0, 0.5)]
+    assert entity_times(text, words[:-1], [(e.start, e.end)], normalise) == [(1.7, math.inf)]
 
 
 def test_spoken_numerals_with_punctuation_the_normalisation_changed() -> None:
@@ -150,7 +152,7 @@ def test_spoken_numerals_with_punctuation_the_normalisation_changed() -> None:
     text = normalise("".join(w.text for w in words))
     assert text == "我的手机号是，幺三八，一二三四，五六七八，好的"  # spaces became commas
     (e,) = find_entities(text)
-    assert entity_times(text, words, [(e.start, e.end)], normalise) == [(1.3, 4.1)]
+    assert entity_times(text, words, [(e.start, e.end)], normalise) == [(1.2, 4.5)]
 
 
 def test_text_no_word_holds_reaches_to_the_neighbouring_words() -> None:
@@ -206,7 +208,8 @@ def test_the_timed_decode_places_the_number(monkeypatch: pytest.MonkeyPatch) -> 
     assert asked == [pytest.approx(5.1)]  # the utterance and 0.3 s either side
     (s,) = found.spans
     assert (s.kind, s.channel, s.how, s.utterance) == ("mobile", 1, "words", 1)
-    assert (s.start, s.end) == (pytest.approx(2.7 + 1.5), pytest.approx(2.7 + 4.0))
+    # from the end of the word before to the end of the audio decoded (nothing after it)
+    assert (s.start, s.end) == (pytest.approx(2.7 + 1.3), pytest.approx(7.8))
 
 
 def test_a_number_the_timed_decode_missed_masks_the_whole_utterance(
