@@ -33,9 +33,9 @@ from .privacy import find_entities
 from .privacy.audio import DEFAULT_PAD_S, Mode, entity_times, merge_spans, redact_samples
 from .text import normalise
 
-#: audio decoded on each side of an utterance for its timed decode (Whisper hears a word
-#: cut at the segment's edge better with a little context)
-CONTEXT_S = 0.3
+#: audio decoded on each side of an utterance for its timed decode: none, so that the
+#: timed decode hears the segment the pipeline decoded (and writes the same text)
+CONTEXT_S = 0.0
 _INT16_SUBTYPES = frozenset({"PCM_16", "PCM_S8", "PCM_U8", "ULAW", "ALAW"})
 
 

@@ -205,11 +205,11 @@ def test_the_timed_decode_places_the_number(monkeypatch: pytest.MonkeyPatch) -> 
     ]
     found = audio_redact.find_spans(None, _call(), utts)  # type: ignore[arg-type]
     assert found.timed_decodes == 1 and found.fallbacks == 0 and found.decode_seconds == 0.5
-    assert asked == [pytest.approx(5.1)]  # the utterance and 0.3 s either side
+    assert asked == [pytest.approx(4.5)]  # the utterance's own audio
     (s,) = found.spans
     assert (s.kind, s.channel, s.how, s.utterance) == ("mobile", 1, "words", 1)
     # from the end of the word before to the end of the audio decoded (nothing after it)
-    assert (s.start, s.end) == (pytest.approx(2.7 + 1.3), pytest.approx(7.8))
+    assert (s.start, s.end) == (pytest.approx(3.0 + 1.3), pytest.approx(7.5))
 
 
 def test_a_number_the_timed_decode_missed_masks_the_whole_utterance(
