@@ -1,6 +1,7 @@
 """Personal data out of a call's audio: each utterance that held some is decoded once more
-with word timestamps, the personal data is found in *that* decode's text, and the time
-spans of its words are beeped (or silenced) in the utterance's channel.
+as the pipeline decodes it and its words placed in time (:mod:`qa_pipeline.asr.words`), the
+personal data is found in *that* decode's text, and the time spans of its words (with the
+pauses around them) are beeped or silenced in the utterance's channel.
 
 Finding the entities in the timed decode's own text (not mapping the transcript's
 offsets onto it) means the digits silenced are the ones that decode heard where it heard
