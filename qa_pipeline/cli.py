@@ -253,6 +253,46 @@ def _emit_events(fan: Any, result: Any) -> None:
     fan.flush(timeout=10.0)
 
 
+@app.command("redact-audio")
+def redact_audio(
+    call: Annotated[Path, typer.Argument(help="recorded call (WAV, FLAC, OGG)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="where the redacted copy goes")],
+    config: ConfigOpt = None,
+    mode: Annotated[str, typer.Option(help="beep | silence")] = "beep",
+    pad: Annotated[float, typer.Option(help="seconds masked on each side of a span")] = 0.15,
+    language: LangOpt = None,
+    model: ModelOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Beep (or silence) the personal data said in a call: same format, channels and rate."""
+    from .audio import load_call
+    from .audio_redact import find_spans, masked_seconds, write_redacted
+    from .pipeline import Pipeline
+
+    if mode not in ("beep", "silence"):
+        _fail(ValueError(f"--mode must be beep or silence, not {mode!r}"))
+    try:
+        cfg = _config(config, language, model)
+        pipe = Pipeline(cfg)
+        with _progress(not quiet and err.is_terminal, f"transcribing {call.name}") as progress:
+            result = pipe.transcribe(call, progress=progress)
+        audio = load_call(call, cfg.audio.channels, min_level_dbfs=cfg.audio.min_level_dbfs)
+        found = find_spans(pipe.engine, audio, result.transcript.utterances)
+        write_redacted(call, output, found.spans, mode=mode, pad_s=pad)  # type: ignore[arg-type]
+    except (QAError, OSError) as e:
+        _fail(e)
+    roles = result.transcript.call.channels
+    for s in found.spans:  # kinds and times only: never the digits
+        role = roles[s.channel].value if s.channel < len(roles) else "?"
+        how = "word timing" if s.how == "words" else "whole utterance: not confirmed by word timing"
+        out.print(f"{s.kind:<10} ch{s.channel} {role:<8} {s.start:7.2f}-{s.end:7.2f} s  ({how})")
+    out.print(
+        f"{len(found.spans)} span(s) masked ({masked_seconds(found.spans, pad):.2f} s of audio, "
+        f"{mode}); {found.timed_decodes} utterance(s) decoded with word timing in "
+        f"{found.decode_seconds:.1f} s -> {output}"
+    )
+
+
 @model_app.command("install")
 def model_install(
     force: Annotated[bool, typer.Option("--force", help="re-assemble even if cached")] = False,
