@@ -35,6 +35,8 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from .errors import QAError
+
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
 
@@ -52,7 +54,7 @@ CLIENT_KEYS = (
 )
 
 
-class KafkaSecurityError(ValueError):
+class KafkaSecurityError(QAError, ValueError):
     """Settings that would connect insecurely or cannot work (a config error)."""
 
 
@@ -205,7 +207,7 @@ _CAUSES: tuple[tuple[str, str, bool], ...] = (
 )
 
 
-class KafkaConnectError(RuntimeError):
+class KafkaConnectError(QAError, RuntimeError):
     """A Kafka client could not bootstrap: the message names the broker, the settings used
     (never the password) and the likely cause; ``settings`` is True when the cause is a
     setting (credentials, TLS) that no retry will fix."""
@@ -217,8 +219,8 @@ class KafkaConnectError(RuntimeError):
 
 class _Diagnosis(logging.Handler):
     """Collects kafka-python's error lines while one client bootstraps (its exception only
-    says "Unable to bootstrap"; the reason is in its log). Levels are left as they are: a
-    silenced ``kafka`` logger leaves the cause unknown and the message falls back to hints."""
+    says "Unable to bootstrap"; the reason is in its log). A silenced ``kafka`` logger is
+    opened to warnings for the bootstrap, its records kept from other handlers meanwhile."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -230,11 +232,19 @@ class _Diagnosis(logging.Handler):
                 self.lines.append(record.getMessage())
 
     def __enter__(self) -> _Diagnosis:
-        logging.getLogger("kafka").addHandler(self)
+        log = logging.getLogger("kafka")
+        self._saved = (log.level, log.propagate)
+        if log.getEffectiveLevel() > logging.WARNING:
+            # silenced (``replay`` does that): hear the reason here, pass nothing on
+            log.setLevel(logging.WARNING)
+            log.propagate = False
+        log.addHandler(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        logging.getLogger("kafka").removeHandler(self)
+        log = logging.getLogger("kafka")
+        log.removeHandler(self)
+        log.level, log.propagate = self._saved
 
     def cause(self) -> tuple[str, bool] | None:
         for needle, why, settings in _CAUSES:

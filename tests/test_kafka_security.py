@@ -116,6 +116,17 @@ def test_connect_names_the_broker_and_the_cause() -> None:
     assert "pw-31337" not in msg
     with pytest.raises(KafkaConnectError, match="not on this machine"):  # before any socket
         connect(refused, ["kafka-1:9093"], KafkaSecurity())
+    # a process that silenced kafka-python's log (replay does) still hears the cause, and
+    # its silence is kept
+    log = logging.getLogger("kafka")
+    saved = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        with pytest.raises(KafkaConnectError, match="wrong user name or password"):
+            connect(refused, ["kafka-1:9093"], sec)
+        assert log.level == logging.CRITICAL and log.propagate
+    finally:
+        log.setLevel(saved)
 
 
 def test_admin_client_config_log_masks_the_password(caplog: pytest.LogCaptureFixture) -> None:
