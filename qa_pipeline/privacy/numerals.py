@@ -81,8 +81,11 @@ BETWEEN: dict[str, str] = _between()
 SEPARATORS = " ,，、-－—–杠嗯呃额"
 
 _D = "".join(DIGIT) + "".join(AFTER_DIGIT) + "".join(BEFORE_DIGIT) + "".join(BETWEEN) + UNITS
+#: what a run may start with (a near-miss counts only after a digit: 是, 有 and the
+#: letters, common outside numbers, start none)
+_START = "".join(DIGIT) + "".join(BEFORE_DIGIT) + UNITS
 #: a run: numerals with at most three separator characters between neighbours (，嗯，)
-RUN = re.compile(rf"[{_D}](?:[{re.escape(SEPARATORS)}]{{0,3}}[{_D}])*")
+RUN = re.compile(rf"[{_START}](?:[{re.escape(SEPARATORS)}]{{0,3}}[{_D}])*")
 
 
 @dataclass(frozen=True, slots=True)
