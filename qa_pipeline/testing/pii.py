@@ -38,7 +38,12 @@ DATA = Path(__file__).resolve().parents[2] / "tests" / "privacy" / "data"
 #: written after the recognisers were tuned on the files before it: held out)
 SETS = {
     "typed": ("pii_typed.jsonl", "pii_typed2.jsonl"),
-    "whisper": ("pii_speech.jsonl", "pii_speech_s17.jsonl", "pii_speech_s18.jsonl"),
+    "whisper": (
+        "pii_speech.jsonl",
+        "pii_speech_s17.jsonl",
+        "pii_speech_s18.jsonl",
+        "pii_speech_s19.jsonl",
+    ),
 }
 #: phone, ID and card numbers: the kinds with the 99 % recall target
 CORE = ("mobile", "landline", "id_number", "bank_card")
