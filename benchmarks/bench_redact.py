@@ -40,12 +40,17 @@ def table(name: str, s: Score, misses: bool) -> None:
               f"{ks.kind_right:7d} {ks.found:6d} {_pct(ks.precision):>9s}")  # fmt: skip
     print(f"phone/ID/card recall: {_pct(s.recall_of(CORE))}   "
           f"false masks: {s.false_masks}/{s.negatives} = {_pct(s.false_mask_rate)}")  # fmt: skip
+    if s.lost_core:
+        print(f"numbers lost by the ASR that still show 5+ of their digits in a row: "
+              f"{s.lost_leaks}/{s.lost_core}")  # fmt: skip
     if misses:
         for k, ks in sorted(s.kinds.items()):
             for m in ks.misses:
                 print(f"  miss {k}: {m}")
         for m in s.false_mask_items:
             print(f"  false mask: {m}")
+        for m in s.lost_leak_items:
+            print(f"  lost, 5+ digits shown: {m}")
 
 
 def us_per_call(texts: Sequence[str], repeat: int) -> float:

@@ -4,7 +4,8 @@ Each sentence (a customer reading out a phone, ID or card number, a code, an add
 hard negative: an agent id, an order number, a price, a date, a duration, a plate, the last
 four digits asked for) is spoken by ``espeak-ng -v cmn-latn-pinyin`` (the sample
 generator's :func:`render_speech`, 16 kHz), with voices and speeds varied (female variants
-f1-f4, 140-190 syllables per minute), decoded by the project's embedded Whisper (base, CPU,
+f1-f4, 140-190 syllables per minute; ``--voices fm``, ``--speeds`` and ``--telephone`` draw
+male voices, other speeds and a share of 8 kHz mu-law telephone audio), decoded by the project's embedded Whisper (base, CPU,
 beam 5, the default ``asr:`` settings) and normalised with :func:`qa_pipeline.text.normalise`.
 
 The label is what was heard, found in the transcript without the recognisers: the longest
@@ -17,10 +18,13 @@ little of the number (fewer than half of its digits in order) is written with
 ``"label_lost": true`` and scored apart (a miss of the ASR, not of the recognisers).
 
 Run once per batch (minutes of CPU) and commit the data file, not the audio; the set holds
-seeds 16 (``pii_speech.jsonl``), 17 and 18 (``pii_speech_s<seed>.jsonl``), each made after
-the recognisers were tuned on the ones before it:
+seeds 16 (``pii_speech.jsonl``), 17, 18 and 19 (``pii_speech_s<seed>.jsonl``), each made
+after the recognisers were tuned on the ones before it (seed 19: female and male voices,
+130-200 syllables a minute, half of it through the 8 kHz mu-law telephone band):
 
     nice -n 5 python benchmarks/make_pii_speech.py [--seed 16] [--out tests/privacy/data/pii_speech.jsonl]
+    nice -n 10 python benchmarks/make_pii_speech.py --seed 19 --voices fm --speeds 130-200 \
+        --telephone 0.5 --out tests/privacy/data/pii_speech_s19.jsonl
 
 The sentences are seeded (``--seed``) so a rerun makes the same ones; the transcripts
 depend on the model and espeak-ng's version, which are written into each item.
@@ -34,6 +38,7 @@ import random
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "tests" / "privacy" / "data" / "pii_speech.jsonl"
@@ -229,20 +234,39 @@ def address_span(text: str) -> tuple[int, int] | None:
     return m.start(), end + 1
 
 
+def _mulaw(x: Any) -> Any:
+    """``x`` (8 kHz) through G.711 mu-law and back: the telephone band's quantisation."""
+    import io
+
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, x, 8000, format="WAV", subtype="ULAW")
+    buf.seek(0)
+    y, _ = sf.read(buf, dtype="float32")
+    return y
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--seed", type=int, default=16)
     ap.add_argument("--limit", type=int, default=0, help="only the first N sentences")
+    ap.add_argument("--voices", default="f", help="voice variants drawn from: f, m or fm")
+    ap.add_argument("--speeds", default="140-190", help="syllables per minute, lo-hi")
+    ap.add_argument("--telephone", type=float, default=0.0,
+                    help="share of sentences sent through the telephone band (8 kHz mu-law)")  # fmt: skip
     args = ap.parse_args()
 
     from qa_pipeline.asr.config import AsrConfig
     from qa_pipeline.asr.engine import AsrEngine
+    from qa_pipeline.audio import resample
     from qa_pipeline.messages import Role, SpeechSegment
     from qa_pipeline.samples.generate import Voice, check_tools, render_speech
     from qa_pipeline.text import normalise
 
     espeak = check_tools()
+    lo, hi = (int(x) for x in args.speeds.split("-"))
     engine = AsrEngine(AsrConfig(workers=1, threads_per_worker=1))
     r = random.Random(args.seed + 1)
     todo = items(args.seed)
@@ -252,9 +276,17 @@ def main() -> int:
     lost = 0
     with args.out.open("w", encoding="utf-8") as f:
         for n, it in enumerate(todo):
-            voice = Voice(variant=f"f{r.randint(1, 4)}", speed=r.randint(140, 190),
-                          pitch=r.randint(25, 60))  # fmt: skip
-            audio = render_speech(it.say, voice, rate=16000)
+            if args.voices == "f":  # the draws of seeds 16-18, kept as they were
+                variant = f"f{r.randint(1, 4)}"
+            else:
+                variant = f"{r.choice(args.voices)}{r.randint(1, 4)}"
+            voice = Voice(variant=variant, speed=r.randint(lo, hi), pitch=r.randint(25, 60))
+            band = "16k"
+            if args.telephone and r.random() < args.telephone:
+                band = "8k-ulaw"
+                audio = resample(_mulaw(render_speech(it.say, voice, rate=8000)), 8000)
+            else:
+                audio = render_speech(it.say, voice, rate=16000)
             seg = SpeechSegment(f"pii{n}", 1, Role.CUSTOMER, 0.0, len(audio) / 16000, audio)
             text = normalise(engine.transcribe_full(seg).text)
             rec: dict[str, object] = {
@@ -265,6 +297,7 @@ def main() -> int:
                 "said": it.said,
                 "say": it.say,
                 "voice": voice.espeak_args(),
+                **({"band": band} if band != "16k" else {}),
                 "espeak": espeak,
                 "model": engine.model_info.name,
                 "expect": [],

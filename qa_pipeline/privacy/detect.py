@@ -26,7 +26,13 @@ Context words count both ways, within :data:`WINDOW` characters before a number:
 (手机号, 电话, 身份证, 卡号…) raises the score or decides the kind of a number that fits
 no pattern on its own (a phone number with a digit lost); the nearest cue wins (the window
 stops at the number before: a cue belongs to the number after it), and a lowering one (工号, 订单号, 单号, 尾号, 后四位, 车牌…) means the number is not personal
-data. A string of :data:`UNCUED_MIN` or more digits that no context word explains and no
+data. A context word is also found when the ASR wrote a homophone with the same tones (店划 for
+电话, 功耗 for 工号; pypinyin's reading of each character). After a phone, ID or card cue
+a word of one or two characters between groups of digits is taken for a misheard digit
+and the groups joined when together they hold 10 digits or more (with no cue: groups of
+three or more, no unit or context word between, :data:`UNCUED_MIN` together), and a unit
+right after seven digits or more does not make them a quantity.
+A string of :data:`UNCUED_MIN` or more digits that no context word explains and no
 pattern fits is masked all the same (the ASR loses digits and mishears cue words; erring
 towards a mask costs an order number said without its cue, the other way a customer's
 number). A unit right after a number (元, 块, 年, 月, 号, 点, 分钟, 个…) makes it a price, a
@@ -49,7 +55,7 @@ import datetime as _dt
 import re
 
 from .entities import LABELS, Entity, Kind
-from .numerals import DIGIT, RUN, SEPARATORS, Run, runs
+from .numerals import DIGIT, RUN, SEPARATORS, Run, read_run
 
 #: characters before a number searched for context words (the end of the cue to the
 #: number); a code's cue may stand further back in its sentence (验证码报给我一下，是…)
@@ -83,9 +89,13 @@ _CUES: dict[str, Kind | None] = {
     "验证码": Kind.CODE, "校验码": Kind.CODE, "动态码": Kind.CODE, "短信码": Kind.CODE,
     "动态密码": Kind.CODE, "取件码": Kind.CODE,
     "密码": Kind.PASSWORD, "口令": Kind.PASSWORD,
+    # what Whisper wrote for a context word three times or more, not a homophone of it
+    # (benchmarks/digit_confusions.json, "cues"; homophones are found by their reading)
+    "熬码": Kind.MOBILE, "神圣圣": Kind.ID_NUMBER, "真正正好": Kind.ID_NUMBER,
+    "变成马": Kind.CODE, "天浩": None,
 }  # fmt: skip
-_CUE_RE = re.compile("|".join(sorted(map(re.escape, _CUES), key=len, reverse=True)))
 _CODE_KINDS = (Kind.CODE, Kind.PASSWORD)
+_NUMBER_KINDS = (Kind.MOBILE, Kind.LANDLINE, Kind.ID_NUMBER, Kind.BANK_CARD)
 
 #: a unit right after a number: a price, date, time, duration or quantity
 _AFTER_UNIT = re.compile(
@@ -137,6 +147,45 @@ _MASK = re.compile(
 _EARLY = re.compile(rf"[{re.escape(''.join(DIGIT))}@艾爱码令]|at|AT|At")
 
 
+_CUE_MAX = max(map(len, _CUES))
+#: a character's first reading with its tone (pypinyin's table, read on first use)
+_READING: dict[str, str] = {}
+_CUE_READINGS: dict[tuple[str, ...], str] = {}
+
+
+def _reading(ch: str) -> str:
+    r = _READING.get(ch)
+    if r is None:
+        from pypinyin.pinyin_dict import pinyin_dict  # a local import: the table loads once
+
+        v = pinyin_dict.get(ord(ch)) if len(ch) == 1 else None
+        r = v.split(",", 1)[0] if v else ch
+        _READING[ch] = r
+    return r
+
+
+def _cues_heard(seg: str) -> list[tuple[int, int, str]]:
+    """The context words in ``seg`` (start, end, the cue), written or heard as a homophone
+    with the same tones (店划 for 电话, 功耗 for 工号): read left to right, the longest
+    at each place, as a regular expression of the cues would."""
+    if not _CUE_READINGS:
+        for word in _CUES:
+            _CUE_READINGS.setdefault(tuple(_reading(c) for c in word), word)
+    readings = [_reading(c) for c in seg]
+    out: list[tuple[int, int, str]] = []
+    i, n = 0, len(seg)
+    while i < n:
+        for k in range(min(_CUE_MAX, n - i), 1, -1):
+            heard = _CUE_READINGS.get(tuple(readings[i : i + k]))
+            if heard is not None:
+                out.append((i, i + k, heard))
+                i += k
+                break
+        else:
+            i += 1
+    return out
+
+
 def _cue_before(text: str, start: int, floor: int = 0) -> tuple[bool, Kind | None]:
     """(a cue was found, its kind) for the nearest context word ending within
     :data:`WINDOW` characters before ``start`` (:data:`CODE_WINDOW` for a code's cue); a
@@ -147,13 +196,12 @@ def _cue_before(text: str, start: int, floor: int = 0) -> tuple[bool, Kind | Non
         k = seg.rfind(p)
         if k >= 0:
             seg = seg[k + 1 :]
-    last = None
-    for m in _CUE_RE.finditer(seg):
-        last = m
-    if last is None:
+    found = _cues_heard(seg) if seg else []
+    if not found:
         return False, None
-    kind = _CUES[last.group()]
-    if len(seg) - last.end() > (CODE_WINDOW if kind in _CODE_KINDS else WINDOW):
+    _, end, cue = found[-1]
+    kind = _CUES[cue]
+    if len(seg) - end > (CODE_WINDOW if kind in _CODE_KINDS else WINDOW):
         return False, None
     return True, kind
 
@@ -293,18 +341,90 @@ def _split(run: Run) -> list[Run]:
     return out
 
 
+#: what may stand between two groups of digits joined after a number cue
+_GAP = 2
+_UNIT_CHARS = set("元块毛角钱年月日号点时分秒天周岁个台件次张斤克米里层楼倍人位页条遍度级期%％折")
+_JOINED_MIN = 10
+
+
+def _runs(text: str) -> list[Run]:
+    """The runs of four digit characters or more, and shorter ones with another run a
+    gap away (which may join them)."""
+    ms = [(m.start(), m.end()) for m in RUN.finditer(text)]
+    out: list[Run] = []
+    for k, (a, b) in enumerate(ms):
+        if (
+            b - a >= 4
+            or (k + 1 < len(ms) and ms[k + 1][0] - b <= _GAP)
+            or (k > 0 and a - ms[k - 1][1] <= _GAP)
+        ):
+            r = read_run(text, a, b)
+            if r is not None:
+                out.append(r)
+    return out
+
+
+def _gap_ok(text: str, end: int, start: int, strict: bool = False) -> bool:
+    """Whether the one or two characters ``text[end:start]`` may join two runs;
+    ``strict``: nor a unit or a context word among them."""
+    gap = text[end:start]
+    if not 0 < len(gap) <= _GAP or not all("\u4e00" <= c <= "\u9fff" for c in gap):
+        return False  # a word the ASR wrote, not punctuation or a file name's _ and .
+    return not strict or not (_UNIT_CHARS.intersection(gap) or _cues_heard(gap))
+
+
+def _join(a: Run, b: Run) -> Run:
+    n = len(a.digits)
+    return Run(
+        a.digits + b.digits,
+        a.where + b.where,
+        a.groups + tuple(n + g for g in b.groups),
+        a.cardinal or b.cardinal,
+    )
+
+
 def _numbers(text: str) -> list[Entity]:
     found: list[Entity] = []
     floor = 0
-    for run in runs(text):
-        prev, floor = floor, run.end
-        if run.cardinal:
+    rs = _runs(text)
+    i = 0
+    while i < len(rs):
+        run = rs[i]
+        i += 1
+        close = i < len(rs) and _gap_ok(text, run.end, rs[i].start)
+        if len(run.digits) < 4 and not close:
             continue
-        if _AFTER_UNIT.match(text, run.end) and len(run.digits) < 10:
+        cued, cue = _cue_before(text, run.start, floor)
+        if close and (cue in _NUMBER_KINDS or not cued):
+            # a character or two between groups of digits may be a digit the ASR wrote as
+            # a word (超级 for 九九, 号 for 幺): after a phone, ID or card cue the groups
+            # are one number when together they are as long as one (10 digits or more);
+            # with no context word, groups of three or more each, a gap that holds no
+            # unit (年, 块, 次…) and no context word, and together UNCUED_MIN digits
+            strict = cue is None
+            j, joined = i, run
+            while j < len(rs) and _gap_ok(text, joined.end, rs[j].start, strict):
+                if strict and (len(joined.digits) < 3 or len(rs[j].digits) < 3):
+                    break
+                joined = _join(joined, rs[j])
+                j += 1
+            if len(joined.digits) >= (UNCUED_MIN if strict else _JOINED_MIN):
+                run, i = joined, j
+        if len(run.digits) < 4:
+            continue
+        floor = run.end
+        if run.cardinal:
             continue
         if _PLATE.search(text, max(0, run.start - 3), run.start):
             continue
-        cued, cue = _cue_before(text, run.start, prev)
+        if (
+            _AFTER_UNIT.match(text, run.end)
+            and len(run.digits) < 10
+            # seven digits or more after a phone, ID or card cue are that number, the
+            # "unit" a digit the ASR misheard (个 for 二, 号 for 幺)
+            and not (cue in _NUMBER_KINDS and len(run.digits) >= 7)
+        ):
+            continue
         vetoed = cued and cue is None
         got = [] if vetoed else _classify(text, run, cued, cue)
         if not got and not vetoed and len(run.digits) > 19:

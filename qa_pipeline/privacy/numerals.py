@@ -10,6 +10,8 @@ ASR near-misses read as digits: a small set of homophones (same syllable as the 
 decided by that rule and tested, not learned from the test set: 腰/妖 (yāo) for 幺 anywhere
 in a run; 要 (yào) right before another digit; 医/衣/依 (yī) for 一, 期/漆 (qī) for 七,
 久/酒 (jiǔ) for 九, 灵/铃 (líng) for 零 and 溜 (liù) for 六 only after another digit of the run.
+And what Whisper was measured to write for spoken digits (:data:`NEAR_SYLLABLES`,
+:data:`NEAR_LETTERS`: 死 for 四, Q for 九…), only between two digits of a run.
 """
 
 from __future__ import annotations
@@ -36,12 +38,54 @@ AFTER_DIGIT: dict[str, str] = {
 #: near-misses that count only right before a digit
 BEFORE_DIGIT: dict[str, str] = {"要": "1"}
 UNITS = "十百千万亿"
+#: what Whisper writes for a spoken digit, measured (``benchmarks/digit_confusions.json``,
+#: by ``benchmarks/measure_digit_confusions.py``: random digit strings said after context
+#: words by espeak-ng, female and male voices, 16 kHz and 8 kHz mu-law): each syllable (with
+#: its tone) that was written for one digit at least four times, and for that digit in
+#: more than half of the times it stood in a digit's place. Whisper hears the sound and its
+#: language model picks the character, so every character read that way counts (球 and 求,
+#: qiú). ``tests/privacy/test_detect.py`` checks each entry against the measurement.
+NEAR_SYLLABLES: dict[str, str] = {
+    "lèi": "0", "léi": "0", "lín": "0", "líng": "0", "rén": "0", "yào": "1", "yáo": "1",
+    "yī": "1", "hǎn": "3", "shān": "3", "sǐ": "4", "zhī": "4", "zì": "4", "lù": "5", "rú": "5",
+    "wū": "5", "liàn": "6", "qī": "7", "ba": "8", "pā": "8", "qiú": "9", "yòu": "9", "yǒu": "9",
+}  # fmt: skip
+#: Latin letters written in a digit's place three times or more (for any digits: Whisper
+#: spells out what it cannot place, Q for 九 most often); the value: the digit they stood
+#: for most (ties: the lower)
+NEAR_LETTERS: dict[str, str] = {
+    "A": "2", "C": "2", "E": "1", "H": "2", "I": "5", "K": "1", "L": "0", "N": "0", "O": "2",
+    "P": "8", "Q": "9", "R": "2", "S": "2", "T": "1", "U": "4", "W": "1", "Y": "1",
+}  # fmt: skip
+
+
+def _between() -> dict[str, str]:
+    """Characters whose first reading is a :data:`NEAR_SYLLABLES` syllable, and the letters."""
+    from pypinyin.pinyin_dict import pinyin_dict
+
+    out: dict[str, str] = {}
+    for cp, readings in pinyin_dict.items():
+        d = NEAR_SYLLABLES.get(readings.split(",", 1)[0])
+        ch = chr(cp)
+        if d is not None and 0x4E00 <= cp <= 0x9FFF and ch not in DIGIT and ch not in UNITS:
+            out[ch] = d
+    for letter, d in NEAR_LETTERS.items():
+        out[letter] = out[letter.lower()] = d
+    return out
+
+
+#: near-misses that count only *inside* a run (see :func:`read_run`): common words among
+#: them (是, 有…) and letters (Q, T…) stay words before a number or after it
+BETWEEN: dict[str, str] = _between()
 #: between groups: spaces, commas, dashes, 杠 and the fillers of a pause (嗯, 呃)
 SEPARATORS = " ,，、-－—–杠嗯呃额"
 
-_D = "".join(DIGIT) + "".join(AFTER_DIGIT) + "".join(BEFORE_DIGIT) + UNITS
+_D = "".join(DIGIT) + "".join(AFTER_DIGIT) + "".join(BEFORE_DIGIT) + "".join(BETWEEN) + UNITS
+#: what a run may start with (a near-miss counts only after a digit: 是, 有 and the
+#: letters, common outside numbers, start none)
+_START = "".join(DIGIT) + "".join(BEFORE_DIGIT) + UNITS
 #: a run: numerals with at most three separator characters between neighbours (，嗯，)
-RUN = re.compile(rf"[{_D}](?:[{re.escape(SEPARATORS)}]{{0,3}}[{_D}])*")
+RUN = re.compile(rf"[{_START}](?:[{re.escape(SEPARATORS)}]{{0,3}}[{_D}])*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +123,13 @@ def read_run(text: str, start: int, end: int) -> Run | None:
     units = 0
     unit_at: list[int] = []
     sep = True
+    # the last sure digit of the run: an inside-only near-miss needs one after it
+    last_sure = -1
+    for i in range(end - 1, start - 1, -1):
+        if text[i] in DIGIT:
+            last_sure = i
+            break
+    inside = 0  # inside-only near-misses in a row
     for i in range(start, end):
         ch = text[i]
         d = DIGIT.get(ch)
@@ -86,6 +137,12 @@ def read_run(text: str, start: int, end: int) -> Run | None:
             d = AFTER_DIGIT.get(ch)
         if d is None and ch in BEFORE_DIGIT and i + 1 < end and text[i + 1] in DIGIT:
             d = BEFORE_DIGIT[ch]
+        if d is None and digits and i < last_sure and inside < 3:
+            d = BETWEEN.get(ch)
+            if d is not None:
+                inside += 1
+        elif d is not None:
+            inside = 0
         if d is not None:
             if sep:
                 groups.append(len(digits))
@@ -96,7 +153,7 @@ def read_run(text: str, start: int, end: int) -> Run | None:
             units += 1
             unit_at.append(i)
             sep = False
-        elif ch in AFTER_DIGIT or ch in BEFORE_DIGIT:
+        elif ch in AFTER_DIGIT or ch in BEFORE_DIGIT or ch in BETWEEN:
             continue  # a near-miss without the digit that makes it one: not a digit
         else:
             sep = True

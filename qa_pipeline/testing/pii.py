@@ -14,7 +14,9 @@ Scoring, per expected span:
   the last masked character (an address: its number-bearing characters likewise);
 * **kind right** when a mask over it has the expected kind (reported, not required);
 * a speech item whose transcript lost the number (``label_lost``) is not scored: it is
-  counted apart, as the ASR's miss.
+  counted apart, as the ASR's miss; of those with a phone, ID or card number, the ones whose
+  redacted text still shows five or more of its digits in a row, exactly as said
+  (``lost_leaks``: a digit or numeral read plainly, separators skipped), are counted too.
 
 Precision per kind: the found entities of that kind that overlap an expected span of the
 same kind, over all found of that kind. False masks: hard negatives with anything found.
@@ -36,7 +38,12 @@ DATA = Path(__file__).resolve().parents[2] / "tests" / "privacy" / "data"
 #: written after the recognisers were tuned on the files before it: held out)
 SETS = {
     "typed": ("pii_typed.jsonl", "pii_typed2.jsonl"),
-    "whisper": ("pii_speech.jsonl", "pii_speech_s17.jsonl", "pii_speech_s18.jsonl"),
+    "whisper": (
+        "pii_speech.jsonl",
+        "pii_speech_s17.jsonl",
+        "pii_speech_s18.jsonl",
+        "pii_speech_s19.jsonl",
+    ),
 }
 #: phone, ID and card numbers: the kinds with the 99 % recall target
 CORE = ("mobile", "landline", "id_number", "bank_card")
@@ -64,6 +71,32 @@ def recalled(text: str, start: int, end: int, masks: Sequence[tuple[int, int]]) 
     return len(visible) <= 4 and all(i > last_masked for i in visible)
 
 
+_PLAIN = {c: DIGIT[c] for c in "0123456789零〇一二三四五六七八九幺两"}
+_BETWEEN_GROUPS = set(" ,，、-杠")
+
+
+def shown_in_a_row(text: str, masks: Sequence[tuple[int, int]], said: str) -> int:
+    """The most digits of ``said`` in a row, exactly, that ``text`` shows outside the masks
+    (digits and numerals read plainly; a space, comma or dash between them skipped)."""
+    shown: list[str] = []
+    for i, ch in enumerate(text):
+        if any(a <= i < b for a, b in masks):
+            shown.append("|")
+        elif ch in _PLAIN:
+            shown.append(_PLAIN[ch])
+        elif ch not in _BETWEEN_GROUPS:
+            shown.append("|")
+    best = 0
+    for part in "".join(shown).split("|"):
+        for i in range(len(part)):
+            for j in range(i + best + 1, len(part) + 1):
+                if part[i:j] in said:
+                    best = j - i
+                else:
+                    break
+    return best
+
+
 @dataclass
 class KindScore:
     expected: int = 0
@@ -89,6 +122,9 @@ class Score:
     false_masks: int = 0
     false_mask_items: list[str] = field(default_factory=list)
     lost: int = 0
+    lost_core: int = 0
+    lost_leaks: int = 0
+    lost_leak_items: list[str] = field(default_factory=list)
     items: int = 0
 
     def kind(self, k: str) -> KindScore:
@@ -113,6 +149,12 @@ def score(
         text = it["text"]
         if it.get("label_lost"):
             s.lost += 1
+            if it["class"] in CORE and it.get("said"):
+                s.lost_core += 1
+                masks = [(e.start, e.end) for e in find(text)]
+                if shown_in_a_row(text, masks, it["said"]) >= 5:
+                    s.lost_leaks += 1
+                    s.lost_leak_items.append(f"{it['id']} {text}")
             continue
         found = find(text)
         masks = [(e.start, e.end) for e in found]

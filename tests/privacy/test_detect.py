@@ -184,3 +184,98 @@ def test_a_long_number_nothing_explains_is_masked_anyway() -> None:
     assert found("订单202403150012") == []
     assert found("物流单号 4302 1234 5678 9") == []
     assert found("20240315") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # measured near-misses count inside a run: 死 (sǐ) for 四, 求 (qiú, heard as 球) for
+        # 九, Q for 九, 林 for 零
+        ("我的手机是一三八死五六七八九林二", [("mobile", "一三八死五六七八九林二")]),
+        ("号码是幺三求二二三四五六七八", [("mobile", "幺三求二二三四五六七八")]),
+        ("手机 138 Q234 5678", [("mobile", "138 Q234 5678")]),
+        # ...and stay words before a number or after it
+        ("号码是有13812345678Q", [("mobile", "13812345678")]),
+        # a context word heard as its homophone (same tones): 店划 for 电话, 功耗 for 工号
+        ("店划是6234 5678", [("landline", "6234 5678")]),
+        ("功耗幺三八幺二三四五六七八", []),
+        # after a card or phone cue, a word between groups of digits is a digit misheard
+        ("卡号是六二号二八四八，零零幺二，三四五六，七八九", [("bank_card", "六二号二八四八，零零幺二，三四五六，七八九")]),
+        ("电话是六二三四五六七八个", [("landline", "六二三四五六七八")]),
+        # no cue: groups of three digits or more across a word that is no unit
+        ("嗯一三八五六七哦八八九九", [("mobile", "一三八五六七哦八八九九")]),
+    ],
+)  # fmt: skip
+def test_asr_near_misses_homophone_cues_and_gaps(
+    text: str, expected: list[tuple[str, str]]
+) -> None:
+    assert [(k, c) for k, c, _ in found(text)] == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "身份证后六位是123456",  # a short number is not joined to a word before it
+        "我打了一二三四五次，六七八九零块",  # units between the groups
+        "二零二四年三月十五号到二零二四年四月",
+        "工号幺二三四五有六七八九",  # a lowering cue: nothing joined, nothing masked
+        "是一二三",
+    ],
+)
+def test_joins_and_near_misses_leave_these(text: str) -> None:
+    assert found(text) == []
+
+
+def test_near_misses_are_the_measured_ones() -> None:
+    """Each syllable and letter read as a digit is in the measurement of what Whisper writes
+    for spoken digits (benchmarks/digit_confusions.json) as the rule in numerals.py says."""
+    import json
+    from collections import defaultdict
+    from pathlib import Path
+
+    from pypinyin.pinyin_dict import pinyin_dict
+
+    from qa_pipeline.privacy.numerals import DIGIT, NEAR_LETTERS, NEAR_SYLLABLES
+
+    data = json.loads(
+        (Path(__file__).parents[2] / "benchmarks" / "digit_confusions.json").read_text("utf-8")
+    )
+    syl: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    let: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for digit, heard in data["digits"].items():
+        for h, k in heard.items():
+            if not h or h in DIGIT:
+                continue
+            if h.isascii() and h.isalpha():
+                let[h.upper()][digit] += k
+            elif ord(h) in pinyin_dict:
+                syl[pinyin_dict[ord(h)].split(",")[0]][digit] += k
+
+    def most(counts: dict[str, int]) -> str:
+        return min(counts, key=lambda x: (-counts[x], x))
+
+    for s, d in NEAR_SYLLABLES.items():
+        counts = syl[s]
+        assert most(counts) == d, s
+        assert counts[d] >= 4 and counts[d] > 0.5 * sum(counts.values()), (s, dict(counts))
+    for letter, d in NEAR_LETTERS.items():
+        counts = let[letter]
+        assert most(counts) == d and sum(counts.values()) >= 3, letter
+
+
+def test_misheard_cues_are_the_measured_ones() -> None:
+    """The context words spelt as Whisper wrote them (not homophones) were each written
+    three times or more for that word in benchmarks/digit_confusions.json."""
+    import json
+    from pathlib import Path
+
+    from qa_pipeline.privacy.detect import _CUES
+
+    data = json.loads(
+        (Path(__file__).parents[2] / "benchmarks" / "digit_confusions.json").read_text("utf-8")
+    )
+    heard = {h: cue for cue, forms in data["cues"].items() for h, k in forms.items() if k >= 3}
+    for alias in ("熬码", "神圣圣", "真正正好", "变成马", "天浩"):
+        said = heard[alias]  # its kind: that of the longest context word it starts with
+        kind = _CUES[max((c for c in _CUES if said.startswith(c)), key=len)]
+        assert _CUES[alias] == kind, alias

@@ -30,19 +30,34 @@ def test_typed_part_floors() -> None:
 
 @pytest.mark.parametrize(
     ("part", "floor"),
-    # measured: 6/10, 8/14 and 5/11 phone/ID/card numbers that survived the ASR (the
-    # second batch: 2/14 as it came, 8/14 once long numbers with no context word were
-    # masked; the third was made after the last change to the recognisers: held out)
-    [("pii_speech.jsonl", 0.5), ("pii_speech_s17.jsonl", 0.5), ("pii_speech_s18.jsonl", 0.4)],
+    # measured: 8/10, 12/14, 7/11 and 11/13 phone/ID/card numbers that survived the ASR
+    # (6/10, 8/14 and 5/11 before the measured near-misses of spoken digits, homophone
+    # cues and joins across a misheard word; seed 19, female and male voices, half of it
+    # 8 kHz mu-law, was made after that change: held out, 10/13 with the recognisers before)
+    [
+        ("pii_speech.jsonl", 0.75),
+        ("pii_speech_s17.jsonl", 0.8),
+        ("pii_speech_s18.jsonl", 0.6),
+        ("pii_speech_s19.jsonl", 0.8),
+    ],
 )
 def test_whisper_part_floors(part: str, floor: float) -> None:
     """Whisper base's transcripts of espeak-ng speech. Most numbers do not survive that ASR
     (counted apart); on those that do, floors under what was measured; false masks 0/15,
-    1/15 and 1/15 (order numbers whose cue word the ASR lost: 电端号, 灵弹 for 订单号)."""
+    1/15, 1/15 and 0/15 (order numbers whose cue word the ASR lost: 电端号, 灵弹 for 订单号)."""
     s = score(load(part))
     assert sum(ks.expected for ks in s.kinds.values()) >= 10
     assert s.recall_of(CORE) >= floor
     assert s.false_mask_rate <= 0.07
+
+
+def test_numbers_the_asr_lost_show_no_five_digits_in_a_row() -> None:
+    """Of the phone, ID and card numbers too garbled to score (fewer than half their digits
+    heard in order), the redacted text shows five or more of the said digits in a row,
+    exactly, in none (measured 0/160; 1/160 with the recognisers before)."""
+    s = score(load("whisper"))
+    assert s.lost_core >= 100
+    assert s.lost_leaks <= 1, s.lost_leak_items
 
 
 def test_recall_rule_allows_only_the_last_four_digits() -> None:
