@@ -77,8 +77,9 @@ def _between() -> dict[str, str]:
 #: near-misses that count only *inside* a run (see :func:`read_run`): common words among
 #: them (是, 有…) and letters (Q, T…) stay words before a number or after it
 BETWEEN: dict[str, str] = _between()
-#: between groups: spaces, commas, dashes, 杠 and the fillers of a pause (嗯, 呃)
-SEPARATORS = " ,，、-－—–杠嗯呃额"
+#: between groups: spaces, commas, dots (Whisper writes 138.1234), dashes, 杠 and the
+#: fillers of a pause (嗯, 呃)
+SEPARATORS = " ,，、.-－—–杠嗯呃额"
 
 _D = "".join(DIGIT) + "".join(AFTER_DIGIT) + "".join(BEFORE_DIGIT) + "".join(BETWEEN) + UNITS
 #: what a run may start with (a near-miss counts only after a digit: 是, 有 and the

@@ -279,3 +279,18 @@ def test_misheard_cues_are_the_measured_ones() -> None:
         said = heard[alias]  # its kind: that of the longest context word it starts with
         kind = _CUES[max((c for c in _CUES if said.startswith(c)), key=len)]
         assert _CUES[alias] == kind, alias
+
+
+def test_dots_between_digit_groups_join_a_number_but_not_a_decimal() -> None:
+    """Whisper writes 138.1234 or 4.2.2.3… for a number read in groups; a price or a
+    duration with a decimal point stays a quantity."""
+    from qa_pipeline.privacy import find_entities
+
+    for text, kind, said in (
+        ("我的手机号是138.12345678，谢谢", "mobile", "138.12345678"),
+        ("电话是4.2.2.3.6.2.3.4", "landline", "4.2.2.3.6.2.3.4"),
+    ):
+        (e,) = find_entities(text)
+        assert (e.kind.value, text[e.start : e.end]) == (kind, said)
+    for text in ("价格是199.99元", "大概1.5小时", "版本3.1.4", "订单号1234.5678.9012"):
+        assert find_entities(text) == [], text
