@@ -1,8 +1,11 @@
 """Replay stored transcripts through the sinks, with metrics: a small real process.
 
     python -m qa_pipeline.replay --transcripts DIR_OR_FILES... \\
-        [--kafka HOST:PORT[,HOST:PORT]] [--spool DIR] [--jsonl DIR] [--stdout] \\
-        [--metrics-port N] [--pace SECONDS] [--hold SECONDS] [--drain-only]
+        [--kafka HOST:PORT[,HOST:PORT] [--config FILE]] [--spool DIR] [--jsonl DIR] \\
+        [--stdout] [--metrics-port N] [--pace SECONDS] [--hold SECONDS] [--drain-only]
+
+``--config``: a pipeline config whose ``sinks.kafka`` gives the connection's TLS and SASL
+settings (a broker off this machine is refused in clear unless it says so).
 
 Each transcript document (``transcript.transcript_to_dict`` format) becomes the events of a
 call's session (its ``call.session_id``, else one derived from the document's content:
@@ -145,7 +148,16 @@ def build_config(args: argparse.Namespace) -> SinksConfig:
     kafka = None
     if args.kafka:
         p = args.topic_prefix
+        secure: dict[str, Any] = {}
+        if args.config:  # the connection's TLS and SASL settings: the config's sinks.kafka
+            from .config import load_config
+
+            written = load_config(args.config).sinks.kafka
+            if written is not None:
+                sec = written.security()
+                secure = {k: getattr(sec, k) for k in sec.model_fields_set}
         kafka = KafkaSinkConfig(
+            **secure,
             bootstrap_servers=tuple(s.strip() for s in args.kafka.split(",") if s.strip()),
             topics=KafkaTopics(
                 findings=f"{p}findings",
@@ -177,6 +189,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m qa_pipeline.replay", description=__doc__)
     ap.add_argument("--transcripts", nargs="*", default=[], help="JSON files or directories")
     ap.add_argument("--kafka", help="bootstrap servers, comma separated (none = JSONL only)")
+    ap.add_argument(
+        "--config", help="pipeline config whose sinks.kafka gives TLS and SASL for --kafka"
+    )
     ap.add_argument("--topic-prefix", default="qa.")
     ap.add_argument("--compression", choices=["gzip", "lz4", "snappy", "zstd"], default=None)
     ap.add_argument("--spool", default="out/spool/kafka")

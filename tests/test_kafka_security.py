@@ -169,3 +169,25 @@ def test_clients_refuse_a_remote_broker_in_clear(command: str, tmp_path: Path) -
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "kafka-1:9092 is not on this machine" in proc.stderr and "--config" in proc.stderr
+
+
+def test_replay_takes_tls_and_sasl_from_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qa_pipeline import replay
+
+    monkeypatch.setenv("KAFKA_PASSWORD", "pw-31337")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "sinks:\n  kafka:\n    bootstrap_servers: [127.0.0.1:9092]\n"
+        "    security_protocol: SASL_SSL\n    sasl_mechanism: SCRAM-SHA-512\n"
+        "    sasl_plain_username: qa\n    sasl_plain_password: ${KAFKA_PASSWORD}\n"
+        "    ssl_cafile: /etc/qa/ca.pem\n"
+    )
+    args = replay.parse_args(["--kafka", "kafka-1:9093", "--config", str(cfg)])
+    kafka = replay.build_config(args).kafka
+    assert kafka is not None and kafka.bootstrap_servers == ("kafka-1:9093",)
+    assert kafka.security_protocol == "SASL_SSL" and kafka.sasl_plain_username == "qa"
+    assert kafka.client_kwargs()["sasl_plain_password"] == "pw-31337"
+    with pytest.raises(ValidationError, match="not on this machine"):  # no settings: refused
+        replay.build_config(replay.parse_args(["--kafka", "kafka-1:9093"]))
