@@ -219,8 +219,9 @@ class KafkaConnectError(QAError, RuntimeError):
 
 class _Diagnosis(logging.Handler):
     """Collects kafka-python's error lines while one client bootstraps (its exception only
-    says "Unable to bootstrap"; the reason is in its log). A silenced ``kafka`` logger is
-    opened to warnings for the bootstrap, its records kept from other handlers meanwhile."""
+    says "Unable to bootstrap"; the reason is in its log). Levels are left as they are: a
+    ``kafka`` logger silenced by level leaves the cause unknown and the message falls back
+    to hints (quiet kafka-python at a handler instead, as ``replay`` does)."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -232,19 +233,11 @@ class _Diagnosis(logging.Handler):
                 self.lines.append(record.getMessage())
 
     def __enter__(self) -> _Diagnosis:
-        log = logging.getLogger("kafka")
-        self._saved = (log.level, log.propagate)
-        if log.getEffectiveLevel() > logging.WARNING:
-            # silenced (``replay`` does that): hear the reason here, pass nothing on
-            log.setLevel(logging.WARNING)
-            log.propagate = False
-        log.addHandler(self)
+        logging.getLogger("kafka").addHandler(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        log = logging.getLogger("kafka")
-        log.removeHandler(self)
-        log.level, log.propagate = self._saved
+        logging.getLogger("kafka").removeHandler(self)
 
     def cause(self) -> tuple[str, bool] | None:
         for needle, why, settings in _CAUSES:

@@ -215,13 +215,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
+def quiet_kafka(record: logging.LogRecord) -> bool:
+    """A handler filter: kafka-python's own lines below CRITICAL are not shown."""
+    name = record.name
+    return record.levelno >= logging.CRITICAL or not (name == "kafka" or name.startswith("kafka."))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     if not args.kafka_client_log:  # our sink logs one clear line per outage instead
-        logging.getLogger("kafka").setLevel(logging.CRITICAL)
+        # at this handler, not by kafka's level: the connection's diagnosis still hears why
+        # a broker refused (kafka_security.connect)
+        handler.addFilter(quiet_kafka)
+    logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: Any) -> None:
