@@ -34,9 +34,6 @@ from .privacy import find_entities
 from .privacy.audio import DEFAULT_PAD_S, Mode, entity_times, merge_spans, redact_samples
 from .text import normalise
 
-#: audio decoded on each side of an utterance for its timed decode: none, so that the
-#: timed decode hears the segment the pipeline decoded (and writes the same text)
-CONTEXT_S = 0.0
 _INT16_SUBTYPES = frozenset({"PCM_16", "PCM_S8", "PCM_U8", "ULAW", "ALAW"})
 
 
@@ -88,8 +85,8 @@ def find_spans(engine: AsrEngine, audio: CallAudio, utterances: Iterable[Utteran
         if not kinds or u.channel >= len(audio.channels):
             continue
         ch = audio.channels[u.channel]
-        t0 = max(0.0, u.start - CONTEXT_S)
-        t1 = min(len(ch) / rate, u.end + CONTEXT_S)
+        # the segment the pipeline decoded, no more: the timed decode writes the same text
+        t0, t1 = max(0.0, u.start), min(len(ch) / rate, u.end)
         timed = timed_decode(engine, ch[round(t0 * rate) : round(t1 * rate)], rate)
         decodes += 1
         seconds += timed.seconds

@@ -24,7 +24,7 @@ from .callinfo import read_call_info
 from .config import PipelineConfig
 from .errors import QAError
 from .messages import CallEnded, CallInfo, Scorecard, SpeechSegment, replace
-from .privacy import Redactor, no_redaction, redact_call, redact_transcript
+from .privacy import Redactor, no_redaction, redact_call, redact_utterances
 from .text import utterances
 from .transcript import Transcript
 from .vad import merge_by_start, merge_turns, segment_channel
@@ -220,7 +220,7 @@ class Pipeline:
                 stats, asr_seconds=stats.asr_seconds + spent, verify_seconds=spent,
                 wall_seconds=time.perf_counter() - prep.started,
             )  # fmt: skip
-        transcript = redact_transcript(transcript, self.redactor)
+        transcript = redact_utterances(transcript, self.redactor)  # its call: in prepare
         return CallResult(transcript=transcript, stats=stats)
 
     def _unsplit(
@@ -373,8 +373,9 @@ class Pipeline:
         info = redact_call(call or read_call_info(path), self.redactor)
         doc = store.cached_doc(sha, h) if sha else None
         if doc is not None:
-            # redacted when stored; again here (idempotent) in case the store predates it
-            cached = redact_transcript(transcript_from_dict(doc), self.redactor)
+            # redacted when stored; again here (idempotent) in case the store predates it;
+            # its call metadata is replaced by ``info`` below
+            cached = redact_utterances(transcript_from_dict(doc), self.redactor)
             transcript = _replace(  # a Transcript (dataclass) of messages (structs)
                 cached,
                 call=replace(info, channels=cached.call.channels),

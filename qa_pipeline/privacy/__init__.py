@@ -20,6 +20,7 @@ from .apply import (
     redact_text,
     redact_transcript,
     redact_utterance,
+    redact_utterances,
 )
 from .config import PrivacyConfig
 from .detect import find_entities
@@ -40,5 +41,6 @@ __all__ = [
     "redact_json",
     "redact_text",
     "redact_transcript",
+    "redact_utterances",
     "redact_utterance",
 ]

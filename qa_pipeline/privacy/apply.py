@@ -9,16 +9,17 @@ original text is not kept anywhere.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
-from ..messages import CallInfo, EntitySpan, Evidence, Utterance, replace
+from ..messages import CallInfo, EntitySpan, Utterance, from_dict, replace, to_dict
 from ..transcript import Transcript
 from .config import PrivacyConfig
-from .entities import LABELS, Kind
+from .entities import LABELS, MASK_RE, Kind
 from .redact import Redacted, Redactor
 
 __all__ = [
@@ -29,20 +30,16 @@ __all__ = [
     "no_redaction",
     "redact_call",
     "redact_call_dict",
-    "redact_evidence",
     "redact_evidence_dict",
     "redact_json",
     "redact_text",
     "redact_transcript",
+    "redact_utterances",
     "redact_utterance",
     "redact_utterance_dict",
 ]
 
 _KIND_OF_LABEL = {label: kind for kind, label in LABELS.items()}
-# a mask of label or hash mode, as Redactor writes it: [手机号], [手机号#<hex>], [手机号…5678]
-_MASK_RE = re.compile(
-    r"\[(" + "|".join(map(re.escape, LABELS.values())) + r")(?:#([0-9a-f]*))?(?:…(\d{1,4}))?\]"
-)
 #: words of call metadata keys whose value is a phone number (a telephony platform's caller
 #: or called number: ``From``, ``caller_id``, ``callerNumber``, ``ANI``): such a value is
 #: masked whole when it holds seven digits or more, whatever the recognisers say
@@ -92,7 +89,7 @@ def masks_in(text: str) -> tuple[EntitySpan, ...]:
         EntitySpan(
             _KIND_OF_LABEL[m.group(1)].value, m.start(), m.end(), m.group(2) or "", m.group(3) or ""
         )
-        for m in _MASK_RE.finditer(text)
+        for m in MASK_RE.finditer(text)
     )
 
 
@@ -170,20 +167,29 @@ def redact_utterance(u: Utterance, redactor: Redactor) -> Utterance:
     return replace(u, text=r.text, raw_text=raw, entities=r.spans)
 
 
+def redact_utterances(t: Transcript, redactor: Redactor) -> Transcript:
+    """Every utterance of ``t`` redacted (its call metadata as it is: redacted where it
+    came in)."""
+    if not redactor.config.redact:
+        return t
+    from dataclasses import replace as dc_replace
+
+    return dc_replace(t, utterances=tuple(redact_utterance(u, redactor) for u in t.utterances))
+
+
 def redact_transcript(t: Transcript, redactor: Redactor) -> Transcript:
     """Every utterance and the call metadata of ``t`` redacted."""
     if not redactor.config.redact:
         return t
     from dataclasses import replace as dc_replace
 
-    utts = tuple(redact_utterance(u, redactor) for u in t.utterances)
-    return dc_replace(t, call=redact_call(t.call, redactor), utterances=utts)
+    return dc_replace(redact_utterances(t, redactor), call=redact_call(t.call, redactor))
 
 
 def _redact_value(key: str, value: str, redactor: Redactor) -> str:
     if is_identifier_key(key):
         return value
-    digits = "".join(c for c in _MASK_RE.sub("", value) if c.isdigit())  # masks: kept
+    digits = "".join(c for c in MASK_RE.sub("", value) if c.isdigit())  # masks: kept
     if len(digits) >= MIN_PHONE_DIGITS and is_phone_key(key):
         kind = Kind.MOBILE if len(digits) >= 11 and digits[-11] == "1" else Kind.LANDLINE
         return redactor.mask_value(kind, value, digits[-11:] if kind is Kind.MOBILE else digits)
@@ -205,33 +211,15 @@ def redact_call(info: CallInfo, redactor: Redactor) -> CallInfo:
     return replace(info, metadata=meta, source=source)
 
 
-def redact_evidence(e: Evidence, redactor: Redactor) -> Evidence:
-    text = redact_text(e.text, redactor).text
-    matched = redact_text(e.matched, redactor).text
-    if text == e.text and matched == e.matched:
-        return e
-    return replace(e, text=text, matched=matched)
-
-
 # -- JSON documents and events written before redaction (migration, imports) --------------
 
 
 def _spans_of(d: dict[str, Any]) -> list[EntitySpan]:
+    """The spans an utterance object carries (one that does not fit is left out)."""
     out = []
     for e in d.get("entities") or ():
-        if isinstance(e, dict):
-            try:
-                out.append(
-                    EntitySpan(
-                        str(e["kind"]),
-                        int(e["start"]),
-                        int(e["end"]),
-                        str(e.get("digest") or ""),
-                        str(e.get("tail") or ""),
-                    )
-                )
-            except (KeyError, TypeError, ValueError):
-                continue
+        with contextlib.suppress(ValueError, TypeError):
+            out.append(from_dict(e, EntitySpan))
     return out
 
 
@@ -245,10 +233,7 @@ def redact_utterance_dict(d: dict[str, Any], redactor: Redactor) -> bool:
     changed = False
     if r.text != text:
         d["text"] = r.text
-        d["entities"] = [
-            {"kind": s.kind, "start": s.start, "end": s.end, "digest": s.digest, "tail": s.tail}
-            for s in r.spans
-        ]
+        d["entities"] = to_dict(r.spans)
         changed = True
     raw = d.get("raw_text")
     if isinstance(raw, str) and raw:

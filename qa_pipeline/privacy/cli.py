@@ -11,6 +11,7 @@ import typer
 
 from ..cli_errors import fail
 from ..errors import ConfigError
+from ..messages import to_dict
 from .config import PrivacyConfig
 from .redact import Redactor
 
@@ -53,9 +54,6 @@ def redact_command(
             out.write(redactor.text(text) + "\n")
             continue
         r = redactor.redact(text)
-        spans = [
-            {"kind": s.kind, "start": s.start, "end": s.end, "digest": s.digest, "tail": s.tail}
-            for s in r.spans
-        ]
-        out.write(json.dumps({"text": r.text, "spans": spans}, ensure_ascii=False) + "\n")
+        doc = {"text": r.text, "spans": to_dict(r.spans)}
+        out.write(json.dumps(doc, ensure_ascii=False) + "\n")
     out.flush()

@@ -54,7 +54,7 @@ from __future__ import annotations
 import datetime as _dt
 import re
 
-from .entities import LABELS, Entity, Kind
+from .entities import MASK_RE, Entity, Kind
 from .numerals import DIGIT, RUN, SEPARATORS, Run, read_run
 
 #: characters before a number searched for context words (the end of the cue to the
@@ -137,12 +137,6 @@ _ESTATE = re.compile(
     rf"(?:小区|花园|公寓|大厦|苑|村|家园|新村)(?P<num>(?:{_NUM}\s*{_UNIT}\s*){{2,}})"
 )
 _ADDRESS_HINT = re.compile(r"[路街道巷弄同区园寓厦苑村]")
-
-#: a mask the redactor wrote ([手机号], [手机号#<digest>…5678]): never searched again, so
-#: redacting twice changes nothing (a digest's hex digits are not a number)
-_MASK = re.compile(
-    r"\[(?:" + "|".join(map(re.escape, LABELS.values())) + r")(?:#[0-9a-f]*)?(?:…[0-9X]{0,4})?\]"
-)
 
 _EARLY = re.compile(rf"[{re.escape(''.join(DIGIT))}@艾爱码令]|at|AT|At")
 
@@ -499,6 +493,6 @@ def find_entities(text: str) -> list[Entity]:
     if _ADDRESS_HINT.search(text):
         found += _addresses(text)
     if found and "[" in text:
-        masks = [(m.start(), m.end()) for m in _MASK.finditer(text)]
+        masks = [(m.start(), m.end()) for m in MASK_RE.finditer(text)]
         found = [e for e in found if all(e.end <= a or e.start >= b for a, b in masks)]
     return _resolve(found)

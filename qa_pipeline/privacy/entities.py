@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 
 
@@ -51,3 +52,11 @@ class Entity:
     end: int
     value: str
     score: float = 1.0
+
+
+#: a mask as the redactor writes it in label or hash mode (``[手机号]``,
+#: ``[手机号#<digest>]``, ``[身份证号…123X]``); groups: label, digest, visible tail. The
+#: recognisers never search inside one, so redacting twice changes nothing.
+MASK_RE = re.compile(
+    r"\[(" + "|".join(map(re.escape, LABELS.values())) + r")(?:#([0-9a-f]*))?(?:…([0-9X]{1,4}))?\]"
+)

@@ -171,15 +171,3 @@ def read_run(text: str, start: int, end: int) -> Run | None:
         else:
             cardinal = True
     return Run("".join(digits), tuple(where), tuple(groups), cardinal)
-
-
-def runs(text: str, min_digits: int = 4) -> list[Run]:
-    """The runs of ``text`` holding at least ``min_digits`` digits."""
-    out: list[Run] = []
-    for m in RUN.finditer(text):
-        if m.end() - m.start() < min_digits:
-            continue
-        r = read_run(text, m.start(), m.end())
-        if r is not None and len(r.digits) >= min_digits:
-            out.append(r)
-    return out

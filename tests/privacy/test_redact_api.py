@@ -53,3 +53,17 @@ def test_redacting_twice_changes_nothing_even_with_digits_in_a_digest() -> None:
     for i in range(300):
         once = r.text(f"电话138{i:08d}，邮箱a{i}@qq.com")
         assert r.text(once) == once
+
+
+def test_an_id_mask_keeping_its_check_letter_is_recognised_as_a_mask() -> None:
+    """``keep_last`` leaves an ID number's X visible; redacting the utterance again keeps
+    its raw text and spans (the mask pattern reads the X too)."""
+    from qa_pipeline.messages import Role, Utterance
+    from qa_pipeline.privacy.apply import masks_in, redact_utterance
+
+    r = Redactor(PrivacyConfig(keep_last=4), key=b"k")
+    said = "身份证号11010519491231002X"
+    once = redact_utterance(Utterance("c", 0, 1, Role.CUSTOMER, 0, 1, said, raw_text=said), r)
+    assert once.text == "身份证号[身份证号…002X]"
+    assert [s.kind for s in masks_in(once.text)] == ["id_number"]
+    assert redact_utterance(once, r) == once
