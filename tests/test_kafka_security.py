@@ -160,6 +160,21 @@ def test_clients_refuse_a_remote_broker_in_clear(command: str, tmp_path: Path) -
     assert "kafka-1:9092 is not on this machine" in proc.stderr and "--config" in proc.stderr
 
 
+def test_dashboard_config_without_a_protocol_does_not_open_a_remote_broker_in_clear(
+    tmp_path: Path,
+) -> None:
+    """A config naming local brokers and no protocol, with --kafka naming a remote one."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("sinks:\n  kafka:\n    bootstrap_servers: [127.0.0.1:9092]\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "qa_pipeline.cli", "dashboard", "--config", str(cfg),
+         "--kafka", "kafka-1:9092", "--token", "t" * 32],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "kafka-1:9092 is not on this machine" in proc.stderr
+
+
 def test_replay_takes_tls_and_sasl_from_the_config(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -48,7 +48,12 @@ def consumer_kwargs_from_sink(config: Any) -> dict[str, Any]:
         "request_timeout_ms": config.request_timeout_ms,
         "reconnect_backoff_max_ms": config.reconnect_backoff_max_ms,
     }
-    kw.update(config.security().client_kwargs())
+    security = config.security()
+    kw.update(security.client_kwargs())
+    if "security_protocol" not in security.model_fields_set:
+        # not written: left out, so that split_security sees it unwritten too and a
+        # remote broker is refused in clear (kafka-python's default is PLAINTEXT)
+        kw.pop("security_protocol", None)
     return kw
 
 

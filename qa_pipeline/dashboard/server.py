@@ -159,10 +159,6 @@ class Access:
         self._full = token.encode() if token else None
         self._viewer = viewer_token.encode() if viewer_token else None
 
-    @property
-    def configured(self) -> bool:
-        return self._full is not None or self._viewer is not None
-
     def principal(self, presented: str | None) -> Principal | None:
         if not presented:
             return None

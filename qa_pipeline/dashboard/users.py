@@ -250,7 +250,3 @@ class UserDirectory:
         if not agent_id:
             return frozenset()
         return self._agent_teams.get(agent_id, frozenset())
-
-    @property
-    def count(self) -> int:
-        return len(self._users)
