@@ -36,11 +36,13 @@ def _remove_stale_extensions() -> None:
 
 def _extensions() -> list:
     if os.environ.get("QA_PIPELINE_PURE_PYTHON") == "1":
+        _remove_stale_extensions()
         return []
     try:
         from mypyc.build import mypycify
     except ImportError:
         print("mypyc not available: installing the rule engine as pure Python", file=sys.stderr)
+        _remove_stale_extensions()
         return []
     try:
         # pip builds in an isolated environment without the runtime dependencies (numpy,

@@ -49,7 +49,7 @@ from typing import Annotated, Any, Protocol
 import typer
 
 from .retention import AUDIO_SUFFIXES, EVENT_KINDS, KINDS, Kind, RetentionConfig, iso_utc
-from .sinks.spool import Spool, SpoolError
+from .sinks.spool import Spool, SpoolInUse
 from .store import DEFAULT_STORE, Store
 
 log = logging.getLogger("qa_pipeline.purge")
@@ -142,9 +142,7 @@ def purge_spool(
             return
         try:
             opened = Spool(spool, name="kafka")
-        except SpoolError as exc:
-            if "in use" not in str(exc):
-                raise
+        except SpoolInUse:
             report.notes.append(
                 f"spool: {spool} is held by a running service, which purges it itself"
             )

@@ -37,9 +37,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from .config import load_config
 from .messages import Finding, Scorecard, Utterance, replace
 from .metrics import MetricsServer, PipelineMetrics, start_metrics_server
-from .privacy import default_redactor, redact_json
+from .privacy import Redactor, default_redactor, redact_json
 from .sinks.base import EventFactory, FanOut, call_timeline, events_for_message
 from .sinks.codec import finding_from_dict, scorecard_from_dict
 from .sinks.config import SinksConfig, build_sinks
@@ -150,8 +151,6 @@ def build_config(args: argparse.Namespace) -> SinksConfig:
         p = args.topic_prefix
         secure: dict[str, Any] = {}
         if args.config:  # the connection's TLS and SASL settings: the config's sinks.kafka
-            from .config import load_config
-
             written = load_config(args.config).sinks.kafka
             if written is not None:
                 sec = written.security()
@@ -250,8 +249,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if not args.drain_only:
             docs = load_documents(args.transcripts)
+            redactor = (
+                Redactor(load_config(args.config).privacy) if args.config else default_redactor()
+            )
             for doc in docs:  # documents written before redaction: masked before they go out
-                redact_json(doc, default_redactor())
+                redact_json(doc, redactor)
             for _ in range(args.repeat):
                 for doc in docs:
                     if stop.is_set():

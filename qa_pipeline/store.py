@@ -123,6 +123,7 @@ CREATE TABLE IF NOT EXISTS results (
     created_at REAL NOT NULL,
     PRIMARY KEY (run_id, call_id)
 );
+CREATE INDEX IF NOT EXISTS results_call_id ON results (call_id);
 """
 
 
@@ -435,7 +436,6 @@ class Store:
         if db.in_transaction:
             raise RuntimeError("purge: the store has uncommitted writes")
         db.create_function("qa_time", 1, parse_time, deterministic=True)
-        db.execute("CREATE INDEX IF NOT EXISTS results_call_id ON results (call_id)")
         secure = db.execute("PRAGMA secure_delete").fetchone()[0]
         db.execute("PRAGMA secure_delete = ON")
         try:

@@ -51,6 +51,10 @@ class SpoolError(QAError):
     """The spool cannot be opened (locked by another process, unreadable...)."""
 
 
+class SpoolInUse(SpoolError):
+    """Another process holds the spool (its lock)."""
+
+
 @dataclass(frozen=True, slots=True)
 class SpoolRecord:
     """One spooled event: ``id`` orders replay; ``key`` is the call id."""
@@ -129,7 +133,7 @@ class Spool:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as e:
             os.close(fd)
-            raise SpoolError(f"{self.directory}: spool is in use by another process") from e
+            raise SpoolInUse(f"{self.directory}: spool is in use by another process") from e
         return fd
 
     # -- state ---------------------------------------------------------------------------

@@ -9,7 +9,6 @@ into plain typed fields (compiled attribute reads). The pack loader wraps a plan
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any, Final, Protocol
 
 from ...messages import CallInfo, Direction, Role, RuleVerdict, Severity, Verdict
@@ -352,11 +351,3 @@ class Executable(Protocol):
 
     @property
     def plan(self) -> Plan: ...
-
-
-def rule_mask(indices: Iterable[int]) -> int:
-    """Rule indices as a bit mask."""
-    m = 0
-    for i in indices:
-        m |= 1 << i
-    return m
