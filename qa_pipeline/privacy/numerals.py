@@ -3,8 +3,9 @@
 A *run* is a stretch of digits and spoken numerals (幺三八…) with separators between groups
 (spaces, commas, 、, 杠, -). Each digit keeps the offset of the character that said it, so
 a mask covers exactly the spoken number. Unit numerals (十百千万亿) mark a run as a
-*cardinal* (三百二十 is a value, not a digit string), except where a long run holds one
-stray 十 (Whisper writes 十 for 四, shi/si): then it is read as 4.
+*cardinal* (三百二十 is a value, not a digit string), except where a long run (seven
+digits or more) holds one or two stray 十 and no other unit (Whisper writes 十 for 四,
+shi/si; 三七三十十零 for 三七三四四零): then each is read as 4.
 
 ASR near-misses read as digits: a small set of homophones (same syllable as the digit),
 decided by that rule and tested, not learned from the test set: 腰/妖 (yāo) for 幺 anywhere
@@ -162,12 +163,13 @@ def read_run(text: str, start: int, end: int) -> Run | None:
         return None
     cardinal = False
     if units:
-        if units == 1 and len(digits) >= 7 and text[unit_at[0]] == "十":
-            # a stray 十 in a long digit string: Whisper's 四 (shi/si)
-            pos = unit_at[0]
-            k = sum(1 for w in where if w < pos)
-            digits.insert(k, "4")
-            where.insert(k, pos)
+        if units <= 2 and len(digits) >= 7 and all(text[p] == "十" for p in unit_at):
+            # one or two stray 十 in a long digit string: Whisper's 四 (shi/si; measured
+            # written only for 四); a value never holds a run of seven numerals
+            for pos in reversed(unit_at):
+                k = sum(1 for w in where if w < pos)
+                digits.insert(k, "4")
+                where.insert(k, pos)
         else:
             cardinal = True
     return Run("".join(digits), tuple(where), tuple(groups), cardinal)
