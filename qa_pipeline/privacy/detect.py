@@ -26,12 +26,18 @@ Context words count both ways, within :data:`WINDOW` characters before a number:
 (手机号, 电话, 身份证, 卡号…) raises the score or decides the kind of a number that fits
 no pattern on its own (a phone number with a digit lost); the nearest cue wins (the window
 stops at the number before: a cue belongs to the number after it), and a lowering one (工号, 订单号, 单号, 尾号, 后四位, 车牌…) means the number is not personal
-data. A context word is also found when the ASR wrote a homophone with the same tones (店划 for
-电话, 功耗 for 工号; pypinyin's reading of each character). After a phone, ID or card cue
-a word of one or two characters between groups of digits is taken for a misheard digit
-and the groups joined when together they hold 10 digits or more (with no cue: groups of
-three or more, no unit or context word between, :data:`UNCUED_MIN` together), and a unit
-right after seven digits or more does not make them a quantity.
+data. A context word is also found when the ASR wrote a homophone with the same tones (功耗
+for 工号; pypinyin's reading of each character); where none is, also when it wrote the same
+syllables with other tones (电划 for 电话) or, for the words of :data:`_NEAR_INITIAL`
+(those measured so, with no clash with another kind's word), one syllable with another
+initial (变化 for 电话, 首帝 for 手机); a lowering word heard only so (几分 for 积分) keeps a
+number that has a shape of its own. After a phone, ID or card cue a word of one or two
+characters between groups of digits is taken for a misheard digit and the groups joined
+when together they hold 10 digits or more, 7 after a phone cue, and not from a lone
+numeral (with no cue: groups of three or more, no unit or context word between,
+:data:`UNCUED_MIN` together), and a unit right after seven digits or more does not make
+them a quantity. After a phone cue :data:`PHONE_CUED_MIN` digits (six) take its kind: the
+ASR drops digits (about one spoken digit in three in the measurement).
 A string of :data:`UNCUED_MIN` or more digits that no context word explains and no
 pattern fits is masked all the same (the ASR loses digits and mishears cue words; erring
 towards a mask costs an order number said without its cue, the other way a customer's
@@ -100,9 +106,7 @@ _HEARD_AS = frozenset({"熬码", "神圣圣", "真正正好", "变成马", "天�
 #: 手机号, 左翼 for 座机): those that Whisper was measured to write so, and whose near
 #: readings matched nothing said for a word of another kind (benchmarks/digit_confusions.json,
 #: "cues"; not 账号, 单号 or 编号: 钢号 was said 工号, 看好 账号, 尊建豪 证件号)
-_NEAR_INITIAL = frozenset(
-    {"电话", "手机", "号码", "座机", "证件", "身份号", "快递", "尾号", "工号"}
-)
+_NEAR_INITIAL = frozenset({"电话", "手机", "座机", "证件", "身份号", "快递", "尾号", "工号"})
 _CODE_KINDS = (Kind.CODE, Kind.PASSWORD)
 _NUMBER_KINDS = (Kind.MOBILE, Kind.LANDLINE, Kind.ID_NUMBER, Kind.BANK_CARD)
 _PHONE_KINDS = (Kind.MOBILE, Kind.LANDLINE)
@@ -245,13 +249,13 @@ def _cues_heard(seg: str, near: bool = True) -> list[tuple[int, int, str, bool]]
             continue
         for k in range(min(_CUE_MAX, n - i), 1, -1):
             key = tuple(bare[i : i + k])
-            word = _CUE_NEAR.get(key)
+            hit = _CUE_NEAR.get(key)
             j = 0
-            while word is None and j < k:
-                word = _CUE_NEAR.get(key[:j] + (rs[i + j][1],) + key[j + 1 :])
+            while hit is None and j < k:
+                hit = _CUE_NEAR.get(key[:j] + (rs[i + j][1],) + key[j + 1 :])
                 j += 1
-            if word:
-                out.append((i, i + k, word, True))
+            if hit:
+                out.append((i, i + k, hit, True))
                 i += k
                 break
         else:
@@ -391,7 +395,7 @@ def _classify(
             kind = Kind.LANDLINE
         return [ent(kind, 0.5)]
     # a long digit string that no context word explains: masked on the side of privacy.
-    # ASR loses digits and mishears the cue words too (好奇 for 号码, 变化 for 电话); the
+    # ASR loses digits and mishears the cue words too (好奇 for 号码, 反共 for 办公室); the
     # numbers that are not personal (orders, parcels) come with their lowering cue.
     if uncued and n >= UNCUED_MIN and not cued:
         kind = Kind.LANDLINE if d[0] == "0" else Kind.MOBILE if n <= 13 else Kind.BANK_CARD
