@@ -18,9 +18,10 @@ little of the number (fewer than half of its digits in order) is written with
 ``"label_lost": true`` and scored apart (a miss of the ASR, not of the recognisers).
 
 Run once per batch (minutes of CPU) and commit the data file, not the audio; the set holds
-seeds 16 (``pii_speech.jsonl``), 17, 18 and 19 (``pii_speech_s<seed>.jsonl``), each made
-after the recognisers were tuned on the ones before it (seed 19: female and male voices,
-130-200 syllables a minute, half of it through the 8 kHz mu-law telephone band):
+seeds 16 (``pii_speech.jsonl``), 17, 18, 19 and 21 (``pii_speech_s<seed>.jsonl``), each made
+after the recognisers were tuned on the ones before it (seeds 19 and 21: female and male
+voices, 130-200 syllables a minute, half of it through the 8 kHz mu-law telephone band;
+seed 21 was made before the near-heard cues and first read after them):
 
     nice -n 5 python benchmarks/make_pii_speech.py [--seed 16] [--out tests/privacy/data/pii_speech.jsonl]
     nice -n 10 python benchmarks/make_pii_speech.py --seed 19 --voices fm --speeds 130-200 \

@@ -43,6 +43,7 @@ SETS = {
         "pii_speech_s17.jsonl",
         "pii_speech_s18.jsonl",
         "pii_speech_s19.jsonl",
+        "pii_speech_s21.jsonl",
     ),
 }
 #: phone, ID and card numbers: the kinds with the 99 % recall target

@@ -33,18 +33,23 @@ def test_typed_part_floors() -> None:
     # measured: 8/10, 12/14, 7/11 and 11/13 phone/ID/card numbers that survived the ASR
     # (6/10, 8/14 and 5/11 before the measured near-misses of spoken digits, homophone
     # cues and joins across a misheard word; seed 19, female and male voices, half of it
-    # 8 kHz mu-law, was made after that change: held out, 10/13 with the recognisers before)
+    # 8 kHz mu-law, was made after that change: held out, 10/13 with the recognisers before);
+    # 10/10, 13/14, 10/11 and 12/13 after near-heard cues (变化 for 电话) and six digits
+    # after a phone cue; seed 21 (made like seed 19 before that change, scored after it:
+    # held out) 19/21, 17/21 with the recognisers before
     [
-        ("pii_speech.jsonl", 0.75),
-        ("pii_speech_s17.jsonl", 0.8),
-        ("pii_speech_s18.jsonl", 0.6),
-        ("pii_speech_s19.jsonl", 0.8),
+        ("pii_speech.jsonl", 0.9),
+        ("pii_speech_s17.jsonl", 0.85),
+        ("pii_speech_s18.jsonl", 0.8),
+        ("pii_speech_s19.jsonl", 0.85),
+        ("pii_speech_s21.jsonl", 0.85),
     ],
 )
 def test_whisper_part_floors(part: str, floor: float) -> None:
     """Whisper base's transcripts of espeak-ng speech. Most numbers do not survive that ASR
     (counted apart); on those that do, floors under what was measured; false masks 0/15,
-    1/15, 1/15 and 0/15 (order numbers whose cue word the ASR lost: 电端号, 灵弹 for 订单号)."""
+    1/15, 1/15, 0/15 and 1/15 (order numbers whose cue word the ASR lost: 电端号, 灵弹 and
+    电端号 again for 订单号)."""
     s = score(load(part))
     assert sum(ks.expected for ks in s.kinds.values()) >= 10
     assert s.recall_of(CORE) >= floor
@@ -54,7 +59,9 @@ def test_whisper_part_floors(part: str, floor: float) -> None:
 def test_numbers_the_asr_lost_show_no_five_digits_in_a_row() -> None:
     """Of the phone, ID and card numbers too garbled to score (fewer than half their digits
     heard in order), the redacted text shows five or more of the said digits in a row,
-    exactly, in none (measured 0/160; 1/160 with the recognisers before)."""
+    exactly, in none but one (measured 1/191: seed 21's ID number, its cue heard as 纯纯纯浩马
+    and its second half cut off by a misheard 舞球; 1/160 on seeds 16-19 with the
+    recognisers before, 0/160 since)."""
     s = score(load("whisper"))
     assert s.lost_core >= 100
     assert s.lost_leaks <= 1, s.lost_leak_items
