@@ -4,7 +4,11 @@ give the verdicts their scenarios expect.
 These are the tuned demo calls (no accuracy figure comes from them, issue #13): they check
 that each behaviour is detected, so low-confidence turns are not made ``uncertain`` here
 (``uncertain_confidence: 0``); uncertain verdicts are tested in tests/rules/test_uncertain.py
-and measured on the untuned corpus (tests/samples/test_corpus.py, bench_accuracy.py)."""
+and measured on the untuned corpus (tests/samples/test_corpus.py, bench_accuracy.py).
+
+Heavy (about four minutes of Whisper on 17 calls): ``scripts/test`` and CI leave it out;
+``scripts/test -m heavy`` or ``benchmarks/bench_scenarios.py`` runs it. The untuned corpus
+slice, the verification test and the live parity replay stay in the default run."""
 
 import shutil
 from collections import Counter
@@ -13,7 +17,7 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 
 
 @pytest.fixture(scope="module")
