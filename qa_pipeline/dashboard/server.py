@@ -15,7 +15,9 @@ Routes (all data routes need a session or an API key; without one: ``401`` and n
 =========================  ==================================================================
 ``GET /``                  the page (no data in it; it shows a login form until logged in)
 ``POST /login``            form ``name=&password=``: a server-side session; its random id in
-                           the HttpOnly, SameSite=Strict cookie ``qa_dashboard_session``
+                           the HttpOnly, SameSite=Strict cookie ``qa_dashboard_session``;
+                           ``403`` for a form posted from another site (``Origin`` or
+                           ``Sec-Fetch-Site``: login CSRF; a reverse proxy passes ``Host`` on)
 ``GET|POST /logout``       ends the session on the server, clears the cookie
 ``GET /api/me``            who is logged in: name, role, teams, agent id
 ``GET /api/state``         snapshot: calls, alerts, statistics, details (JSON), as the
@@ -85,7 +87,7 @@ from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -265,6 +267,21 @@ def _cookie(value: str, max_age: int, secure: bool = False) -> str:
         f"{COOKIE}={quote(value, safe='')}; Path=/; HttpOnly; SameSite=Strict; "
         f"Max-Age={max_age}{flags}"
     )
+
+
+def _cross_site(request: web.Request) -> bool:
+    """A form posted from another site's page (login CSRF: a victim's browser logged in as
+    the attacker). Browsers send ``Sec-Fetch-Site`` with a POST, which decides; without it
+    an ``Origin`` naming another host does. The page's ``Referrer-Policy: no-referrer``
+    makes a browser send ``Origin: null`` even from the page itself, so ``null`` alone
+    decides nothing; a request with neither header (curl, a script) is no browser's."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None:
+        return site not in ("same-origin", "none")
+    origin = request.headers.get("Origin")
+    if origin is None or origin == "null":
+        return False
+    return urlsplit(origin).netloc.lower() != request.host.lower()
 
 
 def _redirect(location: str, cookie: str | None = None) -> web.Response:
@@ -620,6 +637,10 @@ class _App:
             return await asyncio.to_thread(verify_password, user.password_hash, password)
 
     async def login(self, request: web.Request) -> web.StreamResponse:
+        if _cross_site(request):
+            return _error(
+                403, "cross-site login", "a login must come from this dashboard's own page"
+            )
         try:
             async with asyncio.timeout(self.limits.body_timeout_s):
                 raw = await request.read()

@@ -12,7 +12,7 @@ import threading
 import time
 from collections import namedtuple
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 from dashboard_helpers import PASSWORD, TOKEN, VIEWER_TOKEN, Dashboard
@@ -184,6 +184,36 @@ def test_api_needs_a_token(dashboard: Dashboard) -> None:
 def _conn(dashboard: Dashboard) -> http.client.HTTPConnection:
     u = urlsplit(dashboard.url)
     return http.client.HTTPConnection(u.hostname or "", u.port, timeout=5)
+
+
+def test_a_login_form_posted_from_another_site_is_refused(dashboard: Dashboard) -> None:
+    """Login CSRF: another site's page must not log a visitor's browser in (as anyone); the
+    dashboard's own page, and a client that is not a browser, still may."""
+    u = urlsplit(dashboard.url)
+    own = f"{u.scheme}://{u.netloc}"
+    cases = [
+        ({"Origin": "https://evil.example"}, 403),
+        ({"Origin": "null", "Sec-Fetch-Site": "cross-site"}, 403),
+        ({"Origin": own.replace(str(u.port), str((u.port or 0) + 1))}, 403),
+        ({"Sec-Fetch-Site": "cross-site", "Origin": own}, 403),
+        ({"Sec-Fetch-Site": "same-site"}, 403),
+        ({"Origin": own, "Sec-Fetch-Site": "same-origin"}, 303),
+        # the page's own form: no-referrer makes the browser send Origin: null
+        ({"Origin": "null", "Sec-Fetch-Site": "same-origin"}, 303),
+        ({}, 303),  # curl, a script
+    ]
+    for extra, want in cases:
+        c = _conn(dashboard)
+        c.request(
+            "POST",
+            "/login",
+            body=f"name=qa&password={quote(PASSWORD)}",
+            headers={"Content-Type": "application/x-www-form-urlencoded", **extra},
+        )
+        r = c.getresponse()
+        r.read()
+        assert r.status == want, (extra, r.status)
+        assert (r.getheader("Set-Cookie") is not None) == (want == 303), extra
 
 
 def test_login_sets_a_session_cookie(dashboard: Dashboard) -> None:
