@@ -1,0 +1,356 @@
+"""``qa-pipeline ingest``: recorded calls → VAD → speech segments on Kafka (the first stage).
+
+Each recording is read and segmented exactly as ``score`` does it (``Pipeline.prepare``:
+decode, channel → role, VAD per channel, a channel's segments joined into turns); every
+speech segment becomes one :class:`~qa_pipeline.wire.WireSegment` with its audio at the
+source's rate, published to the segments topic keyed by call id, together with each leg's
+start, clock watermarks every :data:`WATERMARK_STEP_S` of call clock and its end
+(:mod:`qa_pipeline.wire`; topics in ``deploy/README.md``, "Stages on Kafka").
+
+The producer is built from the pipeline config's ``sinks.kafka`` section (TLS, SASL,
+timeouts; ``--kafka`` overrides the brokers) with ``acks=all`` and the idempotent producer.
+A call counts as delivered only when the broker acknowledged every one of its messages.
+Nothing is spooled: a broker that cannot be reached, or that does not acknowledge a call in
+``delivery_timeout_ms``, stops the run with an ``error:`` line naming the broker and the
+calls not delivered, and exit status 1 (run it again: readers de-duplicate segments by
+call id, channel and ``seq``). A recording that cannot be read is reported and skipped
+(exit status 2 at the end). Counts go to stdout as one JSON line.
+
+Recordings only (files or directories of them); live sources are not ingested yet. A mono
+recording with ``audio.mono_roles: auto`` is refused: naming its two voices needs the whole
+call's transcript, which no single stage has.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+
+from .audio import TARGET_RATE, channel_end, read_source
+from .cli_errors import EXIT_CONFIG, fail
+from .errors import QAError
+from .kafka_security import CLIENT_KEYS, KafkaConnectError, connect, split_servers
+from .messages import CallInfo, replace
+from .pipeline import Pipeline, PreparedCall, audio_sha256
+from .sinks.kafka import KafkaSinkConfig
+from .wire import (
+    MAX_WIRE_RATE,
+    LegEnd,
+    LegStart,
+    Watermark,
+    WireMessage,
+    WireSegment,
+    encode,
+    headers,
+)
+
+log = logging.getLogger("qa_pipeline.ingest")
+
+DEFAULT_TOPIC = "qa.segments"
+#: the longest stretch of call clock between two watermarks of a leg
+WATERMARK_STEP_S = 0.5
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".opus")
+#: exit status when the broker did not take every call
+EXIT_UNDELIVERED = 1
+
+
+class IngestError(QAError):
+    """A call that cannot be ingested (not a delivery problem)."""
+
+
+def session_for(call: CallInfo, audio_digest: str) -> str:
+    """The call's session: its metadata's ``session_id``, else 32 hex digits derived from the
+    call id and the audio's SHA-256, so ingesting the same recording again is the same
+    session (downstream event ids, derived from it, de-duplicate)."""
+    if call.session_id:
+        return call.session_id
+    return hashlib.sha256(f"{call.call_id}\x1f{audio_digest}".encode()).hexdigest()[:32]
+
+
+def _pcm16(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(np.asarray(x, dtype=np.float64) * 32768.0), -32768, 32767).astype(
+        np.int16
+    )
+
+
+def call_messages(
+    prep: PreparedCall,
+    source: np.ndarray,
+    source_rate: int,
+    *,
+    step_s: float = WATERMARK_STEP_S,
+) -> list[WireMessage]:
+    """A recorded call's messages in publishing order (see :mod:`qa_pipeline.wire`).
+
+    ``source``: the recording at its own rate (frames x channels, float32; :func:`read_source`).
+    A segment's audio is cut from it at the segment's first sample and with the segment's
+    length; at or below 16 kHz that is the source's samples (16 kHz PCM: the very samples
+    the in-process ASR decodes), above 16 kHz the 16 kHz samples the VAD cut. μ-law sources
+    travel as μ-law, others as 16-bit PCM."""
+    if step_s <= 0:
+        raise ValueError("step_s must be > 0")
+    audio, info = prep.audio, prep.call
+    fmt = audio.source_format.upper()
+    downsampled = source_rate > MAX_WIRE_RATE
+    wire_rate = MAX_WIRE_RATE if downsampled else source_rate
+    encoding = "mulaw" if fmt.endswith("ULAW") and not downsampled else "pcm_s16le"
+    # (time, rank, channel, index): watermark t before a segment starting at t, leg end last
+    keyed: list[tuple[tuple[float, int, int, int], WireMessage]] = []
+    starts: list[WireMessage] = []
+    for ch, samples in enumerate(audio.channels):
+        role = info.channels[ch] if ch < len(info.channels) else audio.roles[ch]
+        starts.append(LegStart(call_id=info.call_id, channel=ch, role=role, call=info))
+        segs = sorted((s for s in prep.segments if s.channel == ch), key=lambda s: s.start)
+        last = 0.0
+        for seq, seg in enumerate(segs):
+            if downsampled:
+                pcm = _pcm16(seg.samples)
+            else:
+                i0 = int(round(seg.start * source_rate))
+                n = int(round(len(seg.samples) * source_rate / seg.sample_rate))
+                pcm = _pcm16(source[i0 : i0 + n, ch])
+            msg = WireSegment.from_pcm(
+                call_id=info.call_id,
+                channel=ch,
+                role=seg.role,
+                seq=seq,
+                start=seg.start,
+                end=seg.end,
+                pcm=pcm,
+                sample_rate=wire_rate,
+                source_rate=source_rate,
+                encoding=encoding,  # type: ignore[arg-type]
+            )
+            keyed.append(((seg.start, 1, ch, seq), msg))
+            last = max(last, seg.start)
+        end = round(channel_end(samples, TARGET_RATE), 3)
+        k = 1
+        while (t := round(k * step_s, 3)) < end:
+            keyed.append(((t, 0, ch, k), Watermark(call_id=info.call_id, channel=ch, time=t)))
+            k += 1
+        keyed.append(
+            ((max(end, last), 2, ch, 0), LegEnd(call_id=info.call_id, channel=ch, end=end))
+        )
+    keyed.sort(key=lambda km: km[0])
+    return [*starts, *(m for _, m in keyed)]
+
+
+@dataclass
+class IngestCounts:
+    calls: int = 0
+    calls_delivered: int = 0
+    calls_undelivered: int = 0
+    inputs_refused: int = 0
+    segments: int = 0
+    watermarks: int = 0
+    leg_ends: int = 0
+    messages: int = 0
+    bytes: int = 0
+    undelivered: list[str] = field(default_factory=list)
+
+    def add(self, msgs: Sequence[WireMessage], sizes: int) -> None:
+        self.calls_delivered += 1
+        self.segments += sum(isinstance(m, WireSegment) for m in msgs)
+        self.watermarks += sum(isinstance(m, Watermark) for m in msgs)
+        self.leg_ends += sum(isinstance(m, LegEnd) for m in msgs)
+        self.messages += len(msgs)
+        self.bytes += sizes
+
+
+class DeliveryError(QAError):
+    """The broker did not acknowledge every message of a call."""
+
+
+class SegmentPublisher:
+    """A kafka-python producer (``acks=all``, idempotent) for the segments topic; a call is
+    delivered when :meth:`publish` returns."""
+
+    def __init__(
+        self,
+        config: KafkaSinkConfig,
+        topic: str = DEFAULT_TOPIC,
+        producer_factory: Callable[..., Any] | None = None,
+    ) -> None:
+        if producer_factory is None:
+            try:
+                from kafka import KafkaProducer
+            except ImportError as e:  # pragma: no cover - optional extra
+                raise QAError("ingest needs kafka-python: pip install 'qa-pipeline[kafka]'") from e
+            producer_factory = KafkaProducer
+        self.config = config
+        self.topic = topic
+        self.servers = ", ".join(config.bootstrap_servers)
+        kw = config.producer_kwargs()
+        for key in ("bootstrap_servers", *CLIENT_KEYS):
+            kw.pop(key, None)
+        kw["client_id"] = f"{config.client_id}-ingest"
+        self._producer = connect(
+            producer_factory, list(config.bootstrap_servers), config.security(), **kw
+        )
+
+    def publish(self, call_id: str, msgs: Sequence[WireMessage]) -> int:
+        """Send a call's messages in order and wait until the broker acknowledged them all
+        (bounded by ``delivery_timeout_ms``); the bytes sent. Raises :class:`DeliveryError`."""
+        key = call_id.encode()
+        futures = []
+        size = 0
+        try:
+            for m in msgs:
+                value = encode(m)
+                size += len(value)
+                futures.append(
+                    self._producer.send(self.topic, key=key, value=value, headers=headers(m))
+                )
+            deadline = time.monotonic() + self.config.delivery_timeout_ms / 1000 + 5
+            for fut in futures:
+                fut.get(timeout=max(0.1, deadline - time.monotonic()))
+        except Exception as exc:
+            raise DeliveryError(
+                f"Kafka at {self.servers} did not acknowledge call {call_id} on topic "
+                f"{self.topic} ({type(exc).__name__}: {exc or 'no answer in time'})"
+            ) from exc
+        return size
+
+    def close(self, timeout: float = 5.0) -> None:
+        try:
+            self._producer.close(timeout=timeout)
+        except Exception as exc:  # closing a broken client: nothing left to lose
+            log.debug("closing kafka producer: %r", exc)
+
+
+def audio_inputs(paths: Iterable[Path]) -> list[Path]:
+    """Files as given; directories searched (recursively) for audio files, sorted."""
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES)
+        else:
+            out.append(p)
+    return out
+
+
+def prepare_call(pipeline: Pipeline, path: Path) -> tuple[PreparedCall, list[WireMessage]]:
+    """Read, segment and turn one recording into its wire messages."""
+    prep = pipeline.prepare(path)
+    if prep.mono is not None:
+        raise IngestError(
+            f"{path}: mono recording with audio.mono_roles: auto is not ingested (naming "
+            "its voices needs the whole call's transcript); set audio.mono_roles: off "
+            "to ingest it as one unknown speaker"
+        )
+    prep = _with_session(prep, audio_sha256(path))
+    source, rate = read_source(path)
+    return prep, call_messages(prep, source, rate)
+
+
+def _with_session(prep: PreparedCall, digest: str) -> PreparedCall:
+    from dataclasses import replace as replace_prep
+
+    call = replace(prep.call, session_id=session_for(prep.call, digest))
+    return replace_prep(prep, call=call)
+
+
+def run_ingest(
+    pipeline: Pipeline,
+    publisher: SegmentPublisher,
+    paths: Sequence[Path],
+    *,
+    on_error: Callable[[str], None] = lambda line: None,
+) -> IngestCounts:
+    """Ingest ``paths`` in order; stops at the first call the broker did not take (the
+    remaining ones are counted as undelivered and named in ``undelivered``)."""
+    counts = IngestCounts(calls=len(paths))
+    for i, path in enumerate(paths):
+        try:
+            prep, msgs = prepare_call(pipeline, path)
+        except QAError as e:
+            counts.inputs_refused += 1
+            on_error(str(e))
+            continue
+        try:
+            size = publisher.publish(prep.call.call_id, msgs)
+        except DeliveryError as e:
+            on_error(str(e))
+            rest = [str(p) for p in paths[i:]]
+            counts.calls_undelivered += len(rest)
+            counts.undelivered = rest
+            return counts
+        counts.add(msgs, size)
+        log.info("ingested %s: %d messages, %d bytes", prep.call.call_id, len(msgs), size)
+    return counts
+
+
+def ingest_command(
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(help="recorded calls, or directories searched for them", show_default=False),
+    ],
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="YAML config (audio, VAD; sinks.kafka: brokers, TLS, SASL, timeouts)",
+        ),
+    ] = None,
+    kafka: Annotated[
+        str | None,
+        typer.Option("--kafka", help="bootstrap servers (host:port,...): overrides sinks.kafka"),
+    ] = None,
+    topic: Annotated[str, typer.Option("--topic", help="segments topic")] = DEFAULT_TOPIC,
+) -> None:
+    """Read recorded calls, cut speech segments (VAD) and publish them to Kafka with each
+    leg's watermarks and end (the first stage of the distributed pipeline)."""
+    from .config import load_config
+
+    try:
+        cfg = load_config(config)
+        kcfg = cfg.sinks.kafka
+        if kafka:
+            servers = tuple(split_servers(kafka))
+            kcfg = (
+                KafkaSinkConfig(bootstrap_servers=servers)
+                if kcfg is None
+                else KafkaSinkConfig.model_validate(
+                    {**kcfg.model_dump(exclude_unset=True), "bootstrap_servers": servers}
+                )
+            )
+        if kcfg is None:
+            raise IngestError("no broker: give --kafka HOST:PORT or sinks.kafka in --config")
+        paths = audio_inputs(inputs)
+        if not paths:
+            raise IngestError("no recordings found in " + ", ".join(map(str, inputs)))
+    except (QAError, ValueError, OSError) as e:
+        fail(e)
+    try:
+        publisher = SegmentPublisher(kcfg, topic)
+    except KafkaConnectError as e:
+        fail(e, EXIT_UNDELIVERED)
+
+    def report(line: str) -> None:
+        typer.echo(f"error: {line}", err=True)
+
+    try:
+        counts = run_ingest(Pipeline(cfg), publisher, paths, on_error=report)
+    finally:
+        publisher.close()
+    summary = {k: v for k, v in counts.__dict__.items()}
+    sys.stdout.write(json.dumps({"ingest": summary}, ensure_ascii=False) + "\n")
+    if counts.calls_undelivered:
+        report(
+            f"{counts.calls_undelivered} call(s) not delivered to Kafka at {publisher.servers}: "
+            + ", ".join(counts.undelivered)
+        )
+        raise typer.Exit(EXIT_UNDELIVERED)
+    if counts.inputs_refused:
+        raise typer.Exit(EXIT_CONFIG)
