@@ -107,7 +107,8 @@ class WireSegment(_Wire, frozen=True, tag="segment"):
     """One speech segment of one leg, cut by the VAD, with its audio at ``sample_rate``.
 
     ``seq`` counts the leg's segments from 0 in order of ``start``. ``audio`` holds
-    ``round((end - start) * sample_rate)`` samples (± 1), encoded as ``encoding`` says."""
+    ``(end - start) * sample_rate`` samples (± 1 ms and a sample: times are written to the
+    millisecond), encoded as ``encoding`` says; the first is at ``start``."""
 
     call_id: str
     channel: int
@@ -311,7 +312,7 @@ def _check_segment(s: WireSegment) -> None:
     if s.encoding == "pcm_s16le" and len(s.audio) % 2:
         raise WireError(f"pcm_s16le audio of odd length {len(s.audio)} bytes")
     expected = (s.end - s.start) * s.sample_rate
-    if abs(s.num_samples - expected) > 1.0 + 1e-6:
+    if abs(s.num_samples - expected) > 1.0 + 0.001 * s.sample_rate + 1e-6:
         raise WireError(
             f"{s.num_samples} samples of audio for {s.duration:.4f} s at {s.sample_rate} Hz "
             f"(expected {expected:.0f})"
