@@ -200,14 +200,14 @@ class SegmentPublisher:
 
     def publish(self, call_id: str, msgs: Sequence[WireMessage]) -> int:
         """Send a call's messages in order and wait until the broker acknowledged them all
-        (bounded by ``delivery_timeout_ms``); the bytes sent. Raises :class:`DeliveryError`."""
+        (bounded by ``delivery_timeout_ms``); the bytes sent. Raises :class:`DeliveryError`
+        (nothing of the call is known to be stored), or ``WireError`` before sending
+        anything for a message that would not be readable."""
         key = call_id.encode()
+        values = [encode(m) for m in msgs]  # a message a reader would refuse: WireError
         futures = []
-        size = 0
         try:
-            for m in msgs:
-                value = encode(m)
-                size += len(value)
+            for m, value in zip(msgs, values, strict=True):
                 futures.append(
                     self._producer.send(self.topic, key=key, value=value, headers=headers(m))
                 )
@@ -219,7 +219,7 @@ class SegmentPublisher:
                 f"Kafka at {self.servers} did not acknowledge call {call_id} on topic "
                 f"{self.topic} ({type(exc).__name__}: {exc or 'no answer in time'})"
             ) from exc
-        return size
+        return sum(map(len, values))
 
     def close(self, timeout: float = 5.0) -> None:
         try:
@@ -273,11 +273,6 @@ def run_ingest(
     for i, path in enumerate(paths):
         try:
             prep, msgs = prepare_call(pipeline, path)
-        except QAError as e:
-            counts.inputs_refused += 1
-            on_error(str(e))
-            continue
-        try:
             size = publisher.publish(prep.call.call_id, msgs)
         except DeliveryError as e:
             on_error(str(e))
@@ -285,6 +280,10 @@ def run_ingest(
             counts.calls_undelivered += len(rest)
             counts.undelivered = rest
             return counts
+        except QAError as e:  # unreadable recording, mono with auto roles, ...
+            counts.inputs_refused += 1
+            on_error(str(e))
+            continue
         counts.add(msgs, size)
         log.info("ingested %s: %d messages, %d bytes", prep.call.call_id, len(msgs), size)
     return counts

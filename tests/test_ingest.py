@@ -5,6 +5,7 @@ does not answer or does not acknowledge). The broker itself: tests/integration/t
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -182,6 +183,25 @@ def test_a_call_the_broker_does_not_acknowledge_stops_the_run_counted(
     assert [h for *_, h in first[:1]] == [[("type", b"leg_start"), ("v", b"1")]]
 
 
+def test_unreadable_recording_is_reported_and_skipped(
+    calls: dict[str, Path], pipeline: Pipeline, tmp_path: Path
+) -> None:
+    made: list[_Producer] = []
+
+    def factory(**kw: Any) -> _Producer:
+        made.append(_Producer(10, **kw))
+        return made[-1]
+
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    pub = SegmentPublisher(KafkaSinkConfig(bootstrap_servers=("127.0.0.1:9",)), "t", factory)
+    errors: list[str] = []
+    counts = run_ingest(pipeline, pub, [empty, calls["pcm16k"]], on_error=errors.append)
+    assert (counts.calls, counts.inputs_refused, counts.calls_delivered) == (2, 1, 1)
+    assert errors == [f"{empty}: file is empty (0 bytes)"]
+    assert made[0].keys == [b"talk_over"]
+
+
 @pytest.fixture
 def runner() -> Iterator[CliRunner]:
     yield CliRunner()
@@ -206,11 +226,15 @@ def test_cli_broker_down_is_a_clear_error_and_nonzero_exit(
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(
-        f"sinks:\n  kafka:\n    bootstrap_servers: ['127.0.0.1:{port}']\n    max_block_ms: 1000\n",
+    cfg.write_text(  # --kafka overrides the brokers, the other settings stay
+        "sinks:\n  kafka:\n    bootstrap_servers: ['kafka.invalid:9092']\n"
+        "    security_protocol: PLAINTEXT\n    max_block_ms: 1000\n",
         encoding="utf-8",
     )
-    res = runner.invoke(app, ["ingest", str(calls["ulaw8k"]), "--config", str(cfg)])
+    args = ["--config", str(cfg), "--kafka", f"127.0.0.1:{port}"]
+    t0 = time.monotonic()
+    res = runner.invoke(app, ["ingest", str(calls["ulaw8k"]), *args])
+    assert time.monotonic() - t0 < 4.5  # max_block_ms kept (the default waits 5 s)
     assert res.exit_code == EXIT_UNDELIVERED, res.output
     assert f"error: Kafka at 127.0.0.1:{port} (PLAINTEXT): broker down or unreachable" in (
         res.output
