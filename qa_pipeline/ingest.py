@@ -16,7 +16,9 @@ calls not delivered, and exit status 1 (run it again: readers de-duplicate segme
 call id, channel and ``seq``). A recording that cannot be read is reported and skipped
 (exit status 2 at the end). Counts go to stdout as one JSON line.
 
-Recordings only (files or directories of them); live sources are not ingested yet. A mono
+``--pace N`` replays the recordings side by side as live lines at N times real time
+(:func:`run_paced`). Recordings only (files or directories of them); live sources are not
+ingested yet. A mono
 recording with ``audio.mono_roles: auto`` is refused: naming its two voices needs the whole
 call's transcript, which no single stage has.
 """
@@ -37,6 +39,7 @@ import numpy as np
 import typer
 
 from .audio import TARGET_RATE, channel_end, read_source
+from .callinfo import read_call_info, sidecar_path
 from .cli_errors import EXIT_CONFIG, fail
 from .errors import QAError
 from .kafka_security import CLIENT_KEYS, KafkaConnectError, connect, split_servers
@@ -68,13 +71,19 @@ class IngestError(QAError):
     """A call that cannot be ingested (not a delivery problem)."""
 
 
-def session_for(call: CallInfo, audio_digest: str) -> str:
-    """The call's session: its metadata's ``session_id``, else 32 hex digits derived from the
-    call id and the audio's SHA-256, so ingesting the same recording again is the same
-    session (downstream event ids, derived from it, de-duplicate)."""
-    if call.session_id:
-        return call.session_id
-    return hashlib.sha256(f"{call.call_id}\x1f{audio_digest}".encode()).hexdigest()[:32]
+def session_for(call: CallInfo, path: Path) -> str:
+    """The call's session: the ``session_id`` its metadata file names, else 32 hex digits
+    derived from the call id and the audio's SHA-256, so ingesting the same recording again
+    is the same session (downstream event ids, derived from it, de-duplicate) while another
+    recording under a recurring call id is another session."""
+    side = sidecar_path(path)
+    if side.is_file() and side != path:
+        doc = json.loads(side.read_text(encoding="utf-8"))  # read_call_info checked it
+        named = doc.get("call", {}).get("session_id") if isinstance(doc, dict) else None
+        if isinstance(named, str) and named:
+            return named
+    digest = audio_sha256(path)
+    return hashlib.sha256(f"{call.call_id}\x1f{digest}".encode()).hexdigest()[:32]
 
 
 def _pcm16(x: np.ndarray) -> np.ndarray:
@@ -203,23 +212,36 @@ class SegmentPublisher:
         (bounded by ``delivery_timeout_ms``); the bytes sent. Raises :class:`DeliveryError`
         (nothing of the call is known to be stored), or ``WireError`` before sending
         anything for a message that would not be readable."""
-        key = call_id.encode()
         values = [encode(m) for m in msgs]  # a message a reader would refuse: WireError
-        futures = []
+        futures = [self.send(call_id, m, v) for m, v in zip(msgs, values, strict=True)]
+        self.wait(call_id, futures)
+        return sum(map(len, values))
+
+    def send(self, call_id: str, msg: WireMessage, value: bytes) -> Any:
+        """Hand one encoded message to the producer (keyed by call id); its future.
+        Raises :class:`DeliveryError` when the producer refuses it."""
         try:
-            for m, value in zip(msgs, values, strict=True):
-                futures.append(
-                    self._producer.send(self.topic, key=key, value=value, headers=headers(m))
-                )
-            deadline = time.monotonic() + self.config.delivery_timeout_ms / 1000 + 5
+            return self._producer.send(
+                self.topic, key=call_id.encode(), value=value, headers=headers(msg)
+            )
+        except Exception as exc:
+            raise self._error(call_id, exc) from exc
+
+    def wait(self, call_id: str, futures: Sequence[Any]) -> None:
+        """Wait until the broker acknowledged every future of a call (bounded by
+        ``delivery_timeout_ms``); :class:`DeliveryError` at the first that fails."""
+        deadline = time.monotonic() + self.config.delivery_timeout_ms / 1000 + 5
+        try:
             for fut in futures:
                 fut.get(timeout=max(0.1, deadline - time.monotonic()))
         except Exception as exc:
-            raise DeliveryError(
-                f"Kafka at {self.servers} did not acknowledge call {call_id} on topic "
-                f"{self.topic} ({type(exc).__name__}: {exc or 'no answer in time'})"
-            ) from exc
-        return sum(map(len, values))
+            raise self._error(call_id, exc) from exc
+
+    def _error(self, call_id: str, exc: BaseException) -> DeliveryError:
+        return DeliveryError(
+            f"Kafka at {self.servers} did not acknowledge call {call_id} on topic "
+            f"{self.topic} ({type(exc).__name__}: {exc or 'no answer in time'})"
+        )
 
     def close(self, timeout: float = 5.0) -> None:
         try:
@@ -241,23 +263,17 @@ def audio_inputs(paths: Iterable[Path]) -> list[Path]:
 
 def prepare_call(pipeline: Pipeline, path: Path) -> tuple[PreparedCall, list[WireMessage]]:
     """Read, segment and turn one recording into its wire messages."""
-    prep = pipeline.prepare(path)
+    info = read_call_info(path)
+    info = replace(info, session_id=session_for(info, path))
+    prep = pipeline.prepare(path, info)
     if prep.mono is not None:
         raise IngestError(
             f"{path}: mono recording with audio.mono_roles: auto is not ingested (naming "
             "its voices needs the whole call's transcript); set audio.mono_roles: off "
             "to ingest it as one unknown speaker"
         )
-    prep = _with_session(prep, audio_sha256(path))
     source, rate = read_source(path)
     return prep, call_messages(prep, source, rate)
-
-
-def _with_session(prep: PreparedCall, digest: str) -> PreparedCall:
-    from dataclasses import replace as replace_prep
-
-    call = replace(prep.call, session_id=session_for(prep.call, digest))
-    return replace_prep(prep, call=call)
 
 
 def run_ingest(
@@ -265,10 +281,14 @@ def run_ingest(
     publisher: SegmentPublisher,
     paths: Sequence[Path],
     *,
+    pace: float = 0.0,
     on_error: Callable[[str], None] = lambda line: None,
 ) -> IngestCounts:
     """Ingest ``paths`` in order; stops at the first call the broker did not take (the
-    remaining ones are counted as undelivered and named in ``undelivered``)."""
+    remaining ones are counted as undelivered and named in ``undelivered``). ``pace`` > 0:
+    :func:`run_paced`."""
+    if pace > 0:
+        return run_paced(pipeline, publisher, paths, pace=pace, on_error=on_error)
     counts = IngestCounts(calls=len(paths))
     for i, path in enumerate(paths):
         try:
@@ -307,6 +327,16 @@ def ingest_command(
         typer.Option("--kafka", help="bootstrap servers (host:port,...): overrides sinks.kafka"),
     ] = None,
     topic: Annotated[str, typer.Option("--topic", help="segments topic")] = DEFAULT_TOPIC,
+    pace: Annotated[
+        float,
+        typer.Option(
+            "--pace",
+            min=0.0,
+            help="0: as fast as the broker takes them; > 0: replay the calls side by side "
+            "at this multiple of real time (1 = live), each message when its call clock "
+            "comes (a stand-in for live lines)",
+        ),
+    ] = 0.0,
 ) -> None:
     """Read recorded calls, cut speech segments (VAD) and publish them to Kafka with each
     leg's watermarks and end (the first stage of the distributed pipeline)."""
@@ -340,7 +370,7 @@ def ingest_command(
         typer.echo(f"error: {line}", err=True)
 
     try:
-        counts = run_ingest(Pipeline(cfg), publisher, paths, on_error=report)
+        counts = run_ingest(Pipeline(cfg), publisher, paths, pace=pace, on_error=report)
     finally:
         publisher.close()
     summary = {k: v for k, v in counts.__dict__.items()}
@@ -353,3 +383,82 @@ def ingest_command(
         raise typer.Exit(EXIT_UNDELIVERED)
     if counts.inputs_refused:
         raise typer.Exit(EXIT_CONFIG)
+
+
+def due_times(msgs: Sequence[WireMessage]) -> list[float]:
+    """When a live source would have each message, in call-clock seconds: a leg start at 0,
+    a segment when it ends (the VAD has closed it), a watermark at its time, a leg end at
+    its end; never before an earlier message of the same leg (a watermark waits for the
+    segment that started before it)."""
+    last: dict[int, float] = {}
+    out: list[float] = []
+    for m in msgs:
+        if isinstance(m, LegStart):
+            t = 0.0
+        elif isinstance(m, Watermark):
+            t = m.time
+        else:
+            t = m.end
+        t = max(t, last.get(m.channel, 0.0))
+        last[m.channel] = t
+        out.append(t)
+    return out
+
+
+def run_paced(
+    pipeline: Pipeline,
+    publisher: SegmentPublisher,
+    paths: Sequence[Path],
+    *,
+    pace: float = 1.0,
+    on_error: Callable[[str], None] = lambda line: None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> IngestCounts:
+    """Replay the calls side by side, all starting now, each message published when the
+    call clock reaches its :func:`due_times` (``pace`` 1 = real time, 2 = twice as fast): a
+    stand-in for live lines, for the stages downstream. Each leg's messages keep their
+    order. After the last message every call's acknowledgements are awaited; a message the
+    producer refuses stops the replay. Calls not acknowledged in full are counted and named
+    as undelivered."""
+    if pace <= 0:
+        raise ValueError("pace must be > 0")
+    counts = IngestCounts(calls=len(paths))
+    ready: list[tuple[Path, str, list[WireMessage], list[bytes]]] = []
+    for path in paths:
+        try:
+            prep, msgs = prepare_call(pipeline, path)
+            ready.append((path, prep.call.call_id, msgs, [encode(m) for m in msgs]))
+        except QAError as e:
+            counts.inputs_refused += 1
+            on_error(str(e))
+    timeline = sorted(
+        (due / pace, c, i)
+        for c, (_, _, msgs, _) in enumerate(ready)
+        for i, due in enumerate(due_times(msgs))
+    )
+    futures: list[list[Any]] = [[] for _ in ready]
+    t0 = clock()
+    stopped = False
+    try:
+        for due, c, i in timeline:
+            if (left := t0 + due - clock()) > 0:
+                sleep(left)
+            _, call_id, msgs, values = ready[c]
+            futures[c].append(publisher.send(call_id, msgs[i], values[i]))
+    except DeliveryError as e:
+        on_error(str(e))
+        stopped = True
+    for c, (path, call_id, msgs, values) in enumerate(ready):
+        try:
+            if len(futures[c]) < len(msgs):
+                raise DeliveryError(f"call {call_id}: replay stopped before its end")
+            publisher.wait(call_id, futures[c])
+        except DeliveryError as e:
+            if not stopped:
+                on_error(str(e))
+            counts.calls_undelivered += 1
+            counts.undelivered.append(str(path))
+            continue
+        counts.add(msgs, sum(map(len, values)))
+    return counts

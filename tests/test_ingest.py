@@ -5,6 +5,7 @@ does not answer or does not acknowledge). The broker itself: tests/integration/t
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,10 +25,11 @@ from qa_pipeline.ingest import (
     SegmentPublisher,
     prepare_call,
     run_ingest,
+    run_paced,
 )
 from qa_pipeline.pipeline import Pipeline
 from qa_pipeline.sinks.kafka import KafkaSinkConfig
-from qa_pipeline.wire import WireSegment, decode, encode
+from qa_pipeline.wire import LegEnd, LegStart, Watermark, WireSegment, decode, encode
 
 KAFKA_MAX_MESSAGE_BYTES = 1_048_588
 
@@ -61,6 +63,9 @@ def test_call_becomes_ordered_legs_with_source_audio(
     legs = check_call_stream(msgs, wav)
     segs = [s for ch in sorted(legs) for s in legs[ch]]
     assert {s.encoding for s in segs} == {"mulaw" if which == "ulaw8k" else "pcm_s16le"}
+    # the same recording ingested again is the same session (downstream ids dedupe)
+    again = prepare_call(pipeline, wav)[0].call
+    assert again == prep.call and len(prep.call.session_id) == 32
     # one message per segment score would decode, same times
     assert sorted((s.channel, s.start, s.end) for s in segs) == sorted(
         (s.channel, s.start, s.end) for s in prep.segments
@@ -107,6 +112,24 @@ def test_source_above_16_khz_travels_at_16_khz(
     for s in segs:
         ref = by_start[(s.channel, s.start)].samples
         assert np.array_equal(s.pcm(), np.round(ref.astype(np.float64) * 32768).astype(np.int16))
+
+
+def test_session_named_by_the_metadata_is_kept_another_recording_is_another(
+    calls: dict[str, Path], pipeline: Pipeline, tmp_path: Path
+) -> None:
+    x, rate = sf.read(calls["ulaw8k"], dtype="int16", always_2d=True)
+    wav = tmp_path / "perfect.wav"
+    sf.write(wav, x[:-8], rate, subtype="ULAW")  # the same call id, other audio
+    assert (
+        prepare_call(pipeline, wav)[0].call.session_id
+        != prepare_call(pipeline, calls["ulaw8k"])[0].call.session_id
+    )
+    wav.with_suffix(".json").write_text(
+        json.dumps({"call": {"call_id": "perfect", "session_id": "s-42"}}), encoding="utf-8"
+    )
+    prep, msgs = prepare_call(pipeline, wav)
+    assert prep.call.session_id == "s-42"
+    assert {m.call.session_id for m in msgs if isinstance(m, LegStart)} == {"s-42"}
 
 
 def test_mono_recording_with_auto_roles_is_refused(
@@ -239,3 +262,63 @@ def test_cli_broker_down_is_a_clear_error_and_nonzero_exit(
     assert f"error: Kafka at 127.0.0.1:{port} (PLAINTEXT): broker down or unreachable" in (
         res.output
     )
+
+
+# -- paced replay ------------------------------------------------------------------------------
+
+
+class _Clock:
+    """Virtual time: ``sleep`` advances it."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, s: float) -> None:
+        assert s > 0
+        self.now += s
+
+
+def test_paced_replay_sends_each_message_when_its_call_clock_comes(
+    calls: dict[str, Path], pipeline: Pipeline
+) -> None:
+    clock = _Clock()
+    made: list[_Producer] = []
+    sent_at: list[float] = []
+
+    class Timed(_Producer):
+        def send(self, topic: str, *, key: bytes, value: bytes, headers: Any) -> _Future:
+            sent_at.append(clock.now - 100.0)
+            return super().send(topic, key=key, value=value, headers=headers)
+
+    def factory(**kw: Any) -> _Producer:
+        made.append(Timed(10, **kw))
+        return made[-1]
+
+    pub = SegmentPublisher(KafkaSinkConfig(bootstrap_servers=("127.0.0.1:9",)), "t", factory)
+    paths = [calls["ulaw8k"], calls["pcm16k"]]
+    pace = 4.0
+    counts = run_paced(pipeline, pub, paths, pace=pace, sleep=clock.sleep, clock=clock)
+    assert (counts.calls_delivered, counts.calls_undelivered) == (2, 0)
+    sent = [(t, decode(v)) for t, (_, _, v, _) in zip(sent_at, made[0].sent, strict=True)]
+    for path in paths:
+        _, plain = prepare_call(pipeline, path)
+        mine = [(t, m) for t, m in sent if m.call_id == path.stem]
+        # the same messages, and each leg in the same order as unpaced
+        for ch in (0, 1):
+            assert [m for _, m in mine if m.channel == ch] == [m for m in plain if m.channel == ch]
+        check_call_stream([m for _, m in mine], path)
+        for t, m in mine:
+            if isinstance(m, WireSegment):  # published once the VAD would have closed it
+                assert t >= m.end / pace - 1e-9
+            elif isinstance(m, Watermark):
+                assert t >= m.time / pace - 1e-9
+        # a leg's watermarks go out as its clock runs, never all at once at the end
+        marks = [t for t, m in mine if isinstance(m, Watermark) and m.channel == 1]
+        assert len(marks) > 20 and marks[0] < 1.0 and marks[-1] > 40 / pace
+    # both calls ran side by side from the start
+    assert {m.call_id for _, m in sent[:4]} == {"perfect", "talk_over"}
+    longest = max(m.end for _, m in sent if isinstance(m, LegEnd))
+    assert sent_at[-1] == pytest.approx(longest / pace, abs=0.01)

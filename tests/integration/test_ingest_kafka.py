@@ -3,8 +3,9 @@
 * a 25 s speech segment (16 kHz 16-bit PCM, and 8 kHz μ-law) produced with the broker's and
   kafka-python's default message size limits and read back identical;
 * ``qa-pipeline ingest`` run as its own process on two generated two-channel calls (espeak-ng
-  + sox): an independent consumer reads the topic and checks each call's legs, segments,
-  sequence numbers, audio (bit for bit), watermarks and leg ends, all in one partition.
+  + sox), as fast as it goes and paced (``--pace``): an independent consumer reads the topic
+  and checks each call's legs, segments, sequence numbers, audio (bit for bit), watermarks
+  and leg ends, all in one partition.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from ingest_checks import check_call_stream
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
@@ -105,17 +107,23 @@ def test_25_s_segment_through_the_broker(kafka_server: Any) -> None:
         assert isinstance(back, WireSegment) and np.array_equal(back.pcm(), seg.pcm())
 
 
-def test_ingest_process_publishes_each_call_in_order(kafka_server: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("pace", [0, 12])
+def test_ingest_process_publishes_each_call_in_order(
+    kafka_server: Any, tmp_path: Path, pace: int
+) -> None:
+    """As fast as the broker takes it, and replayed side by side at 12x real time (the two
+    calls are about 50 s long)."""
     from qa_pipeline.samples.generate import generate_call
 
     calls = [
         generate_call("perfect", tmp_path / "a", rate=8000, encoding="ulaw"),
         generate_call("talk_over", tmp_path / "b", rate=16000, encoding="pcm16"),
     ]
-    topic = "ingest.segments"
+    topic = f"ingest.segments.pace{pace}"
     create_topic(kafka_server.bootstrap, topic)
     root = Path(__file__).resolve().parents[2]
-    args = ["--kafka", kafka_server.bootstrap, "--topic", topic]
+    args = ["--kafka", kafka_server.bootstrap, "--topic", topic, "--pace", str(pace)]
+    t0 = time.monotonic()
     res = subprocess.run(
         [sys.executable, "-m", "qa_pipeline.cli", "ingest", *map(str, calls), *args],
         capture_output=True,
@@ -125,6 +133,8 @@ def test_ingest_process_publishes_each_call_in_order(kafka_server: Any, tmp_path
         env={**os.environ, "PYTHONPATH": str(root)},
     )
     assert res.returncode == 0, res.stderr
+    if pace:
+        assert time.monotonic() - t0 > 48.6 / pace  # the longer call's end, paced
     summary = json.loads(res.stdout.strip().splitlines()[-1])["ingest"]
     assert summary["calls_delivered"] == 2 and summary["calls_undelivered"] == 0
     assert summary["leg_ends"] == 4
