@@ -31,15 +31,17 @@ from qa_pipeline.wire import LegEnd, WireMessage, WireSegment, decode, encode, h
 PARTITIONS = 4
 
 
-def create_topic(bootstrap: str, topic: str) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+def create_topic(bootstrap: str, topic: str, **security: Any) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000, **security)
     try:
         admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])
     finally:
         admin.close()
 
 
-def read_topic(bootstrap: str, topic: str, done: Any, timeout: float = 60) -> list[Any]:
+def read_topic(
+    bootstrap: str, topic: str, done: Any, timeout: float = 60, **security: Any
+) -> list[Any]:
     """Every record of ``topic`` from the beginning, until ``done(records)`` or the timeout."""
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -47,6 +49,7 @@ def read_topic(bootstrap: str, topic: str, done: Any, timeout: float = 60) -> li
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         client_id="segments-checker",
+        **security,
     )
     try:
         deadline = time.monotonic() + timeout
@@ -164,3 +167,50 @@ def test_ingest_process_publishes_each_call_in_order(
     assert summary["segments"] == sum(
         isinstance(m, WireSegment) for msgs in by_call.values() for m in msgs
     )
+
+
+def test_ingest_over_sasl_ssl_with_the_pipeline_config(
+    kafka_tls_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The producer takes TLS and SASL/SCRAM from ``sinks.kafka`` (password from the
+    environment) like every other client; the broker has no plaintext listener."""
+    from qa_pipeline.config import load_config
+    from qa_pipeline.samples.generate import generate_call
+
+    server = kafka_tls_server
+    cfg = tmp_path / "pipeline.yaml"
+    cfg.write_text(
+        "sinks:\n  kafka:\n"
+        f"    bootstrap_servers: ['{server.bootstrap}']\n"
+        "    security_protocol: SASL_SSL\n    sasl_mechanism: SCRAM-SHA-512\n"
+        f"    sasl_plain_username: {server.user}\n"
+        "    sasl_plain_password: '${QA_T_INGEST_PASSWORD}'\n"
+        f"    ssl_cafile: '{server.ca_file}'\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("QA_T_INGEST_PASSWORD", server.password)
+    kafka_cfg = load_config(cfg).sinks.kafka
+    assert kafka_cfg is not None
+    security = kafka_cfg.security().client_kwargs()
+    topic = "tls.segments"
+    create_topic(server.bootstrap, topic, **security)
+    wav = generate_call("perfect", tmp_path, rate=8000, encoding="ulaw")
+    root = Path(__file__).resolve().parents[2]
+    args = ["--config", str(cfg), "--topic", topic]
+    res = subprocess.run(
+        [sys.executable, "-m", "qa_pipeline.cli", "ingest", str(wav), *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(root)},  # the password too (monkeypatch)
+    )
+    assert res.returncode == 0, res.stderr
+    assert server.password not in res.stdout + res.stderr
+
+    def ended(records: list[Any]) -> bool:
+        return sum(dict(r.headers).get("type") == b"leg_end" for r in records) >= 2
+
+    records = read_topic(server.bootstrap, topic, ended, **security)
+    msgs = [decode(r.value) for r in sorted(records, key=lambda r: (r.partition, r.offset))]
+    check_call_stream(msgs, wav)
