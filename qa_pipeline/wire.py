@@ -24,11 +24,11 @@ Per call and leg, in this order:
   stopped); nothing more comes on this leg (a final watermark).
 
 A segment's audio travels at the source's rate (8 kHz telephony stays 8 kHz), as 16-bit
-little-endian PCM (``pcm_s16le``) or G.711 μ-law (``mulaw``, one byte a sample: μ-law
-sources travel as μ-law, the very samples they carried; only a "negative zero" code is
-written as the other zero; 24-bit and float sources are rounded to 16 bits). Sources above 16 kHz are carried at 16 kHz,
-the rate the ASR decodes (a 25 s segment at 48 kHz would not fit Kafka's default 1 MB
-message; ``source_rate`` keeps the original). The largest segment the VAD cuts (25 s; at
+little-endian PCM (``pcm_s16le``; 24-bit and float sources rounded to 16 bits) or G.711
+μ-law (``mulaw``, one byte a sample: μ-law sources travel as μ-law, the very samples they
+carried; only a "negative zero" code is written as the other zero). Sources above 16 kHz
+are carried at 16 kHz, the rate the ASR decodes (a 25 s segment at 48 kHz would not fit
+Kafka's default 1 MB message; ``source_rate`` keeps the original). The largest segment the VAD cuts (25 s; at
 most 30 s) at 16 kHz is 800,000 bytes of PCM (960,000 at 30 s), under the broker's default
 ``max.message.bytes`` (1,048,588).
 
