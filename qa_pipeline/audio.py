@@ -185,6 +185,16 @@ def _read_av(path: Path) -> tuple[np.ndarray, int, str]:
     return planar.T.reshape(-1, nch) if planar.shape[0] == nch else planar.T, rate, fmt
 
 
+def read_source(path: str | Path) -> tuple[np.ndarray, int]:
+    """A recording's samples at its own rate (frames x channels, float32) and that rate, for
+    what must travel at the source rate (``qa-pipeline ingest``). Only decodes: read the
+    file with :func:`load_call` first for its checks."""
+    p = Path(path)
+    got = _read_soundfile(p)
+    audio, rate, _fmt = got if got is not None else _read_av(p)
+    return audio, rate
+
+
 def resample(samples: Samples, rate: int, target: int = TARGET_RATE) -> Samples:
     if rate == target:
         return np.ascontiguousarray(samples, dtype=np.float32)

@@ -11,7 +11,9 @@ enums and tuples of them) are ``gc=False``, out of the garbage collector's sight
 seconds on the call clock (0 = start of the call). The codecs are derived from these types
 (msgspec's conversion), not listed field by field: :func:`to_dict` / :func:`from_dict` for
 JSON documents and events, :func:`to_wire` / :func:`from_wire` (msgpack, audio as raw bytes)
-so a stage can also run in another process, behind Kafka.
+so a stage can also run in another process, behind Kafka. What the stages publish on Kafka
+(a leg's speech segments with their audio at the source rate, clock watermarks, leg ends;
+schema-versioned and checked on decode) is in :mod:`qa_pipeline.wire`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,324 @@
+"""``qa-pipeline ingest`` without a broker: a generated two-channel call (espeak-ng + sox)
+turned into its segments-topic messages, what the ASR would decode from them against what
+``score`` decodes in-process, and the refusals (mono + auto roles, no broker, a broker that
+does not answer or does not acknowledge). The broker itself: tests/integration/test_ingest_kafka.py."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+from ingest_checks import check_call_stream
+from typer.testing import CliRunner
+
+from qa_pipeline.config import load_config
+from qa_pipeline.ingest import (
+    EXIT_UNDELIVERED,
+    IngestError,
+    SegmentPublisher,
+    prepare_call,
+    run_ingest,
+    run_paced,
+)
+from qa_pipeline.pipeline import Pipeline
+from qa_pipeline.sinks.kafka import KafkaSinkConfig
+from qa_pipeline.wire import LegEnd, LegStart, Watermark, WireSegment, decode, encode
+
+KAFKA_MAX_MESSAGE_BYTES = 1_048_588
+
+
+@pytest.fixture(scope="module")
+def calls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from qa_pipeline.samples.generate import generate_call
+
+    out = tmp_path_factory.mktemp("ingest-calls")
+    return {
+        "ulaw8k": generate_call("perfect", out / "ulaw8k", rate=8000, encoding="ulaw"),
+        "pcm16k": generate_call("talk_over", out / "pcm16k", rate=16000, encoding="pcm16"),
+    }
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> Pipeline:
+    return Pipeline(load_config(None))
+
+
+@pytest.mark.parametrize("which", ["ulaw8k", "pcm16k"])
+def test_call_becomes_ordered_legs_with_source_audio(
+    which: str, calls: dict[str, Path], pipeline: Pipeline
+) -> None:
+    wav = calls[which]
+    prep, msgs = prepare_call(pipeline, wav)
+    for m in msgs:
+        data = encode(m)
+        assert len(data) < KAFKA_MAX_MESSAGE_BYTES
+        assert decode(data) == m
+    legs = check_call_stream(msgs, wav)
+    segs = [s for ch in sorted(legs) for s in legs[ch]]
+    assert {s.encoding for s in segs} == {"mulaw" if which == "ulaw8k" else "pcm_s16le"}
+    # the same recording ingested again is the same session (downstream ids dedupe)
+    again = prepare_call(pipeline, wav)[0].call
+    assert again == prep.call and len(prep.call.session_id) == 32
+    # one message per segment score would decode, same times
+    assert sorted((s.channel, s.start, s.end) for s in segs) == sorted(
+        (s.channel, s.start, s.end) for s in prep.segments
+    )
+
+
+def test_16_khz_pcm_reaches_the_asr_bit_identical_8_khz_within_resampling_edges(
+    calls: dict[str, Path], pipeline: Pipeline
+) -> None:
+    """What an ASR worker decodes (``to_segment``) against what ``score`` decodes: the very
+    samples for 16 kHz PCM; for 8 kHz the same length, and the same values (float rounding)
+    but for the resampler's edge at each end of the slice (score resamples the whole channel,
+    a worker the segment), which lies in the VAD's 150 ms pad."""
+    for which in ("pcm16k", "ulaw8k"):
+        prep, msgs = prepare_call(pipeline, calls[which])
+        mine = sorted(
+            (m.to_segment() for m in msgs if isinstance(m, WireSegment)),
+            key=lambda s: (s.channel, s.start),
+        )
+        theirs = sorted(prep.segments, key=lambda s: (s.channel, s.start))
+        assert len(mine) == len(theirs)
+        for a, b in zip(mine, theirs, strict=True):
+            assert len(a.samples) == len(b.samples)
+            if which == "pcm16k":
+                assert np.array_equal(a.samples, b.samples)
+            else:
+                edge = 800  # 50 ms at 16 kHz
+                assert np.max(np.abs(a.samples[edge:-edge] - b.samples[edge:-edge])) < 1e-5
+                assert np.max(np.abs(a.samples - b.samples)) < 0.01
+
+
+def test_source_above_16_khz_travels_at_16_khz(
+    calls: dict[str, Path], pipeline: Pipeline, tmp_path: Path
+) -> None:
+    x, rate = sf.read(calls["pcm16k"], dtype="float32", always_2d=True)
+    wav = tmp_path / "wide.wav"
+    sf.write(wav, soxr.resample(x, rate, 44100), 44100, subtype="PCM_16")
+    prep, msgs = prepare_call(pipeline, wav)
+    segs = [m for m in msgs if isinstance(m, WireSegment)]
+    assert segs and all(
+        (s.sample_rate, s.source_rate, s.encoding) == (16000, 44100, "pcm_s16le") for s in segs
+    )
+    by_start = {(s.channel, s.start): s for s in prep.segments}
+    for s in segs:
+        ref = by_start[(s.channel, s.start)].samples
+        assert np.array_equal(s.pcm(), np.round(ref.astype(np.float64) * 32768).astype(np.int16))
+
+
+def test_session_named_by_the_metadata_is_kept_another_recording_is_another(
+    calls: dict[str, Path], pipeline: Pipeline, tmp_path: Path
+) -> None:
+    x, rate = sf.read(calls["ulaw8k"], dtype="int16", always_2d=True)
+    wav = tmp_path / "perfect.wav"
+    sf.write(wav, x[:-8], rate, subtype="ULAW")  # the same call id, other audio
+    assert (
+        prepare_call(pipeline, wav)[0].call.session_id
+        != prepare_call(pipeline, calls["ulaw8k"])[0].call.session_id
+    )
+    wav.with_suffix(".json").write_text(
+        json.dumps({"call": {"call_id": "perfect", "session_id": "s-42"}}), encoding="utf-8"
+    )
+    prep, msgs = prepare_call(pipeline, wav)
+    assert prep.call.session_id == "s-42"
+    assert {m.call.session_id for m in msgs if isinstance(m, LegStart)} == {"s-42"}
+
+
+def test_mono_recording_with_auto_roles_is_refused(
+    calls: dict[str, Path], pipeline: Pipeline, tmp_path: Path
+) -> None:
+    x, rate = sf.read(calls["ulaw8k"], dtype="int16", always_2d=True)
+    wav = tmp_path / "mono.wav"
+    sf.write(wav, x[:, 0], rate, subtype="ULAW")
+    with pytest.raises(IngestError, match="mono recording with audio.mono_roles: auto"):
+        prepare_call(pipeline, wav)
+    off = Pipeline(load_config(None, {"audio": {"mono_roles": "off"}}))
+    _, msgs = prepare_call(off, wav)
+    assert {m.channel for m in msgs} == {0}
+
+
+# -- delivery --------------------------------------------------------------------------------
+
+
+class _Future:
+    def __init__(self, error: Exception | None) -> None:
+        self.error = error
+
+    def get(self, timeout: float) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+class _Producer:
+    """Acknowledges the first ``ok_calls`` calls' records; then every record times out."""
+
+    def __init__(self, ok_calls: int, **kwargs: Any) -> None:
+        self.kwargs = kwargs
+        self.ok_calls = ok_calls
+        self.sent: list[tuple[str, bytes, bytes, list[tuple[str, bytes]]]] = []
+        self.keys: list[bytes] = []
+
+    def send(self, topic: str, *, key: bytes, value: bytes, headers: Any) -> _Future:
+        if key not in self.keys:
+            self.keys.append(key)
+        self.sent.append((topic, key, value, headers))
+        late = len(self.keys) > self.ok_calls
+        return _Future(TimeoutError("no acknowledgement") if late else None)
+
+    def close(self, timeout: float) -> None:
+        pass
+
+
+def test_a_call_the_broker_does_not_acknowledge_stops_the_run_counted(
+    calls: dict[str, Path], pipeline: Pipeline
+) -> None:
+    made: list[_Producer] = []
+
+    def factory(**kw: Any) -> _Producer:
+        made.append(_Producer(1, **kw))
+        return made[-1]
+
+    pub = SegmentPublisher(
+        KafkaSinkConfig(bootstrap_servers=("127.0.0.1:9",)), "t.segments", factory
+    )
+    kw = made[0].kwargs
+    assert kw["acks"] == "all" and kw["enable_idempotence"] is True
+    errors: list[str] = []
+    paths = [calls["ulaw8k"], calls["pcm16k"], calls["ulaw8k"]]
+    counts = run_ingest(pipeline, pub, paths, on_error=errors.append)
+    assert (counts.calls, counts.calls_delivered, counts.calls_undelivered) == (3, 1, 2)
+    assert counts.undelivered == [str(p) for p in paths[1:]]
+    assert len(errors) == 1
+    assert (
+        "Kafka at 127.0.0.1:9 did not acknowledge call talk_over on topic t.segments" in (errors[0])
+    )
+    first = [s for s in made[0].sent if s[1] == b"perfect"]
+    assert counts.messages == len(first) and counts.bytes == sum(len(s[2]) for s in first)
+    assert all(t == "t.segments" for t, *_ in made[0].sent)
+    assert [h for *_, h in first[:1]] == [[("type", b"leg_start"), ("v", b"1")]]
+
+
+def test_unreadable_recording_is_reported_and_skipped(
+    calls: dict[str, Path], pipeline: Pipeline, tmp_path: Path
+) -> None:
+    made: list[_Producer] = []
+
+    def factory(**kw: Any) -> _Producer:
+        made.append(_Producer(10, **kw))
+        return made[-1]
+
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    pub = SegmentPublisher(KafkaSinkConfig(bootstrap_servers=("127.0.0.1:9",)), "t", factory)
+    errors: list[str] = []
+    counts = run_ingest(pipeline, pub, [empty, calls["pcm16k"]], on_error=errors.append)
+    assert (counts.calls, counts.inputs_refused, counts.calls_delivered) == (2, 1, 1)
+    assert errors == [f"{empty}: file is empty (0 bytes)"]
+    assert made[0].keys == [b"talk_over"]
+
+
+@pytest.fixture
+def runner() -> Iterator[CliRunner]:
+    yield CliRunner()
+
+
+def test_cli_without_a_broker_says_so(calls: dict[str, Path], runner: CliRunner) -> None:
+    from qa_pipeline.cli import app
+
+    res = runner.invoke(app, ["ingest", str(calls["ulaw8k"])])
+    assert res.exit_code == 2
+    assert "error: no broker: give --kafka HOST:PORT or sinks.kafka in --config" in res.output
+
+
+def test_cli_broker_down_is_a_clear_error_and_nonzero_exit(
+    calls: dict[str, Path], runner: CliRunner, tmp_path: Path
+) -> None:
+    import socket
+
+    from qa_pipeline.cli import app
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(  # --kafka overrides the brokers, the other settings stay
+        "sinks:\n  kafka:\n    bootstrap_servers: ['kafka.invalid:9092']\n"
+        "    security_protocol: PLAINTEXT\n    max_block_ms: 1000\n",
+        encoding="utf-8",
+    )
+    args = ["--config", str(cfg), "--kafka", f"127.0.0.1:{port}"]
+    t0 = time.monotonic()
+    res = runner.invoke(app, ["ingest", str(calls["ulaw8k"]), *args])
+    assert time.monotonic() - t0 < 4.5  # max_block_ms kept (the default waits 5 s)
+    assert res.exit_code == EXIT_UNDELIVERED, res.output
+    assert f"error: Kafka at 127.0.0.1:{port} (PLAINTEXT): broker down or unreachable" in (
+        res.output
+    )
+
+
+# -- paced replay ------------------------------------------------------------------------------
+
+
+class _Clock:
+    """Virtual time: ``sleep`` advances it."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, s: float) -> None:
+        assert s > 0
+        self.now += s
+
+
+def test_paced_replay_sends_each_message_when_its_call_clock_comes(
+    calls: dict[str, Path], pipeline: Pipeline
+) -> None:
+    clock = _Clock()
+    made: list[_Producer] = []
+    sent_at: list[float] = []
+
+    class Timed(_Producer):
+        def send(self, topic: str, *, key: bytes, value: bytes, headers: Any) -> _Future:
+            sent_at.append(clock.now - 100.0)
+            return super().send(topic, key=key, value=value, headers=headers)
+
+    def factory(**kw: Any) -> _Producer:
+        made.append(Timed(10, **kw))
+        return made[-1]
+
+    pub = SegmentPublisher(KafkaSinkConfig(bootstrap_servers=("127.0.0.1:9",)), "t", factory)
+    paths = [calls["ulaw8k"], calls["pcm16k"]]
+    pace = 4.0
+    counts = run_paced(pipeline, pub, paths, pace=pace, sleep=clock.sleep, clock=clock)
+    assert (counts.calls_delivered, counts.calls_undelivered) == (2, 0)
+    sent = [(t, decode(v)) for t, (_, _, v, _) in zip(sent_at, made[0].sent, strict=True)]
+    for path in paths:
+        _, plain = prepare_call(pipeline, path)
+        mine = [(t, m) for t, m in sent if m.call_id == path.stem]
+        # the same messages, and each leg in the same order as unpaced
+        for ch in (0, 1):
+            assert [m for _, m in mine if m.channel == ch] == [m for m in plain if m.channel == ch]
+        check_call_stream([m for _, m in mine], path)
+        for t, m in mine:
+            if isinstance(m, WireSegment):  # published once the VAD would have closed it
+                assert t >= m.end / pace - 1e-9
+            elif isinstance(m, Watermark):
+                assert t >= m.time / pace - 1e-9
+        # a leg's watermarks go out as its clock runs, never all at once at the end
+        marks = [t for t, m in mine if isinstance(m, Watermark) and m.channel == 1]
+        assert len(marks) > 20 and marks[0] < 1.0 and marks[-1] > 40 / pace
+    # both calls ran side by side from the start
+    assert {m.call_id for _, m in sent[:4]} == {"perfect", "talk_over"}
+    longest = max(m.end for _, m in sent if isinstance(m, LegEnd))
+    assert sent_at[-1] == pytest.approx(longest / pace, abs=0.01)
