@@ -4,7 +4,7 @@ What ``qa-pipeline ingest`` publishes to the segments topic (``deploy/README.md`
 Kafka") and what the stages after it (ASR workers, evaluators) read. Each value is one
 msgpack map with two fields every message has:
 
-* ``type``: ``leg_start`` | ``segment`` | ``watermark`` | ``leg_end``,
+* ``type``: ``leg_start`` | ``segment`` | ``watermark`` | ``leg_end`` | ``utterance``,
 * ``v``: the wire schema version, :data:`WIRE_VERSION`. A reader refuses a version it does
   not know (:class:`WireError`) instead of misreading it. Optional fields may be added
   within a version (readers ignore keys they do not know); anything else is a new version.
@@ -32,7 +32,14 @@ Kafka's default 1 MB message; ``source_rate`` keeps the original). The largest s
 most 30 s) at 16 kHz is 800,000 bytes of PCM (960,000 at 30 s), under the broker's default
 ``max.message.bytes`` (1,048,588).
 
-Delivery is at least once: a reader de-duplicates segments by ``(call_id, channel, seq)``;
+The utterances topic (ASR workers → evaluators) carries, per call and leg in the same
+order, the leg's :class:`LegStart`, one :class:`WireUtterance` per segment (by ``seq``) and
+the same :class:`Watermark` and :class:`LegEnd` messages, each passed on after every
+segment before it was decoded: a watermark there means every utterance of the leg that
+starts before it has been published.
+
+Delivery is at least once: a reader de-duplicates segments and utterances by
+``(call_id, channel, seq)``;
 watermarks and leg ends are idempotent (a repeated one says nothing new).
 """
 
@@ -47,7 +54,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .errors import QAError
-from .messages import CallInfo, Role, SpeechSegment
+from .messages import CallInfo, Role, SpeechSegment, Utterance
 
 __all__ = [
     "ENCODINGS",
@@ -60,6 +67,7 @@ __all__ = [
     "WireError",
     "WireMessage",
     "WireSegment",
+    "WireUtterance",
     "decode",
     "encode",
     "headers",
@@ -219,8 +227,32 @@ class LegEnd(_Wire, frozen=True, tag="leg_end"):
     kind: ClassVar[str] = "leg_end"
 
 
-WireMessage: TypeAlias = LegStart | WireSegment | Watermark | LegEnd
-_TYPES: dict[str, type[Any]] = {t.kind: t for t in (LegStart, WireSegment, Watermark, LegEnd)}
+class WireUtterance(_Wire, frozen=True, tag="utterance"):
+    """What the ASR made of segment ``seq`` of a leg (the utterances topic): the
+    :class:`~qa_pipeline.messages.Utterance` (text redacted as the text step does, its
+    personal data as entity spans), or, when the segment gave no words the rules should
+    see (Whisper's hallucination on noise, a decode loop it could not recover),
+    ``utterance`` None and ``dropped`` the reason. Exactly one of the two is set, so a
+    reader knows every segment of the leg up to ``seq`` has been decoded.
+
+    The utterance's ``index`` is the segment's ``seq`` on that leg; the evaluator numbers
+    the call's utterances across legs (by start) as the in-process pipeline does.
+    ``asr_seconds``: the decode's wall time (metrics)."""
+
+    call_id: str
+    channel: int
+    seq: int
+    utterance: Utterance | None = None
+    dropped: str | None = None
+    asr_seconds: float = 0.0
+    v: int = WIRE_VERSION
+    kind: ClassVar[str] = "utterance"
+
+
+WireMessage: TypeAlias = LegStart | WireSegment | Watermark | LegEnd | WireUtterance
+_TYPES: dict[str, type[Any]] = {
+    t.kind: t for t in (LegStart, WireSegment, Watermark, LegEnd, WireUtterance)
+}
 
 _ENCODER = msgspec.msgpack.Encoder()
 
@@ -283,8 +315,32 @@ def _check(msg: WireMessage) -> None:
         _check_time("time", msg.time)
     elif isinstance(msg, LegEnd):
         _check_time("end", msg.end)
+    elif isinstance(msg, WireUtterance):
+        _check_utterance(msg)
     elif msg.call.call_id != msg.call_id:
         raise WireError(f"call.call_id {msg.call.call_id!r} is not the message's call_id")
+
+
+def _check_utterance(m: WireUtterance) -> None:
+    if m.seq < 0:
+        raise WireError(f"seq {m.seq} is negative")
+    if (m.utterance is None) == (m.dropped is None):
+        raise WireError("exactly one of utterance and dropped must be set")
+    if m.dropped is not None and not m.dropped:
+        raise WireError("dropped needs a reason")
+    u = m.utterance
+    if u is not None:
+        if (u.call_id, u.channel) != (m.call_id, m.channel):
+            raise WireError(
+                f"utterance of call {u.call_id!r} channel {u.channel} in a message of call "
+                f"{m.call_id!r} channel {m.channel}"
+            )
+        _check_time("start", u.start)
+        _check_time("end", u.end)
+        if u.end < u.start:
+            raise WireError(f"utterance end {u.end} before its start {u.start}")
+    if not math.isfinite(m.asr_seconds) or m.asr_seconds < 0:
+        raise WireError(f"asr_seconds {m.asr_seconds} is not a duration")
 
 
 def _check_time(name: str, t: float) -> None:

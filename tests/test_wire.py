@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from qa_pipeline.messages import CallInfo, Direction, Role
+from qa_pipeline.messages import CallInfo, Direction, EntitySpan, Role, Utterance
 from qa_pipeline.wire import (
     WIRE_VERSION,
     LegEnd,
@@ -22,6 +22,7 @@ from qa_pipeline.wire import (
     Watermark,
     WireError,
     WireSegment,
+    WireUtterance,
     decode,
     encode,
     headers,
@@ -190,7 +191,7 @@ def test_optional_field_added_within_the_version_is_ignored() -> None:
 @pytest.mark.parametrize(
     ("change", "error"),
     [
-        ({"type": "utterance"}, r"'utterance' of call 'call-7f3a': unknown type"),
+        ({"type": "transcript"}, r"'transcript' of call 'call-7f3a': unknown type"),
         ({"seq": "12"}, r"'segment' of call 'call-7f3a': Expected `int`, got `str` - at `\$.seq`"),
         ({"sample_rate": 48000}, "sample_rate 48000 Hz out of 4000-16000"),
         (
@@ -240,3 +241,35 @@ def test_a_message_a_reader_would_refuse_is_not_written() -> None:
         encode(bad)
     with pytest.raises(WireError, match="not a call-clock time"):
         encode(Watermark(call_id="c1", channel=0, time=-1.0))
+
+
+def test_utterance_message_round_trips_with_its_spans() -> None:
+    """The ASR worker's output: the redacted utterance with its entity spans, or the reason
+    its segment gave none; exactly one of the two, on the message's own call and leg."""
+    u = Utterance(
+        "c-1", 3, 1, Role.CUSTOMER, 1.0, 2.5, "我的手机号是[手机号]",
+        raw_text="我的手机号是[手机号]", confidence=0.8,
+        entities=(EntitySpan("mobile", 6, 11, "d1g3st", "6801"),),
+    )  # fmt: skip
+    kept = WireUtterance("c-1", 1, 3, utterance=u, asr_seconds=0.42)
+    dropped = WireUtterance("c-1", 1, 4, dropped="hallucination")
+    for m in (kept, dropped):
+        assert decode(encode(m)) == m
+        assert dict(headers(m))["type"] == b"utterance"
+    assert decode(encode(kept)).utterance.entities[0].tail == "6801"  # type: ignore[union-attr]
+    bad = [
+        (WireUtterance("c-1", 1, 4), "exactly one"),
+        (WireUtterance("c-1", 1, 4, utterance=u, dropped="loop"), "exactly one"),
+        (WireUtterance("c-1", 0, 3, utterance=u), "channel 1 in a message of call"),
+        (WireUtterance("c-2", 1, 3, utterance=u), "of call 'c-1'"),
+        (WireUtterance("c-1", 1, 4, dropped=""), "needs a reason"),
+        (WireUtterance("c-1", 1, -1, dropped="loop"), "negative"),
+        (WireUtterance("c-1", 1, 3, utterance=u, asr_seconds=float("nan")), "asr_seconds"),
+    ]
+    for m, error in bad:
+        with pytest.raises(WireError, match=error):
+            encode(m)
+        # and a writer that skipped the check is refused by the reader, naming the message
+        raw = msgspec.msgpack.encode(m)
+        with pytest.raises(WireError, match="'utterance' of call"):
+            decode(raw)
