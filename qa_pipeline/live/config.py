@@ -20,6 +20,7 @@ starts (unknown keys rejected, every problem reported with file and line)::
       burst_s: 5.0
       max_audio_s: 14400           # audio cap per call
       max_calls: 0                 # 0 = no admission limit
+      verify_keep_s: 240           # audio kept per call for asr.verify at its end; 0 = off
     metrics: {host: 127.0.0.1, port: 9464}
     shutdown_timeout_s: 30
 """
