@@ -201,7 +201,10 @@ class LiveVerifier:
                 time.monotonic() - t0,
             )
             return card
-        except Exception:
+        except (Exception, asyncio.CancelledError):
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # this call's end itself is cancelled (not a decode the pool dropped)
             self._count("failed", spent[0])
             log.exception("call %s: verification failed; the scorecard is unverified", call.call_id)
             return card
@@ -210,7 +213,7 @@ class LiveVerifier:
         log.info(
             "call %s: verification %s in %.2f s (%.2f s of ASR)",
             call.call_id,
-            "changed the scorecard" if changed else "accepted nothing",
+            "accepted phrases (the call scored again)" if changed else "accepted nothing",
             time.monotonic() - t0,
             spent[0],
         )
@@ -244,9 +247,8 @@ class LiveVerifier:
         found: dict[int, list[str]] = {}
         for i, hints in sorted(wanted.items()):
             seg, utt = kept.segment(i), kept.heard(i)
-            t0 = time.perf_counter()
             decoded = await self.asr.run(functools.partial(verifier.decode, seg, utt, hints))
-            spent[0] += time.perf_counter() - t0
+            spent[0] += decoded.share * len(hints)  # the decode's own time, not its wait
             checks = await self.lane.run(functools.partial(verifier.judge, decoded, hints, pack))
             take_checks(call.call_id, found, checks)
         if not found:

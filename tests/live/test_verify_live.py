@@ -14,10 +14,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from prometheus_client import CollectorRegistry
 
 from qa_pipeline.config import VadConfig
 from qa_pipeline.live.asr_worker import AsrWorker
 from qa_pipeline.live.evaluator import RuleLane
+from qa_pipeline.live.metrics import LiveMetrics
 from qa_pipeline.live.session import CallSession
 from qa_pipeline.live.verifier import KeptAudio, LiveVerifier
 from qa_pipeline.messages import AudioChunk, CallInfo, Role, SpeechSegment, Utterance, Verdict
@@ -235,7 +237,17 @@ def test_a_verification_that_times_out_keeps_the_unverified_scorecard(
         worker = AsrWorker(_Decoder(), slots=1, max_batch=4)  # type: ignore[arg-type]
         worker.start()
         lane = RuleLane()
-        lv = LiveVerifier(None, 4.0, worker, lane, pack, timeout_s=0.5, verifier=slow)  # type: ignore[arg-type]
+        registry = CollectorRegistry()
+        lv = LiveVerifier(
+            None,
+            4.0,
+            worker,
+            lane,
+            pack,
+            timeout_s=0.5,
+            verifier=slow,  # type: ignore[arg-type]
+            metrics=LiveMetrics(registry),
+        )
         ev: list[Any] = []
         a = _session(pack, worker, lane, lv, ev, "A")
         _push(a, clip)
@@ -244,6 +256,7 @@ def test_a_verification_that_times_out_keeps_the_unverified_scorecard(
         assert slow.started.is_set()  # given up in the decode
         assert {v.rule_id: v.verdict for v in card.verdicts}["CLOSE-BYE"] is Verdict.FAILED
         assert lv.outcomes == {"timeout": 1}
+        assert registry.get_sample_value("qa_live_verify_total", {"outcome": "timeout"}) == 1
         assert [e.kind for e in ev].count("scorecard") == 1
         # the decode given up holds its slot until it ends; then the ASR serves on
         b = _session(pack, worker, lane, None, ev, "B")
