@@ -225,6 +225,59 @@ def test_other_calls_are_served_while_one_call_verifies(tmp_path: Path, speech_d
     asyncio.run(main())
 
 
+def test_on_one_slot_an_utterance_waits_behind_one_verification_step(
+    tmp_path: Path, speech_dir: Path
+) -> None:
+    """The fair share with a single ASR slot: a verifying call takes it one utterance's
+    decodes at a time, so another call's utterance is decoded between two of its steps."""
+    (tmp_path / "pack.yaml").write_text(PACK, encoding="utf-8")
+    pack = load_pack(tmp_path / "pack.yaml")
+    clip = _speech(clip8k(speech_dir, ANSWER_CLIP))
+    steps = threading.Semaphore(0)
+    seen: list[int] = []  # B's utterances when each of A's steps began
+    calls: dict[str, CallSession] = {}
+
+    class Stepped(_SlowVerifier):
+        def decode(self, seg: SpeechSegment, utt: Utterance, hints: Any) -> Decoded:
+            seen.append(calls["B"].utterances)
+            self.started.set()
+            assert steps.acquire(timeout=30)
+            return Decoded(utt.index, utt.text, ("好的",) * len(hints), -5.0,
+                           (-50.0,) * len(hints), (True,) * len(hints), -5.0, 0.1)  # fmt: skip
+
+    async def main() -> None:
+        worker = AsrWorker(_Decoder(), slots=1, max_batch=4)  # type: ignore[arg-type]
+        worker.start()
+        lane = RuleLane()
+        lv = LiveVerifier(None, 4.0, worker, lane, pack, timeout_s=30, verifier=Stepped())  # type: ignore[arg-type]
+        a = _session(pack, worker, lane, lv, [], "A")
+        b = calls["B"] = _session(pack, worker, lane, None, [], "B")
+        _push(a, np.concatenate([clip, clip]))  # two turns in CLOSE-BYE's scope
+        a.flush()
+        finishing = asyncio.create_task(a.finish())
+        t0 = time.monotonic()
+        while not seen:
+            assert time.monotonic() - t0 < 10
+            await asyncio.sleep(0.02)
+        _push(b, clip)
+        b.flush()
+        await asyncio.sleep(0.3)
+        assert b.utterances == 0  # the one slot is A's first step's
+        steps.release()
+        t0 = time.monotonic()
+        while len(seen) < 2:
+            assert time.monotonic() - t0 < 10
+            await asyncio.sleep(0.02)
+        steps.release()
+        await asyncio.wait_for(finishing, 10)
+        assert seen == [0, 1]  # B's utterance was decoded before A's second step
+        assert lv.outcomes == {"unchanged": 1}
+        await worker.close()
+        lane.close()
+
+    asyncio.run(main())
+
+
 def test_a_verification_that_times_out_keeps_the_unverified_scorecard(
     tmp_path: Path, speech_dir: Path
 ) -> None:
