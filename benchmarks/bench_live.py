@@ -386,8 +386,8 @@ def recorded_results(
 ) -> dict[str, Result]:
     """Each call through ``Pipeline.score`` (default config + its company name), as
     ``bench_accuracy.py`` scores it. Stored transcripts (same audio, same settings) are
-    reused. ``verify=False``: without the verification decode (which the live path does
-    not run)."""
+    reused. ``verify=False``: without the verification decode (the live path's is off
+    with ``live.verify_keep_s: 0``)."""
     from qa_pipeline.config import load_config
     from qa_pipeline.pipeline import Pipeline
     from qa_pipeline.samples.corpus import read_sidecar

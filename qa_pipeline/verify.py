@@ -31,7 +31,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -164,6 +164,20 @@ class Check:
     seconds: float
 
 
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """The decodes of one utterance for its hints, before the pack judges them."""
+
+    index: int
+    heard: str
+    hinted: tuple[str, ...]  # per hint, normalised ("" when nothing was written)
+    score_heard: float
+    scores: tuple[float, ...]  # per hint
+    covers: tuple[bool, ...]  # per hint: accounts for the audio as fully as the heard text
+    best: float  # the best score of a reading that covers the audio (or the heard one)
+    share: float  # seconds per hint
+
+
 _NOT_WORDS = re.compile(r"[\W_]+")
 
 
@@ -227,6 +241,11 @@ class Verifier:
     ) -> list[Check]:
         """Decode ``seg`` once per rule hint (one batch on one encoder pass) and score the
         hinted and the heard texts teacher-forced on the same audio."""
+        return self.judge(self.decode(seg, utt, hints), hints, pack)
+
+    def decode(self, seg: SpeechSegment, utt: Utterance, hints: Sequence[RuleHint]) -> Decoded:
+        """The ASR part of :meth:`check` (reads the model, not the rule pack: the live
+        service runs it on an ASR slot, :meth:`judge` on its rule thread)."""
         import ctranslate2
 
         t0 = time.perf_counter()
@@ -299,16 +318,93 @@ class Verifier:
         n0 = _chars(utt.text)
         covers = [n0 > 0 and _chars(t) >= COVERAGE * n0 for t in hinted]
         best = max([scores[0], *(sc for sc, c in zip(scores[1:], covers, strict=True) if c)])
+        return Decoded(
+            utt.index, utt.text, tuple(hinted), scores[0], tuple(scores[1:]), tuple(covers),
+            best, share,
+        )  # fmt: skip
+
+    def judge(self, d: Decoded, hints: Sequence[RuleHint], pack: RulePack) -> list[Check]:
+        """Each hint's check of a :meth:`decode`: the phrases its reading adds (by the
+        pack's matcher), accepted within the margin of the best reading."""
         out: list[Check] = []
-        for h, text, sc, cover in zip(hints, hinted, scores[1:], covers, strict=True):
-            phrases = tuple(new_phrases(pack, h, utt.text, text)) if text else ()
+        for h, text, sc, cover in zip(hints, d.hinted, d.scores, d.covers, strict=True):
+            phrases = tuple(new_phrases(pack, h, d.heard, text)) if text else ()
             # within the margin of the best reading of this audio: the heard text's, or
             # another rule's hinted one
-            ok = bool(phrases) and cover and sc >= best - self.margin
+            ok = bool(phrases) and cover and sc >= d.best - self.margin
             out.append(
-                Check(h.rule_id, utt.index, utt.text, text, phrases, scores[0], sc, ok, share)
+                Check(h.rule_id, d.index, d.heard, text, phrases, d.score_heard, sc, ok, d.share)
             )
         return out
+
+
+def verify_plan(
+    pack: RulePack, transcript: Transcript, segments: Collection[int]
+) -> dict[int, list[RuleHint]]:
+    """The utterances to decode again (by index) and the hints of each: those in the scope
+    of each ``require`` rule ``transcript`` does not meet, that have audio (``segments``)
+    and heard text, at most :data:`MAX_UTTERANCES` per rule (the least confident)."""
+    from .messages import Verdict
+    from .rules.runtime.engine import score_unmet
+
+    card, unmet = score_unmet(pack, transcript)
+    open_ = {v.rule_id for v in card.verdicts if v.verdict in (Verdict.FAILED, Verdict.UNCERTAIN)}
+    unmet = [(r, scope) for r, scope in unmet if r in open_]
+    if not unmet:
+        return {}
+    by_index = {u.index: u for u in transcript.utterances}
+    wanted: dict[int, list[RuleHint]] = {}
+    for rule_id, scope in unmet:
+        hint = rule_hint(pack, rule_id)
+        if hint is None:
+            continue
+        utts = [by_index[i] for i in scope if i in by_index and i in segments]
+        utts = [u for u in utts if u.text]  # unreadable speech: no heard text to weigh
+        if len(utts) > MAX_UTTERANCES:
+            utts = sorted(utts, key=lambda u: u.confidence)[:MAX_UTTERANCES]
+        for u in utts:
+            wanted.setdefault(u.index, []).append(hint)
+    return wanted
+
+
+def take_checks(call_id: str, found: dict[int, list[str]], checks: Sequence[Check]) -> None:
+    """Record one utterance's checks: each accepted phrase into ``found`` (as often as
+    the rule that heard it most often), each check logged at debug level."""
+    for c in checks:
+        if log.isEnabledFor(logging.DEBUG):  # texts masked: a log line is an output
+            log.debug(
+                "%s #%d %s: %r -> %r phrases=%s heard=%.2f hinted=%.2f accepted=%s",
+                call_id,
+                c.index,
+                c.rule_id,
+                default_redactor().text(c.heard),
+                default_redactor().text(c.hinted),
+                c.phrases,
+                c.score_heard,
+                c.score_hinted,
+                c.accepted,
+            )
+        if c.accepted:  # a phrase as often as the rule that heard it most often
+            got = found.setdefault(c.index, [])
+            for p in dict.fromkeys(c.phrases):
+                got.extend([p] * (c.phrases.count(p) - got.count(p)))
+
+
+def verify_apply(transcript: Transcript, found: dict[int, list[str]]) -> Transcript:
+    """``transcript`` with the accepted phrases in ``Utterance.verified``."""
+    from dataclasses import replace as dc_replace
+
+    from .messages import replace
+
+    if not found:
+        return transcript
+    return dc_replace(
+        transcript,
+        utterances=tuple(
+            replace(u, verified=tuple(found[u.index])) if u.index in found else u
+            for u in transcript.utterances
+        ),
+    )
 
 
 def verify_transcript(
@@ -323,59 +419,15 @@ def verify_transcript(
     the utterances in the scope of each ``require`` rule it does not meet, decoded again
     with that rule's phrases as hotwords (``segments``: each utterance's audio by index).
     Every decode made is appended to ``checks`` when given."""
-    from dataclasses import replace as dc_replace
-
-    from .messages import Verdict, replace
-    from .rules.runtime.engine import score_unmet
-
-    card, unmet = score_unmet(pack, transcript)
-    open_ = {v.rule_id for v in card.verdicts if v.verdict in (Verdict.FAILED, Verdict.UNCERTAIN)}
-    unmet = [(r, scope) for r, scope in unmet if r in open_]
-    if not unmet:
-        return transcript
-    by_index = {u.index: u for u in transcript.utterances}
-    wanted: dict[int, list[RuleHint]] = {}
-    for rule_id, scope in unmet:
-        hint = rule_hint(pack, rule_id)
-        if hint is None:
-            continue
-        utts = [by_index[i] for i in scope if i in by_index and i in segments]
-        utts = [u for u in utts if u.text]  # unreadable speech: no heard text to weigh
-        if len(utts) > MAX_UTTERANCES:
-            utts = sorted(utts, key=lambda u: u.confidence)[:MAX_UTTERANCES]
-        for u in utts:
-            wanted.setdefault(u.index, []).append(hint)
+    wanted = verify_plan(pack, transcript, segments)
     if not wanted:
         return transcript
     verifier = Verifier(engine, margin)
+    by_index = {u.index: u for u in transcript.utterances}
     found: dict[int, list[str]] = {}
     for i, hints in sorted(wanted.items()):
-        for c in verifier.check(segments[i], by_index[i], hints, pack):
-            if log.isEnabledFor(logging.DEBUG):  # texts masked: a log line is an output
-                log.debug(
-                    "%s #%d %s: %r -> %r phrases=%s heard=%.2f hinted=%.2f accepted=%s",
-                    transcript.call.call_id,
-                    i,
-                    c.rule_id,
-                    default_redactor().text(c.heard),
-                    default_redactor().text(c.hinted),
-                    c.phrases,
-                    c.score_heard,
-                    c.score_hinted,
-                    c.accepted,
-                )
-            if checks is not None:
-                checks.append(c)
-            if c.accepted:  # a phrase as often as the rule that heard it most often
-                got = found.setdefault(i, [])
-                for p in dict.fromkeys(c.phrases):
-                    got.extend([p] * (c.phrases.count(p) - got.count(p)))
-    if not found:
-        return transcript
-    return dc_replace(
-        transcript,
-        utterances=tuple(
-            replace(u, verified=tuple(found[u.index])) if u.index in found else u
-            for u in transcript.utterances
-        ),
-    )
+        got = verifier.check(segments[i], by_index[i], hints, pack)
+        take_checks(transcript.call.call_id, found, got)
+        if checks is not None:
+            checks.extend(got)
+    return verify_apply(transcript, found)

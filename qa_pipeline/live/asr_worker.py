@@ -18,6 +18,10 @@ threads off the event loop.
   calls (one from each call in turn, each call's in order) as one decode: under light load
   every utterance is decoded alone at once; under load batches form by themselves and a
   call's utterance waits behind at most one of each other call's.
+* **Other work** (:meth:`AsrWorker.run`: the verification decodes at a call's end) takes a
+  slot like a batch does, one step at a time, and never more than ``slots - 1`` slots at
+  once (all of them when there is one): utterances always have a slot of their own, and
+  one waits behind at most one step of each call that verifies.
 * **Threads**: the decode, including reading every result, runs in the worker's thread pool
   (style item 3); results come back to the event loop and to each job's ``reply_to``.
 * **Messages**: a job is an immutable :class:`AsrJob` (session id, sequence number, speech
@@ -32,15 +36,18 @@ import collections
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from ..asr.result import AsrResult
 from ..messages import SpeechSegment
 from .decoder import LiveDecoder
 
 log = logging.getLogger("qa_pipeline.live.asr")
+
+T = TypeVar("T")
 
 
 class AsrReplyTo(Protocol):
@@ -112,6 +119,7 @@ class AsrWorker:
         self._waiting = 0
         self._pool = ThreadPoolExecutor(slots, thread_name_prefix="live-asr")
         self._sem = asyncio.Semaphore(slots)
+        self._other = asyncio.Semaphore(max(1, slots - 1))  # slots other work may hold
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -198,10 +206,11 @@ class AsrWorker:
 
     async def _run(self) -> None:
         while True:
-            await self._sem.acquire()
             while not self._waiting:
                 self._wake.clear()
                 await self._wake.wait()
+            # a slot only once there is work: an idle scheduler holds none (run() takes it)
+            await self._sem.acquire()
             batch = self._take()
             if not batch:
                 self._sem.release()
@@ -261,6 +270,20 @@ class AsrWorker:
             self._inflight -= len(batch)
             self._sem.release()
             self._check_idle()
+
+    async def run(self, work: Callable[[], T]) -> T:
+        """``work()`` on an ASR slot, in the worker's threads (one step of work other than
+        the queue's, e.g. a verification decode: it waits for a slot in turn with the
+        batches). Cancelled, the slot stays taken until the thread is done."""
+        async with self._other:
+            await self._sem.acquire()
+            try:
+                fut = asyncio.get_running_loop().run_in_executor(self._pool, work)
+            except BaseException:
+                self._sem.release()
+                raise
+            fut.add_done_callback(lambda _: self._sem.release())
+            return await asyncio.shield(fut)
 
     def _check_idle(self) -> None:
         if not self._waiting and self._inflight == 0:

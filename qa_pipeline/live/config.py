@@ -20,6 +20,7 @@ starts (unknown keys rejected, every problem reported with file and line)::
       burst_s: 5.0
       max_audio_s: 14400           # audio cap per call
       max_calls: 0                 # 0 = no admission limit
+      verify_keep_s: 240           # audio kept per call for asr.verify at its end; 0 = off
     metrics: {host: 127.0.0.1, port: 9464}
     shutdown_timeout_s: 30
 """
@@ -264,6 +265,21 @@ class LiveConfig(_Model):
         description="the last N scorecards kept in memory (LiveService.scorecards, for a "
         "status API or a test to read); every scorecard goes to the sinks as it is made, "
         "so nothing else needs them kept; 0 = none",
+    )
+    verify_keep_s: float = Field(
+        default=240.0,
+        ge=0.0,
+        description="asr.verify at a call's end (the same setting and margin as recorded "
+        "calls): seconds of each call's utterance audio kept for it, 16-bit at 16 kHz "
+        "(32 KB a second: 7.7 MB a call, 32 calls 246 MB at most). Past the cap each "
+        "side keeps its first turns (up to a quarter of it) and its latest ones and loses "
+        "middle turns; a rule whose turns lost their audio is not verified; 0 = off",
+    )
+    verify_timeout_s: float = Field(
+        default=60.0,
+        gt=0.0,
+        description="a call's verification taking longer is given up: its scorecard is "
+        "the unverified one (counted, qa_live_verify_total{outcome=timeout}, and logged)",
     )
     text_cache: int = Field(
         default=10_000,

@@ -9,6 +9,8 @@ qa_live_transcript_latency_seconds           histogram end of utterance (VAD) ->
 qa_live_asr_batch_size                       histogram utterances per ASR decode
 qa_live_asr_wait_seconds                     histogram time an utterance waited in the queue
 qa_live_incomplete_scorecards_total{reason}  counter   scorecards of part of a call, by reason
+qa_live_verify_total{outcome}                counter   calls' end verification (see .verifier)
+qa_live_verify_seconds_total                 counter   ASR seconds of verification decodes
 qa_retention_purged_total{kind,where}        counter   items deleted by the retention purge
 qa_retention_purge_errors_total{where}       counter   purges of a place (store, spool...) failed
 qa_retention_last_purge_timestamp_seconds    gauge     when the last purge finished (unix time)
@@ -66,6 +68,16 @@ class LiveMetrics(PipelineMetrics):
             ["reason"],
             registry=r,
         )
+        self.verify = Counter(
+            "qa_live_verify",
+            "Verification of required phrases at calls' end, by outcome (verified: the "
+            "scorecard changed; unchanged; failed, timeout: the unverified one was sent)",
+            ["outcome"],
+            registry=r,
+        )
+        self.verify_seconds = Counter(
+            "qa_live_verify_seconds", "ASR seconds spent on verification decodes", registry=r
+        )
         self.purged = Counter(
             "qa_retention_purged",
             "Items deleted because they were older than retention allows",
@@ -99,6 +111,11 @@ class LiveMetrics(PipelineMetrics):
     def on_incomplete(self, reasons: tuple[str, ...]) -> None:
         for reason in reasons:
             self.incomplete.labels(reason).inc()
+
+    def on_verify(self, outcome: str, seconds: float) -> None:
+        self.verify.labels(outcome).inc()
+        if seconds:
+            self.verify_seconds.inc(seconds)
 
     def on_purged(self, kind: str, where: str, count: int) -> None:
         self.purged.labels(kind, where).inc(count)

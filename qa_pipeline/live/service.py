@@ -63,6 +63,7 @@ from .decoder import DecodeOptions, LiveDecoder
 from .evaluator import RuleLane
 from .metrics import LiveMetrics
 from .session import CallSession
+from .verifier import LiveVerifier
 
 log = logging.getLogger("qa_pipeline.live")
 
@@ -179,6 +180,7 @@ class LiveService:
         self.call_errors = 0
         self._paced = {s.name for s in self.sources if type(s).__name__ in NETWORK_SOURCES}
         self.rules = RuleLane()  # every call's rule evaluation, off the loop, in order
+        self.verifier: LiveVerifier | None = None  # asr.verify: set up at start
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -202,6 +204,21 @@ class LiveService:
             metrics=self.metrics,
         )
         self.worker.start()
+        asr = self.config.asr
+        verifies = asr.verify and asr.language in ("zh", None) and live.verify_keep_s > 0
+        if verifies and not isinstance(self._engine, AsrEngine):  # a test's stand-in
+            log.info("no verification of required phrases: the ASR is not a Whisper engine")
+        elif verifies:
+            # required phrases missed are verified at each call's end (as recorded calls)
+            self.verifier = LiveVerifier(
+                self._engine,
+                asr.verify_margin,
+                self.worker,
+                self.rules,
+                self.pack,
+                timeout_s=live.verify_timeout_s,
+                metrics=self.metrics,
+            )
         self._accepting = True
         self._ticker = asyncio.create_task(self._tick_loop(), name="live-ticker")
         if self.config.retention.interval_s is not None:
@@ -227,6 +244,8 @@ class LiveService:
         deadline = time.monotonic() + limit
         self._accepting = False
         self._listening.clear()
+        if self.verifier is not None:  # calls' verification ends within the drain time
+            self.verifier.until = deadline - min(5.0, limit / 4)
         for src in self.sources:
             try:
                 await asyncio.wait_for(src.stop(), max(0.1, deadline - time.monotonic()))
@@ -300,6 +319,8 @@ class LiveService:
                 rules=self.rules,
                 on_error=self._fail,
                 redactor=self.redactor,
+                verifier=self.verifier,
+                verify_keep_s=live.verify_keep_s,
             )
         except Exception as exc:  # e.g. an unsupported rate: this call only
             self._count_error(source, type(exc).__name__, call.call_id, repr(exc))

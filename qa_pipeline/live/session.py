@@ -32,6 +32,10 @@ A scorecard says whether it was built from the whole call (:meth:`CallSession.en
 ``error``. A call whose line simply dropped (``disconnect``) is scored as what it was.
 
 Findings are emitted on the loop, each after its utterance, the scorecard last.
+
+Verification (``verifier``, :mod:`.verifier`): the session keeps its utterances and, bounded,
+their audio; when the call ends, required phrases its rules missed are verified and the
+scorecard is scored again from the verified utterances.
 """
 
 from __future__ import annotations
@@ -51,9 +55,10 @@ from ..messages import (
     Finding,
     Scorecard,
     SpeechSegment,
+    Utterance,
     replace,
 )
-from ..privacy import Redactor, default_redactor
+from ..privacy import Redactor, default_redactor, no_redaction
 from ..rules import CallEvaluator, RulePack
 from ..sinks.base import Event, EventFactory, with_session
 from ..sources.base import EndReason
@@ -62,6 +67,7 @@ from ..vad import VadConfig
 from .asr_worker import AsrJob, AsrQueue
 from .evaluator import CallRules, RuleLane
 from .segmenter import ASR_RATE, MAX_GAP_S, VAD_RATES, CallSegmenter, ChannelInput
+from .verifier import KeptAudio, LiveVerifier
 
 __all__ = [
     "ASR_RATE",
@@ -98,6 +104,8 @@ class CallSession:
         rules: RuleLane | None = None,
         on_error: Callable[[CallSession, Exception], None] | None = None,
         redactor: Redactor | None = None,
+        verifier: LiveVerifier | None = None,
+        verify_keep_s: float = 0.0,
     ) -> None:
         self.call = call = with_session(call)  # this run of the call: its events' ids
         self.source = source
@@ -136,6 +144,10 @@ class CallSession:
         self.burst_s = burst_s
         self.max_audio_s = max_audio_s  # 0 = no cap
         self.cut: str | None = None  # why the call was cut off, if it was
+        # for verification at the end: the utterances as the rules saw them, and audio
+        self.verifier = verifier if verify_keep_s > 0 else None
+        self.kept = KeptAudio(verify_keep_s if self.verifier is not None else 0.0)
+        self._utts: list[Utterance] = []
 
     def _failed(self, exc: Exception) -> None:
         assert self._on_error is not None
@@ -259,6 +271,14 @@ class CallSession:
         now = time.monotonic()
         self.metrics.on_utterance(utt, r.seconds)
         self.metrics.on_transcript(utt, now - closed_at)
+        if self.verifier is not None:
+            self._utts.append(utt)
+            plain = (  # the text the audio is scored against: as decoded
+                utt
+                if not utt.entities and utt.raw_text == r.raw_text
+                else utterance(r, utt.index, _PLAIN)
+            )
+            self.kept.add(plain, r.segment)
         self.rules.feed(utt, lambda found: self._findings(found, closed_at))
 
     def _findings(self, found: list[Finding], closed_at: float | None) -> None:
@@ -315,7 +335,14 @@ class CallSession:
         self.idle = asyncio.Event()
         if self.in_flight:
             await self.idle.wait()
-        return self._scored(await self.rules.end(self._ended()), ended)
+        done = self._ended()
+        card = await self.rules.end(done)
+        if self.verifier is not None:
+            card = await self.verifier.rescore(
+                card, self.call, self._utts, done, self.kept, self.findings, self.evaluator
+            )
+            self.kept = KeptAudio(0.0)  # the audio is not needed any more
+        return self._scored(card, ended)
 
     def _ended(self) -> CallEnded:
         return CallEnded(
@@ -354,6 +381,7 @@ class CallSession:
 
 
 _GUARD = frozenset({"hallucination", "no_speech", "empty"})
+_PLAIN = no_redaction()
 # end reasons that cut a call short (a dropped line, "disconnect", is how some calls end)
 _INCOMPLETE_ENDS = frozenset(
     {EndReason.SHUTDOWN.value, EndReason.TIMEOUT.value, EndReason.ERROR.value}

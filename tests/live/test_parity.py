@@ -18,6 +18,7 @@ from qa_pipeline.config import VadConfig
 from qa_pipeline.live.session import CallSession, ChannelInput
 from qa_pipeline.messages import AudioChunk, CallInfo, Role, Utterance
 from qa_pipeline.rules import load_pack
+from qa_pipeline.verify import rule_hint
 
 RATE = 8000
 CHUNK = RATE // 50  # 20 ms
@@ -98,7 +99,8 @@ PARITY_CALL = "corpus-1-029"
 @pytest.mark.skipif(bool(TOOLS_MISSING), reason=f"{' and '.join(TOOLS_MISSING)} not installed")
 def test_corpus_call_replayed_live_gets_the_recorded_verdicts(engine: Any, tmp_path: Path) -> None:
     """The call streamed in real time as a Twilio line (μ-law 8 kHz, its metadata as stream
-    parameters) into ``serve``'s default mode, and scored from the file by ``Pipeline``."""
+    parameters) into ``serve``'s default mode, and scored from the file by ``Pipeline``,
+    both with the verification of required phrases (``asr.verify``, on by default)."""
     from qa_pipeline.samples import corpus as cp
 
     sys.path.insert(0, str(REPO / "benchmarks"))
@@ -106,9 +108,8 @@ def test_corpus_call_replayed_live_gets_the_recorded_verdicts(engine: Any, tmp_p
 
     (path,) = cp.generate_corpus(tmp_path, cp.DEFAULT_CALLS, cp.DEFAULT_SEED, ids=[PARITY_CALL])
     side = cp.read_sidecar(path)
-    # the live path does not run the verification decode of required phrases (asr.verify):
-    # the same pipeline is compared without it (its own gain is measured in bench_accuracy)
-    recorded = bench_live.recorded_results(engine, [path], None, verify=False)[path.stem]
+    # both paths verify required phrases they missed (asr.verify: live at the call's end)
+    recorded = bench_live.recorded_results(engine, [path], None)[path.stem]
     live, stats = asyncio.run(
         asyncio.wait_for(bench_live.live_results(engine, [path], 1, 1.0), 300)
     )
@@ -117,7 +118,23 @@ def test_corpus_call_replayed_live_gets_the_recorded_verdicts(engine: Any, tmp_p
     differ = {r: (want[r], got.get(r)) for r in want if got.get(r) != want[r]}
     print(f"{len(want) - len(differ)}/{len(want)} verdicts as recorded; differ: {differ}")
     assert got["CLOSE-HANGUP"] == want["CLOSE-HANGUP"] == side["expected"]["CLOSE-HANGUP"]
-    assert not differ
+    # without verification the two agree on every verdict; with it they may differ on the
+    # rules it can change (required phrases) and nowhere else: it decodes the turns each
+    # path heard (live: beam 1, utterances not joined into turns), so it is given other
+    # audio cuts and other texts to beat. Measured on this call: live passes CONFIRM-SAT
+    # (right) and OPEN-TIME (wrong: 您好 accepted for 早上好), recorded leaves both uncertain
+    pack = load_pack(settings={"company_name": side["company"]})
+    verifiable = {r.id for r in pack.rules if rule_hint(pack, r.id) is not None}
+    assert set(differ) <= verifiable, differ
+    # and live gets as many verdicts right against the labels as recorded, give or take
+    # one (one of 32 is 3 points; the parity target is 2 points over the whole corpus)
+    labels = side["expected"]
+
+    def right(verdicts: dict[str, str]) -> int:
+        return sum(verdicts.get(r) == v for r, v in labels.items())
+
+    print(f"right against the labels: live {right(got)}, recorded {right(want)} of {len(labels)}")
+    assert right(got) >= right(want) - 1
 
 
 class _NoMetrics:
