@@ -11,7 +11,10 @@ same prompt the transcript was decoded with (CTranslate2's ``Whisper.align``, wh
 each text token's probability), and the hinted text's total log-probability may fall
 short of the unbiased text's by at most ``asr.verify_margin`` nats. A hint makes Whisper
 *write* the phrase whatever the audio holds; the unprompted score says whether the audio
-bears it out.
+bears it out. The bar is the best reading of the audio: where the transcript was decoded
+with a beam narrower than :data:`REFERENCE_BEAM` (the live default, beam 1), an unbiased
+decode with that beam competes too, so a hinted text is not let in for beating a hasty
+reading (live, 您好 was accepted for 早上好 that way).
 
 Accepted phrases go to :attr:`Utterance.verified <qa_pipeline.messages.Utterance>`; the
 transcript text stays the unbiased decode (CER unchanged), and only ``require`` rules read
@@ -54,6 +57,10 @@ SEPARATOR = "，"
 MAX_HINT_CHARS = 120  # a rule's phrases as hotwords (faster-whisper caps the prompt part)
 MAX_UTTERANCES = 3  # per rule: the scope's least confident utterances (a whole-call scope)
 VERIFY_BEAM = 1  # the hint already makes its phrase likely; the score decides
+#: a transcript decoded with a narrower beam than this (the live default, beam 1) is given
+#: a reference reading decoded so, unbiased, to compete for the best score: a hinted text
+#: must come close to the best reading of the audio, not to a hasty one
+REFERENCE_BEAM = 5
 COVERAGE = 0.75  # a hinted reading has at least this share of the heard text's characters
 MIN_PHRASE_CHARS = 2  # one character (请) is too little audio to verify
 _CJK_RUN = re.compile(r"[\u4e00-\u9fff]{2,}")
@@ -207,10 +214,13 @@ def renderings(text: str) -> list[str]:
 class Verifier:
     """Runs verification decodes on one loaded :class:`AsrEngine`'s model."""
 
-    def __init__(self, engine: AsrEngine, margin: float) -> None:
+    def __init__(self, engine: AsrEngine, margin: float, heard_beam: int | None = None) -> None:
+        """``heard_beam``: the beam the transcript was decoded with, when not the engine's
+        (the live decoder's); below :data:`REFERENCE_BEAM` a reference reading is decoded."""
         wm = engine.model
         self.engine = engine
         self.margin = margin
+        self.heard_beam = engine.config.beam_size if heard_beam is None else heard_beam
         self._ct2 = wm.model
         self._fe = wm.feature_extractor
         from faster_whisper.tokenizer import Tokenizer
@@ -271,6 +281,24 @@ class Verifier:
             len(heard_ids) + len(heard_ids) // 2 + 12,
         )
         one = ctranslate2.StorageView.from_array(enc_np)
+        start = self._prompt(self.engine._hotwords)
+        reference_raw: list[str] = []
+        if self.heard_beam < REFERENCE_BEAM:
+            ref = self._ct2.generate(
+                one,
+                [start],
+                beam_size=REFERENCE_BEAM,
+                max_length=len(start) + cap,
+                suppress_blank=True,
+                suppress_tokens=[-1],
+            )[0]
+            reference_raw.append(
+                self.engine.guard.check(
+                    clean_raw(tok.decode([t for t in ref.sequences_ids[0] if t < tok.eot])),
+                    no_speech_prob=0.0,
+                    avg_logprob=0.0,
+                ).text.strip()
+            )
         res = [  # one at a time: a batch's prompts must have the same length
             self._ct2.generate(
                 one,
@@ -294,10 +322,9 @@ class Verifier:
         # each text scored in its best rendering (script, punctuation): the words are on
         # trial, not how they are written (a hint in simplified characters draws the decode
         # into them; Whisper base scores traditional ones higher)
-        texts = [utt.raw_text or utt.text, *hinted_raw]
+        texts = [utt.raw_text or utt.text, *hinted_raw, *reference_raw]
         variants = [renderings(t) for t in texts]
         ids = [tok.encode(v) or [tok.eot] for vs in variants for v in vs]
-        start = self._prompt(self.engine._hotwords)
         frames = min(int(round(seconds * 100)), window * 100)
         aligned = self._ct2.align(
             ctranslate2.StorageView.from_array(np.repeat(enc_np, len(ids), axis=0)),
@@ -317,7 +344,13 @@ class Verifier:
         # text does (a short text scores a higher total log-prob: "请，感谢" for a long turn)
         n0 = _chars(utt.text)
         covers = [n0 > 0 and _chars(t) >= COVERAGE * n0 for t in hinted]
-        best = max([scores[0], *(sc for sc, c in zip(scores[1:], covers, strict=True) if c)])
+        others = [*zip(scores[1 : 1 + k], covers, strict=True)]
+        others += [  # the reference reading, held to the same coverage
+            (sc, n0 > 0 and _chars(normalise(t)) >= COVERAGE * n0)
+            for sc, t in zip(scores[1 + k :], reference_raw, strict=True)
+        ]
+        best = max([scores[0], *(sc for sc, c in others if c)])
+        scores = scores[: 1 + k]
         return Decoded(
             utt.index, utt.text, tuple(hinted), scores[0], tuple(scores[1:]), tuple(covers),
             best, share,

@@ -218,6 +218,7 @@ class LiveService:
                 self.pack,
                 timeout_s=live.verify_timeout_s,
                 metrics=self.metrics,
+                heard_beam=self.decoder.opts.beam_size,
             )
         self._accepting = True
         self._ticker = asyncio.create_task(self._tick_loop(), name="live-ticker")

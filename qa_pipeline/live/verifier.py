@@ -150,10 +150,13 @@ class LiveVerifier:
         timeout_s: float,
         metrics: object = None,
         verifier: Verifier | None = None,
+        heard_beam: int | None = None,
     ) -> None:
+        """``heard_beam``: the beam the live decoder used (the live default is 1), so that
+        a hasty reading does not set the bar (:data:`~qa_pipeline.verify.REFERENCE_BEAM`)."""
         if verifier is None:
             assert engine is not None, "an engine or a verifier"
-            verifier = Verifier(engine, margin)
+            verifier = Verifier(engine, margin, heard_beam=heard_beam)
         self.verifier = verifier
         self.asr = asr
         self.lane = lane
