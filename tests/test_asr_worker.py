@@ -168,7 +168,9 @@ def test_each_partition_is_published_in_order_then_committed() -> None:
         WireUtterance if isinstance(m, WireSegment) else type(m) for m in a
     ]
     assert all(topic == "qa.utterances" for topic, *_ in producer.sent)
-    assert all(key == m.call_id.encode() for (_, key, _, _), m in zip(producer.sent, sent, strict=True))
+    assert all(
+        key == m.call_id.encode() for (_, key, _, _), m in zip(producer.sent, sent, strict=True)
+    )
     # the broker acknowledged everything before the commit, which covers both partitions
     assert log[-1] == ("commit", {0: len(a), 1: 10 + len(b)})
     assert {i for kind, i in log if kind == "ack"} == set(range(len(sent)))
