@@ -290,3 +290,25 @@ def test_parse_stub() -> None:
     for bad in ("stub:sleep=x", "stub:speed=2", "stub:sleep=-1", "whisperx"):
         with pytest.raises(ValueError):
             parse_stub(bad)
+
+
+def test_a_broker_that_is_down_is_named_and_the_exit_status_is_1(tmp_path: Any) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once closed
+    root = Path(__file__).resolve().parents[1]
+    res = subprocess.run(
+        [sys.executable, "-m", "qa_pipeline.cli", "asr-worker", "--kafka", f"127.0.0.1:{port}",
+         "--decoder", "stub"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )  # fmt: skip
+    assert res.returncode == 1
+    assert f"error: Kafka at 127.0.0.1:{port}" in res.stderr
+    assert "Traceback" not in res.stderr
