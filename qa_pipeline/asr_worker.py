@@ -90,6 +90,8 @@ class Decoder(Protocol):
         on_result: Callable[[AsrResult], None] | None = None,
     ) -> Iterator[AsrResult]: ...
 
+    def transcribe_batch(self, segments: Iterable[SpeechSegment]) -> list[AsrResult]: ...
+
 
 class DeliveryError(QAError):
     """The broker did not acknowledge what the worker published."""
@@ -139,8 +141,10 @@ class AsrWorker:
         output_topic: str = DEFAULT_OUTPUT,
         servers: str = "",
         delivery_timeout_s: float = 35.0,
+        batched: bool = False,
     ) -> None:
         self.consumer = consumer
+        self.batched = batched
         self.producer = producer
         self.decoder = decoder
         self.redactor = redactor
@@ -206,7 +210,11 @@ class AsrWorker:
         self.counts.batches += 1
         parts = {tp: (recs, self.read(recs)) for tp, recs in batch.items() if recs}
         segs = [m for _, msgs in parts.values() for m in msgs if isinstance(m, WireSegment)]
-        results = list(self.decoder.transcribe_many(s.to_segment() for s in segs))
+        inputs = [s.to_segment() for s in segs]
+        if self.batched:
+            results = self.decoder.transcribe_batch(inputs)
+        else:
+            results = list(self.decoder.transcribe_many(inputs))
         if len(results) != len(segs):  # pragma: no cover - a decoder bug
             raise QAError(f"decoder gave {len(results)} results for {len(segs)} segments")
         decoded = {id(s): r for s, r in zip(segs, results, strict=True)}
@@ -347,6 +355,7 @@ def build_worker(
     output_topic: str,
     session_timeout_ms: int,
     max_poll_interval_ms: int,
+    batched: bool = False,
     consumer_factory: Callable[..., Any] | None = None,
     producer_factory: Callable[..., Any] | None = None,
 ) -> AsrWorker:
@@ -389,6 +398,7 @@ def build_worker(
         output_topic=output_topic,
         servers=", ".join(servers),
         delivery_timeout_s=kcfg.delivery_timeout_ms / 1000 + 5,
+        batched=batched,
     )
 
 
@@ -427,6 +437,15 @@ def asr_worker_command(
             help="how long the group waits for a silent worker before moving its partitions",
         ),
     ] = 45_000,
+    batch: Annotated[
+        str,
+        typer.Option(
+            "--batch",
+            help="'on': a poll's segments decoded as batches (one encode and generate per "
+            "group of the same window: for CUDA); 'off': on the engine's parallel workers "
+            "(faster on CPU); 'auto': on for CUDA",
+        ),
+    ] = "auto",
     max_poll_interval_ms: Annotated[
         int,
         typer.Option(
@@ -441,7 +460,10 @@ def asr_worker_command(
     try:
         cfg = load_config(config)
         kcfg = _kafka_config(cfg, kafka)
+        if batch not in ("auto", "on", "off"):
+            raise QAError(f"--batch {batch!r}: expected auto, on or off")
         engine = make_decoder(decoder, cfg)
+        batched = batch == "on" or (batch == "auto" and getattr(engine, "device", "") == "cuda")
     except (QAError, ValueError, OSError) as e:
         fail(e)
     stop = threading.Event()
@@ -461,13 +483,17 @@ def asr_worker_command(
             output_topic=output_topic,
             session_timeout_ms=session_timeout_ms,
             max_poll_interval_ms=max_poll_interval_ms,
+            batched=batched,
         )
     except KafkaConnectError as e:
         fail(e, EXIT_KAFKA)
     code = 0
     try:
         worker.subscribe(input_topic)
-        log.info("asr-worker: %s -> %s, group %s", input_topic, output_topic, group)
+        log.info(
+            "asr-worker: %s -> %s, group %s%s",
+            input_topic, output_topic, group, ", batched decoding" if batched else "",
+        )  # fmt: skip
         worker.run(stop, max_records=max_records)
     except DeliveryError as e:
         typer.echo(f"error: {e}", err=True)

@@ -98,6 +98,9 @@ class StubEngine:
                 on_result(r)
             yield r
 
+    def transcribe_batch(self, segments: Iterable[SpeechSegment]) -> list[AsrResult]:
+        return list(self.transcribe_many(segments))
+
 
 def parse_stub(spec: str) -> StubEngine:
     """``stub`` or ``stub:sleep=SECONDS`` -> a :class:`StubEngine`; ValueError otherwise."""

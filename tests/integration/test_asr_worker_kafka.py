@@ -214,16 +214,29 @@ def test_two_workers_one_killed_every_segment_decoded_in_order(
 
 
 @pytest.mark.slow
-def test_real_decoder_matches_the_in_process_pipeline(kafka_server: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("batch", "rate", "encoding"),
+    [("off", 16000, "pcm16"), ("on", 16000, "pcm16"), ("off", 8000, "ulaw")],
+)
+def test_real_decoder_matches_the_in_process_pipeline(
+    kafka_server: Any, tmp_path: Path, batch: str, rate: int, encoding: str
+) -> None:
+    """16 kHz PCM (the very samples ``score`` decodes), on the engine's parallel workers
+    and decoded as batches: the in-process transcript's utterances. 8 kHz μ-law: each
+    segment is resampled alone (in-process: the whole channel), which changes some texts
+    (deploy/README.md); the worker's utterances equal the in-process text step's on the
+    same segment audio (``WireSegment.to_segment``, read back from the segments topic)."""
+    from qa_pipeline.asr.result import kept_in_order
     from qa_pipeline.config import load_config
     from qa_pipeline.pipeline import Pipeline
     from qa_pipeline.samples.generate import generate_call
+    from qa_pipeline.text import utterance
 
     bootstrap = kafka_server.bootstrap
-    src, dst = "asrw-real.segments", "asrw-real.utterances"
+    src, dst = f"asrw-real-{batch}-{rate}.segments", f"asrw-real-{batch}-{rate}.utterances"
     create_topic(bootstrap, src)
     create_topic(bootstrap, dst)
-    wav = generate_call("perfect", tmp_path / "call", rate=16000, encoding="pcm16")
+    wav = generate_call("perfect", tmp_path / "call", rate=rate, encoding=encoding)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     res = subprocess.run(
         [sys.executable, "-m", "qa_pipeline.cli", "ingest", str(wav), "--kafka", bootstrap,
@@ -234,9 +247,20 @@ def test_real_decoder_matches_the_in_process_pipeline(kafka_server: Any, tmp_pat
     summary = json.loads(res.stdout.strip().splitlines()[-1])["ingest"]
     log = tmp_path / "w" / "worker.log"
     log.parent.mkdir()
-    worker = start_worker(bootstrap, ["--input", src, "--output", dst, "--group", "asrw-real"], log)
+    worker = start_worker(
+        bootstrap,
+        ["--input", src, "--output", dst, "--group", f"asrw-real-{batch}-{rate}", "--batch", batch],
+        log,
+    )
     try:
-        expected = Pipeline(load_config(None)).transcribe(wav).transcript.utterances
+        pipe = Pipeline(load_config(None))
+        if rate == 16000:
+            expected = pipe.transcribe(wav).transcript.utterances
+        else:
+            sent = [decode(r.value) for r in read_topic(bootstrap, src, lambda r: False, 5)]
+            segs = [m.to_segment() for m in sent if isinstance(m, WireSegment)]
+            results = kept_in_order(pipe.engine.transcribe_many(segs))
+            expected = tuple(utterance(r, i, pipe.redactor) for i, r in enumerate(results))
 
         def done(records: list[Any]) -> bool:
             return (
