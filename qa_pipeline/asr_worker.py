@@ -127,6 +127,48 @@ class WorkerCounts:
     asr_seconds: float = 0.0
 
 
+class WorkerMetrics:
+    """The worker's Prometheus metrics (own registry; ``--health-port`` serves them):
+
+    ==========================================  ======= ===================================
+    qa_asr_worker_segments_total{result}        counter segments decoded: ``utterance`` or
+                                                        ``dropped``
+    qa_asr_worker_bad_records_total             counter records skipped (not wire messages)
+    qa_asr_worker_commit_failures_total         counter commits the group refused
+    qa_asr_worker_decode_seconds_total          counter decoder wall time
+    qa_consumer_lag{group,topic,partition}      gauge   records behind the partition's end
+    qa_oldest_unprocessed_age_seconds{group}    gauge   age of the oldest record taken but not
+                                                        yet committed, 0 when caught up
+    ==========================================  ======= ===================================
+    """
+
+    def __init__(self, group: str) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge
+
+        self.group = group
+        self.registry = r = CollectorRegistry()
+        self.segments = Counter(
+            "qa_asr_worker_segments", "Segments decoded", ["result"], registry=r
+        )
+        self.bad = Counter("qa_asr_worker_bad_records", "Records skipped", registry=r)
+        self.commit_failures = Counter(
+            "qa_asr_worker_commit_failures", "Commits the group refused", registry=r
+        )
+        self.decode_seconds = Counter(
+            "qa_asr_worker_decode_seconds", "Decoder wall time", registry=r
+        )
+        self.lag = Gauge(
+            "qa_consumer_lag", "Records behind the end of the partition",
+            ["group", "topic", "partition"], registry=r,
+        )  # fmt: skip
+        self.oldest_age = Gauge(
+            "qa_oldest_unprocessed_age_seconds",
+            "Age of the oldest record taken and not yet committed (0: caught up)",
+            ["group"], registry=r,
+        )  # fmt: skip
+        self.last_loop = time.monotonic()
+
+
 class AsrWorker:
     """The consume → decode → publish → commit loop over a kafka-python consumer (subscribed
     by :meth:`subscribe`) and producer; both injectable for tests."""
@@ -142,9 +184,11 @@ class AsrWorker:
         servers: str = "",
         delivery_timeout_s: float = 35.0,
         batched: bool = False,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.consumer = consumer
         self.batched = batched
+        self.metrics = metrics
         self.producer = producer
         self.decoder = decoder
         self.redactor = redactor
@@ -208,6 +252,11 @@ class AsrWorker:
         if not batch:
             return
         self.counts.batches += 1
+        if self.metrics is not None:
+            oldest = min((r.timestamp for recs in batch.values() for r in recs), default=None)
+            if oldest is not None and oldest > 0:
+                age = max(0.0, time.time() - oldest / 1000)
+                self.metrics.oldest_age.labels(self.metrics.group).set(age)
         parts = {tp: (recs, self.read(recs)) for tp, recs in batch.items() if recs}
         segs = [m for _, msgs in parts.values() for m in msgs if isinstance(m, WireSegment)]
         inputs = [s.to_segment() for s in segs]
@@ -239,6 +288,13 @@ class AsrWorker:
                     self.counts.passed_on += 1
                 futures.append(self._send(out, value))
         self._wait(futures)
+        if self.metrics is not None:
+            m = self.metrics
+            m.bad.inc(sum(v is None for _, msgs in parts.values() for v in msgs))
+            m.decode_seconds.inc(sum(r.seconds for r in results))
+            kept = sum(is_kept(r) for r in results)
+            m.segments.labels("utterance").inc(kept)
+            m.segments.labels("dropped").inc(len(results) - kept)
         for tp, (recs, _) in parts.items():
             self._acked[tp] = recs[-1].offset + 1
         self.commit(dict(self._acked))
@@ -278,6 +334,8 @@ class AsrWorker:
             self.consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
         except Exception as exc:  # CommitFailedError, a broker gone meanwhile, ...
             self.counts.commit_failures += 1
+            if self.metrics is not None:
+                self.metrics.commit_failures.inc()
             log.warning(
                 "commit failed (%s: %s); published twice on replay", type(exc).__name__, exc
             )
@@ -299,7 +357,30 @@ class AsrWorker:
         while not stop.is_set():
             batch = self.consumer.poll(timeout_ms=poll_timeout_ms, max_records=max_records)
             self.process(batch)
+            self.observe()
         return self.counts
+
+    def observe(self) -> None:
+        """Lag per assigned partition (the last known end offset minus the position), the
+        oldest-record age back to 0 when caught up, and the loop's heartbeat."""
+        m = self.metrics
+        if m is None:
+            return
+        m.last_loop = time.monotonic()
+        total = 0
+        try:
+            for tp in self.consumer.assignment():
+                hw = self.consumer.highwater(tp)
+                if hw is None:
+                    continue
+                lag = max(0, hw - self.consumer.position(tp, timeout_ms=100))
+                total += lag
+                m.lag.labels(m.group, tp.topic, str(tp.partition)).set(lag)
+        except Exception as exc:  # metrics never stop the worker
+            log.debug("lag not measured: %r", exc)
+            return
+        if total == 0:
+            m.oldest_age.labels(m.group).set(0)
 
     def close(self, timeout: float = 10.0) -> None:
         """Leave the group (its partitions go to the others at once) and close both clients."""
@@ -311,6 +392,41 @@ class AsrWorker:
                     client.close()
             except Exception as exc:  # closing a broken client: nothing left to lose
                 log.debug("closing kafka %s: %r", name, exc)
+
+
+def serve_health(metrics: WorkerMetrics, host: str, port: int, stall_s: float) -> Any:
+    """``/healthz`` (200 while the poll loop turns, 503 when it has not for ``stall_s``)
+    and ``/metrics`` on ``host:port`` (0 = any free port), in a daemon thread; the server
+    (``shutdown()`` stops it)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server API
+            path = self.path.split("?")[0]
+            if path == "/metrics":
+                code, ctype, body = 200, CONTENT_TYPE_LATEST, generate_latest(metrics.registry)
+            elif path == "/healthz":
+                idle = time.monotonic() - metrics.last_loop
+                ok = idle < stall_s
+                code, ctype = (200 if ok else 503), "text/plain; charset=utf-8"
+                body = b"ok\n" if ok else f"poll loop stalled for {idle:.0f} s\n".encode()
+            else:
+                code, ctype, body = 404, "text/plain; charset=utf-8", b"not found\n"
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
+    return server
 
 
 # -- the command -------------------------------------------------------------------------------
@@ -356,6 +472,7 @@ def build_worker(
     session_timeout_ms: int,
     max_poll_interval_ms: int,
     batched: bool = False,
+    metrics: WorkerMetrics | None = None,
     consumer_factory: Callable[..., Any] | None = None,
     producer_factory: Callable[..., Any] | None = None,
 ) -> AsrWorker:
@@ -399,6 +516,7 @@ def build_worker(
         servers=", ".join(servers),
         delivery_timeout_s=kcfg.delivery_timeout_ms / 1000 + 5,
         batched=batched,
+        metrics=metrics,
     )
 
 
@@ -452,6 +570,19 @@ def asr_worker_command(
             "--max-poll-interval-ms", min=1000, help="the longest one batch may take to decode"
         ),
     ] = 300_000,
+    health_port: Annotated[
+        int | None,
+        typer.Option(
+            "--health-port",
+            min=0,
+            max=65535,
+            help="serve /healthz and /metrics (consumer lag, oldest unprocessed record) on "
+            "this port (0: any free port; default: none)",
+        ),
+    ] = None,
+    health_host: Annotated[
+        str, typer.Option("--health-host", help="address of the health/metrics listener")
+    ] = "127.0.0.1",
 ) -> None:
     """Decode speech segments from Kafka into utterances (the ASR stage of the distributed
     pipeline; run any number of them in one consumer group)."""
@@ -474,6 +605,16 @@ def asr_worker_command(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    metrics = WorkerMetrics(group) if health_port is not None else None
+    health = None
+    if metrics is not None and health_port is not None:
+        try:
+            health = serve_health(
+                metrics, health_host, health_port, max_poll_interval_ms / 1000 + 30
+            )
+        except OSError as e:
+            fail(QAError(f"--health-port {health_port}: {e}"))
+        log.info("health and metrics on http://%s:%d/", health_host, health.server_port)
     try:
         worker = build_worker(
             kcfg,
@@ -484,6 +625,7 @@ def asr_worker_command(
             session_timeout_ms=session_timeout_ms,
             max_poll_interval_ms=max_poll_interval_ms,
             batched=batched,
+            metrics=metrics,
         )
     except KafkaConnectError as e:
         fail(e, EXIT_KAFKA)
@@ -500,6 +642,8 @@ def asr_worker_command(
         code = EXIT_KAFKA
     finally:
         worker.close()
+        if health is not None:
+            health.shutdown()
     sys.stdout.write(json.dumps({"asr_worker": asdict(worker.counts)}) + "\n")
     sys.stdout.flush()
     if code:
@@ -510,6 +654,7 @@ __all__ = [
     "AsrWorker",
     "DeliveryError",
     "WorkerCounts",
+    "WorkerMetrics",
     "asr_worker_command",
     "build_worker",
     "make_decoder",

@@ -41,6 +41,7 @@ class Rec:
     offset: int
     key: bytes
     value: bytes | None
+    timestamp: int = 0
 
 
 class Future:
@@ -312,3 +313,66 @@ def test_a_broker_that_is_down_is_named_and_the_exit_status_is_1(tmp_path: Any) 
     assert res.returncode == 1
     assert f"error: Kafka at 127.0.0.1:{port}" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_metrics_lag_and_age_and_the_health_endpoints() -> None:
+    import time
+    import urllib.error
+    import urllib.request
+
+    from qa_pipeline.asr_worker import WorkerMetrics, serve_health
+
+    log: list[tuple[str, Any]] = []
+    tp = TopicPartition(IN, 3)
+    msgs = call_stream("call-m", 2)
+    old = int((time.time() - 5) * 1000)
+    recs = [Rec(r.topic, r.partition, r.offset, r.key, r.value, old) for r in records(3, msgs)]
+    ends = {tp: len(msgs) + 7}  # 7 more records wait on the partition
+
+    class LaggingConsumer(Consumer):
+        def assignment(self) -> set[Any]:
+            return {tp}
+
+        def highwater(self, part: Any) -> int:
+            return ends[part]
+
+        def position(self, part: Any, timeout_ms: int) -> int:
+            return self.committed.get(part, 0)
+
+    metrics = WorkerMetrics("qa-asr")
+    consumer = LaggingConsumer(log)
+    w = AsrWorker(consumer, Producer(log), StubEngine(), REDACTOR, metrics=metrics)
+    w.process({tp: recs})
+    w.observe()
+    reg = metrics.registry
+
+    def value(name: str, **labels: str) -> float:
+        got = reg.get_sample_value(name, labels)
+        assert got is not None, name
+        return got
+
+    assert value("qa_consumer_lag", group="qa-asr", topic=IN, partition="3") == 7
+    assert 4.5 < value("qa_oldest_unprocessed_age_seconds", group="qa-asr") < 60
+    total = value("qa_asr_worker_segments_total", result="utterance") + value(
+        "qa_asr_worker_segments_total", result="dropped"
+    )
+    assert total == w.counts.segments == 4
+    ends[tp] = len(msgs)  # caught up
+    w.observe()
+    assert value("qa_consumer_lag", group="qa-asr", topic=IN, partition="3") == 0
+    assert value("qa_oldest_unprocessed_age_seconds", group="qa-asr") == 0
+
+    server = serve_health(metrics, "127.0.0.1", 0, stall_s=30)
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        with urllib.request.urlopen(base + "/healthz", timeout=5) as r:
+            assert r.status == 200
+        with urllib.request.urlopen(base + "/metrics", timeout=5) as r:
+            assert b"qa_consumer_lag{" in r.read()
+        metrics.last_loop -= 60  # the loop has not turned for a minute
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(base + "/healthz", timeout=5)
+        assert e.value.code == 503
+    finally:
+        server.shutdown()
+        server.server_close()

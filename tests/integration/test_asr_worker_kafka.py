@@ -127,7 +127,7 @@ def test_two_workers_one_killed_every_segment_decoded_in_order(
         if isinstance(m, WireSegment)
     }
     args = ["--input", src, "--output", dst, "--group", "asrw-test", "--max-records", "10"]
-    args += ["--decoder", "stub:sleep=0.05", "--session-timeout-ms", "6000"]
+    args += ["--decoder", "stub:sleep=0.05", "--session-timeout-ms", "6000", "--health-port", "0"]
     logs = [tmp_path / "a" / "worker.log", tmp_path / "b" / "worker.log"]
     for log in logs:
         log.parent.mkdir()
