@@ -196,6 +196,9 @@ class AsrWorker:
         self.servers = servers
         self.delivery_timeout_s = delivery_timeout_s
         self.counts = WorkerCounts()
+        #: a commit that takes longer (the broker away) is counted as failed and retried
+        #: with the next batch's
+        self.commit_timeout_ms = 10_000
         #: offsets (next to read) whose records' output the broker acknowledged, by
         #: partition, not yet committed
         self._acked: dict[Any, int] = {}
@@ -331,7 +334,10 @@ class AsrWorker:
         from kafka.structs import OffsetAndMetadata
 
         try:
-            self.consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
+            self.consumer.commit(
+                {tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()},
+                timeout_ms=self.commit_timeout_ms,
+            )
         except Exception as exc:  # CommitFailedError, a broker gone meanwhile, ...
             self.counts.commit_failures += 1
             if self.metrics is not None:
@@ -639,6 +645,14 @@ def asr_worker_command(
         worker.run(stop, max_records=max_records)
     except DeliveryError as e:
         typer.echo(f"error: {e}", err=True)
+        code = EXIT_KAFKA
+    except Exception as e:  # a decoder failure (model, CUDA): nothing of the batch committed
+        log.exception("asr-worker stopped")
+        typer.echo(
+            f"error: {type(e).__name__}: {e} (the batch in hand was not committed: it is "
+            "decoded again by the next owner)",
+            err=True,
+        )
         code = EXIT_KAFKA
     finally:
         worker.close()

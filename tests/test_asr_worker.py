@@ -85,7 +85,7 @@ class Consumer:
     def poll(self, timeout_ms: int, max_records: int) -> dict[Any, list[Rec]]:
         return self.batches.pop(0) if self.batches else {}
 
-    def commit(self, offsets: dict[Any, Any]) -> None:
+    def commit(self, offsets: dict[Any, Any], timeout_ms: int | None = None) -> None:
         if self.fail_commits:
             self.fail_commits -= 1
             raise RuntimeError("CommitFailedError: group rebalanced")
