@@ -376,3 +376,35 @@ def test_metrics_lag_and_age_and_the_health_endpoints() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_stub_in_process_equals_the_worker_path(tmp_path: Any) -> None:
+    """``Pipeline(config, engine=StubEngine())`` scores a call in-process with the texts
+    the stub workers produce from its ingested segments (8 kHz μ-law: the stub's text
+    depends on the segment's times, not on how its audio was resampled)."""
+    from qa_pipeline.audio import read_source
+    from qa_pipeline.config import PipelineConfig
+    from qa_pipeline.ingest import call_messages
+    from qa_pipeline.pipeline import Pipeline
+    from qa_pipeline.samples.generate import generate_call
+
+    wav = generate_call("talk_over", tmp_path, rate=8000, encoding="ulaw")
+    pipe = Pipeline(PipelineConfig(), engine=StubEngine())  # type: ignore[arg-type]
+    expected = pipe.transcribe(wav).transcript.utterances
+    prep = pipe.prepare(wav)
+    source, rate = read_source(wav)
+    log: list[tuple[str, Any]] = []
+    w, producer = worker(log)
+    w.process({TopicPartition(IN, 0): records(0, call_messages(prep, source, rate))})
+    got = [decode(v) for _, _, v, _ in producer.sent]
+    kept = sorted(
+        (m.utterance for m in got if isinstance(m, WireUtterance) and m.utterance),
+        key=lambda u: (u.start, u.channel),
+    )
+    assert len(kept) == len(expected) >= 3
+    for a, b in zip(kept, expected, strict=True):
+        assert (a.channel, a.start, a.end, a.text, a.raw_text, a.confidence, a.entities,
+                a.level_dbfs, a.role) == (
+            b.channel, b.start, b.end, b.text, b.raw_text, b.confidence, b.entities,
+            b.level_dbfs, b.role,
+        )  # fmt: skip

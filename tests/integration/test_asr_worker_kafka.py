@@ -287,6 +287,9 @@ def test_real_decoder_matches_the_in_process_pipeline(
     assert len(kept) == len(expected) > 0
 
     def fields(u: Any) -> tuple[Any, ...]:
-        return (u.channel, u.role, u.start, u.end, u.text, u.raw_text, u.confidence, u.entities)
+        return (
+            u.channel, u.role, u.start, u.end, u.text, u.raw_text, u.confidence, u.entities,
+            u.level_dbfs, u.no_speech_prob, u.language,
+        )  # fmt: skip
 
     assert [fields(u) for u in kept] == [fields(u) for u in expected]
