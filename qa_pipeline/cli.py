@@ -341,6 +341,7 @@ def demo(
 
 def _mount_subcommands() -> None:
     """Sub-commands that live with their modules."""
+    from .asr_worker import asr_worker_command
     from .dashboard.cli import dashboard_app
     from .ingest import ingest_command
     from .live.cli import serve_command
@@ -357,6 +358,7 @@ def _mount_subcommands() -> None:
     app.command("rescore")(rescore_command)
     app.command("serve")(serve_command)
     app.command("ingest")(ingest_command)
+    app.command("asr-worker")(asr_worker_command)
     app.add_typer(dashboard_app, name="dashboard")
     app.add_typer(notify_app, name="notify", help="Supervisor notifications.")
     app.command("purge")(purge_command)

@@ -220,19 +220,36 @@ class AsrEngine:
         c = self.config
         if self._fitted is None or c.temperatures[0] > 0:
             r = self.transcribe_full(seg)
-        else:
-            r = self._fitted.decode([seg])[0]
-            if (
-                r.suspect is None
-                and len(c.temperatures) > 1
-                and (
-                    _compression_ratio(r.raw_text) > COMPRESSION_RATIO_MAX
-                    or r.confidence < math.exp(c.log_prob_threshold)
-                )
-            ):
-                full = self.transcribe_full(seg)
-                r = replace(full, seconds=full.seconds + r.seconds)
+            return self.recover(r) if r.suspect else r
+        return self._after_fitted(self._fitted.decode([seg])[0])
+
+    def _after_fitted(self, r: AsrResult) -> AsrResult:
+        """A fitted-window decode decoded again where :meth:`transcribe_segment` says."""
+        c = self.config
+        if (
+            r.suspect is None
+            and len(c.temperatures) > 1
+            and (
+                _compression_ratio(r.raw_text) > COMPRESSION_RATIO_MAX
+                or r.confidence < math.exp(c.log_prob_threshold)
+            )
+        ):
+            full = self.transcribe_full(r.segment)
+            r = replace(full, seconds=full.seconds + r.seconds)
         return self.recover(r) if r.suspect else r
+
+    def transcribe_batch(self, segments: Iterable[SpeechSegment]) -> list[AsrResult]:
+        """:meth:`transcribe_segment` of each segment, in input order, with the fitted
+        window's first pass batched across them (one encode and generate per group of the
+        same window and token cap, :meth:`FittedDecoder.decode
+        <qa_pipeline.asr.fitted.FittedDecoder.decode>`: a segment's text does not depend
+        on its neighbours); second passes (fallback, recovery) one by one. A GPU's way to
+        decode many calls' segments; on CPU :meth:`transcribe_many`'s parallel workers
+        are faster. Without the fitted window: :meth:`transcribe_many`."""
+        segs = list(segments)
+        if self._fitted is None or self.config.temperatures[0] > 0 or len(segs) <= 1:
+            return list(self.transcribe_many(segs))
+        return [self._after_fitted(r) for r in self._fitted.decode(segs)]
 
     def recover(self, first: AsrResult) -> AsrResult:
         """Decode a :attr:`~AsrResult.suspect` result's segment again: Whisper's 30 s window
