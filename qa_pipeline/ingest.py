@@ -397,8 +397,10 @@ def due_times(msgs: Sequence[WireMessage]) -> list[float]:
             t = 0.0
         elif isinstance(m, Watermark):
             t = m.time
-        else:
+        elif isinstance(m, (WireSegment, LegEnd)):
             t = m.end
+        else:  # an utterance is no message ingest writes
+            raise TypeError(f"ingest does not publish {m.kind} messages")
         t = max(t, last.get(m.channel, 0.0))
         last[m.channel] = t
         out.append(t)
