@@ -67,7 +67,9 @@ class AudioConfig(BaseModel):
 
 @dataclass(frozen=True, slots=True, eq=False)
 class CallAudio:
-    """A decoded recording: one float32 array per channel at 16 kHz."""
+    """A decoded recording: one float32 array per channel at 16 kHz. A source below 16 kHz
+    also keeps its own samples (``source_channels``, at ``source_rate``): what the ASR
+    decodes is resampled from them around each segment (:func:`asr_cut`)."""
 
     source: str
     channels: tuple[Samples, ...]
@@ -75,6 +77,7 @@ class CallAudio:
     source_rate: int
     source_format: str
     sample_rate: int = TARGET_RATE
+    source_channels: tuple[Samples, ...] | None = None
 
     @property
     def duration(self) -> float:
@@ -195,6 +198,45 @@ def read_source(path: str | Path) -> tuple[np.ndarray, int]:
     return audio, rate
 
 
+#: source audio on each side of a segment that its 16 kHz samples are resampled with (the
+#: resampler's filter reaches about 25 ms; with 100 ms the samples inside equal the whole
+#: channel's resampling but for float rounding)
+ASR_CONTEXT_S = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class AsrCut:
+    """Where a segment's ASR samples come from: source samples ``[a, b)`` (the segment and
+    up to :data:`ASR_CONTEXT_S` around it), resampled to 16 kHz, then ``keep`` samples
+    from ``trim`` on."""
+
+    a: int
+    b: int
+    trim: int
+    keep: int
+
+
+def asr_cut(rate: int, n_source: int, start16: int, n16: int) -> AsrCut:
+    """The cut for the 16 kHz samples ``[start16, start16 + n16)`` of a source at ``rate``
+    (below 16 kHz) holding ``n_source`` samples. The recorded pipeline and an ASR worker fed
+    by ``ingest`` (which sends the source samples ``[a, b)``) resample the same samples the
+    same way, so they decode the same float32 audio bit for bit."""
+    i0 = start16 * rate // TARGET_RATE
+    i1 = -(-(start16 + n16) * rate // TARGET_RATE)
+    pad = round(ASR_CONTEXT_S * rate)
+    a, b = max(0, i0 - pad), min(n_source, i1 + pad)
+    return AsrCut(a, b, start16 - round(a * TARGET_RATE / rate), n16)
+
+
+def resample_cut(samples: Samples, rate: int, trim: int, keep: int) -> Samples:
+    """``samples`` (a cut's source samples) at 16 kHz, ``keep`` of them from ``trim`` on
+    (zeros past the end of the source)."""
+    y = resample(samples, rate)[max(0, trim) : max(0, trim) + keep]
+    if len(y) < keep:
+        y = np.concatenate([y, np.zeros(keep - len(y), dtype=np.float32)])
+    return np.ascontiguousarray(y, dtype=np.float32)
+
+
 def resample(samples: Samples, rate: int, target: int = TARGET_RATE) -> Samples:
     if rate == target:
         return np.ascontiguousarray(samples, dtype=np.float32)
@@ -238,7 +280,13 @@ def load_call(
         mapped = tuple(roles[i] if i < len(roles) else Role.UNKNOWN for i in range(nch))
     if peak_dbfs(audio) < min_level_dbfs:
         raise AudioError(src, f"silent: no signal above {min_level_dbfs:.0f} dBFS on any channel")
-    channels = tuple(resample(np.ascontiguousarray(audio[:, c]), rate) for c in range(nch))
+    own = tuple(np.ascontiguousarray(audio[:, c], dtype=np.float32) for c in range(nch))
+    channels = tuple(resample(x, rate) for x in own)
     return CallAudio(
-        source=src, channels=channels, roles=mapped, source_rate=rate, source_format=fmt
+        source=src,
+        channels=channels,
+        roles=mapped,
+        source_rate=rate,
+        source_format=fmt,
+        source_channels=own if rate < TARGET_RATE else None,
     )

@@ -38,7 +38,7 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
-from .audio import TARGET_RATE, channel_end, read_source
+from .audio import TARGET_RATE, asr_cut, channel_end, read_source
 from .callinfo import read_call_info, sidecar_path
 from .cli_errors import EXIT_CONFIG, fail
 from .errors import QAError
@@ -103,8 +103,10 @@ def call_messages(
 
     ``source``: the recording at its own rate (frames x channels, float32; :func:`read_source`).
     A segment's audio is cut from it at the segment's first sample and with the segment's
-    length; at or below 16 kHz that is the source's samples (16 kHz PCM: the very samples
-    the in-process ASR decodes), above 16 kHz the 16 kHz samples the VAD cut. μ-law sources
+    length; at 16 kHz that is the source's samples (the very samples the in-process ASR
+    decodes), below it the same with the source around it that the recorded path resamples
+    the segment with (``audio.asr_cut``: a worker decodes the same samples bit for bit),
+    above 16 kHz the 16 kHz samples the VAD cut. μ-law sources
     travel as μ-law, others as 16-bit PCM."""
     if step_s <= 0:
         raise ValueError("step_s must be > 0")
@@ -122,8 +124,23 @@ def call_messages(
         segs = sorted((s for s in prep.segments if s.channel == ch), key=lambda s: s.start)
         last = 0.0
         for seq, seg in enumerate(segs):
+            extra: dict[str, int] = {}
             if downsampled:
                 pcm = _pcm16(seg.samples)
+            elif source_rate < TARGET_RATE:
+                # the segment and the source around it that the recorded path resamples it
+                # with (audio.asr_cut): the worker decodes the very same samples
+                start16 = round(seg.start * TARGET_RATE)
+                cut = asr_cut(source_rate, len(source), start16, len(seg.samples))
+                i0 = start16 * source_rate // TARGET_RATE
+                n = int(round(len(seg.samples) * source_rate / TARGET_RATE))
+                pcm = _pcm16(source[cut.a : cut.b, ch])
+                extra = {
+                    "context_before": i0 - cut.a,
+                    "context_after": max(0, cut.b - (i0 + n)),
+                    "trim16": cut.trim,
+                    "keep16": cut.keep,
+                }
             else:
                 i0 = int(round(seg.start * source_rate))
                 n = int(round(len(seg.samples) * source_rate / seg.sample_rate))
@@ -139,6 +156,7 @@ def call_messages(
                 sample_rate=wire_rate,
                 source_rate=source_rate,
                 encoding=encoding,  # type: ignore[arg-type]
+                **extra,
             )
             keyed.append(((seg.start, 1, ch, seq), msg))
             last = max(last, seg.start)

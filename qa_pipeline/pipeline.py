@@ -19,7 +19,7 @@ from typing import Any
 from . import roles
 from .asr.engine import AsrEngine
 from .asr.result import AsrResult
-from .audio import CallAudio, channel_end, load_call
+from .audio import TARGET_RATE, CallAudio, asr_cut, channel_end, load_call, resample_cut
 from .callinfo import read_call_info
 from .config import PipelineConfig
 from .errors import QAError
@@ -163,6 +163,8 @@ class Pipeline:
             segments = mono.segments
         else:
             segments = tuple(self.segment(audio, info.call_id, rejected))
+        if audio.source_channels is not None:
+            segments = tuple(_from_source(s, audio) for s in segments)
         return PreparedCall(p, info, audio, segments, t0, sum(rejected.values()), mono)
 
     def assemble(self, prep: PreparedCall, results: list[AsrResult]) -> CallResult:
@@ -390,6 +392,20 @@ class Pipeline:
         result = self.transcribe(path, call=call, progress=progress)
         stored = store.put_transcript(result.transcript, audio_sha=sha, settings_hash_=h)
         return result, stored.transcript_key
+
+
+def _from_source(seg: SpeechSegment, audio: CallAudio) -> SpeechSegment:
+    """A segment of a source below 16 kHz with the samples the ASR decodes: resampled from
+    the source around the segment (:func:`~qa_pipeline.audio.asr_cut`), as an ASR worker
+    fed by ``ingest`` resamples them, rather than cut from the whole channel's resampling
+    (the two differ at float rounding, and Whisper's reading of an 8 kHz turn can turn on
+    that)."""
+    assert audio.source_channels is not None
+    src = audio.source_channels[seg.channel]
+    start16 = round(seg.start * TARGET_RATE)
+    cut = asr_cut(audio.source_rate, len(src), start16, len(seg.samples))
+    samples = resample_cut(src[cut.a : cut.b], audio.source_rate, cut.trim, cut.keep)
+    return replace(seg, samples=samples)
 
 
 def _with_roles(info: CallInfo, audio: CallAudio) -> CallInfo:

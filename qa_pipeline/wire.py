@@ -53,6 +53,7 @@ import msgspec.msgpack
 import numpy as np
 import numpy.typing as npt
 
+from .audio import resample_cut
 from .errors import QAError
 from .messages import CallInfo, Role, SpeechSegment, Utterance
 
@@ -86,6 +87,8 @@ MIN_WIRE_RATE = 4000
 #: the longest segment accepted (the VAD's ``max_utterance_s`` is at most 30 s)
 MAX_SEGMENT_S = 30.0
 MAX_CHANNELS = 16
+#: source audio around a segment carried for its resampling (audio.ASR_CONTEXT_S)
+MAX_CONTEXT_S = 0.5
 MAX_ID_CHARS = 128
 
 Int16: TypeAlias = npt.NDArray[np.int16]
@@ -129,6 +132,14 @@ class WireSegment(_Wire, frozen=True, tag="segment"):
     source_rate: int
     encoding: Encoding
     audio: bytes
+    #: below 16 kHz: source samples around the segment that ``audio`` holds too (before its
+    #: first sample, after its last), and the 16 kHz samples the ASR decodes: ``keep16``
+    #: from ``trim16`` on, of ``audio`` resampled whole (:func:`qa_pipeline.audio.asr_cut`,
+    #: as the recorded path resamples; 0: ``audio`` is the segment alone)
+    context_before: int = 0
+    context_after: int = 0
+    trim16: int = 0
+    keep16: int = 0
     v: int = WIRE_VERSION
     kind: ClassVar[str] = "segment"
 
@@ -152,9 +163,12 @@ class WireSegment(_Wire, frozen=True, tag="segment"):
 
     def to_segment(self) -> SpeechSegment:
         """The in-process message: float32 at 16 kHz (resampled with soxr, HQ, as
-        recordings are), what the ASR decodes."""
+        recordings are), what the ASR decodes: with ``keep16``, the very samples the
+        recorded path decodes."""
         x = self.samples()
-        if self.sample_rate != MAX_WIRE_RATE:
+        if self.keep16:
+            x = resample_cut(x, self.sample_rate, self.trim16, self.keep16)
+        elif self.sample_rate != MAX_WIRE_RATE:
             import soxr
 
             x = np.ascontiguousarray(
@@ -184,6 +198,10 @@ class WireSegment(_Wire, frozen=True, tag="segment"):
         sample_rate: int,
         source_rate: int | None = None,
         encoding: Encoding = "pcm_s16le",
+        context_before: int = 0,
+        context_after: int = 0,
+        trim16: int = 0,
+        keep16: int = 0,
     ) -> WireSegment:
         """A segment from 16-bit samples, encoded as ``encoding``."""
         data = (
@@ -202,6 +220,10 @@ class WireSegment(_Wire, frozen=True, tag="segment"):
             source_rate=source_rate or sample_rate,
             encoding=encoding,
             audio=data,
+            context_before=context_before,
+            context_after=context_after,
+            trim16=trim16,
+            keep16=keep16,
         )
 
 
@@ -368,11 +390,24 @@ def _check_segment(s: WireSegment) -> None:
         )
     if s.encoding == "pcm_s16le" and len(s.audio) % 2:
         raise WireError(f"pcm_s16le audio of odd length {len(s.audio)} bytes")
+    if min(s.context_before, s.context_after, s.trim16, s.keep16) < 0:
+        raise WireError("context_before, context_after, trim16 and keep16 must be >= 0")
+    context = s.context_before + s.context_after
+    if context > 2 * MAX_CONTEXT_S * s.sample_rate + 2:
+        raise WireError(f"{context} samples of context: more than {MAX_CONTEXT_S} s a side")
+    if (context or s.trim16) and not s.keep16:
+        raise WireError("context without keep16: which samples the ASR decodes is not said")
+    if s.keep16:
+        if s.sample_rate >= MAX_WIRE_RATE:
+            raise WireError(f"keep16 on audio at {s.sample_rate} Hz (only below 16 kHz)")
+        if abs(s.keep16 - s.duration * MAX_WIRE_RATE) > 1.0 + 0.001 * MAX_WIRE_RATE + 1e-6:
+            raise WireError(f"keep16 {s.keep16} for {s.duration:.4f} s at 16 kHz")
+    own = s.num_samples - context
     expected = (s.end - s.start) * s.sample_rate
-    if abs(s.num_samples - expected) > 1.0 + 0.001 * s.sample_rate + 1e-6:
+    if abs(own - expected) > 1.0 + 0.001 * s.sample_rate + 1e-6:
         raise WireError(
-            f"{s.num_samples} samples of audio for {s.duration:.4f} s at {s.sample_rate} Hz "
-            f"(expected {expected:.0f})"
+            f"{own} samples of audio for {s.duration:.4f} s at {s.sample_rate} Hz "
+            f"(expected {expected:.0f}{f'; {context} of context besides' if context else ''})"
         )
 
 

@@ -60,9 +60,18 @@ def check_call_stream(msgs: Sequence[WireMessage], wav: Path) -> dict[int, list[
         assert segs, f"leg {ch}: no speech found"
         for s in segs:
             assert s.role == first.role and s.sample_rate == rate == s.source_rate
-            i0 = round(s.start * rate)
+            # below 16 kHz the audio holds the source around the segment too (what the
+            # recorded path resamples it with), and says which 16 kHz samples to decode
+            i0 = round(s.start * rate) - s.context_before
             assert np.array_equal(s.pcm(), src[i0 : i0 + s.num_samples, ch]), (ch, s.seq)
-            assert abs(s.num_samples - s.duration * rate) <= 1 + rate / 1000
+            own = s.num_samples - s.context_before - s.context_after
+            assert abs(own - s.duration * rate) <= 1 + rate / 1000
+            if rate < 16000:
+                assert s.keep16 and abs(s.keep16 - s.duration * 16000) <= 17
+                # 0.1 s a side, less only at the leg's edges
+                assert s.context_before == min(round(0.1 * rate), round(s.start * rate))
+            else:
+                assert (s.context_before, s.context_after, s.keep16) == (0, 0, 0)
         for turn in side["turns"]:
             if turn["channel"] == ch:
                 assert any(s.start < turn["end"] and s.end > turn["start"] for s in segs), turn

@@ -72,29 +72,24 @@ def test_call_becomes_ordered_legs_with_source_audio(
     )
 
 
-def test_16_khz_pcm_reaches_the_asr_bit_identical_8_khz_within_resampling_edges(
+def test_what_a_worker_decodes_is_what_score_decodes_bit_for_bit(
     calls: dict[str, Path], pipeline: Pipeline
 ) -> None:
     """What an ASR worker decodes (``to_segment``) against what ``score`` decodes: the very
-    samples for 16 kHz PCM; for 8 kHz the same length, and the same values (float rounding)
-    but for the resampler's edge at each end of the slice (score resamples the whole channel,
-    a worker the segment), which lies in the VAD's 150 ms pad."""
+    samples, 16 kHz PCM and 8 kHz μ-law alike. Below 16 kHz both resample the segment
+    with the source around it (``audio.asr_cut``): resampling a slice alone differed by up
+    to 0.002 at its edges, and Whisper read about half of the 8 kHz turns otherwise."""
     for which in ("pcm16k", "ulaw8k"):
         prep, msgs = prepare_call(pipeline, calls[which])
         mine = sorted(
-            (m.to_segment() for m in msgs if isinstance(m, WireSegment)),
+            (decode(encode(m)).to_segment() for m in msgs if isinstance(m, WireSegment)),  # type: ignore[union-attr]
             key=lambda s: (s.channel, s.start),
         )
         theirs = sorted(prep.segments, key=lambda s: (s.channel, s.start))
         assert len(mine) == len(theirs)
         for a, b in zip(mine, theirs, strict=True):
-            assert len(a.samples) == len(b.samples)
-            if which == "pcm16k":
-                assert np.array_equal(a.samples, b.samples)
-            else:
-                edge = 800  # 50 ms at 16 kHz
-                assert np.max(np.abs(a.samples[edge:-edge] - b.samples[edge:-edge])) < 1e-5
-                assert np.max(np.abs(a.samples - b.samples)) < 0.01
+            assert (a.channel, a.start, a.end) == (b.channel, b.start, b.end)
+            assert a.samples.dtype == b.samples.dtype and np.array_equal(a.samples, b.samples)
 
 
 def test_source_above_16_khz_travels_at_16_khz(

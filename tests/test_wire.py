@@ -273,3 +273,31 @@ def test_utterance_message_round_trips_with_its_spans() -> None:
         raw = msgspec.msgpack.encode(m)
         with pytest.raises(WireError, match="'utterance' of call"):
             decode(raw)
+
+
+def test_context_around_a_segment_is_checked() -> None:
+    """Below 16 kHz a segment carries the source around it and which 16 kHz samples to
+    decode; the parts must agree, and context says nothing without keep16."""
+    pcm = np.zeros(8000 + 1600, dtype=np.int16)  # 1 s at 8 kHz, 0.1 s a side
+    ok = dict(
+        call_id="c", channel=0, role=Role.AGENT, seq=0, start=2.0, end=3.0, pcm=pcm,
+        sample_rate=8000, encoding="mulaw", context_before=800, context_after=800,
+        trim16=1600, keep16=16000,
+    )  # fmt: skip
+    seg = decode(encode(WireSegment.from_pcm(**ok)))  # type: ignore[arg-type]
+    assert isinstance(seg, WireSegment) and len(seg.to_segment().samples) == 16000
+    for change, error in [
+        ({"keep16": 0}, "context without keep16"),
+        ({"context_after": 0}, r"8800 samples of audio for 1.0000 s .* 800 of context"),
+        ({"keep16": 12000}, "keep16 12000 for 1.0000 s"),
+        ({"context_before": -1, "context_after": 1601}, ">= 0"),
+        ({"pcm": np.zeros(8000 + 8800, dtype=np.int16), "context_after": 8000}, "context"),
+    ]:
+        with pytest.raises(WireError, match=error):
+            encode(WireSegment.from_pcm(**{**ok, **change}))  # type: ignore[arg-type]
+    with pytest.raises(WireError, match="keep16 on audio at 16000 Hz"):
+        encode(
+            WireSegment.from_pcm(
+                **{**ok, "sample_rate": 16000, "pcm": np.zeros(16000 + 1600, dtype=np.int16)}
+            )
+        )  # type: ignore[arg-type]
