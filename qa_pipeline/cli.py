@@ -342,6 +342,7 @@ def demo(
 def _mount_subcommands() -> None:
     """Sub-commands that live with their modules."""
     from .dashboard.cli import dashboard_app
+    from .evaluate_stage import evaluate_command
     from .ingest import ingest_command
     from .live.cli import serve_command
     from .notify.cli import notify_app
@@ -357,6 +358,7 @@ def _mount_subcommands() -> None:
     app.command("rescore")(rescore_command)
     app.command("serve")(serve_command)
     app.command("ingest")(ingest_command)
+    app.command("evaluate")(evaluate_command)
     app.add_typer(dashboard_app, name="dashboard")
     app.add_typer(notify_app, name="notify", help="Supervisor notifications.")
     app.command("purge")(purge_command)
