@@ -564,7 +564,6 @@ class EvaluateStage:
         sec = kafka.security()
         cid = kafka.client_id
         self._admin = connect(KafkaAdminClient, servers, sec, client_id=f"{cid}-evaluate-admin")
-        self._ensure_changelog()
         self.consumer = connect(
             KafkaConsumer,
             servers,
@@ -575,15 +574,7 @@ class EvaluateStage:
             auto_offset_reset="earliest",
             max_poll_records=500,
         )
-        self._reader = connect(
-            KafkaConsumer,
-            servers,
-            sec,
-            group_id=None,
-            client_id=f"{cid}-evaluate-changelog",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-        )
+        self._ensure_changelog()
         self.producer = connect(
             KafkaProducer,
             servers,
@@ -601,7 +592,12 @@ class EvaluateStage:
         from kafka.admin import NewTopic
         from kafka.errors import TopicAlreadyExistsError
 
-        wanted = self._partitions(self.topic)
+        wanted = self._partitions(self.topic, wait=True)
+        if wanted == 0:
+            raise QAError(
+                f"topic {self.topic} does not exist at {self.servers}: create it (keyed by "
+                "call id, as many partitions as evaluators you may run; deploy/README.md)"
+            )
         have = self._partitions(self.changelog)
         if have == 0:
             with contextlib.suppress(TopicAlreadyExistsError):
@@ -609,29 +605,28 @@ class EvaluateStage:
                     [
                         NewTopic(
                             self.changelog,
-                            num_partitions=max(wanted, 1),
+                            num_partitions=wanted,
                             replication_factor=-1,
                             topic_configs={"cleanup.policy": "compact"},
                         )
                     ]
                 )
             have = self._partitions(self.changelog, wait=True)
-        if wanted and have < wanted:
+        if have < wanted:
             raise QAError(
                 f"changelog topic {self.changelog} has {have} partition(s), fewer than "
                 f"{self.topic}'s {wanted}: add partitions to it (kafka-topics --alter)"
             )
 
     def _partitions(self, topic: str, wait: bool = False) -> int:
-        deadline = time.monotonic() + (10.0 if wait else 0.0)
+        """The topic's partition count from the cluster metadata (0: no such topic)."""
+        deadline = time.monotonic() + (10.0 if wait else 2.0)
+        c = self.consumer
         while True:
-            meta = self._admin.describe_topics([topic])
-            n = 0
-            for t in meta:
-                if t.get("error_code", 0) == 0 and t.get("topic") == topic:
-                    n = len(t.get("partitions") or ())
-            if n or time.monotonic() >= deadline:
-                return n
+            ids = c.partitions_for_topic(topic)
+            if ids or time.monotonic() >= deadline:
+                return len(ids or ())
+            c._client.cluster.request_update()
             time.sleep(0.2)
 
     # -- rebalance --------------------------------------------------------------------------
@@ -656,7 +651,10 @@ class EvaluateStage:
         self.counts.rebalances += 1
         mine = [p for p in partitions if p in self.parts]
         if mine:
-            self.checkpoint(mine)
+            # no commit here: kafka-python (3.x) cannot commit from inside a rebalance
+            # callback; the changelog is written, so the next owner re-reads from the last
+            # periodic commit and emits nothing twice
+            self.checkpoint(mine, commit=False)
         for p in mine:
             open_calls = len(self.parts[p].calls)
             del self.parts[p]
@@ -664,49 +662,90 @@ class EvaluateStage:
 
     def assigned(self, partitions: list[int]) -> None:
         """Read the changelog of these partitions, then take them."""
+        if not partitions:
+            return
+        emitted = self._read_changelog(partitions)
         for p in partitions:
-            emitted = self._read_changelog(p)
+            mine = emitted.get(p, {})
             self.parts[p] = PartitionCalls(
                 p,
                 self.pack,
                 tick_s=self.tick_s,
                 idle_timeout_s=self.idle_timeout_s,
-                emitted=emitted,
+                emitted=mine,
             )
             log.info(
                 "partition %d assigned (changelog: %d call(s), %d closed)",
                 p,
-                len(emitted),
-                sum(e.closed for e in emitted.values()),
+                len(mine),
+                sum(e.closed for e in mine.values()),
             )
 
-    def _read_changelog(self, partition: int) -> dict[str, Emitted]:
-        from kafka import TopicPartition
+    def _read_changelog(self, partitions: list[int]) -> dict[int, dict[str, Emitted]]:
+        """The changelog entries of ``partitions`` (latest per call), read to their end by a
+        consumer of its own (no group)."""
+        from kafka import KafkaConsumer, TopicPartition
 
-        tp = TopicPartition(self.changelog, partition)
-        r = self._reader
-        r.assign([tp])
-        r.seek_to_beginning(tp)
-        end = r.end_offsets([tp])[tp]
-        out: dict[str, Emitted] = {}
-        deadline = time.monotonic() + 60
-        while r.position(tp) < end:
-            if time.monotonic() > deadline:
-                raise QAError(f"changelog {self.changelog}[{partition}] not read in 60 s")
-            for recs in r.poll(timeout_ms=500).values():
-                for rec in recs:
-                    if rec.key is None:
-                        continue
-                    key = rec.key.decode("utf-8", "replace")
-                    if rec.value is None:
-                        out.pop(key, None)
-                        continue
-                    try:
-                        out[key] = Emitted.from_json(rec.value)
-                    except (ValueError, KeyError, TypeError) as e:
-                        log.warning("changelog %s offset %d: unreadable (%s)", tp, rec.offset, e)
-        r.assign([])
+        r = connect(
+            KafkaConsumer,
+            list(self.kafka.bootstrap_servers),
+            self.kafka.security(),
+            group_id=None,
+            client_id=f"{self.kafka.client_id}-evaluate-changelog",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        out: dict[int, dict[str, Emitted]] = {p: {} for p in partitions}
+        try:
+            deadline = time.monotonic() + 60
+            while not r.partitions_for_topic(self.changelog):  # a new topic: metadata
+                if time.monotonic() > deadline:
+                    raise QAError(f"changelog topic {self.changelog} not found in 60 s")
+                r._client.cluster.request_update()
+                time.sleep(0.2)
+            tps = [TopicPartition(self.changelog, p) for p in partitions]
+            r.assign(tps)
+            r.seek_to_beginning(*tps)
+            ends = self._end_offsets(r, tps, deadline)
+            while any(r.position(tp) < ends[tp] for tp in tps):
+                if time.monotonic() > deadline:
+                    raise QAError(f"changelog {self.changelog} {partitions} not read in 60 s")
+                for tp, recs in r.poll(timeout_ms=500).items():
+                    for rec in recs:
+                        self._changelog_record(out[tp.partition], tp, rec)
+        finally:
+            r.close(autocommit=False)
         return out
+
+    def _end_offsets(self, r: Any, tps: list[Any], deadline: float) -> dict[Any, int]:
+        """The partitions' end offsets; asked again while a new topic's leaders are not
+        known yet (kafka-python then leaves partitions out or times out)."""
+        while True:
+            try:
+                ends = r.end_offsets(tps)
+                if all(tp in ends for tp in tps):
+                    return {tp: int(ends[tp]) for tp in tps}
+            except (KeyError, Exception) as e:
+                if not type(e).__module__.startswith("kafka") and not isinstance(e, KeyError):
+                    raise
+                log.info("changelog end offsets not known yet (%s); asking again", e)
+            if time.monotonic() > deadline:
+                raise QAError(f"changelog {self.changelog}: end offsets not known in 60 s")
+            r._client.cluster.request_update()
+            time.sleep(0.5)
+
+    @staticmethod
+    def _changelog_record(into: dict[str, Emitted], tp: Any, rec: Any) -> None:
+        if rec.key is None:
+            return
+        key = rec.key.decode("utf-8", "replace")
+        if rec.value is None:
+            into.pop(key, None)
+            return
+        try:
+            into[key] = Emitted.from_json(rec.value)
+        except (ValueError, KeyError, TypeError) as e:
+            log.warning("changelog %s offset %d: unreadable (%s)", tp, rec.offset, e)
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -735,8 +774,9 @@ class EvaluateStage:
     def stop(self) -> None:
         self.stopping = True
 
-    def checkpoint(self, partitions: list[int]) -> None:
-        """Events to the sinks (flushed), changelog entries (acknowledged), offsets."""
+    def checkpoint(self, partitions: list[int], commit: bool = True) -> None:
+        """Events to the sinks (flushed), changelog entries (acknowledged), offsets
+        (``commit``)."""
         from kafka import TopicPartition
         from kafka.structs import OffsetAndMetadata
 
@@ -763,7 +803,7 @@ class EvaluateStage:
             ]
             for f in futs:
                 f.get(timeout=self.flush_timeout_s)
-        if offsets:
+        if offsets and commit:
             try:
                 self.consumer.commit(offsets)
             except Exception as e:  # a rebalance under way: the next owner re-reads (no loss)
@@ -774,7 +814,7 @@ class EvaluateStage:
         for p in self.parts.values():
             self.counts.undecodable += p.undecodable
             self.counts.skipped_closed += p.skipped_closed
-        for client in (self.consumer, self._reader):
+        for client in (self.consumer,):
             try:
                 client.close(autocommit=False)
             except Exception as e:  # closing a broken client: nothing left to lose
@@ -784,6 +824,11 @@ class EvaluateStage:
                 c.close()
             except Exception as e:
                 log.debug("closing kafka client: %r", e)
+
+
+def _event_topics(k: KafkaSinkConfig) -> set[str]:
+    t = k.topics
+    return {x for x in (t.findings, t.alerts, t.scorecards, t.transcripts, t.utterances) if x}
 
 
 def build_fanout(cfg: EvaluateConfig) -> FanOut:
@@ -851,6 +896,13 @@ def evaluate_command(
             )
         if kcfg is None:
             raise QAError("no broker: give --kafka HOST:PORT or sinks.kafka in --config")
+        sinks_kafka = cfg.sinks.kafka
+        if sinks_kafka is not None and topic in _event_topics(sinks_kafka):
+            raise QAError(
+                f"sinks.kafka.topics sends events to {topic}, the topic this stage reads "
+                "(the wire utterances): give the sinks' utterance events another topic "
+                "(sinks.kafka.topics.utterances: qa.events.utterances) or null"
+            )
         pack = load_pack(rules or cfg.rules.pack, cfg.rules.settings or None)
         fan = build_fanout(cfg)
     except (QAError, ValueError, OSError) as e:
@@ -877,6 +929,10 @@ def evaluate_command(
     print("ready", flush=True)  # noqa: T201 - for supervisors and tests
     try:
         counts = stage.run()
+    except Exception as e:
+        if not type(e).__module__.startswith("kafka"):
+            raise
+        fail(QAError(f"Kafka at {stage.servers}: {type(e).__name__}: {e}"), EXIT_BROKER)
     finally:
         fan.close()
     sys.stdout.write(json.dumps({"evaluate": counts.__dict__}) + "\n")
