@@ -91,6 +91,10 @@ DEFAULT_CHANGELOG = "qa.eval.emitted"
 #: the rules' clock grid (call-clock seconds): the watermarks' step
 TICK_S = 0.5
 IDLE_TIMEOUT_S = 300.0
+#: the changelog topic as this stage creates it: one entry per call kept (compacted), and
+#: none kept beyond 7 days (an evaluator re-reads a call only while it is open, and the
+#: idle timeout closes every call long before that)
+CHANGELOG_CONFIG = {"cleanup.policy": "compact,delete", "retention.ms": str(7 * 86_400_000)}
 #: exit status when the broker cannot be reached
 EXIT_BROKER = 1
 INF = math.inf
@@ -563,7 +567,13 @@ class EvaluateStage:
         servers = list(kafka.bootstrap_servers)
         sec = kafka.security()
         cid = kafka.client_id
-        self._admin = connect(KafkaAdminClient, servers, sec, client_id=f"{cid}-evaluate-admin")
+        self._timeouts = {
+            "bootstrap_timeout_ms": kafka.max_block_ms,
+            "request_timeout_ms": kafka.request_timeout_ms,
+        }
+        self._admin = connect(
+            KafkaAdminClient, servers, sec, client_id=f"{cid}-evaluate-admin", **self._timeouts
+        )
         self.consumer = connect(
             KafkaConsumer,
             servers,
@@ -573,6 +583,7 @@ class EvaluateStage:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=500,
+            **self._timeouts,
         )
         self._ensure_changelog()
         self.producer = connect(
@@ -583,6 +594,7 @@ class EvaluateStage:
             acks="all",
             enable_idempotence=True,
             linger_ms=5,
+            **self._timeouts,
         )
         self._last_commit = time.monotonic()
 
@@ -607,7 +619,7 @@ class EvaluateStage:
                             self.changelog,
                             num_partitions=wanted,
                             replication_factor=-1,
-                            topic_configs={"cleanup.policy": "compact"},
+                            topic_configs=CHANGELOG_CONFIG,
                         )
                     ]
                 )
@@ -694,6 +706,7 @@ class EvaluateStage:
             client_id=f"{self.kafka.client_id}-evaluate-changelog",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            **self._timeouts,
         )
         out: dict[int, dict[str, Emitted]] = {p: {} for p in partitions}
         try:

@@ -245,3 +245,47 @@ def test_idle_call_is_scored_incomplete(pack: RulePack) -> None:
     # a late record of the closed call is skipped
     part.handle(9, encode(Watermark(call_id="c", channel=1, time=9.0)))
     assert part.skipped_closed == 1 and part.drain() == []
+
+
+def test_cli_broker_down_is_a_clear_error_and_nonzero_exit(tmp_path: Any) -> None:
+    import socket
+    import time
+
+    from typer.testing import CliRunner
+
+    from qa_pipeline.cli import app
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "sinks:\n  jsonl: null\n  kafka:\n    bootstrap_servers: ['kafka.invalid:9092']\n"
+        "    security_protocol: PLAINTEXT\n    max_block_ms: 1000\n"
+        "    topics: {utterances: qa.events.utterances}\n",
+        encoding="utf-8",
+    )
+    t0 = time.monotonic()
+    res = CliRunner().invoke(
+        app, ["evaluate", "--config", str(cfg), "--kafka", f"127.0.0.1:{port}"]
+    )
+    assert time.monotonic() - t0 < 6
+    assert res.exit_code == 1, res.output
+    assert f"error: Kafka at 127.0.0.1:{port} (PLAINTEXT): broker down or unreachable" in (
+        res.output
+    )
+
+
+def test_cli_refuses_sinks_writing_to_its_input_topic(tmp_path: Any) -> None:
+    from typer.testing import CliRunner
+
+    from qa_pipeline.cli import app
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "sinks:\n  jsonl: null\n  kafka:\n    bootstrap_servers: ['127.0.0.1:9']\n",
+        encoding="utf-8",
+    )
+    res = CliRunner().invoke(app, ["evaluate", "--config", str(cfg)])
+    assert res.exit_code == 2
+    assert "sends events to qa.utterances, the topic this stage reads" in res.output
