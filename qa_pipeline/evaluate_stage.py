@@ -544,6 +544,7 @@ class EvaluateStage:
         idle_timeout_s: float = IDLE_TIMEOUT_S,
         commit_every_s: float = 0.5,
         flush_timeout_s: float = 30.0,
+        session_timeout_s: float = 45.0,
     ) -> None:
         try:
             from kafka import KafkaConsumer, KafkaProducer
@@ -583,6 +584,8 @@ class EvaluateStage:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=500,
+            session_timeout_ms=int(session_timeout_s * 1000),
+            heartbeat_interval_ms=max(100, int(session_timeout_s * 1000) // 3),
             **self._timeouts,
         )
         self._ensure_changelog()
@@ -890,6 +893,17 @@ def evaluate_command(
     tick: Annotated[
         float, typer.Option("--tick", min=0.05, help="the rules' clock step (call-clock s)")
     ] = TICK_S,
+    session_timeout: Annotated[
+        float,
+        typer.Option(
+            "--session-timeout",
+            min=3.0,
+            max=1800.0,
+            help="seconds without a heartbeat before the group gives a dead evaluator's "
+            "partitions (its open calls) to the others (the broker's group.min/max."
+            "session.timeout.ms bound it)",
+        ),
+    ] = 45.0,
 ) -> None:
     """Read utterances from Kafka, run the rules per call, and send findings, alerts and
     scorecards to the configured sinks (the last stage of the distributed pipeline)."""
@@ -930,6 +944,7 @@ def evaluate_command(
             changelog=changelog,
             tick_s=tick,
             idle_timeout_s=idle_timeout,
+            session_timeout_s=session_timeout,
         )
     except KafkaConnectError as e:
         fan.close()

@@ -104,7 +104,7 @@ def _config(path: Path, bootstrap: str, tag: str, spool: Path, hook: str) -> Pat
 
 def _evaluate(cfg: Path, tag: str, log: Path) -> subprocess.Popen[str]:
     args = ["--topic", f"{tag}.utterances", "--group", f"{tag}-eval"]
-    args += ["--changelog", f"{tag}.emitted", "--idle-timeout", "120"]
+    args += ["--changelog", f"{tag}.emitted", "--idle-timeout", "120", "--session-timeout", "6"]
     return subprocess.Popen(
         [sys.executable, "-m", "qa_pipeline.cli", "--log-level", "info", "evaluate",
          "--config", str(cfg), *args],
