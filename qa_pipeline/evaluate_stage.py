@@ -526,6 +526,54 @@ class EvaluateCounts:
     rebalances: int = 0
 
 
+#: /healthz answers 503 when the consumer loop has not turned for this long (seconds)
+STALL_S = 60.0
+
+
+class EvaluateMetrics:
+    """The stage's Prometheus metrics (on an injected registry) and ``/healthz``."""
+
+    def __init__(self, registry: Any = None) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge
+
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.records = Counter("qa_eval_records", "Utterances-topic records read", registry=r)
+        self.undecodable = Counter(
+            "qa_eval_undecodable_records", "Records skipped: not a wire message", registry=r
+        )
+        self.events = Counter("qa_eval_events", "Events emitted, by kind", ["kind"], registry=r)
+        self.closed = Counter(
+            "qa_eval_calls_closed", "Calls scored, by completeness", ["complete"], registry=r
+        )
+        self.open_calls = Gauge("qa_eval_open_calls", "Calls open on this evaluator", registry=r)
+        self.lag = Gauge(
+            "qa_eval_consumer_lag_records",
+            "Records of the utterances topic not yet read, by partition",
+            ["partition"],
+            registry=r,
+        )
+        self.beat = time.monotonic()
+
+    def wsgi(self, inner: Any) -> Any:
+        """``inner`` (the metrics app) with ``/healthz``: 200 while the consumer loop turns,
+        503 when it has not for :data:`STALL_S` seconds."""
+
+        def app(environ: dict[str, Any], start_response: Any) -> Any:
+            if environ.get("PATH_INFO") == "/healthz":
+                idle = time.monotonic() - self.beat
+                ok = idle < STALL_S
+                body = b"ok\n" if ok else f"consumer loop stalled {idle:.0f} s\n".encode()
+                start_response(
+                    "200 OK" if ok else "503 Service Unavailable",
+                    [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))],
+                )
+                return [body]
+            return inner(environ, start_response)
+
+        return app
+
+
 class EvaluateStage:
     """The consumer loop: poll, evaluate, and at each checkpoint (every ``commit_every_s``,
     on a rebalance and at the end) emit the new events to the sinks and flush them, write
@@ -545,6 +593,7 @@ class EvaluateStage:
         commit_every_s: float = 0.5,
         flush_timeout_s: float = 30.0,
         session_timeout_s: float = 45.0,
+        metrics: EvaluateMetrics | None = None,
     ) -> None:
         try:
             from kafka import KafkaConsumer, KafkaProducer
@@ -564,6 +613,7 @@ class EvaluateStage:
         self.servers = ", ".join(kafka.bootstrap_servers)
         self.parts: dict[int, PartitionCalls] = {}
         self.counts = EvaluateCounts()
+        self.metrics = metrics if metrics is not None else EvaluateMetrics()
         self.stopping = False
         servers = list(kafka.bootstrap_servers)
         sec = kafka.security()
@@ -770,14 +820,18 @@ class EvaluateStage:
         self.consumer.subscribe([self.topic], listener=self._listener())
         try:
             while not self.stopping:
+                self.metrics.beat = time.monotonic()
                 batch = self.consumer.poll(timeout_ms=200)
                 for tp, records in batch.items():
                     part = self.parts.get(tp.partition)
                     if part is None:  # revoked during this poll
                         continue
+                    bad = part.undecodable
                     for rec in records:
                         part.handle(rec.offset, rec.value)
-                        self.counts.records += 1
+                    self.counts.records += len(records)
+                    self.metrics.records.inc(len(records))
+                    self.metrics.undecodable.inc(part.undecodable - bad)
                 for part in self.parts.values():
                     self.counts.calls_timed_out += len(part.expire())
                 if time.monotonic() - self._last_commit >= self.commit_every_s:
@@ -808,6 +862,17 @@ class EvaluateStage:
             off = part.commit_offset()
             if off is not None:
                 offsets[TopicPartition(self.topic, p)] = OffsetAndMetadata(off, "", -1)
+        m = self.metrics
+        for e in events:
+            m.events.labels(e.kind.value).inc()
+            if e.kind is EventKind.SCORECARD:
+                m.closed.labels(str(bool(e.payload.get("complete", True))).lower()).inc()
+        m.open_calls.set(sum(len(pc.calls) for pc in self.parts.values()))
+        for p in partitions:
+            high = self.consumer.highwater(TopicPartition(self.topic, p))
+            done = self.parts[p].next_offset
+            if high is not None and done is not None:
+                m.lag.labels(str(p)).set(max(0, high - done))
         if events:
             self.sinks.emit_all(events)
             self.sinks.flush(timeout=self.flush_timeout_s)
@@ -904,6 +969,18 @@ def evaluate_command(
             "session.timeout.ms bound it)",
         ),
     ] = 45.0,
+    health_port: Annotated[
+        int | None,
+        typer.Option(
+            "--health-port",
+            min=0,
+            max=65535,
+            help="serve /metrics (Prometheus) and /healthz on this port (0: any free one)",
+        ),
+    ] = None,
+    health_host: Annotated[
+        str, typer.Option("--health-host", help="address of the health/metrics listener")
+    ] = "127.0.0.1",
 ) -> None:
     """Read utterances from Kafka, run the rules per call, and send findings, alerts and
     scorecards to the configured sinks (the last stage of the distributed pipeline)."""
@@ -952,9 +1029,18 @@ def evaluate_command(
     except QAError as e:
         fan.close()
         fail(e, EXIT_BROKER)
+    server = None
+    if health_port is not None:
+        from .metrics import start_metrics_server
+
+        server = start_metrics_server(stage.metrics.registry, health_host, health_port)
+        server.server.set_app(stage.metrics.wsgi(server.server.get_app()))
+        log.info("metrics on %s; health on http://%s:%d/healthz", server.url, health_host,
+                 server.port)  # fmt: skip
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stage.stop())
-    print("ready", flush=True)  # noqa: T201 - for supervisors and tests
+    ready = ["ready"] if server is None else ["ready", f"health={server.port}"]
+    print(*ready, flush=True)  # noqa: T201 - for supervisors and tests
     try:
         counts = stage.run()
     except Exception as e:
@@ -963,4 +1049,6 @@ def evaluate_command(
         fail(QAError(f"Kafka at {stage.servers}: {type(e).__name__}: {e}"), EXIT_BROKER)
     finally:
         fan.close()
+        if server is not None:
+            server.stop()
     sys.stdout.write(json.dumps({"evaluate": counts.__dict__}) + "\n")

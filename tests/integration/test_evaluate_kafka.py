@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections import Counter, defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -105,6 +106,7 @@ def _config(path: Path, bootstrap: str, tag: str, spool: Path, hook: str) -> Pat
 def _evaluate(cfg: Path, tag: str, log: Path) -> subprocess.Popen[str]:
     args = ["--topic", f"{tag}.utterances", "--group", f"{tag}-eval"]
     args += ["--changelog", f"{tag}.emitted", "--idle-timeout", "120", "--session-timeout", "6"]
+    args += ["--health-port", "0"]
     return subprocess.Popen(
         [sys.executable, "-m", "qa_pipeline.cli", "--log-level", "info", "evaluate",
          "--config", str(cfg), *args],
@@ -175,9 +177,12 @@ def test_two_evaluators_one_killed_mid_stream(kafka_server: Any, tmp_path: Path)
         procs.append(_evaluate(cfg, tag, tmp_path / f"{name}.log"))
     victim, survivor = procs
     try:
+        ports = []
         for p in procs:
             assert p.stdout is not None
-            assert p.stdout.readline().strip() == "ready", (tmp_path / "a.log").read_text()
+            line = p.stdout.readline().split()
+            assert line[:1] == ["ready"], (tmp_path / "a.log").read_text()
+            ports.append(int(line[1].removeprefix("health=")))
         time.sleep(6)  # both joined the group and were given partitions
         # the four calls side by side, one per partition, paced over about 8 s
         producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
@@ -212,6 +217,13 @@ def test_two_evaluators_one_killed_mid_stream(kafka_server: Any, tmp_path: Path)
         events = _read_events(bootstrap, topics, done, timeout=120)
         time.sleep(2)  # any late duplicate, then read everything once more
         events = _read_events(bootstrap, topics, lambda ev: len(ev) >= len(events), 30)
+        base = f"http://127.0.0.1:{ports[1]}"
+        with urllib.request.urlopen(base + "/healthz", timeout=5) as r:
+            assert r.status == 200 and r.read() == b"ok\n"
+        with urllib.request.urlopen(base + "/metrics", timeout=5) as r:
+            text = r.read().decode()
+        assert 'qa_eval_calls_closed_total{complete="true"}' in text
+        assert "qa_eval_consumer_lag_records{partition=" in text
         survivor.send_signal(signal.SIGTERM)
         out, _ = survivor.communicate(timeout=60)
         assert survivor.returncode == 0, (tmp_path / "b.log").read_text()
