@@ -78,6 +78,12 @@ def test_interleaved_and_duplicated_streams_score_as_in_process(pack: RulePack) 
             (k, u.start, u.channel)
             for k, u in enumerate(sorted(t.utterances, key=lambda u: (u.start, u.channel)))
         ]
+        # sparse watermarks (or none but the leg ends): the clock moves later, the result
+        # is the same
+        for step in (7.0, 10_000.0):
+            sparse = run(pack, interleave(utterance_stream(t, step_s=step), rng))
+            assert sparse.scorecard is not None
+            assert comparable(sparse.scorecard) == comparable(ref)
         # whatever order and duplicates the messages came in: the same events, same ids
         for other in runs[1:]:
             assert other.scorecard == first.scorecard
@@ -289,3 +295,24 @@ def test_cli_refuses_sinks_writing_to_its_input_topic(tmp_path: Any) -> None:
     res = CliRunner().invoke(app, ["evaluate", "--config", str(cfg)])
     assert res.exit_code == 2
     assert "sends events to qa.utterances, the topic this stage reads" in res.output
+
+
+def test_segments_without_words_are_not_fed_and_lost_ones_mark_the_card(pack: RulePack) -> None:
+    t = make_call(8, random.Random(8), 20)
+    msgs = utterance_stream(t, session_id="d", dropped=(2, 5))
+    join = run(pack, msgs)
+    kept = [u for u in t.utterances if u.index not in (2, 5)]
+    assert join.scorecard is not None and join.scorecard.complete  # no_speech: not a loss
+    assert len(join.fed) == len(kept)
+    ref = reference_scorecard(pack, t.call, kept, join.ended())
+    assert comparable(join.scorecard) == comparable(ref)
+    # a segment the ASR lost (not a guard's drop) makes the scorecard incomplete
+    lost = [
+        WireUtterance(call_id=m.call_id, channel=m.channel, seq=m.seq, dropped="failed")
+        if isinstance(m, WireUtterance) and m.utterance is not None and m.utterance.index == 0
+        else m
+        for m in msgs
+    ]
+    card = run(pack, lost).scorecard
+    assert card is not None and not card.complete
+    assert card.incomplete_reasons == ("asr_failed",)
