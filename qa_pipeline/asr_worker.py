@@ -7,7 +7,7 @@ Kafka's group protocol moves a dead or leaving worker's partitions to the others
 pipeline uses, with its decoder bias) and made an utterance by the text step exactly as
 ``Pipeline.transcribe`` makes it (normalised, hallucination-guarded, redacted by the
 ``privacy:`` section), its ``index`` the segment's ``seq``. The utterances topic
-(``qa.utterances``) gets, keyed by call id, per call and leg in the segments' order: the
+(``qa.asr.utterances``) gets, keyed by call id, per call and leg in the segments' order: the
 leg's :class:`~qa_pipeline.wire.LegStart`, one :class:`~qa_pipeline.wire.WireUtterance` per
 segment (the utterance, or ``dropped`` with the reason) and the leg's watermarks and end.
 
@@ -71,7 +71,7 @@ from .wire import (
 log = logging.getLogger("qa_pipeline.asr_worker")
 
 DEFAULT_INPUT = "qa.segments"
-DEFAULT_OUTPUT = "qa.utterances"
+DEFAULT_OUTPUT = "qa.asr.utterances"
 DEFAULT_GROUP = "qa-asr"
 #: records taken per poll (segments, watermarks, leg ends): one decode batch
 DEFAULT_MAX_RECORDS = 32

@@ -343,6 +343,7 @@ def _mount_subcommands() -> None:
     """Sub-commands that live with their modules."""
     from .asr_worker import asr_worker_command
     from .dashboard.cli import dashboard_app
+    from .evaluate_stage import evaluate_command
     from .ingest import ingest_command
     from .live.cli import serve_command
     from .notify.cli import notify_app
@@ -359,6 +360,7 @@ def _mount_subcommands() -> None:
     app.command("serve")(serve_command)
     app.command("ingest")(ingest_command)
     app.command("asr-worker")(asr_worker_command)
+    app.command("evaluate")(evaluate_command)
     app.add_typer(dashboard_app, name="dashboard")
     app.add_typer(notify_app, name="notify", help="Supervisor notifications.")
     app.command("purge")(purge_command)

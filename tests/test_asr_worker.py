@@ -168,7 +168,7 @@ def test_each_partition_is_published_in_order_then_committed() -> None:
     assert [type(m) for m in by_call["call-a"]] == [
         WireUtterance if isinstance(m, WireSegment) else type(m) for m in a
     ]
-    assert all(topic == "qa.utterances" for topic, *_ in producer.sent)
+    assert all(topic == "qa.asr.utterances" for topic, *_ in producer.sent)
     assert all(
         key == m.call_id.encode() for (_, key, _, _), m in zip(producer.sent, sent, strict=True)
     )
