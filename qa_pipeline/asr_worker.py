@@ -167,6 +167,7 @@ class WorkerMetrics:
             ["group"], registry=r,
         )  # fmt: skip
         self.last_loop = time.monotonic()
+        self.lag_reported: set[tuple[str, str]] = set()  # (topic, partition) with a lag series
 
 
 class AsrWorker:
@@ -374,6 +375,7 @@ class AsrWorker:
             return
         m.last_loop = time.monotonic()
         total = 0
+        held: set[tuple[str, str]] = set()
         try:
             for tp in self.consumer.assignment():
                 hw = self.consumer.highwater(tp)
@@ -382,9 +384,14 @@ class AsrWorker:
                 lag = max(0, hw - self.consumer.position(tp, timeout_ms=100))
                 total += lag
                 m.lag.labels(m.group, tp.topic, str(tp.partition)).set(lag)
+                held.add((tp.topic, str(tp.partition)))
         except Exception as exc:  # metrics never stop the worker
             log.debug("lag not measured: %r", exc)
             return
+        # a partition handed on to another worker: its new owner reports it, no stale figure
+        for topic, partition in m.lag_reported - held:
+            m.lag.remove(m.group, topic, partition)
+        m.lag_reported = held
         if total == 0:
             m.oldest_age.labels(m.group).set(0)
 

@@ -361,6 +361,17 @@ def test_metrics_lag_and_age_and_the_health_endpoints() -> None:
     w.observe()
     assert value("qa_consumer_lag", group="qa-asr", topic=IN, partition="3") == 0
     assert value("qa_oldest_unprocessed_age_seconds", group="qa-asr") == 0
+    # the partition moves to another worker: this one stops reporting it (no stale lag
+    # summed with the new owner's)
+    tp_next = TopicPartition(IN, 5)
+    ends[tp_next] = 2
+    consumer.assignment = lambda: {tp_next}  # type: ignore[method-assign]
+    w.observe()
+    assert (
+        reg.get_sample_value("qa_consumer_lag", {"group": "qa-asr", "topic": IN, "partition": "3"})
+        is None
+    )
+    assert value("qa_consumer_lag", group="qa-asr", topic=IN, partition="5") == 2
 
     server = serve_health(metrics, "127.0.0.1", 0, stall_s=30)
     base = f"http://127.0.0.1:{server.server_port}"
