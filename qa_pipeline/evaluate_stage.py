@@ -723,6 +723,9 @@ class EvaluateStage:
         for p in mine:
             open_calls = len(self.parts[p].calls)
             del self.parts[p]
+            # its lag is the next owner's to report (a stale figure would add to it)
+            with contextlib.suppress(KeyError):
+                self.metrics.lag.remove(str(p))
             log.info("partition %d revoked (%d open call(s) handed on)", p, open_calls)
 
     def assigned(self, partitions: list[int]) -> None:

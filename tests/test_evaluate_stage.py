@@ -324,3 +324,26 @@ def test_segments_without_words_are_not_fed_and_lost_ones_mark_the_card(pack: Ru
     card = run(pack, lost).scorecard
     assert card is not None and not card.complete
     assert card.incomplete_reasons == ("asr_failed",)
+
+
+def test_a_revoked_partition_stops_reporting_its_lag(pack: RulePack) -> None:
+    """After a rebalance the partition's lag is its next owner's to report: a stale figure
+    here would add to it in the lag alert and panel."""
+    from qa_pipeline.evaluate_stage import EvaluateCounts, EvaluateMetrics, EvaluateStage
+
+    stage = EvaluateStage.__new__(EvaluateStage)  # the loop's state, without a broker
+    stage.parts = {3: PartitionCalls(3, pack), 5: PartitionCalls(5, pack)}
+    stage.counts, stage.metrics = EvaluateCounts(), EvaluateMetrics()
+    stage.checkpoint = lambda *a, **k: None  # type: ignore[method-assign]
+    for p, lag in ((3, 42), (5, 7)):
+        stage.metrics.lag.labels(str(p)).set(lag)
+
+    def lags() -> dict[str, float]:
+        (fam,) = [
+            m for m in stage.metrics.registry.collect() if m.name == "qa_eval_consumer_lag_records"
+        ]
+        return {s.labels["partition"]: s.value for s in fam.samples}
+
+    assert lags() == {"3": 42, "5": 7}
+    stage.revoked([3])
+    assert lags() == {"5": 7} and set(stage.parts) == {5}
