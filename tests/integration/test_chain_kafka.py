@@ -13,7 +13,8 @@ engine=StubEngine())``, ``asr.verify: false``); a finding's ``decided_at`` may o
 earlier (the evaluator decides clock rules on the watermarks: see ``evaluate_stage``); the
 findings and alerts after de-duplication are exactly the in-process findings and critical
 findings; the webhook got exactly one notification per critical finding (raw, before any
-de-duplication); the survivors exit 0 on SIGTERM.
+de-duplication); the survivors exit 0 on SIGTERM. (slow) The same with the real decoder
+(the configured Whisper model in the workers and in-process) on one call.
 
 The default rule pack has no critical rule that the stub's fixed sentences can break, so
 the pack here is the default pack plus two critical rules on stub sentences (banned agent
@@ -31,9 +32,11 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from kafka.partitioner.default import murmur2
 from test_evaluate_kafka import _read_events, _webhook
 from test_ingest_kafka import PARTITIONS, create_topic, read_topic
@@ -43,14 +46,33 @@ from qa_pipeline.wire import WireUtterance, decode
 
 ROOT = Path(__file__).resolve().parents[2]
 #: (scenario, rate, encoding): 8 kHz μ-law and 16 kHz PCM, 22-35 s of call each
-CALLS = (
+STUB_CALLS = (
     ("no_closing", 8000, "ulaw"),
     ("i_dont_know", 16000, "pcm16"),
     ("missing_greeting", 8000, "ulaw"),
     ("over_promise", 8000, "ulaw"),
     ("complaint_no_apology", 16000, "pcm16"),
 )
-PACE = 2  # x real time: the longest call takes about 18 s to ingest
+#: the real decoder: one call (36 s, 8 kHz μ-law) whose agent breaks a critical rule
+WHISPER_CALLS = (("stonewalling", 8000, "ulaw"),)
+
+
+@dataclass(frozen=True)
+class Variant:
+    decoder: str  # asr-worker --decoder
+    calls: tuple[tuple[str, int, str], ...]
+    pace: float  # x real time
+    done: int  # what a victim must have done before it is killed (see the test)
+    min_critical: int
+    wait_s: float  # for the scorecards once the ingest is over
+
+
+VARIANTS = {
+    # the longest call takes about 18 s to ingest
+    "stub": Variant("stub", STUB_CALLS, pace=2, done=3, min_critical=2, wait_s=120),
+    # Whisper decodes slower than real time here: the call takes 36 s to ingest
+    "whisper": Variant("whisper", WHISPER_CALLS, pace=1, done=1, min_critical=1, wait_s=300),
+}
 #: critical rules on two of the stub's sentences (see the module docstring)
 EXTRA_RULES = """\
 # test-only: critical rules the stub decoder's fixed sentences can break
@@ -153,8 +175,9 @@ def _card(d: dict[str, Any]) -> tuple[dict[str, Any], list[float | None]]:
     return d, times
 
 
+@pytest.mark.parametrize("variant", ["stub", pytest.param("whisper", marks=pytest.mark.slow)])
 def test_chain_ingest_asr_evaluate_with_kills_and_a_broker_restart(
-    kafka_server: Any, tmp_path: Path
+    kafka_server: Any, tmp_path: Path, variant: str
 ) -> None:
     from qa_pipeline.asr.stub import StubEngine
     from qa_pipeline.config import load_config
@@ -173,10 +196,13 @@ def test_chain_ingest_asr_evaluate_with_kills_and_a_broker_restart(
     base = _base_config(_pack(tmp_path / "pack"))
     base_path = tmp_path / "pipeline.json"
     base_path.write_text(json.dumps(base), encoding="utf-8")
-    wavs = [generate_call(sc, tmp_path / "calls", rate=r, encoding=e) for sc, r, e in CALLS]
+    v = VARIANTS[variant]
+    wavs = [generate_call(sc, tmp_path / "calls", rate=r, encoding=e) for sc, r, e in v.calls]
     cfg = load_config(base_path)
     assert cfg.asr.verify is False
-    pipe = Pipeline(cfg, engine=StubEngine())  # type: ignore[arg-type]
+    # the same engine as the workers': the stub, or the configured Whisper model
+    stub = StubEngine() if v.decoder == "stub" else None
+    pipe = Pipeline(cfg, engine=stub)  # type: ignore[arg-type]
     expected: dict[str, dict[str, Any]] = {}
     utterances_of: dict[str, int] = {}
     for wav in wavs:
@@ -189,7 +215,7 @@ def test_chain_ingest_asr_evaluate_with_kills_and_a_broker_restart(
         for c, card in expected.items()
     }
     n_crit = sum(map(len, crit.values()))
-    assert n_crit >= 2, f"the calls should hold critical findings: {crit}"
+    assert n_crit >= v.min_critical, f"the calls should hold critical findings: {crit}"
     parts_of = {c: _partition(c) for c in expected}
 
     # the stages: two ASR workers, two evaluators
@@ -200,7 +226,7 @@ def test_chain_ingest_asr_evaluate_with_kills_and_a_broker_restart(
     for log in wlogs + elogs:
         log.parent.mkdir()
     wargs = ["asr-worker", "--config", str(base_path), "--kafka", bootstrap, "--input", segments]
-    wargs += ["--output", utterances, "--group", f"{tag}-asr", "--decoder", "stub"]
+    wargs += ["--output", utterances, "--group", f"{tag}-asr", "--decoder", v.decoder]
     wargs += ["--max-records", "8", "--session-timeout-ms", "6000"]
     workers = [_start(wargs, log) for log in wlogs]
     evaluators = []
@@ -239,23 +265,25 @@ def test_chain_ingest_asr_evaluate_with_kills_and_a_broker_restart(
 
         t_ingest = time.monotonic()
         iargs = ["ingest", *map(str, wavs), "--config", str(base_path), "--kafka", bootstrap]
-        iargs += ["--topic", segments, "--pace", str(PACE)]
+        iargs += ["--topic", segments, "--pace", str(v.pace)]
         ingest = _start(iargs, tmp_path / "ingest.log")
 
         def victim_decoded(rs: list[Any]) -> bool:
-            """The victim worker published 3 utterances of its calls."""
+            """The victim worker published ``done`` utterances of its calls."""
             mine = [
                 r for r in rs
                 if parts_of.get(r.key.decode()) in w_parts[wv]
                 and dict(r.headers).get("type") == b"utterance"
             ]  # fmt: skip
-            return len(mine) >= 3
+            return len(mine) >= v.done
 
         def victim_emitted(rs: list[Any]) -> bool:
-            """The victim evaluator emitted 3 events of a call of its that is still open."""
+            """The victim evaluator emitted ``done`` events of a call of its still open."""
             latest = {r.key: json.loads(r.value) for r in rs}
             return any(
-                parts_of.get(k.decode()) in e_parts[ev] and not e["closed"] and e["emitted"] >= 3
+                parts_of.get(k.decode()) in e_parts[ev]
+                and not e["closed"]
+                and e["emitted"] >= v.done
                 for k, e in latest.items()
             )
 
@@ -288,7 +316,7 @@ def test_chain_ingest_asr_evaluate_with_kills_and_a_broker_restart(
         def done(events: list[Event]) -> bool:
             return {e.call_id for e in events if e.kind.value == "scorecard"} >= set(expected)
 
-        events = _read_events(bootstrap, topics, done, timeout=120)
+        events = _read_events(bootstrap, topics, done, timeout=v.wait_s)
         time.sleep(2)  # any late duplicate, then everything once more
         events = _read_events(bootstrap, topics, lambda ev: len(ev) >= len(events), 30)
         # the stage topic: one utterance message per segment after de-duplication
