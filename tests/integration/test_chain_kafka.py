@@ -3,7 +3,9 @@ ingest`` (paced: the calls are live while processes die) → TWO ``asr-worker`` 
 (STUB decoder) → TWO ``evaluate`` processes (with a webhook notifier to a receiver in this
 test), on topics of four partitions. Mid-stream one ASR worker and one evaluator that own
 calls in progress are SIGKILLed, then the broker is stopped and started again on the same
-data directory.
+data directory. The evaluator killed is the one owning fewer calls, so the survivor keeps
+open calls through the takeover's rebalance (where kafka-python keeps its fetch position
+and the stage must seek back to the calls' first records).
 
 Checked afterwards, from the output topics read from the beginning by an independent
 consumer: every call has exactly one scorecard after de-duplication by event id (none
@@ -12,8 +14,10 @@ recording in-process with the same settings and the same stub (``Pipeline(cfg,
 engine=StubEngine())``, ``asr.verify: false``); a finding's ``decided_at`` may only be
 earlier (the evaluator decides clock rules on the watermarks: see ``evaluate_stage``); the
 findings and alerts after de-duplication are exactly the in-process findings and critical
-findings; the webhook got exactly one notification per critical finding (raw, before any
-de-duplication); the survivors exit 0 on SIGTERM. (slow) The same with the real decoder
+findings; the webhook got exactly one notification per critical finding after
+de-duplication by event id (receivers must de-duplicate: a crash between the evaluator's
+flush and its changelog write posts that batch again; the raw duplicates are printed); the
+survivors exit 0 on SIGTERM. (slow) The same with the real decoder
 (the configured Whisper model in the workers and in-process) on one call.
 
 The default rule pack has no critical rule that the stub's fixed sentences can break, so
@@ -252,7 +256,8 @@ def test_chain_ingest_asr_evaluate_with_kills_and_a_broker_restart(
             "both workers and both evaluators sharing the four partitions",
             wlogs + elogs,
         )
-        # the victims: the worker and the evaluator owning the most calls
+        # the victims: the worker owning the most calls, the evaluator owning the fewest
+        # (but some), so that the survivor keeps calls open through the takeover
         w_parts = [_worker_partitions(w) or set() for w in wlogs]
         e_parts = [_eval_partitions(e) for e in elogs]
 
@@ -260,7 +265,7 @@ def test_chain_ingest_asr_evaluate_with_kills_and_a_broker_restart(
             return sum(p in parts for p in parts_of.values())
 
         wv = max((0, 1), key=lambda i: owned(w_parts[i]))
-        ev = max((0, 1), key=lambda i: owned(e_parts[i]))
+        ev = min((0, 1), key=lambda i: owned(e_parts[i]) or len(parts_of) + 1)
         assert owned(w_parts[wv]) and owned(e_parts[ev]), (parts_of, w_parts, e_parts)
 
         t_ingest = time.monotonic()
@@ -343,6 +348,11 @@ def test_chain_ingest_asr_evaluate_with_kills_and_a_broker_restart(
             elogs[1 - ev].read_text(errors="replace"),
         )
         assert any(int(n) > int(c) for n, c in took), took
+        # calls the survivor kept open through a rebalance (re-read from their start)
+        kept_open = sum(
+            int(n)
+            for n in re.findall(r"revoked \((\d+) open", elogs[1 - ev].read_text(errors="replace"))
+        )
         outs: dict[int, dict[str, Any]] = {}
         for i, p in enumerate(procs):
             if p.poll() is None:
@@ -394,19 +404,22 @@ def test_chain_ingest_asr_evaluate_with_kills_and_a_broker_restart(
         assert g_x.pop("utterances") == utterances_of[call]
         assert g_x == w_x, call
 
-    # the webhook: one notification per critical finding, raw (no de-duplication)
+    # the webhook: one notification per critical finding after de-duplication by event id
+    # (which the docs ask of receivers); a second post of one is possible only if the
+    # evaluator died between its sinks' flush and the changelog's acknowledgement
     notified = [h for h in hooks if h["type"] == "critical_finding"]
     per_id = Counter(h["event"]["event_id"] for h in notified)
     alert_ids = {e.event_id for e in by_id.values() if e.kind.value == "alert"}
     assert set(per_id) == alert_ids and len(alert_ids) == n_crit
     hook_dups = sum(n - 1 for n in per_id.values())
-    assert hook_dups == 0, per_id
+    assert max(per_id.values()) <= 2, per_id
     print(  # noqa: T201 - the figures of the run, for the report
         f"\nchain: {len(expected)} calls, {summary['segments']} segments -> {len(utt_keys)} "
         f"utterance messages ({asr_dups} re-decoded), {len(events)} events "
         f"read ({raw_dups} raw duplicate(s)), {n_crit} critical findings -> {len(notified)} "
         f"webhook posts ({hook_dups} duplicate(s)), {earlier} clock finding(s) decided "
         f"earlier, {kills} kills and the broker stop at "
-        f"{', '.join(f'{t:.1f}' for t in kill_at)} s of ingest, broker restart {restart_s:.1f} s, ingest {ingest_s:.1f} s, "
+        f"{', '.join(f'{t:.1f}' for t in kill_at)} s of ingest ({kept_open} call(s) "
+        f"open on the surviving evaluator through a rebalance), broker restart {restart_s:.1f} s, ingest {ingest_s:.1f} s, "
         f"total {elapsed:.1f} s; survivors {list(outs.values())}"
     )
