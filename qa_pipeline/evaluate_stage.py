@@ -612,6 +612,9 @@ class EvaluateStage:
         self.flush_timeout_s = flush_timeout_s
         self.servers = ", ".join(kafka.bootstrap_servers)
         self.parts: dict[int, PartitionCalls] = {}
+        # where to resume the partitions revoked by the rebalance under way (their safe
+        # offsets): a partition this consumer keeps is re-read from there (assigned)
+        self._resume: dict[int, int] = {}
         self.counts = EvaluateCounts()
         self.metrics = metrics if metrics is not None else EvaluateMetrics()
         self.stopping = False
@@ -720,8 +723,12 @@ class EvaluateStage:
             # callback; the changelog is written, so the next owner re-reads from the last
             # periodic commit and emits nothing twice
             self.checkpoint(mine, commit=False)
+        self._resume = {}
         for p in mine:
             open_calls = len(self.parts[p].calls)
+            off = self.parts[p].commit_offset()
+            if off is not None:
+                self._resume[p] = off
             del self.parts[p]
             # its lag is the next owner's to report (a stale figure would add to it)
             with contextlib.suppress(KeyError):
@@ -729,10 +736,16 @@ class EvaluateStage:
             log.info("partition %d revoked (%d open call(s) handed on)", p, open_calls)
 
     def assigned(self, partitions: list[int]) -> None:
-        """Read the changelog of these partitions, then take them."""
+        """Read the changelog of these partitions, then take them. A partition this
+        consumer had before the rebalance is re-read from its safe offset: kafka-python
+        keeps the fetch position of a partition that stays with the same member, but the
+        calls open on it were forgotten at the revocation (and their first records lie
+        before that position), so without the seek they would never close."""
+        resume, self._resume = self._resume, {}
         if not partitions:
             return
         emitted = self._read_changelog(partitions)
+        self._seek(resume, partitions)
         for p in partitions:
             mine = emitted.get(p, {})
             self.parts[p] = PartitionCalls(
@@ -748,6 +761,13 @@ class EvaluateStage:
                 len(mine),
                 sum(e.closed for e in mine.values()),
             )
+
+    def _seek(self, resume: dict[int, int], partitions: list[int]) -> None:
+        from kafka import TopicPartition
+
+        for p in partitions:
+            if p in resume:
+                self.consumer.seek(TopicPartition(self.topic, p), resume[p])
 
     def _read_changelog(self, partitions: list[int]) -> dict[int, dict[str, Emitted]]:
         """The changelog entries of ``partitions`` (latest per call), read to their end by a

@@ -419,3 +419,23 @@ def test_stub_in_process_equals_the_worker_path(tmp_path: Any) -> None:
             b.channel, b.start, b.end, b.text, b.raw_text, b.confidence, b.entities,
             b.level_dbfs, b.role,
         )  # fmt: skip
+
+
+def test_stub_scores_in_process(tmp_path: Any) -> None:
+    """``Pipeline.score`` biases the engine to the rule pack (``with_bias``): the stub takes
+    the terms and keeps its texts, so a call scores in-process with the stub (the reference
+    of the chain test) with the same utterances ``transcribe`` gives."""
+    from qa_pipeline.config import PipelineConfig
+    from qa_pipeline.pipeline import Pipeline
+    from qa_pipeline.samples.generate import generate_call
+
+    wav = generate_call("no_closing", tmp_path, rate=8000, encoding="ulaw")
+    stub = StubEngine(sleep=0.0)
+    biased = stub.with_bias(("华夏", "您好"))
+    assert biased.bias == ("华夏", "您好") and stub.bias == () and biased.sleep == stub.sleep
+    pipe = Pipeline(PipelineConfig(), engine=stub)  # type: ignore[arg-type]
+    res = pipe.score(wav)
+    assert res.scorecard is not None and res.scorecard.findings
+    texts = [u.text for u in res.transcript.utterances]
+    assert texts == [u.text for u in pipe.transcribe(wav).transcript.utterances]
+    assert texts and all(any(t[:4] == s[:4] for s in STUB_SENTENCES) for t in texts)

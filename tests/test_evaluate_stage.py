@@ -301,7 +301,7 @@ def test_cli_refuses_sinks_writing_to_its_input_topic(tmp_path: Any) -> None:
     from qa_pipeline.evaluate_stage import DEFAULT_TOPIC
     from qa_pipeline.sinks.kafka import KafkaSinkConfig
 
-    topics = KafkaSinkConfig(bootstrap_servers=["127.0.0.1:9"]).topics.model_dump().values()
+    topics = KafkaSinkConfig(bootstrap_servers=("127.0.0.1:9",)).topics.model_dump().values()
     assert DEFAULT_TOPIC == DEFAULT_OUTPUT and DEFAULT_TOPIC not in topics
 
 
@@ -347,3 +347,65 @@ def test_a_revoked_partition_stops_reporting_its_lag(pack: RulePack) -> None:
     assert lags() == {"3": 42, "5": 7}
     stage.revoked([3])
     assert lags() == {"5": 7} and set(stage.parts) == {5}
+
+
+class _SeekingConsumer:
+    def __init__(self) -> None:
+        self.seeks: list[tuple[Any, int]] = []
+
+    def seek(self, tp: Any, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+
+def test_a_partition_kept_across_a_rebalance_is_re_read_from_its_safe_offset(
+    pack: RulePack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kafka-python keeps the fetch position of a partition that stays with the same member
+    through a rebalance; the stage forgets the partition's open calls at the revocation, so
+    it must seek back to their first records (found by the chain test: a call open across a
+    rebalance after a broker restart never closed)."""
+    from kafka import TopicPartition
+
+    from qa_pipeline.evaluate_stage import EvaluateCounts, EvaluateStage
+
+    log, _ = _partition_log(pack, 4, 9)
+    whole = PartitionCalls(0, pack)
+    for off, v in enumerate(log):
+        whole.handle(off, v)
+    reference = whole.drain()
+
+    stage = object.__new__(EvaluateStage)
+    stage.topic, stage.pack, stage.tick_s, stage.idle_timeout_s = "utt", pack, 0.5, 300.0
+    stage.parts, stage._resume, stage.counts = {}, {}, EvaluateCounts()
+    stage.consumer = consumer = _SeekingConsumer()
+    emitted: list[Event] = []
+    changelog: dict[int, dict[str, Emitted]] = {}
+
+    def checkpoint(partitions: list[int], commit: bool = True) -> None:
+        for p in partitions:
+            emitted.extend(stage.parts[p].drain())
+            changelog.setdefault(p, {}).update(stage.parts[p].changes())
+
+    monkeypatch.setattr(stage, "checkpoint", checkpoint)
+    monkeypatch.setattr(stage, "_read_changelog", lambda ps: {p: changelog.get(p, {}) for p in ps})
+
+    stage.assigned([0, 1])
+    assert consumer.seeks == []  # new partitions: kafka-python's committed offsets
+    cut = len(log) // 2
+    for off in range(cut):
+        stage.parts[0].handle(off, log[off])
+    safe = stage.parts[0].commit_offset()
+    assert safe is not None and safe < cut and stage.parts[0].calls  # a call is open
+    stage.revoked([0, 1])
+    stage.assigned([0])  # kept: back to the first record of its oldest open call
+    assert consumer.seeks == [(TopicPartition("utt", 0), safe)]
+    for off in range(safe, len(log)):
+        stage.parts[0].handle(off, log[off])
+    checkpoint([0])
+    assert sorted(events_key(emitted)) == sorted(events_key(reference))
+    assert len({e.event_id for e in emitted}) == len(emitted)
+    # a partition revoked, then not this member's for a generation: no seek of ours
+    stage.revoked([0])
+    stage.assigned([])
+    stage.assigned([0])
+    assert len(consumer.seeks) == 1

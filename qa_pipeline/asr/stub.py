@@ -11,7 +11,7 @@ CPU-burning stub could not on two).
 
 It has the parts of :class:`~qa_pipeline.asr.engine.AsrEngine` that the recorded pipeline
 and the ASR worker use (``transcribe_many``, ``transcribe_segment``, ``settings``,
-``provenance``, ``config`` with verification off), so ``Pipeline(cfg, engine=StubEngine())``
+``provenance``, ``with_bias``, ``config`` with verification off), so ``Pipeline(cfg, engine=StubEngine())``
 scores a call in-process with the same texts the workers produce.
 """
 
@@ -60,6 +60,14 @@ class StubEngine:
     @property
     def provenance(self) -> dict[str, object]:
         return {"decoder": "stub"}
+
+    def with_bias(self, bias: tuple[str, ...]) -> StubEngine:
+        """The same stub "biased" to ``bias`` (kept, never used: the texts depend only on
+        the segment), as :meth:`Pipeline.for_pack <qa_pipeline.pipeline.Pipeline.for_pack>`
+        asks of an engine when ``score`` biases it to the rule pack."""
+        clone = StubEngine(self.sleep, self.config)
+        clone.bias = tuple(bias)
+        return clone
 
     @staticmethod
     def key(seg: SpeechSegment) -> int:

@@ -102,6 +102,9 @@ def assigned(log: Path) -> bool:
     )
 
 
+# heavy (scripts/test -m heavy): test_chain_kafka.py kills a worker and an evaluator and
+# restarts the broker in the default run; this one takes the stage alone, at a larger size
+@pytest.mark.heavy
 def test_two_workers_one_killed_every_segment_decoded_in_order(
     kafka_server: Any, tmp_path: Path
 ) -> None:

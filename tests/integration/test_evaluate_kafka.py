@@ -24,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
@@ -153,6 +154,9 @@ def _comparable(card: dict[str, Any] | Scorecard) -> dict[str, Any]:
     return d
 
 
+# heavy (scripts/test -m heavy): test_chain_kafka.py kills a worker and an evaluator and
+# restarts the broker in the default run; this one takes the stage alone, at a larger size
+@pytest.mark.heavy
 def test_two_evaluators_one_killed_mid_stream(kafka_server: Any, tmp_path: Path) -> None:
     t_start = time.monotonic()
     bootstrap = kafka_server.bootstrap
