@@ -366,7 +366,7 @@ def test_a_partition_kept_across_a_rebalance_is_re_read_from_its_safe_offset(
     rebalance after a broker restart never closed)."""
     from kafka import TopicPartition
 
-    from qa_pipeline.evaluate_stage import EvaluateCounts, EvaluateStage
+    from qa_pipeline.evaluate_stage import EvaluateCounts, EvaluateMetrics, EvaluateStage
 
     log, _ = _partition_log(pack, 4, 9)
     whole = PartitionCalls(0, pack)
@@ -377,6 +377,7 @@ def test_a_partition_kept_across_a_rebalance_is_re_read_from_its_safe_offset(
     stage = object.__new__(EvaluateStage)
     stage.topic, stage.pack, stage.tick_s, stage.idle_timeout_s = "utt", pack, 0.5, 300.0
     stage.parts, stage._resume, stage.counts = {}, {}, EvaluateCounts()
+    stage.metrics = EvaluateMetrics()
     stage.consumer = consumer = _SeekingConsumer()
     emitted: list[Event] = []
     changelog: dict[int, dict[str, Emitted]] = {}
