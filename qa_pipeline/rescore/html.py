@@ -509,6 +509,7 @@ def _diff_html(diff: dict[str, Any]) -> str:
 
     p.append("<h3>证据 · Evidence for each changed call</h3>")
     ev = diff["evidence"]
+    windows = {r["rule_id"]: r.get("window") for r in diff["rules"]}
     calls = [
         c
         for c in diff["calls"]
@@ -538,19 +539,11 @@ def _diff_html(diff: dict[str, Any]) -> str:
                 )
             for f in e["findings"]:
                 p.append(f"<div>{_e(f.get('message', ''))}</div>")
+                window = windows.get(rid)
+                if window and f.get("evidence"):
+                    p.append(f'<div class="t window">window: {_e(window)} — the turns in it:</div>')
                 for u in f.get("evidence") or []:
-                    p.append(
-                        f'<div><span class="role">{_e(u.get("role") or "")}</span> '
-                        f'<span class="t">{float(u.get("start") or 0):.1f}–'
-                        f"{float(u.get('end') or 0):.1f} s</span> "
-                        f"{_highlight(u.get('text') or '', u.get('matched') or '')}"
-                        + (
-                            f' <span class="t">matched: {_e(u["matched"])}</span>'
-                            if u.get("matched")
-                            else ""
-                        )
-                        + "</div>"
-                    )
+                    p.append(_evidence_line(u))
             p.append("</div>")
         p.append("</section>")
     if len(calls) > MAX_EVIDENCE_CALLS:
@@ -559,6 +552,21 @@ def _diff_html(diff: dict[str, Any]) -> str:
             "see diff.jsonl</p>"
         )
     return "".join(p)
+
+
+def _evidence_line(u: dict[str, Any]) -> str:
+    """One evidence item: a turn (role, time, text with the match marked) or, without a
+    turn, the span of the call it is about."""
+    when = f"{float(u.get('start') or 0):.1f}–{float(u.get('end') or 0):.1f} s"
+    if u.get("utterance_index") is None and not u.get("text"):
+        return f'<div class="turn span"><span class="t">{when}</span> (no turn in this span)</div>'
+    return (
+        f'<div class="turn"><span class="role">{_e(u.get("role") or "")}</span> '
+        f'<span class="t">{when}</span> '
+        f"{_highlight(u.get('text') or '', u.get('matched') or '')}"
+        + (f' <span class="t">matched: {_e(u["matched"])}</span>' if u.get("matched") else "")
+        + "</div>"
+    )
 
 
 def _highlight(text: str, matched: str) -> str:

@@ -217,6 +217,7 @@ def compute_diff(
             {
                 "rule_id": rid,
                 "description": info.get("description", ""),
+                "window": info.get("window"),
                 "in_new": rid in rules_new,
                 "in_baseline": rid in rules_old,
                 "changed_definition": _changed(rid, rules_new, rules_old),
