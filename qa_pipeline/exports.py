@@ -15,6 +15,12 @@ tables of typed columns.
 * **XLSX** (XlsxWriter): every text cell is written as a string (never a formula, number or
   link), numbers and times with number formats, column widths counted in CJK cells (a
   Chinese character is two columns wide), the header frozen and filtered.
+
+Use: ``csv_bytes(RESULT_COLUMNS, map(result_record, rows))`` and
+``xlsx_bytes(result_sheets(rows))`` for a download (``write_csv`` / ``write_xlsx`` for a
+file, written atomically). Rows of the store's ``findings`` table (``call_id``, ``seq``,
+``rule_id``, ``severity``, ``message``, ``start_s``, ``end_s``) are already records of
+:data:`FINDING_COLUMNS` (their ``evidence`` text left empty).
 """
 
 from __future__ import annotations

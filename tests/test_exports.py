@@ -208,3 +208,15 @@ def test_xlsx_few_thousand_rows_is_quick(tmp_path: Path) -> None:
     exports.write_xlsx(tmp_path / "big.xlsx", exports.result_sheets(rows))
     took = time.perf_counter() - t
     assert took < 10, took
+
+
+def test_store_findings_rows_are_records() -> None:
+    """A row of the store's findings table exports as it is (no evidence text)."""
+    row = {
+        "run_id": "r", "call_id": "c-9", "seq": 0, "rule_id": "BAN-POLICY",
+        "severity": "critical", "message": "-这是公司规定", "utterance_index": 3,
+        "start_s": 12.0, "end_s": 14.5, "matched": "这是公司规定",
+    }  # fmt: skip
+    raw = exports.csv_bytes(exports.FINDING_COLUMNS, [row])
+    lines = raw.decode("utf-8-sig").split("\r\n")
+    assert lines[1] == "c-9,0,BAN-POLICY,critical,'-这是公司规定,12,14.5,"
