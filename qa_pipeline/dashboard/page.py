@@ -8,7 +8,8 @@ text from events is inserted with ``textContent`` (never as HTML). Labels are Ch
 A call in progress shows 进行中, its findings so far and their deduction labelled provisional
 (暂扣, not a score: the scorecard at the end decides); the score and grade appear when it
 ends. A finding whose evidence is several turns (a phrase that never came) is one card
-listing them, not a copy under each.
+listing them, not a copy under each. A user whose role may (``may_ack`` of ``/api/me``)
+acknowledges an alert with its button; every page then shows who and when.
 """
 
 from __future__ import annotations
@@ -52,6 +53,11 @@ tr.call { cursor:pointer; } tr.call:hover { background:#f0f4f8; } tr.call.sel { 
 .evs { margin-top:4px; font-size:12px; }
 .evs .ev { cursor:pointer; color:var(--mute); padding:1px 0; }
 .evs .ev .evt { color:var(--ink); }
+.alert-item.acked { border-color:var(--mute); background:#f5f6f8; }
+.alert-item .ack { font-size:12px; color:var(--ok); margin-top:3px; }
+.alert-item .ack-btn { font:inherit; font-size:12px; margin-top:4px; padding:2px 10px; border:1px solid var(--line);
+  background:#fff; border-radius:4px; cursor:pointer; }
+.alert-item .ack-err { font-size:12px; color:var(--crit); }
 #calls-wrap, #alerts { max-height:420px; overflow:auto; }
 #transcript-card { grid-row: span 1; }
 #callhead { color:var(--mute); margin-bottom:6px; }
@@ -153,7 +159,7 @@ const I18N = {
     call_level:"通话级", at:"时间", none_agent:"未知坐席", count:"次", review:"待复核",
     uncertain:"待复核（不扣分）", pending:"待定扣分", incomplete:"不完整",
     provisional:"暂扣", provisional_note:"（未定，通话结束后评分）", found_so_far:"已发现违规",
-    items:"项", searched:"查找范围",
+    items:"项", searched:"查找范围", ack:"确认", acked:"已确认", ack_failed:"确认失败",
     role_agent:"坐席", role_supervisor:"班组长", role_qa:"质检员", role_viewer:"只读", role_admin:"管理员" },
   en: { title:"Live call QA", connecting:"connecting", online:"live", offline:"disconnected", logout:"Log out",
     login_title:"Log in", user_name:"User name", password:"Password", login:"Log in", login_failed:"Wrong name or password", live_calls:"Live calls", call:"Call",
@@ -165,7 +171,7 @@ const I18N = {
     call_level:"call", at:"at", none_agent:"unknown agent", count:"", review:"Review",
     uncertain:"uncertain (not deducted)", pending:"pending", incomplete:"incomplete",
     provisional:"so far", provisional_note:"(provisional; scored when the call ends)", found_so_far:"Findings so far",
-    items:"", searched:"Looked for in",
+    items:"", searched:"Looked for in", ack:"Acknowledge", acked:"Acknowledged", ack_failed:"not acknowledged",
     role_agent:"agent", role_supervisor:"supervisor", role_qa:"QA analyst", role_viewer:"viewer", role_admin:"admin" }
 };
 const S = { calls:new Map(), details:new Map(), alerts:[], stats:null, grades:[], selected:null, pinned:false,
@@ -203,13 +209,15 @@ function loadSnapshot(s) {
   setConn("online");
 }
 function applyUpdate(m) {
-  if (m.call) S.calls.set(m.call.call_id, m.call);
+  // an ack's call names the call for the server's filter only (it may be one no longer kept)
+  if (m.call && m.type !== "ack") S.calls.set(m.call.call_id, m.call);
   const id = m.call ? m.call.call_id : null;
   if (id && m.utterance) detailOf(id).utts.set(m.utterance.index, m.utterance);
   if (id && m.finding) detailOf(id).finds.set(m.finding.seq, m.finding);
   if (id && m.uncertain) detailOf(id).unsure = m.uncertain;
-  if (m.alert && !S.alerts.some((a) => a.event_id === m.alert.event_id)) {
-    S.alerts.unshift(m.alert); S.alerts.length = Math.min(S.alerts.length, 200); S.fresh.add(m.alert.event_id); }
+  if (m.alert) { const i = S.alerts.findIndex((a) => a.event_id === m.alert.event_id);
+    if (i >= 0) S.alerts[i] = m.alert;
+    else { S.alerts.unshift(m.alert); S.alerts.length = Math.min(S.alerts.length, 200); S.fresh.add(m.alert.event_id); } }
   if (m.stats) S.stats = m.stats;
 }
 let pending = false;
@@ -339,10 +347,20 @@ function renderAlerts() {
     const c = S.calls.get(a.call_id); const agent = a.agent_id || (c && c.agent_id) || "–";
     it.appendChild(el("div", "meta", fmtTime(a.at) + " · " + t("call") + " " + a.call_id + " · " + t("agent") + " " + agent));
     const ev = (a.evidence || []).find((e) => e.matched); if (ev) it.appendChild(el("div", "meta", "“" + ev.matched + "”"));
+    if (a.ack) { it.classList.add("acked"); it.appendChild(el("div", "ack", t("acked") + "：" + a.ack.user + " · " + fmtTime(a.ack.at))); }
+    else if (S.me && S.me.may_ack) { const btn = el("button", "ack-btn", t("ack")); btn.type = "button";
+      btn.addEventListener("click", (e) => { e.stopPropagation(); acknowledge(a, btn); }); it.appendChild(btn); }
     it.addEventListener("click", () => { S.selected = a.call_id; S.pinned = true; render(); });
     box.appendChild(it);
   }
   S.fresh.clear();
+}
+async function acknowledge(a, btn) {
+  btn.disabled = true; let r = null;
+  try { r = await fetch("/api/alerts/ack", { method: "POST", credentials: "same-origin", cache: "no-store",
+    headers: { "Content-Type": "application/json" }, body: JSON.stringify({ event_id: a.event_id }) }); } catch (e) { r = null; }
+  if (r && r.ok) { applyUpdate({ type: "ack", alert: (await r.json()).alert }); schedule(); return; }
+  btn.disabled = false; if (!btn.nextSibling) btn.after(el("span", "ack-err", " " + t("ack_failed") + (r ? " (" + r.status + ")" : "")));
 }
 const SVGNS = "http://www.w3.org/2000/svg";
 function svg(tag, attrs, text) { const e = document.createElementNS(SVGNS, tag); for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v)); if (text !== undefined) e.textContent = text; return e; }

@@ -39,6 +39,11 @@ Views are plain JSON-able dicts. ``full=False`` views (viewer role) carry no tra
 utterance text, finding evidence text and matched phrases are removed. A call summary carries
 its ``team`` (call metadata ``team``, when the source sends one); ``snapshot``, ``stats`` and
 ``subscribe`` take an ``only`` filter over call summaries (a user's scope, see :mod:`.auth`).
+
+**Acknowledgements.** An alert carries ``ack`` (``{"user", "at"}``, ``None`` until someone
+acknowledges it); :meth:`DashboardState.acknowledge` sets it and pushes an ``ack`` message.
+The state only mirrors them: the server keeps them (:mod:`.acks`) and loads them at start,
+so an alert that arrives again (a Kafka feed read from the beginning) shows its ack.
 """
 
 from __future__ import annotations
@@ -214,6 +219,9 @@ class DashboardState:
         self.version = 0
         self._closed = False
         self._alert_ids = itertools.count(1)
+        # acknowledgements by alert event id (mirrored from the server's AckStore; bounded
+        # like the de-duplication window, an alert older than that does not come back)
+        self._acks: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.events_applied = 0
         self.events_duplicate = 0
 
@@ -482,7 +490,43 @@ class DashboardState:
             "produced_at": event.produced_at,
             "at": at,
             "received_at": now,
+            "ack": self._acks.get(event.event_id),
         }
+
+    # -- acknowledgements --------------------------------------------------------------------
+
+    def alert(self, event_id: str) -> dict[str, Any] | None:
+        """The alert of ``event_id`` in the feed (``None``: not kept, or no such alert)."""
+        with self._lock:
+            return next((dict(a) for a in self._alerts if a["event_id"] == event_id), None)
+
+    def acknowledge(self, event_id: str, user: str, at: float) -> dict[str, Any] | None:
+        """Record that ``user`` acknowledged the alert ``event_id`` at ``at`` (Unix time) and
+        push the alert with its ``ack`` to every page. The first acknowledgement stands (a
+        second one of the same alert changes nothing). Returns the alert as now kept, or
+        ``None`` when the feed does not hold it (the ack is still remembered for it)."""
+        with self._lock:
+            if event_id in self._acks:
+                return self.alert(event_id)
+            ack = {"user": user, "at": at}
+            self._acks[event_id] = ack
+            while len(self._acks) > self._dedupe_window:
+                self._acks.popitem(last=False)
+            i = next((i for i, a in enumerate(self._alerts) if a["event_id"] == event_id), None)
+            if i is None:
+                return None
+            # a new dict, not an update in place: messages already queued share the old one
+            alert = dict(self._alerts[i], ack=ack)
+            self._alerts[i] = alert
+            c = self._calls.get(alert["call_id"])
+            # the call is for the server's per-viewer filter (a call no longer kept: its ids)
+            call = self._summary(c) if c is not None else self._alert_ident(alert)
+            self._publish({"type": "ack", "call": call, "alert": alert}, stats=False)
+            return dict(alert)
+
+    @staticmethod
+    def _alert_ident(alert: dict[str, Any]) -> dict[str, Any]:
+        return {k: alert.get(k) for k in ("call_id", "agent_id", "team")}
 
     @classmethod
     def redact(cls, msg: dict[str, Any], full: bool) -> dict[str, Any]:

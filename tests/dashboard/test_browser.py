@@ -5,9 +5,10 @@ dashboard's sink in live order with the pauses of a live call; the page must sho
 as 进行中 with its findings so far and their provisional deduction (no score, no grade until
 it ends), the transcript agent/customer side by side with the findings at their utterance
 and the suggested phrasing, a missing phrase as one card, the alert within a second of its
-emit, the violations chart and the per-agent summary. Without a token the page shows a login
-form and no data. Screenshots are kept in ``tests/artifacts/``: ``dashboard-live.png`` (a call
-in progress), ``dashboard.png`` (ended).
+emit, the violations chart and the per-agent summary. A supervisor acknowledges an alert and
+another page shows who did, and when. Without a token the page shows a login form and no data.
+Screenshots are kept in ``tests/artifacts/``: ``dashboard-live.png`` (a call in progress),
+``dashboard.png`` (ended), ``dashboard-ack.png`` (an acknowledged alert).
 """
 
 from __future__ import annotations
@@ -229,3 +230,35 @@ def test_supervisor_sees_its_team_only_in_browser(browser: Any, dashboard: Dashb
     assert "call-east" not in html and "B1" not in html
     assert page.query_selector('#agents tr[data-agent="A1"]') is not None
     page.context.close()
+
+
+def test_alert_acknowledged_in_browser(browser: Any, dashboard: Dashboard) -> None:
+    """The north supervisor acknowledges an alert with its button; the agent's own page (a
+    second browser) shows it acknowledged by the supervisor, and has no button of its own."""
+    cid = "call-north-ack"
+    transcript, _ = generated_call("stonewalling", cid, agent_id="A1")
+    dashboard.sink.call_started(transcript.call)
+    for e in call_events("stonewalling", cid, agent_id="A1"):
+        dashboard.sink.emit(e)
+    sup = login(browser, dashboard, "sup-north")
+    agent = login(browser, dashboard, "agent-a")
+    item = f'#alerts .alert-item[data-call-id="{cid}"]'
+    agent.wait_for_selector(item, timeout=3000)
+    assert agent.query_selector(f"{item} .ack-btn") is None  # an agent may not
+    sup.click(f"{item} .ack-btn >> nth=0")
+    acked = sup.wait_for_selector(f"{item}.acked .ack", timeout=3000)
+    assert acked is not None and "已确认：sup-north" in acked.inner_text()
+    # pushed to the other page: who, and when (the time the server recorded)
+    seen = agent.wait_for_selector(f"{item}.acked .ack", timeout=3000)
+    assert seen is not None and "已确认：sup-north" in seen.inner_text()
+    (alert,) = [a for a in dashboard.state.snapshot()["alerts"] if a["ack"]]
+    when = agent.evaluate(
+        "(at) => new Date(at * 1000).toLocaleTimeString('zh-CN', {hour12: false})",
+        alert["ack"]["at"],
+    )
+    assert when in seen.inner_text(), (when, seen.inner_text())
+    # the call's other alert is still open, its button there for the supervisor
+    assert len(sup.query_selector_all(f"{item}:not(.acked) .ack-btn")) == 1
+    sup.screenshot(path=str(ARTIFACTS / "dashboard-ack.png"), full_page=True)
+    sup.context.close()
+    agent.context.close()
