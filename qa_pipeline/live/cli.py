@@ -75,6 +75,7 @@ def _prepare(cfg: object) -> object:
     sources. Returns the (not yet started) ``LiveService``."""
     from prometheus_client import CollectorRegistry
 
+    from ..dashboard.acks import FileAckStore, acks_path_beside
     from ..dashboard.audit import AuditLog
     from ..dashboard.server import resolve_tokens, resolve_users
     from ..dashboard.users import UserDirectory
@@ -92,6 +93,7 @@ def _prepare(cfg: object) -> object:
         resolve_tokens(d.token_value(), d.viewer_token_value(), users=d.users)
         UserDirectory(resolve_users(d.users))  # a users file that cannot be read fails here
         AuditLog(d.audit_log)  # so does an audit log that cannot be written
+        FileAckStore(acks_path_beside(d.audit_log))  # and the acknowledgements beside it
     sources = [build_source(s) for s in cfg.sources]
     metrics = LiveMetrics(CollectorRegistry())
     fanout = build_sinks(cfg.sinks, metrics)
