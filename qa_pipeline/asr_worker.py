@@ -53,10 +53,10 @@ import typer
 from .asr.result import AsrResult, is_kept
 from .cli_errors import fail
 from .errors import QAError
-from .kafka_security import CLIENT_KEYS, KafkaConnectError, connect, split_servers
+from .kafka_security import CLIENT_KEYS, KafkaConnectError, connect
 from .messages import SpeechSegment
 from .privacy import Redactor
-from .sinks.kafka import KafkaSinkConfig
+from .sinks.kafka import KafkaSinkConfig, stage_kafka_config
 from .text import utterance
 from .wire import (
     WireError,
@@ -445,22 +445,6 @@ def serve_health(metrics: WorkerMetrics, host: str, port: int, stall_s: float) -
 # -- the command -------------------------------------------------------------------------------
 
 
-def _kafka_config(cfg: Any, kafka: str | None) -> KafkaSinkConfig:
-    kcfg: KafkaSinkConfig | None = cfg.sinks.kafka
-    if kafka:
-        servers = tuple(split_servers(kafka))
-        kcfg = (
-            KafkaSinkConfig(bootstrap_servers=servers)
-            if kcfg is None
-            else KafkaSinkConfig.model_validate(
-                {**kcfg.model_dump(exclude_unset=True), "bootstrap_servers": servers}
-            )
-        )
-    if kcfg is None:
-        raise QAError("no broker: give --kafka HOST:PORT or sinks.kafka in --config")
-    return kcfg
-
-
 def make_decoder(spec: str, cfg: Any) -> Decoder:
     """``whisper`` (the configured ASR engine, biased to the configured pack) or the stub."""
     if spec == "whisper":
@@ -603,7 +587,7 @@ def asr_worker_command(
 
     try:
         cfg = load_config(config)
-        kcfg = _kafka_config(cfg, kafka)
+        kcfg = stage_kafka_config(cfg.sinks.kafka, kafka)
         if batch not in ("auto", "on", "off"):
             raise QAError(f"--batch {batch!r}: expected auto, on or off")
         engine = make_decoder(decoder, cfg)

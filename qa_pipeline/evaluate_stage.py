@@ -64,7 +64,7 @@ import typer
 from .cli_errors import fail
 from .config import PipelineConfig
 from .errors import QAError
-from .kafka_security import KafkaConnectError, connect, split_servers
+from .kafka_security import KafkaConnectError, connect
 from .messages import (
     SCHEMA_VERSION,
     CallEnded,
@@ -79,7 +79,7 @@ from .messages import (
 from .notify import NotifyConfig
 from .rules import CallEvaluator, RulePack, load_pack
 from .sinks.base import EVENT_NAMESPACE, Event, EventKind, FanOut, utc_now_iso
-from .sinks.kafka import KafkaSinkConfig
+from .sinks.kafka import KafkaSinkConfig, stage_kafka_config
 from .transcript import Transcript, transcript_to_dict
 from .wire import LegEnd, LegStart, Watermark, WireError, WireSegment, WireUtterance, decode
 
@@ -1011,18 +1011,7 @@ def evaluate_command(
 
     try:
         cfg = load_config_as(EvaluateConfig, config)
-        kcfg = cfg.sinks.kafka
-        if kafka:
-            servers = tuple(split_servers(kafka))
-            kcfg = (
-                KafkaSinkConfig(bootstrap_servers=servers)
-                if kcfg is None
-                else KafkaSinkConfig.model_validate(
-                    {**kcfg.model_dump(exclude_unset=True), "bootstrap_servers": servers}
-                )
-            )
-        if kcfg is None:
-            raise QAError("no broker: give --kafka HOST:PORT or sinks.kafka in --config")
+        kcfg = stage_kafka_config(cfg.sinks.kafka, kafka)
         sinks_kafka = cfg.sinks.kafka
         if sinks_kafka is not None and topic in _event_topics(sinks_kafka):
             raise QAError(

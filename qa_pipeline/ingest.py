@@ -42,10 +42,10 @@ from .audio import TARGET_RATE, asr_cut, channel_end, read_source
 from .callinfo import read_call_info, sidecar_path
 from .cli_errors import EXIT_CONFIG, fail
 from .errors import QAError
-from .kafka_security import CLIENT_KEYS, KafkaConnectError, connect, split_servers
+from .kafka_security import CLIENT_KEYS, KafkaConnectError, connect
 from .messages import CallInfo, replace
 from .pipeline import Pipeline, PreparedCall, audio_sha256
-from .sinks.kafka import KafkaSinkConfig
+from .sinks.kafka import KafkaSinkConfig, stage_kafka_config
 from .wire import (
     MAX_WIRE_RATE,
     LegEnd,
@@ -362,18 +362,7 @@ def ingest_command(
 
     try:
         cfg = load_config(config)
-        kcfg = cfg.sinks.kafka
-        if kafka:
-            servers = tuple(split_servers(kafka))
-            kcfg = (
-                KafkaSinkConfig(bootstrap_servers=servers)
-                if kcfg is None
-                else KafkaSinkConfig.model_validate(
-                    {**kcfg.model_dump(exclude_unset=True), "bootstrap_servers": servers}
-                )
-            )
-        if kcfg is None:
-            raise IngestError("no broker: give --kafka HOST:PORT or sinks.kafka in --config")
+        kcfg = stage_kafka_config(cfg.sinks.kafka, kafka)
         paths = audio_inputs(inputs)
         if not paths:
             raise IngestError("no recordings found in " + ", ".join(map(str, inputs)))
