@@ -38,14 +38,12 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Annotated, Any, Protocol
 
 import typer
@@ -57,6 +55,7 @@ from .kafka_security import CLIENT_KEYS, KafkaConnectError, connect
 from .messages import SpeechSegment
 from .privacy import Redactor
 from .sinks.kafka import KafkaSinkConfig, stage_kafka_config
+from .stage_health import Heartbeat, serve_health, stop_on_signals
 from .text import utterance
 from .wire import (
     WireError,
@@ -128,7 +127,8 @@ class WorkerCounts:
 
 
 class WorkerMetrics:
-    """The worker's Prometheus metrics (own registry; ``--health-port`` serves them):
+    """The worker's Prometheus metrics (own registry; ``--health-port`` serves them with
+    ``/healthz``, :func:`~qa_pipeline.stage_health.serve_health`):
 
     ==========================================  ======= ===================================
     qa_asr_worker_segments_total{result}        counter segments decoded: ``utterance`` or
@@ -142,10 +142,12 @@ class WorkerMetrics:
     ==========================================  ======= ===================================
     """
 
-    def __init__(self, group: str) -> None:
+    def __init__(self, group: str, stall_s: float = 330.0) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge
 
         self.group = group
+        #: ``/healthz``: 503 when the poll loop has not turned for ``stall_s``
+        self.heartbeat = Heartbeat(stall_s, "poll loop")
         self.registry = r = CollectorRegistry()
         self.segments = Counter(
             "qa_asr_worker_segments", "Segments decoded", ["result"], registry=r
@@ -166,7 +168,6 @@ class WorkerMetrics:
             "Age of the oldest record taken and not yet committed (0: caught up)",
             ["group"], registry=r,
         )  # fmt: skip
-        self.last_loop = time.monotonic()
         self.lag_reported: set[tuple[str, str]] = set()  # (topic, partition) with a lag series
 
 
@@ -373,7 +374,7 @@ class AsrWorker:
         m = self.metrics
         if m is None:
             return
-        m.last_loop = time.monotonic()
+        m.heartbeat.beat()
         total = 0
         held: set[tuple[str, str]] = set()
         try:
@@ -405,41 +406,6 @@ class AsrWorker:
                     client.close()
             except Exception as exc:  # closing a broken client: nothing left to lose
                 log.debug("closing kafka %s: %r", name, exc)
-
-
-def serve_health(metrics: WorkerMetrics, host: str, port: int, stall_s: float) -> Any:
-    """``/healthz`` (200 while the poll loop turns, 503 when it has not for ``stall_s``)
-    and ``/metrics`` on ``host:port`` (0 = any free port), in a daemon thread; the server
-    (``shutdown()`` stops it)."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server API
-            path = self.path.split("?")[0]
-            if path == "/metrics":
-                code, ctype, body = 200, CONTENT_TYPE_LATEST, generate_latest(metrics.registry)
-            elif path == "/healthz":
-                idle = time.monotonic() - metrics.last_loop
-                ok = idle < stall_s
-                code, ctype = (200 if ok else 503), "text/plain; charset=utf-8"
-                body = b"ok\n" if ok else f"poll loop stalled for {idle:.0f} s\n".encode()
-            else:
-                code, ctype, body = 404, "text/plain; charset=utf-8", b"not found\n"
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:  # quiet
-            pass
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
-    return server
 
 
 # -- the command -------------------------------------------------------------------------------
@@ -595,23 +561,16 @@ def asr_worker_command(
     except (QAError, ValueError, OSError) as e:
         fail(e)
     stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("signal %d: finishing the batch in hand", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    metrics = WorkerMetrics(group) if health_port is not None else None
+    stop_on_signals(stop.set, "finishing the batch in hand")
+    metrics = None
     health = None
-    if metrics is not None and health_port is not None:
+    if health_port is not None:
+        metrics = WorkerMetrics(group, stall_s=max_poll_interval_ms / 1000 + 30)
         try:
-            health = serve_health(
-                metrics, health_host, health_port, max_poll_interval_ms / 1000 + 30
-            )
+            health = serve_health(metrics.registry, metrics.heartbeat, health_host, health_port)
         except OSError as e:
             fail(QAError(f"--health-port {health_port}: {e}"))
-        log.info("health and metrics on http://%s:%d/", health_host, health.server_port)
+        log.info("health and metrics on %s", health.url)
     try:
         worker = build_worker(
             kcfg,
@@ -648,7 +607,7 @@ def asr_worker_command(
     finally:
         worker.close()
         if health is not None:
-            health.shutdown()
+            health.stop()
     sys.stdout.write(json.dumps({"asr_worker": asdict(worker.counts)}) + "\n")
     sys.stdout.flush()
     if code:

@@ -49,7 +49,6 @@ import heapq
 import json
 import logging
 import math
-import signal
 import sys
 import time
 import uuid
@@ -80,6 +79,7 @@ from .notify import NotifyConfig
 from .rules import CallEvaluator, RulePack, load_pack
 from .sinks.base import EVENT_NAMESPACE, Event, EventKind, FanOut, utc_now_iso
 from .sinks.kafka import KafkaSinkConfig, stage_kafka_config
+from .stage_health import Heartbeat, serve_health, stop_on_signals
 from .transcript import Transcript, transcript_to_dict
 from .wire import LegEnd, LegStart, Watermark, WireError, WireSegment, WireUtterance, decode
 
@@ -531,7 +531,8 @@ STALL_S = 60.0
 
 
 class EvaluateMetrics:
-    """The stage's Prometheus metrics (on an injected registry) and ``/healthz``."""
+    """The stage's Prometheus metrics (on an injected registry) and the heartbeat
+    ``/healthz`` reports (:func:`~qa_pipeline.stage_health.serve_health`)."""
 
     def __init__(self, registry: Any = None) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -553,25 +554,8 @@ class EvaluateMetrics:
             ["partition"],
             registry=r,
         )
-        self.beat = time.monotonic()
-
-    def wsgi(self, inner: Any) -> Any:
-        """``inner`` (the metrics app) with ``/healthz``: 200 while the consumer loop turns,
-        503 when it has not for :data:`STALL_S` seconds."""
-
-        def app(environ: dict[str, Any], start_response: Any) -> Any:
-            if environ.get("PATH_INFO") == "/healthz":
-                idle = time.monotonic() - self.beat
-                ok = idle < STALL_S
-                body = b"ok\n" if ok else f"consumer loop stalled {idle:.0f} s\n".encode()
-                start_response(
-                    "200 OK" if ok else "503 Service Unavailable",
-                    [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))],
-                )
-                return [body]
-            return inner(environ, start_response)
-
-        return app
+        #: ``/healthz``: 503 when the consumer loop has not turned for :data:`STALL_S`
+        self.heartbeat = Heartbeat(STALL_S, "consumer loop")
 
 
 class EvaluateStage:
@@ -843,7 +827,7 @@ class EvaluateStage:
         self.consumer.subscribe([self.topic], listener=self._listener())
         try:
             while not self.stopping:
-                self.metrics.beat = time.monotonic()
+                self.metrics.heartbeat.beat()
                 batch = self.consumer.poll(timeout_ms=200)
                 for tp, records in batch.items():
                     part = self.parts.get(tp.partition)
@@ -1043,14 +1027,16 @@ def evaluate_command(
         fail(e, EXIT_BROKER)
     server = None
     if health_port is not None:
-        from .metrics import start_metrics_server
-
-        server = start_metrics_server(stage.metrics.registry, health_host, health_port)
-        server.server.set_app(stage.metrics.wsgi(server.server.get_app()))
-        log.info("metrics on %s; health on http://%s:%d/healthz", server.url, health_host,
-                 server.port)  # fmt: skip
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stage.stop())
+        try:
+            server = serve_health(
+                stage.metrics.registry, stage.metrics.heartbeat, health_host, health_port
+            )
+        except OSError as e:
+            stage.close()
+            fan.close()
+            fail(QAError(f"--health-port {health_port}: {e}"))
+        log.info("health and metrics on %s", server.url)
+    stop_on_signals(stage.stop, "emitting, committing and leaving the group")
     ready = ["ready"] if server is None else ["ready", f"health={server.port}"]
     print(*ready, flush=True)  # noqa: T201 - for supervisors and tests
     try:

@@ -20,12 +20,13 @@ import typer
 import yaml
 from prometheus_client import CollectorRegistry
 
-from qa_pipeline.asr_worker import WorkerMetrics, serve_health
+from qa_pipeline.asr_worker import WorkerMetrics
 from qa_pipeline.cli import app
 from qa_pipeline.config import load_config
 from qa_pipeline.evaluate_stage import EvaluateMetrics
 from qa_pipeline.live.metrics import LiveMetrics
 from qa_pipeline.notify import NotifyMetrics
+from qa_pipeline.stage_health import serve_health
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -262,27 +263,20 @@ def get(url: str) -> tuple[int, bytes]:
 
 
 def test_the_stages_serve_healthz_and_metrics() -> None:
-    """What the probes and scrapes ask for is what the commands serve (asr-worker's
-    server; evaluate's WSGI wrapper; the dashboard's route)."""
-    server = serve_health(WorkerMetrics("qa-asr"), "127.0.0.1", 0, 330)
-    try:
-        base = f"http://127.0.0.1:{server.server_port}"
-        assert get(base + "/healthz") == (200, b"ok\n")
-        status, body = get(base + "/metrics")
-        assert status == 200 and b"qa_asr_worker_segments_total" in body
-    finally:
-        server.shutdown()
-    calls: list[str] = []
-
-    def inner(env: dict[str, Any], start: Any) -> list[bytes]:  # the metrics app
-        calls.append(env["PATH_INFO"])
-        return [b""]
-
-    wsgi = EvaluateMetrics().wsgi(inner)
-    assert wsgi({"PATH_INFO": "/healthz"}, lambda status, headers: calls.append(status)) == [
-        b"ok\n"
-    ]
-    assert calls == ["200 OK"]
+    """What the probes and scrapes ask for is what the commands serve (the stages' shared
+    health server; the dashboard's route)."""
+    for metrics, name in (
+        (WorkerMetrics("qa-asr"), b"qa_asr_worker_segments_total"),
+        (EvaluateMetrics(), b"qa_eval_records_total"),
+    ):
+        server = serve_health(metrics.registry, metrics.heartbeat, "127.0.0.1", 0)
+        try:
+            base = f"http://127.0.0.1:{server.port}"
+            assert get(base + "/healthz") == (200, b"ok\n")
+            status, body = get(base + "/metrics")
+            assert status == 200 and name in body
+        finally:
+            server.stop()
     src = (ROOT / "qa_pipeline" / "dashboard" / "server.py").read_text("utf-8")
     assert 'r.add_get("/healthz", app.healthz)' in src
 
