@@ -55,7 +55,7 @@ from .kafka_security import CLIENT_KEYS, KafkaConnectError, connect
 from .messages import SpeechSegment
 from .privacy import Redactor
 from .sinks.kafka import KafkaSinkConfig, stage_kafka_config
-from .stage_health import Heartbeat, serve_health, stop_on_signals
+from .stage_health import ConsumerLag, Heartbeat, serve_health, stop_on_signals
 from .text import utterance
 from .wire import (
     WireError,
@@ -159,16 +159,12 @@ class WorkerMetrics:
         self.decode_seconds = Counter(
             "qa_asr_worker_decode_seconds", "Decoder wall time", registry=r
         )
-        self.lag = Gauge(
-            "qa_consumer_lag", "Records behind the end of the partition",
-            ["group", "topic", "partition"], registry=r,
-        )  # fmt: skip
+        self.lag = ConsumerLag(r, group)
         self.oldest_age = Gauge(
             "qa_oldest_unprocessed_age_seconds",
             "Age of the oldest record taken and not yet committed (0: caught up)",
             ["group"], registry=r,
         )  # fmt: skip
-        self.lag_reported: set[tuple[str, str]] = set()  # (topic, partition) with a lag series
 
 
 class AsrWorker:
@@ -376,7 +372,7 @@ class AsrWorker:
             return
         m.heartbeat.beat()
         total = 0
-        held: set[tuple[str, str]] = set()
+        held: set[tuple[str, int]] = set()
         try:
             for tp in self.consumer.assignment():
                 hw = self.consumer.highwater(tp)
@@ -384,15 +380,13 @@ class AsrWorker:
                     continue
                 lag = max(0, hw - self.consumer.position(tp, timeout_ms=100))
                 total += lag
-                m.lag.labels(m.group, tp.topic, str(tp.partition)).set(lag)
-                held.add((tp.topic, str(tp.partition)))
+                m.lag.set(tp.topic, tp.partition, lag)
+                held.add((tp.topic, tp.partition))
         except Exception as exc:  # metrics never stop the worker
             log.debug("lag not measured: %r", exc)
             return
         # a partition handed on to another worker: its new owner reports it, no stale figure
-        for topic, partition in m.lag_reported - held:
-            m.lag.remove(m.group, topic, partition)
-        m.lag_reported = held
+        m.lag.keep(held)
         if total == 0:
             m.oldest_age.labels(m.group).set(0)
 

@@ -1,6 +1,7 @@
 """What the distributed stages (``ingest``, ``asr-worker``, ``evaluate``) share to run as
 services: a heartbeat of their loop, ``/healthz`` and ``/metrics`` on ``--health-port``
-(:func:`serve_health`), SIGTERM and SIGINT as a request to stop (:func:`stop_on_signals`).
+(:func:`serve_health`), SIGTERM and SIGINT as a request to stop (:func:`stop_on_signals`),
+and the consumer-lag gauge, labelled alike in every stage (:class:`ConsumerLag`).
 
 Each stage keeps its metrics on a registry of its own (nothing is registered at import time).
 """
@@ -11,12 +12,12 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
 log = logging.getLogger("qa_pipeline.stage_health")
 
@@ -114,4 +115,37 @@ def stop_on_signals(stop: Callable[[], None], what: str = "stopping") -> None:
         signal.signal(sig, handler)
 
 
-__all__ = ["HealthServer", "Heartbeat", "serve_health", "stop_on_signals"]
+class ConsumerLag:
+    """``qa_consumer_lag{group,topic,partition}``: records behind the end of each partition
+    a consumer of ``group`` holds (the ASR workers' and the evaluators' alike). A partition
+    handed on in a rebalance is forgotten (:meth:`keep`, :meth:`forget`): its new owner
+    reports it, and a stale figure here would add to that one in alerts and panels."""
+
+    NAME = "qa_consumer_lag"
+
+    def __init__(self, registry: CollectorRegistry, group: str) -> None:
+        self.group = group
+        self.gauge = Gauge(
+            self.NAME,
+            "Records behind the end of the partition",
+            ["group", "topic", "partition"],
+            registry=registry,
+        )
+        self.reported: set[tuple[str, int]] = set()
+
+    def set(self, topic: str, partition: int, lag: int) -> None:
+        self.gauge.labels(self.group, topic, str(partition)).set(max(0, lag))
+        self.reported.add((topic, partition))
+
+    def forget(self, topic: str, partition: int) -> None:
+        if (topic, partition) in self.reported:
+            self.reported.discard((topic, partition))
+            self.gauge.remove(self.group, topic, str(partition))
+
+    def keep(self, held: Iterable[tuple[str, int]]) -> None:
+        """Forget every partition reported but not in ``held``."""
+        for topic, partition in self.reported - set(held):
+            self.forget(topic, partition)
+
+
+__all__ = ["ConsumerLag", "HealthServer", "Heartbeat", "serve_health", "stop_on_signals"]

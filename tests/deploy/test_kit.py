@@ -483,12 +483,17 @@ def test_alert_expressions_name_exported_metrics() -> None:
     ]
     alerts = {r["alert"] for r in rules}
     assert {"QAAsrConsumerLagHigh", "QAOldestSegmentOld", "QAEvalConsumerLagHigh"} <= alerts
+    assert "QAEvalCallOpenTooLong" in alerts
     for r in rules:
         names = metric_names(r["expr"])
         assert names, r["alert"]
         assert names <= exported, f"{r['alert']}: {sorted(names - exported)} not exported"
     stage_exprs = " ".join(r["expr"] for r in rules)
-    for needed in ("qa_consumer_lag", "qa_oldest_unprocessed_age_seconds"):
+    for needed in (
+        "qa_consumer_lag",
+        "qa_oldest_unprocessed_age_seconds",
+        "qa_eval_oldest_open_call_age_seconds",
+    ):
         assert needed in stage_exprs
     assert metric_names("sum by (group) (qa_consumer_lagg)") - exported == {"qa_consumer_lagg"}
 
@@ -501,7 +506,9 @@ def test_the_stages_dashboard_has_its_panels() -> None:
     for needle in (
         "qa_consumer_lag",
         "qa_oldest_unprocessed_age_seconds",
-        "qa_eval_consumer_lag_records",
+        "qa_eval_oldest_open_call_age_seconds",
+        "qa_ingest_segments_total",
+        "qa_ingest_open_legs",
         "rate(qa_asr_worker_segments_total",
         "rate(qa_asr_worker_decode_seconds_total",
         "rate(qa_eval_events_total",

@@ -227,7 +227,9 @@ def test_two_evaluators_one_killed_mid_stream(kafka_server: Any, tmp_path: Path)
         with urllib.request.urlopen(base + "/metrics", timeout=5) as r:
             text = r.read().decode()
         assert 'qa_eval_calls_closed_total{complete="true"}' in text
-        assert "qa_eval_consumer_lag_records{partition=" in text
+        assert f'qa_consumer_lag{{group="{tag}-eval",topic="{tag}.utterances",partition=' in text
+        # every call closed: no open call to age
+        assert f'qa_eval_oldest_open_call_age_seconds{{group="{tag}-eval"}} 0.0' in text
         survivor.send_signal(signal.SIGTERM)
         out, _ = survivor.communicate(timeout=60)
         assert survivor.returncode == 0, (tmp_path / "b.log").read_text()
