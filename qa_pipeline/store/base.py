@@ -192,12 +192,25 @@ class Store:
             self.db = PostgresConnection(str(target), readonly=readonly)
         self.dialect: str = self.db.dialect
         self.applied: list[migrations.Migration] = []
-        if not readonly and migrate:
-            try:
+        try:
+            if readonly:
+                self._check_schema()
+            elif migrate:
                 self.applied = migrations.migrate(self.db)
-            except BaseException:
-                self.db.close()
-                raise
+        except BaseException:
+            self.db.close()
+            raise
+
+    def _check_schema(self) -> None:
+        """A reader cannot migrate: a store behind this code is an error that says what to
+        run (rather than a missing column somewhere later)."""
+        missing = migrations.pending(self.db)
+        if missing:
+            raise QAError(
+                f"{store_label(self.url)}: the store's schema lacks migration "
+                f"{missing[0].version:04d}_{missing[0].name}: run "
+                "'qa-pipeline store migrate --store ...' (or open it for writing once)"
+            )
 
     def close(self) -> None:
         self.db.close()

@@ -379,3 +379,14 @@ def test_current_results_take_the_latest_active_complete_result(store_url: str) 
         assert rows[ids[0]]["score"] == 99.0 and rows[ids[0]]["reviewed"] == 1
         assert rows[ids[3]]["score"] == 70.0 and rows[ids[3]]["complete"] == 0
         assert rows[ids[1]]["reviewed"] == 0
+
+
+def test_a_reader_of_a_store_behind_the_code_is_told_to_migrate(store_url: str) -> None:
+    with Store(store_url, migrate=False) as st:
+        migrate(st.db, upto=1)
+    with pytest.raises(QAError, match="lacks migration 0002_row_tables.*store migrate"):
+        Store(store_url, readonly=True)
+    with Store(store_url):
+        pass
+    with Store(store_url, readonly=True) as st:
+        assert st.current_results() == []
