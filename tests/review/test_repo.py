@@ -1,0 +1,166 @@
+"""The queue, reviews, appeals and their versions in the store, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import psycopg
+import pytest
+
+from qa_pipeline.messages import Verdict
+from qa_pipeline.review import Action, Decision, QueueState, Reason, ReviewError, repo
+from qa_pipeline.review.db import SqlDb
+from qa_pipeline.rules import RulePack, load_pack
+
+from .conftest import call_a, call_clean, store_call
+
+
+def reviewed(db: SqlDb) -> dict[str, tuple[object, ...]]:
+    rows = db.execute(
+        "SELECT call_id, run_id, version, score, grade, reviewer FROM call_reviews"
+    ).fetchall()
+    return {r[0]: tuple(r[1:]) for r in rows}
+
+
+def test_queue_scan_and_states(db: SqlDb, pack: RulePack) -> None:
+    store_call(db, call_a("A1"), pack)
+    store_call(db, call_clean("B1"), pack)
+    assert repo.scan(db, below=None) == ["A1"]  # uncertain verdict; B1 is clean
+    assert repo.scan(db, below=None) == []  # queued once
+    [item] = repo.queue(db)
+    assert (item.call_id, item.run_id, item.state) == ("A1", "active-1", QueueState.OPEN)
+    assert item.reasons == (Reason.UNCERTAIN,) and item.pending_rules == ("BAN-POLICY",)
+    assert item.machine_score == 91.0
+    # a threshold above a clean call's score does not queue it (100 is not below 100)
+    assert repo.scan(db, below=100) == []
+    item = repo.claim(db, "A1", "质检员王")
+    assert (item.state, item.assignee) == (QueueState.IN_REVIEW, "质检员王")
+    with pytest.raises(ReviewError, match="B1 is not in the review queue"):
+        repo.claim(db, "B1", "x")
+
+
+def test_low_score_enters(db: SqlDb, pack: RulePack) -> None:
+    store_call(db, call_a("A1"), pack)
+    assert repo.scan(db, below=95) == ["A1"]
+    assert repo.queue(db)[0].reasons == (Reason.UNCERTAIN, Reason.LOW_SCORE)
+
+
+def test_review_versions_and_reviewed_score(db: SqlDb, pack: RulePack) -> None:
+    store_call(db, call_a("A1"), pack)
+    repo.scan(db, below=None)
+    assert reviewed(db) == {}
+    v1 = repo.review(
+        db,
+        pack,
+        "A1",
+        "质检员王",
+        [
+            Decision("BAN-POLICY", Action.CONFIRM, comment="确实说了公司规定"),
+            Decision("NO-PHONE", Action.OVERTURN, Verdict.PASSED, "客户要求核对号码"),
+        ],
+    )
+    assert (v1.version, v1.kind, v1.score, v1.grade, v1.failed) == (
+        1,
+        "review",
+        76.0,
+        "不满意",
+        True,
+    )
+    assert v1.verdicts_before["BAN-POLICY"].verdict is Verdict.UNCERTAIN
+    assert v1.verdicts_after["BAN-POLICY"].verdict is Verdict.FAILED
+    assert "客户要求核对号码" in v1.why
+    assert repo.queue_item(db, "A1").state is QueueState.DONE  # type: ignore[union-attr]
+    assert reviewed(db) == {"A1": ("active-1", 1, 76.0, "不满意", "质检员王")}
+    # a second review changes its mind: a new version, the first kept as it was
+    v2 = repo.review(
+        db,
+        pack,
+        "A1",
+        "组长李",
+        [Decision("BAN-POLICY", Action.OVERTURN, Verdict.PASSED, "复听：是客户说的")],
+    )
+    assert (v2.version, v2.score, v2.grade, v2.failed) == (2, 96.0, "非常满意", False)
+    assert v2.verdicts_before["BAN-POLICY"].verdict is Verdict.FAILED
+    hist = repo.history(db, "A1")
+    assert [(h.version, h.actor, h.score) for h in hist] == [
+        (1, "质检员王", 76.0),
+        (2, "组长李", 96.0),
+    ]
+    assert [
+        (d.rule_id, d.action, d.verdict_before, d.verdict_after) for d in hist[0].decisions
+    ] == [
+        ("BAN-POLICY", Action.CONFIRM, Verdict.UNCERTAIN, Verdict.FAILED),
+        ("NO-PHONE", Action.OVERTURN, Verdict.FAILED, Verdict.PASSED),
+    ]
+    assert hist[0].recorded_at <= hist[1].recorded_at
+    assert reviewed(db) == {"A1": ("active-1", 2, 96.0, "非常满意", "组长李")}
+
+
+def test_appeal_enters_the_queue_and_a_review_resolves_it(db: SqlDb, pack: RulePack) -> None:
+    store_call(db, call_a("A1"), pack)
+    with pytest.raises(ReviewError, match="needs a reason"):
+        repo.appeal(db, pack, "A1", "A007", ["NO-PHONE"], " ")
+    with pytest.raises(ReviewError, match="GREET is passed"):
+        repo.appeal(db, pack, "A1", "A007", ["GREET"], "我问候了")
+    v = repo.appeal(db, pack, "A1", "A007", ["NO-PHONE", "BAN-N"], "客户要求我复述号码")
+    assert (v.version, v.kind, v.actor, v.score) == (1, "appeal", "A007", 91.0)
+    assert v.verdicts_after == v.verdicts_before
+    assert reviewed(db) == {}  # an appeal is not a reviewed score
+    item = repo.queue_item(db, "A1")
+    assert item is not None and item.reasons == (Reason.APPEAL,)
+    assert item.state is QueueState.OPEN and item.pending_rules == ("NO-PHONE", "BAN-N")
+    repo.review(
+        db,
+        pack,
+        "A1",
+        "质检员王",
+        [Decision("NO-PHONE", Action.OVERTURN, Verdict.PASSED, "申诉成立")],
+    )
+    item = repo.queue_item(db, "A1")
+    assert item is not None and item.state is QueueState.IN_REVIEW  # BAN-N still pending
+    v3 = repo.review(
+        db, pack, "A1", "质检员王", [Decision("BAN-N", Action.CONFIRM, comment="申诉不成立")]
+    )
+    assert v3.version == 3 and v3.score == 96.0
+    item = repo.queue_item(db, "A1")
+    assert item is not None and item.state is QueueState.DONE
+    # a later appeal reopens the done item
+    repo.appeal(db, pack, "A1", "A007", ["BAN-N"], "再次申诉")
+    item = repo.queue_item(db, "A1")
+    assert item is not None and item.state is QueueState.OPEN and item.pending_rules == ("BAN-N",)
+
+
+def test_versions_are_never_overwritten(db: SqlDb, pack: RulePack) -> None:
+    store_call(db, call_a("A1"), pack)
+    repo.review(db, pack, "A1", "w", [Decision("GREET", Action.CONFIRM)])
+    with pytest.raises((sqlite3.IntegrityError, psycopg.errors.UniqueViolation)):
+        db.execute(
+            "INSERT INTO review_versions (call_id, version, run_id, kind, actor, recorded_at, "
+            "why, pack_name, pack_version, verdicts_before, verdicts_after, score, grade, failed) "
+            "VALUES ('A1', 1, 'active-1', 'review', 'x', 0, '', 'p', 'v', '{}', '{}', 0, 'g', 0)"
+        )
+    db.rollback()
+    assert [h.actor for h in repo.history(db, "A1")] == ["w"]
+
+
+def test_refusals_leave_nothing(db: SqlDb, pack: RulePack) -> None:
+    store_call(db, call_a("A1"), pack)
+    with pytest.raises(ReviewError, match="no scored result"):
+        repo.review(db, pack, "NOPE", "w", [Decision("GREET", Action.CONFIRM)])
+    with pytest.raises(ReviewError, match="already passed"):
+        repo.review(db, pack, "A1", "w", [Decision("GREET", Action.OVERTURN, Verdict.PASSED)])
+    with pytest.raises(ReviewError, match="must be named"):
+        repo.review(db, pack, "A1", " ", [Decision("GREET", Action.CONFIRM)])
+    with pytest.raises(ReviewError, match="scored by rule pack revtest, not default"):
+        repo.review(db, load_pack(), "A1", "w", [Decision("GREET", Action.CONFIRM)])
+    assert repo.history(db, "A1") == []
+
+
+def test_machine_result_prefers_the_active_run(db: SqlDb, pack: RulePack) -> None:
+    store_call(db, call_a("A1"), pack, run_id="cand-9", role="candidate", created=2000.0)
+    db.execute("DELETE FROM transcripts")
+    db.execute("DELETE FROM calls")
+    db.commit()
+    store_call(db, call_a("A1"), pack, run_id="active-1", created=1000.0)
+    assert repo.machine_result(db, "A1").run_id == "active-1"
+    assert repo.machine_result(db, "A1", "cand-9").run_id == "cand-9"
