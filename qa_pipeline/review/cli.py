@@ -19,7 +19,8 @@ from ..store import DEFAULT_STORE
 from . import repo
 from .db import SqlDb, open_db
 from .export import export_fixtures
-from .model import Action, Decision, QueueState, ReviewError, VerdictState
+from .model import Action, Decision, QueueState, ReviewError
+from .views import call_view, item_json, version_json, when
 
 review_app = typer.Typer(
     help="Review queue: confirm or overturn verdicts, agents' appeals (申诉), history.",
@@ -52,52 +53,6 @@ def _pack(path: Path | None) -> RulePack:
         return load_pack(path)
     except ConfigError as e:
         fail(e)
-
-
-def _when(t: float) -> str:
-    return dt.datetime.fromtimestamp(t, dt.UTC).isoformat(timespec="seconds")
-
-
-def _verdicts(v: dict[str, VerdictState]) -> dict[str, Any]:
-    return {k: {"verdict": s.verdict.value, "deduction": s.deduction} for k, s in v.items()}
-
-
-def _version_json(v: repo.Version) -> dict[str, Any]:
-    return {
-        "version": v.version,
-        "kind": v.kind,
-        "by": v.actor,
-        "at": _when(v.recorded_at),
-        "why": v.why,
-        "run_id": v.run_id,
-        "pack": f"{v.pack_name} {v.pack_version}",
-        "score": v.score,
-        "grade": v.grade,
-        "failed": v.failed,
-        "decisions": [
-            {
-                "rule_id": d.rule_id,
-                "action": d.action.value,
-                "before": d.verdict_before.value,
-                "after": d.verdict_after.value,
-                "comment": d.comment,
-            }
-            for d in v.decisions
-        ],
-    }
-
-
-def _item_json(i: repo.QueueItem) -> dict[str, Any]:
-    return {
-        "call_id": i.call_id,
-        "run_id": i.run_id,
-        "state": i.state.value,
-        "reasons": [r.value for r in i.reasons],
-        "pending_rules": list(i.pending_rules),
-        "machine_score": i.machine_score,
-        "assignee": i.assignee,
-        "entered_at": _when(i.entered_at),
-    }
 
 
 def _print(obj: Any) -> None:
@@ -134,7 +89,7 @@ def queue_cmd(
         added = repo.scan(db, below=below, run_id=run) if scan else []
         items = repo.queue(db, states)
     if as_json:
-        _print({"queued": added, "items": [_item_json(i) for i in items]})
+        _print({"queued": added, "items": [item_json(i) for i in items]})
         return
     if scan:
         typer.echo(f"{len(added)} calls queued")
@@ -171,42 +126,21 @@ def show_cmd(
     verdicts, queue item and versions."""
     with _open(store) as db:
         try:
-            m, now, _ = repo.current_verdicts(db, call)
+            out = call_view(db, call)
         except ReviewError as e:
             _guard(e)
-        t = repo.transcript(db, call)
-        item = repo.queue_item(db, call)
-        versions = repo.history(db, call)
-    out: dict[str, Any] = {
-        "call_id": call,
-        "run_id": m.run_id,
-        "pack": f"{m.pack_name} {m.pack_version}",
-        "machine": {"score": m.score, "grade": m.grade, "failed": m.failed},
-        "reviewed": _version_json(versions[-1]) if versions else None,
-        "queue": _item_json(item) if item else None,
-        "verdicts": {
-            rid: {"machine": m.verdicts[rid].verdict.value, "now": v.verdict.value}
-            for rid, v in now.items()
-            if rid in m.verdicts
-        },
-        "findings": m.findings,
-        "transcript": [
-            {"index": u.index, "role": u.role.value, "start": u.start, "end": u.end, "text": u.text}
-            for u in (t.utterances if t else ())
-        ],
-    }
     if as_json:
         _print(out)
         return
-    typer.echo(f"call {call}  run {m.run_id}  machine {m.score:g} {m.grade}")
-    if versions:
-        last = versions[-1]
-        typer.echo(f"reviewed v{last.version}: {last.score:g} {last.grade} ({last.actor})")
+    m, last, item = out["machine"], out["reviewed"], out["queue"]
+    typer.echo(f"call {call}  run {out['run_id']}  machine {m['score']:g} {m['grade']}")
+    if last:
+        typer.echo(f"reviewed v{last['version']}: {last['score']:g} {last['grade']} ({last['by']})")
     if item:
-        typer.echo(f"queue: {item.state.value}, {','.join(r.value for r in item.reasons)}")
+        typer.echo(f"queue: {item['state']}, {','.join(item['reasons'])}")
     for u in out["transcript"]:
         typer.echo(f"  [{u['index']}] {u['start']:7.2f} {u['role']:8} {u['text']}")
-    for f in m.findings:
+    for f in out["findings"]:
         ev = "; ".join(f"#{e.get('utterance_index')} {e.get('matched', '')}" for e in f["evidence"])
         typer.echo(f"  ! {f['rule_id']} {f['severity']}: {f['message']}  [{ev}]")
     for rid, d in out["verdicts"].items():
@@ -245,7 +179,7 @@ def decide_cmd(
         except ReviewError as e:
             _guard(e)
     if as_json:
-        _print(_version_json(v))
+        _print(version_json(v))
     else:
         typer.echo(f"{call} v{v.version}: {v.score:g} {v.grade} (by {v.actor})")
 
@@ -268,7 +202,7 @@ def appeal_cmd(
         except ReviewError as e:
             _guard(e)
     if as_json:
-        _print(_version_json(v))
+        _print(version_json(v))
     else:
         typer.echo(f"{call} v{v.version}: appeal of {', '.join(rule)} queued")
 
@@ -283,11 +217,11 @@ def history_cmd(
     with _open(store) as db:
         versions = repo.history(db, call)
     if as_json:
-        _print([_version_json(v) for v in versions])
+        _print([version_json(v) for v in versions])
         return
     for v in versions:
         typer.echo(
-            f"v{v.version} {_when(v.recorded_at)} {v.kind} by {v.actor}: {v.score:g} {v.grade}"
+            f"v{v.version} {when(v.recorded_at)} {v.kind} by {v.actor}: {v.score:g} {v.grade}"
             f"{'  ' + v.why if v.why else ''}"
         )
         for d in v.decisions:

@@ -450,11 +450,26 @@ def _record(
                     (state.value, _dumps(pending), actor, now, call_id),
                 )
         db.commit()
-    except BaseException:
+    except BaseException as e:
         db.rollback()
+        if _is_conflict(db, e):
+            raise ReviewError(
+                f"call {call_id}: version {version} was recorded by someone else meanwhile; "
+                "look at the call again"
+            ) from e
         raise
-    got = history(db, call_id)[-1]
-    return got
+    return history(db, call_id)[-1]
+
+
+def _is_conflict(db: Db, e: BaseException) -> bool:
+    """Whether ``e`` is a primary-key clash (another writer took the version number)."""
+    if db.dialect == "postgres":
+        import psycopg
+
+        return isinstance(e, psycopg.errors.UniqueViolation)
+    import sqlite3
+
+    return isinstance(e, sqlite3.IntegrityError)
 
 
 def review(

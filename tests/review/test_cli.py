@@ -33,7 +33,11 @@ def test_review_commands(store_url: str, pack: RulePack, pack_dir: Path, tmp_pat
     assert code == 0, out
     shown = json.loads(out)
     assert shown["machine"] == {"score": 91.0, "grade": "非常满意", "failed": False}
-    assert shown["verdicts"]["BAN-POLICY"] == {"machine": "uncertain", "now": "uncertain"}
+    assert shown["verdicts"]["BAN-POLICY"] == {
+        "machine": "uncertain",
+        "now": "uncertain",
+        "deduction": 0.0,
+    }
     assert shown["transcript"][2]["text"] == "好的，您的号码是[手机号]对吗"
     assert [f["rule_id"] for f in shown["findings"]] == ["NO-PHONE", "BAN-N", "BAN-N"]
 
@@ -55,6 +59,10 @@ def test_review_commands(store_url: str, pack: RulePack, pack_dir: Path, tmp_pat
         "申诉成立", "--reviewer", "组长李", *s, *p,
     )  # fmt: skip
     assert code == 0 and "A1 v3: 91 非常满意 (by 组长李)" in out, out
+    code, out = run("review", "show", "A1", *s)
+    assert code == 0 and "reviewed v3: 91 非常满意 (组长李)" in out, out
+    assert "好的，您的号码是[手机号]对吗" in out and "BAN-N: failed" in out
+    assert "BAN-POLICY: uncertain -> passed" in out
     code, out = run("review", "history", "A1", *s, "--json")
     hist = json.loads(out)
     assert [(h["version"], h["kind"], h["by"], h["score"]) for h in hist] == [

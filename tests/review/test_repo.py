@@ -164,3 +164,20 @@ def test_machine_result_prefers_the_active_run(db: SqlDb, pack: RulePack) -> Non
     store_call(db, call_a("A1"), pack, run_id="active-1", created=1000.0)
     assert repo.machine_result(db, "A1").run_id == "active-1"
     assert repo.machine_result(db, "A1", "cand-9").run_id == "cand-9"
+
+
+def test_a_racing_review_is_refused(
+    store_url: str, pack: RulePack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two reviewers read the same version; the second to write is refused (the primary
+    key), and the first one's version stands."""
+    from qa_pipeline.review.db import open_db
+
+    with open_db(store_url) as a, open_db(store_url) as b:
+        store_call(a, call_a("A1"), pack)
+        seen = repo.current_verdicts(b, "A1")  # b read version 0 before a wrote version 1
+        repo.review(a, pack, "A1", "甲", [Decision("GREET", Action.CONFIRM)])
+        monkeypatch.setattr(repo, "current_verdicts", lambda db, cid, run_id=None: seen)
+        with pytest.raises(ReviewError, match="version 1 was recorded by someone else"):
+            repo.review(b, pack, "A1", "乙", [Decision("BAN-N", Action.CONFIRM)])
+        assert [h.actor for h in repo.history(b, "A1")] == ["甲"]
