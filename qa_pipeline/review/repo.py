@@ -6,7 +6,8 @@ backends, ``commit``, ``rollback``) and, where a score is computed, the rule pac
 was scored with (:mod:`.model` does the scoring). A review or appeal is one transaction: a
 new ``review_versions`` row (version = the call's last + 1; two writers racing for the same
 number: the second fails on the primary key, nothing is overwritten), its
-``review_decisions`` rows and the queue item's state.
+``review_decisions`` rows and the queue item's state. Comments and appeal reasons are
+stored redacted (the default redactor: ``[手机号]``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..messages import Verdict
+from ..privacy import default_redactor
 from ..rules import RulePack
 from ..store import merge_call
 from ..transcript import Transcript, transcript_from_dict
@@ -412,7 +414,7 @@ def _record(
                 kind,
                 actor,
                 now,
-                why,
+                _redacted(why),
                 pack.name,
                 pack.version,
                 _verdicts_json(before),
@@ -433,7 +435,7 @@ def _record(
                     d.action.value,
                     before[d.rule_id].verdict.value,
                     after[d.rule_id].verdict.value,
-                    d.comment,
+                    _redacted(d.comment),
                 ),
             )
         if kind == "appeal":
@@ -459,6 +461,12 @@ def _record(
             ) from e
         raise
     return history(db, call_id)[-1]
+
+
+def _redacted(text: str) -> str:
+    """A comment or an appeal's reason with personal data masked (a reviewer may quote the
+    number the customer said): the store only ever holds redacted text."""
+    return default_redactor().text(text)
 
 
 def _is_conflict(db: Db, e: BaseException) -> bool:

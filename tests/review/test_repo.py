@@ -181,3 +181,21 @@ def test_a_racing_review_is_refused(
         with pytest.raises(ReviewError, match="version 1 was recorded by someone else"):
             repo.review(b, pack, "A1", "乙", [Decision("BAN-N", Action.CONFIRM)])
         assert [h.actor for h in repo.history(b, "A1")] == ["甲"]
+
+
+def test_comments_are_stored_redacted(db: SqlDb, pack: RulePack) -> None:
+    store_call(db, call_a("A1"), pack)
+    repo.appeal(db, pack, "A1", "A007", ["NO-PHONE"], "客户说的号码是13912345678，他要我核对")
+    repo.review(
+        db,
+        pack,
+        "A1",
+        "w",
+        [Decision("NO-PHONE", Action.OVERTURN, Verdict.PASSED, "回拨13912345678核实过")],
+    )
+    texts = [r for row in db.execute("SELECT why FROM review_versions").fetchall() for r in row]
+    texts += [
+        r for row in db.execute("SELECT comment FROM review_decisions").fetchall() for r in row
+    ]
+    assert len(texts) == 4 and not any("13912345678" in t for t in texts)
+    assert "客户说的号码是[手机号]，他要我核对" in texts
