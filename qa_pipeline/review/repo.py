@@ -92,15 +92,16 @@ class MachineResult:
     findings: list[dict[str, Any]]
 
 
-# the machine result a review starts from, unless a run is named: the latest of the active
-# pack (runs.role 'active'), else of 'qa-pipeline score' / a live service ('score'), else
-# the latest of any run
+# the machine result a review starts from, unless a run is named: the latest result of the
+# pack in service (runs.role 'active'; 'score' in stores written before roles were named so),
+# as the store's current_results picks it; runs of candidate or baseline packs never count
 _RESULT_SQL = (
     "SELECT r.call_id, r.run_id, u.pack_name, u.pack_version, r.score, r.grade, r.failed, "
     "r.verdicts, r.findings FROM results r JOIN runs u ON u.run_id = r.run_id "
-    "WHERE r.status = 'ok' AND r.call_id = ?{run} ORDER BY CASE u.role WHEN 'active' THEN 0 "
-    "WHEN 'score' THEN 1 ELSE 2 END, r.created_at DESC, r.run_id DESC LIMIT 1"
+    "WHERE r.status = 'ok' AND r.call_id = ?{run} "
+    "ORDER BY r.created_at DESC, r.run_id DESC LIMIT 1"
 )
+_IN_SERVICE = " AND u.role IN ('active', 'score')"
 
 
 def _machine(row: Sequence[Any]) -> MachineResult:
@@ -121,11 +122,11 @@ def _machine(row: Sequence[Any]) -> MachineResult:
 def machine_result(db: Db, call_id: str, run_id: str | None = None) -> MachineResult:
     """The machine result of ``call_id`` (of ``run_id`` when given). Raises
     :class:`ReviewError` when there is none."""
-    sql = _RESULT_SQL.format(run=" AND r.run_id = ?" if run_id else "")
+    sql = _RESULT_SQL.format(run=" AND r.run_id = ?" if run_id else _IN_SERVICE)
     params = (call_id, run_id) if run_id else (call_id,)
     row = db.execute(sql, params).fetchone()
     if row is None:
-        where = f" in run {run_id}" if run_id else ""
+        where = f" in run {run_id}" if run_id else " by the pack in service (an active run)"
         raise ReviewError(f"call {call_id}: no scored result in the store{where}")
     return _machine(row)
 
@@ -248,8 +249,9 @@ def scan(db: Db, *, below: float | None, run_id: str | None = None) -> list[str]
     :func:`machine_result` picks, or of ``run_id``) calls for review; the call ids
     queued."""
     rows = db.execute(
-        "SELECT DISTINCT r.call_id FROM results r WHERE r.status = 'ok'"
-        + (" AND r.run_id = ?" if run_id else "")
+        "SELECT DISTINCT r.call_id FROM results r JOIN runs u ON u.run_id = r.run_id "
+        "WHERE r.status = 'ok'"
+        + (" AND r.run_id = ?" if run_id else _IN_SERVICE)
         + " AND NOT EXISTS (SELECT 1 FROM review_queue q WHERE q.call_id = r.call_id) "
         "ORDER BY r.call_id",
         (run_id,) if run_id else (),

@@ -164,6 +164,11 @@ def test_machine_result_prefers_the_active_run(db: SqlDb, pack: RulePack) -> Non
     store_call(db, call_a("A1"), pack, run_id="active-1", created=1000.0)
     assert repo.machine_result(db, "A1").run_id == "active-1"
     assert repo.machine_result(db, "A1", "cand-9").run_id == "cand-9"
+    # a call only a candidate pack scored has no result to review, and is not queued
+    store_call(db, call_a("C1"), pack, run_id="cand-9", role="candidate")
+    with pytest.raises(ReviewError, match="call C1: no scored result in the store by the pack"):
+        repo.machine_result(db, "C1")
+    assert repo.scan(db, below=None) == ["A1"]
 
 
 def test_a_racing_review_is_refused(
