@@ -5,7 +5,7 @@ machine's, and overturned verdicts exported as rule fixtures.
 * :mod:`.model` -> the domain, free of SQL: why a call enters the queue, what a decision
   does to a verdict, the reviewed score by the pack's own scoring;
 * :mod:`.repo` -> the store's review tables (migration ``0200_reviews``);
-* :mod:`.db` -> opening a store for review (until the store package opens both backends);
+* :mod:`.views` -> a call's review as JSON-able data (``review show --json``, the dashboard);
 * :mod:`.export` -> ``qa-pipeline rules fixtures-from-reviews``;
 * :mod:`.cli` -> ``qa-pipeline review ...``.
 """

@@ -12,12 +12,11 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from ..cli_errors import fail
-from ..errors import ConfigError
+from ..errors import ConfigError, QAError
 from ..messages import Verdict
 from ..rules import RulePack, load_pack
-from ..store import DEFAULT_STORE
+from ..store import DEFAULT_STORE, Store, database_errors, open_store
 from . import repo
-from .db import SqlDb, open_db
 from .export import export_fixtures
 from .model import Action, Decision, QueueState, ReviewError
 from .views import call_view, item_json, version_json, when
@@ -41,11 +40,13 @@ RuleOpt = Annotated[list[str], typer.Option("--rule", "-r", help="A rule id (rep
 _DEFAULT = str(DEFAULT_STORE)
 
 
-def _open(url: str) -> SqlDb:
+def _open(url: str) -> Store:
+    """The store at ``url``, its migrations applied (the review tables among them)."""
+    errors: tuple[type[BaseException], ...] = (QAError, OSError, *database_errors())
     try:
-        return open_db(url)
-    except Exception as e:  # a path that cannot be opened, a server that refuses
-        fail(e, prefix=f"--store {url}: cannot open the store: ")
+        return open_store(url)
+    except errors as e:  # a bad path, a server that refuses
+        fail(e, prefix="--store: ")
 
 
 def _pack(path: Path | None) -> RulePack:

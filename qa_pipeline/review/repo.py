@@ -6,7 +6,9 @@ backends, ``commit``, ``rollback``) and, where a score is computed, the rule pac
 was scored with (:mod:`.model` does the scoring). A review or appeal is one transaction: a
 new ``review_versions`` row (version = the call's last + 1; two writers racing for the same
 number: the second fails on the primary key, nothing is overwritten), its
-``review_decisions`` rows and the queue item's state. Comments and appeal reasons are
+``review_decisions`` rows, the queue item's state and, for a review, the call's row in
+``call_reviews`` (its latest reviewed score, which the store's current score takes over
+the machine's). Comments and appeal reasons are
 stored redacted (the default redactor: ``[手机号]``).
 """
 
@@ -398,11 +400,17 @@ def _record(
     seen = [d.rule_id for d in decisions]
     if len(set(seen)) != len(seen):
         raise ReviewError(f"call {call_id}: a rule named twice in one {kind}")
-    m, before, last = current_verdicts(db, call_id, run_id)
-    if m.pack_name != pack.name:
-        raise ReviewError(f"call {call_id} was scored by rule pack {m.pack_name}, not {pack.name}")
-    after = apply_decisions(pack, before, decisions)
-    s = reviewed_score(pack, after)
+    try:
+        m, before, last = current_verdicts(db, call_id, run_id)
+        if m.pack_name != pack.name:
+            raise ReviewError(
+                f"call {call_id} was scored by rule pack {m.pack_name}, not {pack.name}"
+            )
+        after = apply_decisions(pack, before, decisions)
+        s = reviewed_score(pack, after)
+    except ReviewError:
+        db.rollback()  # the reads' transaction (PostgreSQL): nothing was written
+        raise
     now = time.time()
     version = last + 1
     try:
@@ -444,6 +452,8 @@ def _record(
             entry = Entry((Reason.APPEAL,), tuple(seen))
             _put_item(db, call_id, m.run_id, entry, m.score, now)
         else:
+            db.execute(_UPSERT_REVIEWED, (call_id, m.run_id, version, s.score, s.grade,
+                                          int(s.failed), actor, now))  # fmt: skip
             item = queue_item(db, call_id)
             if item is not None:
                 pending = [r for r in item.pending_rules if r not in seen]
@@ -463,6 +473,15 @@ def _record(
             ) from e
         raise
     return history(db, call_id)[-1]
+
+
+_UPSERT_REVIEWED = (
+    "INSERT INTO call_reviews (call_id, run_id, version, score, grade, failed, reviewer, "
+    "reviewed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (call_id) DO UPDATE SET "
+    "run_id = excluded.run_id, version = excluded.version, score = excluded.score, "
+    "grade = excluded.grade, failed = excluded.failed, reviewer = excluded.reviewer, "
+    "reviewed_at = excluded.reviewed_at"
+)
 
 
 def _redacted(text: str) -> str:

@@ -1,26 +1,21 @@
-"""Review tests: a store on each backend (SQLite file, a fresh PostgreSQL database), a small
-pack, calls scored by it and stored as the pipeline stores them."""
+"""Review tests: a store on each backend (the ``store_url`` fixture: a SQLite file, a fresh
+PostgreSQL database), a small pack, calls scored by it and stored as the pipeline stores
+them."""
 
 from __future__ import annotations
 
-import os
 import textwrap
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from qa_pipeline.messages import Scorecard
-from qa_pipeline.review.db import SqlDb, open_db
 from qa_pipeline.rules import RulePack, load_pack, score_transcript
-from qa_pipeline.store import compact_json, result_row
+from qa_pipeline.store import Store, open_store, result_row
 from qa_pipeline.testing import transcript
-from qa_pipeline.transcript import Transcript, transcript_to_dict
-
-#: the PostgreSQL server the postgres half runs on (a fresh database per test)
-PG_URL = os.environ.get("QA_REVIEW_PG_URL", "postgresql://postgres@127.0.0.1:55400/postgres")
+from qa_pipeline.transcript import Transcript
 
 HEADER = """\
 name: revtest
@@ -113,7 +108,7 @@ def call_clean(call_id: str = "B1") -> Transcript:
 
 
 def store_call(
-    db: SqlDb,
+    st: Store,
     t: Transcript,
     pack: RulePack,
     *,
@@ -121,53 +116,21 @@ def store_call(
     role: str = "active",
     created: float | None = None,
 ) -> Scorecard:
-    """Score ``t`` with ``pack`` and store transcript, call, run and result as the
-    pipeline does."""
+    """Score ``t`` with ``pack`` and store transcript, run and result as the pipeline does."""
     card = score_transcript(pack, t)
-    doc = transcript_to_dict(t)
     cid = t.call.call_id
-    now = created if created is not None else time.time()
-    db.execute(
-        "INSERT INTO transcripts VALUES (?, ?, ?, ?, ?)",
-        (f"sha-{cid}", "s1", cid, compact_json(doc), now),
-    )
-    db.execute(
-        "INSERT INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (cid, f"sha-{cid}", "s1", None, doc["call"].get("started_at"), "A007",
-         compact_json(doc["call"]), now),
+    st.put_transcript(t, audio_sha=f"sha-{cid}", settings_hash_="s1")
+    st.start_run(
+        run_id, pack_name=pack.name, pack_version=pack.version, role=role, inputs="", args={},
+        fresh=False,
     )  # fmt: skip
-    if db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
-        db.execute(
-            "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
-            (run_id, pack.name, pack.version, role, "", "{}", now),
-        )
-    db.execute(
-        "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        result_row(run_id, cid, f"sha-{cid}:s1", card, now),
-    )
-    db.commit()
+    now = created if created is not None else time.time()
+    st.put_results([result_row(run_id, cid, f"sha-{cid}:s1", card, now)])
     return card
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A store URL on each backend: a SQLite file, or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        yield str(tmp_path / "store.sqlite")
-        return
-    import psycopg
-
-    name = f"review_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_URL, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield PG_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with psycopg.connect(PG_URL, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
 @pytest.fixture
-def db(store_url: str) -> Iterator[SqlDb]:
-    with open_db(store_url) as d:
-        yield d
+def db(store_url: str) -> Iterator[Store]:
+    """A store on each backend (``store_url``: SQLite, a fresh PostgreSQL database)."""
+    with open_store(store_url) as st:
+        yield st

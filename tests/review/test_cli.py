@@ -8,8 +8,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from qa_pipeline.cli import app
-from qa_pipeline.review.db import open_db
 from qa_pipeline.rules import RulePack
+from qa_pipeline.store import open_store
 
 from .conftest import call_a, store_call
 
@@ -20,7 +20,7 @@ def run(*args: str) -> tuple[int, str]:
 
 
 def test_review_commands(store_url: str, pack: RulePack, pack_dir: Path, tmp_path: Path) -> None:
-    with open_db(store_url) as db:
+    with open_store(store_url) as db:
         store_call(db, call_a("A1"), pack)
     s, p = ("--store", store_url), ("--pack", str(pack_dir))
     code, out = run("review", "queue", *s, "--scan", "--below", "95", "--json")
@@ -84,7 +84,7 @@ def test_review_commands(store_url: str, pack: RulePack, pack_dir: Path, tmp_pat
 
 
 def test_bad_input_is_named(store_url: str, pack: RulePack, pack_dir: Path) -> None:
-    with open_db(store_url) as db:
+    with open_store(store_url) as db:
         store_call(db, call_a("A1"), pack)
     s, p = ("--store", store_url), ("--pack", str(pack_dir))
     code, out = run(
@@ -99,3 +99,11 @@ def test_bad_input_is_named(store_url: str, pack: RulePack, pack_dir: Path) -> N
     assert code == 2 and "call ZZ: no scored result" in out
     code, out = run("review", "queue", "--state", "later", *s)
     assert code == 2 and "later" in out
+
+
+def test_a_store_that_cannot_be_opened_is_named(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    code, out = run("review", "queue", "--store", str(tmp_path / "f" / "s.sqlite"))
+    assert code == 2 and "--store" in out and "error:" in out
+    code, out = run("review", "queue", "--store", "postgresql://nobody@127.0.0.1:1/none")
+    assert code == 2 and "cannot connect" in out

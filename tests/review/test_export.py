@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 from qa_pipeline.cli import app
 from qa_pipeline.messages import EntitySpan, Role, Utterance, Verdict
 from qa_pipeline.review import Action, Decision, repo
-from qa_pipeline.review.db import SqlDb
 from qa_pipeline.review.export import export_fixtures
 from qa_pipeline.rules import RulePack, load_pack
 from qa_pipeline.rules.fixtures import load_fixtures, placeholder_text, run_fixtures
+from qa_pipeline.store import Store
 
 from .conftest import RULES, call_a, call_clean, store_call, write_pack
 
@@ -30,7 +30,7 @@ AGREEING = (
 )
 
 
-def overturn_three(db: SqlDb, pack: RulePack) -> None:
+def overturn_three(db: Store, pack: RulePack) -> None:
     store_call(db, call_a("A1"), pack)
     store_call(db, call_clean("B1"), pack)
     repo.review(
@@ -50,7 +50,7 @@ def overturn_three(db: SqlDb, pack: RulePack) -> None:
 
 
 def test_export_fails_on_the_pack_that_was_wrong(
-    db: SqlDb, pack: RulePack, pack_dir: Path, tmp_path: Path
+    db: Store, pack: RulePack, pack_dir: Path, tmp_path: Path
 ) -> None:
     overturn_three(db, pack)
     out = tmp_path / "fx"
@@ -89,7 +89,7 @@ def test_export_fails_on_the_pack_that_was_wrong(
     assert "3 passed, 0 failed" in r.output
 
 
-def test_overturned_back_and_since(db: SqlDb, pack: RulePack, tmp_path: Path) -> None:
+def test_overturned_back_and_since(db: Store, pack: RulePack, tmp_path: Path) -> None:
     overturn_three(db, pack)
     t_mid = time.time()
     # the second reviewer puts BAN-N back: it is no longer an overturn

@@ -9,20 +9,20 @@ import pytest
 
 from qa_pipeline.messages import Verdict
 from qa_pipeline.review import Action, Decision, QueueState, Reason, ReviewError, repo
-from qa_pipeline.review.db import SqlDb
 from qa_pipeline.rules import RulePack, load_pack
+from qa_pipeline.store import Store
 
 from .conftest import call_a, call_clean, store_call
 
 
-def reviewed(db: SqlDb) -> dict[str, tuple[object, ...]]:
+def reviewed(db: Store) -> dict[str, tuple[object, ...]]:
     rows = db.execute(
         "SELECT call_id, run_id, version, score, grade, reviewer FROM call_reviews"
     ).fetchall()
     return {r[0]: tuple(r[1:]) for r in rows}
 
 
-def test_queue_scan_and_states(db: SqlDb, pack: RulePack) -> None:
+def test_queue_scan_and_states(db: Store, pack: RulePack) -> None:
     store_call(db, call_a("A1"), pack)
     store_call(db, call_clean("B1"), pack)
     assert repo.scan(db, below=None) == ["A1"]  # uncertain verdict; B1 is clean
@@ -39,13 +39,13 @@ def test_queue_scan_and_states(db: SqlDb, pack: RulePack) -> None:
         repo.claim(db, "B1", "x")
 
 
-def test_low_score_enters(db: SqlDb, pack: RulePack) -> None:
+def test_low_score_enters(db: Store, pack: RulePack) -> None:
     store_call(db, call_a("A1"), pack)
     assert repo.scan(db, below=95) == ["A1"]
     assert repo.queue(db)[0].reasons == (Reason.UNCERTAIN, Reason.LOW_SCORE)
 
 
-def test_review_versions_and_reviewed_score(db: SqlDb, pack: RulePack) -> None:
+def test_review_versions_and_reviewed_score(db: Store, pack: RulePack) -> None:
     store_call(db, call_a("A1"), pack)
     repo.scan(db, below=None)
     assert reviewed(db) == {}
@@ -96,7 +96,7 @@ def test_review_versions_and_reviewed_score(db: SqlDb, pack: RulePack) -> None:
     assert reviewed(db) == {"A1": ("active-1", 2, 96.0, "非常满意", "组长李")}
 
 
-def test_appeal_enters_the_queue_and_a_review_resolves_it(db: SqlDb, pack: RulePack) -> None:
+def test_appeal_enters_the_queue_and_a_review_resolves_it(db: Store, pack: RulePack) -> None:
     store_call(db, call_a("A1"), pack)
     with pytest.raises(ReviewError, match="needs a reason"):
         repo.appeal(db, pack, "A1", "A007", ["NO-PHONE"], " ")
@@ -130,7 +130,7 @@ def test_appeal_enters_the_queue_and_a_review_resolves_it(db: SqlDb, pack: RuleP
     assert item is not None and item.state is QueueState.OPEN and item.pending_rules == ("BAN-N",)
 
 
-def test_versions_are_never_overwritten(db: SqlDb, pack: RulePack) -> None:
+def test_versions_are_never_overwritten(db: Store, pack: RulePack) -> None:
     store_call(db, call_a("A1"), pack)
     repo.review(db, pack, "A1", "w", [Decision("GREET", Action.CONFIRM)])
     with pytest.raises((sqlite3.IntegrityError, psycopg.errors.UniqueViolation)):
@@ -143,7 +143,7 @@ def test_versions_are_never_overwritten(db: SqlDb, pack: RulePack) -> None:
     assert [h.actor for h in repo.history(db, "A1")] == ["w"]
 
 
-def test_refusals_leave_nothing(db: SqlDb, pack: RulePack) -> None:
+def test_refusals_leave_nothing(db: Store, pack: RulePack) -> None:
     store_call(db, call_a("A1"), pack)
     with pytest.raises(ReviewError, match="no scored result"):
         repo.review(db, pack, "NOPE", "w", [Decision("GREET", Action.CONFIRM)])
@@ -156,7 +156,7 @@ def test_refusals_leave_nothing(db: SqlDb, pack: RulePack) -> None:
     assert repo.history(db, "A1") == []
 
 
-def test_machine_result_prefers_the_active_run(db: SqlDb, pack: RulePack) -> None:
+def test_machine_result_prefers_the_active_run(db: Store, pack: RulePack) -> None:
     store_call(db, call_a("A1"), pack, run_id="cand-9", role="candidate", created=2000.0)
     db.execute("DELETE FROM transcripts")
     db.execute("DELETE FROM calls")
@@ -176,9 +176,9 @@ def test_a_racing_review_is_refused(
 ) -> None:
     """Two reviewers read the same version; the second to write is refused (the primary
     key), and the first one's version stands."""
-    from qa_pipeline.review.db import open_db
+    from qa_pipeline.store import open_store
 
-    with open_db(store_url) as a, open_db(store_url) as b:
+    with open_store(store_url) as a, open_store(store_url) as b:
         store_call(a, call_a("A1"), pack)
         seen = repo.current_verdicts(b, "A1")  # b read version 0 before a wrote version 1
         repo.review(a, pack, "A1", "甲", [Decision("GREET", Action.CONFIRM)])
@@ -188,7 +188,7 @@ def test_a_racing_review_is_refused(
         assert [h.actor for h in repo.history(b, "A1")] == ["甲"]
 
 
-def test_comments_are_stored_redacted(db: SqlDb, pack: RulePack) -> None:
+def test_comments_are_stored_redacted(db: Store, pack: RulePack) -> None:
     store_call(db, call_a("A1"), pack)
     repo.appeal(db, pack, "A1", "A007", ["NO-PHONE"], "客户说的号码是13912345678，他要我核对")
     repo.review(
@@ -204,3 +204,21 @@ def test_comments_are_stored_redacted(db: SqlDb, pack: RulePack) -> None:
     ]
     assert len(texts) == 4 and not any("13912345678" in t for t in texts)
     assert "客户说的号码是[手机号]，他要我核对" in texts
+
+
+def test_the_reviewed_score_counts(db: Store, pack: RulePack) -> None:
+    """The store's current score of a call is its latest reviewed score, else the
+    machine's; an appeal alone changes nothing."""
+    store_call(db, call_a("A1"), pack)
+    store_call(db, call_clean("B1"), pack)
+
+    def current() -> dict[str, tuple[object, ...]]:
+        return {r["call_id"]: (r["score"], r["reviewed"]) for r in db.current_results()}
+
+    assert current() == {"A1": (91.0, 0), "B1": (100.0, 0)}
+    repo.appeal(db, pack, "A1", "A007", ["BAN-N"], "没说")
+    assert current() == {"A1": (91.0, 0), "B1": (100.0, 0)}
+    repo.review(db, pack, "A1", "w", [Decision("BAN-POLICY", Action.CONFIRM)])
+    assert current() == {"A1": (71.0, 1), "B1": (100.0, 0)}
+    repo.review(db, pack, "A1", "w", [Decision("BAN-N", Action.OVERTURN, Verdict.PASSED)])
+    assert current() == {"A1": (75.0, 1), "B1": (100.0, 0)}

@@ -48,10 +48,16 @@ CREATE TABLE review_decisions (
 );
 CREATE INDEX review_decisions_rule ON review_decisions (rule_id, action);
 
-CREATE VIEW call_reviews AS
-SELECT v.call_id AS call_id, v.run_id AS run_id, v.version AS version, v.score AS score,
-       v.grade AS grade, v.actor AS reviewer, v.recorded_at AS reviewed_at
-FROM review_versions v
-WHERE v.kind = 'review'
-  AND v.version = (SELECT MAX(w.version) FROM review_versions w
-                   WHERE w.call_id = v.call_id AND w.kind = 'review');
+-- the latest reviewed score of each call (what Store.current_results counts over the
+-- machine score): written with each review version, in its transaction (an appeal does not
+-- touch it)
+CREATE TABLE call_reviews (
+    call_id TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    score DOUBLE PRECISION NOT NULL,
+    grade TEXT NOT NULL,
+    failed INTEGER NOT NULL,
+    reviewer TEXT NOT NULL,
+    reviewed_at DOUBLE PRECISION NOT NULL
+);
