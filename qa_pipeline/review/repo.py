@@ -23,8 +23,7 @@ from typing import Any, Protocol
 from ..messages import Verdict
 from ..privacy import default_redactor
 from ..rules import RulePack
-from ..store import merge_call
-from ..transcript import Transcript, transcript_from_dict
+from ..transcript import Transcript
 from .model import (
     Action,
     Decision,
@@ -69,6 +68,8 @@ class Db(Protocol):
     def commit(self) -> None: ...
 
     def rollback(self) -> None: ...
+
+    def transcript(self, call_id: str) -> Transcript | None: ...
 
 
 def _dumps(obj: Any) -> str:
@@ -135,13 +136,7 @@ def machine_result(db: Db, call_id: str, run_id: str | None = None) -> MachineRe
 
 def transcript(db: Db, call_id: str) -> Transcript | None:
     """The call's stored (redacted) transcript, its current metadata applied."""
-    row = db.execute(
-        "SELECT t.doc, c.call FROM calls c JOIN transcripts t "
-        "ON t.audio_sha256 = c.audio_sha256 AND t.settings_hash = c.settings_hash "
-        "WHERE c.call_id = ?",
-        (call_id,),
-    ).fetchone()
-    return transcript_from_dict(merge_call(row[0], row[1])) if row else None
+    return db.transcript(call_id)
 
 
 # -- the queue --------------------------------------------------------------------------
@@ -248,20 +243,38 @@ def enqueue(db: Db, result: MachineResult, *, below: float | None) -> QueueItem 
 
 def scan(db: Db, *, below: float | None, run_id: str | None = None) -> list[str]:
     """Queue every scored call not in the queue yet whose machine result (the one
-    :func:`machine_result` picks, or of ``run_id``) calls for review; the call ids
-    queued."""
+    :func:`machine_result` picks, or of ``run_id``) calls for review: one query (each
+    call's latest result, those flagged for review, failed or below ``below``), one
+    transaction. The call ids queued."""
+    low = " OR score < ?" if below is not None else ""
+    params: list[Any] = [run_id] if run_id else []
+    if below is not None:
+        params.append(below)
     rows = db.execute(
-        "SELECT DISTINCT r.call_id FROM results r JOIN runs u ON u.run_id = r.run_id "
-        "WHERE r.status = 'ok'"
+        "WITH latest AS (SELECT r.call_id, r.run_id, u.pack_name, u.pack_version, r.score, "
+        "r.grade, r.failed, r.verdicts, r.findings, r.review, ROW_NUMBER() OVER "
+        "(PARTITION BY r.call_id ORDER BY r.created_at DESC, r.run_id DESC) AS rn "
+        "FROM results r JOIN runs u ON u.run_id = r.run_id WHERE r.status = 'ok'"
         + (" AND r.run_id = ?" if run_id else _IN_SERVICE)
-        + " AND NOT EXISTS (SELECT 1 FROM review_queue q WHERE q.call_id = r.call_id) "
-        "ORDER BY r.call_id",
-        (run_id,) if run_id else (),
+        + " AND NOT EXISTS (SELECT 1 FROM review_queue q WHERE q.call_id = r.call_id)) "
+        "SELECT call_id, run_id, pack_name, pack_version, score, grade, failed, verdicts, "
+        f"findings FROM latest WHERE rn = 1 AND (review = 1 OR failed = 1{low}) "
+        "ORDER BY call_id",
+        params,
     ).fetchall()
     out = []
-    for (cid,) in rows:
-        if enqueue(db, machine_result(db, cid, run_id), below=below) is not None:
-            out.append(cid)
+    now = time.time()
+    try:
+        for row in rows:
+            m = _machine(row)
+            entry = queue_reasons(m.verdicts, m.findings, m.score, below=below)
+            if entry.reasons:
+                _put_item(db, m.call_id, m.run_id, entry, m.score, now)
+                out.append(m.call_id)
+        db.commit()
+    except BaseException:
+        db.rollback()
+        raise
     return out
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from qa_pipeline.messages import Verdict
 from qa_pipeline.review import Action, Decision, QueueState, Reason, ReviewError, repo
-from qa_pipeline.rules import RulePack, load_pack
+from qa_pipeline.rules import RulePack, load_pack, score_transcript
 from qa_pipeline.store import Store
 
 from .conftest import call_a, call_clean, store_call
@@ -222,3 +222,23 @@ def test_the_reviewed_score_counts(db: Store, pack: RulePack) -> None:
     assert current() == {"A1": (71.0, 1), "B1": (100.0, 0)}
     repo.review(db, pack, "A1", "w", [Decision("BAN-N", Action.OVERTURN, Verdict.PASSED)])
     assert current() == {"A1": (75.0, 1), "B1": (100.0, 0)}
+
+
+def test_scan_critical_and_latest_result_only(db: Store, pack: RulePack) -> None:
+    rude = transcript(
+        [("a", 0.5, 3.0, "您好，这是公司规定"), ("c", 3.5, 5.0, "好吧")], call_id="R1"
+    )
+    store_call(db, rude, pack)
+    # A1: flagged in an older active run, clean in the latest one -> not queued
+    store_call(db, call_a("A1"), pack, run_id="active-1", created=1000.0)
+    clean = call_clean("A1")
+    db.put_transcript(clean, audio_sha="sha-A1b", settings_hash_="s1")
+    db.start_run(
+        "active-2", pack_name=pack.name, pack_version=pack.version, role="active", inputs="",
+        args={}, fresh=False,
+    )  # fmt: skip
+    db.put_results([result_row("active-2", "A1", "k", score_transcript(pack, clean), 2000.0)])
+    assert repo.scan(db, below=None) == ["R1"]
+    item = repo.queue_item(db, "R1")
+    assert item is not None and item.reasons == (Reason.CRITICAL,)
+    assert item.pending_rules == ("BAN-POLICY",)
