@@ -10,7 +10,8 @@ import pytest
 from qa_pipeline.messages import Verdict
 from qa_pipeline.review import Action, Decision, QueueState, Reason, ReviewError, repo
 from qa_pipeline.rules import RulePack, load_pack, score_transcript
-from qa_pipeline.store import Store
+from qa_pipeline.store import Store, open_store, result_row
+from qa_pipeline.testing import transcript
 
 from .conftest import call_a, call_clean, store_call
 
@@ -176,8 +177,6 @@ def test_a_racing_review_is_refused(
 ) -> None:
     """Two reviewers read the same version; the second to write is refused (the primary
     key), and the first one's version stands."""
-    from qa_pipeline.store import open_store
-
     with open_store(store_url) as a, open_store(store_url) as b:
         store_call(a, call_a("A1"), pack)
         seen = repo.current_verdicts(b, "A1")  # b read version 0 before a wrote version 1
