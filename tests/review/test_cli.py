@@ -81,6 +81,11 @@ def test_review_commands(store_url: str, pack: RulePack, pack_dir: Path, tmp_pat
     assert code == 0 and "1 fixtures in 1 files" in out, out
     code, out = run("rules", "test", str(pack_dir), "--fixtures", str(tmp_path / "fx"))
     assert code == 1 and "1 failed" in out  # the pack still says uncertain; the reviewer: ok
+    later = ("--out", str(tmp_path / "later"), "--since", "2999-01-01")
+    code, out = run("rules", "fixtures-from-reviews", *s, *later)
+    assert code == 0 and "0 fixtures in 0 files" in out, out
+    code, out = run("rules", "fixtures-from-reviews", *s, "--out", "x", "--since", "yesterday")
+    assert code == 2 and "--since" in out
 
 
 def test_bad_input_is_named(store_url: str, pack: RulePack, pack_dir: Path) -> None:
