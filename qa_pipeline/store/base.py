@@ -485,10 +485,12 @@ class Store:
         reviewed = self.has_table(REVIEWED_SCORES)
         review_join = f"LEFT JOIN {REVIEWED_SCORES} v ON v.call_id = r.call_id " if reviewed else ""
         score = "COALESCE(v.score, r.score)" if reviewed else "r.score"
+        grade = "COALESCE(v.grade, r.grade)" if reviewed else "r.grade"
+        failed = "COALESCE(v.failed, r.failed)" if reviewed else "r.failed"
         is_reviewed = "CASE WHEN v.score IS NULL THEN 0 ELSE 1 END" if reviewed else "0"
         cur = self.db.execute(
-            f"{self._latest_active()} SELECT r.call_id, r.run_id, {score} AS score, r.grade, "
-            f"r.failed, r.review, r.complete, {is_reviewed} AS reviewed, c.agent_id, c.team, "
+            f"{self._latest_active()} SELECT r.call_id, r.run_id, {score} AS score, "
+            f"{grade} AS grade, {failed} AS failed, r.review, r.complete, {is_reviewed} AS reviewed, c.agent_id, c.team, "
             "c.direction, c.started_epoch, c.duration_s FROM latest r "
             f"JOIN calls c ON c.call_id = r.call_id {review_join}"
             f"WHERE r.rn = 1 AND r.status = 'ok' AND (r.complete = 1 OR {is_reviewed} = 1)"

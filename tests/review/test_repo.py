@@ -221,6 +221,10 @@ def test_the_reviewed_score_counts(db: Store, pack: RulePack) -> None:
     assert current() == {"A1": (71.0, 1), "B1": (100.0, 0)}
     repo.review(db, pack, "A1", "w", [Decision("BAN-N", Action.OVERTURN, Verdict.PASSED)])
     assert current() == {"A1": (75.0, 1), "B1": (100.0, 0)}
+    # the reviewed grade and pass/fail come with the reviewed score
+    latest = db.execute("SELECT grade, failed FROM call_reviews WHERE call_id = 'A1'").fetchone()
+    row = next(r for r in db.current_results() if r["call_id"] == "A1")
+    assert (row["grade"], row["failed"]) == tuple(latest)
 
 
 def test_scan_critical_and_latest_result_only(db: Store, pack: RulePack) -> None:
