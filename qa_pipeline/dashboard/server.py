@@ -33,6 +33,10 @@ Routes (all data routes need a session or an API key; without one: ``401`` and n
 ``GET /api/events``        ``text/event-stream``: ``snapshot`` then ``update`` messages,
                            filtered per principal
 ``GET /api/users``         admin only: the users (no hashes)
+``GET /history``           the history page: calls kept in the store (``store``), trends, an
+                           agent's page (:mod:`.history_page`)
+``GET /api/history/...``   history from the store, as the principal may see it; exports
+                           (:mod:`.history_api`); ``404`` without a store
 ``GET /healthz``           ``ok`` (no data, no login)
 =========================  ==================================================================
 
@@ -105,6 +109,9 @@ from .acks import AckStore, FileAckStore, acks_path_beside
 from .audit import AuditLog
 from .auth import API_KEY_USER, VIEWER_KEY_USER, Principal, Sessions, call_visible
 from .config import DashboardLimits
+from .history import HistoryStore, StoreAckStore
+from .history_api import HistoryApi
+from .history_page import render_history_page
 from .page import render_page
 from .state import CLOSED, DashboardState
 from .users import USERS_ENV, UserDirectory, UserRole, dummy_verify, verify_password
@@ -360,6 +367,7 @@ class _App:
     keepalive_s: float
     audit: AuditLog | None = None
     acks: AckStore = field(default_factory=lambda: FileAckStore(None))
+    history: HistoryApi | None = None  # calls kept in the store (``store``), if any
     secure_cookie: bool = False
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     streams: dict[str, int] = field(default_factory=dict)  # open streams by user or key
@@ -656,6 +664,24 @@ class _App:
             {"Content-Security-Policy": csp, "X-Frame-Options": "DENY"},
         )
 
+    async def history_page(self, request: web.Request) -> web.StreamResponse:
+        """``/history``, ``/history/calls/<id>``, ``/history/agents/<id>``: the history page
+        (no data in it; it reads ``/api/history/...``; it says when no store is configured)."""
+        nonce = secrets.token_urlsafe(16)
+        csp = (
+            "default-src 'none'; "
+            f"script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+            "connect-src 'self'; img-src 'self' data:; form-action 'self'; "
+            "base-uri 'none'; frame-ancestors 'none'"
+        )
+        body = render_history_page(nonce, self.title).encode()
+        return _response(
+            200,
+            body,
+            "text/html; charset=utf-8",
+            {"Content-Security-Policy": csp, "X-Frame-Options": "DENY"},
+        )
+
     async def check_password(self, name: str, password: str) -> bool:
         """Argon2 in a worker thread, two at a time (each takes ~64 MiB and tens of ms); an
         unknown name costs the same as a wrong password."""
@@ -770,6 +796,10 @@ class _App:
         if p is None:
             return self.unauthorized()
         path = request.path
+        if path.startswith("/api/history/"):
+            if self.history is None:
+                return _error(404, "no store", "this dashboard keeps no history (no store)")
+            return await self.history.handle(request, p)
         if path == "/api/state":
             data, ids = await asyncio.to_thread(self.encoded_snapshot, p)
             if p.text and ids:
@@ -961,6 +991,11 @@ class DashboardServer:
             self.thread.join(timeout=5)
             if self.app.audit is not None:
                 self.app.audit.close()
+            if self.app.history is not None:
+                self.app.history.history.close()
+            close = getattr(self.app.acks, "close", None)
+            if close is not None:
+                close()
 
 
 def _build(app: _App) -> web.Application:
@@ -974,6 +1009,8 @@ def _build(app: _App) -> web.Application:
     r.add_get("/healthz", app.healthz)
     r.add_get("/", app.page)
     r.add_get("/index.html", app.page)
+    r.add_get("/history", app.history_page)
+    r.add_get("/history/{tail:.*}", app.history_page)
     r.add_get("/logout", app.logout)
     r.add_post("/logout", app.logout)
     r.add_get("/favicon.ico", app.favicon)
@@ -994,6 +1031,7 @@ def start_dashboard(
     users: str | Path | None = None,
     audit_log: str | Path | None = None,
     acks: AckStore | None = None,
+    store: str | None = None,
     session_idle_s: float = 7200.0,
     session_max_s: float = 43200.0,
     secure_cookie: bool = False,
@@ -1011,13 +1049,21 @@ def start_dashboard(
     transcript openings are recorded (``None``: not recorded; the ``dashboard:`` config and
     the commands default to ``dashboard-audit.jsonl``). ``acks``: where alert
     acknowledgements are kept (``None``: :data:`~.acks.DEFAULT_ACKS_LOG` beside the audit
-    log, or in memory only without one); those kept are shown on the state's alerts.
+    log, or in memory only without one; in the store's ``alert_acks`` table when there is
+    a ``store``); those kept are shown on the state's alerts. ``store``: the transcript
+    store (a SQLite path or a ``postgresql://`` URL) whose calls the history pages show
+    (:mod:`.history`; read-only, except acknowledgements).
     ``limits``: what clients may take (:class:`DashboardLimits`; its defaults when ``None``).
     """
     full, viewer = resolve_tokens(token, viewer_token, users=users)
     directory = UserDirectory(resolve_users(users))
     sessions = Sessions(session_idle_s, session_max_s)
     audit = AuditLog(Path(audit_log)) if audit_log is not None else None
+    history = None
+    if store is not None:
+        if acks is None:
+            acks = StoreAckStore(store)  # opens it for writing: applies pending migrations
+        history = HistoryApi(HistoryStore(store), directory, audit)
     if acks is None:
         acks = FileAckStore(acks_path_beside(Path(audit_log)) if audit_log is not None else None)
     for a in acks.acks().values():
@@ -1037,6 +1083,7 @@ def start_dashboard(
             keepalive_s,
             audit=audit,
             acks=acks,
+            history=history,
             secure_cookie=secure_cookie,
         )
         runner = web.AppRunner(

@@ -1,0 +1,736 @@
+"""Call history from the store: the dashboard's stored calls, a call's detail, trends, an
+agent's page, exports and alert acknowledgements, read from (and, for acknowledgements,
+written to) the transcript store (:mod:`qa_pipeline.store`, SQLite or PostgreSQL).
+
+The live page shows the calls in memory (the last ``max_calls``, gone at a restart); this
+module answers for everything the store holds, so history survives restarts. What it shows:
+
+* **The call list** (:func:`list_calls`): every stored call, newest first, paged, with its
+  current score as "Which score counts" says (README): the reviewed score, else the latest
+  result of an ``active`` run; candidate runs never. Filters: agent, team, start time range
+  (``since`` <= start < ``until``, UTC), rule and verdict (of the current result: a call
+  with ``rule`` failed, or any rule ``uncertain``), score range, direction.
+* **A call** (:func:`call_detail`): its (redacted) transcript, the current result's findings
+  with their evidence, every verdict including ``uncertain``, the current score, whether a
+  reviewer scored it and how many review versions it has.
+* **Trends** (:func:`score_trend`, :func:`violation_trend`): mean current score per agent or
+  team per UTC day or ISO week, from :meth:`Store.current_results` (complete calls, current
+  score, candidate runs out), and failed verdicts per rule per bucket from
+  :meth:`Store.current_verdicts` (``uncertain`` left out).
+* **An agent** (:func:`agent_page`): calls, score trend, top violations, reviews and appeals.
+
+**Who sees what** is the live dashboard's rule (:mod:`.auth`), applied in SQL
+(:class:`Scope`): an agent its own calls (``agent_id``), a supervisor the calls whose
+``team`` is one of its teams, or, for a call without a team, whose agent belongs to one of
+them (the users file); the other roles all calls. The store holds redacted text only; a
+principal without transcript text (``viewer``) gets no utterance text, finding messages or
+matched phrases.
+
+Connections: a store is not thread-safe, so :class:`HistoryStore` keeps a few read-only
+connections and lends one per query (queries run in worker threads).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from ..errors import QAError
+from ..exports import (
+    FINDING_COLUMNS,
+    RESULT_COLUMNS,
+    Sheet,
+    csv_bytes,
+    finding_records,
+    result_record,
+    xlsx_bytes,
+)
+from ..store import Store
+from ..store.base import REVIEWED_SCORES, store_label
+from .acks import Ack
+from .auth import Principal
+from .users import UserRole
+
+T = TypeVar("T")
+
+#: calls per page at most, and in one export at most
+MAX_PER_PAGE = 200
+MAX_EXPORT = 50_000
+VERDICTS = ("passed", "failed", "not_applicable", "uncertain")
+DIRECTIONS = ("inbound", "outbound")
+BUCKETS = ("day", "week")
+GROUPS = ("agent", "team")
+
+
+class HistoryQueryError(QAError):
+    """A bad query parameter (the message names it)."""
+
+
+# ---------------------------------------------------------------- filters and scope
+
+
+@dataclass(frozen=True)
+class CallFilter:
+    """The call list's filters; ``None`` = not filtered on."""
+
+    agent_id: str | None = None
+    team: str | None = None
+    since: float | None = None
+    until: float | None = None
+    rule_id: str | None = None
+    verdict: str | None = None
+    score_min: float | None = None
+    score_max: float | None = None
+    direction: str | None = None
+    page: int = 1
+    per_page: int = 50
+
+    def query(self) -> dict[str, str]:
+        """As query parameters (what :func:`parse_filter` reads back), paging left out."""
+        out: dict[str, str] = {}
+        for key, value in (
+            ("agent", self.agent_id),
+            ("team", self.team),
+            ("since", self.since),
+            ("until", self.until),
+            ("rule", self.rule_id),
+            ("verdict", self.verdict),
+            ("score_min", self.score_min),
+            ("score_max", self.score_max),
+            ("direction", self.direction),
+        ):
+            if value is not None:
+                out[key] = str(value)
+        return out
+
+
+def parse_time_param(name: str, value: str, *, end: bool = False) -> float:
+    """A time parameter: epoch seconds, ``YYYY-MM-DD`` (a UTC day; as ``until`` the day is
+    included: its end) or an ISO 8601 time (naive = UTC)."""
+    v = value.strip()
+    try:
+        return float(v)
+    except ValueError:
+        pass
+    try:
+        if len(v) == 10:
+            day = datetime.strptime(v, "%Y-%m-%d").replace(tzinfo=UTC)
+            return (day + timedelta(days=1) if end else day).timestamp()
+        t = datetime.fromisoformat(v)
+    except ValueError:
+        raise HistoryQueryError(
+            f"{name}={value!r}: not a time (YYYY-MM-DD, an ISO 8601 time or epoch seconds)"
+        ) from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return t.timestamp()
+
+
+def _number(name: str, value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        raise HistoryQueryError(f"{name}={value!r}: not a number") from None
+    if not math.isfinite(x):
+        raise HistoryQueryError(f"{name}={value!r}: not a finite number")
+    return x
+
+
+def _int(name: str, value: str, lo: int, hi: int) -> int:
+    try:
+        x = int(value)
+    except ValueError:
+        raise HistoryQueryError(f"{name}={value!r}: not a whole number") from None
+    if not lo <= x <= hi:
+        raise HistoryQueryError(f"{name}={value!r}: must be between {lo} and {hi}")
+    return x
+
+
+def _choice(name: str, value: str, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise HistoryQueryError(f"{name}={value!r}: one of {', '.join(choices)}")
+    return value
+
+
+def parse_filter(q: Mapping[str, str]) -> CallFilter:
+    """The call list's filters from query parameters (``agent, team, since, until, rule,
+    verdict, score_min, score_max, direction, page, per_page``); empty ones are ignored."""
+    g = {k: v.strip() for k, v in q.items() if v is not None and v.strip()}
+    f = CallFilter(
+        agent_id=g.get("agent"),
+        team=g.get("team"),
+        since=parse_time_param("since", g["since"]) if "since" in g else None,
+        until=parse_time_param("until", g["until"], end=True) if "until" in g else None,
+        rule_id=g.get("rule"),
+        verdict=_choice("verdict", g["verdict"], VERDICTS) if "verdict" in g else None,
+        score_min=_number("score_min", g["score_min"]) if "score_min" in g else None,
+        score_max=_number("score_max", g["score_max"]) if "score_max" in g else None,
+        direction=_choice("direction", g["direction"], DIRECTIONS) if "direction" in g else None,
+        page=_int("page", g["page"], 1, 1_000_000) if "page" in g else 1,
+        per_page=_int("per_page", g["per_page"], 1, MAX_PER_PAGE) if "per_page" in g else 50,
+    )
+    if f.since is not None and f.until is not None and f.until <= f.since:
+        raise HistoryQueryError("until must be later than since")
+    return f
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which stored calls a principal sees (the live dashboard's rule, :func:`.auth.call_visible`):
+    ``agent_id`` set: that agent's calls only; ``teams`` set: calls of those teams, or
+    without a team whose agent is one of ``team_agents``; neither: all calls. ``nothing``:
+    no call at all (an agent user without an agent id)."""
+
+    agent_id: str | None = None
+    teams: frozenset[str] | None = None
+    team_agents: frozenset[str] = frozenset()
+    nothing: bool = False
+
+    def sql(self, alias: str = "c") -> tuple[str, list[Any]]:
+        """A condition (`` AND ...``) on the ``calls`` row ``alias``, and its parameters."""
+        if self.nothing:
+            return " AND 1 = 0", []
+        if self.agent_id is not None:
+            return f" AND {alias}.agent_id = ?", [self.agent_id]
+        if self.teams is not None:
+            teams = sorted(self.teams)
+            agents = sorted(self.team_agents)
+            if not teams:
+                return " AND 1 = 0", []
+            cond = f"{alias}.team IN ({','.join('?' * len(teams))})"
+            if agents:
+                cond += (
+                    f" OR ({alias}.team IS NULL AND "
+                    f"{alias}.agent_id IN ({','.join('?' * len(agents))}))"
+                )
+            return f" AND ({cond})", [*teams, *agents]
+        return "", []
+
+    def sees(self, row: Mapping[str, Any]) -> bool:
+        """The same rule on a row with ``agent_id`` and ``team``."""
+        if self.nothing:
+            return False
+        if self.agent_id is not None:
+            return bool(row.get("agent_id") == self.agent_id)
+        if self.teams is not None:
+            team = row.get("team")
+            if team:
+                return team in self.teams
+            return row.get("agent_id") in self.team_agents
+        return True
+
+
+def scope_of(p: Principal, agent_teams: Iterable[tuple[str, Iterable[str]]]) -> Scope:
+    """The scope of ``p``; ``agent_teams``: each agent id with its teams (the users file's
+    agent users), which places a call without a team."""
+    if p.role is UserRole.AGENT:
+        return Scope(agent_id=p.agent_id) if p.agent_id else Scope(nothing=True)
+    if p.role is UserRole.SUPERVISOR:
+        agents = frozenset(a for a, teams in agent_teams if set(teams) & p.teams)
+        return Scope(teams=frozenset(p.teams), team_agents=agents)
+    return Scope()
+
+
+# ---------------------------------------------------------------- connections
+
+
+class HistoryStore:
+    """Read-only connections to a store for the history routes: queries run on a pool of
+    ``size`` threads of its own, each with its own connection (a store connection belongs
+    to the thread that opened it), opened when the thread first needs it."""
+
+    def __init__(self, url: str, *, size: int = 4) -> None:
+        self.url = url
+        self.label = store_label(url)
+        self._local = threading.local()
+        self._all: list[Store] = []
+        self._lock = threading.Lock()
+        self._size = size
+        self._pool = ThreadPoolExecutor(size, thread_name_prefix="qa-history")
+        self.run(lambda store: None)  # fail at start: a missing file, a schema behind the code
+
+    def _store(self) -> Store:
+        store: Store | None = getattr(self._local, "store", None)
+        if store is None:
+            store = Store(self.url, readonly=True)
+            self._local.store = store
+            with self._lock:
+                self._all.append(store)
+        return store
+
+    def _call(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
+        store = self._store()
+        try:
+            return fn(store, *args, **kwargs)
+        finally:
+            if store.dialect == "sqlite":  # no read transaction left open: see new writes
+                store.rollback()
+
+    def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
+        """``fn(store, *args, **kwargs)`` on one of the pool's threads."""
+        return self._pool.submit(self._call, fn, args, kwargs)
+
+    def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return self.submit(fn, *args, **kwargs).result()
+
+    def close(self) -> None:
+        """Each thread closes its own connection, then the pool ends."""
+
+        def close_mine() -> None:
+            store = getattr(self._local, "store", None)
+            if store is not None:
+                self._local.store = None
+                store.close()
+
+        with self._lock:
+            self._all.clear()
+        n = self._size  # one task per thread: each waits at the barrier until all have one
+        barrier = threading.Barrier(n)
+
+        def close_one() -> None:
+            close_mine()
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait(timeout=5)
+
+        for f in [self._pool.submit(close_one) for _ in range(n)]:
+            f.result()
+        self._pool.shutdown(wait=True)
+
+
+# ---------------------------------------------------------------- the call list
+
+
+def _latest(store: Store) -> str:
+    """CTE ``latest``: each call's results of ``active`` runs, newest first (``rn = 1`` is
+    the current machine result)."""
+    del store
+    return (
+        "WITH latest AS (SELECT r.run_id, r.call_id, r.status, r.score, r.grade, r.failed, "
+        "r.failed_rules, r.review, r.complete, ROW_NUMBER() OVER (PARTITION BY r.call_id "
+        "ORDER BY r.created_at DESC, r.run_id DESC) AS rn FROM results r "
+        "JOIN runs u ON u.run_id = r.run_id WHERE u.role = 'active') "
+    )
+
+
+def _select(store: Store) -> tuple[str, str, str]:
+    """(columns, FROM ... joins, score expression) of the call list."""
+    reviewed = store.has_table(REVIEWED_SCORES)
+    score = "COALESCE(v.score, r.score)" if reviewed else "r.score"
+    grade = "COALESCE(v.grade, r.grade)" if reviewed else "r.grade"
+    failed = "COALESCE(v.failed, r.failed)" if reviewed else "r.failed"
+    is_rev = "CASE WHEN v.score IS NULL THEN 0 ELSE 1 END" if reviewed else "0"
+    cols = (
+        "c.call_id, c.agent_id, c.team, c.direction, c.started_at, c.started_epoch, "
+        f"c.duration_s, r.run_id, r.status, {score} AS score, {grade} AS grade, "
+        f"{failed} AS failed, r.failed_rules, r.review, r.complete, {is_rev} AS reviewed"
+    )
+    joins = "FROM calls c LEFT JOIN latest r ON r.call_id = c.call_id AND r.rn = 1 "
+    if reviewed:
+        joins += f"LEFT JOIN {REVIEWED_SCORES} v ON v.call_id = c.call_id "
+    return cols, joins, score
+
+
+def _where(f: CallFilter, scope: Scope, score: str) -> tuple[str, list[Any]]:
+    where = " WHERE 1 = 1"
+    params: list[Any] = []
+    for sql, value in (
+        ("c.agent_id = ?", f.agent_id),
+        ("c.team = ?", f.team),
+        ("c.started_epoch >= ?", f.since),
+        ("c.started_epoch < ?", f.until),
+        ("c.direction = ?", f.direction),
+        (f"{score} >= ?", f.score_min),
+        (f"{score} <= ?", f.score_max),
+    ):
+        if value is not None:
+            where += f" AND {sql}"
+            params.append(value)
+    if f.rule_id is not None or f.verdict is not None:
+        cond = "x.run_id = r.run_id AND x.call_id = c.call_id"
+        if f.rule_id is not None:
+            cond += " AND x.rule_id = ?"
+            params.append(f.rule_id)
+        # a rule named without a verdict: the calls that failed it
+        cond += " AND x.verdict = ?"
+        params.append(f.verdict or "failed")
+        where += f" AND EXISTS (SELECT 1 FROM verdicts x WHERE {cond})"
+    s_sql, s_params = scope.sql()
+    return where + s_sql, params + s_params
+
+
+def _rows(cur: Any) -> list[dict[str, Any]]:
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def _call_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A call list row as the API sends it."""
+    score = row.get("score")
+    return {
+        "call_id": row["call_id"],
+        "agent_id": row.get("agent_id"),
+        "team": row.get("team"),
+        "direction": row.get("direction"),
+        "started_at": row.get("started_at"),
+        "started_epoch": row.get("started_epoch"),
+        "duration_s": row.get("duration_s"),
+        "score": None if score is None else round(float(score), 2),
+        "grade": row.get("grade"),
+        "failed": None if row.get("failed") is None else bool(row["failed"]),
+        "failed_rules": json.loads(row.get("failed_rules") or "[]"),
+        "status": row.get("status"),  # None: no result of the pack in service
+        "complete": None if row.get("complete") is None else bool(row["complete"]),
+        "review": bool(row.get("review")),
+        "reviewed": bool(row.get("reviewed")),
+    }
+
+
+def list_calls(store: Store, f: CallFilter, scope: Scope) -> dict[str, Any]:
+    """One page of stored calls, newest first: ``{"calls", "total", "page", "per_page",
+    "pages"}``."""
+    cols, joins, score = _select(store)
+    where, params = _where(f, scope, score)
+    base = _latest(store)
+    total = int(store.execute(f"{base}SELECT COUNT(*) {joins}{where}", params).fetchone()[0])
+    cur = store.execute(
+        f"{base}SELECT {cols} {joins}{where} "
+        "ORDER BY CASE WHEN c.started_epoch IS NULL THEN 1 ELSE 0 END, c.started_epoch DESC, "
+        "c.call_id DESC LIMIT ? OFFSET ?",
+        [*params, f.per_page, (f.page - 1) * f.per_page],
+    )
+    return {
+        "calls": [_call_view(r) for r in _rows(cur)],
+        "total": total,
+        "page": f.page,
+        "per_page": f.per_page,
+        "pages": max(1, math.ceil(total / f.per_page)),
+    }
+
+
+def export_rows(store: Store, f: CallFilter, scope: Scope) -> list[dict[str, Any]]:
+    """The filtered calls (no paging, at most :data:`MAX_EXPORT`, newest first) as result
+    rows :mod:`qa_pipeline.exports` takes (findings and verdicts JSON of the current result)."""
+    cols, joins, score = _select(store)
+    where, params = _where(f, scope, score)
+    cur = store.execute(
+        f"{_latest(store)}SELECT {cols}, rr.findings, rr.verdicts {joins}"
+        "LEFT JOIN results rr ON rr.run_id = r.run_id AND rr.call_id = c.call_id"
+        f"{where} ORDER BY CASE WHEN c.started_epoch IS NULL THEN 1 ELSE 0 END, "
+        "c.started_epoch DESC, c.call_id DESC LIMIT ?",
+        [*params, MAX_EXPORT + 1],
+    )
+    rows = _rows(cur)
+    if len(rows) > MAX_EXPORT:
+        raise HistoryQueryError(
+            f"more than {MAX_EXPORT} calls match: narrow the filters (a date range) to export"
+        )
+    for r in rows:
+        if r["status"] is None:
+            r["status"] = "unscored"
+    return rows
+
+
+def export_bytes(rows: Sequence[Mapping[str, Any]], fmt: str, *, text: bool) -> bytes:
+    """CSV (UTF-8 with BOM) or XLSX of export rows; without ``text`` (a viewer) the
+    findings sheet, which quotes the calls, is left out of the workbook."""
+    if fmt == "csv":
+        return csv_bytes(RESULT_COLUMNS, map(result_record, rows))
+    sheets = [Sheet("results", RESULT_COLUMNS, [result_record(r) for r in rows])]
+    if text:
+        sheets.append(
+            Sheet("findings", FINDING_COLUMNS, [x for r in rows for x in finding_records(r)])
+        )
+    return xlsx_bytes(sheets)
+
+
+# ---------------------------------------------------------------- one call
+
+
+def call_detail(store: Store, call_id: str, scope: Scope, *, text: bool) -> dict[str, Any] | None:
+    """A stored call as ``scope`` may see it (``None``: not stored, or not visible)."""
+    cols, joins, score = _select(store)
+    s_sql, s_params = scope.sql()
+    rows = _rows(
+        store.execute(
+            f"{_latest(store)}SELECT {cols} {joins}WHERE c.call_id = ?{s_sql}",
+            [call_id, *s_params],
+        )
+    )
+    if not rows:
+        return None
+    row = rows[0]
+    doc = store.transcript_doc(call_id) or {}
+    utterances = [
+        {
+            "index": int(u.get("index", i)),
+            "role": u.get("role"),
+            "channel": u.get("channel"),
+            "start": u.get("start"),
+            "end": u.get("end"),
+            "text": u.get("text") if text else None,
+        }
+        for i, u in enumerate(doc.get("utterances") or ())
+    ]
+    findings: list[dict[str, Any]] = []
+    verdicts: list[dict[str, Any]] = []
+    run_id = row.get("run_id")
+    if run_id is not None:
+        res = store.execute(
+            "SELECT findings FROM results WHERE run_id = ? AND call_id = ?", (run_id, call_id)
+        ).fetchone()
+        for fd in json.loads((res[0] if res else None) or "[]"):
+            findings.append(_finding_view(fd, text))
+        verdicts = _rows(
+            store.execute(
+                "SELECT rule_id, verdict, severity, deduction, pending_deduction FROM verdicts "
+                "WHERE run_id = ? AND call_id = ? ORDER BY rule_id",
+                (run_id, call_id),
+            )
+        )
+    reviews = 0
+    if store.has_table("review_versions"):
+        reviews = int(
+            store.execute(
+                "SELECT COUNT(*) FROM review_versions WHERE call_id = ?", (call_id,)
+            ).fetchone()[0]
+        )
+    return {
+        "call": _call_view(row),
+        "utterances": utterances,
+        "findings": findings,
+        "verdicts": verdicts,
+        "review_versions": reviews,
+        "text": text,
+    }
+
+
+def _finding_view(fd: Mapping[str, Any], text: bool) -> dict[str, Any]:
+    evidence = []
+    for ev in fd.get("evidence") or ():
+        e = {
+            "utterance_index": ev.get("utterance_index"),
+            "start": ev.get("start"),
+            "end": ev.get("end"),
+        }
+        if text:
+            e["text"] = ev.get("text")
+            e["matched"] = ev.get("matched")
+        evidence.append(e)
+    return {
+        "rule_id": fd.get("rule_id"),
+        "severity": fd.get("severity"),
+        "message": fd.get("message") if text else None,
+        "deduction": fd.get("deduction"),
+        "evidence": evidence,
+    }
+
+
+# ---------------------------------------------------------------- trends
+
+
+def bucket_start(epoch: float, bucket: str) -> str:
+    """The UTC day (``YYYY-MM-DD``) or ISO week's Monday of a time."""
+    d = datetime.fromtimestamp(epoch, UTC).date()
+    if bucket == "week":
+        d = d - timedelta(days=d.weekday())
+    return d.isoformat()
+
+
+@dataclass(frozen=True)
+class TrendQuery:
+    group: str = "agent"  # agent | team
+    bucket: str = "day"  # day | week
+    agent_id: str | None = None
+    team: str | None = None
+    since: float | None = None
+    until: float | None = None
+
+
+def parse_trend(q: Mapping[str, str]) -> TrendQuery:
+    g = {k: v.strip() for k, v in q.items() if v is not None and v.strip()}
+    t = TrendQuery(
+        group=_choice("group", g["group"], GROUPS) if "group" in g else "agent",
+        bucket=_choice("bucket", g["bucket"], BUCKETS) if "bucket" in g else "day",
+        agent_id=g.get("agent"),
+        team=g.get("team"),
+        since=parse_time_param("since", g["since"]) if "since" in g else None,
+        until=parse_time_param("until", g["until"], end=True) if "until" in g else None,
+    )
+    if t.since is not None and t.until is not None and t.until <= t.since:
+        raise HistoryQueryError("until must be later than since")
+    return t
+
+
+def _filtered(rows: list[dict[str, Any]], scope: Scope) -> list[dict[str, Any]]:
+    return [r for r in rows if r.get("started_epoch") is not None and scope.sees(r)]
+
+
+def _scoped_agent(t: TrendQuery, scope: Scope) -> str | None:
+    return scope.agent_id if scope.agent_id is not None else t.agent_id
+
+
+def score_trend(store: Store, t: TrendQuery, scope: Scope) -> dict[str, Any]:
+    """Mean current score per ``group`` (agent or team) per bucket: ``{"buckets": [...],
+    "series": [{"key", "points": [{"bucket", "mean", "calls"}]}]}``."""
+    rows = store.current_results(
+        agent_id=_scoped_agent(t, scope), team=t.team, since=t.since, until=t.until
+    )
+    sums: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in _filtered(rows, scope):
+        if r.get("score") is None:
+            continue
+        key = r.get("agent_id") if t.group == "agent" else r.get("team")
+        sums[key or "—"][bucket_start(float(r["started_epoch"]), t.bucket)].append(
+            float(r["score"])
+        )
+    buckets = sorted({b for per in sums.values() for b in per})
+    series = [
+        {
+            "key": key,
+            "points": [
+                {"bucket": b, "mean": round(sum(v) / len(v), 2), "calls": len(v)}
+                for b, v in sorted(per.items())
+            ],
+        }
+        for key, per in sorted(sums.items())
+    ]
+    return {"group": t.group, "bucket": t.bucket, "buckets": buckets, "series": series}
+
+
+def violation_trend(store: Store, t: TrendQuery, scope: Scope) -> dict[str, Any]:
+    """Failed verdicts per rule per bucket (uncertain ones left out, as
+    :meth:`Store.current_verdicts` gives them): ``{"buckets", "series": [{"key": rule,
+    "points": [{"bucket", "count"}]}], "totals": {rule: n}}``."""
+    rows = store.current_verdicts(
+        agent_id=_scoped_agent(t, scope), team=t.team, since=t.since, until=t.until
+    )
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for r in _filtered(rows, scope):
+        if r["verdict"] != "failed":
+            continue
+        counts[r["rule_id"]][bucket_start(float(r["started_epoch"]), t.bucket)] += 1
+    buckets = sorted({b for c in counts.values() for b in c})
+    series = [
+        {"key": rule, "points": [{"bucket": b, "count": n} for b, n in sorted(c.items())]}
+        for rule, c in sorted(counts.items())
+    ]
+    totals = {rule: sum(c.values()) for rule, c in counts.items()}
+    return {"bucket": t.bucket, "buckets": buckets, "series": series, "totals": totals}
+
+
+# ---------------------------------------------------------------- an agent
+
+
+def agent_page(
+    store: Store, agent_id: str, scope: Scope, *, bucket: str = "day", per_page: int = 20
+) -> dict[str, Any]:
+    """An agent's page: its latest calls, score trend, top violations (failed verdicts of
+    current results, by rule), and reviews: review and appeal versions of its calls, calls
+    open in the review queue (0 where the review tables are not in the store)."""
+    f = CallFilter(agent_id=agent_id, per_page=per_page)
+    calls = list_calls(store, f, scope)
+    t = TrendQuery(group="agent", bucket=bucket, agent_id=agent_id)
+    trend = score_trend(store, t, scope)
+    violations = violation_trend(store, t, scope)
+    top = sorted(violations["totals"].items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+    scores = [
+        float(r["score"])
+        for r in _filtered(store.current_results(agent_id=agent_id), scope)
+        if r.get("score") is not None
+    ]
+    reviews = {"reviews": 0, "appeals": 0, "queued": 0}
+    s_sql, s_params = scope.sql()
+    if store.has_table("review_versions"):
+        for kind, n in store.execute(
+            "SELECT rv.kind, COUNT(*) FROM review_versions rv JOIN calls c "
+            f"ON c.call_id = rv.call_id WHERE c.agent_id = ?{s_sql} GROUP BY rv.kind",
+            [agent_id, *s_params],
+        ).fetchall():
+            reviews["reviews" if kind == "review" else "appeals"] += int(n)
+    if store.has_table("review_queue"):
+        reviews["queued"] = int(
+            store.execute(
+                "SELECT COUNT(*) FROM review_queue q JOIN calls c ON c.call_id = q.call_id "
+                f"WHERE c.agent_id = ? AND q.state <> 'done'{s_sql}",
+                [agent_id, *s_params],
+            ).fetchone()[0]
+        )
+    return {
+        "agent_id": agent_id,
+        "calls": calls,
+        "mean_score": round(sum(scores) / len(scores), 2) if scores else None,
+        "scored_calls": len(scores),
+        "trend": trend,
+        "violations": violations,
+        "top_violations": [{"rule_id": r, "count": n} for r, n in top],
+        "reviews": reviews,
+    }
+
+
+# ---------------------------------------------------------------- acknowledgements
+
+
+class StoreAckStore:
+    """Alert acknowledgements in the store's ``alert_acks`` table (migration
+    ``0300_acks``): the first acknowledgement of an event stands (``INSERT ... ON CONFLICT
+    DO NOTHING``, so two dashboards on one PostgreSQL store agree). Opens the store for
+    writing (applying pending migrations); one connection, on a thread of its own."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="qa-acks")
+        self._store: Store | None = None
+        self._pool.submit(self._open).result()
+
+    def _open(self) -> None:
+        self._store = Store(self.url)
+
+    def _do(self, fn: Callable[[Store], T]) -> T:
+        def run() -> T:
+            assert self._store is not None
+            try:
+                return fn(self._store)
+            except BaseException:
+                self._store.rollback()
+                raise
+
+        return self._pool.submit(run).result()
+
+    def ack(self, event_id: str, user: str, at: float) -> Ack:
+        def ack(s: Store) -> Ack:
+            s.execute(
+                "INSERT INTO alert_acks (event_id, user_name, at) VALUES (?, ?, ?) "
+                "ON CONFLICT (event_id) DO NOTHING",
+                (event_id, user, at),
+            )
+            s.commit()
+            row = s.execute(
+                "SELECT event_id, user_name, at FROM alert_acks WHERE event_id = ?", (event_id,)
+            ).fetchone()
+            return Ack(str(row[0]), str(row[1]), float(row[2]))
+
+        return self._do(ack)
+
+    def acks(self) -> Mapping[str, Ack]:
+        def read(s: Store) -> dict[str, Ack]:
+            rows = s.execute("SELECT event_id, user_name, at FROM alert_acks").fetchall()
+            return {str(e): Ack(str(e), str(u), float(a)) for e, u, a in rows}
+
+        return self._do(read)
+
+    def close(self) -> None:
+        def close() -> None:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+        self._pool.submit(close).result()
+        self._pool.shutdown(wait=True)

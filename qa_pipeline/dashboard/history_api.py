@@ -1,0 +1,200 @@
+"""The dashboard's history routes (``/api/history/...``), answered from the store
+(:mod:`.history`); the server hands them the request's principal after its own checks.
+
+==========================================  ====================================================
+``GET /api/history/calls``                   stored calls, newest first, paged: filters ``agent,
+                                             team, since, until, rule, verdict, score_min,
+                                             score_max, direction``; ``page``, ``per_page``
+``GET /api/history/calls/<id>``              a stored call: transcript, findings, verdicts,
+                                             current score, reviewed (audited like a live one)
+``GET /api/history/trends``                  score trend per ``group`` (agent|team) per
+                                             ``bucket`` (day|week) and violations per rule,
+                                             with their SVG charts; ``agent, team, since, until``
+``GET /api/history/agents/<id>``             an agent's page (calls, trend, top violations,
+                                             reviews)
+``GET /api/history/export.csv`` / ``.xlsx``  the filtered call list (all pages) as CSV (UTF-8
+                                             with BOM) or XLSX; each call exported is audited
+``GET /api/history/search``                  (not yet: the store's full-text search; 501)
+==========================================  ====================================================
+
+Every route applies the principal's scope (:func:`.history.scope_of`); a call or agent it
+may not see is ``404``, as one not stored. A bad parameter is ``400`` naming it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, unquote
+
+from aiohttp import web
+
+from .audit import AuditLog
+from .auth import Principal
+from .charts import line_chart
+from .history import (
+    HistoryQueryError,
+    HistoryStore,
+    Scope,
+    agent_page,
+    call_detail,
+    export_bytes,
+    export_rows,
+    list_calls,
+    parse_filter,
+    parse_trend,
+    scope_of,
+    score_trend,
+    violation_trend,
+)
+from .users import UserDirectory, UserRole
+
+log = logging.getLogger("qa_pipeline.dashboard")
+
+_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+_XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def _json_response(status: int, data: Any) -> web.Response:
+    body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    return web.Response(
+        status=status,
+        body=body,
+        headers={**_HEADERS, "Content-Type": "application/json; charset=utf-8"},
+    )
+
+
+def _error(status: int, error: str, detail: str) -> web.Response:
+    return _json_response(status, {"error": error, "detail": detail})
+
+
+def trend_charts(scores: dict[str, Any], violations: dict[str, Any], prefix: str) -> None:
+    """Add each trend's SVG (``svg``) to it."""
+    scores["svg"] = line_chart(
+        f"{prefix}-score-chart",
+        scores["buckets"],
+        scores["series"],
+        value="mean",
+        integer=True,
+        fixed_max=100,
+    )
+    violations["svg"] = line_chart(
+        f"{prefix}-violation-chart",
+        violations["buckets"],
+        violations["series"],
+        value="count",
+        integer=True,
+    )
+
+
+class HistoryApi:
+    """The history routes over one store."""
+
+    def __init__(
+        self,
+        history: HistoryStore,
+        users: UserDirectory,
+        audit: AuditLog | None,
+    ) -> None:
+        self.history = history
+        self.users = users
+        self.audit = audit
+
+    def scope(self, p: Principal) -> Scope:
+        return scope_of(p, self.users.agent_teams())
+
+    def _audit(
+        self, request: web.Request, p: Principal, ids: Any, extra: dict[str, Any] | None = None
+    ) -> None:
+        if self.audit is None:
+            return
+        try:
+            self.audit.record(
+                user=p.name,
+                role=p.role.value,
+                call_ids=ids,
+                route=request.path,
+                client=request.remote,
+                extra=extra,
+            )
+        except OSError as e:
+            log.error("dashboard: cannot write the audit log %s: %s", self.audit.path, e)
+
+    async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.wrap_future(self.history.submit(fn, *args, **kwargs))
+
+    async def handle(self, request: web.Request, p: Principal) -> web.StreamResponse:
+        tail = request.raw_path.split("?", 1)[0][len("/api/history/") :]
+        q = {k: request.query.get(k, "") for k in request.query}
+        scope = self.scope(p)
+        try:
+            if tail == "calls":
+                return _json_response(200, await self._run(list_calls, parse_filter(q), scope))
+            if tail.startswith("calls/"):
+                call_id = unquote(tail[len("calls/") :])
+                detail = await self._run(call_detail, call_id, scope, text=p.text)
+                if detail is None:
+                    return _error(404, "no such call", "no stored call with this id")
+                if p.text:
+                    await asyncio.to_thread(self._audit, request, p, (call_id,))
+                return _json_response(200, detail)
+            if tail == "trends":
+                t = parse_trend(q)
+                scores = await self._run(score_trend, t, scope)
+                violations = await self._run(violation_trend, t, scope)
+                trend_charts(scores, violations, "trend")
+                return _json_response(200, {"scores": scores, "violations": violations})
+            if tail.startswith("agents/"):
+                agent_id = unquote(tail[len("agents/") :])
+                if p.role is UserRole.AGENT and agent_id != p.agent_id:
+                    return _error(404, "no such agent", "no agent with this id is visible")
+                bucket = parse_trend({"bucket": q.get("bucket", "")}).bucket
+                page = await self._run(agent_page, agent_id, scope, bucket=bucket)
+                if page["calls"]["total"] == 0:
+                    return _error(404, "no such agent", "no stored call of this agent is visible")
+                trend_charts(page["trend"], page["violations"], "agent")
+                return _json_response(200, page)
+            if tail in ("export.csv", "export.xlsx"):
+                return await self.export(request, p, scope, q, tail.rsplit(".", 1)[1])
+            if tail == "search":
+                # the hook for the store's full-text search (qa_pipeline.store.search, not in
+                # this build): terms + these filters, results linking to /history/calls/<id>#u<i>
+                return _error(501, "not available", "full-text search is not in this build")
+        except HistoryQueryError as e:
+            return _error(400, "bad request", str(e))
+        return _error(404, "not found", "no such resource")
+
+    async def export(
+        self, request: web.Request, p: Principal, scope: Scope, q: dict[str, str], fmt: str
+    ) -> web.StreamResponse:
+        f = parse_filter(q)
+        rows = await self._run(export_rows, f, scope)
+        data = await asyncio.to_thread(export_bytes, rows, fmt, text=p.text)
+        ids = [r["call_id"] for r in rows]
+        await asyncio.to_thread(
+            self._audit,
+            request,
+            p,
+            ids,
+            {"action": "export", "format": fmt, "filters": f.query()},
+        )
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        name = f"qa-calls-{stamp}.{fmt}"
+        ctype = "text/csv; charset=utf-8" if fmt == "csv" else _XLSX
+        return web.Response(
+            status=200,
+            body=data,
+            headers={
+                **_HEADERS,
+                "Content-Type": ctype,
+                "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}",
+            },
+        )

@@ -1,0 +1,271 @@
+"""History from the store (SQLite and PostgreSQL): the dashboard lists stored calls (paged,
+newest first, filtered), shows a stored call, trends and an agent's page, exports the list,
+keeps alert acknowledgements in the store; each role sees what it sees live; a restart
+loses nothing."""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import openpyxl
+import pytest
+from dashboard_helpers import TOKEN, VIEWER_TOKEN, Dashboard, write_users
+from history_data import NEWEST_FIRST, REVIEWED, UNCERTAIN_RULE, fill_store
+
+from qa_pipeline.dashboard import DashboardState, start_dashboard
+from qa_pipeline.dashboard.audit import read_audit
+from qa_pipeline.dashboard.history import StoreAckStore
+
+
+def start(tmp_path: Path, url: str) -> Dashboard:
+    state = DashboardState()
+    server = start_dashboard(
+        state,
+        "127.0.0.1",
+        0,
+        TOKEN,
+        viewer_token=VIEWER_TOKEN,
+        users=write_users(tmp_path / "users.yaml"),
+        audit_log=tmp_path / "audit.jsonl",
+        store=url,
+    )
+    return Dashboard(server, state)
+
+
+def stop(d: Dashboard) -> None:
+    d.state.close()
+    d.server.stop()
+
+
+@pytest.fixture
+def filled(store_url: str) -> dict[str, Any]:
+    return {"url": store_url, **fill_store(store_url)}
+
+
+@pytest.fixture
+def hist(tmp_path: Path, filled: dict[str, Any]) -> Iterator[Dashboard]:
+    d = start(tmp_path, filled["url"])
+    try:
+        yield d
+    finally:
+        stop(d)
+
+
+def ids(body: dict[str, Any]) -> list[str]:
+    return [c["call_id"] for c in body["calls"]]
+
+
+def fetch(d: Dashboard, path: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
+    u = urlsplit(d.url)
+    c = http.client.HTTPConnection(u.hostname or "", u.port, timeout=10)
+    c.request("GET", path, headers=headers)
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    return r.status, dict(r.getheaders()), body
+
+
+def test_list_filters_paging_detail_and_restart(
+    hist: Dashboard, filled: dict[str, Any], tmp_path: Path
+) -> None:
+    status, body = hist.get("/api/history/calls", TOKEN)
+    assert status == 200 and ids(body) == NEWEST_FIRST and body["total"] == 5
+    by_id = {c["call_id"]: c for c in body["calls"]}
+    # which score counts: h-1's candidate re-score (10) never; h-2's reviewed score
+    assert by_id["h-1"]["score"] == filled["score"]["h-1"] != 10
+    assert by_id["h-2"]["score"] == REVIEWED[1] and by_id["h-2"]["reviewed"] is True
+    assert by_id["h-4"]["complete"] is False and by_id["h-5"]["review"] is True
+    # paging
+    status, p2 = hist.get("/api/history/calls?per_page=2&page=2", TOKEN)
+    assert ids(p2) == ["h-3", "h-2"] and (p2["pages"], p2["total"]) == (3, 5)
+    # filters
+    for query, want in (
+        ("agent=A1", ["h-2", "h-1"]),
+        ("team=east", ["h-4", "h-3"]),
+        ("since=2026-11-21&until=2026-11-21", ["h-3", "h-2"]),
+        ("since=2026-11-27T00:00:00Z", ["h-5", "h-4"]),
+        ("rule=BAN-POLICY", ["h-5", "h-2"]),
+        ("rule=BAN-POLICY&verdict=passed", ["h-4", "h-3", "h-1"]),
+        ("verdict=uncertain", ["h-5"]),
+        (f"rule={UNCERTAIN_RULE}&verdict=uncertain", ["h-5"]),
+        ("direction=outbound", ["h-3"]),
+        ("score_min=90", ["h-4", "h-2", "h-1"]),  # h-2 by its reviewed 95
+        ("score_min=60&score_max=80", ["h-3"]),
+        ("agent=A1&team=east", []),
+    ):
+        status, got = hist.get(f"/api/history/calls?{query}", TOKEN)
+        assert status == 200 and ids(got) == want, query
+    for query, name in (
+        ("since=yesterday", "since"),
+        ("verdict=bad", "verdict"),
+        ("score_min=x", "score_min"),
+        ("per_page=5000", "per_page"),
+        ("since=2026-11-22&until=2026-11-21", "until"),
+    ):
+        status, err = hist.get(f"/api/history/calls?{query}", TOKEN)
+        assert status == 400 and name in err["detail"], query
+    # a stored call: transcript, findings with evidence, every verdict (uncertain too)
+    status, d = hist.get("/api/history/calls/h-5", TOKEN)
+    assert status == 200 and d["call"]["call_id"] == "h-5"
+    assert d["utterances"][0]["text"].startswith("您好")
+    verdicts = {v["rule_id"]: v["verdict"] for v in d["verdicts"]}
+    assert verdicts[UNCERTAIN_RULE] == "uncertain" and verdicts["BAN-POLICY"] == "failed"
+    ban = next(f for f in d["findings"] if f["rule_id"] == "BAN-POLICY")
+    assert ban["evidence"] and ban["evidence"][0]["utterance_index"] == 2
+    assert "不能退" in ban["evidence"][0]["text"]
+    status, d2 = hist.get("/api/history/calls/h-2", TOKEN)
+    assert d2["call"]["reviewed"] is True and d2["review_versions"] == 1
+    assert hist.get("/api/history/calls/nope", TOKEN)[0] == 404
+    # restarted: the same calls, from the store
+    stop(hist)
+    again = start(tmp_path, filled["url"])
+    try:
+        status, body = again.get("/api/history/calls", TOKEN)
+        assert status == 200 and ids(body) == NEWEST_FIRST
+    finally:
+        stop(again)
+
+
+def test_roles_see_their_calls_only(hist: Dashboard, tmp_path: Path) -> None:
+    for user, want in (
+        ("agent-a", ["h-2", "h-1"]),
+        ("agent-b", ["h-4", "h-3"]),
+        ("sup-north", ["h-2", "h-1"]),
+        ("sup-east", ["h-4", "h-3"]),
+        ("qa", NEWEST_FIRST),
+    ):
+        cookie = hist.session(user)
+        status, body = hist.get("/api/history/calls", cookie=cookie)
+        assert status == 200 and ids(body) == want, user
+        # another agent named in the filter shows nothing more
+        status, body = hist.get("/api/history/calls?agent=C1", cookie=cookie)
+        assert ids(body) == (["h-5"] if user == "qa" else []), user
+    agent_a = hist.session("agent-a")
+    assert hist.get("/api/history/calls/h-3", cookie=agent_a)[0] == 404
+    assert hist.get("/api/history/agents/B1", cookie=agent_a)[0] == 404
+    assert hist.get("/api/history/calls/h-2", cookie=agent_a)[0] == 200
+    # trends count only the calls seen
+    status, t = hist.get("/api/history/trends", cookie=hist.session("sup-east"))
+    assert [s["key"] for s in t["scores"]["series"]] == ["B1"]
+    # a viewer: every call, no text
+    status, d = hist.get("/api/history/calls/h-5", VIEWER_TOKEN)
+    assert status == 200 and d["text"] is False
+    assert all(u["text"] is None for u in d["utterances"])
+    assert all(f["message"] is None and "text" not in f["evidence"][0] for f in d["findings"])
+    assert hist.get("/api/history/calls", None)[0] == 401
+    # the transcripts sent are audited (the viewer's is not: no text)
+    rows = [r for r in read_audit(tmp_path / "audit.jsonl") if r["route"].startswith("/api/hist")]
+    assert {(r["user"], r["call_id"]) for r in rows} == {("agent-a", "h-2")}
+
+
+def test_trends_and_agent_page(hist: Dashboard, filled: dict[str, Any]) -> None:
+    status, t = hist.get("/api/history/trends?group=agent&bucket=day", TOKEN)
+    assert status == 200
+    series = {s["key"]: s["points"] for s in t["scores"]["series"]}
+    # h-4 is incomplete: B1 has only h-3; A1: h-1 machine score, h-2 reviewed score
+    assert series["A1"] == [
+        {"bucket": "2026-11-20", "mean": filled["score"]["h-1"], "calls": 1},
+        {"bucket": "2026-11-21", "mean": REVIEWED[1], "calls": 1},
+    ]
+    assert series["B1"] == [{"bucket": "2026-11-21", "mean": filled["score"]["h-3"], "calls": 1}]
+    svg = t["scores"]["svg"]
+    assert 'data-series="A1" data-bucket="2026-11-20"' in svg
+    ticks = re.findall(r'class="tick"[^>]*>([^<]+)<', svg)
+    assert ticks == ["0", "20", "40", "60", "80", "100"]
+    # violations per rule: failed verdicts of complete calls' current results; uncertain out
+    violations = t["violations"]
+    failed = filled["failed"]
+    want = {}
+    for cid in ("h-1", "h-2", "h-3", "h-5"):
+        for rule in failed[cid]:
+            want[rule] = want.get(rule, 0) + 1
+    assert violations["totals"] == want and UNCERTAIN_RULE in failed["h-3"]
+    assert violations["totals"][UNCERTAIN_RULE] == 1  # h-3's failure, not h-5's uncertain
+    vticks = [int(x) for x in re.findall(r'class="tick"[^>]*>([^<]+)<', violations["svg"])]
+    assert vticks == list(range(vticks[-1] + 1)) and vticks[-1] >= max(
+        p["count"] for s in violations["series"] for p in s["points"]
+    )
+    status, w = hist.get("/api/history/trends?group=team&bucket=week", TOKEN)
+    teams = {s["key"]: s["points"] for s in w["scores"]["series"]}
+    assert teams["north"] == [
+        {
+            "bucket": "2026-11-16",
+            "mean": round((filled["score"]["h-1"] + REVIEWED[1]) / 2, 2),
+            "calls": 2,
+        }
+    ]
+    assert set(teams) == {"north", "east", "—"}
+    assert hist.get("/api/history/trends?bucket=month", TOKEN)[0] == 400
+    # an agent's page
+    status, a = hist.get("/api/history/agents/A1", TOKEN)
+    assert status == 200 and ids(a["calls"]) == ["h-2", "h-1"]
+    assert a["mean_score"] == round((filled["score"]["h-1"] + REVIEWED[1]) / 2, 2)
+    top = {v["rule_id"]: v["count"] for v in a["top_violations"]}
+    assert top["OPEN-NAME"] == 2 and top["BAN-POLICY"] == 1
+    assert a["reviews"] == {"reviews": 1, "appeals": 0, "queued": 0}
+    assert 'data-series="A1"' in a["trend"]["svg"]
+    assert hist.get("/api/history/agents/nobody", TOKEN)[0] == 404
+
+
+def test_exports_csv_xlsx_audited_and_scoped(hist: Dashboard, tmp_path: Path) -> None:
+    status, headers, body = fetch(
+        hist, "/api/history/export.csv?team=north", Authorization=f"Bearer {TOKEN}"
+    )
+    assert status == 200 and headers["Content-Type"].startswith("text/csv")
+    assert "attachment" in headers["Content-Disposition"]
+    assert body.startswith(b"\xef\xbb\xbf")
+    lines = body.decode("utf-8-sig").splitlines()
+    assert lines[0].startswith("call id,agent,team") and len(lines) == 3
+    assert [ln.split(",")[0] for ln in lines[1:]] == ["h-2", "h-1"]
+    cookie = hist.session("agent-b")
+    status, headers, body = fetch(hist, "/api/history/export.xlsx", Cookie=cookie)
+    assert status == 200 and "spreadsheetml" in headers["Content-Type"]
+    wb = openpyxl.load_workbook(io.BytesIO(body))
+    assert wb.sheetnames == ["results", "findings"]
+    got = [r[0] for r in wb["results"].iter_rows(min_row=2, values_only=True)]
+    assert got == ["h-4", "h-3"]
+    status, headers, body = fetch(
+        hist, "/api/history/export.xlsx", Authorization=f"Bearer {VIEWER_TOKEN}"
+    )
+    assert openpyxl.load_workbook(io.BytesIO(body)).sheetnames == ["results"]
+    exports = [r for r in read_audit(tmp_path / "audit.jsonl") if r.get("action") == "export"]
+    assert sorted((r["user"], r["call_id"], r["format"]) for r in exports) == sorted(
+        [("api-key", "h-2", "csv"), ("api-key", "h-1", "csv")]
+        + [("agent-b", "h-4", "xlsx"), ("agent-b", "h-3", "xlsx")]
+        + [("viewer-key", c, "xlsx") for c in NEWEST_FIRST]
+    )
+    assert exports[0]["filters"] == {"team": "north"}
+    assert fetch(hist, "/api/history/export.csv?since=x", Cookie=cookie)[0] == 400
+
+
+def test_acks_kept_in_the_store(store_url: str, tmp_path: Path) -> None:
+    acks = StoreAckStore(store_url)
+    first = acks.ack("call-1:4", "sup-north", 1000.0)
+    again = acks.ack("call-1:4", "qa", 2000.0)
+    assert (first.user, first.at) == ("sup-north", 1000.0) and again == first
+    acks.close()
+    reopened = StoreAckStore(store_url)
+    assert {k: (a.user, a.at) for k, a in reopened.acks().items()} == {
+        "call-1:4": ("sup-north", 1000.0)
+    }
+    reopened.close()
+    # a dashboard with a store keeps them there (no JSONL file beside the audit log)
+    d = start(tmp_path, store_url)
+    try:
+        assert isinstance(d.server.app.acks, StoreAckStore)
+        assert "call-1:4" in d.server.app.acks.acks()
+    finally:
+        stop(d)
+    assert not (tmp_path / "dashboard-acks.jsonl").exists()
+
+
+def test_no_store_no_history(dashboard: Dashboard) -> None:
+    status, body = dashboard.get("/api/history/calls", TOKEN)
+    assert status == 404 and "no store" in json.dumps(body)
