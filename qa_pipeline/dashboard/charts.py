@@ -77,7 +77,7 @@ def line_chart(
     ticks over the largest value (whole-number ticks with ``integer``)."""
     if not buckets or not series:
         return (
-            f'<svg id="{_e(chart_id)}" class="chart empty" viewBox="0 0 {width} 40" '
+            f'<svg xmlns="http://www.w3.org/2000/svg" id="{_e(chart_id)}" class="chart empty" viewBox="0 0 {width} 40" '
             f'width="{width}" height="40" role="img"><text x="8" y="24" font-size="13" '
             f'fill="#6b7785">{_e(empty)}</text></svg>'
         )
@@ -95,7 +95,7 @@ def line_chart(
         return top_pad + ph - (ph * v / top if top else 0)
 
     out = [
-        f'<svg id="{_e(chart_id)}" class="chart" viewBox="0 0 {width} {height}" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" id="{_e(chart_id)}" class="chart" viewBox="0 0 {width} {height}" '
         f'width="{width}" height="{height}" role="img" font-family="sans-serif">'
     ]
     for t in ticks:

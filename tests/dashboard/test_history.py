@@ -269,3 +269,95 @@ def test_acks_kept_in_the_store(store_url: str, tmp_path: Path) -> None:
 def test_no_store_no_history(dashboard: Dashboard) -> None:
     status, body = dashboard.get("/api/history/calls", TOKEN)
     assert status == 404 and "no store" in json.dumps(body)
+
+
+def test_history_in_browser(tmp_path: Path) -> None:
+    """Headless Chromium: the stored calls after a restart, the trend chart's points of a
+    known agent, an agent's page, a stored call at an utterance, a CSV download with BOM.
+    Screenshots: tests/artifacts/history-list.png, history-agent.png, history-call.png."""
+    playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    from dashboard_helpers import ARTIFACTS, CHROMIUM_FLAGS, PASSWORD, chromium_path
+
+    url = str(tmp_path / "qa-store.sqlite")
+    filled = fill_store(url)
+    stop(start(tmp_path, url))  # a dashboard came and went: the history is the store's
+    d = start(tmp_path, url)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    try:
+        with playwright_api.sync_playwright() as p:
+            b = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+            try:
+                ctx = b.new_context(
+                    viewport={"width": 1440, "height": 1100}, locale="zh-CN", accept_downloads=True
+                )
+                page = ctx.new_page()
+                page.goto(d.url)
+                page.wait_for_selector("#login:not([hidden])", timeout=5000)
+                page.fill("#name", "qa")
+                page.fill("#password", PASSWORD)
+                page.click("#login button[type=submit]")
+                page.wait_for_selector("#app:not([hidden])", timeout=5000)
+                page.goto(d.url + "history")
+                page.wait_for_selector("body[data-ready=list]", timeout=5000)
+                rows = page.query_selector_all("#calls tr.hcall")
+                assert [r.get_attribute("data-call-id") for r in rows] == NEWEST_FIRST
+                assert "已复核" in page.inner_text('#calls tr[data-call-id="h-2"]')
+                assert "共 5 通" in page.inner_text("#total")
+                pts = {
+                    (c.get_attribute("data-bucket"), c.get_attribute("data-value"))
+                    for c in page.query_selector_all(
+                        '#trend-score-chart circle.pt[data-series="A1"]'
+                    )
+                }
+                assert pts == {("2026-11-20", f"{filled['score']['h-1']:g}"), ("2026-11-21", "95")}
+                assert page.query_selector("#trend-violation-chart circle.pt") is not None
+                # drawn (an SVG element, not text): the points have a box inside the chart's
+                dot = page.query_selector('#trend-score-chart circle.pt[data-series="A1"]')
+                chart = page.query_selector("#trend-score-chart")
+                assert dot is not None and chart is not None
+                box, frame = dot.bounding_box(), chart.bounding_box()
+                assert box is not None and frame is not None and box["width"] > 0
+                assert frame["x"] <= box["x"] <= frame["x"] + frame["width"]
+                assert frame["y"] <= box["y"] <= frame["y"] + frame["height"]
+                page.screenshot(path=str(ARTIFACTS / "history-list.png"), full_page=True)
+                # filter: one team; the export link carries it
+                page.fill("#f input[name=team]", "east")
+                page.click("#f button[type=submit]")
+                page.wait_for_function(
+                    "document.querySelectorAll('#calls tr.hcall').length === 2", timeout=5000
+                )
+                with page.expect_download(timeout=5000) as dl:
+                    page.click("#export-csv")
+                data = Path(dl.value.path()).read_bytes()
+                assert data.startswith(b"\xef\xbb\xbf")
+                assert [ln.split(",")[0] for ln in data.decode("utf-8-sig").splitlines()[1:]] == [
+                    "h-4",
+                    "h-3",
+                ]
+                # an agent's page
+                page.goto(d.url + "history/agents/A1")
+                page.wait_for_selector("body[data-ready=agent]", timeout=5000)
+                assert page.inner_text("#agent-mean") == f"{(filled['score']['h-1'] + 95) / 2:g}"
+                top = page.query_selector("#top-violations li.topv")
+                assert top is not None and top.get_attribute("data-rule") == "OPEN-NAME"
+                assert top.get_attribute("data-count") == "2"
+                assert page.get_attribute("#review-counts", "data-reviews") == "1"
+                assert (
+                    len(page.query_selector_all('#agent-score-chart circle.pt[data-series="A1"]'))
+                    == 2
+                )
+                page.screenshot(path=str(ARTIFACTS / "history-agent.png"), full_page=True)
+                # a stored call, at an utterance
+                page.goto(d.url + "history/calls/h-5#u2")
+                page.wait_for_selector("body[data-ready=call]", timeout=5000)
+                assert "不能退" in page.inner_text("#u2") and "target" in (
+                    page.get_attribute("#u2", "class") or ""
+                )
+                row = page.query_selector(f'#verdicts tr[data-rule="{UNCERTAIN_RULE}"]')
+                assert row is not None and row.get_attribute("data-verdict") == "uncertain"
+                assert page.query_selector('#findings .finding[data-rule="BAN-POLICY"]') is not None
+                page.screenshot(path=str(ARTIFACTS / "history-call.png"), full_page=True)
+            finally:
+                b.close()
+    finally:
+        stop(d)
