@@ -33,6 +33,7 @@ from urllib.parse import quote, unquote
 
 from aiohttp import web
 
+from ..store.base import database_errors
 from .audit import AuditLog
 from .auth import Principal
 from .charts import line_chart
@@ -60,6 +61,8 @@ _HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
+#: rules drawn in a violations chart (the most violated; the JSON has them all)
+CHART_RULES = 8
 _XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
@@ -77,7 +80,8 @@ def _error(status: int, error: str, detail: str) -> web.Response:
 
 
 def trend_charts(scores: dict[str, Any], violations: dict[str, Any], prefix: str) -> None:
-    """Add each trend's SVG (``svg``) to it."""
+    """Add each trend's SVG (``svg``) to it: the score trend on a 0-100 axis, the
+    violations of the :data:`CHART_RULES` most violated rules (``charted``)."""
     scores["svg"] = line_chart(
         f"{prefix}-score-chart",
         scores["buckets"],
@@ -86,10 +90,13 @@ def trend_charts(scores: dict[str, Any], violations: dict[str, Any], prefix: str
         integer=True,
         fixed_max=100,
     )
+    totals = violations["totals"]
+    top = sorted(totals, key=lambda r: (-totals[r], r))[:CHART_RULES]
+    violations["charted"] = sorted(top)
     violations["svg"] = line_chart(
         f"{prefix}-violation-chart",
         violations["buckets"],
-        violations["series"],
+        [s for s in violations["series"] if s["key"] in top],
         value="count",
         integer=True,
     )
@@ -170,6 +177,9 @@ class HistoryApi:
                 return _error(501, "not available", "full-text search is not in this build")
         except HistoryQueryError as e:
             return _error(400, "bad request", str(e))
+        except database_errors() as e:  # the server went away, a lock held too long
+            log.error("dashboard: the store %s cannot answer: %s", self.history.label, e)
+            return _error(503, "store unavailable", "the call history cannot be read now")
         return _error(404, "not found", "no such resource")
 
     async def export(

@@ -105,6 +105,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ..errors import QAError
+from ..store.base import database_errors, store_label
 from .acks import AckStore, FileAckStore, acks_path_beside
 from .audit import AuditLog
 from .auth import API_KEY_USER, VIEWER_KEY_USER, Principal, Sessions, call_visible
@@ -1061,9 +1062,13 @@ def start_dashboard(
     audit = AuditLog(Path(audit_log)) if audit_log is not None else None
     history = None
     if store is not None:
-        if acks is None:
-            acks = StoreAckStore(store)  # opens it for writing: applies pending migrations
-        history = HistoryApi(HistoryStore(store), directory, audit)
+        cannot: tuple[type[BaseException], ...] = (*database_errors(), OSError)
+        try:
+            if acks is None:
+                acks = StoreAckStore(store)  # opens it for writing: applies pending migrations
+            history = HistoryApi(HistoryStore(store), directory, audit)
+        except cannot as e:
+            raise DashboardError(f"{store_label(store)}: cannot open the store: {e}") from e
     if acks is None:
         acks = FileAckStore(acks_path_beside(Path(audit_log)) if audit_log is not None else None)
     for a in acks.acks().values():
