@@ -308,6 +308,16 @@ class ServeConfig(PipelineConfig):
     notify: NotifyConfig | None = Field(
         default=None, description="supervisor notifiers for critical findings and low scores"
     )
+    store: str | None = Field(
+        default=None,
+        description="where every ended call is written (transcript, call row, scorecard): "
+        "a SQLite path or sqlite:///path, or a postgresql:// URL for a shared database; "
+        "qa-pipeline serve uses out/qa-store.sqlite when the config does not say, null = "
+        "none (see qa_pipeline.store.writer)",
+    )
+    store_queue: int = Field(
+        default=1000, ge=1, description="ended calls waiting for the store before drops"
+    )
     shutdown_timeout_s: float = Field(default=30.0, gt=0)
     call_timeout_s: float = Field(
         default=4 * 3600.0, gt=0, description="a call longer than this is closed and scored"

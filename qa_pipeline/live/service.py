@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -51,6 +52,9 @@ from ..rules.terms import pack_terms
 from ..sinks import FanOut, build_sinks
 from ..sinks.base import Event
 from ..sources.base import EndReason, Source, SourceError
+from ..store import transcript_settings
+from ..store.writer import LiveRun, StoreWriter
+from ..transcript import Transcript, transcript_to_dict
 from .asr_worker import AsrWorker
 from .config import (
     AudioSocketSourceConfig,
@@ -149,6 +153,7 @@ class LiveService:
         sinks: FanOut | None = None,
         sources: Sequence[Source] | None = None,
         metrics: LiveMetrics | None = None,
+        store: StoreWriter | None = None,
     ) -> None:
         self.config = config
         # personal data masked in utterances and in the call metadata sources hand in (a
@@ -181,6 +186,20 @@ class LiveService:
         self._paced = {s.name for s in self.sources if type(s).__name__ in NETWORK_SOURCES}
         self.rules = RuleLane()  # every call's rule evaluation, off the loop, in order
         self.verifier: LiveVerifier | None = None  # asr.verify: set up at start
+        # every ended call into the store (``store:``), off the loop: a bounded queue and
+        # a writer thread with its own connection (qa_pipeline.store.writer)
+        self.store = store
+        if store is None and config.store:
+            self.store = StoreWriter(
+                config.store,
+                LiveRun.for_pack(self.pack, "serve"),
+                settings={
+                    **transcript_settings(config),
+                    "live": dataclasses.asdict(decode_options(config)),
+                },
+                queue_max=config.store_queue,
+                registry=self.metrics.registry,
+            )
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -220,6 +239,9 @@ class LiveService:
                 metrics=self.metrics,
                 heard_beam=self.decoder.opts.beam_size,
             )
+        if self.store is not None:
+            self.store.start()
+            log.info("ended calls are written to the store %s", self.store.label)
         self._accepting = True
         self._ticker = asyncio.create_task(self._tick_loop(), name="live-ticker")
         if self.config.retention.interval_s is not None:
@@ -273,6 +295,8 @@ class LiveService:
         self.rules.close()
         await asyncio.to_thread(self.sinks.flush, max(1.0, deadline - time.monotonic()))
         self.sinks.close()
+        if self.store is not None:  # what it cannot write in time is counted as dropped
+            await asyncio.to_thread(self.store.close, max(1.0, deadline - time.monotonic()))
 
     @property
     def accepting(self) -> bool:
@@ -438,6 +462,8 @@ class LiveService:
                 self._count_error(s.source, type(exc).__name__, call_id, "flush")
             card = await s.finish(reason)
             self._keep(call_id, card)
+            if self.store is not None:
+                self.store.submit(self._stored_doc(s, card), card)
             if not card.complete:
                 self.metrics.on_incomplete(card.incomplete_reasons)
             log.log(
@@ -462,6 +488,17 @@ class LiveService:
             self.sessions.pop(call_id, None)
             self._peers.pop(call_id, None)
             self.metrics.on_call_ended(call_id)
+
+    @staticmethod
+    def _stored_doc(s: CallSession, card: Scorecard) -> dict[str, Any]:
+        """The call's transcript document as the store keeps it: its utterances as the
+        rules saw them (redacted by the text step), the call's (redacted) metadata, its
+        start when the source gave none (when it reached this service, UTC)."""
+        t = Transcript(call=s.call, utterances=tuple(s.transcript), ended=s.ended_message())
+        doc = transcript_to_dict(t)
+        if not doc["call"].get("started_at"):
+            doc["call"]["started_at"] = s.wall_started
+        return doc
 
     def _log_extra(self, s: CallSession) -> dict[str, str | None]:
         return {
