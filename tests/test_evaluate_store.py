@@ -118,3 +118,16 @@ def test_each_ended_call_is_stored_once_also_after_a_replay(store_url: str, pack
     assert got["transcripts"] == len(calls)  # the replay's transcript is the same document
     assert all(MOBILE not in c for c in got["calls"])
     assert registry.get_sample_value("qa_store_writes_total") == len(calls) * 2
+
+
+def test_evaluate_store_option_not_a_store_is_a_clear_error(tmp_path: Any) -> None:
+    from typer.testing import CliRunner
+
+    from qa_pipeline.cli import app
+
+    cfg = tmp_path / "eval.yaml"
+    cfg.write_text("sinks: {jsonl: null}\n", encoding="utf-8")
+    args = ["--config", str(cfg), "--kafka", "127.0.0.1:9", "--store", "mysql://qa@db/qa"]
+    res = CliRunner().invoke(app, ["evaluate", *args])
+    assert res.exit_code == 2
+    assert "mysql://qa@db/qa: not a store" in res.output

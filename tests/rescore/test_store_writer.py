@@ -228,3 +228,20 @@ def test_a_call_the_store_refuses_is_dropped_alone(
     assert counts.written == 2 and counts.dropped == {"rejected": 1}
     assert f"refused call {bad['call']['call_id']}" in caplog.text
     check_all_written(store_url, pack, [items[0], items[2]])
+
+
+def test_writers_at_once_on_the_same_calls(store_url: str, pack: RulePack) -> None:
+    """Three writers (three processes' worth: each its own connection) writing the same
+    calls at the same time, in batches of different sizes and orders: each call once."""
+    items = calls(pack, 12, seed=5)
+    writers = [writer(store_url, pack, batch_max=b) for b in (3, 5, 12)]
+    for k, w in enumerate(writers):
+        order = items[k:] + items[:k]
+        for doc, card in order:
+            assert w.submit(json.loads(json.dumps(doc)), card)
+    for w in writers:
+        w.start()
+    for w in writers:
+        counts = w.close(60)
+        assert counts.written == 12 and counts.dropped_total == 0, counts
+    check_all_written(store_url, pack, items)
