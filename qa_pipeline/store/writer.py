@@ -137,9 +137,6 @@ class _Record:
     ended_at: float
 
 
-_STOP = object()
-
-
 class StoreWriter:
     """The bounded queue and the writer thread (see the module docstring). ``target``: a
     SQLite path / ``sqlite:///path`` or a ``postgresql://`` URL; ``settings``: what the
@@ -174,7 +171,7 @@ class StoreWriter:
         self._lock = threading.Lock()
         self._count_lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
-        self._busy = 0  # calls taken from the queue, not yet written or dropped
+        self._outstanding = 0  # calls accepted, not yet written or dropped
         self._stop = threading.Event()
         self._give_up_at: float | None = None  # close(): past it, what is left is dropped
         self._store: Store | None = None
@@ -201,7 +198,7 @@ class StoreWriter:
     def pending(self) -> int:
         """Calls accepted and not yet written or dropped."""
         with self._lock:
-            return self._queue.qsize() + self._busy
+            return self._outstanding
 
     def submit(self, doc: dict[str, Any], card: Scorecard) -> bool:
         """Queue an ended call (never blocks). False: the queue was full and the call is
@@ -214,6 +211,7 @@ class StoreWriter:
             except queue.Full:
                 self._drop("queue_full", 1, f"{self._queue.maxsize} calls waiting")
                 return False
+            self._outstanding += 1
         self.metrics.queue.set(self._queue.qsize())
         return True
 
@@ -223,7 +221,7 @@ class StoreWriter:
         a caller that flushes on a schedule is not held up by a database outage."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._idle:
-            while self._queue.qsize() + self._busy:
+            while self._outstanding:
                 if self.down_since is not None:
                     return False
                 left = None if deadline is None else deadline - time.monotonic()
@@ -238,12 +236,11 @@ class StoreWriter:
         if self._started:
             self._give_up_at = time.monotonic() + timeout
             self._stop.set()
-            with contextlib.suppress(queue.Full):
-                self._queue.put(_STOP, timeout=max(0.1, timeout))
             self._thread.join(timeout + 5.0)
-        left = [r for r in self._drain_queue() if r is not _STOP]
+        left = self._drain_queue()
         if left:
             self._drop("shutdown", len(left), "not written before the writer stopped")
+            self._done(len(left))
         if self._store is not None and not self._thread.is_alive():
             with contextlib.suppress(Exception):
                 self._store.close()
@@ -260,38 +257,33 @@ class StoreWriter:
             except queue.Empty:
                 return out
 
-    def _take(self) -> tuple[list[_Record], bool]:
-        """The next batch (waits for the first call) and whether to stop after it."""
-        first = self._queue.get()
-        if first is _STOP:
-            return [], True
-        batch, stop = [first], False
+    def _take(self) -> list[_Record]:
+        """The next batch (waits a moment for the first call; empty: none came)."""
+        try:
+            batch = [self._queue.get(timeout=0.1)]
+        except queue.Empty:
+            return []
         while len(batch) < self.batch_max:
             try:
-                item = self._queue.get_nowait()
+                batch.append(self._queue.get_nowait())
             except queue.Empty:
                 break
-            if item is _STOP:
-                stop = True
-                break
-            batch.append(item)
-        with self._lock:
-            self._busy += len(batch)
         self.metrics.queue.set(self._queue.qsize())
-        return batch, stop
+        return batch
 
     def _loop(self) -> None:
-        stop = False
-        while not stop:
-            batch, stop = self._take()
+        while True:
+            if self._giving_up():  # close() timed out: what is queued is close()'s to count
+                return
+            batch = self._take()
             if batch:
                 self._write_batch(batch)
-            if self._stop.is_set() and self._queue.empty():
-                break
+            elif self._stop.is_set():
+                return
 
     def _done(self, n: int) -> None:
         with self._idle:
-            self._busy -= n
+            self._outstanding -= n
             self._idle.notify_all()
 
     def _write_batch(self, batch: list[_Record]) -> None:
