@@ -400,12 +400,13 @@ class LiveService:
     # -- retention ------------------------------------------------------------------------
 
     def purge(self) -> PurgeReport:
-        """One retention purge (worker thread): the configured store and audio directories,
-        the JSONL directory, and the Kafka sink's spool through the open sink."""
+        """One retention purge (worker thread): the configured store (``retention.store``,
+        else the store this service writes its calls to) and audio directories, the JSONL
+        directory, and the Kafka sink's spool through the open sink."""
         r, jsonl = self.config.retention, self.config.sinks.jsonl
         return run_purge(
             r,
-            store=r.store or None,  # a SQLite path or a postgresql:// URL
+            store=r.store or self.config.store or None,  # a SQLite path or postgresql:// URL
             spool=spool_of(self.sinks.sinks),
             jsonl_dir=Path(jsonl.directory) if jsonl is not None and jsonl.directory else None,
         )

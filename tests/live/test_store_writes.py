@@ -143,6 +143,14 @@ def test_serve_writes_every_ended_call(
     # the current scores: the complete calls only
     with Store(store_url, readonly=True) as s:
         assert [r["call_id"] for r in s.current_results(agent_id="a7")] == ["c1", "c2"]
+    # retention applies to what serve wrote (retention.store not set: the serve store)
+    with Store(store_url) as s:
+        s.execute("UPDATE calls SET started_at = '2020-01-01T00:00:00+00:00' WHERE call_id = 'c1'")
+        s.commit()
+    report = svc.purge()
+    assert not report.errors
+    assert report.total("scorecards") == 1 and report.total("transcripts") >= 1
+    assert [r[0] for r in rows(store_url)["results"]] == ["c2", "c3"]
 
 
 def test_store_down_at_first_serve_keeps_serving_then_writes(
