@@ -494,11 +494,14 @@ class LiveService:
     def _stored_doc(s: CallSession, card: Scorecard) -> dict[str, Any]:
         """The call's transcript document as the store keeps it: its utterances as the
         rules saw them (redacted by the text step), the call's (redacted) metadata, its
-        start when the source gave none (when it reached this service, UTC)."""
+        start when the source gave none (when it reached this service, UTC), the source it
+        came through."""
         t = Transcript(call=s.call, utterances=tuple(s.transcript), ended=s.ended_message())
         doc = transcript_to_dict(t)
         if not doc["call"].get("started_at"):
             doc["call"]["started_at"] = s.wall_started
+        if not doc["call"].get("source"):
+            doc["call"]["source"] = s.source  # the serve source it came through
         return doc
 
     def _log_extra(self, s: CallSession) -> dict[str, str | None]:

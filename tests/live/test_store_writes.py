@@ -95,7 +95,8 @@ def rows(target: str) -> dict[str, Any]:
                 "SELECT call_id, idx, role, text FROM utterances ORDER BY call_id, idx"
             ).fetchall(),
             "calls": q(
-                "SELECT call_id, agent_id, team, started_epoch, call FROM calls ORDER BY call_id"
+                "SELECT call_id, agent_id, team, started_epoch, call, source FROM calls "
+                "ORDER BY call_id"
             ).fetchall(),
         }
 
@@ -136,8 +137,8 @@ def test_serve_writes_every_ended_call(
     assert {r[0] for r in emitted} == {"c1", "c2", "c3"}
     assert {r[2] for r in emitted} == {"agent", "customer"}
     assert all(MOBILE not in r[3] for r in emitted)
-    for call_id, agent, team, started, call in got["calls"]:
-        assert (agent, team) == ("a7", "t1"), call_id
+    for call_id, agent, team, started, call, source in got["calls"]:
+        assert (agent, team, source) == ("a7", "t1", "test"), call_id
         assert t0 - 5 <= started <= time.time()  # the start the service gave it
         assert MOBILE not in call
     # the current scores: the complete calls only
