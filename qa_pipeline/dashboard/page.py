@@ -274,7 +274,7 @@ function placementOf(f) { if (f.placement) return f.placement;
   return new Set(f.utterance_indexes || []).size === 1 ? "utterance" : "call"; }
 // an evidence span played from the call's redacted recording (the server cuts the clip)
 function playable(e) { const c = S.calls.get(S.selected); return !!(c && c.audio && S.me && S.me.text !== false
-  && typeof e.start === "number" && typeof e.end === "number" && e.end > e.start); }
+  && e.utterance_index !== null && e.utterance_index !== undefined && typeof e.start === "number" && typeof e.end === "number" && e.end > e.start); }
 function playCtl(f, e) {
   const p = el("span", "play"); p.dataset.seq = f.seq;
   p.appendChild(el("span", "play-icon", "▶")); p.title = t("play");

@@ -497,8 +497,15 @@ class _App:
         teams_of = self.users.teams_of_agent
         return lambda call: call_visible(p, call, teams_of)
 
-    def record(self, request: web.Request, p: Principal, call_ids: Any, route: str) -> None:
-        """Audit: ``p`` was sent the transcript of ``call_ids``."""
+    def record(
+        self,
+        request: web.Request,
+        p: Principal,
+        call_ids: Any,
+        route: str,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        """Audit: ``p`` was sent the transcript (or audio) of ``call_ids``."""
         if self.audit is None or not p.text:
             return
         try:
@@ -508,6 +515,7 @@ class _App:
                 call_ids=call_ids,
                 route=route,
                 client=request.remote,
+                extra=extra,
             )
         except OSError as e:
             log.error("dashboard: cannot write the audit log %s: %s", self.audit.path, e)
@@ -849,7 +857,10 @@ class _App:
             data = await asyncio.to_thread(clip_wav, rec, q.get("start"), q.get("end"))
         except ClipError as e:
             return _error(400, "bad clip", str(e))
-        await asyncio.to_thread(self.record, request, p, (call_id,), f"/api/calls/{call_id}/audio")
+        span = {"start": q.get("start"), "end": q.get("end")}  # which part was heard
+        await asyncio.to_thread(
+            self.record, request, p, (call_id,), f"/api/calls/{call_id}/audio", span
+        )
         return web.Response(
             status=200,
             body=data,
