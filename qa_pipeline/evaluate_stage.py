@@ -49,7 +49,6 @@ import heapq
 import json
 import logging
 import math
-import signal
 import sys
 import time
 import uuid
@@ -64,7 +63,7 @@ import typer
 from .cli_errors import fail
 from .config import PipelineConfig
 from .errors import QAError
-from .kafka_security import KafkaConnectError, connect, split_servers
+from .kafka_security import KafkaConnectError, connect
 from .messages import (
     SCHEMA_VERSION,
     CallEnded,
@@ -79,7 +78,8 @@ from .messages import (
 from .notify import NotifyConfig
 from .rules import CallEvaluator, RulePack, load_pack
 from .sinks.base import EVENT_NAMESPACE, Event, EventKind, FanOut, utc_now_iso
-from .sinks.kafka import KafkaSinkConfig
+from .sinks.kafka import KafkaSinkConfig, stage_kafka_config
+from .stage_health import ConsumerLag, Heartbeat, serve_health, stop_on_signals
 from .transcript import Transcript, transcript_to_dict
 from .wire import LegEnd, LegStart, Watermark, WireError, WireSegment, WireUtterance, decode
 
@@ -405,6 +405,9 @@ class PartitionCalls:
         self.previous = dict(emitted or {})  # the changelog as read on assignment
         self.calls: dict[str, CallJoin] = {}
         self.first: dict[str, int] = {}
+        #: when each open call's first record reached the topic (epoch seconds: the record's
+        #: timestamp, the same for every owner that re-reads it)
+        self.opened: dict[str, float] = {}
         self.last_seen: dict[str, float] = {}
         self.closed: OrderedDict[str, str] = OrderedDict(
             (k, e.session) for k, e in self.previous.items() if e.closed
@@ -415,7 +418,9 @@ class PartitionCalls:
         self._changed: dict[str, Emitted] = {}
         self._recent: list[CallJoin] = []  # closed since the last drain
 
-    def handle(self, offset: int, value: bytes | None) -> None:
+    def handle(self, offset: int, value: bytes | None, timestamp_ms: int | None = None) -> None:
+        """One record; ``timestamp_ms``: its Kafka timestamp (None or < 0: unknown, the wall
+        clock now stands in for it)."""
         self.next_offset = offset + 1
         try:
             if value is None:
@@ -440,6 +445,8 @@ class PartitionCalls:
                 del self.closed[cid]  # the call id recurs: a new session
             join = self._open(cid, msg)
             self.first[cid] = offset
+            ts = timestamp_ms if timestamp_ms is not None and timestamp_ms >= 0 else None
+            self.opened[cid] = ts / 1000 if ts is not None else time.time()
         join.take(msg)
         self.last_seen[cid] = self.clock()
         if join.closed:
@@ -460,6 +467,7 @@ class PartitionCalls:
         join = self.calls.pop(cid)
         self._recent.append(join)
         self.first.pop(cid, None)
+        self.opened.pop(cid, None)
         self.last_seen.pop(cid, None)
         self.closed[cid] = join.session
         while len(self.closed) > self.MAX_CLOSED:
@@ -504,6 +512,11 @@ class PartitionCalls:
         out, self._changed = self._changed, {}
         return out
 
+    def oldest_open(self) -> float | None:
+        """When the oldest open call's first record reached the topic (epoch seconds);
+        None when no call is open."""
+        return min(self.opened.values(), default=None)
+
     def commit_offset(self) -> int | None:
         """The offset to commit: the first record of the oldest open call, else the next
         record (None: nothing read yet)."""
@@ -531,11 +544,27 @@ STALL_S = 60.0
 
 
 class EvaluateMetrics:
-    """The stage's Prometheus metrics (on an injected registry) and ``/healthz``."""
+    """The stage's Prometheus metrics (on an injected registry) and the heartbeat
+    ``/healthz`` reports (:func:`~qa_pipeline.stage_health.serve_health`):
 
-    def __init__(self, registry: Any = None) -> None:
+    ===============================================  ======= ===============================
+    qa_eval_records_total                            counter utterances-topic records read
+    qa_eval_undecodable_records_total                counter records skipped (not wire)
+    qa_eval_events_total{kind}                       counter events emitted
+    qa_eval_calls_closed_total{complete}             counter calls scored
+    qa_eval_open_calls                               gauge   calls open on this evaluator
+    qa_eval_oldest_open_call_age_seconds{group}      gauge   age of the oldest open call
+                                                             (from its first record), 0 when
+                                                             none: a call that never ends
+    qa_consumer_lag{group,topic,partition}           gauge   records not yet read (as the
+                                                             ASR workers report theirs)
+    ===============================================  ======= ===============================
+    """
+
+    def __init__(self, registry: Any = None, group: str = DEFAULT_GROUP) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge
 
+        self.group = group
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.records = Counter("qa_eval_records", "Utterances-topic records read", registry=r)
@@ -547,31 +576,18 @@ class EvaluateMetrics:
             "qa_eval_calls_closed", "Calls scored, by completeness", ["complete"], registry=r
         )
         self.open_calls = Gauge("qa_eval_open_calls", "Calls open on this evaluator", registry=r)
-        self.lag = Gauge(
-            "qa_eval_consumer_lag_records",
-            "Records of the utterances topic not yet read, by partition",
-            ["partition"],
+        #: records of the utterances topic not yet read, per partition held (the ASR
+        #: workers' metric and labels: qa_consumer_lag{group,topic,partition})
+        self.lag = ConsumerLag(r, group)
+        self.oldest_open_age = Gauge(
+            "qa_eval_oldest_open_call_age_seconds",
+            "Age of the oldest call open on this evaluator, from its first record on the "
+            "utterances topic (0: none open)",
+            ["group"],
             registry=r,
         )
-        self.beat = time.monotonic()
-
-    def wsgi(self, inner: Any) -> Any:
-        """``inner`` (the metrics app) with ``/healthz``: 200 while the consumer loop turns,
-        503 when it has not for :data:`STALL_S` seconds."""
-
-        def app(environ: dict[str, Any], start_response: Any) -> Any:
-            if environ.get("PATH_INFO") == "/healthz":
-                idle = time.monotonic() - self.beat
-                ok = idle < STALL_S
-                body = b"ok\n" if ok else f"consumer loop stalled {idle:.0f} s\n".encode()
-                start_response(
-                    "200 OK" if ok else "503 Service Unavailable",
-                    [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))],
-                )
-                return [body]
-            return inner(environ, start_response)
-
-        return app
+        #: ``/healthz``: 503 when the consumer loop has not turned for :data:`STALL_S`
+        self.heartbeat = Heartbeat(STALL_S, "consumer loop")
 
 
 class EvaluateStage:
@@ -616,7 +632,7 @@ class EvaluateStage:
         # offsets): a partition this consumer keeps is re-read from there (assigned)
         self._resume: dict[int, int] = {}
         self.counts = EvaluateCounts()
-        self.metrics = metrics if metrics is not None else EvaluateMetrics()
+        self.metrics = metrics if metrics is not None else EvaluateMetrics(group=group)
         self.stopping = False
         servers = list(kafka.bootstrap_servers)
         sec = kafka.security()
@@ -731,8 +747,7 @@ class EvaluateStage:
                 self._resume[p] = off
             del self.parts[p]
             # its lag is the next owner's to report (a stale figure would add to it)
-            with contextlib.suppress(KeyError):
-                self.metrics.lag.remove(str(p))
+            self.metrics.lag.forget(self.topic, p)
             log.info("partition %d revoked (%d open call(s) handed on)", p, open_calls)
 
     def assigned(self, partitions: list[int]) -> None:
@@ -843,7 +858,7 @@ class EvaluateStage:
         self.consumer.subscribe([self.topic], listener=self._listener())
         try:
             while not self.stopping:
-                self.metrics.beat = time.monotonic()
+                self.metrics.heartbeat.beat()
                 batch = self.consumer.poll(timeout_ms=200)
                 for tp, records in batch.items():
                     part = self.parts.get(tp.partition)
@@ -851,7 +866,7 @@ class EvaluateStage:
                         continue
                     bad = part.undecodable
                     for rec in records:
-                        part.handle(rec.offset, rec.value)
+                        part.handle(rec.offset, rec.value, rec.timestamp)
                     self.counts.records += len(records)
                     self.metrics.records.inc(len(records))
                     self.metrics.undecodable.inc(part.undecodable - bad)
@@ -891,11 +906,13 @@ class EvaluateStage:
             if e.kind is EventKind.SCORECARD:
                 m.closed.labels(str(bool(e.payload.get("complete", True))).lower()).inc()
         m.open_calls.set(sum(len(pc.calls) for pc in self.parts.values()))
+        since = [t for pc in self.parts.values() if (t := pc.oldest_open()) is not None]
+        m.oldest_open_age.labels(m.group).set(max(0.0, time.time() - min(since)) if since else 0)
         for p in partitions:
             high = self.consumer.highwater(TopicPartition(self.topic, p))
             done = self.parts[p].next_offset
             if high is not None and done is not None:
-                m.lag.labels(str(p)).set(max(0, high - done))
+                m.lag.set(self.topic, p, high - done)
         if events:
             self.sinks.emit_all(events)
             self.sinks.flush(timeout=self.flush_timeout_s)
@@ -1011,18 +1028,7 @@ def evaluate_command(
 
     try:
         cfg = load_config_as(EvaluateConfig, config)
-        kcfg = cfg.sinks.kafka
-        if kafka:
-            servers = tuple(split_servers(kafka))
-            kcfg = (
-                KafkaSinkConfig(bootstrap_servers=servers)
-                if kcfg is None
-                else KafkaSinkConfig.model_validate(
-                    {**kcfg.model_dump(exclude_unset=True), "bootstrap_servers": servers}
-                )
-            )
-        if kcfg is None:
-            raise QAError("no broker: give --kafka HOST:PORT or sinks.kafka in --config")
+        kcfg = stage_kafka_config(cfg.sinks.kafka, kafka)
         sinks_kafka = cfg.sinks.kafka
         if sinks_kafka is not None and topic in _event_topics(sinks_kafka):
             raise QAError(
@@ -1054,14 +1060,16 @@ def evaluate_command(
         fail(e, EXIT_BROKER)
     server = None
     if health_port is not None:
-        from .metrics import start_metrics_server
-
-        server = start_metrics_server(stage.metrics.registry, health_host, health_port)
-        server.server.set_app(stage.metrics.wsgi(server.server.get_app()))
-        log.info("metrics on %s; health on http://%s:%d/healthz", server.url, health_host,
-                 server.port)  # fmt: skip
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stage.stop())
+        try:
+            server = serve_health(
+                stage.metrics.registry, stage.metrics.heartbeat, health_host, health_port
+            )
+        except OSError as e:
+            stage.close()
+            fan.close()
+            fail(QAError(f"--health-port {health_port}: {e}"))
+        log.info("health and metrics on %s", server.url)
+    stop_on_signals(stage.stop, "emitting, committing and leaving the group")
     ready = ["ready"] if server is None else ["ready", f"health={server.port}"]
     print(*ready, flush=True)  # noqa: T201 - for supervisors and tests
     try:

@@ -77,12 +77,12 @@ start() {
   fi
   if [[ ! -f "$DATA/PG_VERSION" ]]; then
     rm -rf "$DATA"
-    as_pg "$BIN/initdb" -D "$DATA" -E UTF8 --locale=C.UTF-8 -A trust -U postgres \
+    as_pg "$BIN/initdb" -D "$DATA" -E UTF8 --locale=C.UTF-8 -A trust -U postgres -N \
       >"$QA_PG_DIR/initdb.log" 2>&1 || die "initdb failed; see $QA_PG_DIR/initdb.log"
     log "initialised $DATA (UTF8, C.UTF-8)"
   fi
   # loopback only; the unix socket in the data directory (not /var/run/postgresql);
-  # a test server: no fsync wait per commit
+  # a test server: no fsync wait per commit (initdb -N: no sync of the new cluster either)
   as_pg "$BIN/pg_ctl" -D "$DATA" -l "$LOG_FILE" -w -t "$QA_PG_TIMEOUT" \
     -o "-c listen_addresses=127.0.0.1 -p $QA_PG_PORT -c unix_socket_directories='$DATA' -c max_connections=200 -c synchronous_commit=off -c fsync=off -c full_page_writes=off" \
     start >/dev/null || die "did not start; see $LOG_FILE"

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
+from prometheus_client.parser import text_string_to_metric_families
 
 from qa_pipeline.evaluate_stage import CallJoin, reference_scorecard
 from qa_pipeline.messages import Scorecard, to_dict
@@ -227,7 +228,17 @@ def test_two_evaluators_one_killed_mid_stream(kafka_server: Any, tmp_path: Path)
         with urllib.request.urlopen(base + "/metrics", timeout=5) as r:
             text = r.read().decode()
         assert 'qa_eval_calls_closed_total{complete="true"}' in text
-        assert "qa_eval_consumer_lag_records{partition=" in text
+        lags = [
+            sample.labels
+            for fam in text_string_to_metric_families(text)
+            if fam.name == "qa_consumer_lag"
+            for sample in fam.samples
+        ]
+        assert lags and all(
+            (lab["group"], lab["topic"]) == (f"{tag}-eval", f"{tag}.utterances") for lab in lags
+        )
+        # every call closed: no open call to age
+        assert f'qa_eval_oldest_open_call_age_seconds{{group="{tag}-eval"}} 0.0' in text
         survivor.send_signal(signal.SIGTERM)
         out, _ = survivor.communicate(timeout=60)
         assert survivor.returncode == 0, (tmp_path / "b.log").read_text()

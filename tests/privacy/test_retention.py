@@ -364,8 +364,8 @@ def test_audio_files_go_by_age_and_only_audio(tmp_path: Path) -> None:
 # -- qa-pipeline purge -----------------------------------------------------------------------
 
 
-def test_purge_command(tmp_path: Path) -> None:
-    store = tmp_path / "store.sqlite"
+def test_purge_command(tmp_path: Path, store_url: str) -> None:
+    store = store_url  # a SQLite file or a PostgreSQL URL: --store takes either
     build_store(store)
     events = tmp_path / "events"
     events.mkdir()
