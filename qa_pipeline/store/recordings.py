@@ -116,13 +116,17 @@ def get_recording(store: Store, call_id: str) -> Recording | None:
 
 
 def purge_recordings(store: Store, before: datetime, *, dry_run: bool = False) -> int:
-    """Delete recordings kept before ``before`` (a naive time is local): each row and its
-    file (a file already gone is no error). Returns how many rows went (or would go)."""
+    """Delete recordings older than ``before`` (a naive time is local): each row and its
+    file (a file already gone is no error). A recording's age is its call's start time when
+    the store knows it (``calls.started_epoch``, as the retention rules say), else when the
+    row was written. Returns how many rows went (or would go)."""
     if not store.has_table("recordings"):
         return 0
     cut = as_epoch(before)
     rows = store.execute(
-        "SELECT call_id, path FROM recordings WHERE created_at < ?", (cut,)
+        "SELECT call_id, path FROM recordings WHERE COALESCE((SELECT c.started_epoch "
+        "FROM calls c WHERE c.call_id = recordings.call_id), created_at) < ?",
+        (cut,),
     ).fetchall()
     if dry_run or not rows:
         return len(rows)
