@@ -20,6 +20,10 @@ past the audio cap, cuts its call off with a clear error (``faster_than_real_tim
 refuses new calls at admission (``at_capacity``). Scorecards of calls that lost
 utterances or were cut short say so (``complete: false``, ``incomplete_reasons``).
 
+Recording (``live.record``, off by default; :mod:`.recorder`): each call's legs are written
+to disk as they come; after its scorecard the call's personal data is beeped in the file
+kept, the raw file deleted, a ``recordings`` row stored, the dashboard told.
+
 Shutdown (:meth:`LiveService.shutdown`, on SIGTERM/SIGINT in ``serve``): stop accepting,
 end every open call (flush its VAD), finish the queued ASR, score, flush the sinks; bounded
 by ``shutdown_timeout_s`` (past it, utterances still at the ASR are dropped, counted
