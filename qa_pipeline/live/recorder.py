@@ -44,6 +44,7 @@ log = logging.getLogger("qa_pipeline.live.record")
 
 PARTIAL = ".partial"
 LAG_S = 10.0  # seconds one leg may run ahead of another before the other gets silence
+BLOCK_S = 0.5  # frames are written in blocks of at least this much (fewer, larger writes)
 _FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16")}
 
 
@@ -145,7 +146,7 @@ class CallRecording:
             n = lead
         elif lead - n > LAG_S * self.rate:
             n = lead - int(LAG_S * self.rate)  # a leg far behind: silence for it
-        if n <= 0:
+        if n <= 0 or (not final and n < BLOCK_S * self.rate):
             return
         out = np.zeros((n, self.nch), dtype=np.float32)
         for c in range(self.nch):

@@ -195,7 +195,17 @@ class CallSession:
         inspection) are the jobs sent."""
         segs = self.segmenter.push(chunk)
         if self.recording is not None:
-            self.recording.write(chunk)
+            try:
+                self.recording.write(chunk)
+            except Exception as exc:  # a full disk: the call goes on, unrecorded
+                log.error(
+                    "call %s: recording stopped (%r); its partial file is deleted",
+                    self.call.call_id,
+                    exc,
+                )
+                self.errors["recording_failed"] += 1
+                self.recording.discard()
+                self.recording = None
         return self._jobs(segs)
 
     def flush(self) -> list[AsrJob]:

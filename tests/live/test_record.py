@@ -167,3 +167,35 @@ def test_legs_are_aligned_on_the_call_clock(tmp_path: Path, late_s: float) -> No
     assert np.all(got[lost, 0] == 0) and np.allclose(got[12000:, 0], want[12000:], atol=1e-4)
     late = int(late_s * 8000)
     assert np.all(got[:late, 1] == 0) and np.allclose(got[late:, 1], want[late:], atol=1e-4)
+
+
+def test_a_recording_that_fails_does_not_fail_the_call(
+    speech_dir: Path, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A write that raises (a full disk) stops the recording, deletes its partial file and
+    counts the error; the call is scored as usual and nothing is kept."""
+    from qa_pipeline.live.recorder import CallRecording
+
+    wav = tmp_path / "call-rec-2.wav"
+    _call_file(speech_dir, wav)
+    writes = []
+
+    def full_disk(self: CallRecording, chunk: Any) -> None:
+        writes.append(chunk.start)
+        if len(writes) > 50:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(CallRecording, "write", full_disk)
+    mem = Recorder()
+    svc = _service(tmp_path, wav, [("memory", mem)], monkeypatch)
+
+    async def run() -> None:
+        await svc.start()
+        await asyncio.wait_for(svc.sources[0].done.wait(), 30)
+        await wait_for(lambda: svc.scored, 30)
+        await svc.shutdown()
+
+    asyncio.run(run())
+    (card,) = [e.payload for _, e in mem.of("scorecard")]
+    assert card["call_id"] == "call-rec-2" and len(writes) == 51
+    assert list((tmp_path / "rec").iterdir()) == [] and svc.recordings == []
