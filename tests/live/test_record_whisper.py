@@ -31,8 +31,8 @@ pytestmark = [
 
 
 def test_serve_keeps_the_recording_with_the_number_beeped(engine: Any, tmp_path: Path) -> None:
-    from prometheus_client import CollectorRegistry
     from privacy.test_audio_redact_call import _make_call, _plain, _runs_of_four
+    from prometheus_client import CollectorRegistry
 
     from qa_pipeline.live.config import load_serve_config
     from qa_pipeline.live.metrics import LiveMetrics
@@ -51,7 +51,10 @@ def test_serve_keeps_the_recording_with_the_number_beeped(engine: Any, tmp_path:
     )
     mem = Recorder()
     svc = LiveService(
-        cfg, engine=engine, sinks=FanOut([("memory", mem)]), metrics=LiveMetrics(CollectorRegistry())
+        cfg,
+        engine=engine,
+        sinks=FanOut([("memory", mem)]),
+        metrics=LiveMetrics(CollectorRegistry()),
     )
 
     async def run() -> None:
