@@ -199,3 +199,27 @@ def test_a_recording_that_fails_does_not_fail_the_call(
     (card,) = [e.payload for _, e in mem.of("scorecard")]
     assert card["call_id"] == "call-rec-2" and len(writes) == 51
     assert list((tmp_path / "rec").iterdir()) == [] and svc.recordings == []
+
+
+def test_flac_and_a_call_without_personal_data(tmp_path: Path) -> None:
+    """FLAC is written as WAV is; a call whose turns held no personal data is kept as
+    recorded (nothing masked), and a call with no audio keeps nothing."""
+    from qa_pipeline.live.recorder import CallRecording
+    from qa_pipeline.messages import AudioChunk, CallInfo, Utterance
+
+    call = CallInfo(call_id="plain/call 1", channels=(Role.AGENT, Role.CUSTOMER))
+    rec = CallRecording(tmp_path, call, 8000, "flac")
+    assert rec.path.name.endswith(".flac") and "/" not in rec.path.name
+    tone = (0.3 * np.sin(np.arange(8000) * 2 * np.pi * 440 / 8000)).astype(np.float32)
+    for ch in (0, 1):
+        rec.write(AudioChunk(call.call_id, ch, call.channels[ch], 0.0, 8000, tone))
+    rec.utterance(Utterance(call.call_id, 0, 0, Role.AGENT, 0.1, 0.9, "您好", "您好", 0.9, "zh"))
+    kept = asyncio.run(rec.finish(None, None))
+    assert kept is not None and kept.how == "none" and kept.spans == ()
+    data, rate = sf.read(kept.path, dtype="float32", always_2d=True)
+    assert (rate, data.shape) == (8000, (8000, 2)) and sf.info(str(kept.path)).format == "FLAC"
+    assert np.allclose(data[:, 1], tone, atol=1e-4)
+    assert not rec.partial.exists()
+    empty = CallRecording(tmp_path, CallInfo(call_id="silent"), 8000)
+    assert asyncio.run(empty.finish(None, None)) is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == [kept.path.name]
