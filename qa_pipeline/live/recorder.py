@@ -9,9 +9,10 @@ are filled with silence as the VAD sees them, so the file keeps the call's clock
 
 While the call runs the file is ``<dir>/<call>.<format>.partial``: raw audio, personal data
 and all. At the call's end (:meth:`CallRecording.finish`) the utterances that held personal
-data are decoded again with word timing (:func:`~qa_pipeline.audio_redact.find_spans`, on
-an ASR slot) and their spans beeped or silenced (:func:`~qa_pipeline.audio_redact.write_redacted`)
-into ``<dir>/<call>.<format>``; the partial file is then deleted. Without a Whisper engine
+data are decoded again with word timing (:func:`~qa_pipeline.audio_redact.find_spans` on
+each utterance's stretch of the file, on an ASR slot) and their spans beeped or silenced
+(:func:`stream_redacted`: ``write_redacted`` a block at a time, so a call of hours is never
+held in memory) into ``<dir>/<call>.<format>``; the partial file is then deleted. Without a Whisper engine
 (or when the file cannot be read back) each such utterance is masked whole: never less.
 The kept file's row goes to the store (``recordings``, migration 0350) when one is set.
 
@@ -24,9 +25,10 @@ they are never served (the dashboard plays only the kept, redacted files).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-import time
-from collections.abc import Awaitable, Callable
+import math
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,9 +36,9 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from ..audio_redact import MaskedSpan, SpanSearch, held_kinds
+from ..audio_redact import MaskedSpan, SpanSearch, channel_spans, held_kinds
 from ..messages import AudioChunk, CallInfo, Utterance
-from ..privacy.audio import DEFAULT_PAD_S, Mode
+from ..privacy.audio import BEEP_HZ, DEFAULT_PAD_S, Mode, merge_spans, redact_samples
 from ..store.recordings import recording_path
 from .segmenter import MAX_GAP_S
 
@@ -234,32 +236,113 @@ class CallRecording:
         )
 
     def _keep(self, spans: tuple[MaskedSpan, ...], mode: Mode, pad_s: float) -> None:
-        from ..audio_redact import write_redacted
-
         try:
             if spans:
-                write_redacted(self.partial, self.path, spans, mode=mode, pad_s=pad_s)
+                stream_redacted(self.partial, self.path, spans, mode=mode, pad_s=pad_s)
             else:
                 self.partial.replace(self.path)
         finally:
             self.partial.unlink(missing_ok=True)  # the raw audio never outlives the call
 
 
+def stream_redacted(
+    src: Path,
+    dst: Path,
+    spans: Sequence[MaskedSpan],
+    *,
+    mode: Mode = "beep",
+    pad_s: float = DEFAULT_PAD_S,
+    block_s: float = 30.0,
+) -> None:
+    """:func:`~qa_pipeline.audio_redact.write_redacted` for a recording of any length: the
+    file copied a block at a time (never all in memory), each block's spans masked as
+    ``write_redacted`` masks them (a block never ends inside a padded span, so the result is
+    the same samples). 16-bit recordings (what the recorder writes)."""
+    info = sf.info(str(src))
+    rate, frames = int(info.samplerate), int(info.frames)
+    padded = {
+        c: merge_spans(channel_spans(spans, c), pad_s, duration=frames / rate)
+        for c in range(info.channels)
+    }
+    cuts = [(int(a * rate) - 2, int(np.ceil(b * rate)) + 2) for v in padded.values() for a, b in v]
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    block = max(1, int(block_s * rate))
+    cycle = rate // math.gcd(rate, int(BEEP_HZ))  # blocks start in the beep's phase
+    with (
+        sf.SoundFile(str(src)) as fin,
+        sf.SoundFile(
+            str(tmp),
+            "w",
+            samplerate=rate,
+            channels=info.channels,
+            subtype=info.subtype,
+            format=info.format,
+        ) as fout,
+    ):
+        pos = 0
+        while pos < frames:
+            end = min(frames, pos + block)
+            moved = True
+            while moved:  # not inside (or at the edge of) a padded span, on a whole beep cycle
+                moved = False
+                for a, b in cuts:
+                    if a <= end < b and end < frames:
+                        end, moved = min(frames, b), True
+                if end < frames and end % cycle:
+                    end, moved = min(frames, end + cycle - end % cycle), True
+            data = fin.read(end - pos, dtype="int16", always_2d=True)
+            t0, t1 = pos / rate, end / rate
+            for c in range(info.channels):
+                local = [
+                    (a - t0, b - t0)
+                    for a, b in channel_spans(spans, c)
+                    if a - pad_s < t1 and b + pad_s > t0
+                ]
+                if local:
+                    data[:, c] = redact_samples(data[:, c], rate, local, mode, pad_s)
+            fout.write(data)
+            pos = end
+    tmp.replace(dst)
+
+
 def whisper_spans(engine: Any) -> SpanFinder | None:
     """The word-timed span search on ``engine`` (None when it is not a Whisper engine: a
-    test's stand-in; the utterances are then masked whole)."""
+    test's stand-in; the utterances are then masked whole). Each utterance's stretch of the
+    file is read on its own (resampled to 16 kHz as the pipeline reads a call), so a long
+    recording is never held in memory."""
     from ..asr.engine import AsrEngine
 
     if not isinstance(engine, AsrEngine):
         return None
 
     def find(path: Path, utterances: list[Utterance]) -> SpanSearch:
-        from ..audio import load_call
+        from ..audio import CallAudio, resample
         from ..audio_redact import find_spans
+        from ..messages import replace
 
-        t0 = time.perf_counter()
-        found = find_spans(engine, load_call(path), utterances)
-        log.debug("recording %s: spans found in %.2f s", path.name, time.perf_counter() - t0)
-        return found
+        info = sf.info(str(path))
+        rate = int(info.samplerate)
+        spans: list[MaskedSpan] = []
+        decodes, seconds = 0, 0.0
+        for u in utterances:
+            if u.channel >= info.channels:
+                continue
+            a = max(0, int(u.start * rate))
+            b = min(int(info.frames), int(np.ceil(u.end * rate)))
+            if b <= a:
+                continue
+            data, _ = sf.read(str(path), start=a, stop=b, dtype="float32", always_2d=True)
+            ch = resample(np.ascontiguousarray(data[:, u.channel]), rate)
+            empty = np.zeros(0, dtype=np.float32)
+            channels = tuple(ch if c == u.channel else empty for c in range(info.channels))
+            audio = CallAudio(str(path), channels, (), rate, info.format)
+            off = a / rate
+            found = find_spans(engine, audio, [replace(u, start=u.start - off, end=u.end - off)])
+            decodes += found.timed_decodes
+            seconds += found.decode_seconds
+            spans.extend(
+                dataclasses.replace(s, start=s.start + off, end=s.end + off) for s in found.spans
+            )
+        return SpanSearch(tuple(spans), decodes, seconds)
 
     return find

@@ -223,3 +223,33 @@ def test_flac_and_a_call_without_personal_data(tmp_path: Path) -> None:
     empty = CallRecording(tmp_path, CallInfo(call_id="silent"), 8000)
     assert asyncio.run(empty.finish(None, None)) is None
     assert sorted(p.name for p in tmp_path.iterdir()) == [kept.path.name]
+
+
+@pytest.mark.parametrize(("mode", "rate"), [("beep", 8000), ("beep", 44100), ("silence", 8000)])
+def test_streamed_redaction_is_write_redacted_block_by_block(
+    tmp_path: Path, mode: str, rate: int
+) -> None:
+    """The recorder masks a kept file a block at a time (a 4-hour call is never in memory):
+    the samples are those ``write_redacted`` gives for the whole file, spans across block
+    ends included."""
+    from qa_pipeline.audio_redact import MaskedSpan, write_redacted
+    from qa_pipeline.live.recorder import stream_redacted
+
+    src = tmp_path / "raw.wav"
+    rng = np.random.default_rng(7)
+    sf.write(src, rng.standard_normal((rate * 20, 2)) * 0.1, rate, subtype="PCM_16")
+    spans = [
+        MaskedSpan("mobile", 1, 0.0, 0.4, "words", 0),  # at the very start
+        MaskedSpan("mobile", 1, 2.9, 3.2, "words", 1),  # across the 3 s block end
+        MaskedSpan("id_card", 0, 5.95, 6.05, "words", 2),  # its pad across the 6 s end
+        MaskedSpan("mobile", 1, 11.0, 14.5, "utterance", 3),  # longer than a block
+        MaskedSpan("mobile", 0, 19.8, 20.0, "words", 4),  # at the end
+    ]
+    whole, streamed = tmp_path / "whole.wav", tmp_path / "streamed.wav"
+    write_redacted(src, whole, spans, mode=mode)  # type: ignore[arg-type]
+    stream_redacted(src, streamed, spans, mode=mode, block_s=3.0)  # type: ignore[arg-type]
+    a = sf.read(whole, dtype="int16")[0]
+    b = sf.read(streamed, dtype="int16")[0]
+    raw = sf.read(src, dtype="int16")[0]
+    assert a.shape == b.shape == raw.shape and not np.array_equal(a, raw)
+    assert np.array_equal(a, b)
