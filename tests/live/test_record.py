@@ -253,3 +253,69 @@ def test_streamed_redaction_is_write_redacted_block_by_block(
     raw = sf.read(src, dtype="int16")[0]
     assert a.shape == b.shape == raw.shape and not np.array_equal(a, raw)
     assert np.array_equal(a, b)
+
+
+def test_word_spans_mask_only_their_words(
+    speech_dir: Path, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """With word timing (a finder standing in for the Whisper one: it places the number in
+    the second half of the turn) only that stretch is beeped; the rest of the turn, and the
+    call, keep their samples. The finder runs on an ASR slot with the turns that held the
+    number."""
+    import threading
+
+    from qa_pipeline.audio_redact import MaskedSpan, SpanSearch
+    from qa_pipeline.live import service
+
+    asked: list[tuple[str, list[int]]] = []
+
+    def finder(engine: Any) -> Any:
+        def find(path: Path, utterances: list[Any]) -> SpanSearch:
+            asked.append((threading.current_thread().name, [u.index for u in utterances]))
+            assert path.name.endswith(".wav.partial") and path.is_file()
+            return SpanSearch(
+                tuple(
+                    MaskedSpan(
+                        "mobile", u.channel, u.start + 0.5 * u.duration, u.end, "words", u.index
+                    )
+                    for u in utterances
+                ),
+                len(utterances),
+                0.0,
+            )
+
+        return find
+
+    monkeypatch.setattr(service, "whisper_spans", finder)
+    wav = tmp_path / "call-rec-3.wav"
+    original = _call_file(speech_dir, wav)
+    mem = Recorder()
+    svc = _service(tmp_path, wav, [("memory", mem)], monkeypatch)
+
+    async def run() -> None:
+        await svc.start()
+        await asyncio.wait_for(svc.sources[0].done.wait(), 30)
+        await wait_for(lambda: svc.recordings, 30)
+        await svc.shutdown()
+
+    asyncio.run(run())
+    (kept,) = svc.recordings
+    held = [e.payload for _, e in mem.of("utterance", kept.call_id) if e.payload["channel"] == 1]
+    assert kept.how == "words" and len(asked) == 1
+    assert asked[0][1] == [u["index"] for u in held] and asked[0][0] != "MainThread"
+    got = sf.read(kept.path, dtype="int16", always_2d=True)[0]
+    masked = np.zeros(len(original), dtype=bool)
+    for s in kept.spans:
+        masked[
+            max(0, int((s.start - DEFAULT_PAD_S) * RATE) - 1) : int((s.end + DEFAULT_PAD_S) * RATE)
+            + 2
+        ] = True
+    assert np.array_equal(got[~masked, 1], original[~masked, 1])
+    assert np.array_equal(got[:, 0], original[:, 0])
+    for u in held:  # the first half of each turn (less the pad) is the customer's voice
+        half = u["start"] + 0.5 * (u["end"] - u["start"])
+        first = slice(int(u["start"] * RATE), int((half - DEFAULT_PAD_S - 0.02) * RATE))
+        assert first.stop - first.start > 0.3 * RATE
+        assert not masked[first].any() and np.array_equal(got[first, 1], original[first, 1])
+        words = slice(int((half + 0.05) * RATE), int(u["end"] * RATE))
+        assert not np.array_equal(got[words, 1], original[words, 1])
