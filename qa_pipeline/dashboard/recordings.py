@@ -36,13 +36,16 @@ class ClipError(QAError):
 
 def store_recordings(target: str) -> RecordingLookup:
     """Recordings from the store at ``target`` (a path or a postgresql:// URL), opened for
-    each lookup (read-only; a SQLite file not there yet: none)."""
+    each lookup and only read (a SQLite file not there yet, or a store before migration
+    0350: none). Not a read-only open: that refuses a store whose schema is behind the code
+    (a later migration not yet applied by a writer), and the recordings table needs none of
+    them; the dashboard never migrates a store."""
     from ..store import Store, store_exists
 
     def lookup(call_id: str) -> Recording | None:
         if not store_exists(target):
             return None
-        with Store(target, readonly=True) as db:
+        with Store(target, migrate=False) as db:
             return get_recording(db, call_id)
 
     return lookup
