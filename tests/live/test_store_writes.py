@@ -144,6 +144,7 @@ def test_serve_writes_every_ended_call(
     # the current scores: the complete calls only
     with Store(store_url, readonly=True) as s:
         assert [r["call_id"] for r in s.current_results(agent_id="a7")] == ["c1", "c2"]
+    assert svc.record_store() == store_url  # kept recordings' rows go beside the calls
     # retention applies to what serve wrote (retention.store not set: the serve store)
     with Store(store_url) as s:
         s.execute("UPDATE calls SET started_at = '2020-01-01T00:00:00+00:00' WHERE call_id = 'c1'")
