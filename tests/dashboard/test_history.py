@@ -21,8 +21,17 @@ from history_data import NEWEST_FIRST, REVIEWED, UNCERTAIN_RULE, fill_store
 
 from qa_pipeline.dashboard import DashboardState, start_dashboard
 from qa_pipeline.dashboard.audit import read_audit
-from qa_pipeline.dashboard.history import StoreAckStore
+from qa_pipeline.dashboard.history import (
+    CallFilter,
+    Scope,
+    StoreAckStore,
+    TrendQuery,
+    call_detail,
+    list_calls,
+    score_trend,
+)
 from qa_pipeline.errors import QAError
+from qa_pipeline.store import Store
 
 
 def start(tmp_path: Path, url: str) -> Dashboard:
@@ -381,3 +390,18 @@ def test_history_in_browser(tmp_path: Path) -> None:
                 b.close()
     finally:
         stop(d)
+
+
+def test_scope_places_a_call_without_team_by_its_agent(filled: dict[str, Any]) -> None:
+    """A supervisor sees a team-less call when its agent belongs to one of its teams (the
+    users file), as the live page decides; no team and no such agent: nobody scoped."""
+    with Store(filled["url"], readonly=True) as store:
+        sup = Scope(teams=frozenset({"west"}), team_agents=frozenset({"C1"}))
+        assert ids(list_calls(store, CallFilter(), sup)) == ["h-5"]
+        assert ids(list_calls(store, CallFilter(), Scope(teams=frozenset({"west"})))) == []
+        both = Scope(teams=frozenset({"north"}), team_agents=frozenset({"C1", "B1"}))
+        # B1's calls carry team east: their own team decides, not the agent's
+        assert ids(list_calls(store, CallFilter(), both)) == ["h-5", "h-2", "h-1"]
+        assert call_detail(store, "h-3", both, text=True) is None
+        t = score_trend(store, TrendQuery(group="team"), sup)
+        assert [s["key"] for s in t["series"]] == ["—"]
