@@ -14,7 +14,7 @@ module answers for everything the store holds, so history survives restarts. Wha
   with their evidence, every verdict including ``uncertain``, the current score, whether a
   reviewer scored it and how many review versions it has.
 * **Trends** (:func:`score_trend`, :func:`violation_trend`): mean current score per agent or
-  team per UTC day or ISO week, from :meth:`Store.current_results` (complete calls, current
+  team per day or ISO week (in the viewer's ``tz``, UTC by default), from :meth:`Store.current_results` (complete calls, current
   score, candidate runs out), and failed verdicts per rule per bucket from
   :meth:`Store.current_verdicts` (``uncertain`` left out).
 * **An agent** (:func:`agent_page`): calls, score trend, top violations, reviews and appeals.
@@ -40,7 +40,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any, TypeVar
 
 from ..errors import QAError
@@ -112,9 +112,16 @@ class CallFilter:
         return out
 
 
-def parse_time_param(name: str, value: str, *, end: bool = False) -> float:
-    """A time parameter: epoch seconds, ``YYYY-MM-DD`` (a UTC day; as ``until`` the day is
-    included: its end) or an ISO 8601 time (naive = UTC)."""
+def parse_tz(q: Mapping[str, str]) -> timezone:
+    """The ``tz`` parameter: the viewer's offset from UTC in minutes east (Beijing: 480),
+    which dates and day/week buckets are read in; UTC when not given."""
+    raw = (q.get("tz") or "").strip()
+    return timezone(timedelta(minutes=_int("tz", raw, -720, 840))) if raw else UTC
+
+
+def parse_time_param(name: str, value: str, *, end: bool = False, tz: tzinfo = UTC) -> float:
+    """A time parameter: epoch seconds, ``YYYY-MM-DD`` (a day in ``tz``; as ``until`` the
+    day is included: its end) or an ISO 8601 time (naive = in ``tz``)."""
     v = value.strip()
     try:
         return float(v)
@@ -122,7 +129,7 @@ def parse_time_param(name: str, value: str, *, end: bool = False) -> float:
         pass
     try:
         if len(v) == 10:
-            day = datetime.strptime(v, "%Y-%m-%d").replace(tzinfo=UTC)
+            day = datetime.strptime(v, "%Y-%m-%d").replace(tzinfo=tz)
             return (day + timedelta(days=1) if end else day).timestamp()
         t = datetime.fromisoformat(v)
     except ValueError:
@@ -130,7 +137,7 @@ def parse_time_param(name: str, value: str, *, end: bool = False) -> float:
             f"{name}={value!r}: not a time (YYYY-MM-DD, an ISO 8601 time or epoch seconds)"
         ) from None
     if t.tzinfo is None:
-        t = t.replace(tzinfo=UTC)
+        t = t.replace(tzinfo=tz)
     return t.timestamp()
 
 
@@ -162,13 +169,15 @@ def _choice(name: str, value: str, choices: Sequence[str]) -> str:
 
 def parse_filter(q: Mapping[str, str]) -> CallFilter:
     """The call list's filters from query parameters (``agent, team, since, until, rule,
-    verdict, score_min, score_max, direction, page, per_page``); empty ones are ignored."""
+    verdict, score_min, score_max, direction, page, per_page``, dates read in ``tz``);
+    empty ones are ignored."""
     g = {k: v.strip() for k, v in q.items() if v is not None and v.strip()}
+    tz = parse_tz(g)
     f = CallFilter(
         agent_id=g.get("agent"),
         team=g.get("team"),
-        since=parse_time_param("since", g["since"]) if "since" in g else None,
-        until=parse_time_param("until", g["until"], end=True) if "until" in g else None,
+        since=parse_time_param("since", g["since"], tz=tz) if "since" in g else None,
+        until=parse_time_param("until", g["until"], end=True, tz=tz) if "until" in g else None,
         rule_id=g.get("rule"),
         verdict=_choice("verdict", g["verdict"], VERDICTS) if "verdict" in g else None,
         score_min=_number("score_min", g["score_min"]) if "score_min" in g else None,
@@ -536,9 +545,9 @@ def _finding_view(fd: Mapping[str, Any], text: bool) -> dict[str, Any]:
 # ---------------------------------------------------------------- trends
 
 
-def bucket_start(epoch: float, bucket: str) -> str:
-    """The UTC day (``YYYY-MM-DD``) or ISO week's Monday of a time."""
-    d = datetime.fromtimestamp(epoch, UTC).date()
+def bucket_start(epoch: float, bucket: str, tz: tzinfo = UTC) -> str:
+    """The day (``YYYY-MM-DD``) or ISO week's Monday of a time, in ``tz``."""
+    d = datetime.fromtimestamp(epoch, tz).date()
     if bucket == "week":
         d = d - timedelta(days=d.weekday())
     return d.isoformat()
@@ -552,17 +561,20 @@ class TrendQuery:
     team: str | None = None
     since: float | None = None
     until: float | None = None
+    tz: tzinfo = UTC  # the days and weeks are the viewer's
 
 
 def parse_trend(q: Mapping[str, str]) -> TrendQuery:
     g = {k: v.strip() for k, v in q.items() if v is not None and v.strip()}
+    tz = parse_tz(g)
     t = TrendQuery(
         group=_choice("group", g["group"], GROUPS) if "group" in g else "agent",
         bucket=_choice("bucket", g["bucket"], BUCKETS) if "bucket" in g else "day",
         agent_id=g.get("agent"),
         team=g.get("team"),
-        since=parse_time_param("since", g["since"]) if "since" in g else None,
-        until=parse_time_param("until", g["until"], end=True) if "until" in g else None,
+        since=parse_time_param("since", g["since"], tz=tz) if "since" in g else None,
+        until=parse_time_param("until", g["until"], end=True, tz=tz) if "until" in g else None,
+        tz=tz,
     )
     if t.since is not None and t.until is not None and t.until <= t.since:
         raise HistoryQueryError("until must be later than since")
@@ -588,7 +600,7 @@ def score_trend(store: Store, t: TrendQuery, scope: Scope) -> dict[str, Any]:
         if r.get("score") is None:
             continue
         key = r.get("agent_id") if t.group == "agent" else r.get("team")
-        sums[key or "—"][bucket_start(float(r["started_epoch"]), t.bucket)].append(
+        sums[key or "—"][bucket_start(float(r["started_epoch"]), t.bucket, t.tz)].append(
             float(r["score"])
         )
     buckets = sorted({b for per in sums.values() for b in per})
@@ -616,7 +628,7 @@ def violation_trend(store: Store, t: TrendQuery, scope: Scope) -> dict[str, Any]
     for r in _filtered(rows, scope):
         if r["verdict"] != "failed":
             continue
-        counts[r["rule_id"]][bucket_start(float(r["started_epoch"]), t.bucket)] += 1
+        counts[r["rule_id"]][bucket_start(float(r["started_epoch"]), t.bucket, t.tz)] += 1
     buckets = sorted({b for c in counts.values() for b in c})
     series = [
         {"key": rule, "points": [{"bucket": b, "count": n} for b, n in sorted(c.items())]}
@@ -630,14 +642,20 @@ def violation_trend(store: Store, t: TrendQuery, scope: Scope) -> dict[str, Any]
 
 
 def agent_page(
-    store: Store, agent_id: str, scope: Scope, *, bucket: str = "day", per_page: int = 20
+    store: Store,
+    agent_id: str,
+    scope: Scope,
+    *,
+    bucket: str = "day",
+    tz: tzinfo = UTC,
+    per_page: int = 20,
 ) -> dict[str, Any]:
     """An agent's page: its latest calls, score trend, top violations (failed verdicts of
     current results, by rule), and reviews: review and appeal versions of its calls, calls
     open in the review queue (0 where the review tables are not in the store)."""
     f = CallFilter(agent_id=agent_id, per_page=per_page)
     calls = list_calls(store, f, scope)
-    t = TrendQuery(group="agent", bucket=bucket, agent_id=agent_id)
+    t = TrendQuery(group="agent", bucket=bucket, agent_id=agent_id, tz=tz)
     trend = score_trend(store, t, scope)
     violations = violation_trend(store, t, scope)
     top = sorted(violations["totals"].items(), key=lambda kv: (-kv[1], kv[0]))[:10]

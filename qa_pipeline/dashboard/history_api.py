@@ -163,8 +163,8 @@ class HistoryApi:
                 agent_id = unquote(tail[len("agents/") :])
                 if p.role is UserRole.AGENT and agent_id != p.agent_id:
                     return _error(404, "no such agent", "no agent with this id is visible")
-                bucket = parse_trend({"bucket": q.get("bucket", "")}).bucket
-                page = await self._run(agent_page, agent_id, scope, bucket=bucket)
+                t = parse_trend({"bucket": q.get("bucket", ""), "tz": q.get("tz", "")})
+                page = await self._run(agent_page, agent_id, scope, bucket=t.bucket, tz=t.tz)
                 if page["calls"]["total"] == 0:
                     return _error(404, "no such agent", "no stored call of this agent is visible")
                 trend_charts(page["trend"], page["violations"], "agent")

@@ -165,9 +165,14 @@ function showError(e) {
   if (e.message === "login") return;
   const box = $("#error"); box.hidden = false; box.textContent = "出错: " + e.message;
 }
+// dates, days and weeks are the viewer's: every query says its offset (minutes east of UTC)
+const TZ = String(-new Date().getTimezoneOffset());
 function fmtTime(c) {
   if (c.started_epoch === null || c.started_epoch === undefined) return c.started_at || "—";
-  return new Date(c.started_epoch * 1000).toISOString().slice(0, 16).replace("T", " ") + "Z";
+  const t = new Date(c.started_epoch * 1000);
+  const p2 = (n) => String(n).padStart(2, "0");
+  return t.getFullYear() + "-" + p2(t.getMonth() + 1) + "-" + p2(t.getDate()) + " " +
+    p2(t.getHours()) + ":" + p2(t.getMinutes());
 }
 function callRow(c) {
   const score = c.score === null ? "—" : c.score;
@@ -196,6 +201,7 @@ let page = 1;
 function filters() {
   const p = new URLSearchParams();
   for (const [k, v] of new FormData($("#f")).entries()) if (v && k !== "q") p.set(k, v);
+  p.set("tz", TZ);
   return p;
 }
 async function loadCalls() {
@@ -212,7 +218,7 @@ async function loadCalls() {
 async function loadTrends() {
   const p = filters();
   const q = new URLSearchParams();
-  for (const k of ["agent", "team", "since", "until"]) if (p.get(k)) q.set(k, p.get(k));
+  for (const k of ["agent", "team", "since", "until", "tz"]) if (p.get(k)) q.set(k, p.get(k));
   q.set("group", $("#group").value); q.set("bucket", $("#bucket").value);
   const data = await api("/api/history/trends?" + q);
   setSvg($("#score-trend"), data.scores.svg);
@@ -276,7 +282,7 @@ async function callView(id) {
 // ---- an agent
 async function agentView(id) {
   $("#agent-view").hidden = false;
-  const d = await api("/api/history/agents/" + encodeURIComponent(id));
+  const d = await api("/api/history/agents/" + encodeURIComponent(id) + "?tz=" + TZ);
   $("#agent-title").textContent = "坐席 " + d.agent_id;
   $("#agent-head").append(el("span", {}, "平均分 "),
     el("b", {id: "agent-mean"}, d.mean_score === null ? "—" : String(d.mean_score)),

@@ -218,6 +218,14 @@ def test_trends_and_agent_page(hist: Dashboard, filled: dict[str, Any]) -> None:
     ]
     assert set(teams) == {"north", "east", "—"}
     assert hist.get("/api/history/trends?bucket=month", TOKEN)[0] == 400
+    # days are the viewer's (tz: minutes east of UTC): at UTC-10 09:00Z is the day before
+    status, t10 = hist.get("/api/history/trends?tz=-600", TOKEN)
+    a1 = next(s["points"] for s in t10["scores"]["series"] if s["key"] == "A1")
+    assert [p["bucket"] for p in a1] == ["2026-11-19", "2026-11-20"]
+    status, body = hist.get("/api/history/calls?since=2026-11-21&tz=-600", TOKEN)
+    assert ids(body) == ["h-5", "h-4", "h-3"]  # h-3 at 00:00 local, h-2 at 23:00 the day before
+    status, err = hist.get("/api/history/calls?tz=9999", TOKEN)
+    assert status == 400 and "tz" in err["detail"]
     # an agent's page
     status, a = hist.get("/api/history/agents/A1", TOKEN)
     assert status == 200 and ids(a["calls"]) == ["h-2", "h-1"]
@@ -314,7 +322,10 @@ def test_history_in_browser(tmp_path: Path) -> None:
             b = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
             try:
                 ctx = b.new_context(
-                    viewport={"width": 1440, "height": 1100}, locale="zh-CN", accept_downloads=True
+                    viewport={"width": 1440, "height": 1100},
+                    locale="zh-CN",
+                    timezone_id="Asia/Shanghai",  # 09:00Z is 17:00 the same day there
+                    accept_downloads=True,
                 )
                 page = ctx.new_page()
                 page.goto(d.url)
