@@ -39,6 +39,7 @@ import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any, TypeVar
@@ -54,7 +55,7 @@ from ..exports import (
     xlsx_bytes,
 )
 from ..store import Store
-from ..store.base import REVIEWED_SCORES, store_label
+from ..store.base import REVIEWED_SCORES, database_errors, store_label
 from .acks import Ack
 from .auth import Principal
 from .users import UserRole
@@ -254,7 +255,10 @@ def scope_of(p: Principal, agent_teams: Iterable[tuple[str, Iterable[str]]]) -> 
 class HistoryStore:
     """Read-only connections to a store for the history routes: queries run on a pool of
     ``size`` threads of its own, each with its own connection (a store connection belongs
-    to the thread that opened it), opened when the thread first needs it."""
+    to the thread that opened it), opened when the thread first needs it (a store not
+    there yet, or behind the code's migrations, fails that query, not the dashboard); a
+    connection whose query failed is closed and the next one opens afresh (a restarted
+    server)."""
 
     def __init__(self, url: str, *, size: int = 4) -> None:
         self.url = url
@@ -264,7 +268,6 @@ class HistoryStore:
         self._lock = threading.Lock()
         self._size = size
         self._pool = ThreadPoolExecutor(size, thread_name_prefix="qa-history")
-        self.run(lambda store: None)  # fail at start: a missing file, a schema behind the code
 
     def _store(self) -> Store:
         store: Store | None = getattr(self._local, "store", None)
@@ -278,10 +281,18 @@ class HistoryStore:
     def _call(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
         store = self._store()
         try:
-            return fn(store, *args, **kwargs)
-        finally:
-            if store.dialect == "sqlite":  # no read transaction left open: see new writes
-                store.rollback()
+            out = fn(store, *args, **kwargs)
+        except database_errors():
+            self._local.store = None
+            with self._lock:
+                if store in self._all:
+                    self._all.remove(store)
+            with suppress(*database_errors()):
+                store.close()
+            raise
+        if store.dialect == "sqlite":  # no read transaction left open: see new writes
+            store.rollback()
+        return out
 
     def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
         """``fn(store, *args, **kwargs)`` on one of the pool's threads."""

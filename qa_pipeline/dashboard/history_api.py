@@ -33,6 +33,7 @@ from urllib.parse import quote, unquote
 
 from aiohttp import web
 
+from ..errors import QAError
 from ..store.base import database_errors
 from .audit import AuditLog
 from .auth import Principal
@@ -61,6 +62,7 @@ _HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
+_UNAVAILABLE: tuple[type[BaseException], ...] = (*database_errors(), QAError)
 #: rules drawn in a violations chart (the most violated; the JSON has them all)
 CHART_RULES = 8
 _XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -177,7 +179,7 @@ class HistoryApi:
                 return _error(501, "not available", "full-text search is not in this build")
         except HistoryQueryError as e:
             return _error(400, "bad request", str(e))
-        except database_errors() as e:  # the server went away, a lock held too long
+        except _UNAVAILABLE as e:  # down, not there yet, behind the code's migrations
             log.error("dashboard: the store %s cannot answer: %s", self.history.label, e)
             return _error(503, "store unavailable", "the call history cannot be read now")
         return _error(404, "not found", "no such resource")

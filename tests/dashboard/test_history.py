@@ -20,6 +20,7 @@ from dashboard_helpers import TOKEN, VIEWER_TOKEN, Dashboard, write_users
 from history_data import NEWEST_FIRST, REVIEWED, UNCERTAIN_RULE, fill_store
 
 from qa_pipeline.dashboard import DashboardState, start_dashboard
+from qa_pipeline.dashboard.acks import FileAckStore
 from qa_pipeline.dashboard.audit import read_audit
 from qa_pipeline.dashboard.history import (
     CallFilter,
@@ -298,6 +299,23 @@ def test_a_store_that_cannot_be_opened_is_named(tmp_path: Path) -> None:
         with pytest.raises(QAError, match=match) as e:
             start_dashboard(DashboardState(), "127.0.0.1", 0, TOKEN, store=bad)
         assert bad.split("/")[-1] in str(e.value)
+
+
+def test_a_store_not_there_yet_is_read_once_it_is(tmp_path: Path) -> None:
+    """A dashboard started before its store exists (serve starts the dashboard before its
+    store writer) says the history is unavailable (503), and shows it once it is there."""
+    url = str(tmp_path / "later.sqlite")
+    state = DashboardState()
+    server = start_dashboard(state, "127.0.0.1", 0, TOKEN, store=url, acks=FileAckStore(None))
+    d = Dashboard(server, state)
+    try:
+        status, body = d.get("/api/history/calls", TOKEN)
+        assert status == 503 and "cannot be read now" in body["detail"]
+        fill_store(url)
+        status, body = d.get("/api/history/calls", TOKEN)
+        assert status == 200 and ids(body) == NEWEST_FIRST
+    finally:
+        stop(d)
 
 
 def test_no_store_no_history(dashboard: Dashboard) -> None:
