@@ -532,6 +532,15 @@ def call_detail(store: Store, call_id: str, scope: Scope, *, text: bool) -> dict
     }
 
 
+def call_visible(store: Store, call_id: str, scope: Scope) -> bool:
+    """Whether the call is stored and ``scope`` sees it."""
+    s_sql, s_params = scope.sql()
+    row = store.execute(
+        f"SELECT 1 FROM calls c WHERE c.call_id = ?{s_sql}", [call_id, *s_params]
+    ).fetchone()
+    return row is not None
+
+
 def _finding_view(fd: Mapping[str, Any], text: bool) -> dict[str, Any]:
     evidence = []
     for ev in fd.get("evidence") or ():

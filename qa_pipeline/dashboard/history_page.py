@@ -58,6 +58,7 @@ th { color:var(--mute); font-weight:normal; }
 tr.verdict.failed td.v { color:var(--crit); } tr.verdict.uncertain td.v { color:#b08900; }
 .muted { color:var(--mute); } .err { color:var(--crit); }
 svg.chart { max-width:100%; height:auto; }
+.play audio { height:28px; max-width:260px; vertical-align:middle; }
 [hidden] { display:none !important; }
 </style>
 </head>
@@ -270,8 +271,16 @@ async function callView(id) {
       " ", f.message || "");
     for (const e of f.evidence) {
       if (e.utterance_index === null) continue;
-      box.append(el("div", {}, el("a", {href: "#u" + e.utterance_index}, "第 " + e.utterance_index + " 句"),
-        " ", e.text || ""));
+      const line = el("div", {class: "ev", "data-utt-index": e.utterance_index},
+        el("a", {href: "#u" + e.utterance_index}, "第 " + e.utterance_index + " 句"), " ", e.text || "");
+      if (d.audio && typeof e.start === "number" && typeof e.end === "number" && e.end > e.start) {
+        // ▶ the evidence span from the call's redacted recording (the server cuts the clip)
+        const a = document.createElement("audio"); a.controls = true; a.preload = "none";
+        a.src = "/api/history/calls/" + encodeURIComponent(c.call_id) + "/audio?start=" +
+          e.start.toFixed(2) + "&end=" + e.end.toFixed(2);
+        line.append(" ", el("span", {class: "play", title: "播放证据"}, "▶ ", a));
+      }
+      box.append(line);
     }
     return box;
   }));

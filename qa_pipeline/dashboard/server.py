@@ -688,7 +688,7 @@ class _App:
         csp = (
             "default-src 'none'; "
             f"script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
-            "connect-src 'self'; img-src 'self' data:; form-action 'self'; "
+            "connect-src 'self'; img-src 'self' data:; media-src 'self'; form-action 'self'; "
             "base-uri 'none'; frame-ancestors 'none'"
         )
         body = render_history_page(nonce, self.title).encode()
@@ -1128,7 +1128,7 @@ def start_dashboard(
         try:
             if acks is None:
                 acks = StoreAckStore(store)  # opens it for writing: applies pending migrations
-            history = HistoryApi(HistoryStore(store), directory, audit)
+            history = HistoryApi(HistoryStore(store), directory, audit, recordings)
         except cannot as e:
             raise DashboardError(f"{store_label(store)}: cannot open the store: {e}") from e
     if acks is None:

@@ -332,6 +332,17 @@ def test_history_in_browser(tmp_path: Path) -> None:
 
     url = str(tmp_path / "qa-store.sqlite")
     filled = fill_store(url)
+    import numpy as np
+    import soundfile as sf
+
+    from qa_pipeline.store.recordings import put_recording
+
+    wav = tmp_path / "h-5.wav"
+    sf.write(str(wav), np.zeros(8000 * 30, dtype="int16"), 8000, subtype="PCM_16")
+    with Store(url) as store:
+        put_recording(
+            store, "h-5", wav, sample_rate=8000, channels=1, duration_s=30.0, redacted=True
+        )
     stop(start(tmp_path, url))  # a dashboard came and went: the history is the store's
     d = start(tmp_path, url)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -414,6 +425,15 @@ def test_history_in_browser(tmp_path: Path) -> None:
                 row = page.query_selector(f'#verdicts tr[data-rule="{UNCERTAIN_RULE}"]')
                 assert row is not None and row.get_attribute("data-verdict") == "uncertain"
                 assert page.query_selector('#findings .finding[data-rule="BAN-POLICY"]') is not None
+                # ▶ the evidence from the redacted recording: the page's session fetches the clip
+                player = page.query_selector(
+                    '#findings .finding[data-rule="BAN-POLICY"] .ev[data-utt-index="2"] .play audio'
+                )
+                assert player is not None
+                src = player.get_attribute("src") or ""
+                assert src.startswith("/api/history/calls/h-5/audio?start=")
+                clip = page.request.get(d.url.rstrip("/") + src)
+                assert clip.status == 200 and clip.body()[:4] == b"RIFF"
                 page.screenshot(path=str(ARTIFACTS / "history-call.png"), full_page=True)
             finally:
                 b.close()
@@ -434,3 +454,55 @@ def test_scope_places_a_call_without_team_by_its_agent(filled: dict[str, Any]) -
         assert call_detail(store, "h-3", both, text=True) is None
         t = score_trend(store, TrendQuery(group="team"), sup)
         assert [s["key"] for s in t["series"]] == ["—"]
+
+
+def test_evidence_clips_of_stored_calls(
+    hist: Dashboard, filled: dict[str, Any], tmp_path: Path
+) -> None:
+    """▶ on a stored call: the evidence span cut from its redacted recording (the store's
+    ``recordings`` row), as the live route cuts it; never an unredacted one, never for a
+    viewer or a call out of scope; each clip heard is audited with its span."""
+    import numpy as np
+    import soundfile as sf
+
+    from qa_pipeline.store.recordings import put_recording
+
+    wav = tmp_path / "h-5.wav"
+    sf.write(str(wav), np.zeros(8000 * 30, dtype="int16"), 8000, subtype="PCM_16")
+    with Store(filled["url"]) as store:
+        put_recording(
+            store, "h-5", wav, sample_rate=8000, channels=1, duration_s=30.0, redacted=True
+        )
+        put_recording(
+            store, "h-2", wav, sample_rate=8000, channels=1, duration_s=30.0, redacted=False
+        )
+    qa = hist.session("qa")
+    status, d = hist.get("/api/history/calls/h-5", cookie=qa)
+    assert status == 200 and d["audio"] is True
+    assert hist.get("/api/history/calls/h-1", cookie=qa)[1]["audio"] is False
+    status, headers, body = fetch(
+        hist, "/api/history/calls/h-5/audio?start=10.94&end=16.44", Cookie=qa
+    )
+    assert status == 200 and headers["Content-Type"] == "audio/wav" and body[:4] == b"RIFF"
+    info = sf.info(io.BytesIO(body))
+    assert abs(info.duration - (16.44 - 10.94 + 1.0)) < 0.01  # 0.5 s of context each side
+    agent_a = hist.session("agent-a")
+    for path, cookie, want in (
+        ("/api/history/calls/h-5/audio?start=1&end=2", agent_a, 404),  # C1's call
+        ("/api/history/calls/h-2/audio?start=1&end=2", agent_a, 409),  # not redacted
+        ("/api/history/calls/h-1/audio?start=1&end=2", qa, 404),  # none kept
+        ("/api/history/calls/h-5/audio?start=40&end=41", qa, 400),  # past the end
+    ):
+        assert fetch(hist, path, Cookie=cookie)[0] == want, path
+    assert (
+        fetch(
+            hist,
+            "/api/history/calls/h-5/audio?start=1&end=2",
+            Authorization=f"Bearer {VIEWER_TOKEN}",
+        )[0]
+        == 403
+    )
+    heard = [r for r in read_audit(tmp_path / "audit.jsonl") if r["route"].endswith("/audio")]
+    assert [(r["user"], r["call_id"], r["start"], r["end"]) for r in heard] == [
+        ("qa", "h-5", "10.94", "16.44")
+    ]
