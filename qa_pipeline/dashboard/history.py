@@ -328,16 +328,22 @@ class HistoryStore:
 # ---------------------------------------------------------------- the call list
 
 
-def _latest(store: Store) -> str:
-    """CTE ``latest``: each call's results of ``active`` runs, newest first (``rn = 1`` is
-    the current machine result)."""
-    del store
-    return (
-        "WITH latest AS (SELECT r.run_id, r.call_id, r.status, r.score, r.grade, r.failed, "
-        "r.failed_rules, r.review, r.complete, ROW_NUMBER() OVER (PARTITION BY r.call_id "
-        "ORDER BY r.created_at DESC, r.run_id DESC) AS rn FROM results r "
-        "JOIN runs u ON u.run_id = r.run_id WHERE u.role = 'active') "
-    )
+#: the run of a call's current machine result (``c``: the ``calls`` row): the latest result
+#: (``created_at``) of an ``active`` run, as :meth:`Store.current_results` takes it; looked
+#: up per call through the results' call index, so a page of the list reads only its calls
+CURRENT_RUN = (
+    "(SELECT r2.run_id FROM results r2 JOIN runs u2 ON u2.run_id = r2.run_id "
+    "WHERE r2.call_id = c.call_id AND u2.role = 'active' "
+    "ORDER BY r2.created_at DESC, r2.run_id DESC LIMIT 1)"
+)
+
+
+def _newest_first(store: Store) -> str:
+    """Newest first, calls of unknown start last (the ``calls_started`` index of migration
+    0301 serves it on each backend)."""
+    if store.dialect == "postgres":
+        return " ORDER BY c.started_epoch DESC NULLS LAST, c.call_id DESC"
+    return " ORDER BY c.started_epoch DESC, c.call_id DESC"  # NULL is least in SQLite
 
 
 def _select(store: Store) -> tuple[str, str, str]:
@@ -352,10 +358,17 @@ def _select(store: Store) -> tuple[str, str, str]:
         f"c.duration_s, r.run_id, r.status, {score} AS score, {grade} AS grade, "
         f"{failed} AS failed, r.failed_rules, r.review, r.complete, {is_rev} AS reviewed"
     )
-    joins = "FROM calls c LEFT JOIN latest r ON r.call_id = c.call_id AND r.rn = 1 "
+    joins = (
+        f"FROM calls c LEFT JOIN results r ON r.call_id = c.call_id AND r.run_id = {CURRENT_RUN} "
+    )
     if reviewed:
         joins += f"LEFT JOIN {REVIEWED_SCORES} v ON v.call_id = c.call_id "
     return cols, joins, score
+
+
+def _needs_result(f: CallFilter) -> bool:
+    """Whether a filter reads the current result (else the calls alone answer a count)."""
+    return any(x is not None for x in (f.score_min, f.score_max, f.rule_id, f.verdict))
 
 
 def _where(f: CallFilter, scope: Scope, score: str) -> tuple[str, list[Any]]:
@@ -418,12 +431,10 @@ def list_calls(store: Store, f: CallFilter, scope: Scope) -> dict[str, Any]:
     "pages"}``."""
     cols, joins, score = _select(store)
     where, params = _where(f, scope, score)
-    base = _latest(store)
-    total = int(store.execute(f"{base}SELECT COUNT(*) {joins}{where}", params).fetchone()[0])
+    counted = joins if _needs_result(f) else "FROM calls c "
+    total = int(store.execute(f"SELECT COUNT(*) {counted}{where}", params).fetchone()[0])
     cur = store.execute(
-        f"{base}SELECT {cols} {joins}{where} "
-        "ORDER BY CASE WHEN c.started_epoch IS NULL THEN 1 ELSE 0 END, c.started_epoch DESC, "
-        "c.call_id DESC LIMIT ? OFFSET ?",
+        f"SELECT {cols} {joins}{where}{_newest_first(store)} LIMIT ? OFFSET ?",
         [*params, f.per_page, (f.page - 1) * f.per_page],
     )
     return {
@@ -441,10 +452,7 @@ def export_rows(store: Store, f: CallFilter, scope: Scope) -> list[dict[str, Any
     cols, joins, score = _select(store)
     where, params = _where(f, scope, score)
     cur = store.execute(
-        f"{_latest(store)}SELECT {cols}, rr.findings, rr.verdicts {joins}"
-        "LEFT JOIN results rr ON rr.run_id = r.run_id AND rr.call_id = c.call_id"
-        f"{where} ORDER BY CASE WHEN c.started_epoch IS NULL THEN 1 ELSE 0 END, "
-        "c.started_epoch DESC, c.call_id DESC LIMIT ?",
+        f"SELECT {cols}, r.findings, r.verdicts {joins}{where}{_newest_first(store)} LIMIT ?",
         [*params, MAX_EXPORT + 1],
     )
     rows = _rows(cur)
@@ -480,7 +488,7 @@ def call_detail(store: Store, call_id: str, scope: Scope, *, text: bool) -> dict
     s_sql, s_params = scope.sql()
     rows = _rows(
         store.execute(
-            f"{_latest(store)}SELECT {cols} {joins}WHERE c.call_id = ?{s_sql}",
+            f"SELECT {cols} {joins}WHERE c.call_id = ?{s_sql}",
             [call_id, *s_params],
         )
     )
@@ -609,46 +617,97 @@ def _scoped_agent(t: TrendQuery, scope: Scope) -> str | None:
     return scope.agent_id if scope.agent_id is not None else t.agent_id
 
 
+def _trend_sql(store: Store, t: TrendQuery, scope: Scope) -> tuple[str, str, list[Any]]:
+    """(day number expression, conditions, parameters) shared by the trends: the day of a
+    call's start in ``t.tz`` (days since 1970-01-01), the trend's filters and ``scope``."""
+    offset = (t.tz.utcoffset(None) or timedelta(0)).total_seconds()
+    day = "FLOOR((c.started_epoch + ?) / 86400.0)"
+    if store.dialect == "sqlite":
+        day = "CAST((c.started_epoch + ?) / 86400.0 AS INTEGER)"  # epochs after 1970
+    where = " AND c.started_epoch IS NOT NULL"
+    params: list[Any] = [offset]
+    for sql, value in (
+        ("c.agent_id = ?", _scoped_agent(t, scope)),
+        ("c.team = ?", t.team),
+        ("c.started_epoch >= ?", t.since),
+        ("c.started_epoch < ?", t.until),
+    ):
+        if value is not None:
+            where += f" AND {sql}"
+            params.append(value)
+    s_sql, s_params = scope.sql()
+    return day, where + s_sql, params + s_params
+
+
+def _bucket_of(day_number: Any, bucket: str) -> str:
+    d = _EPOCH_DAY + timedelta(days=int(day_number))
+    if bucket == "week":
+        d -= timedelta(days=d.weekday())
+    return d.isoformat()
+
+
+_EPOCH_DAY = datetime(1970, 1, 1).date()
+
+
 def score_trend(store: Store, t: TrendQuery, scope: Scope) -> dict[str, Any]:
     """Mean current score per ``group`` (agent or team) per bucket: ``{"buckets": [...],
-    "series": [{"key", "points": [{"bucket", "mean", "calls"}]}]}``."""
-    rows = store.current_results(
-        agent_id=_scoped_agent(t, scope), team=t.team, since=t.since, until=t.until
-    )
-    sums: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for r in _filtered(rows, scope):
-        if r.get("score") is None:
+    "series": [{"key", "points": [{"bucket", "mean", "calls"}]}]}``. The scores are
+    :meth:`Store.current_results`' (the reviewed score, else the current machine result of
+    an ``active`` run; complete calls or reviewed ones; no error), summed in the database
+    per key and day (the store's method hands over every call's row); days fold into weeks
+    here. A call without a team counts under ``—``."""
+    day, where, params = _trend_sql(store, t, scope)
+    key = "c.agent_id" if t.group == "agent" else "c.team"
+    reviewed = store.has_table(REVIEWED_SCORES)
+    score = "COALESCE(v.score, r.score)" if reviewed else "r.score"
+    is_rev = "v.score IS NOT NULL" if reviewed else "1 = 0"
+    review_join = f"LEFT JOIN {REVIEWED_SCORES} v ON v.call_id = c.call_id " if reviewed else ""
+    rows = store.execute(
+        f"SELECT {key}, {day}, SUM({score}), COUNT({score}) FROM calls c "
+        f"JOIN results r ON r.call_id = c.call_id AND r.run_id = {CURRENT_RUN} {review_join}"
+        f"WHERE r.status = 'ok' AND (r.complete = 1 OR {is_rev}){where} GROUP BY 1, 2",
+        params,
+    ).fetchall()
+    sums: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0]))
+    for k, d, total, n in rows:
+        if not n:
             continue
-        key = r.get("agent_id") if t.group == "agent" else r.get("team")
-        sums[key or "—"][bucket_start(float(r["started_epoch"]), t.bucket, t.tz)].append(
-            float(r["score"])
-        )
+        acc = sums[k or "—"][_bucket_of(d, t.bucket)]
+        acc[0] += float(total)
+        acc[1] += int(n)
     buckets = sorted({b for per in sums.values() for b in per})
     series = [
         {
-            "key": key,
+            "key": k,
             "points": [
-                {"bucket": b, "mean": round(sum(v) / len(v), 2), "calls": len(v)}
-                for b, v in sorted(per.items())
+                {"bucket": b, "mean": round(tot / n, 2), "calls": int(n)}
+                for b, (tot, n) in sorted(per.items())
             ],
         }
-        for key, per in sorted(sums.items())
+        for k, per in sorted(sums.items())
     ]
     return {"group": t.group, "bucket": t.bucket, "buckets": buckets, "series": series}
 
 
 def violation_trend(store: Store, t: TrendQuery, scope: Scope) -> dict[str, Any]:
-    """Failed verdicts per rule per bucket (uncertain ones left out, as
-    :meth:`Store.current_verdicts` gives them): ``{"buckets", "series": [{"key": rule,
-    "points": [{"bucket", "count"}]}], "totals": {rule: n}}``."""
-    rows = store.current_verdicts(
-        agent_id=_scoped_agent(t, scope), team=t.team, since=t.since, until=t.until
-    )
+    """Failed verdicts per rule per bucket: ``{"buckets", "series": [{"key": rule,
+    "points": [{"bucket", "count"}]}], "totals": {rule: n}}``. The verdicts counted are
+    :meth:`Store.current_verdicts`' (the current machine result of complete calls, not an
+    error; ``uncertain`` out), counted in the database per rule and day (the store's
+    method hands over every verdict row: 10 s for 100,000 calls); days fold into weeks
+    here."""
+    day, where, params = _trend_sql(store, t, scope)
+    rows = store.execute(
+        f"SELECT v.rule_id, {day}, COUNT(*) FROM calls c "
+        f"JOIN results r ON r.call_id = c.call_id AND r.run_id = {CURRENT_RUN} "
+        "JOIN verdicts v ON v.run_id = r.run_id AND v.call_id = c.call_id "
+        f"WHERE v.verdict = 'failed' AND r.status = 'ok' AND r.complete = 1{where} "
+        "GROUP BY 1, 2",
+        params,
+    ).fetchall()
     counts: dict[str, Counter[str]] = defaultdict(Counter)
-    for r in _filtered(rows, scope):
-        if r["verdict"] != "failed":
-            continue
-        counts[r["rule_id"]][bucket_start(float(r["started_epoch"]), t.bucket, t.tz)] += 1
+    for rule, d, n in rows:
+        counts[rule][_bucket_of(d, t.bucket)] += int(n)
     buckets = sorted({b for c in counts.values() for b in c})
     series = [
         {"key": rule, "points": [{"bucket": b, "count": n} for b, n in sorted(c.items())]}

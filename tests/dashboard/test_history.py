@@ -10,6 +10,7 @@ import io
 import json
 import re
 from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -164,6 +165,7 @@ def test_roles_see_their_calls_only(hist: Dashboard, tmp_path: Path) -> None:
     assert hist.get("/api/history/calls/h-2", cookie=agent_a)[0] == 200
     # trends count only the calls seen
     status, t = hist.get("/api/history/trends", cookie=hist.session("sup-east"))
+    assert status == 200, t
     assert [s["key"] for s in t["scores"]["series"]] == ["B1"]
     # a viewer: every call, no text
     status, d = hist.get("/api/history/calls/h-5", VIEWER_TOKEN)
@@ -506,3 +508,44 @@ def test_evidence_clips_of_stored_calls(
     assert [(r["user"], r["call_id"], r["start"], r["end"]) for r in heard] == [
         ("qa", "h-5", "10.94", "16.44")
     ]
+
+
+def test_trends_count_what_the_store_says_counts(filled: dict[str, Any]) -> None:
+    """The trends, summed in the database, are what Store.current_verdicts (failed
+    verdicts of current, complete results) and Store.current_results (current scores)
+    say counts, bucket by bucket, in any scope and time zone."""
+    from collections import Counter
+    from datetime import timedelta, timezone
+
+    from qa_pipeline.dashboard.history import bucket_start, violation_trend
+
+    with Store(filled["url"], readonly=True) as store:
+        for scope, tz, bucket in (
+            (Scope(), timezone(timedelta(hours=8)), "day"),
+            (Scope(teams=frozenset({"north"}), team_agents=frozenset({"C1"})), UTC, "week"),
+            (Scope(agent_id="B1"), timezone(timedelta(hours=-10)), "day"),
+        ):
+            want: Counter[tuple[str, str]] = Counter(
+                (r["rule_id"], bucket_start(r["started_epoch"], bucket, tz))
+                for r in store.current_verdicts()
+                if r["verdict"] == "failed" and scope.sees(r)
+            )
+            got = violation_trend(store, TrendQuery(bucket=bucket, tz=tz), scope)
+            counted = Counter(
+                {(s["key"], p["bucket"]): p["count"] for s in got["series"] for p in s["points"]}
+            )
+            assert counted == want and sum(want.values()) > 0, (scope, bucket)
+            # the score trend: Store.current_results' scores, averaged per agent and bucket
+            sums: dict[tuple[str, str], list[float]] = {}
+            for r in store.current_results():
+                if scope.sees(r):
+                    b = bucket_start(r["started_epoch"], bucket, tz)
+                    sums.setdefault((r["agent_id"], b), []).append(r["score"])
+            means = {k: (round(sum(v) / len(v), 2), len(v)) for k, v in sums.items()}
+            trend = score_trend(store, TrendQuery(bucket=bucket, tz=tz), scope)
+            got_means = {
+                (s["key"], p["bucket"]): (p["mean"], p["calls"])
+                for s in trend["series"]
+                for p in s["points"]
+            }
+            assert got_means == means and means, (scope, bucket)
