@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "dashboard"))
 
-from history_data import fill_store  # noqa: E402
+from history_data import fill_store  # type: ignore[import-not-found]  # noqa: E402
 
 from qa_pipeline.dashboard.history import (  # noqa: E402
     CallFilter,
