@@ -353,6 +353,7 @@ def _mount_subcommands() -> None:
     from .rescore.cli import rescore_command
     from .rules.cli import rules_app
     from .samples.cli import samples_command
+    from .store.search_cli import search_command
 
     app.add_typer(rules_app, name="rules", help="Test and lint rule packs.")
     app.command("samples", help="Generate the synthetic sample calls.")(samples_command)
@@ -366,6 +367,7 @@ def _mount_subcommands() -> None:
     app.command("purge")(purge_command)
     app.add_typer(privacy_app, name="privacy", help="Personal data: migrate old outputs.")
     app.command("redact")(redact_command)
+    app.command("search")(search_command)
 
 
 _mount_subcommands()

@@ -64,12 +64,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .asr.config import AsrConfig
-from .audio import AudioConfig
-from .config import PipelineConfig
-from .messages import Finding, Scorecard, Verdict
-from .retention import Kind, as_epoch, parse_time
-from .transcript import Transcript, transcript_from_dict, transcript_to_dict
+from ..asr.config import AsrConfig
+from ..audio import AudioConfig
+from ..config import PipelineConfig
+from ..messages import Finding, Scorecard, Verdict
+from ..retention import Kind, as_epoch, parse_time
+from ..transcript import Transcript, transcript_from_dict, transcript_to_dict
 
 DEFAULT_STORE = Path("out") / "qa-store.sqlite"
 STORE_SCHEMA_VERSION = 1
@@ -142,8 +142,8 @@ def asr_settings(config: AsrConfig) -> dict[str, object]:
     The model's identity comes from the configuration: the embedded model's published
     checksum (``EMBEDDED_SHA256``), or a custom directory's path (checked, not loaded).
     """
-    from .asr.engine import decode_settings, pick_device
-    from .asr.model import EMBEDDED_NAME, EMBEDDED_SHA256, resolve_model
+    from ..asr.engine import decode_settings, pick_device
+    from ..asr.model import EMBEDDED_NAME, EMBEDDED_SHA256, resolve_model
 
     if config.model in (EMBEDDED_NAME, "embedded"):
         name: str = EMBEDDED_NAME

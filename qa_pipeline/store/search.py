@@ -1,0 +1,749 @@
+"""Full-text search over the stored calls' utterances, with filters, on SQLite and PostgreSQL.
+
+The index (migrations ``0100_search.sql``)
+-------------------------------------------
+Chinese has no spaces, and the words a QA team looks for are short: 投诉, 退款 (two
+characters), 您好, 再见, sometimes one (嗯) or four (非常抱歉). Each utterance's text (as
+stored: redacted, normalised) is cut into **units** — one CJK (or other non-ASCII) character,
+or a whole run of ASCII letters/digits (``vip``, ``2024``) — and indexed as two token
+streams:
+
+* its **unigrams** (every unit), which answer one-unit terms (嗯, ``vip``, ``5000``);
+* its **bigrams** (every two adjacent units), at consecutive positions, which answer every
+  longer term *exactly* as a phrase: 非常抱歉 is the phrase 非常 常抱 抱歉, which only
+  matches where the three bigrams stand at consecutive positions, i.e. where the four
+  characters stand in a row. No candidate needs a second check on the text.
+
+Punctuation and spaces are skipped (the search, like the rules, reads 您好，请问 as
+您好请问); a personal-data mask (``[手机号]``, ``[身份证号…123X]``) is a hard boundary and is
+not indexed at all: no bigram spans it (a gap in the positions), its label, digest and
+visible tail are never tokens, so ``123`` does not find ``[身份证号…123X]``. Query terms go
+through the same cutting (NFKC, simplified, lower case), so 投訴 finds 投诉.
+
+* **SQLite**: an FTS5 table ``search_fts(uni, bi)`` with the ``unicode61`` tokenizer over the
+  pre-cut token strings (tokens separated by spaces; a private-use character fills the gap
+  at a mask, another joins two ASCII units in a bigram so ``abc 123`` stays apart from
+  ``abc123``). A one-unit term is ``uni : "退"``, a longer one the phrase
+  ``bi : "退款 款到 到账"``.
+* **PostgreSQL**: ``search_utterances.tsv``, a ``tsvector`` built here (not by a text-search
+  parser: its input form ``'退款':3 '退':3 ...`` is written directly, so no locale or
+  dictionary touches the tokens), unigram and bigram of a unit at the same position, with a
+  GIN index; a term is ``'退'`` or ``'退款' <-> '款到' <-> '到账'``. (The simple configuration
+  would lower-case and keep the same tokens; we skip the parser because it would split CJK
+  text by locale rules.)
+
+Both key an utterance by ``call_key << 12 | idx`` (``search_calls`` gives each call a small
+integer key), so a call's utterances are one key range (filters driven by the calls side
+seek the index per call) and newest-indexed calls come first in key order.
+
+Alternatives, measured (``benchmarks/bench_search.py``, 100,000 calls / 1.5 M utterances,
+figures in ``benchmarks/README.md``): **trigrams** (``pg_trgm`` GIN, SQLite FTS5
+``trigram`` tokenizer) cannot answer a 1- or 2-character term from the index at all (a
+two-character ``LIKE '%退款%'`` falls back to a full scan), which are the terms that matter
+here; **LIKE / instr scans** read every utterance (seconds at this size, see the README).
+``pg_bigm`` would serve 2-grams but is not packaged for Debian's PostgreSQL 15 here.
+
+Keeping the index current
+-------------------------
+Triggers on ``utterances`` (the contract's row table, rewritten whenever a call's transcript
+is) mark the call in ``search_dirty``; :func:`sync_index` (run by :func:`search` first)
+re-cuts the marked calls. On PostgreSQL the mark is an upsert that row-locks, so a sync
+never drops a mark made by a writer whose transaction is still open, and concurrent syncs
+take turns (an advisory lock; one that cannot get it searches what is indexed).
+
+Filters
+-------
+``calls`` columns (agent, team, direction, started_epoch) and the call's **current result**:
+the latest ``ok`` result of a run whose role is ``active`` (score range; ``rule`` and
+``verdict`` from the ``verdicts`` rows of that run). Hits come newest-indexed call first,
+utterances in order; totals count matching utterances and calls.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import quote
+
+from ..privacy.entities import MASK_RE
+from ..text import to_simplified
+
+#: fills the gap at a mask in SQLite's bigram stream (a private-use character: a token
+#: character for unicode61, never in normalised text)
+GAP = "\ue000"
+#: joins two ASCII units in a bigram (``abc 123`` -> ``abc`` + JOIN + ``123``)
+JOIN = "\ue001"
+#: longest unit kept (a pasted blob is cut; PostgreSQL's lexemes stop at 2 KB)
+MAX_UNIT = 64
+#: calls re-cut per transaction by :func:`sync_index`
+SYNC_BATCH = 2000
+
+_UNIT_RE = re.compile(r"[0-9A-Za-z]+|[^\W_]")
+_ASCII_RE = re.compile(r"[0-9a-z]+")
+VERDICTS = ("passed", "failed", "not_applicable", "uncertain")
+DIRECTIONS = ("inbound", "outbound")
+
+
+class SearchError(ValueError):
+    """A search that cannot run as asked (names the input)."""
+
+
+class Db(Protocol):
+    """What search needs of a store: ``Store`` has it (``?`` placeholders on both)."""
+
+    @property
+    def dialect(self) -> str: ...
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any: ...
+
+    def commit(self) -> None: ...
+
+
+# -- cutting text into units and tokens ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    text: str
+    start: int  # offsets in the text it was cut from
+    end: int
+
+
+def segments(text: str) -> list[list[Unit]]:
+    """The text's units, in runs between masks (a mask ends a run and is dropped)."""
+    out: list[list[Unit]] = []
+    pos = 0
+    for m in [*MASK_RE.finditer(text), None]:
+        end = m.start() if m is not None else len(text)
+        run = [
+            Unit(_unit(u.group()), u.start(), u.end()) for u in _UNIT_RE.finditer(text, pos, end)
+        ]
+        if run:
+            out.append(run)
+        if m is not None:
+            pos = m.end()
+    return out
+
+
+def _unit(text: str) -> str:
+    if len(text) == 1 and not text.isascii():
+        return to_simplified(text)  # (stored text is simplified already: a set lookup)
+    return text.lower()[:MAX_UNIT]
+
+
+def _bigram(a: str, b: str) -> str:
+    if _ASCII_RE.fullmatch(a) and _ASCII_RE.fullmatch(b):
+        return a + JOIN + b
+    return a + b
+
+
+def query_units(term: str) -> list[str]:
+    """A query term's units (NFKC, simplified, lower case; masks and punctuation dropped)."""
+    text = to_simplified(unicodedata.normalize("NFKC", term))
+    return [u.text for run in segments(text) for u in run]
+
+
+def sqlite_tokens(texts: Iterable[str]) -> tuple[str, str]:
+    """A call's (unigram, bigram) token strings for the FTS5 table: its utterances in
+    order, a gap token between utterances and at masks."""
+    uni: list[str] = []
+    bi: list[str] = []
+    for text in texts:
+        for run in segments(text):
+            if bi:
+                bi.append(GAP)
+            uni.extend(u.text for u in run)
+            bi.extend(_bigram(a.text, b.text) for a, b in zip(run, run[1:], strict=False))
+    return " ".join(uni), " ".join(bi)
+
+
+#: the highest position a tsvector holds; later ones are clamped to it
+MAX_POS = 16383
+
+
+def tsvector_text(texts: Iterable[str]) -> str:
+    """A call as ``tsvector`` input: unigram and bigram of a unit at its position, a
+    skipped position between utterances and at masks."""
+    lexemes: dict[str, set[int]] = {}
+    pos = 0
+    for text in texts:
+        for run in segments(text):
+            pos += 1  # a gap before every run: no phrase spans a mask or two utterances
+            for i, u in enumerate(run):
+                p = min(pos + i, MAX_POS)
+                lexemes.setdefault(u.text, set()).add(p)
+                if i + 1 < len(run):
+                    lexemes.setdefault(_bigram(u.text, run[i + 1].text), set()).add(p)
+            pos += len(run)
+    return " ".join(
+        f"'{lex}':{','.join(map(str, sorted(ps)[:256]))}" for lex, ps in lexemes.items()
+    )
+
+
+# -- queries ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    text: str  # as given
+    units: tuple[str, ...]
+
+    @property
+    def grams(self) -> tuple[str, ...]:
+        """The tokens the index is asked for: the unigram, or the bigrams in a row."""
+        if len(self.units) == 1:
+            return self.units
+        return tuple(_bigram(a, b) for a, b in zip(self.units, self.units[1:], strict=False))
+
+
+def parse_terms(terms: str | Sequence[str]) -> list[Term]:
+    """Search terms (a string is split on spaces); every one must hold something
+    searchable."""
+    words = terms.split() if isinstance(terms, str) else [w for t in terms for w in t.split()]
+    if not words:
+        raise SearchError("no search term given")
+    out = []
+    for w in words:
+        units = query_units(w)
+        if not units:
+            raise SearchError(
+                f"search term {w!r} has nothing searchable (only punctuation or a mask)"
+            )
+        out.append(Term(w, tuple(units)))
+    return out
+
+
+def fts5_query(terms: Sequence[Term]) -> str:
+    parts = []
+    for t in terms:
+        col = "uni" if len(t.units) == 1 else "bi"
+        parts.append(f'{col} : "{" ".join(t.grams)}"')
+    return " AND ".join(parts)
+
+
+def tsquery_text(terms: Sequence[Term]) -> str:
+    return " & ".join("(" + " <-> ".join(f"'{g}'" for g in t.grams) + ")" for t in terms)
+
+
+def match_spans(text: str, terms: Sequence[Term]) -> list[tuple[int, int]]:
+    """Where the terms stand in ``text`` (character spans, in order, merged): the same
+    matching as the index (units in a row within a run between masks)."""
+    spans: list[tuple[int, int]] = []
+    for run in segments(text):
+        words = [u.text for u in run]
+        for t in terms:
+            n = len(t.units)
+            for i in range(len(words) - n + 1):
+                if tuple(words[i : i + n]) == t.units:
+                    spans.append((run[i].start, run[i + n - 1].end))
+    spans.sort()
+    merged: list[tuple[int, int]] = []
+    for s, e in spans:
+        if merged and s <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(e, merged[-1][1]))
+        else:
+            merged.append((s, e))
+    return merged
+
+
+def snippet(text: str, terms: Sequence[Term], mark: tuple[str, str] = ("【", "】")) -> str:
+    """The utterance with every match marked (long ones cut around the first match)."""
+    spans = match_spans(text, terms)
+    out, pos = [], 0
+    for s, e in spans:
+        out += [text[pos:s], mark[0], text[s:e], mark[1]]
+        pos = e
+    out.append(text[pos:])
+    marked = "".join(out)
+    if len(marked) > 120 and spans:
+        first = marked.index(mark[0])
+        lo = max(0, first - 40)
+        marked = ("…" if lo else "") + marked[lo : lo + 110] + "…"
+    return marked
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """What a hit's call must be. Times are UTC epoch seconds (``calls.started_epoch``);
+    ``until`` is exclusive."""
+
+    agent: str | None = None
+    team: str | None = None
+    direction: str | None = None
+    since: float | None = None
+    until: float | None = None
+    rule: str | None = None
+    verdict: str | None = None
+    min_score: float | None = None
+    max_score: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.direction is not None and self.direction not in DIRECTIONS:
+            raise SearchError(f"direction {self.direction!r}: one of {', '.join(DIRECTIONS)}")
+        if self.verdict is not None and self.verdict not in VERDICTS:
+            raise SearchError(f"verdict {self.verdict!r}: one of {', '.join(VERDICTS)}")
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            raise SearchError(f"since ({self.since}) is not before until ({self.until})")
+        lo, hi = self.min_score, self.max_score
+        if lo is not None and hi is not None and lo > hi:
+            raise SearchError(f"min score {lo} is above max score {hi}")
+
+    @property
+    def indexed(self) -> bool:
+        """Whether a filter other than rule/verdict narrows the calls (an index serves it)."""
+        return any(
+            v is not None
+            for v in (
+                self.agent,
+                self.team,
+                self.direction,
+                self.since,
+                self.until,
+                self.min_score,
+                self.max_score,
+            )
+        )
+
+    @property
+    def any(self) -> bool:
+        return self.indexed or self.rule is not None or self.verdict is not None
+
+
+#: the call's current run: the latest ok result of a run whose role is ``active``
+CURRENT_RUN = (
+    "(SELECT r2.run_id FROM results r2 JOIN runs u2 ON u2.run_id = r2.run_id "
+    "WHERE r2.call_id = c.call_id AND u2.role = 'active' AND r2.status = 'ok' "
+    "ORDER BY u2.started DESC, r2.run_id DESC LIMIT 1)"
+)
+
+
+def filter_sql(f: Filters, *, verdicts: bool = True) -> tuple[list[str], list[Any]]:
+    """WHERE clauses on ``search_calls s`` with their parameters."""
+    where: list[str] = []
+    params: list[Any] = []
+    for col, text in (("agent_id", f.agent), ("team", f.team), ("direction", f.direction)):
+        if text is not None:
+            where.append(f"s.{col} = ?")
+            params.append(text)
+    for clause, val in (
+        ("s.started_epoch >= ?", f.since),
+        ("s.started_epoch < ?", f.until),
+        ("s.score >= ?", f.min_score),
+        ("s.score <= ?", f.max_score),
+    ):
+        if val is not None:
+            where.append(clause)
+            params.append(val)
+    if verdicts and (f.rule is not None or f.verdict is not None):
+        cond = ["v.run_id = s.run_id", "v.call_id = s.call_id"]
+        for col, text in (("rule_id", f.rule), ("verdict", f.verdict)):
+            if text is not None:
+                cond.append(f"v.{col} = ?")
+                params.append(text)
+        where.append(f"EXISTS (SELECT 1 FROM verdicts v WHERE {' AND '.join(cond)})")
+    return where, params
+
+
+# -- results --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UtteranceHit:
+    index: int
+    start_s: float | None
+    end_s: float | None
+    role: str | None
+    text: str
+    snippet: str
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A matching call and its matching utterances (in order; the first is the link)."""
+
+    call_id: str
+    agent_id: str | None
+    team: str | None
+    started_epoch: float | None
+    score: float | None
+    utterances: tuple[UtteranceHit, ...]
+
+    @property
+    def first(self) -> UtteranceHit:
+        return self.utterances[0]
+
+    @property
+    def link(self) -> str:
+        """Where the dashboard shows the call at its first matching utterance."""
+        return link(self.call_id, self.first.index)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "call_id": self.call_id,
+            "utterance_index": self.first.index,
+            "start_s": self.first.start_s,
+            "role": self.first.role,
+            "snippet": self.first.snippet,
+            "link": self.link,
+            "agent_id": self.agent_id,
+            "team": self.team,
+            "started_epoch": self.started_epoch,
+            "score": self.score,
+            "matches": [
+                {
+                    "utterance_index": u.index,
+                    "start_s": u.start_s,
+                    "end_s": u.end_s,
+                    "role": u.role,
+                    "snippet": u.snippet,
+                    "link": link(self.call_id, u.index),
+                }
+                for u in self.utterances
+            ],
+        }
+
+
+def link(call_id: str, index: int) -> str:
+    """The dashboard's address of a call at one utterance."""
+    return f"/calls/{quote(call_id, safe='')}#u{index}"
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    terms: list[Term]
+    hits: list[Hit]
+    total_calls: int
+    offset: int
+    limit: int
+    driver: str = "terms"  # which side drove the query: "terms" or "filters"
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+# -- keeping the index current ------------------------------------------------------------
+
+
+def sync_index(db: Db, *, batch: int = SYNC_BATCH, wait: bool = False) -> int:
+    """Bring the index up to date with every call marked in ``search_dirty``; returns how
+    many calls were looked at.
+
+    On PostgreSQL a sync that finds another one running returns at once (``wait``: waits
+    for it instead); the search then reads what is indexed."""
+    done = 0
+    while True:
+        if db.dialect == "postgres":
+            lock = "pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock"
+            got = db.execute(f"SELECT {lock}(hashtext('qa_pipeline.search'))").fetchone()[0]
+            if got is False:
+                db.commit()
+                return done
+            rows = db.execute(
+                "DELETE FROM search_dirty WHERE call_id IN "
+                "(SELECT call_id FROM search_dirty LIMIT ? FOR UPDATE) RETURNING call_id, text",
+                (batch,),
+            ).fetchall()
+        else:
+            rows = db.execute("SELECT call_id, text FROM search_dirty LIMIT ?", (batch,)).fetchall()
+        if not rows:
+            db.commit()
+            return done
+        _reindex(db, {r[0]: bool(r[1]) for r in rows})
+        if db.dialect != "postgres":
+            db.executemany("DELETE FROM search_dirty WHERE call_id = ?", [(r[0],) for r in rows])
+        db.commit()
+        done += len(rows)
+
+
+def _in(values: Sequence[Any]) -> str:
+    return ",".join("?" * len(values))
+
+
+def _reindex(db: Db, dirty: dict[str, bool]) -> None:
+    """Re-cut the calls whose text changed (or that are not indexed yet) and refresh every
+    marked call's filter columns; calls without utterances leave the index."""
+    ids = list(dirty)
+    keys = dict(
+        db.execute(
+            f"SELECT call_id, call_key FROM search_calls WHERE call_id IN ({_in(ids)})", ids
+        ).fetchall()
+    )
+    attrs = {
+        row[0]: row[1:]
+        for row in db.execute(
+            "SELECT c.call_id, c.agent_id, c.team, c.direction, c.started_epoch, r.run_id, "
+            f"r.score FROM calls c LEFT JOIN results r ON r.call_id = c.call_id "
+            f"AND r.run_id = {CURRENT_RUN} WHERE c.call_id IN ({_in(ids)})",
+            ids,
+        ).fetchall()
+    }
+    recut = [cid for cid in ids if dirty[cid] or cid not in keys]
+    texts: dict[str, list[str]] = {cid: [] for cid in recut}
+    if recut:
+        for cid, text in db.execute(
+            f"SELECT call_id, text FROM utterances WHERE call_id IN ({_in(recut)}) "
+            "ORDER BY call_id, idx",
+            recut,
+        ).fetchall():
+            texts[cid].append(text or "")
+    gone = [cid for cid in ids if cid not in attrs or (cid in texts and not texts[cid])]
+    gone_keys = [(keys[c],) for c in gone if c in keys]
+    if gone_keys:
+        if db.dialect == "sqlite":
+            db.executemany("DELETE FROM search_fts WHERE rowid = ?", gone_keys)
+        db.executemany("DELETE FROM search_calls WHERE call_key = ?", gone_keys)
+    gone_set = set(gone)
+    meta = [(*attrs[c], keys[c]) for c in ids if c in keys and c not in gone_set]
+    if meta:
+        db.executemany(
+            "UPDATE search_calls SET agent_id = ?, team = ?, direction = ?, started_epoch = ?, "
+            "run_id = ?, score = ? WHERE call_key = ?",
+            meta,
+        )
+    fresh = [c for c in recut if c not in gone_set]
+    if db.dialect == "sqlite":
+        for cid in fresh:
+            if cid not in keys:
+                keys[cid] = db.execute(
+                    "INSERT INTO search_calls (call_id, agent_id, team, direction, "
+                    "started_epoch, run_id, score) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                    "RETURNING call_key",
+                    (cid, *attrs[cid]),
+                ).fetchone()[0]
+            else:
+                db.execute("DELETE FROM search_fts WHERE rowid = ?", (keys[cid],))
+        db.executemany(
+            "INSERT INTO search_fts (rowid, uni, bi) VALUES (?, ?, ?)",
+            [(keys[c], *sqlite_tokens(texts[c])) for c in fresh],
+        )
+    else:
+        old = [(tsvector_text(texts[c]), keys[c]) for c in fresh if c in keys]
+        if old:
+            db.executemany("UPDATE search_calls SET tsv = ?::tsvector WHERE call_key = ?", old)
+        for cid in fresh:
+            if cid not in keys:
+                db.execute(
+                    "INSERT INTO search_calls (call_id, agent_id, team, direction, "
+                    "started_epoch, run_id, score, tsv) VALUES (?, ?, ?, ?, ?, ?, ?, "
+                    "?::tsvector)",
+                    (cid, *attrs[cid], tsvector_text(texts[cid])),
+                )
+
+
+def rebuild_index(db: Db) -> int:
+    """Mark every call and re-cut them all (after a restore, a pack promoted to active,
+    or to adopt a store written before the search migration)."""
+    db.execute("DELETE FROM search_dirty")
+    db.execute(
+        "INSERT INTO search_dirty (call_id, text) SELECT call_id, 1 FROM calls "
+        "UNION SELECT call_id, 1 FROM search_calls"
+    )
+    db.commit()
+    return sync_index(db, wait=True)
+
+
+# -- the search ------------------------------------------------------------------------------
+
+
+def _queries(
+    db: Db, terms: Sequence[Term], filters: Filters, driver: str
+) -> tuple[str, str, list[Any]]:
+    """(SELECT call keys in order, SELECT count, parameters) for one search."""
+    where, fparams = filter_sql(filters)
+    if db.dialect == "postgres":
+        body = "FROM search_calls s WHERE " + " AND ".join(["s.tsv @@ ?::tsquery", *where])
+        params: list[Any] = [tsquery_text(terms), *fparams]
+        key = "s.call_key"
+    elif not filters.any:
+        body = "FROM search_fts f WHERE search_fts MATCH ?"
+        params = [fts5_query(terms)]
+        key = "f.rowid"
+    elif driver == "terms":
+        body = "FROM search_fts f CROSS JOIN search_calls s WHERE " + " AND ".join(
+            ["search_fts MATCH ?", "s.call_key = f.rowid", *where]
+        )
+        params = [fts5_query(terms), *fparams]
+        key = "f.rowid"
+    else:
+        body = "FROM search_calls s CROSS JOIN search_fts f WHERE " + " AND ".join(
+            [*where, "f.rowid = s.call_key", "search_fts MATCH ?"]
+        )
+        params = [*fparams, fts5_query(terms)]
+        key = "s.call_key"
+    page = f"SELECT {key} {body} ORDER BY {key} DESC LIMIT ? OFFSET ?"
+    count = f"SELECT count(*) {body}"
+    return page, count, params
+
+
+def choose_driver(db: Db, terms: Sequence[Term], filters: Filters) -> str:
+    """Which side drives a filtered search on SQLite: the terms' index entries (each
+    matching call's filter columns looked up), or the calls that the indexed filters pick
+    (the terms' index sought per call). PostgreSQL's planner chooses by itself."""
+    if db.dialect != "sqlite" or not filters.indexed:
+        return "terms"
+    rare = min(_doc_freq(db, g) for t in terms for g in t.grams)
+    cap = rare // 4 + 1
+    where, params = filter_sql(filters, verdicts=False)
+    calls = db.execute(
+        f"SELECT count(*) FROM (SELECT 1 FROM search_calls s WHERE {' AND '.join(where)} LIMIT ?)",
+        [*params, cap],
+    ).fetchone()[0]
+    # a seek per call costs a few times reading one index entry
+    return "filters" if calls < cap else "terms"
+
+
+def _doc_freq(db: Db, token: str) -> int:
+    row = db.execute("SELECT doc FROM search_vocab WHERE term = ?", (token,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def search(
+    db: Db,
+    terms: str | Sequence[str],
+    filters: Filters | None = None,
+    *,
+    limit: int = 20,
+    offset: int = 0,
+    sync: bool = True,
+) -> Page:
+    """The calls where every term is said (newest-indexed first), ``limit`` of them after
+    ``offset``, each with its matching utterances; and how many calls match in all."""
+    if limit < 1 or limit > 1000:
+        raise SearchError(f"limit {limit}: between 1 and 1000")
+    if offset < 0:
+        raise SearchError(f"offset {offset}: not negative")
+    parsed = parse_terms(terms)
+    filters = filters or Filters()
+    t0 = time.perf_counter()
+    if sync:
+        sync_index(db)
+    t1 = time.perf_counter()
+    driver = choose_driver(db, parsed, filters)
+    page_sql, count_sql, params = _queries(db, parsed, filters, driver)
+    keys = [r[0] for r in db.execute(page_sql, [*params, limit, offset]).fetchall()]
+    t2 = time.perf_counter()
+    total = db.execute(count_sql, params).fetchone()[0]
+    t3 = time.perf_counter()
+    hits = _hits(db, keys, parsed)
+    if db.dialect == "postgres":
+        db.commit()  # ends the read transaction
+    t4 = time.perf_counter()
+    ms = {"sync": t1 - t0, "page": t2 - t1, "count": t3 - t2, "hits": t4 - t3}
+    return Page(
+        parsed,
+        hits,
+        int(total),
+        offset,
+        limit,
+        driver,
+        {k: round(v * 1000, 2) for k, v in ms.items()},
+    )
+
+
+def _hits(db: Db, keys: Sequence[int], terms: Sequence[Term]) -> list[Hit]:
+    if not keys:
+        return []
+    calls = {
+        row[0]: row[1:]
+        for row in db.execute(
+            "SELECT call_key, call_id, agent_id, team, started_epoch, score FROM search_calls "
+            f"WHERE call_key IN ({_in(keys)})",
+            list(keys),
+        ).fetchall()
+    }
+    ids = [c[0] for c in calls.values()]
+    utts: dict[str, list[UtteranceHit]] = {cid: [] for cid in ids}
+    for cid, idx, start, end, role, text in db.execute(
+        "SELECT call_id, idx, start_s, end_s, role, text FROM utterances "
+        f"WHERE call_id IN ({_in(ids)}) ORDER BY call_id, idx",
+        ids,
+    ).fetchall():
+        if text and match_spans(text, terms):
+            utts[cid].append(UtteranceHit(idx, start, end, role, text, snippet(text, terms)))
+    out = []
+    for k in keys:
+        if k not in calls:
+            continue
+        cid, agent, team, epoch, score = calls[k]
+        if utts[cid]:  # (none: changed since indexed; the next sync re-cuts it)
+            out.append(Hit(cid, agent, team, epoch, score, tuple(utts[cid])))
+    return out
+
+
+def explain(db: Db, terms: str | Sequence[str], filters: Filters | None = None) -> str:
+    """The query plans of a search's page and count queries (``EXPLAIN QUERY PLAN`` on
+    SQLite, ``EXPLAIN (ANALYZE, BUFFERS)`` on PostgreSQL)."""
+    parsed = parse_terms(terms)
+    filters = filters or Filters()
+    driver = choose_driver(db, parsed, filters)
+    page_sql, count_sql, params = _queries(db, parsed, filters, driver)
+    out = [f"driver: {driver}"]
+    for name, sql, p in (
+        ("page", page_sql, [*params, 20, 0]),
+        ("count", count_sql, params),
+    ):
+        out.append(f"-- {name}: {sql}")
+        if db.dialect == "sqlite":
+            rows = db.execute("EXPLAIN QUERY PLAN " + sql, p).fetchall()
+            out += [f"   {r[3]}" for r in rows]
+        else:
+            rows = db.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, p).fetchall()
+            out += [f"   {r[0]}" for r in rows]
+    if db.dialect == "postgres":
+        db.commit()
+    return "\n".join(out)
+
+
+# -- a connection -------------------------------------------------------------------------
+
+
+class Connection:
+    """``Db`` over a sqlite3 or psycopg connection (``?`` placeholders on both)."""
+
+    def __init__(self, conn: Any, dialect: str) -> None:
+        self.conn = conn
+        self.dialect = dialect
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        if self.dialect == "postgres":
+            sql = sql.replace("?", "%s")
+        return self.conn.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
+        if self.dialect == "sqlite":
+            return self.conn.executemany(sql, rows)
+        with self.conn.cursor() as cur:
+            cur.executemany(sql.replace("?", "%s"), list(rows))
+
+    def commit(self) -> None:
+        self.conn.commit()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def connect(url: str) -> Connection:
+    """A store's database: a path or ``sqlite:///path`` (which must exist), or a
+    ``postgresql://`` URL. (The search tables come with the store's migrations.)"""
+    if url.startswith(("postgresql://", "postgres://")):
+        import psycopg
+
+        try:
+            return Connection(psycopg.connect(url), "postgres")
+        except psycopg.Error as e:
+            raise SearchError(f"cannot open store {url}: {e}") from None
+    import sqlite3
+    from pathlib import Path
+
+    path = Path(url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url)
+    if not path.is_file():
+        raise SearchError(f"no store at {path}")
+    conn = sqlite3.connect(path)
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'search_fts'").fetchone() is None:
+        conn.close()
+        raise SearchError(f"store {path} has no search index (migration 0100 not applied)")
+    return Connection(conn, "sqlite")
