@@ -24,6 +24,7 @@ trigram indexes) for the README's comparison. Target: p95 < 300 ms for every kin
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
@@ -36,15 +37,24 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "search"))
 
-from contract import (  # type: ignore[import-not-found]  # noqa: E402
-    Db,
-    create_pg_database,
-    open_postgres,
-    open_sqlite,
-    pg_url,
-)
-
+from qa_pipeline.store import Store  # noqa: E402
 from qa_pipeline.store import search as S  # noqa: E402
+
+PG_ADMIN = os.environ.get("QA_SEARCH_PG", "postgresql://postgres@127.0.0.1:55400/postgres")
+
+
+def pg_url(name: str, admin: str = PG_ADMIN) -> str:
+    return admin.rsplit("/", 1)[0] + "/" + name
+
+
+def create_pg_database(name: str, admin: str = PG_ADMIN) -> str:
+    import psycopg
+
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return pg_url(name, admin)
+
 
 OPEN = [
     "您好，{co}客服，我是工号{n}，请问有什么可以帮您？",
@@ -204,8 +214,8 @@ def build_sqlite(path: Path, n: int) -> dict[str, float]:
     calls, utts, results, verdicts = make_calls(n)
     t1 = time.perf_counter()
     path.unlink(missing_ok=True)
-    db = open_sqlite(path)
-    c = db.conn
+    db = Store(path)  # migrated: the store's tables and the search tables
+    c: Any = db.db.raw
     c.execute("PRAGMA synchronous=OFF")
     # the change triggers would only mark every call dirty: the index is written below in
     # bulk, with the rows sync_index would write
@@ -257,8 +267,8 @@ def build_postgres(url: str, n: int) -> dict[str, float]:
     t0 = time.perf_counter()
     calls, utts, results, verdicts = make_calls(n)
     t1 = time.perf_counter()
-    db = open_postgres(url)
-    c = db.conn
+    db = Store(url)
+    c: Any = db.db.raw  # autocommit: each COPY is its own transaction
     c.execute("INSERT INTO runs VALUES (%s,%s,%s,%s,%s,%s,%s,%s)", RUN)
     _copy(c, "calls", CALL_COLS, calls)
     _copy(c, "results", RES_COLS, results)
@@ -282,8 +292,6 @@ def build_postgres(url: str, n: int) -> dict[str, float]:
     c.execute("DELETE FROM search_dirty")
     c.execute("CREATE TABLE bench_meta (calls INTEGER)")
     c.execute("INSERT INTO bench_meta VALUES (%s)", (n,))
-    c.commit()
-    c.autocommit = True
     c.execute("VACUUM ANALYZE")
     t3 = time.perf_counter()
     db.close()
@@ -399,7 +407,7 @@ def pct(xs: list[float], p: float) -> float:
     return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
 
 
-def measure(db: Db, reps: int, plans: bool) -> dict[str, dict[str, Any]]:
+def measure(db: Store, reps: int, plans: bool) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for kind, cases in KINDS.items():
         times: list[float] = []
@@ -428,7 +436,7 @@ def measure(db: Db, reps: int, plans: bool) -> dict[str, dict[str, Any]]:
     return out
 
 
-def baselines(db: Db) -> None:
+def baselines(db: Store) -> None:
     """The alternatives: a LIKE scan of utterances; trigram indexes (pg_trgm, FTS5 trigram)
     for 2- and 4-character terms."""
     for term in ("退款", "诈骗", "媒体曝光"):
@@ -505,7 +513,7 @@ def main() -> None:
                     ),
                     flush=True,
                 )
-            db = open_sqlite(path)
+            db = Store(path)
         else:
             name = f"search_bench_{args.calls}"
             if args.force or not _cached_postgres(name, args.calls):
@@ -518,7 +526,7 @@ def main() -> None:
                     ),
                     flush=True,
                 )
-            db = open_postgres(pg_url(name))
+            db = Store(pg_url(name))
         n_utt = db.execute("SELECT count(*) FROM utterances").fetchone()[0]
         db.commit()
         print(f"{backend}: {args.calls} calls, {n_utt} utterances", flush=True)

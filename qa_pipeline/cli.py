@@ -118,7 +118,7 @@ def _run(
     quiet: bool,
     rules: Path | None = None,
     score: bool = False,
-    store: Path | None = None,
+    store: str | None = None,
 ) -> Any:
     from .pipeline import Pipeline
 
@@ -180,13 +180,14 @@ def score(
         ),
     ] = True,
     store: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--store",
             help="transcript store: reuse a transcript made with the same settings, keep the "
-            "transcript and scorecard for re-scoring",
+            "transcript and scorecard for re-scoring (a SQLite file, sqlite:///path or a "
+            "postgresql:// URL)",
         ),
-    ] = Path("out/qa-store.sqlite"),
+    ] = "out/qa-store.sqlite",
     no_store: Annotated[bool, typer.Option("--no-store", help="do not use the store")] = False,
     stdout_events: Annotated[
         bool,
@@ -353,6 +354,7 @@ def _mount_subcommands() -> None:
     from .rescore.cli import rescore_command
     from .rules.cli import rules_app
     from .samples.cli import samples_command
+    from .store.cli import store_app
     from .store.search_cli import search_command
 
     app.add_typer(rules_app, name="rules", help="Test and lint rule packs.")
@@ -367,6 +369,7 @@ def _mount_subcommands() -> None:
     app.command("purge")(purge_command)
     app.add_typer(privacy_app, name="privacy", help="Personal data: migrate old outputs.")
     app.command("redact")(redact_command)
+    app.add_typer(store_app, name="store", help="The transcript store: schema migrations.")
     app.command("search")(search_command)
 
 

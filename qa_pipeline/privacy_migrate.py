@@ -1,6 +1,6 @@
 """``qa-pipeline privacy migrate``: redact what was written before redaction existed.
 
-* a **store** (``qa_pipeline/store.py``): transcript documents, call metadata, findings'
+* a **store** (``qa_pipeline/store``, SQLite or PostgreSQL): transcript documents, call metadata, findings'
   evidence, verdict details and error messages, in one transaction (a killed run leaves the
   store as it was). Transcripts imported from documents are keyed by a hash of the document
   (``doc:<sha256>``), which a guess of the digits could be checked against: they are keyed
@@ -32,7 +32,17 @@ import typer
 
 from .errors import QAError
 from .privacy import Redactor, redact_json, redact_text
-from .store import compact_json, doc_key
+from .store import (
+    RESULT_COLUMNS,
+    Store,
+    compact_json,
+    database_errors,
+    doc_key,
+    store_exists,
+    store_label,
+)
+from .store.base import INSERT_FINDING, write_utterances
+from .store.rows import finding_rows
 
 __all__ = ["MigrateCounts", "migrate_jsonl", "migrate_spool", "migrate_store", "privacy_app"]
 
@@ -81,79 +91,104 @@ def _details(obj: Any, redactor: Redactor) -> int:
     return n
 
 
-def migrate_store(path: Path, redactor: Redactor) -> MigrateCounts:
-    """Redact a store in place, in one transaction."""
-    if not path.is_file():
-        raise QAError(f"{path}: no such store")
-    counts = MigrateCounts(str(path))
-    db = sqlite3.connect(str(path), timeout=60, isolation_level=None)
-    try:
-        db.execute("PRAGMA secure_delete=ON")  # replaced text is overwritten, not freed
-        db.execute("BEGIN IMMEDIATE")
-        rekey: dict[str, str] = {}
-        rows = db.execute("SELECT audio_sha256, settings_hash, doc FROM transcripts").fetchall()
-        for sha, h, doc_text in rows:
-            doc = json.loads(doc_text)
-            changed = bool(redact_json(doc, redactor))
-            new_sha = sha
-            if sha.startswith("doc:"):
-                new_sha = doc_key(doc)
-                if new_sha != sha:
-                    rekey[f"{sha}:{h}"] = f"{new_sha}:{h}"
-                    changed = True
-            counts.add("transcripts", changed)
-            if changed:
-                db.execute(
-                    "UPDATE OR REPLACE transcripts SET audio_sha256 = ?, doc = ? "
-                    "WHERE audio_sha256 = ? AND settings_hash = ?",
-                    (new_sha, compact_json(doc), sha, h),
-                )
-                if new_sha != sha:
-                    db.execute(
-                        "UPDATE calls SET audio_sha256 = ? "
-                        "WHERE audio_sha256 = ? AND settings_hash = ?",
-                        (new_sha, sha, h),
-                    )
-        for cid, call_text, source in db.execute(
-            "SELECT call_id, call, source FROM calls"
-        ).fetchall():
-            new_call, changed = _json_cell(call_text, redactor)
-            new_source = redact_text(source, redactor).text if source else source
-            changed = changed or new_source != source
-            counts.add("calls", changed)
-            if changed:
-                db.execute(
-                    "UPDATE calls SET call = ?, source = ? WHERE call_id = ?",
-                    (new_call, new_source, cid),
-                )
-        for run_id, cid, key, error, findings, verdicts in db.execute(
-            "SELECT run_id, call_id, transcript_key, error, findings, verdicts FROM results"
-        ).fetchall():
-            new_f, cf = _json_cell(findings, redactor)
-            new_v, cv = _json_cell(verdicts, redactor)
-            new_e = redact_text(error, redactor).text if error else error
-            new_key = rekey.get(key, key)
-            changed = cf or cv or new_e != error or new_key != key
-            counts.add("results", changed)
-            if changed:
-                db.execute(
-                    "UPDATE results SET transcript_key = ?, error = ?, findings = ?, "
-                    "verdicts = ? WHERE run_id = ? AND call_id = ?",
-                    (new_key, new_e, new_f, new_v, run_id, cid),
-                )
-        db.execute("COMMIT")
-        _compact(db, counts)
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
-    finally:
-        db.close()
+def migrate_store(target: str | Path, redactor: Redactor) -> MigrateCounts:
+    """Redact a store in place (a SQLite file or a PostgreSQL URL), in one transaction;
+    the row tables derived from what changed (findings, utterances) are derived again."""
+    if not store_exists(target):
+        raise QAError(f"{store_label(target)}: no such store")
+    counts = MigrateCounts(store_label(target))
+    with Store(target) as st:  # a writer: migrated forward first, so the row tables exist
+        db = st.db
+        sqlite = st.dialect == "sqlite"
+        if sqlite:
+            db.execute("PRAGMA secure_delete=ON")  # replaced text is overwritten, not freed
+        db.begin()
+        try:
+            _redact_store(db, redactor, counts)
+        except BaseException:
+            db.rollback()
+            raise
+        db.commit()
+        if counts.changed:
+            if sqlite:
+                _compact(db, counts)
+            else:
+                for table in ("transcripts", "calls", "results", "findings", "utterances"):
+                    db.execute(f"VACUUM {table}")
     return counts
 
 
-def _compact(db: sqlite3.Connection, counts: MigrateCounts) -> None:
-    """After a change: the old text out of the file's free pages and the journal too."""
+def _redact_store(db: Any, redactor: Redactor, counts: MigrateCounts) -> None:
+    rekey: dict[str, str] = {}
+    redacted_docs: list[tuple[str, str, dict[str, Any]]] = []
+    rows = db.execute("SELECT audio_sha256, settings_hash, doc FROM transcripts").fetchall()
+    for sha, h, doc_text in rows:
+        doc = json.loads(doc_text)
+        changed = bool(redact_json(doc, redactor))
+        new_sha = sha
+        if sha.startswith("doc:"):
+            new_sha = doc_key(doc)
+            if new_sha != sha:
+                rekey[f"{sha}:{h}"] = f"{new_sha}:{h}"
+                changed = True
+        counts.add("transcripts", changed)
+        if changed:
+            if new_sha != sha:  # the redacted document's key may be taken: it replaces it
+                db.execute(
+                    "DELETE FROM transcripts WHERE audio_sha256 = ? AND settings_hash = ?",
+                    (new_sha, h),
+                )
+            db.execute(
+                "UPDATE transcripts SET audio_sha256 = ?, doc = ? "
+                "WHERE audio_sha256 = ? AND settings_hash = ?",
+                (new_sha, compact_json(doc), sha, h),
+            )
+            if new_sha != sha:
+                db.execute(
+                    "UPDATE calls SET audio_sha256 = ? WHERE audio_sha256 = ? AND settings_hash = ?",
+                    (new_sha, sha, h),
+                )
+            redacted_docs.append((new_sha, h, doc))
+    for cid, call_text, source in db.execute("SELECT call_id, call, source FROM calls").fetchall():
+        new_call, changed = _json_cell(call_text, redactor)
+        new_source = redact_text(source, redactor).text if source else source
+        changed = changed or new_source != source
+        counts.add("calls", changed)
+        if changed:
+            db.execute(
+                "UPDATE calls SET call = ?, source = ? WHERE call_id = ?",
+                (new_call, new_source, cid),
+            )
+    for sha, h, doc in redacted_docs:  # the calls' utterance rows: the redacted text
+        for (cid,) in db.execute(
+            "SELECT call_id FROM calls WHERE audio_sha256 = ? AND settings_hash = ?", (sha, h)
+        ).fetchall():
+            write_utterances(db, cid, doc)
+    for row in db.execute(f"SELECT {', '.join(RESULT_COLUMNS)} FROM results").fetchall():
+        run_id, cid, key, error, findings, verdicts = (row[i] for i in (0, 1, 2, 4, 9, 10))
+        new_f, cf = _json_cell(findings, redactor)
+        new_v, cv = _json_cell(verdicts, redactor)
+        new_e = redact_text(error, redactor).text if error else error
+        new_key = rekey.get(key, key)
+        changed = cf or cv or new_e != error or new_key != key
+        counts.add("results", changed)
+        if changed:
+            db.execute(
+                "UPDATE results SET transcript_key = ?, error = ?, findings = ?, "
+                "verdicts = ? WHERE run_id = ? AND call_id = ?",
+                (new_key, new_e, new_f, new_v, run_id, cid),
+            )
+        if cf:  # the finding rows hold the findings' text (verdict rows hold none)
+            new_row = (*row[:9], new_f, *row[10:])
+            db.execute("DELETE FROM findings WHERE run_id = ? AND call_id = ?", (run_id, cid))
+            frows = finding_rows(new_row)
+            if frows:
+                db.executemany(INSERT_FINDING, frows)
+
+
+def _compact(db: Any, counts: MigrateCounts) -> None:
+    """After a change (SQLite): the old text out of the file's free pages and the journal
+    too."""
     if counts.changed:
         db.execute("VACUUM")
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -280,7 +315,11 @@ def migrate_command(
         typer.Argument(help="JSONL / JSON files, or directories of them (e.g. out/events)"),
     ] = None,
     store: Annotated[
-        list[Path] | None, typer.Option("--store", help="a store to redact (repeatable)")
+        list[str] | None,
+        typer.Option(
+            "--store",
+            help="a store to redact: a SQLite file or a postgresql:// URL (repeatable)",
+        ),
     ] = None,
     spool: Annotated[
         list[Path] | None,
@@ -298,6 +337,7 @@ def migrate_command(
     if not (paths or store or spool):
         typer.echo("error: name a --store, a --spool or files to migrate", err=True)
         raise typer.Exit(2)
+    errors: tuple[type[BaseException], ...] = (QAError, OSError, *database_errors())
     try:
         cfg = load_config(config)
         redactor = Redactor(cfg.privacy)
@@ -306,7 +346,7 @@ def migrate_command(
         results = [migrate_store(p, redactor) for p in store or ()]
         results += [migrate_spool(p, redactor) for p in spool or ()]
         results += [migrate_jsonl(p, redactor) for p in _files(list(paths or ()))]
-    except (QAError, OSError, sqlite3.Error) as e:
+    except errors as e:
         fail(e)
     for c in results:
         typer.echo(c.line())

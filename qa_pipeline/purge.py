@@ -6,8 +6,8 @@ Where kept data lives, and how each place is purged (one kind's cut-off per plac
 where    what                                            how
 =======  ==============================================  ======================================
 store    transcripts, calls, scorecards (results), runs  :meth:`~qa_pipeline.store.Store.purge`
-         (SQLite; ``--store`` or ``retention.store``)    by the call's start time, one
-                                                         transaction
+         (SQLite or PostgreSQL: ``--store`` or           by the call's start time, one
+         ``retention.store``)                            transaction
 spool    events waiting for Kafka                        :meth:`~qa_pipeline.sinks.spool.Spool.
          (``sinks.kafka.spool.directory``)               purge` by the envelope's produced_at,
                                                          counted as drops (reason retention)
@@ -50,7 +50,7 @@ import typer
 
 from .retention import AUDIO_SUFFIXES, EVENT_KINDS, KINDS, Kind, RetentionConfig, iso_utc
 from .sinks.spool import Spool, SpoolInUse
-from .store import DEFAULT_STORE, Store
+from .store import DEFAULT_STORE, Store, store_exists, store_label
 
 log = logging.getLogger("qa_pipeline.purge")
 
@@ -109,10 +109,15 @@ _STORE_KINDS: dict[str, Kind] = {
 
 
 def purge_store(
-    path: Path, cutoffs: dict[Kind, datetime], report: PurgeReport, *, dry_run: bool = False
+    path: str | Path,
+    cutoffs: dict[Kind, datetime],
+    report: PurgeReport,
+    *,
+    dry_run: bool = False,
 ) -> None:
-    if not path.is_file():
-        report.notes.append(f"store: no store at {path}")
+    """A store: a SQLite file (skipped with a note when absent) or a PostgreSQL URL."""
+    if not store_exists(path):
+        report.notes.append(f"store: no store at {store_label(path)}")
         return
     before: dict[Kind, datetime] = {
         k: v for k, v in cutoffs.items() if k in ("transcripts", "scorecards")
@@ -232,7 +237,7 @@ def purge_audio(
 def run_purge(
     retention: RetentionConfig,
     *,
-    store: Path | None = None,
+    store: str | Path | None = None,
     spool: Spool | Path | None = None,
     jsonl_dir: Path | None = None,
     now: datetime | None = None,
@@ -329,10 +334,11 @@ def purge_command(
         typer.Option("--config", "-c", help="config with the retention: section (and sinks:)"),
     ] = None,
     store: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--store",
-            help=f"store to purge (default: retention.store, else {DEFAULT_STORE} if present)",
+            help=f"store to purge: a SQLite file, sqlite:///path or postgresql:// URL "
+            f"(default: retention.store, else {DEFAULT_STORE} if present)",
         ),
     ] = None,
     spool: Annotated[
@@ -358,7 +364,7 @@ def purge_command(
     except QAError as e:
         fail(e)
     retention = cfg.retention
-    store_path = store or (Path(retention.store) if retention.store else DEFAULT_STORE)
+    store_path: str | Path = store or retention.store or DEFAULT_STORE
     kafka = cfg.sinks.kafka
     spool_dir = spool or (Path(kafka.spool.directory) if kafka is not None else None)
     jsonl = cfg.sinks.jsonl

@@ -66,7 +66,9 @@ class RetentionConfig(BaseModel):
         default=(), description="directories of kept recordings/clips, purged by file age"
     )
     store: str | None = Field(
-        default=None, description="the transcript store the service purges (null = none)"
+        default=None,
+        description="the transcript store the service purges: a SQLite file or a "
+        "postgresql:// URL (null = none)",
     )
     interval_s: float | None = Field(
         default=86400.0, gt=0, description="seconds between the service's purges; null = off"

@@ -73,3 +73,62 @@ def _root_logger_restored() -> Any:
     for h in list(root.handlers):
         if h not in handlers:
             root.removeHandler(h)
+
+
+# -- the store on both backends -------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Any:
+    """A PostgreSQL server for the session (``scripts/postgres.sh``: Debian's PostgreSQL,
+    loopback only), started once (~2 s) and stopped at the end; yields a function giving
+    the URL of a database. Its own data directory and a free port, so several sessions
+    (worktrees) do not meet; ``QA_PG_DIR`` / ``QA_PG_PORT`` choose them. The default
+    directory is under /tmp, which the ``postgres`` user can reach when tests run as root
+    (pytest's own temporary directory is closed to other users)."""
+    import os
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+
+    if os.environ.get("QA_PG_PORT"):
+        port = os.environ["QA_PG_PORT"]
+    else:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = str(s.getsockname()[1])
+    own = None if os.environ.get("QA_PG_DIR") else tempfile.mkdtemp(prefix="qa-pg-")
+    env = {**os.environ, "QA_PG_PORT": port, "QA_PG_DIR": os.environ.get("QA_PG_DIR") or own}
+    script = str(REPO / "scripts" / "postgres.sh")
+    subprocess.run([script, "start"], env=env, check=True, timeout=120)
+    try:
+        yield lambda db="postgres": f"postgresql://postgres@127.0.0.1:{port}/{db}"
+    finally:
+        subprocess.run([script, "stop"], env=env, check=False, timeout=120)
+        if own is not None:
+            shutil.rmtree(own, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_database(pg_server: Any) -> Any:
+    """A fresh, empty PostgreSQL database (dropped after the test); yields its URL."""
+    import uuid
+
+    import psycopg
+
+    name = f"qa_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server(), autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    yield pg_server(name)
+    with psycopg.connect(pg_server(), autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a test's store lives: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "qa-store.sqlite")
+    url: str = request.getfixturevalue("pg_database")
+    return url

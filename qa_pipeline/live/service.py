@@ -381,7 +381,7 @@ class LiveService:
         r, jsonl = self.config.retention, self.config.sinks.jsonl
         return run_purge(
             r,
-            store=Path(r.store) if r.store else None,
+            store=r.store or None,  # a SQLite path or a postgresql:// URL
             spool=spool_of(self.sinks.sinks),
             jsonl_dir=Path(jsonl.directory) if jsonl is not None and jsonl.directory else None,
         )

@@ -36,9 +36,14 @@ def rescore_command(
         ),
     ] = None,
     store: Annotated[
-        Path,
-        typer.Option("--store", "-s", help="SQLite transcript store (also caches and results)"),
-    ] = DEFAULT_STORE,
+        str,
+        typer.Option(
+            "--store",
+            "-s",
+            help="transcript store (also caches and results): a SQLite file, sqlite:///path "
+            "or a postgresql://user@host:port/db URL",
+        ),
+    ] = str(DEFAULT_STORE),
     kafka: Annotated[
         str | None,
         typer.Option(

@@ -61,7 +61,7 @@ class RescoreOptions:
     """The ``rescore`` command's options (see ``qa_pipeline.rescore.cli``)."""
 
     inputs: list[Path] = field(default_factory=list)
-    store: Path = DEFAULT_STORE
+    store: str | Path = DEFAULT_STORE  # a SQLite path or a postgresql:// URL
     kafka: str | None = None
     topic: str = "qa.transcripts"
     rules: Path | None = None
@@ -215,7 +215,7 @@ def _import_docs(
         sh = store.put_settings({"asr": doc.get("asr") or {}})
         stored = store.put_transcript(doc, audio_sha=doc_key(doc), settings_hash_=sh, commit=False)
         targets[stored.call_id] = _Target(stored.call_id, source)
-    store.db.commit()
+    store.commit()
 
 
 def _collect_directories(
@@ -238,7 +238,7 @@ def _collect_directories(
 
     settings = transcript_settings(cfg)
     h = store.put_settings(settings)
-    store.db.commit()
+    store.commit()
     cached = store.cached_keys(h)
     missing: list[tuple[Path, dict[str, Any], str]] = []
     task = prog.add_task("hashing recordings", total=len(scan.audio)) if prog else None
@@ -268,7 +268,7 @@ def _collect_directories(
             summary.cached += 1
         else:
             missing.append((path, call, sha))
-    store.db.commit()
+    store.commit()
     if prog:
         prog.remove_task(task)
     if not missing:
@@ -332,9 +332,10 @@ def _stale_bias(
     summary.bias_version = now
     verify_now = verify_version(pack, cfg.asr.verify_margin) if cfg.asr.verify else None
     summary.verify_version = verify_now
-    rows = store.db.execute(
-        "SELECT c.call_id, json_extract(t.doc, '$.asr.bias_version'), "
-        "json_extract(t.doc, '$.asr.verify_version') FROM calls c "
+    bias_sql = store.json_text("t.doc", "asr", "bias_version")
+    verify_sql = store.json_text("t.doc", "asr", "verify_version")
+    rows = store.execute(
+        f"SELECT c.call_id, {bias_sql}, {verify_sql} FROM calls c "
         "JOIN transcripts t ON t.audio_sha256 = c.audio_sha256 "
         "AND t.settings_hash = c.settings_hash WHERE c.audio_sha256 NOT LIKE 'doc:%'"
     ).fetchall()
@@ -354,9 +355,7 @@ def _score(
     prog: Any,
 ) -> None:
     keys = dict(
-        store.db.execute(
-            "SELECT call_id, audio_sha256 || ':' || settings_hash FROM calls"
-        ).fetchall()
+        store.execute("SELECT call_id, audio_sha256 || ':' || settings_hash FROM calls").fetchall()
     )
     done = [store.done(rid) for rid, _ in runs]
     todo: list[tuple[str, tuple[int, ...]]] = []

@@ -315,38 +315,54 @@ class Filters:
         return self.indexed or self.rule is not None or self.verdict is not None
 
 
-#: the call's current run: the latest ok result of a run whose role is ``active``
+#: the call's current result, as ``Store.current_results`` has it: the latest result
+#: (``created_at``) of a run whose role is ``active``
 CURRENT_RUN = (
     "(SELECT r2.run_id FROM results r2 JOIN runs u2 ON u2.run_id = r2.run_id "
-    "WHERE r2.call_id = c.call_id AND u2.role = 'active' AND r2.status = 'ok' "
-    "ORDER BY u2.started DESC, r2.run_id DESC LIMIT 1)"
+    "WHERE r2.call_id = c.call_id AND u2.role = 'active' "
+    "ORDER BY r2.created_at DESC, r2.run_id DESC LIMIT 1)"
 )
+#: a reviewer's score overrides the machine's (the review migrations' table, when there)
+REVIEWED_SCORES = "call_reviews"
 
 
-def filter_sql(f: Filters, *, verdicts: bool = True) -> tuple[list[str], list[Any]]:
-    """WHERE clauses on ``search_calls s`` with their parameters."""
+def filter_sql(
+    f: Filters, *, verdicts: bool = True, plain: bool = False
+) -> tuple[list[str], list[Any]]:
+    """WHERE clauses on ``search_calls s`` with their parameters. ``plain``: the columns
+    written ``+s.col`` (SQLite then uses no index for them: another clause drives).
+
+    The rule/verdict filter with a rule is a set of call keys read through the verdicts'
+    (rule_id, verdict) index; with a verdict alone, a look-up per candidate call."""
     where: list[str] = []
     params: list[Any] = []
-    for col, text in (("agent_id", f.agent), ("team", f.team), ("direction", f.direction)):
+    col = "+s." if plain else "s."
+    for name, text in (("agent_id", f.agent), ("team", f.team), ("direction", f.direction)):
         if text is not None:
-            where.append(f"s.{col} = ?")
+            where.append(f"{col}{name} = ?")
             params.append(text)
     for clause, val in (
-        ("s.started_epoch >= ?", f.since),
-        ("s.started_epoch < ?", f.until),
-        ("s.score >= ?", f.min_score),
-        ("s.score <= ?", f.max_score),
+        ("started_epoch >= ?", f.since),
+        ("started_epoch < ?", f.until),
+        ("score >= ?", f.min_score),
+        ("score <= ?", f.max_score),
     ):
         if val is not None:
-            where.append(clause)
+            where.append(col + clause)
             params.append(val)
-    if verdicts and (f.rule is not None or f.verdict is not None):
-        cond = ["v.run_id = s.run_id", "v.call_id = s.call_id"]
-        for col, text in (("rule_id", f.rule), ("verdict", f.verdict)):
-            if text is not None:
-                cond.append(f"v.{col} = ?")
-                params.append(text)
-        where.append(f"EXISTS (SELECT 1 FROM verdicts v WHERE {' AND '.join(cond)})")
+    if verdicts and f.rule is not None:
+        cond = "v.rule_id = ?" + (" AND v.verdict = ?" if f.verdict is not None else "")
+        where.append(
+            "s.call_key IN (SELECT s2.call_key FROM verdicts v CROSS JOIN search_calls s2 "
+            f"WHERE {cond} AND s2.call_id = v.call_id AND s2.run_id = v.run_id)"
+        )
+        params += [f.rule] if f.verdict is None else [f.rule, f.verdict]
+    elif verdicts and f.verdict is not None:
+        where.append(
+            "EXISTS (SELECT 1 FROM verdicts v WHERE v.run_id = s.run_id "
+            "AND v.call_id = s.call_id AND v.verdict = ?)"
+        )
+        params.append(f.verdict)
     return where, params
 
 
@@ -432,16 +448,25 @@ def sync_index(db: Db, *, batch: int = SYNC_BATCH, wait: bool = False) -> int:
     """Bring the index up to date with every call marked in ``search_dirty``; returns how
     many calls were looked at.
 
-    On PostgreSQL a sync that finds another one running returns at once (``wait``: waits
-    for it instead); the search then reads what is indexed."""
+    On PostgreSQL one sync runs at a time (a session advisory lock): a sync that finds
+    another one running returns at once (``wait``: waits for it instead), and the search
+    reads what is indexed."""
+    if db.dialect != "postgres":
+        return _sync(db, batch)
+    lock = "pg_advisory_lock" if wait else "pg_try_advisory_lock"
+    got = db.execute(f"SELECT {lock}(hashtext('qa_pipeline.search'))").fetchone()[0]
+    if got is False:
+        return 0
+    try:
+        return _sync(db, batch)
+    finally:
+        db.execute("SELECT pg_advisory_unlock(hashtext('qa_pipeline.search'))")
+
+
+def _sync(db: Db, batch: int) -> int:
     done = 0
     while True:
         if db.dialect == "postgres":
-            lock = "pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock"
-            got = db.execute(f"SELECT {lock}(hashtext('qa_pipeline.search'))").fetchone()[0]
-            if got is False:
-                db.commit()
-                return done
             rows = db.execute(
                 "DELETE FROM search_dirty WHERE call_id IN "
                 "(SELECT call_id FROM search_dirty LIMIT ? FOR UPDATE) RETURNING call_id, text",
@@ -472,15 +497,7 @@ def _reindex(db: Db, dirty: dict[str, bool]) -> None:
             f"SELECT call_id, call_key FROM search_calls WHERE call_id IN ({_in(ids)})", ids
         ).fetchall()
     )
-    attrs = {
-        row[0]: row[1:]
-        for row in db.execute(
-            "SELECT c.call_id, c.agent_id, c.team, c.direction, c.started_epoch, r.run_id, "
-            f"r.score FROM calls c LEFT JOIN results r ON r.call_id = c.call_id "
-            f"AND r.run_id = {CURRENT_RUN} WHERE c.call_id IN ({_in(ids)})",
-            ids,
-        ).fetchall()
-    }
+    attrs = _attrs(db, ids)
     recut = [cid for cid in ids if dirty[cid] or cid not in keys]
     texts: dict[str, list[str]] = {cid: [] for cid in recut}
     if recut:
@@ -534,6 +551,32 @@ def _reindex(db: Db, dirty: dict[str, bool]) -> None:
                 )
 
 
+def _attrs(db: Db, ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
+    """The calls' filter columns: (agent, team, direction, started_epoch, run_id, score).
+
+    The score is the current one as ``Store.current_results`` has it: a reviewed score
+    when there is one, else the current result's when it is ``ok`` and complete (an
+    ``error`` or incomplete current result: no score); ``run_id`` names the current
+    result whose verdict rows the rule/verdict filter reads (``ok`` results only)."""
+    reviewed = _has_table(db, REVIEWED_SCORES)
+    join = f"LEFT JOIN {REVIEWED_SCORES} v ON v.call_id = c.call_id " if reviewed else ""
+    review = "v.score" if reviewed else "NULL"
+    rows = db.execute(
+        "SELECT c.call_id, c.agent_id, c.team, c.direction, c.started_epoch, "
+        "CASE WHEN r.status = 'ok' THEN r.run_id END, "
+        f"COALESCE({review}, CASE WHEN r.status = 'ok' AND r.complete = 1 THEN r.score END) "
+        f"FROM calls c LEFT JOIN results r ON r.call_id = c.call_id AND r.run_id = {CURRENT_RUN} "
+        f"{join}WHERE c.call_id IN ({_in(ids)})",
+        list(ids),
+    ).fetchall()
+    return {row[0]: tuple(row[1:]) for row in rows}
+
+
+def _has_table(db: Db, name: str) -> bool:
+    has = getattr(db, "has_table", None)
+    return bool(has(name)) if has is not None else False
+
+
 def rebuild_index(db: Db) -> int:
     """Mark every call and re-cut them all (after a restore, a pack promoted to active,
     or to adopt a store written before the search migration)."""
@@ -553,7 +596,7 @@ def _queries(
     db: Db, terms: Sequence[Term], filters: Filters, driver: str
 ) -> tuple[str, str, list[Any]]:
     """(SELECT call keys in order, SELECT count, parameters) for one search."""
-    where, fparams = filter_sql(filters)
+    where, fparams = filter_sql(filters, plain=driver == "verdicts" and db.dialect == "sqlite")
     if db.dialect == "postgres":
         body = "FROM search_calls s WHERE " + " AND ".join(["s.tsv @@ ?::tsquery", *where])
         params: list[Any] = [tsquery_text(terms), *fparams]
@@ -568,7 +611,7 @@ def _queries(
         )
         params = [fts5_query(terms), *fparams]
         key = "f.rowid"
-    else:
+    else:  # "filters" or "verdicts": the calls first, the terms' index sought per call
         body = "FROM search_calls s CROSS JOIN search_fts f WHERE " + " AND ".join(
             [*where, "f.rowid = s.call_key", "search_fts MATCH ?"]
         )
@@ -580,20 +623,34 @@ def _queries(
 
 
 def choose_driver(db: Db, terms: Sequence[Term], filters: Filters) -> str:
-    """Which side drives a filtered search on SQLite: the terms' index entries (each
-    matching call's filter columns looked up), or the calls that the indexed filters pick
-    (the terms' index sought per call). PostgreSQL's planner chooses by itself."""
-    if db.dialect != "sqlite" or not filters.indexed:
+    """Which side drives a filtered search on SQLite, by the fewest rows to start from:
+    the terms' index entries (``terms``: each matching call's filter columns looked up),
+    the calls the indexed filters pick (``filters``), or the calls with the rule's verdict
+    (``verdicts``); the last two seek the terms' index per call (a seek costs a few index
+    entries read in a row). PostgreSQL's planner chooses by itself."""
+    if db.dialect != "sqlite" or not filters.any:
         return "terms"
     rare = min(_doc_freq(db, g) for t in terms for g in t.grams)
     cap = rare // 4 + 1
-    where, params = filter_sql(filters, verdicts=False)
-    calls = db.execute(
-        f"SELECT count(*) FROM (SELECT 1 FROM search_calls s WHERE {' AND '.join(where)} LIMIT ?)",
-        [*params, cap],
-    ).fetchone()[0]
-    # a seek per call costs a few times reading one index entry
-    return "filters" if calls < cap else "terms"
+    best, least = "terms", cap
+    if filters.indexed:
+        where, params = filter_sql(filters, verdicts=False)
+        n = _count(db, f"SELECT 1 FROM search_calls s WHERE {' AND '.join(where)}", params, least)
+        if n < least:
+            best, least = "filters", n
+    if filters.rule is not None:
+        cond = "rule_id = ?" + (" AND verdict = ?" if filters.verdict is not None else "")
+        params = [filters.rule] if filters.verdict is None else [filters.rule, filters.verdict]
+        n = _count(db, f"SELECT 1 FROM verdicts WHERE {cond}", params, least)
+        if n < least:
+            best, least = "verdicts", n
+    return best
+
+
+def _count(db: Db, sql: str, params: Sequence[Any], cap: int) -> int:
+    """How many rows ``sql`` gives, counting no further than ``cap``."""
+    row = db.execute(f"SELECT count(*) FROM ({sql} LIMIT ?) AS n", [*params, cap]).fetchone()
+    return int(row[0])
 
 
 def _doc_freq(db: Db, token: str) -> int:
@@ -626,7 +683,7 @@ def search(
     page_sql, count_sql, params = _queries(db, parsed, filters, driver)
     keys = [r[0] for r in db.execute(page_sql, [*params, limit, offset]).fetchall()]
     t2 = time.perf_counter()
-    total = db.execute(count_sql, params).fetchone()[0]
+    total = _total(db, count_sql, params)
     t3 = time.perf_counter()
     hits = _hits(db, keys, parsed)
     if db.dialect == "postgres":
@@ -642,6 +699,20 @@ def search(
         driver,
         {k: round(v * 1000, 2) for k, v in ms.items()},
     )
+
+
+def _total(db: Db, count_sql: str, params: Sequence[Any]) -> int:
+    """The count. On PostgreSQL through the GIN index, not a sequential scan: the planner
+    costs a bitmap scan as reading every matching page, but for ``count(*)`` over a
+    vacuumed table it skips the pages that are all visible, and a one-token term needs no
+    recheck — 10x faster than the scan it picks for a frequent term (README figures)."""
+    if db.dialect != "postgres":
+        return int(db.execute(count_sql, params).fetchone()[0])
+    db.execute("SELECT set_config('enable_seqscan', 'off', false)")
+    try:
+        return int(db.execute(count_sql, params).fetchone()[0])
+    finally:
+        db.execute("SELECT set_config('enable_seqscan', 'on', false)")
 
 
 def _hits(db: Db, keys: Sequence[int], terms: Sequence[Term]) -> list[Hit]:
@@ -691,59 +762,30 @@ def explain(db: Db, terms: str | Sequence[str], filters: Filters | None = None) 
             rows = db.execute("EXPLAIN QUERY PLAN " + sql, p).fetchall()
             out += [f"   {r[3]}" for r in rows]
         else:
+            off = name == "count"
+            if off:
+                db.execute("SELECT set_config('enable_seqscan', 'off', false)")
             rows = db.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, p).fetchall()
+            if off:
+                db.execute("SELECT set_config('enable_seqscan', 'on', false)")
             out += [f"   {r[0]}" for r in rows]
     if db.dialect == "postgres":
         db.commit()
     return "\n".join(out)
 
 
-# -- a connection -------------------------------------------------------------------------
+# -- opening a store ---------------------------------------------------------------------
 
 
-class Connection:
-    """``Db`` over a sqlite3 or psycopg connection (``?`` placeholders on both)."""
-
-    def __init__(self, conn: Any, dialect: str) -> None:
-        self.conn = conn
-        self.dialect = dialect
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        if self.dialect == "postgres":
-            sql = sql.replace("?", "%s")
-        return self.conn.execute(sql, params)
-
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
-        if self.dialect == "sqlite":
-            return self.conn.executemany(sql, rows)
-        with self.conn.cursor() as cur:
-            cur.executemany(sql.replace("?", "%s"), list(rows))
-
-    def commit(self) -> None:
-        self.conn.commit()
-
-    def close(self) -> None:
-        self.conn.close()
-
-
-def connect(url: str) -> Connection:
-    """A store's database: a path or ``sqlite:///path`` (which must exist), or a
-    ``postgresql://`` URL. (The search tables come with the store's migrations.)"""
-    if url.startswith(("postgresql://", "postgres://")):
-        import psycopg
-
-        try:
-            return Connection(psycopg.connect(url), "postgres")
-        except psycopg.Error as e:
-            raise SearchError(f"cannot open store {url}: {e}") from None
-    import sqlite3
+def open_store_for_search(url: str) -> Any:
+    """The store at ``url`` (a path, ``sqlite:///path`` or ``postgresql://``), which must
+    exist: a search never creates an empty store. Opened as a writer, so pending
+    migrations (the search tables among them) are applied and the index can be synced."""
     from pathlib import Path
 
-    path = Path(url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url)
-    if not path.is_file():
+    from .base import Store, store_path
+
+    path = store_path(url)
+    if path is not None and not Path(path).is_file():
         raise SearchError(f"no store at {path}")
-    conn = sqlite3.connect(path)
-    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'search_fts'").fetchone() is None:
-        conn.close()
-        raise SearchError(f"store {path} has no search index (migration 0100 not applied)")
-    return Connection(conn, "sqlite")
+    return Store(url)

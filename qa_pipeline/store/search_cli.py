@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from ..cli_errors import fail
+from ..errors import QAError
 
 DEFAULT_URL = "out/qa-store.sqlite"
 
@@ -27,13 +28,6 @@ def _epoch(value: str | None, name: str) -> float | None:
     if t.tzinfo is None:
         t = t.replace(tzinfo=UTC)
     return t.timestamp()
-
-
-def open_db(url: str) -> Any:
-    """The store at ``url`` (a path, ``sqlite:///path`` or ``postgresql://...``)."""
-    from . import search as S
-
-    return S.connect(url)
 
 
 def search_command(
@@ -78,12 +72,12 @@ def search_command(
             min_score=min_score,
             max_score=max_score,
         )
-        db = open_db(store)
+        db = S.open_store_for_search(store)
         try:
             page = S.search(db, terms, filters, limit=limit, offset=offset)
         finally:
             db.close()
-    except (S.SearchError, OSError) as e:
+    except (QAError, S.SearchError, OSError) as e:
         fail(e)
     if json_out:
         for h in page.hits:

@@ -54,11 +54,13 @@ def _old_call(call_id: str) -> Transcript:
     return dc_replace(t, call=call)
 
 
-def _write_old(data: Path, pack_dir: Path) -> tuple[Path, Path, list[Path], int]:
-    """A store, a spool and event files as they were written before redaction; and how
-    many of the events held the digits."""
+def _write_old(
+    data: Path, pack_dir: Path, store: str | None = None
+) -> tuple[str | Path, Path, list[Path], int]:
+    """A store (a SQLite file in ``data``, or ``store``), a spool and event files as they
+    were written before redaction; and how many of the events held the digits."""
     pack = load_pack(pack_dir)
-    store_path = data / "qa-store.sqlite"
+    store_path: str | Path = store or data / "qa-store.sqlite"
     t = _old_call("old-1")
     card = score_transcript(pack, t)
     assert any(MOBILE in e.text for f in card.findings for e in f.evidence)
@@ -178,3 +180,36 @@ def test_rescore_masks_old_documents_and_file_names(tmp_path: Path) -> None:
     results = [json.loads(ln) for ln in (out / "results.jsonl").read_text().splitlines()]
     got = {r["call_id"]: r for r in results}
     assert got["old-doc"]["failed_rules"] == ["ASKED", "MOBILE"]  # the spans were read
+
+
+def test_migrate_redacts_a_postgres_store(tmp_path: Path, pg_database: str) -> None:
+    """The same store on PostgreSQL: every table, the row tables included (findings'
+    evidence, utterances), holds the masks afterwards, not the digits."""
+    pack_dir = tmp_path / "pack"
+    pack_dir.mkdir()
+    (pack_dir / "pack.yaml").write_text(textwrap.dedent(PACK), encoding="utf-8")
+    data = tmp_path / "data"
+    data.mkdir()
+    _write_old(data, pack_dir, store=pg_database)
+    tables = ("transcripts", "calls", "results", "findings", "utterances")
+
+    def dump() -> str:
+        with Store(pg_database) as st:
+            return "".join(str(st.execute(f"SELECT * FROM {t}").fetchall()) for t in tables)
+
+    assert MOBILE in dump() and CALLER in dump()
+    res = CliRunner().invoke(app, ["privacy", "migrate", "--store", pg_database])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.splitlines() == [
+        f"{pg_database}: transcripts: 2 of 2 redacted; calls: 2 of 2 redacted; "
+        "results: 1 of 1 redacted"
+    ]
+    after = dump()
+    assert MOBILE not in after and CALLER not in after and "[手机号]" in after
+    with Store(pg_database) as st:
+        texts = [r[0] for r in st.execute("SELECT text FROM utterances WHERE call_id = 'old-1'")]
+        assert texts == ["您好，请问有什么可以帮您", "我的手机号是[手机号]"]
+        matched = st.execute("SELECT message, matched FROM findings").fetchall()
+        assert matched and all(MOBILE not in str(m) for m in matched)
+    res = CliRunner().invoke(app, ["privacy", "migrate", "--store", pg_database])
+    assert res.exit_code == 0 and " 0 of 2 redacted" in res.stdout

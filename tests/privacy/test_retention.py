@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -78,21 +77,34 @@ def put_run(db: Store, run_id: str, started_days: float) -> None:
 
 
 def put_result(db: Store, run_id: str, call_id: str, key: str, stored_days: float) -> None:
+    """A scorecard with one failed rule (a verdict row and a finding row of its own)."""
+    at = ago(stored_days).timestamp()
+    finding = [
+        {"rule_id": "R1", "severity": "major", "message": f"{call_id} 说错了", "evidence": []}
+    ]
+    db.put_results(
+        [(run_id, call_id, key, "ok", None, 90.0, "A", 1, '["R1"]', json.dumps(finding),
+          '{"R1":["failed",10.0]}', at)]
+    )  # fmt: skip
+
+
+def put_error(db: Store, run_id: str, call_id: str, key: str, stored_days: float) -> None:
     db.put_results([error_row(run_id, call_id, key, "x", ago(stored_days).timestamp())])
 
 
-def table_counts(path: Path) -> dict[str, int]:
-    con = sqlite3.connect(path)
-    try:
+def table_counts(path: str | Path) -> dict[str, int]:
+    with Store(path) as st:
         return {
-            t: con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+            t: st.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
             for t in ("transcripts", "calls", "results", "runs")
         }
-    finally:
-        con.close()
 
 
-def build_store(path: Path) -> None:
+def row_keys(db: Store, table: str, cols: str) -> set[tuple[Any, ...]]:
+    return {tuple(r) for r in db.execute(f"SELECT DISTINCT {cols} FROM {table}").fetchall()}
+
+
+def build_store(path: str | Path) -> None:
     """Calls at several ages (transcripts kept 365 days, scorecards 730)."""
     with Store(path) as db:
         k_old = put_call(db, "old", started_days=800, stored_days=800)
@@ -116,7 +128,7 @@ def build_store(path: Path) -> None:
         put_result(db, "r_mixed", "young", k_young, 10)
         # a result whose call is unknown here: aged by when it was stored
         put_result(db, "r_mixed", "ghost_old", "k", 800)
-        put_result(db, "r_mixed", "ghost_young", "k", 100)
+        put_error(db, "r_mixed", "ghost_young", "k", 100)
         put_run(db, "r_empty_young", 3)  # no results, but young: stays
 
 
@@ -126,8 +138,8 @@ EXPECTED = {"transcripts": 5, "calls": 5, "scorecards": 3, "runs": 1}
 # scorecards: r_old/old, r_mixed/old, r_mixed/ghost_old; runs: r_old
 
 
-def test_store_purge_removes_exactly_what_is_older_per_kind(tmp_path: Path) -> None:
-    path = tmp_path / "store.sqlite"
+def test_store_purge_removes_exactly_what_is_older_per_kind(store_url: str) -> None:
+    path = store_url
     build_store(path)
     before = table_counts(path)
     with Store(path) as db:
@@ -147,6 +159,16 @@ def test_store_purge_removes_exactly_what_is_older_per_kind(tmp_path: Path) -> N
         assert db.results("r_old") == []
         runs = {r[0] for r in db.db.execute("SELECT run_id FROM runs")}
         assert runs == {"r_mixed", "r_empty_young"}
+        # the row tables went with what they came from: a scorecard's verdicts and
+        # findings with it, a call's utterances with its transcript
+        kept = row_keys(db, "results", "run_id, call_id") - {("r_mixed", "ghost_young")}
+        assert row_keys(db, "verdicts", "run_id, call_id") == kept
+        assert row_keys(db, "findings", "run_id, call_id") == kept
+        assert row_keys(db, "utterances", "call_id") == {
+            ("young",),
+            ("nostart_young",),
+            ("shared_young",),
+        }
         # a second purge finds nothing more
         assert db.purge(RET.cutoffs(NOW)) == dict.fromkeys(EXPECTED, 0)
     after = table_counts(path)
@@ -170,8 +192,8 @@ def test_store_purge_leaves_no_purged_text_in_the_file(tmp_path: Path) -> None:
     assert "young 的通话".encode() in raw
 
 
-def test_later_scorecard_cutoff_keeps_calls_until_their_scorecards_go(tmp_path: Path) -> None:
-    path = tmp_path / "store.sqlite"
+def test_later_scorecard_cutoff_keeps_calls_until_their_scorecards_go(store_url: str) -> None:
+    path = store_url
     build_store(path)
     with Store(path) as db:
         only_transcripts = db.purge({"transcripts": ago(365)})
@@ -342,8 +364,8 @@ def test_audio_files_go_by_age_and_only_audio(tmp_path: Path) -> None:
 # -- qa-pipeline purge -----------------------------------------------------------------------
 
 
-def test_purge_command(tmp_path: Path) -> None:
-    store = tmp_path / "store.sqlite"
+def test_purge_command(tmp_path: Path, store_url: str) -> None:
+    store = store_url  # a SQLite file or a PostgreSQL URL: --store takes either
     build_store(store)
     events = tmp_path / "events"
     events.mkdir()

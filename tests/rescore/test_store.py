@@ -21,12 +21,12 @@ from .conftest import CALLS, FakeEngine
 from .synth import make_call
 
 
-def test_store_round_trip(tmp_path: Path) -> None:
+def test_store_round_trip(store_url: str) -> None:
     import random
 
     t = make_call(3, random.Random(1))
     doc = transcript_to_dict(t)
-    with Store(tmp_path / "s.sqlite") as st:
+    with Store(store_url) as st:
         sh = st.put_settings({"asr": {"model": "x"}})
         stored = st.put_transcript(t, audio_sha="abc", settings_hash_=sh)
         assert stored.call_id == t.call.call_id
@@ -71,10 +71,10 @@ def test_settings_hash_covers_the_encoder_window() -> None:
 
 
 def test_cache_hit_skips_asr_and_other_settings_miss(
-    calls_dir: Path, fake_pipeline: tuple[Pipeline, FakeEngine], tmp_path: Path
+    calls_dir: Path, fake_pipeline: tuple[Pipeline, FakeEngine], tmp_path: Path, store_url: str
 ) -> None:
     pipe, eng = fake_pipeline
-    store = tmp_path / "qa.sqlite"
+    store = store_url
     opts = RescoreOptions(inputs=[calls_dir], store=store, out=tmp_path / "o1", progress=False)
     first = rescore(opts, pipeline=pipe)
     assert first.transcribed == len(CALLS) and first.cached == 0 and not first.errors
@@ -114,7 +114,7 @@ def test_cache_hit_skips_asr_and_other_settings_miss(
 
 
 def test_unreadable_recording_is_reported_and_skipped(
-    calls_dir: Path, fake_pipeline: tuple[Pipeline, FakeEngine], tmp_path: Path
+    calls_dir: Path, fake_pipeline: tuple[Pipeline, FakeEngine], tmp_path: Path, store_url: str
 ) -> None:
     pipe, _ = fake_pipeline
     d = tmp_path / "calls"
@@ -123,7 +123,7 @@ def test_unreadable_recording_is_reported_and_skipped(
     (d / "sub").mkdir()
     (d / "sub" / "truncated.flac").write_bytes((d / "rs-call-1.wav").read_bytes()[:3000])
     out = tmp_path / "out"
-    s = rescore(RescoreOptions(inputs=[d], store=tmp_path / "qa.sqlite", out=out, progress=False),
+    s = rescore(RescoreOptions(inputs=[d], store=store_url, out=out, progress=False),
                 pipeline=pipe)  # fmt: skip
     assert {e.call_id for e in s.errors} == {"broken", "truncated"}
     assert all(e.message for e in s.errors)
@@ -177,7 +177,9 @@ class FakeConsumer:
         pass
 
 
-def test_kafka_transcripts_topic_is_read_deduplicated_and_scored(tmp_path: Path) -> None:
+def test_kafka_transcripts_topic_is_read_deduplicated_and_scored(
+    tmp_path: Path, store_url: str
+) -> None:
     import random
 
     rng = random.Random(2)
@@ -207,14 +209,14 @@ def test_kafka_transcripts_topic_is_read_deduplicated_and_scored(tmp_path: Path)
     try:
         s = rescore(
             RescoreOptions(
-                store=tmp_path / "qa.sqlite", kafka="localhost:9092", out=tmp_path / "o",
+                store=store_url, kafka="localhost:9092", out=tmp_path / "o",
                 progress=False,
             )
         )  # fmt: skip
     finally:
         run_mod.read_kafka_transcripts = orig
     assert s.imported == 4 and s.calls == 4 and s.scored == 4
-    with Store(tmp_path / "qa.sqlite") as st:
+    with Store(store_url) as st:
         assert st.transcript_doc(calls[1].call.call_id) == transcript_to_dict(calls[1])
         assert {c.audio_sha256 for c in st.calls()} == {
             doc_key(transcript_to_dict(t)) for t in calls
@@ -250,13 +252,13 @@ def test_kafka_dedupe_is_by_session_not_by_call_id(tmp_path: Path) -> None:
 
 
 def test_an_edited_bias_list_is_said_not_retranscribed(
-    calls_dir: Path, fake_pipeline: tuple[Pipeline, FakeEngine], tmp_path: Path
+    calls_dir: Path, fake_pipeline: tuple[Pipeline, FakeEngine], tmp_path: Path, store_url: str
 ) -> None:
     """The decoder is biased to the pack's company name; renaming the company changes the
     bias list but must not re-transcribe the archive: rescore says which transcripts were
     decoded with the older list."""
     pipe, eng = fake_pipeline
-    store = tmp_path / "qa.sqlite"
+    store = store_url
     first = rescore(
         RescoreOptions(inputs=[calls_dir], store=store, out=tmp_path / "o1", progress=False),
         pipeline=pipe,
@@ -274,8 +276,8 @@ def test_an_edited_bias_list_is_said_not_retranscribed(
     with Store(store) as st:
         versions = {
             v
-            for (v,) in st.db.execute(
-                "SELECT json_extract(doc, '$.asr.bias_version') FROM transcripts"
+            for (v,) in st.execute(
+                f"SELECT {st.json_text('doc', 'asr', 'bias_version')} FROM transcripts"
             )
         }
     assert versions == {first.bias_version}

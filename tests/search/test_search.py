@@ -8,8 +8,8 @@ import re
 from typing import Any
 
 import pytest
-from contract import Db
 
+from qa_pipeline.store import Store as Db
 from qa_pipeline.store import search as S
 from qa_pipeline.text import match_form
 
@@ -51,11 +51,13 @@ def add_run(db: Db, run_id: str, role: str, started: float) -> None:
     db.commit()
 
 
-def add_result(db: Db, run_id: str, call_id: str, score: float, verdicts: dict[str, str]) -> None:
+def add_result(
+    db: Db, run_id: str, call_id: str, score: float, verdicts: dict[str, str], at: float = 0.0
+) -> None:
     db.execute(
-        "INSERT INTO results (run_id, call_id, transcript_key, status, score, created_at) "
-        "VALUES (?, ?, 'k', 'ok', ?, 0)",
-        (run_id, call_id, score),
+        "INSERT INTO results (run_id, call_id, transcript_key, status, score, created_at, "
+        "complete) VALUES (?, ?, 'k', 'ok', ?, ?, 1)",
+        (run_id, call_id, score, at),
     )
     db.executemany(
         "INSERT INTO verdicts (run_id, call_id, rule_id, verdict) VALUES (?, ?, ?, ?)",
@@ -190,9 +192,9 @@ def test_filters_combined(db: Db) -> None:
             direction=direction,
             epoch=day * DAY,
         )
-        add_result(db, "old", cid, 10, {"EMPATHY": "failed"})
-        add_result(db, "new", cid, score, {"EMPATHY": verdict})
-        add_result(db, "cand", cid, 100 - score, {"EMPATHY": "passed"})
+        add_result(db, "old", cid, 10, {"EMPATHY": "failed"}, at=1.0)
+        add_result(db, "new", cid, score, {"EMPATHY": verdict}, at=2.0)
+        add_result(db, "cand", cid, 100 - score, {"EMPATHY": "passed"}, at=3.0)
     F = S.Filters
 
     def ids(f: S.Filters) -> set[str]:
@@ -248,3 +250,52 @@ def test_bad_input_is_named(db: Db) -> None:
         S.Filters(min_score=90, max_score=10)
     with pytest.raises(S.SearchError, match="limit 0"):
         S.search(db, "好", limit=0)
+
+
+def test_the_store_write_path_is_searchable(db: Db) -> None:
+    """Transcripts stored by the store itself (redacted by the text step) are found; a
+    transcript rewritten under the call moves the hits."""
+    from qa_pipeline.testing.calls import transcript
+
+    t = transcript(
+        [
+            ("a", 0.0, 2.0, "您好，请问有什么可以帮您？"),
+            ("c", 2.5, 5.0, "我的手机号是13812345678，我要退款"),
+        ],
+        call_id="w1",
+    )
+    assert "[手机号" in t.utterances[1].text  # redacted before it is stored
+    db.put_transcript(t, audio_sha="sha-w1", settings_hash_="h")
+    assert found(db, "退款") == {"w1": [1]}
+    assert found(db, "5678") == {} and found(db, "13812345678") == {}
+    t2 = transcript([("c", 0.0, 2.0, "退货怎么办理")], call_id="w1")
+    db.put_transcript(t2, audio_sha="sha-w1b", settings_hash_="h")
+    assert found(db, "退款") == {}
+    assert found(db, "退货") == {"w1": [0]}
+
+
+def test_every_driver_gives_the_same_hits(db: Db) -> None:
+    """SQLite starts a filtered search from the terms, the filtered calls or the rule's
+    verdicts (whichever is fewest): all three give the same page and count."""
+    add_run(db, "r", "active", 1.0)
+    for i in range(40):
+        cid = f"d{i:02d}"
+        add_call(db, cid, ["您好", "我要投诉" if i % 3 else "咨询"], agent=f"A{i % 4}")
+        add_result(db, "r", cid, 50 + i, {"EMPATHY": "failed" if i % 5 == 0 else "passed"})
+    S.sync_index(db)
+    terms = S.parse_terms("投诉")
+    for f in (
+        S.Filters(agent="A1"),
+        S.Filters(rule="EMPATHY", verdict="failed"),
+        S.Filters(rule="EMPATHY", verdict="failed", min_score=60, agent="A2"),
+        S.Filters(verdict="passed", max_score=70),
+    ):
+        seen = set()
+        for driver in ("terms", "filters", "verdicts"):
+            page_sql, count_sql, params = S._queries(db, terms, f, driver)
+            keys = tuple(r[0] for r in db.execute(page_sql, [*params, 100, 0]).fetchall())
+            total = db.execute(count_sql, params).fetchone()[0]
+            assert total == len(keys)
+            seen.add(keys)
+        assert len(seen) == 1, f
+        assert S.search(db, terms=["投诉"], filters=f).total_calls == len(seen.pop())

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from contract import Db
 from test_search import add_call
 from typer.testing import CliRunner
 
 from qa_pipeline.cli import app
+from qa_pipeline.store import Store as Db
 
 
 def _url(db: Db) -> str:

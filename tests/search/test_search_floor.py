@@ -7,14 +7,9 @@ from __future__ import annotations
 
 import importlib.util
 import time
-import uuid
 from pathlib import Path
 
-import psycopg
-import pytest
-from conftest import _pg_reachable
-from contract import PG_ADMIN, create_pg_database, open_postgres, open_sqlite
-
+from qa_pipeline.store import Store
 from qa_pipeline.store import search as S
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_search.py"
@@ -41,23 +36,13 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_search_floor(backend: str, tmp_path: Path) -> None:
+def test_search_floor(store_url: str) -> None:
     bench = _bench()
-    name = ""
-    if backend == "sqlite":
-        path = tmp_path / "floor.sqlite"
-        bench.build_sqlite(path, CALLS)
-        db = open_sqlite(path)
+    if "://" in store_url:
+        bench.build_postgres(store_url, CALLS)
     else:
-        why = _pg_reachable()
-        if why:
-            pytest.skip(why)
-        name = f"search_floor_{uuid.uuid4().hex[:10]}"
-        url = create_pg_database(name)
-        bench.build_postgres(url, CALLS)
-        db = open_postgres(url)
-    try:
+        bench.build_sqlite(Path(store_url), CALLS)
+    with Store(store_url) as db:
         worst = 0.0
         for terms, filters in CASES:
             page = S.search(db, terms, filters)  # warm
@@ -71,12 +56,7 @@ def test_search_floor(backend: str, tmp_path: Path) -> None:
         assert worst < BOUND_MS, f"median search {worst:.0f} ms on {CALLS} calls"
         assert S.search(db, "您好").total_calls > CALLS * 0.8
         plan = S.explain(db, "媒体曝光")
-        if backend == "sqlite":
+        if db.dialect == "sqlite":
             assert "VIRTUAL TABLE INDEX" in plan and "SCAN search_calls" not in plan, plan
         else:
             assert "search_calls_tsv" in plan, plan
-    finally:
-        db.close()
-        if name:
-            with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -9,7 +9,7 @@ CREATE TABLE IF NOT EXISTS search_calls (
     team TEXT,
     direction TEXT,
     started_epoch DOUBLE PRECISION,
-    run_id TEXT,   -- the call's current result (latest ok result of an active run)
+    run_id TEXT,   -- the current result of the call (Store.current_results)
     score DOUBLE PRECISION,
     tsv TSVECTOR NOT NULL
 );
@@ -30,14 +30,14 @@ CREATE TABLE IF NOT EXISTS search_dirty (
 );
 -- an upsert, not DO NOTHING: it row-locks the mark, so a sync deleting it waits for the
 -- writer's transaction and then reads what it wrote
+-- (the body keeps its inner ';' off the end of a line: the migration runner splits
+-- statements at a ';' that ends a line)
 CREATE OR REPLACE FUNCTION search_mark() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO search_dirty (call_id, text)
         SELECT DISTINCT call_id, TG_ARGV[0]::integer FROM search_rows
         ON CONFLICT (call_id) DO UPDATE
-            SET text = greatest(search_dirty.text, excluded.text);
-    RETURN NULL;
-END $$;
+            SET text = greatest(search_dirty.text, excluded.text); RETURN NULL; END $$;
 DROP TRIGGER IF EXISTS search_utt_ins ON utterances;
 CREATE TRIGGER search_utt_ins AFTER INSERT ON utterances REFERENCING NEW TABLE AS search_rows
     FOR EACH STATEMENT EXECUTE FUNCTION search_mark(1);
@@ -69,5 +69,5 @@ DROP TRIGGER IF EXISTS search_results_del ON results;
 CREATE TRIGGER search_results_del AFTER DELETE ON results REFERENCING OLD TABLE AS search_rows
     FOR EACH STATEMENT EXECUTE FUNCTION search_mark(0);
 -- calls stored before this migration
-INSERT INTO search_dirty (call_id, text) SELECT DISTINCT call_id, 1 FROM utterances
+INSERT INTO search_dirty (call_id, text) SELECT call_id, 1 FROM calls
     ON CONFLICT (call_id) DO NOTHING;

@@ -8,7 +8,7 @@ CREATE TABLE IF NOT EXISTS search_calls (
     team TEXT,
     direction TEXT,
     started_epoch REAL,
-    run_id TEXT,   -- the call's current result (latest ok result of an active run)
+    run_id TEXT,   -- the current result of the call (Store.current_results)
     score REAL
 );
 CREATE INDEX IF NOT EXISTS search_calls_agent ON search_calls (agent_id, started_epoch);
@@ -26,37 +26,31 @@ CREATE TABLE IF NOT EXISTS search_dirty (
     call_id TEXT PRIMARY KEY,
     text INTEGER NOT NULL
 ) WITHOUT ROWID;
+-- (a trigger body keeps its inner ';' off the end of a line: the migration runner splits
+-- statements at a ';' that ends a line)
 CREATE TRIGGER IF NOT EXISTS search_utt_ins AFTER INSERT ON utterances BEGIN
     INSERT INTO search_dirty (call_id, text) VALUES (new.call_id, 1)
-        ON CONFLICT (call_id) DO UPDATE SET text = 1;
-END;
-CREATE TRIGGER IF NOT EXISTS search_utt_upd AFTER UPDATE ON utterances BEGIN
+        ON CONFLICT (call_id) DO UPDATE SET text = 1; END;
+CREATE TRIGGER IF NOT EXISTS search_utt_upd_old AFTER UPDATE ON utterances BEGIN
     INSERT INTO search_dirty (call_id, text) VALUES (old.call_id, 1)
-        ON CONFLICT (call_id) DO UPDATE SET text = 1;
+        ON CONFLICT (call_id) DO UPDATE SET text = 1; END;
+CREATE TRIGGER IF NOT EXISTS search_utt_upd_new AFTER UPDATE ON utterances BEGIN
     INSERT INTO search_dirty (call_id, text) VALUES (new.call_id, 1)
-        ON CONFLICT (call_id) DO UPDATE SET text = 1;
-END;
+        ON CONFLICT (call_id) DO UPDATE SET text = 1; END;
 CREATE TRIGGER IF NOT EXISTS search_utt_del AFTER DELETE ON utterances BEGIN
     INSERT INTO search_dirty (call_id, text) VALUES (old.call_id, 1)
-        ON CONFLICT (call_id) DO UPDATE SET text = 1;
-END;
+        ON CONFLICT (call_id) DO UPDATE SET text = 1; END;
 CREATE TRIGGER IF NOT EXISTS search_calls_ins AFTER INSERT ON calls BEGIN
-    INSERT OR IGNORE INTO search_dirty (call_id, text) VALUES (new.call_id, 0);
-END;
+    INSERT OR IGNORE INTO search_dirty (call_id, text) VALUES (new.call_id, 0); END;
 CREATE TRIGGER IF NOT EXISTS search_calls_upd AFTER UPDATE ON calls BEGIN
-    INSERT OR IGNORE INTO search_dirty (call_id, text) VALUES (new.call_id, 0);
-END;
+    INSERT OR IGNORE INTO search_dirty (call_id, text) VALUES (new.call_id, 0); END;
 CREATE TRIGGER IF NOT EXISTS search_calls_del AFTER DELETE ON calls BEGIN
-    INSERT OR IGNORE INTO search_dirty (call_id, text) VALUES (old.call_id, 0);
-END;
+    INSERT OR IGNORE INTO search_dirty (call_id, text) VALUES (old.call_id, 0); END;
 CREATE TRIGGER IF NOT EXISTS search_results_ins AFTER INSERT ON results BEGIN
-    INSERT OR IGNORE INTO search_dirty (call_id, text) VALUES (new.call_id, 0);
-END;
+    INSERT OR IGNORE INTO search_dirty (call_id, text) VALUES (new.call_id, 0); END;
 CREATE TRIGGER IF NOT EXISTS search_results_upd AFTER UPDATE ON results BEGIN
-    INSERT OR IGNORE INTO search_dirty (call_id, text) VALUES (new.call_id, 0);
-END;
+    INSERT OR IGNORE INTO search_dirty (call_id, text) VALUES (new.call_id, 0); END;
 CREATE TRIGGER IF NOT EXISTS search_results_del AFTER DELETE ON results BEGIN
-    INSERT OR IGNORE INTO search_dirty (call_id, text) VALUES (old.call_id, 0);
-END;
+    INSERT OR IGNORE INTO search_dirty (call_id, text) VALUES (old.call_id, 0); END;
 -- calls stored before this migration
-INSERT OR IGNORE INTO search_dirty (call_id, text) SELECT DISTINCT call_id, 1 FROM utterances;
+INSERT OR IGNORE INTO search_dirty (call_id, text) SELECT call_id, 1 FROM calls;
