@@ -1,62 +1,74 @@
-"""Full-text search over the stored calls' utterances, with filters, on SQLite and PostgreSQL.
+"""Full-text search over the stored calls' transcripts, with filters, on SQLite and
+PostgreSQL (``qa-pipeline search``; the dashboard links a hit as ``/calls/<id>#u<index>``).
 
 The index (migrations ``0100_search.sql``)
 -------------------------------------------
 Chinese has no spaces, and the words a QA team looks for are short: 投诉, 退款 (two
 characters), 您好, 再见, sometimes one (嗯) or four (非常抱歉). Each utterance's text (as
-stored: redacted, normalised) is cut into **units** — one CJK (or other non-ASCII) character,
-or a whole run of ASCII letters/digits (``vip``, ``2024``) — and indexed as two token
-streams:
+stored: redacted, normalised) is cut into **units** — one CJK (or other non-ASCII)
+character, or a whole run of ASCII letters/digits (``vip``, ``2024``) — and a call is
+indexed as two token streams over its utterances in order:
 
 * its **unigrams** (every unit), which answer one-unit terms (嗯, ``vip``, ``5000``);
-* its **bigrams** (every two adjacent units), at consecutive positions, which answer every
+* its **bigrams** (every two adjacent units) at consecutive positions, which answer every
   longer term *exactly* as a phrase: 非常抱歉 is the phrase 非常 常抱 抱歉, which only
   matches where the three bigrams stand at consecutive positions, i.e. where the four
   characters stand in a row. No candidate needs a second check on the text.
 
-Punctuation and spaces are skipped (the search, like the rules, reads 您好，请问 as
-您好请问); a personal-data mask (``[手机号]``, ``[身份证号…123X]``) is a hard boundary and is
-not indexed at all: no bigram spans it (a gap in the positions), its label, digest and
-visible tail are never tokens, so ``123`` does not find ``[身份证号…123X]``. Query terms go
-through the same cutting (NFKC, simplified, lower case), so 投訴 finds 投诉.
+Between two utterances, and at a personal-data mask (``[手机号]``, ``[身份证号…123X]``),
+the positions jump: no phrase spans them. A mask is not indexed at all (its label, digest
+and visible tail are never tokens: ``123`` does not find ``[身份证号…123X]``). Punctuation
+and spaces are skipped (like the rules, the search reads 您好，请问 as 您好请问). Terms and
+text are read in simplified characters, lower case, NFKC (投訴 finds 投诉). A search for
+several terms finds the calls that hold them all; its hits are each call's matching
+utterances, marked.
 
-* **SQLite**: an FTS5 table ``search_fts(uni, bi)`` with the ``unicode61`` tokenizer over the
-  pre-cut token strings (tokens separated by spaces; a private-use character fills the gap
-  at a mask, another joins two ASCII units in a bigram so ``abc 123`` stays apart from
-  ``abc123``). A one-unit term is ``uni : "退"``, a longer one the phrase
-  ``bi : "退款 款到 到账"``.
-* **PostgreSQL**: ``search_utterances.tsv``, a ``tsvector`` built here (not by a text-search
-  parser: its input form ``'退款':3 '退':3 ...`` is written directly, so no locale or
-  dictionary touches the tokens), unigram and bigram of a unit at the same position, with a
-  GIN index; a term is ``'退'`` or ``'退款' <-> '款到' <-> '到账'``. (The simple configuration
-  would lower-case and keep the same tokens; we skip the parser because it would split CJK
-  text by locale rules.)
+* **SQLite**: an FTS5 table ``search_fts(uni, bi)``, one row per call (rowid = the call's
+  key in ``search_calls``), ``unicode61`` over the pre-cut token strings (a private-use
+  character fills a gap, another joins two ASCII units in a bigram so ``abc 123`` stays
+  apart from ``abc123``). A term is ``uni : "退"`` or the phrase ``bi : "退款 款到 到账"``.
+* **PostgreSQL**: ``search_calls.tsv``, a ``tsvector`` written directly in its input form
+  (``'退' '款' '退款':3 '款到':4 ...``: unigrams without positions, bigrams at theirs; no
+  parser, locale or dictionary touches the tokens) under a GIN index; a term is ``'退'`` or
+  ``'退款' <-> '款到' <-> '到账'``. Kept in the row, lz4-compressed, so a phrase recheck
+  needs no TOAST look-up. (A tsvector holds positions up to 16383 and 256 per lexeme: in a
+  call longer than that a phrase may be missed in its tail; a one-unit term never is.)
 
-Both key an utterance by ``call_key << 12 | idx`` (``search_calls`` gives each call a small
-integer key), so a call's utterances are one key range (filters driven by the calls side
-seek the index per call) and newest-indexed calls come first in key order.
+One row per **call**, not per utterance: the totals are counts of calls (what a QA lead
+asks: how many calls mention 投诉), a frequent term's postings are 15x fewer, and the
+call's filter columns sit beside its tokens in ``search_calls`` (agent, team, direction,
+start, the current result's run and score), indexed, so a filtered search joins nothing
+but the verdicts.
 
-Alternatives, measured (``benchmarks/bench_search.py``, 100,000 calls / 1.5 M utterances,
-figures in ``benchmarks/README.md``): **trigrams** (``pg_trgm`` GIN, SQLite FTS5
-``trigram`` tokenizer) cannot answer a 1- or 2-character term from the index at all (a
-two-character ``LIKE '%退款%'`` falls back to a full scan), which are the terms that matter
-here; **LIKE / instr scans** read every utterance (seconds at this size, see the README).
-``pg_bigm`` would serve 2-grams but is not packaged for Debian's PostgreSQL 15 here.
+Measured (``benchmarks/bench_search.py``: 100,000 calls, 1.45 M utterances, 2-core shared
+machine; the table is in ``benchmarks/README.md``): every query kind — frequent and rare
+1-, 2-, 4-character and ASCII terms, with and without filters, first page of 20 plus the
+total — under 300 ms at p95 on both backends. The alternatives, on the same store:
+**trigrams** cannot answer a 1- or 2-character term from the index (SQLite's FTS5
+``trigram`` tokenizer finds nothing for 退款; ``pg_trgm`` turns ``LIKE '%退款%'`` into a
+scan of every row), and those are the terms that matter here; a **LIKE scan** of the
+utterances takes ~0.4–0.5 s on SQLite per term before any filter or count, and grows with
+the archive. ``pg_bigm`` would serve 2-grams but is not packaged for Debian's PostgreSQL.
 
 Keeping the index current
 -------------------------
-Triggers on ``utterances`` (the contract's row table, rewritten whenever a call's transcript
-is) mark the call in ``search_dirty``; :func:`sync_index` (run by :func:`search` first)
-re-cuts the marked calls. On PostgreSQL the mark is an upsert that row-locks, so a sync
-never drops a mark made by a writer whose transaction is still open, and concurrent syncs
-take turns (an advisory lock; one that cannot get it searches what is indexed).
+Triggers mark changed calls in ``search_dirty``: on ``utterances`` (the text changed: the
+call is cut again), on ``calls`` and ``results`` (only the filter columns are refreshed).
+:func:`sync_index`, run by :func:`search` first, catches up (on PostgreSQL one at a time,
+under an advisory lock; the marks are upserts that row-lock, so a sync never loses a mark
+made by a writer whose transaction is still open). A new active pack, or a review table
+that changes scores without touching ``results``, needs :func:`rebuild_index` (or its
+writer marking the calls: ``INSERT INTO search_dirty (call_id, text) VALUES (?, 0)``).
 
 Filters
 -------
-``calls`` columns (agent, team, direction, started_epoch) and the call's **current result**:
-the latest ``ok`` result of a run whose role is ``active`` (score range; ``rule`` and
-``verdict`` from the ``verdicts`` rows of that run). Hits come newest-indexed call first,
-utterances in order; totals count matching utterances and calls.
+Agent, team, direction, start time (``calls``) and the call's **current result** as
+``Store.current_results`` defines it (a reviewed score in ``call_reviews`` first, else the
+latest result of an ``active`` run; error or incomplete results carry no score): score
+range, and a rule with a verdict (the ``verdicts`` rows of that result). On SQLite the
+search starts from whichever is fewest — the terms' index entries, the calls the filters
+pick, or the calls with the rule's verdict (:func:`choose_driver`); PostgreSQL's planner
+chooses itself. Hits: newest-indexed call first.
 """
 
 from __future__ import annotations
@@ -168,22 +180,23 @@ MAX_POS = 16383
 
 
 def tsvector_text(texts: Iterable[str]) -> str:
-    """A call as ``tsvector`` input: unigram and bigram of a unit at its position, a
-    skipped position between utterances and at masks."""
-    lexemes: dict[str, set[int]] = {}
+    """A call as ``tsvector`` input: its unigrams (without positions: a one-unit term is
+    never part of a phrase) and its bigrams at their positions, a skipped position between
+    utterances and at masks."""
+    unigrams: set[str] = set()
+    bigrams: dict[str, list[int]] = {}
     pos = 0
     for text in texts:
         for run in segments(text):
             pos += 1  # a gap before every run: no phrase spans a mask or two utterances
-            for i, u in enumerate(run):
+            unigrams.update(u.text for u in run)
+            for i in range(len(run) - 1):
                 p = min(pos + i, MAX_POS)
-                lexemes.setdefault(u.text, set()).add(p)
-                if i + 1 < len(run):
-                    lexemes.setdefault(_bigram(u.text, run[i + 1].text), set()).add(p)
+                bigrams.setdefault(_bigram(run[i].text, run[i + 1].text), []).append(p)
             pos += len(run)
-    return " ".join(
-        f"'{lex}':{','.join(map(str, sorted(ps)[:256]))}" for lex, ps in lexemes.items()
-    )
+    out = [f"'{u}'" for u in unigrams]
+    out += [f"'{b}':{','.join(map(str, ps[:256]))}" for b, ps in bigrams.items()]
+    return " ".join(out)
 
 
 # -- queries ------------------------------------------------------------------------------
@@ -702,17 +715,7 @@ def search(
 
 
 def _total(db: Db, count_sql: str, params: Sequence[Any]) -> int:
-    """The count. On PostgreSQL through the GIN index, not a sequential scan: the planner
-    costs a bitmap scan as reading every matching page, but for ``count(*)`` over a
-    vacuumed table it skips the pages that are all visible, and a one-token term needs no
-    recheck — 10x faster than the scan it picks for a frequent term (README figures)."""
-    if db.dialect != "postgres":
-        return int(db.execute(count_sql, params).fetchone()[0])
-    db.execute("SELECT set_config('enable_seqscan', 'off', false)")
-    try:
-        return int(db.execute(count_sql, params).fetchone()[0])
-    finally:
-        db.execute("SELECT set_config('enable_seqscan', 'on', false)")
+    return int(db.execute(count_sql, params).fetchone()[0])
 
 
 def _hits(db: Db, keys: Sequence[int], terms: Sequence[Term]) -> list[Hit]:
@@ -762,12 +765,7 @@ def explain(db: Db, terms: str | Sequence[str], filters: Filters | None = None) 
             rows = db.execute("EXPLAIN QUERY PLAN " + sql, p).fetchall()
             out += [f"   {r[3]}" for r in rows]
         else:
-            off = name == "count"
-            if off:
-                db.execute("SELECT set_config('enable_seqscan', 'off', false)")
             rows = db.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, p).fetchall()
-            if off:
-                db.execute("SELECT set_config('enable_seqscan', 'on', false)")
             out += [f"   {r[0]}" for r in rows]
     if db.dialect == "postgres":
         db.commit()
