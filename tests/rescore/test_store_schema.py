@@ -174,9 +174,11 @@ def test_a_store_written_before_migrations_is_adopted_and_migrated(tmp_path: Pat
     path = tmp_path / "old.sqlite"
     docs, calls, results = _write_v1(path)
     with Store(path) as st:
-        assert [m.version for m in st.applied] == [1, 2]
+        # (and the later steps: search 0100, ...)
+        assert [m.version for m in st.applied] == [m.version for m in migrations("sqlite")]
+        assert [m.version for m in st.applied][:2] == [1, 2]
         versions = st.execute("SELECT version, name FROM schema_migrations ORDER BY 1").fetchall()
-        assert [tuple(v) for v in versions] == [(1, "init"), (2, "row_tables")]
+        assert [tuple(v) for v in versions][:2] == [(1, "init"), (2, "row_tables")]
         # the old rows are all there, read through today's code
         for doc in docs:
             assert st.transcript_doc(doc["call"]["call_id"]) == doc
@@ -232,7 +234,8 @@ def test_backfill_fills_the_row_tables_on_both_backends(store_url: str) -> None:
     with Store(store_url) as st:
         _check_backfilled(st, docs, results)
     res = CliRunner().invoke(app, ["store", "migrate", "--store", store_url])
-    assert res.exit_code == 0 and "up to date (schema 0002)" in res.output
+    latest = migrations("sqlite")[-1].version
+    assert res.exit_code == 0 and f"up to date (schema {latest:04d})" in res.output
 
 
 def test_a_bad_store_name_is_an_error_naming_it(tmp_path: Path) -> None:

@@ -41,16 +41,22 @@ CREATE TRIGGER IF NOT EXISTS search_utt_del AFTER DELETE ON utterances BEGIN
     INSERT INTO search_dirty (call_id, text) VALUES (old.call_id, 1)
         ON CONFLICT (call_id) DO UPDATE SET text = 1; END;
 CREATE TRIGGER IF NOT EXISTS search_calls_ins AFTER INSERT ON calls BEGIN
-    INSERT OR IGNORE INTO search_dirty (call_id, text) VALUES (new.call_id, 0); END;
+    INSERT INTO search_dirty (call_id, text) VALUES (new.call_id, 0)
+        ON CONFLICT (call_id) DO NOTHING; END;
 CREATE TRIGGER IF NOT EXISTS search_calls_upd AFTER UPDATE ON calls BEGIN
-    INSERT OR IGNORE INTO search_dirty (call_id, text) VALUES (new.call_id, 0); END;
+    INSERT INTO search_dirty (call_id, text) VALUES (new.call_id, 0)
+        ON CONFLICT (call_id) DO NOTHING; END;
 CREATE TRIGGER IF NOT EXISTS search_calls_del AFTER DELETE ON calls BEGIN
-    INSERT OR IGNORE INTO search_dirty (call_id, text) VALUES (old.call_id, 0); END;
+    INSERT INTO search_dirty (call_id, text) VALUES (old.call_id, 0)
+        ON CONFLICT (call_id) DO NOTHING; END;
 CREATE TRIGGER IF NOT EXISTS search_results_ins AFTER INSERT ON results BEGIN
-    INSERT OR IGNORE INTO search_dirty (call_id, text) VALUES (new.call_id, 0); END;
+    INSERT INTO search_dirty (call_id, text) VALUES (new.call_id, 0)
+        ON CONFLICT (call_id) DO NOTHING; END;
 CREATE TRIGGER IF NOT EXISTS search_results_upd AFTER UPDATE ON results BEGIN
-    INSERT OR IGNORE INTO search_dirty (call_id, text) VALUES (new.call_id, 0); END;
+    INSERT INTO search_dirty (call_id, text) VALUES (new.call_id, 0)
+        ON CONFLICT (call_id) DO NOTHING; END;
 CREATE TRIGGER IF NOT EXISTS search_results_del AFTER DELETE ON results BEGIN
-    INSERT OR IGNORE INTO search_dirty (call_id, text) VALUES (old.call_id, 0); END;
+    INSERT INTO search_dirty (call_id, text) VALUES (old.call_id, 0)
+        ON CONFLICT (call_id) DO NOTHING; END;
 -- calls stored before this migration
 INSERT OR IGNORE INTO search_dirty (call_id, text) SELECT call_id, 1 FROM calls;
