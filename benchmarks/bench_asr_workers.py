@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
 from kafka.admin import KafkaAdminClient, NewTopic  # noqa: E402
+from kafka_server import kafka_server  # noqa: E402
 
 from qa_pipeline.messages import CallInfo, Role  # noqa: E402
 from qa_pipeline.wire import (  # noqa: E402
@@ -43,12 +43,6 @@ from qa_pipeline.wire import (  # noqa: E402
     encode,
     headers,
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def call_messages(call: str, per_leg: int) -> list[WireMessage]:
@@ -173,20 +167,7 @@ def main() -> int:
     ap.add_argument("--partitions", type=int, default=16)
     ap.add_argument("--max-records", type=int, default=32)
     args = ap.parse_args()
-    env: dict[str, str] = {}
-    bootstrap = args.bootstrap
-    if bootstrap is None:
-        port = free_port()
-        env = {
-            **os.environ,
-            "KAFKA_PORT": str(port),
-            "KAFKA_CONTROLLER_PORT": str(free_port()),
-            "KAFKA_DATA_DIR": tempfile.mkdtemp(prefix="bench-kafka-"),
-            "PYTHON": sys.executable,
-        }
-        subprocess.run([str(ROOT / "scripts" / "kafka.sh"), "start"], env=env, check=True)
-        bootstrap = f"127.0.0.1:{port}"
-    try:
+    with kafka_server(args.bootstrap) as bootstrap:
         per_leg = args.segments // (2 * args.calls)
         total = per_leg * 2 * args.calls
         print(
@@ -205,9 +186,6 @@ def main() -> int:
                 f"| {n} | {secs:.2f} | {total / secs:.1f} | {ideal:.2f} | {ideal / secs:.0%} "
                 f"| {busiest:.2f} |"
             )
-    finally:
-        if env:
-            subprocess.run([str(ROOT / "scripts" / "kafka.sh"), "stop"], env=env, check=False)
     return 0
 
 

@@ -15,10 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from kafka_server import kafka_server  # noqa: E402
 from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 
 from qa_pipeline.messages import Finding, Role, Severity, Utterance  # noqa: E402
@@ -53,12 +51,6 @@ def sample_events(n: int) -> list[Event]:
             out.extend(events_for_call(t, fs, scorecard_from_dict(doc["scorecard"])))
         rnd += 1
     return out[:n]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def codecs() -> list[str | None]:
@@ -260,20 +252,7 @@ def main() -> int:
     if args.skip_kafka:
         return 0
 
-    env = {}
-    bootstrap = args.bootstrap
-    if bootstrap is None:
-        port = free_port()
-        env = {
-            **os.environ,
-            "KAFKA_PORT": str(port),
-            "KAFKA_CONTROLLER_PORT": str(free_port()),
-            "KAFKA_DATA_DIR": tempfile.mkdtemp(prefix="bench-kafka-"),
-            "PYTHON": sys.executable,
-        }
-        subprocess.run([str(ROOT / "scripts" / "kafka.sh"), "start"], env=env, check=True)
-        bootstrap = f"127.0.0.1:{port}"
-    try:
+    with kafka_server(args.bootstrap) as bootstrap:
         events = sample_events(args.events)
         avg = statistics.mean(len(e.to_json()) for e in events)
         print(f"\n## into Kafka at {bootstrap} ({len(events)} events, mean {avg:.0f} B)\n")
@@ -293,9 +272,6 @@ def main() -> int:
         rate = bench_sink(bootstrap, few, "lz4" if "lz4" in codecs() else None, 5, "full")
         emit = bench_sink.last_emit_us  # type: ignore[attr-defined]
         print(f"| KafkaSink ({len(few)} events) | lz4 | 5 | full | {rate:,.0f} | {emit:.0f} |")
-    finally:
-        if env:
-            subprocess.run([str(ROOT / "scripts" / "kafka.sh"), "stop"], env=env, check=False)
     return 0
 
 

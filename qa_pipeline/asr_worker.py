@@ -38,14 +38,12 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Annotated, Any, Protocol
 
 import typer
@@ -53,10 +51,11 @@ import typer
 from .asr.result import AsrResult, is_kept
 from .cli_errors import fail
 from .errors import QAError
-from .kafka_security import CLIENT_KEYS, KafkaConnectError, connect, split_servers
+from .kafka_security import CLIENT_KEYS, KafkaConnectError, connect
 from .messages import SpeechSegment
 from .privacy import Redactor
-from .sinks.kafka import KafkaSinkConfig
+from .sinks.kafka import KafkaSinkConfig, stage_kafka_config
+from .stage_health import ConsumerLag, Heartbeat, serve_health, stop_on_signals
 from .text import utterance
 from .wire import (
     WireError,
@@ -128,7 +127,8 @@ class WorkerCounts:
 
 
 class WorkerMetrics:
-    """The worker's Prometheus metrics (own registry; ``--health-port`` serves them):
+    """The worker's Prometheus metrics (own registry; ``--health-port`` serves them with
+    ``/healthz``, :func:`~qa_pipeline.stage_health.serve_health`):
 
     ==========================================  ======= ===================================
     qa_asr_worker_segments_total{result}        counter segments decoded: ``utterance`` or
@@ -142,10 +142,12 @@ class WorkerMetrics:
     ==========================================  ======= ===================================
     """
 
-    def __init__(self, group: str) -> None:
+    def __init__(self, group: str, stall_s: float = 330.0) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge
 
         self.group = group
+        #: ``/healthz``: 503 when the poll loop has not turned for ``stall_s``
+        self.heartbeat = Heartbeat(stall_s, "poll loop")
         self.registry = r = CollectorRegistry()
         self.segments = Counter(
             "qa_asr_worker_segments", "Segments decoded", ["result"], registry=r
@@ -157,17 +159,12 @@ class WorkerMetrics:
         self.decode_seconds = Counter(
             "qa_asr_worker_decode_seconds", "Decoder wall time", registry=r
         )
-        self.lag = Gauge(
-            "qa_consumer_lag", "Records behind the end of the partition",
-            ["group", "topic", "partition"], registry=r,
-        )  # fmt: skip
+        self.lag = ConsumerLag(r, group)
         self.oldest_age = Gauge(
             "qa_oldest_unprocessed_age_seconds",
             "Age of the oldest record taken and not yet committed (0: caught up)",
             ["group"], registry=r,
         )  # fmt: skip
-        self.last_loop = time.monotonic()
-        self.lag_reported: set[tuple[str, str]] = set()  # (topic, partition) with a lag series
 
 
 class AsrWorker:
@@ -373,9 +370,9 @@ class AsrWorker:
         m = self.metrics
         if m is None:
             return
-        m.last_loop = time.monotonic()
+        m.heartbeat.beat()
         total = 0
-        held: set[tuple[str, str]] = set()
+        held: set[tuple[str, int]] = set()
         try:
             for tp in self.consumer.assignment():
                 hw = self.consumer.highwater(tp)
@@ -383,15 +380,13 @@ class AsrWorker:
                     continue
                 lag = max(0, hw - self.consumer.position(tp, timeout_ms=100))
                 total += lag
-                m.lag.labels(m.group, tp.topic, str(tp.partition)).set(lag)
-                held.add((tp.topic, str(tp.partition)))
+                m.lag.set(tp.topic, tp.partition, lag)
+                held.add((tp.topic, tp.partition))
         except Exception as exc:  # metrics never stop the worker
             log.debug("lag not measured: %r", exc)
             return
         # a partition handed on to another worker: its new owner reports it, no stale figure
-        for topic, partition in m.lag_reported - held:
-            m.lag.remove(m.group, topic, partition)
-        m.lag_reported = held
+        m.lag.keep(held)
         if total == 0:
             m.oldest_age.labels(m.group).set(0)
 
@@ -407,58 +402,7 @@ class AsrWorker:
                 log.debug("closing kafka %s: %r", name, exc)
 
 
-def serve_health(metrics: WorkerMetrics, host: str, port: int, stall_s: float) -> Any:
-    """``/healthz`` (200 while the poll loop turns, 503 when it has not for ``stall_s``)
-    and ``/metrics`` on ``host:port`` (0 = any free port), in a daemon thread; the server
-    (``shutdown()`` stops it)."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server API
-            path = self.path.split("?")[0]
-            if path == "/metrics":
-                code, ctype, body = 200, CONTENT_TYPE_LATEST, generate_latest(metrics.registry)
-            elif path == "/healthz":
-                idle = time.monotonic() - metrics.last_loop
-                ok = idle < stall_s
-                code, ctype = (200 if ok else 503), "text/plain; charset=utf-8"
-                body = b"ok\n" if ok else f"poll loop stalled for {idle:.0f} s\n".encode()
-            else:
-                code, ctype, body = 404, "text/plain; charset=utf-8", b"not found\n"
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:  # quiet
-            pass
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
-    return server
-
-
 # -- the command -------------------------------------------------------------------------------
-
-
-def _kafka_config(cfg: Any, kafka: str | None) -> KafkaSinkConfig:
-    kcfg: KafkaSinkConfig | None = cfg.sinks.kafka
-    if kafka:
-        servers = tuple(split_servers(kafka))
-        kcfg = (
-            KafkaSinkConfig(bootstrap_servers=servers)
-            if kcfg is None
-            else KafkaSinkConfig.model_validate(
-                {**kcfg.model_dump(exclude_unset=True), "bootstrap_servers": servers}
-            )
-        )
-    if kcfg is None:
-        raise QAError("no broker: give --kafka HOST:PORT or sinks.kafka in --config")
-    return kcfg
 
 
 def make_decoder(spec: str, cfg: Any) -> Decoder:
@@ -603,7 +547,7 @@ def asr_worker_command(
 
     try:
         cfg = load_config(config)
-        kcfg = _kafka_config(cfg, kafka)
+        kcfg = stage_kafka_config(cfg.sinks.kafka, kafka)
         if batch not in ("auto", "on", "off"):
             raise QAError(f"--batch {batch!r}: expected auto, on or off")
         engine = make_decoder(decoder, cfg)
@@ -611,23 +555,16 @@ def asr_worker_command(
     except (QAError, ValueError, OSError) as e:
         fail(e)
     stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("signal %d: finishing the batch in hand", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    metrics = WorkerMetrics(group) if health_port is not None else None
+    stop_on_signals(stop.set, "finishing the batch in hand")
+    metrics = None
     health = None
-    if metrics is not None and health_port is not None:
+    if health_port is not None:
+        metrics = WorkerMetrics(group, stall_s=max_poll_interval_ms / 1000 + 30)
         try:
-            health = serve_health(
-                metrics, health_host, health_port, max_poll_interval_ms / 1000 + 30
-            )
+            health = serve_health(metrics.registry, metrics.heartbeat, health_host, health_port)
         except OSError as e:
             fail(QAError(f"--health-port {health_port}: {e}"))
-        log.info("health and metrics on http://%s:%d/", health_host, health.server_port)
+        log.info("health and metrics on %s", health.url)
     try:
         worker = build_worker(
             kcfg,
@@ -664,7 +601,7 @@ def asr_worker_command(
     finally:
         worker.close()
         if health is not None:
-            health.shutdown()
+            health.stop()
     sys.stdout.write(json.dumps({"asr_worker": asdict(worker.counts)}) + "\n")
     sys.stdout.flush()
     if code:

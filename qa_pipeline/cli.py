@@ -352,12 +352,15 @@ def _mount_subcommands() -> None:
     from .privacy_migrate import privacy_app
     from .purge import purge_command
     from .rescore.cli import rescore_command
+    from .review.cli import fixtures_from_reviews_command, review_app
     from .rules.cli import rules_app
     from .samples.cli import samples_command
     from .store.cli import store_app
     from .store.search_cli import search_command
 
+    rules_app.command("fixtures-from-reviews")(fixtures_from_reviews_command)
     app.add_typer(rules_app, name="rules", help="Test and lint rule packs.")
+    app.add_typer(review_app, name="review", help="Review queue, decisions, appeals (申诉).")
     app.command("samples", help="Generate the synthetic sample calls.")(samples_command)
     app.command("rescore")(rescore_command)
     app.command("serve")(serve_command)

@@ -39,6 +39,15 @@ closed calls are skipped. The changelog entry is written after the sinks flushed
 events and before the offsets are committed: a crash between the two leaves at most that
 one batch to be emitted again (same ids: consumers de-duplicate; the notifier de-duplicates
 within a process).
+
+The store (``store:`` / ``--store``; out/qa-store.sqlite when not said, a ``postgresql://``
+URL for a database the evaluators share, null = none): every ended call's transcript and
+scorecard go to :class:`~qa_pipeline.store.writer.StoreSink` in the fan-out, whose writer
+thread upserts them (keyed by call id and the live run ``live:<pack>:<version>``) off the
+consumer loop; the checkpoint's flush waits for it while the store is up, so the offsets
+are committed after the calls are stored. A call replayed by a new owner after a rebalance
+is not emitted again (the changelog), and were it written again it would replace its rows,
+never add a second result.
 """
 
 from __future__ import annotations
@@ -49,7 +58,6 @@ import heapq
 import json
 import logging
 import math
-import signal
 import sys
 import time
 import uuid
@@ -60,11 +68,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import Field
 
 from .cli_errors import fail
 from .config import PipelineConfig
 from .errors import QAError
-from .kafka_security import KafkaConnectError, connect, split_servers
+from .kafka_security import KafkaConnectError, connect
 from .messages import (
     SCHEMA_VERSION,
     CallEnded,
@@ -79,7 +88,9 @@ from .messages import (
 from .notify import NotifyConfig
 from .rules import CallEvaluator, RulePack, load_pack
 from .sinks.base import EVENT_NAMESPACE, Event, EventKind, FanOut, utc_now_iso
-from .sinks.kafka import KafkaSinkConfig
+from .sinks.kafka import KafkaSinkConfig, stage_kafka_config
+from .stage_health import ConsumerLag, Heartbeat, serve_health, stop_on_signals
+from .store.writer import LiveRun, StoreSink, StoreWriter
 from .transcript import Transcript, transcript_to_dict
 from .wire import LegEnd, LegStart, Watermark, WireError, WireSegment, WireUtterance, decode
 
@@ -107,6 +118,14 @@ class EvaluateConfig(PipelineConfig):
     (critical findings and low scores to a webhook, WeCom, DingTalk, e-mail)."""
 
     notify: NotifyConfig | None = None
+    store: str | None = Field(
+        default=None,
+        description="where every ended call is written (a SQLite path or a postgresql:// "
+        "URL shared by the evaluators); out/qa-store.sqlite when not said, null = none",
+    )
+    store_queue: int = Field(
+        default=1000, ge=1, description="ended calls waiting for the store before drops"
+    )
 
 
 def session_of(call_id: str, info: CallInfo | None) -> str:
@@ -405,6 +424,9 @@ class PartitionCalls:
         self.previous = dict(emitted or {})  # the changelog as read on assignment
         self.calls: dict[str, CallJoin] = {}
         self.first: dict[str, int] = {}
+        #: when each open call's first record reached the topic (epoch seconds: the record's
+        #: timestamp, the same for every owner that re-reads it)
+        self.opened: dict[str, float] = {}
         self.last_seen: dict[str, float] = {}
         self.closed: OrderedDict[str, str] = OrderedDict(
             (k, e.session) for k, e in self.previous.items() if e.closed
@@ -415,7 +437,9 @@ class PartitionCalls:
         self._changed: dict[str, Emitted] = {}
         self._recent: list[CallJoin] = []  # closed since the last drain
 
-    def handle(self, offset: int, value: bytes | None) -> None:
+    def handle(self, offset: int, value: bytes | None, timestamp_ms: int | None = None) -> None:
+        """One record; ``timestamp_ms``: its Kafka timestamp (None or < 0: unknown, the wall
+        clock now stands in for it)."""
         self.next_offset = offset + 1
         try:
             if value is None:
@@ -440,6 +464,8 @@ class PartitionCalls:
                 del self.closed[cid]  # the call id recurs: a new session
             join = self._open(cid, msg)
             self.first[cid] = offset
+            ts = timestamp_ms if timestamp_ms is not None and timestamp_ms >= 0 else None
+            self.opened[cid] = ts / 1000 if ts is not None else time.time()
         join.take(msg)
         self.last_seen[cid] = self.clock()
         if join.closed:
@@ -460,6 +486,7 @@ class PartitionCalls:
         join = self.calls.pop(cid)
         self._recent.append(join)
         self.first.pop(cid, None)
+        self.opened.pop(cid, None)
         self.last_seen.pop(cid, None)
         self.closed[cid] = join.session
         while len(self.closed) > self.MAX_CLOSED:
@@ -504,6 +531,11 @@ class PartitionCalls:
         out, self._changed = self._changed, {}
         return out
 
+    def oldest_open(self) -> float | None:
+        """When the oldest open call's first record reached the topic (epoch seconds);
+        None when no call is open."""
+        return min(self.opened.values(), default=None)
+
     def commit_offset(self) -> int | None:
         """The offset to commit: the first record of the oldest open call, else the next
         record (None: nothing read yet)."""
@@ -531,11 +563,27 @@ STALL_S = 60.0
 
 
 class EvaluateMetrics:
-    """The stage's Prometheus metrics (on an injected registry) and ``/healthz``."""
+    """The stage's Prometheus metrics (on an injected registry) and the heartbeat
+    ``/healthz`` reports (:func:`~qa_pipeline.stage_health.serve_health`):
 
-    def __init__(self, registry: Any = None) -> None:
+    ===============================================  ======= ===============================
+    qa_eval_records_total                            counter utterances-topic records read
+    qa_eval_undecodable_records_total                counter records skipped (not wire)
+    qa_eval_events_total{kind}                       counter events emitted
+    qa_eval_calls_closed_total{complete}             counter calls scored
+    qa_eval_open_calls                               gauge   calls open on this evaluator
+    qa_eval_oldest_open_call_age_seconds{group}      gauge   age of the oldest open call
+                                                             (from its first record), 0 when
+                                                             none: a call that never ends
+    qa_consumer_lag{group,topic,partition}           gauge   records not yet read (as the
+                                                             ASR workers report theirs)
+    ===============================================  ======= ===============================
+    """
+
+    def __init__(self, registry: Any = None, group: str = DEFAULT_GROUP) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge
 
+        self.group = group
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.records = Counter("qa_eval_records", "Utterances-topic records read", registry=r)
@@ -547,31 +595,18 @@ class EvaluateMetrics:
             "qa_eval_calls_closed", "Calls scored, by completeness", ["complete"], registry=r
         )
         self.open_calls = Gauge("qa_eval_open_calls", "Calls open on this evaluator", registry=r)
-        self.lag = Gauge(
-            "qa_eval_consumer_lag_records",
-            "Records of the utterances topic not yet read, by partition",
-            ["partition"],
+        #: records of the utterances topic not yet read, per partition held (the ASR
+        #: workers' metric and labels: qa_consumer_lag{group,topic,partition})
+        self.lag = ConsumerLag(r, group)
+        self.oldest_open_age = Gauge(
+            "qa_eval_oldest_open_call_age_seconds",
+            "Age of the oldest call open on this evaluator, from its first record on the "
+            "utterances topic (0: none open)",
+            ["group"],
             registry=r,
         )
-        self.beat = time.monotonic()
-
-    def wsgi(self, inner: Any) -> Any:
-        """``inner`` (the metrics app) with ``/healthz``: 200 while the consumer loop turns,
-        503 when it has not for :data:`STALL_S` seconds."""
-
-        def app(environ: dict[str, Any], start_response: Any) -> Any:
-            if environ.get("PATH_INFO") == "/healthz":
-                idle = time.monotonic() - self.beat
-                ok = idle < STALL_S
-                body = b"ok\n" if ok else f"consumer loop stalled {idle:.0f} s\n".encode()
-                start_response(
-                    "200 OK" if ok else "503 Service Unavailable",
-                    [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))],
-                )
-                return [body]
-            return inner(environ, start_response)
-
-        return app
+        #: ``/healthz``: 503 when the consumer loop has not turned for :data:`STALL_S`
+        self.heartbeat = Heartbeat(STALL_S, "consumer loop")
 
 
 class EvaluateStage:
@@ -616,7 +651,7 @@ class EvaluateStage:
         # offsets): a partition this consumer keeps is re-read from there (assigned)
         self._resume: dict[int, int] = {}
         self.counts = EvaluateCounts()
-        self.metrics = metrics if metrics is not None else EvaluateMetrics()
+        self.metrics = metrics if metrics is not None else EvaluateMetrics(group=group)
         self.stopping = False
         servers = list(kafka.bootstrap_servers)
         sec = kafka.security()
@@ -731,8 +766,7 @@ class EvaluateStage:
                 self._resume[p] = off
             del self.parts[p]
             # its lag is the next owner's to report (a stale figure would add to it)
-            with contextlib.suppress(KeyError):
-                self.metrics.lag.remove(str(p))
+            self.metrics.lag.forget(self.topic, p)
             log.info("partition %d revoked (%d open call(s) handed on)", p, open_calls)
 
     def assigned(self, partitions: list[int]) -> None:
@@ -843,7 +877,7 @@ class EvaluateStage:
         self.consumer.subscribe([self.topic], listener=self._listener())
         try:
             while not self.stopping:
-                self.metrics.beat = time.monotonic()
+                self.metrics.heartbeat.beat()
                 batch = self.consumer.poll(timeout_ms=200)
                 for tp, records in batch.items():
                     part = self.parts.get(tp.partition)
@@ -851,7 +885,7 @@ class EvaluateStage:
                         continue
                     bad = part.undecodable
                     for rec in records:
-                        part.handle(rec.offset, rec.value)
+                        part.handle(rec.offset, rec.value, rec.timestamp)
                     self.counts.records += len(records)
                     self.metrics.records.inc(len(records))
                     self.metrics.undecodable.inc(part.undecodable - bad)
@@ -891,11 +925,13 @@ class EvaluateStage:
             if e.kind is EventKind.SCORECARD:
                 m.closed.labels(str(bool(e.payload.get("complete", True))).lower()).inc()
         m.open_calls.set(sum(len(pc.calls) for pc in self.parts.values()))
+        since = [t for pc in self.parts.values() if (t := pc.oldest_open()) is not None]
+        m.oldest_open_age.labels(m.group).set(max(0.0, time.time() - min(since)) if since else 0)
         for p in partitions:
             high = self.consumer.highwater(TopicPartition(self.topic, p))
             done = self.parts[p].next_offset
             if high is not None and done is not None:
-                m.lag.labels(str(p)).set(max(0, high - done))
+                m.lag.set(self.topic, p, high - done)
         if events:
             self.sinks.emit_all(events)
             self.sinks.flush(timeout=self.flush_timeout_s)
@@ -946,6 +982,30 @@ def build_fanout(cfg: EvaluateConfig) -> FanOut:
 
         fan.sinks.append(("notify", NotifierSink(cfg.notify, registry=CollectorRegistry())))
     return fan
+
+
+def _configured_store(cfg: EvaluateConfig) -> str | None:
+    """``store:`` of the config; out/qa-store.sqlite when the config does not say."""
+    from .store import DEFAULT_STORE
+
+    return cfg.store if "store" in cfg.model_fields_set else str(DEFAULT_STORE)
+
+
+def store_writer(cfg: EvaluateConfig, target: str, pack: RulePack, registry: Any) -> StoreWriter:
+    """The store writer of this evaluator: every ended call (its transcript, as the
+    privacy settings redact it, and its scorecard) as a result of the pack's live run,
+    which every evaluator and ``serve`` with that pack version share; the ASR settings
+    are the workers', unknown here (``{"asr": {}}``, as an imported document's)."""
+    from .privacy import Redactor
+
+    return StoreWriter(
+        target,
+        LiveRun.for_pack(pack, "evaluate"),
+        settings={"asr": {}},
+        redactor=Redactor(cfg.privacy),
+        queue_max=cfg.store_queue,
+        registry=registry,
+    )
 
 
 def evaluate_command(
@@ -1004,6 +1064,14 @@ def evaluate_command(
     health_host: Annotated[
         str, typer.Option("--health-host", help="address of the health/metrics listener")
     ] = "127.0.0.1",
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            help="write every ended call here (overrides store:): a SQLite path or a "
+            "postgresql:// URL; default out/qa-store.sqlite unless the config says null",
+        ),
+    ] = None,
 ) -> None:
     """Read utterances from Kafka, run the rules per call, and send findings, alerts and
     scorecards to the configured sinks (the last stage of the distributed pipeline)."""
@@ -1011,18 +1079,7 @@ def evaluate_command(
 
     try:
         cfg = load_config_as(EvaluateConfig, config)
-        kcfg = cfg.sinks.kafka
-        if kafka:
-            servers = tuple(split_servers(kafka))
-            kcfg = (
-                KafkaSinkConfig(bootstrap_servers=servers)
-                if kcfg is None
-                else KafkaSinkConfig.model_validate(
-                    {**kcfg.model_dump(exclude_unset=True), "bootstrap_servers": servers}
-                )
-            )
-        if kcfg is None:
-            raise QAError("no broker: give --kafka HOST:PORT or sinks.kafka in --config")
+        kcfg = stage_kafka_config(cfg.sinks.kafka, kafka)
         sinks_kafka = cfg.sinks.kafka
         if sinks_kafka is not None and topic in _event_topics(sinks_kafka):
             raise QAError(
@@ -1031,7 +1088,12 @@ def evaluate_command(
                 "(sinks.kafka.topics.utterances: qa.events.utterances) or null"
             )
         pack = load_pack(rules or cfg.rules.pack, cfg.rules.settings or None)
+        metrics = EvaluateMetrics(group=group)
+        target = store if store is not None else _configured_store(cfg)
+        writer = None if target is None else store_writer(cfg, target, pack, metrics.registry)
         fan = build_fanout(cfg)
+        if writer is not None:
+            fan.sinks.append(("store", StoreSink(writer)))
     except (QAError, ValueError, OSError) as e:
         fail(e)
     try:
@@ -1045,6 +1107,7 @@ def evaluate_command(
             tick_s=tick,
             idle_timeout_s=idle_timeout,
             session_timeout_s=session_timeout,
+            metrics=metrics,
         )
     except KafkaConnectError as e:
         fan.close()
@@ -1054,14 +1117,16 @@ def evaluate_command(
         fail(e, EXIT_BROKER)
     server = None
     if health_port is not None:
-        from .metrics import start_metrics_server
-
-        server = start_metrics_server(stage.metrics.registry, health_host, health_port)
-        server.server.set_app(stage.metrics.wsgi(server.server.get_app()))
-        log.info("metrics on %s; health on http://%s:%d/healthz", server.url, health_host,
-                 server.port)  # fmt: skip
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stage.stop())
+        try:
+            server = serve_health(
+                stage.metrics.registry, stage.metrics.heartbeat, health_host, health_port
+            )
+        except OSError as e:
+            stage.close()
+            fan.close()
+            fail(QAError(f"--health-port {health_port}: {e}"))
+        log.info("health and metrics on %s", server.url)
+    stop_on_signals(stage.stop, "emitting, committing and leaving the group")
     ready = ["ready"] if server is None else ["ready", f"health={server.port}"]
     print(*ready, flush=True)  # noqa: T201 - for supervisors and tests
     try:

@@ -14,7 +14,10 @@ Nothing is spooled: a broker that cannot be reached, or that does not acknowledg
 ``delivery_timeout_ms``, stops the run with an ``error:`` line naming the broker and the
 calls not delivered, and exit status 1 (run it again: readers de-duplicate segments by
 call id, channel and ``seq``). A recording that cannot be read is reported and skipped
-(exit status 2 at the end). Counts go to stdout as one JSON line.
+(exit status 2 at the end). Counts go to stdout as one JSON line. SIGTERM or SIGINT stops
+the run between calls (paced: between messages): what was sent is awaited, the calls not
+sent to their end are named as undelivered (exit status 1). ``--health-port`` serves
+``/healthz`` and ``/metrics`` (:class:`IngestMetrics`) while the run lasts.
 
 ``--pace N`` replays the recordings side by side as live lines at N times real time
 (:func:`run_paced`). Recordings only (files or directories of them); live sources are not
@@ -29,6 +32,7 @@ import hashlib
 import json
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -42,10 +46,11 @@ from .audio import TARGET_RATE, asr_cut, channel_end, read_source
 from .callinfo import read_call_info, sidecar_path
 from .cli_errors import EXIT_CONFIG, fail
 from .errors import QAError
-from .kafka_security import CLIENT_KEYS, KafkaConnectError, connect, split_servers
+from .kafka_security import CLIENT_KEYS, KafkaConnectError, connect
 from .messages import CallInfo, replace
 from .pipeline import Pipeline, PreparedCall, audio_sha256
-from .sinks.kafka import KafkaSinkConfig
+from .sinks.kafka import KafkaSinkConfig, stage_kafka_config
+from .stage_health import Heartbeat, serve_health, stop_on_signals
 from .wire import (
     MAX_WIRE_RATE,
     LegEnd,
@@ -65,6 +70,9 @@ WATERMARK_STEP_S = 0.5
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".opus")
 #: exit status when the broker did not take every call
 EXIT_UNDELIVERED = 1
+#: ``/healthz`` answers 503 when the loop has not turned for this long (one recording's
+#: VAD, or one call's acknowledgements: ``delivery_timeout_ms``, take less)
+STALL_S = 120.0
 
 
 class IngestError(QAError):
@@ -194,6 +202,104 @@ class IngestCounts:
         self.bytes += sizes
 
 
+class IngestMetrics:
+    """Ingest's Prometheus metrics (own registry; ``--health-port`` serves them with
+    ``/healthz``, :func:`~qa_pipeline.stage_health.serve_health`). Messages count when the
+    producer takes them (a call the broker then does not acknowledge is a publish error and
+    an ``undelivered`` call):
+
+    ======================================  ======= ==========================================
+    qa_ingest_calls_total{result}           counter recordings: ``delivered``, ``undelivered``
+                                                    (not acknowledged in full, or not sent:
+                                                    the run stopped), ``refused`` (unreadable,
+                                                    mono with auto roles)
+    qa_ingest_segments_total                counter speech segments published
+    qa_ingest_watermarks_total              counter watermarks published
+    qa_ingest_legs_started_total            counter leg starts published
+    qa_ingest_legs_ended_total              counter leg ends published
+    qa_ingest_bytes_total                   counter bytes of the messages published
+    qa_ingest_publish_errors_total          counter a call's send refused or not acknowledged
+                                                    in ``delivery_timeout_ms``
+    qa_ingest_vad_audio_seconds_total       counter audio run through the VAD (each channel)
+    qa_ingest_prepare_seconds_total         counter wall time reading and segmenting calls
+    qa_ingest_open_legs                     gauge   legs started and not yet ended
+    qa_ingest_open_calls                    gauge   calls with a leg started and not ended
+    ======================================  ======= ==========================================
+
+    Open legs and calls are totals, not a series per call id: a label per call would add a
+    series to Prometheus for every call ever ingested.
+    """
+
+    def __init__(self, stall_s: float = STALL_S) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge
+
+        self.registry = r = CollectorRegistry()
+        #: ``/healthz``: 503 when the loop has not turned for ``stall_s``
+        self.heartbeat = Heartbeat(stall_s, "ingest loop")
+        self.calls = Counter("qa_ingest_calls", "Recordings by outcome", ["result"], registry=r)
+        for result in ("delivered", "undelivered", "refused"):
+            self.calls.labels(result)
+        self.segments = Counter("qa_ingest_segments", "Speech segments published", registry=r)
+        self.watermarks = Counter("qa_ingest_watermarks", "Watermarks published", registry=r)
+        self.legs_started = Counter("qa_ingest_legs_started", "Leg starts published", registry=r)
+        self.legs_ended = Counter("qa_ingest_legs_ended", "Leg ends published", registry=r)
+        self.bytes = Counter("qa_ingest_bytes", "Bytes of the messages published", registry=r)
+        self.publish_errors = Counter(
+            "qa_ingest_publish_errors",
+            "Calls whose messages the producer refused or the broker did not acknowledge",
+            registry=r,
+        )
+        self.vad_audio_seconds = Counter(
+            "qa_ingest_vad_audio_seconds", "Audio run through the VAD (each channel)", registry=r
+        )
+        self.prepare_seconds = Counter(
+            "qa_ingest_prepare_seconds", "Wall time reading and segmenting calls", registry=r
+        )
+        self.open_legs = Gauge("qa_ingest_open_legs", "Legs started and not ended", registry=r)
+        self.open_calls = Gauge(
+            "qa_ingest_open_calls", "Calls with a leg started and not ended", registry=r
+        )
+        self._open: dict[str, set[int]] = {}
+        self._lock = threading.Lock()
+
+    def on_prepared(self, prep: PreparedCall, wall_s: float) -> None:
+        audio = prep.audio
+        self.vad_audio_seconds.inc(sum(len(ch) for ch in audio.channels) / TARGET_RATE)
+        self.prepare_seconds.inc(max(0.0, wall_s))
+        self.heartbeat.beat()
+
+    def on_sent(self, msg: WireMessage, size: int) -> None:
+        """One message taken by the producer."""
+        self.bytes.inc(size)
+        if isinstance(msg, WireSegment):
+            self.segments.inc()
+        elif isinstance(msg, Watermark):
+            self.watermarks.inc()
+        elif isinstance(msg, LegStart):
+            self.legs_started.inc()
+            self._leg(msg.call_id, msg.channel, opened=True)
+        elif isinstance(msg, LegEnd):
+            self.legs_ended.inc()
+            self._leg(msg.call_id, msg.channel, opened=False)
+        self.heartbeat.beat()
+
+    def _leg(self, call_id: str, channel: int, *, opened: bool) -> None:
+        with self._lock:
+            legs = self._open.setdefault(call_id, set())
+            if opened:
+                legs.add(channel)
+            else:
+                legs.discard(channel)
+            if not legs:
+                del self._open[call_id]
+            self.open_legs.set(sum(map(len, self._open.values())))
+            self.open_calls.set(len(self._open))
+
+    def on_calls(self, result: str, n: int = 1) -> None:
+        if n:
+            self.calls.labels(result).inc(n)
+
+
 class DeliveryError(QAError):
     """The broker did not acknowledge every message of a call."""
 
@@ -207,7 +313,9 @@ class SegmentPublisher:
         config: KafkaSinkConfig,
         topic: str = DEFAULT_TOPIC,
         producer_factory: Callable[..., Any] | None = None,
+        metrics: IngestMetrics | None = None,
     ) -> None:
+        self.metrics = metrics
         if producer_factory is None:
             try:
                 from kafka import KafkaProducer
@@ -239,11 +347,14 @@ class SegmentPublisher:
         """Hand one encoded message to the producer (keyed by call id); its future.
         Raises :class:`DeliveryError` when the producer refuses it."""
         try:
-            return self._producer.send(
+            fut = self._producer.send(
                 self.topic, key=call_id.encode(), value=value, headers=headers(msg)
             )
         except Exception as exc:
             raise self._error(call_id, exc) from exc
+        if self.metrics is not None:
+            self.metrics.on_sent(msg, len(value))
+        return fut
 
     def wait(self, call_id: str, futures: Sequence[Any]) -> None:
         """Wait until the broker acknowledged every future of a call (bounded by
@@ -256,6 +367,8 @@ class SegmentPublisher:
             raise self._error(call_id, exc) from exc
 
     def _error(self, call_id: str, exc: BaseException) -> DeliveryError:
+        if self.metrics is not None:
+            self.metrics.publish_errors.inc()
         return DeliveryError(
             f"Kafka at {self.servers} did not acknowledge call {call_id} on topic "
             f"{self.topic} ({type(exc).__name__}: {exc or 'no answer in time'})"
@@ -279,8 +392,11 @@ def audio_inputs(paths: Iterable[Path]) -> list[Path]:
     return out
 
 
-def prepare_call(pipeline: Pipeline, path: Path) -> tuple[PreparedCall, list[WireMessage]]:
+def prepare_call(
+    pipeline: Pipeline, path: Path, metrics: IngestMetrics | None = None
+) -> tuple[PreparedCall, list[WireMessage]]:
     """Read, segment and turn one recording into its wire messages."""
+    t0 = time.monotonic()
     info = read_call_info(path)
     info = replace(info, session_id=session_for(info, path))
     prep = pipeline.prepare(path, info)
@@ -291,7 +407,10 @@ def prepare_call(pipeline: Pipeline, path: Path) -> tuple[PreparedCall, list[Wir
             "to ingest it as one unknown speaker"
         )
     source, rate = read_source(path)
-    return prep, call_messages(prep, source, rate)
+    msgs = call_messages(prep, source, rate)
+    if metrics is not None:
+        metrics.on_prepared(prep, time.monotonic() - t0)
+    return prep, msgs
 
 
 def run_ingest(
@@ -301,28 +420,38 @@ def run_ingest(
     *,
     pace: float = 0.0,
     on_error: Callable[[str], None] = lambda line: None,
+    stop: threading.Event | None = None,
 ) -> IngestCounts:
-    """Ingest ``paths`` in order; stops at the first call the broker did not take (the
-    remaining ones are counted as undelivered and named in ``undelivered``). ``pace`` > 0:
-    :func:`run_paced`."""
+    """Ingest ``paths`` in order; stops at the first call the broker did not take, or when
+    ``stop`` is set (SIGTERM: checked between calls), the remaining ones counted as
+    undelivered and named in ``undelivered``. ``pace`` > 0: :func:`run_paced`."""
     if pace > 0:
-        return run_paced(pipeline, publisher, paths, pace=pace, on_error=on_error)
+        return run_paced(pipeline, publisher, paths, pace=pace, on_error=on_error, stop=stop)
+    metrics = publisher.metrics
     counts = IngestCounts(calls=len(paths))
     for i, path in enumerate(paths):
         try:
-            prep, msgs = prepare_call(pipeline, path)
+            if stop is not None and stop.is_set():
+                raise DeliveryError(f"stopped before {path}: not sent")
+            prep, msgs = prepare_call(pipeline, path, metrics)
             size = publisher.publish(prep.call.call_id, msgs)
         except DeliveryError as e:
             on_error(str(e))
             rest = [str(p) for p in paths[i:]]
             counts.calls_undelivered += len(rest)
             counts.undelivered = rest
+            if metrics is not None:
+                metrics.on_calls("undelivered", len(rest))
             return counts
         except QAError as e:  # unreadable recording, mono with auto roles, ...
             counts.inputs_refused += 1
+            if metrics is not None:
+                metrics.on_calls("refused")
             on_error(str(e))
             continue
         counts.add(msgs, size)
+        if metrics is not None:
+            metrics.on_calls("delivered")
         log.info("ingested %s: %d messages, %d bytes", prep.call.call_id, len(msgs), size)
     return counts
 
@@ -355,6 +484,19 @@ def ingest_command(
             "comes (a stand-in for live lines)",
         ),
     ] = 0.0,
+    health_port: Annotated[
+        int | None,
+        typer.Option(
+            "--health-port",
+            min=0,
+            max=65535,
+            help="serve /healthz and /metrics (segments, bytes, open legs, publish errors) "
+            "on this port while the run lasts (0: any free port; default: none)",
+        ),
+    ] = None,
+    health_host: Annotated[
+        str, typer.Option("--health-host", help="address of the health/metrics listener")
+    ] = "127.0.0.1",
 ) -> None:
     """Read recorded calls, cut speech segments (VAD) and publish them to Kafka with each
     leg's watermarks and end (the first stage of the distributed pipeline)."""
@@ -362,35 +504,40 @@ def ingest_command(
 
     try:
         cfg = load_config(config)
-        kcfg = cfg.sinks.kafka
-        if kafka:
-            servers = tuple(split_servers(kafka))
-            kcfg = (
-                KafkaSinkConfig(bootstrap_servers=servers)
-                if kcfg is None
-                else KafkaSinkConfig.model_validate(
-                    {**kcfg.model_dump(exclude_unset=True), "bootstrap_servers": servers}
-                )
-            )
-        if kcfg is None:
-            raise IngestError("no broker: give --kafka HOST:PORT or sinks.kafka in --config")
+        kcfg = stage_kafka_config(cfg.sinks.kafka, kafka)
         paths = audio_inputs(inputs)
         if not paths:
             raise IngestError("no recordings found in " + ", ".join(map(str, inputs)))
     except (QAError, ValueError, OSError) as e:
         fail(e)
+    metrics = IngestMetrics() if health_port is not None else None
+    health = None
+    if metrics is not None and health_port is not None:
+        try:
+            health = serve_health(metrics.registry, metrics.heartbeat, health_host, health_port)
+        except OSError as e:
+            fail(QAError(f"--health-port {health_port}: {e}"))
+        log.info("health and metrics on %s", health.url)
+    stop = threading.Event()
+    stop_on_signals(stop.set, "stopping: the calls not yet sent are reported undelivered")
     try:
-        publisher = SegmentPublisher(kcfg, topic)
-    except KafkaConnectError as e:
-        fail(e, EXIT_UNDELIVERED)
+        try:
+            publisher = SegmentPublisher(kcfg, topic, metrics=metrics)
+        except KafkaConnectError as e:
+            fail(e, EXIT_UNDELIVERED)
 
-    def report(line: str) -> None:
-        typer.echo(f"error: {line}", err=True)
+        def report(line: str) -> None:
+            typer.echo(f"error: {line}", err=True)
 
-    try:
-        counts = run_ingest(Pipeline(cfg), publisher, paths, pace=pace, on_error=report)
+        try:
+            counts = run_ingest(
+                Pipeline(cfg), publisher, paths, pace=pace, on_error=report, stop=stop
+            )
+        finally:
+            publisher.close()
     finally:
-        publisher.close()
+        if health is not None:
+            health.stop()
     summary = {k: v for k, v in counts.__dict__.items()}
     sys.stdout.write(json.dumps({"ingest": summary}, ensure_ascii=False) + "\n")
     if counts.calls_undelivered:
@@ -434,23 +581,29 @@ def run_paced(
     on_error: Callable[[str], None] = lambda line: None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    stop: threading.Event | None = None,
 ) -> IngestCounts:
     """Replay the calls side by side, all starting now, each message published when the
     call clock reaches its :func:`due_times` (``pace`` 1 = real time, 2 = twice as fast): a
     stand-in for live lines, for the stages downstream. Each leg's messages keep their
     order. After the last message every call's acknowledgements are awaited; a message the
-    producer refuses stops the replay. Calls not acknowledged in full are counted and named
-    as undelivered."""
+    producer refuses, or ``stop`` set (SIGTERM), stops the replay. Calls not acknowledged in
+    full are counted and named as undelivered."""
     if pace <= 0:
         raise ValueError("pace must be > 0")
+    metrics = publisher.metrics
     counts = IngestCounts(calls=len(paths))
     ready: list[tuple[Path, str, list[WireMessage], list[bytes]]] = []
     for path in paths:
+        if stop is not None and stop.is_set():
+            break
         try:
-            prep, msgs = prepare_call(pipeline, path)
+            prep, msgs = prepare_call(pipeline, path, metrics)
             ready.append((path, prep.call.call_id, msgs, [encode(m) for m in msgs]))
         except QAError as e:
             counts.inputs_refused += 1
+            if metrics is not None:
+                metrics.on_calls("refused")
             on_error(str(e))
     timeline = sorted(
         (due / pace, c, i)
@@ -462,6 +615,10 @@ def run_paced(
     stopped = False
     try:
         for due, c, i in timeline:
+            if stop is not None and stop.is_set():
+                on_error("replay stopped by a signal: calls not sent to their end are undelivered")
+                stopped = True
+                break
             if (left := t0 + due - clock()) > 0:
                 sleep(left)
             _, call_id, msgs, values = ready[c]
@@ -481,4 +638,10 @@ def run_paced(
             counts.undelivered.append(str(path))
             continue
         counts.add(msgs, sum(map(len, values)))
+    not_read = [str(p) for p in paths[counts.inputs_refused + len(ready) :]]
+    counts.calls_undelivered += len(not_read)  # stopped while reading the recordings
+    counts.undelivered += not_read
+    if metrics is not None:
+        metrics.on_calls("delivered", counts.calls_delivered)
+        metrics.on_calls("undelivered", counts.calls_undelivered)
     return counts

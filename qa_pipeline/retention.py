@@ -3,7 +3,8 @@
 Three kinds, each in days (``null`` = kept until deleted by hand)::
 
     retention:
-      audio: 90          # recordings and evidence clips (files under audio_dirs)
+      audio: 90          # recordings and evidence clips (files under audio_dirs; the
+                         # store's recordings rows with their files)
       transcripts: 365   # transcripts in the store, transcript/utterance events (spool, JSONL)
       scorecards: 730    # scorecards and their findings (store results, spool, JSONL)
 
@@ -68,7 +69,7 @@ class RetentionConfig(BaseModel):
     store: str | None = Field(
         default=None,
         description="the transcript store the service purges: a SQLite file or a "
-        "postgresql:// URL (null = none)",
+        "postgresql:// URL (null = the store serve writes its calls to, if any)",
     )
     interval_s: float | None = Field(
         default=86400.0, gt=0, description="seconds between the service's purges; null = off"

@@ -320,7 +320,8 @@ def test_metrics_lag_and_age_and_the_health_endpoints() -> None:
     import urllib.error
     import urllib.request
 
-    from qa_pipeline.asr_worker import WorkerMetrics, serve_health
+    from qa_pipeline.asr_worker import WorkerMetrics
+    from qa_pipeline.stage_health import serve_health
 
     log: list[tuple[str, Any]] = []
     tp = TopicPartition(IN, 3)
@@ -373,20 +374,23 @@ def test_metrics_lag_and_age_and_the_health_endpoints() -> None:
     )
     assert value("qa_consumer_lag", group="qa-asr", topic=IN, partition="5") == 2
 
-    server = serve_health(metrics, "127.0.0.1", 0, stall_s=30)
-    base = f"http://127.0.0.1:{server.server_port}"
+    server = serve_health(metrics.registry, metrics.heartbeat, "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{server.port}"
     try:
         with urllib.request.urlopen(base + "/healthz", timeout=5) as r:
             assert r.status == 200
         with urllib.request.urlopen(base + "/metrics", timeout=5) as r:
             assert b"qa_consumer_lag{" in r.read()
-        metrics.last_loop -= 60  # the loop has not turned for a minute
+        metrics.heartbeat.last -= 331  # the loop has not turned for longer than it may
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(base + "/healthz", timeout=5)
         assert e.value.code == 503
+        assert e.value.read() == b"poll loop stalled for 331 s\n"
+        w.observe()  # it turns again
+        with urllib.request.urlopen(base + "/healthz", timeout=5) as r:
+            assert r.status == 200
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()
 
 
 def test_stub_in_process_equals_the_worker_path(tmp_path: Any) -> None:

@@ -328,25 +328,95 @@ def test_segments_without_words_are_not_fed_and_lost_ones_mark_the_card(pack: Ru
 
 def test_a_revoked_partition_stops_reporting_its_lag(pack: RulePack) -> None:
     """After a rebalance the partition's lag is its next owner's to report: a stale figure
-    here would add to it in the lag alert and panel."""
+    here would add to it in the lag alert and panel. The lag is the ASR workers' metric,
+    with the same labels (group, topic, partition)."""
     from qa_pipeline.evaluate_stage import EvaluateCounts, EvaluateMetrics, EvaluateStage
 
     stage = EvaluateStage.__new__(EvaluateStage)  # the loop's state, without a broker
+    stage.topic = "utt"
     stage.parts = {3: PartitionCalls(3, pack), 5: PartitionCalls(5, pack)}
-    stage.counts, stage.metrics = EvaluateCounts(), EvaluateMetrics()
+    stage.counts, stage.metrics = EvaluateCounts(), EvaluateMetrics(group="eval-a")
     stage.checkpoint = lambda *a, **k: None  # type: ignore[method-assign]
     for p, lag in ((3, 42), (5, 7)):
-        stage.metrics.lag.labels(str(p)).set(lag)
+        stage.metrics.lag.set("utt", p, lag)
 
-    def lags() -> dict[str, float]:
-        (fam,) = [
-            m for m in stage.metrics.registry.collect() if m.name == "qa_eval_consumer_lag_records"
-        ]
-        return {s.labels["partition"]: s.value for s in fam.samples}
+    def lags() -> dict[tuple[str, str, str], float]:
+        (fam,) = [m for m in stage.metrics.registry.collect() if m.name == "qa_consumer_lag"]
+        return {
+            (s.labels["group"], s.labels["topic"], s.labels["partition"]): s.value
+            for s in fam.samples
+        }
 
-    assert lags() == {"3": 42, "5": 7}
+    assert lags() == {("eval-a", "utt", "3"): 42, ("eval-a", "utt", "5"): 7}
     stage.revoked([3])
-    assert lags() == {"5": 7} and set(stage.parts) == {5}
+    assert lags() == {("eval-a", "utt", "5"): 7} and set(stage.parts) == {5}
+
+
+def test_the_oldest_open_call_age_comes_from_its_first_record(pack: RulePack) -> None:
+    """``qa_eval_oldest_open_call_age_seconds``: from the Kafka timestamp of the oldest open
+    call's first record (a new owner re-reading the call gets the same age), 0 once every
+    call closed; a call that never ends keeps it growing (the alert QAEvalCallOpenTooLong)."""
+    import time
+
+    from qa_pipeline.evaluate_stage import EvaluateCounts, EvaluateMetrics, EvaluateStage
+
+    log, calls = _partition_log(pack, 3, 5)
+    now_ms = int(time.time() * 1000)
+    part = PartitionCalls(0, pack)
+    assert part.oldest_open() is None
+    cut = len(log) // 2
+    for off in range(cut):  # the first record 2 h old, then one second apart
+        part.handle(off, log[off], now_ms - 7_200_000 + 1000 * off)
+    assert part.calls and part.oldest_open() == pytest.approx(time.time() - 7200, abs=5)
+
+    class Done:
+        def get(self, timeout: float) -> None:
+            pass
+
+    class Broker:  # the consumer's end offsets, the sinks and the changelog producer
+        def __init__(self) -> None:
+            self.events: list[Event] = []
+            self.changelog: list[tuple[str, bytes, bytes]] = []
+
+        def highwater(self, tp: Any) -> int:
+            return len(log)
+
+        def emit_all(self, events: list[Event]) -> None:
+            self.events += events
+
+        def flush(self, timeout: float) -> None:
+            pass
+
+        def send(self, topic: str, *, key: bytes, value: bytes, partition: int) -> Done:
+            self.changelog.append((topic, key, value))
+            return Done()
+
+    broker = Broker()
+    stage = EvaluateStage.__new__(EvaluateStage)
+    stage.topic, stage.changelog, stage.parts = "utt", "utt.emitted", {0: part}
+    stage.counts, stage.metrics = EvaluateCounts(), EvaluateMetrics(group="eval-a")
+    stage.consumer = stage.sinks = stage.producer = broker  # type: ignore[assignment]
+    stage.flush_timeout_s, stage._last_commit = 1.0, 0.0
+
+    def sample(name: str, **labels: str) -> float:
+        got = stage.metrics.registry.get_sample_value(name, labels)
+        assert got is not None, name
+        return got
+
+    stage.checkpoint([0], commit=False)
+    assert 7190 < sample("qa_eval_oldest_open_call_age_seconds", group="eval-a") < 7300
+    assert sample("qa_consumer_lag", group="eval-a", topic="utt", partition="0") == len(log) - cut
+    for off in range(cut, len(log)):  # the rest: every call ends
+        part.handle(off, log[off], None)
+    assert not part.calls and part.oldest_open() is None
+    stage.checkpoint([0], commit=False)
+    assert sample("qa_eval_oldest_open_call_age_seconds", group="eval-a") == 0
+    assert sample("qa_consumer_lag", group="eval-a", topic="utt", partition="0") == 0
+    assert sum(e.kind is EventKind.SCORECARD for e in broker.events) == len(calls)
+    # without a record timestamp, the first sight of the call stands in for it
+    fresh = PartitionCalls(1, pack)
+    fresh.handle(0, log[0], -1)
+    assert fresh.oldest_open() == pytest.approx(time.time(), abs=5)
 
 
 class _SeekingConsumer:

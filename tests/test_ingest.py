@@ -22,6 +22,7 @@ from qa_pipeline.config import load_config
 from qa_pipeline.ingest import (
     EXIT_UNDELIVERED,
     IngestError,
+    IngestMetrics,
     SegmentPublisher,
     prepare_call,
     run_ingest,
@@ -29,6 +30,7 @@ from qa_pipeline.ingest import (
 )
 from qa_pipeline.pipeline import Pipeline
 from qa_pipeline.sinks.kafka import KafkaSinkConfig
+from qa_pipeline.stage_health import serve_health
 from qa_pipeline.wire import LegEnd, LegStart, Watermark, WireSegment, decode, encode
 
 KAFKA_MAX_MESSAGE_BYTES = 1_048_588
@@ -259,6 +261,21 @@ def test_cli_broker_down_is_a_clear_error_and_nonzero_exit(
     )
 
 
+def test_cli_health_port_taken_is_a_clear_error(calls: dict[str, Path], runner: CliRunner) -> None:
+    import socket
+
+    from qa_pipeline.cli import app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        args = ["--kafka", "127.0.0.1:9", "--health-port", str(port)]
+        res = runner.invoke(app, ["ingest", str(calls["ulaw8k"]), *args])
+    assert res.exit_code == 2, res.output
+    assert f"error: --health-port {port}:" in res.output
+
+
 # -- paced replay ------------------------------------------------------------------------------
 
 
@@ -317,3 +334,111 @@ def test_paced_replay_sends_each_message_when_its_call_clock_comes(
     assert {m.call_id for _, m in sent[:4]} == {"perfect", "talk_over"}
     longest = max(m.end for _, m in sent if isinstance(m, LegEnd))
     assert sent_at[-1] == pytest.approx(longest / pace, abs=0.01)
+
+
+# -- metrics, health, stop ---------------------------------------------------------------------
+
+
+def _sample(metrics: IngestMetrics, name: str, **labels: str) -> float:
+    got = metrics.registry.get_sample_value(name, labels)
+    assert got is not None, name
+    return got
+
+
+def test_metrics_count_what_was_published_and_the_health_port_serves_them(
+    calls: dict[str, Path], pipeline: Pipeline
+) -> None:
+    import urllib.request
+
+    metrics = IngestMetrics()
+    made: list[_Producer] = []
+
+    def factory(**kw: Any) -> _Producer:
+        made.append(_Producer(1, **kw))
+        return made[-1]
+
+    pub = SegmentPublisher(
+        KafkaSinkConfig(bootstrap_servers=("127.0.0.1:9",)), "t", factory, metrics=metrics
+    )
+    empty = calls["ulaw8k"].parent / "empty.wav"
+    empty.write_bytes(b"")
+    try:
+        paths = [empty, calls["ulaw8k"], calls["pcm16k"], calls["ulaw8k"]]
+        counts = run_ingest(pipeline, pub, paths)
+    finally:
+        empty.unlink()
+    sent = [decode(v) for _, _, v, _ in made[0].sent]  # 2 calls sent, the 2nd not acknowledged
+    assert {m.call_id for m in sent} == {"perfect", "talk_over"}
+
+    def n(kind: type) -> int:
+        return sum(isinstance(m, kind) for m in sent)
+
+    assert _sample(metrics, "qa_ingest_segments_total") == n(WireSegment) > 0
+    assert _sample(metrics, "qa_ingest_watermarks_total") == n(Watermark) > 0
+    assert _sample(metrics, "qa_ingest_legs_started_total") == n(LegStart) == 4
+    assert _sample(metrics, "qa_ingest_legs_ended_total") == n(LegEnd) == 4
+    assert _sample(metrics, "qa_ingest_bytes_total") == sum(len(v) for _, _, v, _ in made[0].sent)
+    assert _sample(metrics, "qa_ingest_publish_errors_total") == 1
+    assert (counts.inputs_refused, counts.calls_delivered, counts.calls_undelivered) == (1, 1, 2)
+    for result, want in (("refused", 1), ("delivered", 1), ("undelivered", 2)):
+        assert _sample(metrics, "qa_ingest_calls_total", result=result) == want
+    assert _sample(metrics, "qa_ingest_open_legs") == _sample(metrics, "qa_ingest_open_calls") == 0
+    # the VAD ran over both channels of the two calls read (seconds of audio)
+    seconds = sum(sf.info(calls[w]).duration * 2 for w in ("ulaw8k", "pcm16k"))
+    assert _sample(metrics, "qa_ingest_vad_audio_seconds_total") == pytest.approx(seconds, rel=0.01)
+    assert _sample(metrics, "qa_ingest_prepare_seconds_total") > 0
+
+    server = serve_health(metrics.registry, metrics.heartbeat, "127.0.0.1", 0)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as r:
+            body = r.read().decode()
+        assert f"qa_ingest_segments_total {float(n(WireSegment))}" in body
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/healthz", timeout=5) as r:
+            assert r.read() == b"ok\n"
+    finally:
+        server.stop()
+
+
+def test_a_stop_mid_replay_leaves_legs_open_and_names_the_calls_undelivered(
+    calls: dict[str, Path], pipeline: Pipeline
+) -> None:
+    """SIGTERM (the stop event) during a paced replay: the replay ends at once, the calls
+    not sent to their end are undelivered (named: run them again), and the open-legs gauge
+    shows the legs that were started and never ended."""
+    import threading
+
+    clock = _Clock()
+    stop = threading.Event()
+    metrics = IngestMetrics()
+
+    class Stopping(_Producer):
+        def send(self, topic: str, *, key: bytes, value: bytes, headers: Any) -> _Future:
+            if len(self.sent) == 9:
+                stop.set()  # the signal comes while the 10th message goes out
+            return super().send(topic, key=key, value=value, headers=headers)
+
+    pub = SegmentPublisher(
+        KafkaSinkConfig(bootstrap_servers=("127.0.0.1:9",)),
+        "t",
+        lambda **kw: Stopping(10, **kw),
+        metrics=metrics,
+    )
+    errors: list[str] = []
+    paths = [calls["ulaw8k"], calls["pcm16k"]]
+    counts = run_paced(
+        pipeline, pub, paths, sleep=clock.sleep, clock=clock, stop=stop, on_error=errors.append
+    )
+    assert (counts.calls_delivered, counts.calls_undelivered) == (0, 2)
+    assert counts.undelivered == [str(p) for p in paths]
+    assert errors == ["replay stopped by a signal: calls not sent to their end are undelivered"]
+    assert _sample(metrics, "qa_ingest_open_legs") == 4  # both legs of both calls started
+    assert _sample(metrics, "qa_ingest_open_calls") == 2
+    assert _sample(metrics, "qa_ingest_calls_total", result="undelivered") == 2
+    assert _sample(metrics, "qa_ingest_publish_errors_total") == 0  # the broker was fine
+    # stopped before the first call: nothing is read, every call named
+    counts = run_ingest(pipeline, pub, paths, stop=stop, on_error=errors.append)
+    assert (counts.calls_delivered, counts.calls_undelivered) == (0, 2)
+    assert counts.undelivered == [str(p) for p in paths]
+    assert errors[-1] == f"stopped before {paths[0]}: not sent"
+    counts = run_paced(pipeline, pub, paths, stop=stop)
+    assert (counts.calls_delivered, counts.calls_undelivered) == (0, 2)

@@ -5,12 +5,11 @@ and only ``require`` rules read what was verified."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
+from verify_calls import TOOLS_MISSING, agent_says, closing_pack
 
 from qa_pipeline.messages import CallEnded, CallInfo, Role, Utterance, Verdict, replace
 from qa_pipeline.rules import load_pack, score_transcript
@@ -94,37 +93,6 @@ def test_unmet_required_rules_name_their_scope() -> None:
     assert verdict["BAN-POLICY"] is Verdict.PASSED
 
 
-TOOLS_MISSING = [t for t in ("espeak-ng", "sox") if shutil.which(t) is None]
-
-CLOSING_PACK = """\
-name: verify-test
-version: "0.1"
-settings:
-  company_name: 华夏
-  uncertain_confidence: 0
-  phrases:
-    farewell: [感谢您的来电, 谢谢您的来电, 感谢来电, 再见, 祝您生活愉快, 祝您愉快, 欢迎再次来电, 请走好]
-"""
-
-CLOSING_RULES = """\
-rules:
-  - id: CLOSE-THANKS
-    description: 结束语：感谢来电并道别
-    severity: major
-    weight: 4
-    scope: {role: agent, last_turns: 3}
-    require:
-      fuzzy: "${phrases.farewell}"
-  - id: BAN-POLICY
-    description: 禁语
-    severity: major
-    weight: 4
-    scope: {role: agent}
-    forbid:
-      fuzzy: [这是公司规定]
-"""
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(bool(TOOLS_MISSING), reason=f"{TOOLS_MISSING} not installed (espeak-ng, sox)")
 @pytest.mark.parametrize(
@@ -142,14 +110,10 @@ def test_a_misheard_farewell_is_verified_and_an_unsaid_one_is_not(
     from qa_pipeline.audio import resample
     from qa_pipeline.config import load_config
     from qa_pipeline.messages import SpeechSegment
-    from qa_pipeline.samples.generate import Voice, render_speech
     from qa_pipeline.verify import Check, verify_transcript
 
-    (tmp_path / "pack.yaml").write_text(CLOSING_PACK, encoding="utf-8")
-    (tmp_path / "rules.yaml").write_text(CLOSING_RULES, encoding="utf-8")
-    pack = load_pack(tmp_path)
-    audio = render_speech(said, Voice(variant=variant, speed=165, pitch=40), rate=8000)
-    a = resample(audio.astype(np.float32), 8000)
+    pack = closing_pack(tmp_path)
+    a = resample(agent_says(said, variant), 8000)
     seg = SpeechSegment("v", 0, Role.AGENT, 1.0, 1.0 + len(a) / 16000, a)
     heard = utterance(engine.transcribe_segment(seg), 0)
     t = Transcript(CallInfo("v"), (heard,), CallEnded("v", seg.end + 1, (seg.end + 1, 0.0)))

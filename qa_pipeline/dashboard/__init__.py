@@ -1,7 +1,7 @@
 """The live QA dashboard: in-memory state fed by events, a web app with Server-Sent Events
 for logged-in users (roles and teams, :mod:`.users`, :mod:`.auth`) and machines with an API
-key, a transcript audit log (:mod:`.audit`), and a standalone mode that reads the Kafka
-topics.
+key, a transcript audit log (:mod:`.audit`), alert acknowledgements (:mod:`.acks`), and a
+standalone mode that reads the Kafka topics.
 
 In the ``serve`` process::
 

@@ -8,6 +8,10 @@ One record (one line) per call whose transcript text the dashboard sent to someo
 ``route`` is ``/api/calls/<id>`` (one call opened), ``/api/state`` or ``/api/events`` (a
 page's snapshot: every call with text in it; then, on the stream, each further call the
 first time text of it is pushed). Roles without transcript text (viewer) leave no record.
+
+An alert acknowledged on the dashboard is recorded too, with ``"action": "ack"`` and the
+alert's ``event_id``, route ``/api/alerts/ack`` (the acknowledgement itself is kept by
+:mod:`.acks`; this is the trail of who did what).
 The file is opened ``O_APPEND`` and each batch is one ``write``; nothing in the dashboard
 rewrites or truncates it. Rotation by renaming (logrotate without ``copytruncate``) is
 noticed at the next record, which starts a new file at the path. Read it with ``qa-pipeline dashboard audit`` or ``jq``.
@@ -18,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,9 +53,17 @@ class AuditLog:
         self._lock = threading.Lock()
 
     def record(
-        self, *, user: str, role: str, call_ids: Iterable[str], route: str, client: str | None
+        self,
+        *,
+        user: str,
+        role: str,
+        call_ids: Iterable[str],
+        route: str,
+        client: str | None,
+        extra: Mapping[str, Any] | None = None,
     ) -> int:
-        """Append one line per call id; returns how many."""
+        """Append one line per call id (``extra``: more fields of each, e.g. an action);
+        returns how many."""
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
         lines = [
             json.dumps(
@@ -62,6 +74,7 @@ class AuditLog:
                     "call_id": cid,
                     "route": route,
                     "client": client,
+                    **(extra or {}),
                 },
                 ensure_ascii=False,
             )

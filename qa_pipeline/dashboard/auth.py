@@ -3,15 +3,19 @@
 A :class:`Principal` is a logged-in user (from the users file) or a machine presenting an
 API key. What it sees (enforced on every data route and on the event stream):
 
-==============  ================================================================  =========
-role            calls                                                             text
-==============  ================================================================  =========
-``admin``       all (and the user list, ``GET /api/users``)                       yes
-``qa``          all                                                               yes
-``supervisor``  calls of its teams (see :mod:`.users` for a call's team)         yes
-``agent``       its own calls (``CallInfo.agent_id`` = its ``agent_id``)         yes
-``viewer``      all                                                               no
-==============  ================================================================  =========
+==============  ================================================================  ====  ===
+role            calls                                                             text  ack
+==============  ================================================================  ====  ===
+``admin``       all (and the user list, ``GET /api/users``)                       yes   yes
+``qa``          all                                                               yes   yes
+``supervisor``  calls of its teams (see :mod:`.users` for a call's team)         yes   yes
+``agent``       its own calls (``CallInfo.agent_id`` = its ``agent_id``)         yes   no
+``viewer``      all                                                               no    no
+==============  ================================================================  ====  ===
+
+"Ack" is acknowledging the alerts of the calls it sees (``POST /api/alerts/ack``). Only a
+person logged in may (an API key acts for no one whose name an acknowledgement could carry);
+an agent may not mark its own alerts handled.
 
 "Text" is transcript text: utterance text, evidence text, matched phrases and finding
 messages that quote the call (:meth:`DashboardState.redact`). Alerts and statistics follow
@@ -36,6 +40,8 @@ from typing import Any
 from .users import UserRole
 
 API_KEY_USER = "api-key"
+#: roles that may acknowledge alerts (see the table above)
+ACK_ROLES = frozenset({UserRole.SUPERVISOR, UserRole.QA, UserRole.ADMIN})
 VIEWER_KEY_USER = "viewer-key"
 
 
@@ -53,6 +59,12 @@ class Principal:
     def text(self) -> bool:
         """May see transcript text (of the calls it sees)."""
         return self.role is not UserRole.VIEWER
+
+    @property
+    def may_ack(self) -> bool:
+        """May acknowledge alerts (of the calls it sees): a logged-in person of
+        :data:`ACK_ROLES`."""
+        return self.kind == "user" and self.role in ACK_ROLES
 
     @property
     def scope(self) -> tuple[Any, ...]:

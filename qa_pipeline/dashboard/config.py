@@ -83,7 +83,9 @@ class DashboardConfig(BaseModel):
     )
     audit_log: Path = Field(
         default=Path("dashboard-audit.jsonl"),
-        description="append-only JSONL of who opened which call's transcript",
+        description="append-only JSONL of who opened which call's transcript and who "
+        "acknowledged which alert (the acknowledgements are kept in dashboard-acks.jsonl "
+        "beside it)",
     )
     token: SecretStr | None = Field(
         default=None,

@@ -4,6 +4,12 @@ No CDN, no build step, no data in the page itself: it logs in (name and password
 server-side session whose id is in an HttpOnly cookie), then opens ``/api/events`` (Server-Sent Events) and renders the snapshot and every update. All
 text from events is inserted with ``textContent`` (never as HTML). Labels are Chinese with an
 "EN" toggle (remembered in ``localStorage``).
+
+A call in progress shows 进行中, its findings so far and their deduction labelled provisional
+(暂扣, not a score: the scorecard at the end decides); the score and grade appear when it
+ends. A finding whose evidence is several turns (a phrase that never came) is one card
+listing them, not a copy under each. A user whose role may (``may_ack`` of ``/api/me``)
+acknowledges an alert with its button; every page then shows who and when.
 """
 
 from __future__ import annotations
@@ -42,6 +48,16 @@ tr.call { cursor:pointer; } tr.call:hover { background:#f0f4f8; } tr.call.sel { 
 .badge.major { background:var(--major); } .badge.minor { background:var(--minor); }
 .badge.review { background:#b08900; }
 .score { font-weight:600; } .score.bad { color:var(--crit); }
+.score.prov { font-weight:normal; font-style:italic; color:var(--mute); }
+.badge.incomplete { background:#8a6d3b; } .badge.found { background:var(--major); }
+.evs { margin-top:4px; font-size:12px; }
+.evs .ev { cursor:pointer; color:var(--mute); padding:1px 0; }
+.evs .ev .evt { color:var(--ink); }
+.alert-item.acked { border-color:var(--mute); background:#f5f6f8; }
+.alert-item .ack { font-size:12px; color:var(--ok); margin-top:3px; }
+.alert-item .ack-btn { font:inherit; font-size:12px; margin-top:4px; padding:2px 10px; border:1px solid var(--line);
+  background:#fff; border-radius:4px; cursor:pointer; }
+.alert-item .ack-err { font-size:12px; color:var(--crit); }
 #calls-wrap, #alerts { max-height:420px; overflow:auto; }
 #transcript-card { grid-row: span 1; }
 #callhead { color:var(--mute); margin-bottom:6px; }
@@ -65,6 +81,9 @@ mark { background:#ffd76a; padding:0 1px; border-radius:2px; }
 .utt.unsure { border:2px dashed #b08900; }
 .finding .rid { font-weight:600; margin:0 4px; }
 .finding .sugg { margin-top:3px; color:#2d5f3f; }
+.play { display:flex; align-items:center; gap:4px; margin-top:3px; }
+.play .play-icon { color:var(--mute); }
+.play audio { height:28px; max-width:260px; }
 .callfinding { grid-column:1 / span 2; }
 .alert-item { border-left:4px solid var(--crit); background:#fff5f5; padding:6px 8px; margin-bottom:6px; border-radius:3px; cursor:pointer; }
 .alert-item .meta { font-size:12px; color:var(--mute); }
@@ -141,8 +160,10 @@ const I18N = {
     major:"重要", minor:"轻微", live:"进行中", ended:"已结束", suggestion:"建议话术", running:"实时得分",
     final:"最终得分", hidden:"（文本仅对授权用户可见）", unreadable:"（有语音，未能识别）", viewer:"只读（无文本）", no_data:"暂无数据",
     call_level:"通话级", at:"时间", none_agent:"未知坐席", count:"次", review:"待复核",
-    uncertain:"待复核（不扣分）", pending:"待定扣分",
-    role_agent:"坐席", role_supervisor:"班组长", role_qa:"质检员", role_viewer:"只读", role_admin:"管理员" },
+    uncertain:"待复核（不扣分）", pending:"待定扣分", incomplete:"不完整",
+    provisional:"暂扣", provisional_note:"（未定，通话结束后评分）", found_so_far:"已发现违规",
+    items:"项", searched:"查找范围", ack:"确认", acked:"已确认", ack_failed:"确认失败",
+    role_agent:"坐席", role_supervisor:"班组长", role_qa:"质检员", role_viewer:"只读", role_admin:"管理员", play:"播放证据录音（个人信息已消音）" },
   en: { title:"Live call QA", connecting:"connecting", online:"live", offline:"disconnected", logout:"Log out",
     login_title:"Log in", user_name:"User name", password:"Password", login:"Log in", login_failed:"Wrong name or password", live_calls:"Live calls", call:"Call",
     agent:"Agent", customer:"Customer", unknown:"Unknown", score:"Score", grade:"Grade", transcript:"Transcript",
@@ -151,8 +172,10 @@ const I18N = {
     major:"Major", minor:"Minor", live:"live", ended:"ended", suggestion:"Suggested phrasing", running:"Running score",
     final:"Final score", hidden:"(transcript text for authorised viewers only)", unreadable:"(speech, words not recognised)", viewer:"viewer (no text)", no_data:"No data",
     call_level:"call", at:"at", none_agent:"unknown agent", count:"", review:"Review",
-    uncertain:"uncertain (not deducted)", pending:"pending",
-    role_agent:"agent", role_supervisor:"supervisor", role_qa:"QA analyst", role_viewer:"viewer", role_admin:"admin" }
+    uncertain:"uncertain (not deducted)", pending:"pending", incomplete:"incomplete",
+    provisional:"so far", provisional_note:"(provisional; scored when the call ends)", found_so_far:"Findings so far",
+    items:"", searched:"Looked for in", ack:"Acknowledge", acked:"Acknowledged", ack_failed:"not acknowledged",
+    role_agent:"agent", role_supervisor:"supervisor", role_qa:"QA analyst", role_viewer:"viewer", role_admin:"admin", play:"Play the evidence (personal data beeped)" }
 };
 const S = { calls:new Map(), details:new Map(), alerts:[], stats:null, grades:[], selected:null, pinned:false,
   range:"hour", role:null, me:null, lang: localStorage.getItem("qa-dash-lang") || "zh", es:null, fresh:new Set() };
@@ -163,7 +186,8 @@ function el(tag, cls, text) { const e = document.createElement(tag); if (cls) e.
 function clear(n) { while (n.firstChild) n.removeChild(n.firstChild); }
 function fmtTime(sec) { const d = new Date(sec * 1000); return d.toLocaleTimeString(S.lang === "zh" ? "zh-CN" : "en-GB", {hour12:false}); }
 function fmtScore(x) { return (x === null || x === undefined) ? "–" : (Math.round(x * 10) / 10).toString(); }
-function gradeText(c) { return S.lang === "zh" ? c.grade : (c.grade_en || c.grade); }
+function gradeText(c) { if (!c.final) return "–"; return S.lang === "zh" ? c.grade : (c.grade_en || c.grade); }
+function provText(c) { return t("provisional") + " −" + fmtScore(c.provisional_deduction || 0); }
 function roleText(r) { return t(r || "unknown"); }
 
 function applyLang() {
@@ -188,20 +212,22 @@ function loadSnapshot(s) {
   setConn("online");
 }
 function applyUpdate(m) {
-  if (m.call) S.calls.set(m.call.call_id, m.call);
+  // an ack's call names the call for the server's filter only (it may be one no longer kept)
+  if (m.call && m.type !== "ack") S.calls.set(m.call.call_id, m.call);
   const id = m.call ? m.call.call_id : null;
   if (id && m.utterance) detailOf(id).utts.set(m.utterance.index, m.utterance);
   if (id && m.finding) detailOf(id).finds.set(m.finding.seq, m.finding);
   if (id && m.uncertain) detailOf(id).unsure = m.uncertain;
-  if (m.alert && !S.alerts.some((a) => a.event_id === m.alert.event_id)) {
-    S.alerts.unshift(m.alert); S.alerts.length = Math.min(S.alerts.length, 200); S.fresh.add(m.alert.event_id); }
+  if (m.alert) { const i = S.alerts.findIndex((a) => a.event_id === m.alert.event_id);
+    if (i >= 0) S.alerts[i] = m.alert;
+    else { S.alerts.unshift(m.alert); S.alerts.length = Math.min(S.alerts.length, 200); S.fresh.add(m.alert.event_id); } }
   if (m.stats) S.stats = m.stats;
 }
 let pending = false;
 function schedule() { if (!pending) { pending = true; requestAnimationFrame(() => { pending = false; render(); }); } }
 
 function sortedCalls() { return [...S.calls.values()].sort((a, b) =>
-  (a.status === b.status ? 0 : (a.status === "live" ? -1 : 1)) || (b.last_at - a.last_at)); }
+  ((b.status === "live") - (a.status === "live")) || (b.last_at - a.last_at)); }
 function render() {
   if ($("app").hidden) return;
   const calls = sortedCalls();
@@ -218,11 +244,15 @@ function renderCalls(calls) {
   for (const c of calls) {
     const tr = el("tr", "call" + (c.call_id === S.selected ? " sel" : "")); tr.dataset.callId = c.call_id;
     const td1 = el("td"); td1.appendChild(el("div", null, c.call_id));
-    td1.appendChild(el("span", "badge" + (c.status === "live" ? " live" : ""), t(c.status)));
+    td1.appendChild(el("span", "badge " + c.status, t(c.status)));
+    if (!c.final && c.findings) { td1.appendChild(document.createTextNode(" ")); td1.appendChild(el("span", "badge found", t("findings") + " " + c.findings)); }
     if (c.critical) { td1.appendChild(document.createTextNode(" ")); td1.appendChild(el("span", "badge critical", t("critical") + " " + c.critical)); }
     if (c.review) { td1.appendChild(document.createTextNode(" ")); td1.appendChild(el("span", "badge review", t("review") + (c.uncertain ? " " + c.uncertain : ""))); }
     tr.appendChild(td1); tr.appendChild(el("td", null, c.agent_id || "–"));
-    const sc = el("td", "score" + (c.failed || c.score < 60 ? " bad" : ""), fmtScore(c.score)); sc.dataset.role = "score"; tr.appendChild(sc);
+    const sc = c.final ? el("td", "score" + (c.failed || c.score < 60 ? " bad" : ""), fmtScore(c.score))
+      : el("td", "score prov", c.provisional_deduction ? provText(c) : "–");
+    if (!c.final) sc.title = t("provisional_note");
+    sc.dataset.role = "score"; tr.appendChild(sc);
     const gd = el("td", "grade", gradeText(c)); gd.title = c.final ? t("final") : t("running"); tr.appendChild(gd);
     tr.addEventListener("click", () => { S.selected = c.call_id; S.pinned = true; render(); });
     tb.appendChild(tr);
@@ -240,12 +270,38 @@ function markText(text, phrases) {
   }
   return frag;
 }
+function placementOf(f) { if (f.placement) return f.placement;
+  return new Set(f.utterance_indexes || []).size === 1 ? "utterance" : "call"; }
+// an evidence span played from the call's redacted recording (the server cuts the clip)
+function playable(e) { const c = S.calls.get(S.selected); return !!(c && c.audio && S.me && S.me.text !== false
+  && e.utterance_index !== null && e.utterance_index !== undefined && typeof e.start === "number" && typeof e.end === "number" && e.end > e.start); }
+function playCtl(f, e) {
+  const p = el("span", "play"); p.dataset.seq = f.seq;
+  p.appendChild(el("span", "play-icon", "▶")); p.title = t("play");
+  const a = document.createElement("audio"); a.controls = true; a.preload = "none";
+  a.src = "/api/calls/" + encodeURIComponent(f.call_id || S.selected) + "/audio?start=" + e.start.toFixed(2) + "&end=" + e.end.toFixed(2);
+  p.appendChild(a); return p;
+}
+function evidenceList(f) {
+  const evs = (f.evidence || []).filter((e) => e.utterance_index !== null && e.utterance_index !== undefined);
+  const box = el("div", "evs"); box.appendChild(el("div", null, t("searched") + "："));
+  for (const e of evs) { const it = el("div", "ev"); it.dataset.uttIndex = e.utterance_index;
+    it.appendChild(el("span", null, roleText(e.role) + " · " + fmtScore(e.start) + "s "));
+    if (typeof e.text === "string" && e.text) it.appendChild(el("span", "evt", e.text));
+    if (playable(e)) it.appendChild(playCtl(f, e));
+    it.addEventListener("click", () => { const u = document.querySelector('#transcript .utt[data-utt-index="' + e.utterance_index + '"]');
+      if (u) u.scrollIntoView({ block: "center" }); });
+    box.appendChild(it); }
+  return box;
+}
 function findingBox(f, extra) {
-  const b = el("div", "finding " + (f.severity || "") + (extra ? " " + extra : "")); b.dataset.rule = f.rule_id || "";
+  const b = el("div", "finding " + (f.severity || "") + (extra ? " " + extra : "")); b.dataset.rule = f.rule_id || ""; b.dataset.seq = f.seq;
   b.appendChild(el("span", "badge " + (f.severity || ""), t(f.severity || "minor")));
   b.appendChild(el("span", "rid", f.rule_id)); b.appendChild(el("span", "msg", f.message || ""));
   if (f.weight) b.appendChild(el("span", "w", " (−" + fmtScore(f.weight) + ")"));
   if (f.suggestion) { const s = el("div", "sugg"); s.appendChild(el("b", null, t("suggestion") + "：")); s.appendChild(el("span", "sugg-text", f.suggestion)); b.appendChild(s); }
+  if (placementOf(f) === "call" && (f.utterance_indexes || []).length) b.appendChild(evidenceList(f));
+  else { const e = (f.evidence || []).find(playable); if (e) b.appendChild(playCtl(f, e)); }
   return b;
 }
 function unsureBox(v, extra) {
@@ -260,13 +316,16 @@ function renderTranscript() {
   const c = S.selected ? S.calls.get(S.selected) : null;
   $("sel-id").textContent = c ? c.call_id : "";
   if (!c) { box.appendChild(el("div", "empty", t("no_call"))); return; }
-  head.textContent = [t("agent") + ": " + (c.agent_id || "–"), (c.final ? t("final") : t("running")) + ": " + fmtScore(c.score),
-    t("grade") + ": " + gradeText(c), t(c.status)].join("  ·  ");
+  head.textContent = (c.final
+    ? [t("agent") + ": " + (c.agent_id || "–"), t("final") + ": " + fmtScore(c.score), t("grade") + ": " + gradeText(c), t(c.status)]
+    : [t("agent") + ": " + (c.agent_id || "–"), t(c.status), t("found_so_far") + ": " + (c.findings || 0) + (t("items") ? " " + t("items") : ""),
+       provText(c) + " " + t("provisional_note")]).join("  ·  ");
   const d = detailOf(c.call_id);
   const utts = [...d.utts.values()].sort((a, b) => (a.start - b.start) || (a.index - b.index));
   const finds = [...d.finds.values()].sort((a, b) => a.seq - b.seq);
   const byUtt = new Map(); const loose = [];
-  for (const f of finds) { const ix = f.utterance_indexes || []; if (ix.length) { for (const i of ix) { if (!byUtt.has(i)) byUtt.set(i, []); byUtt.get(i).push(f); } } else loose.push(f); }
+  // each finding once: at its one utterance, else as a card of its own in the flow
+  for (const f of finds) { if (placementOf(f) === "utterance") { const i = f.utterance_indexes[0]; if (!byUtt.has(i)) byUtt.set(i, []); byUtt.get(i).push(f); } else loose.push(f); }
   const unsureBy = new Map(); const unsureLoose = [];
   for (const v of d.unsure || []) { const ix = v.utterance_indexes || []; if (ix.length) { for (const i of ix) { if (!unsureBy.has(i)) unsureBy.set(i, []); unsureBy.get(i).push(v); } } else unsureLoose.push(v); }
   const cols = el("div", "cols"); cols.appendChild(el("div", "colhead", t("agent"))); cols.appendChild(el("div", "colhead", t("customer")));
@@ -303,10 +362,20 @@ function renderAlerts() {
     const c = S.calls.get(a.call_id); const agent = a.agent_id || (c && c.agent_id) || "–";
     it.appendChild(el("div", "meta", fmtTime(a.at) + " · " + t("call") + " " + a.call_id + " · " + t("agent") + " " + agent));
     const ev = (a.evidence || []).find((e) => e.matched); if (ev) it.appendChild(el("div", "meta", "“" + ev.matched + "”"));
+    if (a.ack) { it.classList.add("acked"); it.appendChild(el("div", "ack", t("acked") + "：" + a.ack.user + " · " + fmtTime(a.ack.at))); }
+    else if (S.me && S.me.may_ack) { const btn = el("button", "ack-btn", t("ack")); btn.type = "button";
+      btn.addEventListener("click", (e) => { e.stopPropagation(); acknowledge(a, btn); }); it.appendChild(btn); }
     it.addEventListener("click", () => { S.selected = a.call_id; S.pinned = true; render(); });
     box.appendChild(it);
   }
   S.fresh.clear();
+}
+async function acknowledge(a, btn) {
+  btn.disabled = true; let r = null;
+  try { r = await fetch("/api/alerts/ack", { method: "POST", credentials: "same-origin", cache: "no-store",
+    headers: { "Content-Type": "application/json" }, body: JSON.stringify({ event_id: a.event_id }) }); } catch (e) { r = null; }
+  if (r && r.ok) { applyUpdate({ type: "ack", alert: (await r.json()).alert }); schedule(); return; }
+  btn.disabled = false; if (!btn.nextSibling) btn.after(el("span", "ack-err", " " + t("ack_failed") + (r ? " (" + r.status + ")" : "")));
 }
 const SVGNS = "http://www.w3.org/2000/svg";
 function svg(tag, attrs, text) { const e = document.createElementNS(SVGNS, tag); for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v)); if (text !== undefined) e.textContent = text; return e; }

@@ -19,11 +19,23 @@ Routes (all data routes need a session or an API key; without one: ``401`` and n
                            ``403`` for a form posted from another site (``Origin`` or
                            ``Sec-Fetch-Site``: login CSRF; a reverse proxy passes ``Host`` on)
 ``GET|POST /logout``       ends the session on the server, clears the cookie
-``GET /api/me``            who is logged in: name, role, teams, agent id
+``GET /api/me``            who is logged in: name, role, teams, agent id, whether it may
+                           acknowledge alerts (``may_ack``)
+``POST /api/alerts/ack``   JSON ``{"event_id": ...}``: the logged-in user acknowledges an
+                           alert of a call it sees (roles: :data:`~.auth.ACK_ROLES`; ``403``
+                           for other roles, an API key, or a request from another site;
+                           ``404`` for an alert not kept or not visible); every page is
+                           pushed the alert with ``ack: {user, at}``; the first one stands
 ``GET /api/state``         snapshot: calls, alerts, statistics, details (JSON), as the
                            principal may see them
 ``GET /api/calls/<id>``    one call: summary, utterances, findings (JSON); ``404`` for a call
                            the principal may not see, as for one not kept
+``GET /api/calls/<id>/audio?start=S&end=E``
+                           a WAV clip of the call's redacted recording around the evidence
+                           span S-E seconds (padded, capped: :mod:`.recordings`), for the
+                           principals that see the call's text (not ``viewer``); ``404``
+                           without a recording, ``409`` for one not redacted (never played),
+                           ``400`` for bad bounds; audit-logged
 ``GET /api/events``        ``text/event-stream``: ``snapshot`` then ``update`` messages,
                            filtered per principal
 ``GET /api/users``         admin only: the users (no hashes)
@@ -47,7 +59,9 @@ no transcript text). Keys are compared in constant time.
 
 **Audit.** Every transcript sent (``/api/calls/<id>``, and each call with text in a snapshot or
 first pushed on a stream) is appended to the audit log (:mod:`.audit`): time, user, role,
-call id, route, client address.
+call id, route, client address; so is every alert acknowledged. Acknowledgements themselves
+are kept by an :class:`~.acks.AckStore` (by default a JSONL file beside the audit log, read
+back at start).
 
 What one client may take is bounded (:class:`~qa_pipeline.dashboard.config.DashboardLimits`):
 request heads and bodies by size (``400``/``413``, a bad ``Content-Length`` is refused before
@@ -93,10 +107,12 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ..errors import QAError
+from .acks import AckStore, FileAckStore, acks_path_beside
 from .audit import AuditLog
 from .auth import API_KEY_USER, VIEWER_KEY_USER, Principal, Sessions, call_visible
 from .config import DashboardLimits
 from .page import render_page
+from .recordings import ClipError, RecordingLookup, clip_wav
 from .state import CLOSED, DashboardState
 from .users import USERS_ENV, UserDirectory, UserRole, dummy_verify, verify_password
 
@@ -284,6 +300,26 @@ def _cross_site(request: web.Request) -> bool:
     return urlsplit(origin).netloc.lower() != request.host.lower()
 
 
+MAX_EVENT_ID = 512
+
+
+def _event_id_of(raw: bytes) -> str | web.Response:
+    """The ``event_id`` of an acknowledgement's JSON body, or a ``400`` naming what is wrong
+    with it."""
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return _error(400, "bad request", 'the body is not JSON: send {"event_id": "..."}')
+    event_id = doc.get("event_id") if isinstance(doc, dict) else None
+    if not isinstance(event_id, str) or not event_id or len(event_id) > MAX_EVENT_ID:
+        return _error(
+            400,
+            "bad request",
+            f"event_id: a non-empty string of at most {MAX_EVENT_ID} characters is needed",
+        )
+    return event_id
+
+
 def _redirect(location: str, cookie: str | None = None) -> web.Response:
     headers = {"Location": location}
     if cookie is not None:
@@ -330,10 +366,12 @@ class _App:
     title: str
     keepalive_s: float
     audit: AuditLog | None = None
+    acks: AckStore = field(default_factory=lambda: FileAckStore(None))
     secure_cookie: bool = False
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     streams: dict[str, int] = field(default_factory=dict)  # open streams by user or key
     throttle: Throttle | None = None
+    recordings: RecordingLookup | None = None  # a call's recording (evidence clips)
     # (version, encoded snapshot, call ids in it) per scope: shared by pages that open
     # meanwhile
     _snapshots: dict[tuple[Any, ...], tuple[int, bytes, tuple[str, ...]]] = field(
@@ -459,8 +497,15 @@ class _App:
         teams_of = self.users.teams_of_agent
         return lambda call: call_visible(p, call, teams_of)
 
-    def record(self, request: web.Request, p: Principal, call_ids: Any, route: str) -> None:
-        """Audit: ``p`` was sent the transcript of ``call_ids``."""
+    def record(
+        self,
+        request: web.Request,
+        p: Principal,
+        call_ids: Any,
+        route: str,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        """Audit: ``p`` was sent the transcript (or audio) of ``call_ids``."""
         if self.audit is None or not p.text:
             return
         try:
@@ -470,6 +515,7 @@ class _App:
                 call_ids=call_ids,
                 route=route,
                 client=request.remote,
+                extra=extra,
             )
         except OSError as e:
             log.error("dashboard: cannot write the audit log %s: %s", self.audit.path, e)
@@ -615,7 +661,7 @@ class _App:
         csp = (
             "default-src 'none'; "
             f"script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
-            "connect-src 'self'; img-src 'self' data:; form-action 'self'; "
+            "connect-src 'self'; img-src 'self' data:; media-src 'self'; form-action 'self'; "
             "base-uri 'none'; frame-ancestors 'none'"
         )
         body = render_page(nonce, self.title).encode()
@@ -641,13 +687,9 @@ class _App:
             return _error(
                 403, "cross-site login", "a login must come from this dashboard's own page"
             )
-        try:
-            async with asyncio.timeout(self.limits.body_timeout_s):
-                raw = await request.read()
-        except TimeoutError:
-            resp = _error(408, "request timeout", "the request body did not arrive in time")
-            resp.force_close()
-            return resp
+        raw = await self.read_body(request)
+        if isinstance(raw, web.Response):
+            return raw
         form = parse_qs(raw.decode("utf-8", "replace"))
         name = (form.get("name") or [""])[0].strip()
         password = (form.get("password") or [""])[0]
@@ -662,6 +704,72 @@ class _App:
         log.info("dashboard: %s logged in from %s", name, request.remote)
         max_age = int(self.sessions.max_age_s)
         return _redirect("/", _cookie(sid, max_age, self.secure_cookie or request.secure))
+
+    async def read_body(self, request: web.Request) -> bytes | web.Response:
+        """The request body, or a ``408`` when it does not arrive within
+        ``body_timeout_s``."""
+        try:
+            async with asyncio.timeout(self.limits.body_timeout_s):
+                return await request.read()
+        except TimeoutError:
+            resp = _error(408, "request timeout", "the request body did not arrive in time")
+            resp.force_close()
+            return resp
+
+    async def ack(self, request: web.Request) -> web.StreamResponse:
+        """``POST /api/alerts/ack``: the logged-in user acknowledges an alert (see the
+        module's route table). Checked like a login (another site's page may not post it;
+        the session cookie is SameSite=Strict anyway), and only JSON is taken, which a
+        cross-site HTML form cannot send."""
+        if _cross_site(request):
+            return _error(
+                403,
+                "cross-site request",
+                "an acknowledgement must come from this dashboard's own page",
+            )
+        p = self.who(request)
+        if isinstance(p, web.Response):
+            return p
+        if p is None:
+            return self.unauthorized()
+        if not p.may_ack:
+            who = "an API key" if p.kind == "key" else f"the {p.role.value} role"
+            return _error(403, "forbidden", f"{who} may not acknowledge alerts")
+        if request.content_type != "application/json":
+            return _error(
+                415, "unsupported media type", 'send the event id as JSON: {"event_id": ...}'
+            )
+        raw = await self.read_body(request)
+        if isinstance(raw, web.Response):
+            return raw
+        event_id = _event_id_of(raw)
+        if isinstance(event_id, web.Response):
+            return event_id
+        alert = self.state.alert(event_id)
+        only = self.visible(p)
+        if alert is None or (only is not None and not only(alert)):
+            return _error(404, "no such alert", f"no alert with event_id {event_id!r} is kept")
+        now = time.time()
+        try:
+            ack = await asyncio.to_thread(self.acks.ack, event_id, p.name, now)
+        except OSError as e:
+            log.error("dashboard: cannot keep an acknowledgement: %s", e)
+            return _error(500, "not kept", "the acknowledgement could not be written")
+        shown = self.state.acknowledge(ack.event_id, ack.user, ack.at) or alert
+        if (ack.user, ack.at) == (p.name, now) and self.audit is not None:  # this one: new
+            try:
+                self.audit.record(
+                    user=p.name,
+                    role=p.role.value,
+                    call_ids=(str(alert["call_id"]),),
+                    route=request.path,
+                    client=request.remote,
+                    extra={"action": "ack", "event_id": event_id},
+                )
+            except OSError as e:
+                log.error("dashboard: cannot write the audit log %s: %s", self.audit.path, e)
+        body = {"alert": self.state.redact({"alert": shown}, p.text)["alert"], "ack": ack.view()}
+        return _response(200, _json(body))
 
     def unauthorized(self) -> web.Response:
         return _error(
@@ -683,6 +791,9 @@ class _App:
             if p.text and ids:
                 await asyncio.to_thread(self.record, request, p, ids, path)
             return await self.send_big(request, data)
+        raw = request.raw_path.split("?", 1)[0]
+        if raw.startswith("/api/calls/") and raw.endswith("/audio"):
+            return await self.audio(request, p, unquote(raw[len("/api/calls/") : -len("/audio")]))
         if path.startswith("/api/calls/"):
             call_id = unquote(request.raw_path.split("?", 1)[0][len("/api/calls/") :])
             detail = self.state.detail(call_id)
@@ -705,6 +816,7 @@ class _App:
                         "agent_id": p.agent_id,
                         "kind": p.kind,
                         "text": p.text,
+                        "may_ack": p.may_ack,
                     }
                 ),
             )
@@ -715,6 +827,46 @@ class _App:
             users = [u.public() for u in self.users.all()]
             return _response(200, _json({"users": users}))
         return _error(404, "not found", "no such resource")
+
+    async def audio(self, request: web.Request, p: Principal, call_id: str) -> web.StreamResponse:
+        """An evidence clip of a call's redacted recording (see the route table)."""
+        detail = self.state.detail(call_id)
+        only = self.visible(p)
+        if detail is None or (only is not None and not only(detail["call"])):
+            return _error(404, "no such call", "no call with this id is kept")
+        if not p.text:
+            return _error(403, "forbidden", f"the {p.role.value} role may not hear calls' audio")
+        rec = None
+        if self.recordings is not None:
+            try:
+                rec = await asyncio.to_thread(self.recordings, call_id)
+            except Exception as e:  # a store that cannot be read: say so, no audio
+                log.error("dashboard: recording of %s not looked up: %r", call_id, e)
+                return _error(503, "recordings unavailable", "the recordings cannot be read now")
+        if rec is None:
+            return _error(404, "no recording", "no recording of this call is kept")
+        if not rec.redacted:
+            return _error(
+                409,
+                "recording not redacted",
+                "this call's recording holds unredacted personal data and is not played; "
+                "keep a redacted copy (qa-pipeline redact-audio) and store that one",
+            )
+        q = request.rel_url.query
+        try:
+            data = await asyncio.to_thread(clip_wav, rec, q.get("start"), q.get("end"))
+        except ClipError as e:
+            return _error(400, "bad clip", str(e))
+        span = {"start": q.get("start"), "end": q.get("end")}  # which part was heard
+        await asyncio.to_thread(
+            self.record, request, p, (call_id,), f"/api/calls/{call_id}/audio", span
+        )
+        return web.Response(
+            status=200,
+            body=data,
+            content_type="audio/wav",
+            headers={**SECURITY_HEADERS, "Cache-Control": "private, no-store"},
+        )
 
     async def not_found(self, request: web.Request) -> web.StreamResponse:
         return _error(404, "not found", "no such resource")
@@ -885,6 +1037,7 @@ def _build(app: _App) -> web.Application:
     r.add_post("/logout", app.logout)
     r.add_get("/favicon.ico", app.favicon)
     r.add_post("/login", app.login)
+    r.add_post("/api/alerts/ack", app.ack)
     r.add_get("/api/{tail:.*}", app.api)
     r.add_route("*", "/{tail:.*}", app.not_found)
     return web_app
@@ -899,12 +1052,14 @@ def start_dashboard(
     viewer_token: str | None = None,
     users: str | Path | None = None,
     audit_log: str | Path | None = None,
+    acks: AckStore | None = None,
     session_idle_s: float = 7200.0,
     session_max_s: float = 43200.0,
     secure_cookie: bool = False,
     title: str = "通话质检实时看板",
     keepalive_s: float = 15.0,
     limits: DashboardLimits | None = None,
+    recordings: RecordingLookup | None = None,
 ) -> DashboardServer:
     """Serve ``state`` on ``http://host:port/`` from a background thread (port 0 = any free
     one).
@@ -914,13 +1069,21 @@ def start_dashboard(
     ``viewer_token`` (else ``$QA_DASHBOARD_VIEWER_TOKEN``): a read-only key without
     transcript text. At least a users file or a key is required. ``audit_log``: where
     transcript openings are recorded (``None``: not recorded; the ``dashboard:`` config and
-    the commands default to ``dashboard-audit.jsonl``). ``limits``: what clients may take
-    (:class:`DashboardLimits`; its defaults when ``None``).
+    the commands default to ``dashboard-audit.jsonl``). ``acks``: where alert
+    acknowledgements are kept (``None``: :data:`~.acks.DEFAULT_ACKS_LOG` beside the audit
+    log, or in memory only without one); those kept are shown on the state's alerts.
+    ``limits``: what clients may take (:class:`DashboardLimits`; its defaults when ``None``).
+    ``recordings``: where a call's recording is found (:mod:`.recordings`; ``None``: no
+    audio is played).
     """
     full, viewer = resolve_tokens(token, viewer_token, users=users)
     directory = UserDirectory(resolve_users(users))
     sessions = Sessions(session_idle_s, session_max_s)
     audit = AuditLog(Path(audit_log)) if audit_log is not None else None
+    if acks is None:
+        acks = FileAckStore(acks_path_beside(Path(audit_log)) if audit_log is not None else None)
+    for a in acks.acks().values():
+        state.acknowledge(a.event_id, a.user, a.at)
     lim = limits or DashboardLimits()
     loop = asyncio.new_event_loop()
     started: Future[tuple[_App, web.AppRunner, int]] = Future()
@@ -935,7 +1098,9 @@ def start_dashboard(
             title,
             keepalive_s,
             audit=audit,
+            acks=acks,
             secure_cookie=secure_cookie,
+            recordings=recordings,
         )
         runner = web.AppRunner(
             _build(app),

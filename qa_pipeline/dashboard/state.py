@@ -6,8 +6,7 @@ standalone dashboard) and what the web app reads. It is thread-safe and order-to
 events of different kinds may arrive out of order (Kafka delivers each topic separately) and
 more than once (at-least-once delivery; de-duplicated by ``event_id``).
 
-Per call it keeps the utterances (by index), findings (by event seq), the alerts, the running
-score (100 minus the weight of every rule that has a finding so far, each rule once) and, once
+Per call it keeps the utterances (by index), findings (by event seq), the alerts and, once
 the scorecard arrives, the final score and grade, and its ``uncertain`` verdicts (rules that
 would fail only on speech heard with low confidence, or on unknown roles: no finding, no
 points, the call flagged ``review``), and whether the scorecard covers the whole call (an
@@ -15,6 +14,19 @@ incomplete one, ``complete: false``, counts in the agent's calls but not its ave
 Agent ids come from
 :meth:`DashboardState.call_started` (the live service knows them when a call starts) or from
 the call's transcript event (at its end).
+
+**Live and ended.** A call summary's ``status`` is ``live`` until its scorecard arrives, then
+``ended`` (or ``incomplete``: scored on part of the call). A live call has no score, grade or
+``failed`` (all ``None``, ``final: false``): a rule may still pass, fail or be decided
+``uncertain`` at the end, so anything that looks like a score would mislead a supervisor. It
+carries its findings so far (``findings``, ``critical``) and ``provisional_deduction``, the
+points those findings would take (each rule once, at most 100), to be shown labelled as
+provisional; once ended that is ``None`` and ``score``/``grade``/``failed`` are the scorecard's.
+
+**Findings shown once.** A finding view's ``placement`` says where the page shows it:
+``utterance`` (its evidence is one utterance: at that utterance) or ``call`` (a card of its
+own; a missing-phrase finding's evidence is every turn that was searched, and repeating the
+finding under each of them read as many violations).
 
 Subscribers (the event stream of each open page) get a push message for every change through
 a bounded queue; a subscriber that does not keep up is disconnected (its page reconnects and
@@ -27,6 +39,11 @@ Views are plain JSON-able dicts. ``full=False`` views (viewer role) carry no tra
 utterance text, finding evidence text and matched phrases are removed. A call summary carries
 its ``team`` (call metadata ``team``, when the source sends one); ``snapshot``, ``stats`` and
 ``subscribe`` take an ``only`` filter over call summaries (a user's scope, see :mod:`.auth`).
+
+**Acknowledgements.** An alert carries ``ack`` (``{"user", "at"}``, ``None`` until someone
+acknowledges it); :meth:`DashboardState.acknowledge` sets it and pushes an ``ack`` message.
+The state only mirrors them: the server keeps them (:mod:`.acks`) and loads them at start,
+so an alert that arrives again (a Kafka feed read from the beginning) shows its ack.
 """
 
 from __future__ import annotations
@@ -126,10 +143,19 @@ class _Call:
     duration: float | None = None
     ended_at: float | None = None
     transcript_seen: bool = False
+    audio: bool = False  # a redacted recording is kept: evidence can be played
 
     @property
     def live(self) -> bool:
         return self.score is None
+
+    @property
+    def status(self) -> str:
+        """``live`` until the scorecard; then ``ended``, or ``incomplete`` when it covers
+        only part of the call."""
+        if self.live:
+            return "live"
+        return "ended" if self.complete else "incomplete"
 
 
 @dataclass
@@ -194,6 +220,9 @@ class DashboardState:
         self.version = 0
         self._closed = False
         self._alert_ids = itertools.count(1)
+        # acknowledgements by alert event id (mirrored from the server's AckStore; bounded
+        # like the de-duplication window, an alert older than that does not come back)
+        self._acks: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.events_applied = 0
         self.events_duplicate = 0
 
@@ -228,6 +257,15 @@ class DashboardState:
             if call.started_at is not None:
                 c.started_at = call.started_at.isoformat()
             self._publish({"type": "call", "call": self._summary(c)}, stats=True)
+
+    def recording_kept(self, call_id: str) -> None:
+        """The call's redacted recording is kept: its evidence gets a play control."""
+        with self._lock:
+            c = self._calls.get(call_id)
+            if c is None or c.audio:
+                return
+            c.audio = True
+            self._publish({"type": "call", "call": self._summary(c)}, stats=False)
 
     def apply(self, event: Event) -> bool:
         """Take one event into the state and push the change. ``False``: a duplicate."""
@@ -348,27 +386,28 @@ class DashboardState:
         keys as in its summary and in an alert)."""
         return {"call_id": c.call_id, "agent_id": c.agent_id, "team": c.team}
 
-    def running_score(self, c: _Call) -> float:
-        return round(min(max(100.0 - sum(c.rule_weights.values()), 0.0), 100.0), 2)
+    @staticmethod
+    def provisional_deduction(c: _Call) -> float:
+        """Points the findings so far would take (each rule once, its largest weight; at most
+        100). Provisional: the scorecard decides, and may add or take back deductions."""
+        return round(min(max(sum(c.rule_weights.values()), 0.0), 100.0), 2)
 
     def _summary(self, c: _Call) -> dict[str, Any]:
-        running = self.running_score(c)
-        score = c.score if c.score is not None else running
-        failed = c.failed if c.failed is not None else c.critical > 0
-        grade = c.grade if c.grade is not None else self.grade_for(running, failed)
+        live = c.live
+        grade = c.grade
         return {
             "call_id": c.call_id,
             "agent_id": c.agent_id,
             "team": c.team,
             "direction": c.direction,
             "started_at": c.started_at,
-            "status": "live" if c.live else "ended",
-            "running_score": running,
-            "score": score,
-            "final": c.score is not None,
+            "status": c.status,
+            "final": not live,
+            "score": c.score,
             "grade": grade,
-            "grade_en": self.grade_labels().get(grade, grade),
-            "failed": failed,
+            "grade_en": self.grade_labels().get(grade, grade) if grade is not None else None,
+            "failed": c.failed,
+            "provisional_deduction": self.provisional_deduction(c) if live else None,
             "review": c.review,
             "complete": c.complete,
             "incomplete_reasons": list(c.incomplete_reasons),
@@ -377,6 +416,7 @@ class DashboardState:
             "findings": len(c.findings),
             "critical": c.critical,
             "duration": c.duration,
+            "audio": c.audio,
             "first_at": c.first_at,
             "last_at": c.last_at,
         }
@@ -391,6 +431,14 @@ class DashboardState:
                 d.pop("matched", None)
             out.append(d)
         return out
+
+    @staticmethod
+    def placement(evidence: Iterable[dict[str, Any]]) -> str:
+        """Where a finding is shown: at its utterance when its evidence is one utterance,
+        else as a card of its own (no utterance: the whole call; several: the turns a
+        missing phrase was looked for, listed inside the card)."""
+        indexes = {e.get("utterance_index") for e in evidence} - {None}
+        return "utterance" if len(indexes) == 1 else "call"
 
     def _finding_view(self, f: _Finding, c: _Call) -> dict[str, Any]:
         p = f.payload
@@ -408,6 +456,7 @@ class DashboardState:
             "utterance_indexes": [
                 e["utterance_index"] for e in evidence if e.get("utterance_index") is not None
             ],
+            "placement": self.placement(evidence),
             "evidence": evidence,
             "alert": f.alert,
             "at": f.at,
@@ -452,7 +501,43 @@ class DashboardState:
             "produced_at": event.produced_at,
             "at": at,
             "received_at": now,
+            "ack": self._acks.get(event.event_id),
         }
+
+    # -- acknowledgements --------------------------------------------------------------------
+
+    def alert(self, event_id: str) -> dict[str, Any] | None:
+        """The alert of ``event_id`` in the feed (``None``: not kept, or no such alert)."""
+        with self._lock:
+            return next((dict(a) for a in self._alerts if a["event_id"] == event_id), None)
+
+    def acknowledge(self, event_id: str, user: str, at: float) -> dict[str, Any] | None:
+        """Record that ``user`` acknowledged the alert ``event_id`` at ``at`` (Unix time) and
+        push the alert with its ``ack`` to every page. The first acknowledgement stands (a
+        second one of the same alert changes nothing). Returns the alert as now kept, or
+        ``None`` when the feed does not hold it (the ack is still remembered for it)."""
+        with self._lock:
+            if event_id in self._acks:
+                return self.alert(event_id)
+            ack = {"user": user, "at": at}
+            self._acks[event_id] = ack
+            while len(self._acks) > self._dedupe_window:
+                self._acks.popitem(last=False)
+            i = next((i for i, a in enumerate(self._alerts) if a["event_id"] == event_id), None)
+            if i is None:
+                return None
+            # a new dict, not an update in place: messages already queued share the old one
+            alert = dict(self._alerts[i], ack=ack)
+            self._alerts[i] = alert
+            c = self._calls.get(alert["call_id"])
+            # the call is for the server's per-viewer filter (a call no longer kept: its ids)
+            call = self._summary(c) if c is not None else self._alert_ident(alert)
+            self._publish({"type": "ack", "call": call, "alert": alert}, stats=False)
+            return dict(alert)
+
+    @staticmethod
+    def _alert_ident(alert: dict[str, Any]) -> dict[str, Any]:
+        return {k: alert.get(k) for k in ("call_id", "agent_id", "team")}
 
     @classmethod
     def redact(cls, msg: dict[str, Any], full: bool) -> dict[str, Any]:

@@ -40,11 +40,20 @@ def serve_command(
     metrics_port: Annotated[
         int | None, typer.Option("--metrics-port", help="override metrics.port (0 = any)")
     ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            help="write every ended call here (overrides store:): a SQLite path or a "
+            "postgresql:// URL; default out/qa-store.sqlite unless the config says null",
+        ),
+    ] = None,
 ) -> None:
     """Run the live-call service: sources -> VAD -> shared Whisper -> rules -> sinks."""
     from ..cli_errors import fail
     from ..dashboard.server import DashboardError
     from ..logs import default_level
+    from ..store import DEFAULT_STORE
     from .config import DeviceSourceConfig, load_serve_config
 
     default_level("info")
@@ -57,6 +66,10 @@ def serve_command(
             if not 0 <= metrics_port <= 65535:
                 raise ValueError(f"--metrics-port: {metrics_port} is not a port (0-65535)")
             updates["metrics"] = cfg.metrics.model_copy(update={"port": metrics_port})
+        if store is not None:
+            updates["store"] = store
+        elif "store" not in cfg.model_fields_set:  # not said: the embedded default
+            updates["store"] = str(DEFAULT_STORE)
         if updates:
             cfg = cfg.model_copy(update=updates)
         service = _prepare(cfg)
@@ -75,6 +88,7 @@ def _prepare(cfg: object) -> object:
     sources. Returns the (not yet started) ``LiveService``."""
     from prometheus_client import CollectorRegistry
 
+    from ..dashboard.acks import FileAckStore, acks_path_beside
     from ..dashboard.audit import AuditLog
     from ..dashboard.server import resolve_tokens, resolve_users
     from ..dashboard.users import UserDirectory
@@ -92,6 +106,7 @@ def _prepare(cfg: object) -> object:
         resolve_tokens(d.token_value(), d.viewer_token_value(), users=d.users)
         UserDirectory(resolve_users(d.users))  # a users file that cannot be read fails here
         AuditLog(d.audit_log)  # so does an audit log that cannot be written
+        FileAckStore(acks_path_beside(d.audit_log))  # and the acknowledgements beside it
     sources = [build_source(s) for s in cfg.sources]
     metrics = LiveMetrics(CollectorRegistry())
     fanout = build_sinks(cfg.sinks, metrics)
@@ -149,6 +164,7 @@ async def run_service(service: object) -> int:
                 secure_cookie=cfg.dashboard.secure_cookie,
                 title=cfg.dashboard.title,
                 limits=cfg.dashboard.limits,
+                recordings=service.recording_lookup(),
             )
             log.info("dashboard on %s", dash_server.url)
         stop = asyncio.Event()

@@ -36,6 +36,10 @@ Findings are emitted on the loop, each after its utterance, the scorecard last.
 Verification (``verifier``, :mod:`.verifier`): the session keeps its utterances and, bounded,
 their audio; when the call ends, required phrases its rules missed are verified and the
 scorecard is scored again from the verified utterances.
+
+Recording (``recording``, :mod:`.recorder`, ``live.record``): each frame taken is also
+written to the call's recording file; utterances that held personal data are noted for its
+redaction at the end (the service finishes the recording after the scorecard).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ import collections
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from ..asr.result import AsrResult, is_kept
@@ -66,6 +71,7 @@ from ..text import utterance
 from ..vad import VadConfig
 from .asr_worker import AsrJob, AsrQueue
 from .evaluator import CallRules, RuleLane
+from .recorder import CallRecording
 from .segmenter import ASR_RATE, MAX_GAP_S, VAD_RATES, CallSegmenter, ChannelInput
 from .verifier import KeptAudio, LiveVerifier
 
@@ -106,11 +112,15 @@ class CallSession:
         redactor: Redactor | None = None,
         verifier: LiveVerifier | None = None,
         verify_keep_s: float = 0.0,
+        recording: CallRecording | None = None,
     ) -> None:
         self.call = call = with_session(call)  # this run of the call: its events' ids
         self.source = source
         self.rate = sample_rate
         self.started = time.monotonic()
+        #: when the call reached the service (UTC, ISO 8601): its start for the store when
+        #: the source gave none
+        self.wall_started = datetime.now(UTC).isoformat(timespec="milliseconds")
         self.segmenter = CallSegmenter(vad, call, sample_rate)
         self.evaluator = CallEvaluator(pack, call)
         self._on_error = on_error  # processing of this call raised (None: re-raised)
@@ -147,7 +157,11 @@ class CallSession:
         # for verification at the end: the utterances as the rules saw them, and audio
         self.verifier = verifier if verify_keep_s > 0 else None
         self.kept = KeptAudio(verify_keep_s if self.verifier is not None else 0.0)
-        self._utts: list[Utterance] = []
+        #: the utterances as the rules saw them (redacted): verification at the end and
+        #: the transcript the store keeps
+        self.transcript: list[Utterance] = []
+        # live.record: both legs written to disk as they come (the service finishes it)
+        self.recording = recording
 
     def _failed(self, exc: Exception) -> None:
         assert self._on_error is not None
@@ -185,7 +199,20 @@ class CallSession:
     def push(self, chunk: AudioChunk) -> list[AsrJob]:
         """One frame of one channel. Utterances it closes go to the ASR; returned (for
         inspection) are the jobs sent."""
-        return self._jobs(self.segmenter.push(chunk))
+        segs = self.segmenter.push(chunk)
+        if self.recording is not None:
+            try:
+                self.recording.write(chunk)
+            except Exception as exc:  # a full disk: the call goes on, unrecorded
+                log.error(
+                    "call %s: recording stopped (%r); its partial file is deleted",
+                    self.call.call_id,
+                    exc,
+                )
+                self.errors["recording_failed"] += 1
+                self.recording.discard()
+                self.recording = None
+        return self._jobs(segs)
 
     def flush(self) -> list[AsrJob]:
         """End of audio: close every channel's open segment and send it to the ASR."""
@@ -268,11 +295,13 @@ class CallSession:
         self._utt_index += 1
         self.utterances += 1
         self._emit(self.factory.utterance(utt))
+        if self.recording is not None:  # its personal data is masked in the kept file
+            self.recording.utterance(utt)
         now = time.monotonic()
         self.metrics.on_utterance(utt, r.seconds)
         self.metrics.on_transcript(utt, now - closed_at)
+        self.transcript.append(utt)
         if self.verifier is not None:
-            self._utts.append(utt)
             plain = (  # the text the audio is scored against: as decoded
                 utt
                 if not utt.entities and utt.raw_text == r.raw_text
@@ -339,10 +368,14 @@ class CallSession:
         card = await self.rules.end(done)
         if self.verifier is not None:
             card = await self.verifier.rescore(
-                card, self.call, self._utts, done, self.kept, self.findings, self.evaluator
+                card, self.call, self.transcript, done, self.kept, self.findings, self.evaluator
             )
             self.kept = KeptAudio(0.0)  # the audio is not needed any more
         return self._scored(card, ended)
+
+    def ended_message(self) -> CallEnded:
+        """How the call ended (its end on the call clock, each channel's end)."""
+        return self._ended()
 
     def _ended(self) -> CallEnded:
         return CallEnded(

@@ -7,7 +7,9 @@ an anchor with the evidence utterances) and the grade changes.
 
 from __future__ import annotations
 
+import math
 import re
+import unicodedata
 from html import escape
 from typing import Any
 
@@ -40,6 +42,8 @@ margin:6px 0 14px}.ev.new{border-color:#d64545}.ev.baseline{border-color:#3ebd93
 """
 
 _PALETTE = ("#1962d4", "#d64545", "#f0b429", "#3ebd93", "#9446ed", "#616e7c")
+_SIN40 = math.sin(math.radians(40))
+_COS40 = math.cos(math.radians(40))
 
 
 def anchor(call_id: str) -> str:
@@ -50,63 +54,138 @@ def _e(x: Any) -> str:
     return escape(str(x), quote=True)
 
 
+def text_width(text: str, size: float) -> float:
+    """A generous estimate of ``text``'s width in pixels at font size ``size`` (wide and
+    full-width East Asian characters one em, others 0.62 em): what the charts lay out and
+    truncate by, so that no label leaves the chart's box."""
+    w = 0.0
+    for ch in text:
+        w += size if unicodedata.east_asian_width(ch) in ("W", "F") else 0.62 * size
+    return w
+
+
+def fit(text: str, max_px: float, size: float) -> str:
+    """``text`` cut (with "…") to at most ``max_px`` wide at font size ``size``."""
+    if text_width(text, size) <= max_px:
+        return text
+    out = ""
+    budget = max_px - size  # the ellipsis
+    for ch in text:
+        if text_width(out + ch, size) > budget:
+            break
+        out += ch
+    return out + "…"
+
+
+def _label(x: float, y: float, text: str, size: int, max_px: float, extra: str = "") -> str:
+    """A text element cut to ``max_px``, the whole text in its tooltip when cut."""
+    shown = fit(text, max_px, size)
+    tip = f"<title>{_e(text)}</title>" if shown != text else ""
+    return f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}"{extra}>{tip}{_e(shown)}</text>'
+
+
+def nice_ticks(vmax: float, *, integer: bool, most: int = 5) -> list[float]:
+    """Axis ticks from 0 to at least ``vmax``: steps of 1, 2 or 5 × 10^k, at most ``most``
+    intervals; with ``integer`` (counts) whole numbers only (a chart of 3 calls: 0 1 2 3)."""
+    vmax = max(vmax, 0.0)
+    if vmax == 0:
+        return [0.0, 1.0]
+    raw = vmax / most
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    if integer:
+        step = max(1.0, float(round(step)))
+    n = math.ceil(vmax / step - 1e-9)
+    return [round(k * step, 10) for k in range(n + 1)]
+
+
+def _num(v: float) -> str:
+    """A tick or value label: whole numbers with thousands separators."""
+    if float(v).is_integer():
+        return f"{int(v):,}"
+    return f"{v:,.4f}".rstrip("0").rstrip(".")
+
+
 def vbar_chart(
     labels: list[str],
     values: list[float],
     *,
     title: str,
     color: str = "#1962d4",
+    integer: bool = True,
     line: list[float | None] | None = None,
     line_label: str = "",
     line_max: float = 100.0,
     width: int = 520,
     height: int = 260,
 ) -> str:
-    """Vertical bars (with an optional line on a 0..line_max right axis)."""
-    left, right, top, bottom = 44, 40 if line else 12, 38, 56
-    pw, ph = width - left - right, height - top - bottom
-    vmax = max(values, default=0) or 1
+    """Vertical bars (with an optional line on a 0..line_max right axis). ``integer``: the
+    values are counts, the axis has whole-number ticks only. Everything is drawn inside the
+    ``width`` × ``height`` box: labels too long for their room are cut (whole in a tooltip),
+    the margins grow with the tick labels, bar values that do not fit are left to the
+    bar's tooltip."""
     n = max(len(values), 1)
+    # a rate whose values are all whole numbers gets whole ticks too
+    integer = integer or all(float(v).is_integer() for v in values)
+    ticks = nice_ticks(max(values, default=0), integer=integer)
+    vmax = ticks[-1]
+    tick_w = max(text_width(_num(t), 10) for t in ticks)
+    legend = f"— {line_label}" if line else ""
+    legend_w = text_width(legend, 11) if line else 0.0
+    right = int(text_width(_num(line_max), 10) + 10) if line else 12
+    left = int(max(44.0, tick_w + 12))
+    pw = width - left - right
     step = pw / n
+    rotate = n > 12
+    every = max(1, math.ceil(n / 24))
+    # room for the category labels: along the slot, or slanted at 40° below the axis
+    max_lab = 100.0 if rotate else max(step - 4, 6.0)
+    lab_w = min(max((text_width(x, 10) for x in labels), default=0.0), max_lab)
+    if rotate:
+        bottom = int(20 + lab_w * _SIN40 + 10)
+        # the first slanted label reaches left of its bar
+        left = int(max(left, lab_w * _COS40 - step / 2 + 6))
+        pw = width - left - right
+        step = pw / n
+    else:
+        bottom = 30
+    top = 38
+    ph = height - top - bottom
     bw = min(max(step * 0.72, 1.0), 64.0)
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} {height}" '
         f'width="{width}" height="{height}" role="img" aria-label="{_e(title)}">',
-        f'<text x="{left}" y="16" font-size="13" font-weight="600">{_e(title)}</text>',
+        _label(left, 16, title, 13, width - left - legend_w - 16, ' font-weight="600"'),
     ]
-    for k in range(5):
-        v = vmax * k / 4
-        y = top + ph - ph * k / 4
+    for t in ticks:
+        y = top + ph - ph * t / vmax
         out.append(
-            f'<line x1="{left}" x2="{left + pw}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e4e7eb"/>'
-            f'<text x="{left - 4}" y="{y + 4:.1f}" font-size="10" text-anchor="end">'
-            f"{v:.3g}</text>"
+            f'<line x1="{left}" x2="{left + pw:.1f}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e4e7eb"/>'
+            f'<text x="{left - 4}" y="{y + 4:.1f}" font-size="10" text-anchor="end" '
+            f'class="tick">{_num(t)}</text>'
         )
-    rotate = n > 12
-    every = max(1, n // 24)
     for i, (lab, v) in enumerate(zip(labels, values, strict=True)):
         x = left + i * step + (step - bw) / 2
         h = ph * v / vmax
         out.append(
             f'<rect x="{x:.1f}" y="{top + ph - h:.1f}" width="{bw:.1f}" height="{h:.1f}" '
-            f'fill="{color}"><title>{_e(lab)}: {v:g}</title></rect>'
+            f'fill="{color}"><title>{_e(lab)}: {_num(v)}</title></rect>'
         )
-        if not rotate and v and n <= 16:
+        if not rotate and v and text_width(_num(v), 10) <= step - 2:
             out.append(
                 f'<text x="{x + bw / 2:.1f}" y="{top + ph - h - 3:.1f}" font-size="10" '
-                f'text-anchor="middle">{v:g}</text>'
+                f'text-anchor="middle">{_num(v)}</text>'
             )
         if i % every == 0:
             cx, cy = x + bw / 2, top + ph + 14
-            tr = f' transform="rotate(-40 {cx:.1f} {cy:.1f})"' if rotate else ""
-            anchor_ = "end" if rotate else "middle"
-            out.append(
-                f'<text x="{cx:.1f}" y="{cy:.1f}" font-size="10" text-anchor="{anchor_}"{tr}>'
-                f"{_e(lab)}</text>"
-            )
+            if rotate:
+                extra = f' text-anchor="end" transform="rotate(-40 {cx:.1f} {cy:.1f})"'
+            else:
+                extra = ' text-anchor="middle"'
+            out.append(_label(cx, cy, lab, 10, max_lab, extra))
     if line:
         pts = [
-            f"{left + i * step + step / 2:.1f},{top + ph - ph * v / line_max:.1f}"
+            f"{left + i * step + step / 2:.1f},{top + ph - ph * min(v, line_max) / line_max:.1f}"
             for i, v in enumerate(line)
             if v is not None
         ]
@@ -121,12 +200,12 @@ def vbar_chart(
         for k in range(5):
             y = top + ph - ph * k / 4
             out.append(
-                f'<text x="{left + pw + 4}" y="{y + 4:.1f}" font-size="10" fill="#d64545">'
+                f'<text x="{left + pw + 4:.1f}" y="{y + 4:.1f}" font-size="10" fill="#d64545">'
                 f"{line_max * k / 4:.0f}</text>"
             )
         out.append(
             f'<text x="{width - 4}" y="16" font-size="11" text-anchor="end" fill="#d64545">'
-            f"— {_e(line_label)}</text>"
+            f"{_e(legend)}</text>"
         )
     out.append("</svg>")
     return "".join(out)
@@ -140,29 +219,29 @@ def hbar_chart(
     color: str = "#d64545",
     width: int = 1100,
     label_width: int = 520,
-    href: list[str | None] | None = None,
 ) -> str:
-    """Horizontal bars, one row per label (rules: id + Chinese description)."""
+    """Horizontal bars, one row per label (rules: id + Chinese description). Labels too
+    long for ``label_width`` are cut (whole in a tooltip); the bars leave room for the
+    widest value after them."""
     row = 22
     top = 28
     height = top + row * max(len(values), 1) + 10
-    pw = width - label_width - 60
     vmax = max(values, default=0) or 1
+    value_w = max((text_width(_num(v), 11) for v in values), default=0.0)
+    pw = width - label_width - value_w - 12
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} {height}" '
         f'width="{width}" height="{height}" role="img" aria-label="{_e(title)}">',
-        f'<text x="0" y="16" font-size="13" font-weight="600">{_e(title)}</text>',
+        _label(0, 16, title, 13, width - 4, ' font-weight="600"'),
     ]
     for i, (lab, v) in enumerate(zip(labels, values, strict=True)):
         y = top + i * row
         w = pw * v / vmax
-        text = lab if len(lab) <= 44 else lab[:43] + "…"
         out.append(
-            f'<text x="{label_width - 8}" y="{y + 15}" font-size="12" text-anchor="end">'
-            f"<title>{_e(lab)}</title>{_e(text)}</text>"
-            f'<rect x="{label_width}" y="{y + 4}" width="{w:.1f}" height="{row - 8}" '
-            f'fill="{color}"><title>{_e(lab)}: {v:g}</title></rect>'
-            f'<text x="{label_width + w + 4:.1f}" y="{y + 15}" font-size="11">{v:g}</text>'
+            _label(label_width - 8, y + 15, lab, 12, label_width - 12, ' text-anchor="end"')
+            + f'<rect x="{label_width}" y="{y + 4}" width="{w:.1f}" height="{row - 8}" '
+            f'fill="{color}"><title>{_e(lab)}: {_num(v)}</title></rect>'
+            f'<text x="{label_width + w + 4:.1f}" y="{y + 15}" font-size="11">{_num(v)}</text>'
         )
     out.append("</svg>")
     return "".join(out)
@@ -265,6 +344,7 @@ def render_report(
                 [round(d["violations"] / d["calls"], 2) for _, d in shown],
                 title="Violations per call, by agent (bars); mean score (line)",
                 color="#f0b429",
+                integer=False,
                 line=[d["score_sum"] / d["calls"] for _, d in shown],
                 line_label="mean score",
                 width=1100,
@@ -297,6 +377,7 @@ def render_report(
                 [round(d["violations"] / d["calls"], 2) for d in days.values()],
                 title="Violations per call, by day (bars); mean score (line)",
                 color="#9446ed",
+                integer=False,
                 line=[d["score_sum"] / d["calls"] for d in days.values()],
                 line_label="mean score",
                 width=1100,
@@ -428,6 +509,7 @@ def _diff_html(diff: dict[str, Any]) -> str:
 
     p.append("<h3>证据 · Evidence for each changed call</h3>")
     ev = diff["evidence"]
+    windows = {r["rule_id"]: r.get("window") for r in diff["rules"]}
     calls = [
         c
         for c in diff["calls"]
@@ -457,19 +539,11 @@ def _diff_html(diff: dict[str, Any]) -> str:
                 )
             for f in e["findings"]:
                 p.append(f"<div>{_e(f.get('message', ''))}</div>")
+                window = windows.get(rid)
+                if window and f.get("evidence"):
+                    p.append(f'<div class="t window">window: {_e(window)} — the turns in it:</div>')
                 for u in f.get("evidence") or []:
-                    p.append(
-                        f'<div><span class="role">{_e(u.get("role") or "")}</span> '
-                        f'<span class="t">{float(u.get("start") or 0):.1f}–'
-                        f"{float(u.get('end') or 0):.1f} s</span> "
-                        f"{_highlight(u.get('text') or '', u.get('matched') or '')}"
-                        + (
-                            f' <span class="t">matched: {_e(u["matched"])}</span>'
-                            if u.get("matched")
-                            else ""
-                        )
-                        + "</div>"
-                    )
+                    p.append(_evidence_line(u))
             p.append("</div>")
         p.append("</section>")
     if len(calls) > MAX_EVIDENCE_CALLS:
@@ -478,6 +552,21 @@ def _diff_html(diff: dict[str, Any]) -> str:
             "see diff.jsonl</p>"
         )
     return "".join(p)
+
+
+def _evidence_line(u: dict[str, Any]) -> str:
+    """One evidence item: a turn (role, time, text with the match marked) or, without a
+    turn, the span of the call it is about."""
+    when = f"{float(u.get('start') or 0):.1f}–{float(u.get('end') or 0):.1f} s"
+    if u.get("utterance_index") is None and not u.get("text"):
+        return f'<div class="turn span"><span class="t">{when}</span> (no turn in this span)</div>'
+    return (
+        f'<div class="turn"><span class="role">{_e(u.get("role") or "")}</span> '
+        f'<span class="t">{when}</span> '
+        f"{_highlight(u.get('text') or '', u.get('matched') or '')}"
+        + (f' <span class="t">matched: {_e(u["matched"])}</span>' if u.get("matched") else "")
+        + "</div>"
+    )
 
 
 def _highlight(text: str, matched: str) -> str:

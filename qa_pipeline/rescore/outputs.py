@@ -1,4 +1,9 @@
-"""Re-score outputs: ``results.jsonl``, ``results.csv``, ``diff.jsonl`` and ``report.html``.
+"""Re-score outputs: ``results.jsonl``, ``results.csv``, ``results.xlsx``, ``diff.jsonl`` and
+``report.html``.
+
+``results.csv`` is written for Excel (UTF-8 with a byte-order mark, CRLF, formula-like text
+neutralised) and ``results.xlsx`` holds the same calls plus one row per finding
+(:mod:`qa_pipeline.exports`).
 
 Every output lists calls by call id and holds no timestamps of the run, so an interrupted
 and resumed run writes byte-identical files to an uninterrupted one.
@@ -6,32 +11,33 @@ and resumed run writes byte-identical files to an uninterrupted one.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from .. import exports
+from ..exports import Column
 from ..rules import RulePack
 from ..store import Store, compact_json
 from .html import render_report
 from .summary import RescoreSummary, rule_info, uncertain_rules
 
 CSV_COLUMNS = (
-    "call_id",
-    "status",
-    "score",
-    "grade",
-    "failed",
-    "failed_rules",
-    "findings",
-    "agent_id",
-    "started_at",
-    "source",
-    "error",
-    "review",
-    "uncertain_rules",
+    Column("call_id", "call_id"),
+    Column("status", "status"),
+    Column("score", "score", "number"),
+    Column("grade", "grade"),
+    Column("failed", "failed", "bool"),
+    Column("failed_rules", "failed_rules"),
+    Column("findings", "findings", "int"),
+    Column("agent_id", "agent_id"),
+    Column("started", "started_at", "datetime"),
+    Column("source", "source"),
+    Column("error", "error"),
+    Column("review", "review", "bool"),
+    Column("uncertain_rules", "uncertain_rules"),
 )
 
 
@@ -43,6 +49,8 @@ def write_outputs(
     base: RulePack | None,
     wanted: set[str],
     targets: dict[str, str],
+    *,
+    xlsx: bool = True,
 ) -> tuple[dict[str, Path], dict[str, Any]]:
     out.mkdir(parents=True, exist_ok=True)
     rows = [r for r in store.results(summary.run_id) if r["call_id"] in wanted]
@@ -55,7 +63,12 @@ def write_outputs(
         "report.html": out / "report.html",
     }
     _write_jsonl(paths["results.jsonl"], rows, pack)
-    _write_csv(paths["results.csv"], rows)
+    exports.write_csv(paths["results.csv"], CSV_COLUMNS, map(exports.result_record, rows))
+    if xlsx:
+        paths["results.xlsx"] = out / "results.xlsx"
+        exports.write_xlsx(paths["results.xlsx"], exports.result_sheets(rows))
+    elif (out / "results.xlsx").exists():
+        (out / "results.xlsx").unlink()  # not this run's
     diff: dict[str, Any] = {}
     base_rows: list[dict[str, Any]] | None = None
     if base is not None and summary.baseline_run_id:
@@ -112,34 +125,6 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]], pack: RulePack) -> None
             + f',"findings":{r["findings"] or "[]"}}}\n'
         )
     _atomic_write(path, "".join(lines))
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w", encoding="utf-8", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(CSV_COLUMNS)
-        for r in rows:
-            failed_rules = json.loads(r["failed_rules"] or "[]")
-            unsure = uncertain_rules(r)
-            w.writerow(
-                (
-                    r["call_id"],
-                    r["status"],
-                    "" if r["score"] is None else f"{r['score']:g}",
-                    r["grade"] or "",
-                    "" if r["failed"] is None else ("true" if r["failed"] else "false"),
-                    " ".join(failed_rules),
-                    (r["findings"] or "[]").count('"rule_id":'),
-                    r["agent_id"] or "",
-                    r["started_at"] or "",
-                    r["source"] or "",
-                    r["error"] or "",
-                    "" if r["status"] != "ok" else ("true" if unsure else "false"),
-                    " ".join(unsure),
-                )
-            )
-    os.replace(tmp, path)
 
 
 def compute_diff(
@@ -232,6 +217,7 @@ def compute_diff(
             {
                 "rule_id": rid,
                 "description": info.get("description", ""),
+                "window": info.get("window"),
                 "in_new": rid in rules_new,
                 "in_baseline": rid in rules_old,
                 "changed_definition": _changed(rid, rules_new, rules_old),

@@ -73,6 +73,8 @@ class RescoreOptions:
     batch_files: int = 8
     chunk_size: int = 200
     progress: bool = True
+    #: also write results.xlsx (results and findings sheets)
+    xlsx: bool = True
     kafka_idle_timeout_s: float = 10.0
 
 
@@ -185,6 +187,7 @@ def rescore(
             base,
             wanted,
             targets={k: v.source for k, v in targets.items()},
+            xlsx=opts.xlsx,
         )
     finally:
         store.close()

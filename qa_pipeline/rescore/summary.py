@@ -70,9 +70,26 @@ def rule_info(pack: RulePack) -> dict[str, dict[str, Any]]:
             "description": r.spec.description,
             "severity": r.spec.severity.value,
             "weight": r.spec.weight,
+            "window": scope_window(r.spec.scope.role, r.spec.scope),
         }
         for r in pack.rules
     }
+
+
+def scope_window(role: str, scope: Any) -> str | None:
+    """A rule scope's window in words (``the agent's last 30 s of the call``), None for the
+    whole call: the report says which turns a window rule's evidence is."""
+    who = {"agent": "the agent's", "customer": "the customer's"}.get(role, "all")
+    for attr, what in (
+        ("last_seconds", "last {} s of the call"),
+        ("last_turns", "last {} turns"),
+        ("first_seconds", "first {} s of the call"),
+        ("first_turns", "first {} turns"),
+    ):
+        v = getattr(scope, attr, None)
+        if v is not None:
+            return f"{who} {what.format(f'{v:g}')}"
+    return None
 
 
 def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -16,6 +16,15 @@ A fixture file (``configs/rules/fixtures/*.yaml``)::
 
 ``qa-pipeline rules test`` runs every fixture through :func:`score_transcript` and
 compares each expectation with the rule's verdict.
+
+Personal data: a turn may hold the digits a customer says (the runner redacts them as the
+text step does) or the placeholder the redactor leaves in their place (``[手机号]``,
+``[身份证号]``, ... the labels of :data:`qa_pipeline.privacy.LABELS`): a placeholder is
+read as a mask of that kind at that place (``Utterance.entities``), so an ``entity``
+condition finds it exactly as it found the number in the call the text came from, and text
+conditions read the same text the rules read then (in a compact ``[role, start, end, text]``
+turn, quote such a text: ``'号码是[手机号]'``). :func:`fixture_from_transcript` writes a
+stored (redacted) call as a fixture that way (``qa-pipeline rules fixtures-from-reviews``).
 """
 
 from __future__ import annotations
@@ -29,14 +38,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..errors import ConfigError, Location
 from ..messages import CallEnded, CallInfo, Direction, Role, Utterance, Verdict
-from ..privacy import default_redactor, redact_utterance
+from ..privacy import LABELS, Kind, default_redactor, redact_utterance
+from ..privacy.apply import masks_in
 from ..transcript import Transcript
 from ..yamlsrc import load_yaml_file, validation_problems
 from .pack import RulePack, default_pack_path
 from .runtime.engine import score_transcript
 
 Expect = Literal["fire", "ok", "not_applicable", "uncertain"]
-_VERDICT = {
+_VERDICT: dict[Expect, Verdict] = {
     "fire": Verdict.FAILED,
     "ok": Verdict.PASSED,
     "not_applicable": Verdict.NOT_APPLICABLE,
@@ -243,13 +253,78 @@ def coverage(fixtures: list[Fixture]) -> dict[str, set[str]]:
     return cov
 
 
+def placeholder_text(u: Utterance) -> str:
+    """``u.text`` with each mask of personal data (its ``entities``, else the masks in the
+    text) written as the bare placeholder of its kind (``[手机号]``): no keyed hash, no
+    visible digits."""
+    spans = u.entities or masks_in(u.text)
+    if not spans:
+        return u.text
+    parts: list[str] = []
+    pos = 0
+    for s in spans:
+        parts.append(u.text[pos : s.start])
+        parts.append(f"[{LABELS[Kind(s.kind)]}]")
+        pos = s.end
+    parts.append(u.text[pos:])
+    return "".join(parts)
+
+
+def _num(x: float) -> float:
+    return round(float(x), 3)
+
+
+def fixture_from_transcript(
+    name: str, t: Transcript, expect: dict[str, Expect], description: str = ""
+) -> dict[str, Any]:
+    """A fixture (the mapping of one ``fixtures:`` item) of a stored call: its turns (text
+    with placeholders for personal data, :func:`placeholder_text`), the call metadata the
+    rules read (direction, start time, duration, channel ends, channel roles) and the
+    verdicts to expect (``expect``). Checked against the fixture schema."""
+    call: dict[str, Any] = {"call_id": t.call.call_id, "direction": t.call.direction.value}
+    if t.call.started_at is not None:
+        call["started_at"] = t.call.started_at.isoformat()
+    if t.duration:
+        call["duration"] = _num(t.duration)
+    if t.ended.channel_ends:
+        call["channel_ends"] = [_num(x) for x in t.ended.channel_ends]
+    call["channels"] = [r.value for r in t.call.channels]
+    turns: list[dict[str, Any]] = []
+    for u in t.utterances:
+        turn: dict[str, Any] = {
+            "role": u.role.value,
+            "start": _num(u.start),
+            "end": _num(u.end),
+            "text": placeholder_text(u),
+            "channel": u.channel,
+        }
+        if u.confidence != 1.0:
+            turn["confidence"] = _num(u.confidence)
+        if u.level_dbfs is not None:
+            turn["level_dbfs"] = _num(u.level_dbfs)
+        if u.verified:
+            turn["verified"] = list(u.verified)
+        turns.append(turn)
+    out: dict[str, Any] = {"name": name}
+    if description:
+        out["description"] = description
+    out.update(call=call, turns=turns, expect=dict(expect))
+    FixtureSpec.model_validate(out)
+    return out
+
+
+EXPECT_OF: dict[Verdict, Expect] = _EXPECT
+
 __all__ = [
+    "EXPECT_OF",
     "Fixture",
     "FixtureSpec",
     "Outcome",
     "check_ids",
     "coverage",
     "default_fixtures_dir",
+    "fixture_from_transcript",
     "load_fixtures",
+    "placeholder_text",
     "run_fixtures",
 ]

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..kafka_security import CLIENT_KEYS, KafkaConnectError, KafkaSecurity, connect
+from ..errors import QAError
+from ..kafka_security import CLIENT_KEYS, KafkaConnectError, KafkaSecurity, connect, split_servers
 from .base import DROP_LOG, Event, EventDropped, EventKind, NullObserver, SinkObserver
 from .spool import OverflowPolicy, Spool, SpoolError, SpoolRecord, SyncPolicy
 
@@ -124,6 +125,23 @@ class KafkaSinkConfig(KafkaSecurity):
         }
         kw.update(self.client_kwargs())
         return kw
+
+
+def stage_kafka_config(section: KafkaSinkConfig | None, servers: str | None) -> KafkaSinkConfig:
+    """The Kafka settings of a distributed stage (``ingest``, ``asr-worker``, ``evaluate``):
+    the config's ``sinks.kafka`` section with its brokers replaced by ``servers`` (the
+    ``--kafka host:port,...`` option) when given, every other setting (TLS, SASL, timeouts)
+    kept; without a section, ``servers`` with the defaults. Neither: :class:`QAError`."""
+    if servers:
+        brokers = tuple(split_servers(servers))
+        if section is None:
+            return KafkaSinkConfig(bootstrap_servers=brokers)
+        return KafkaSinkConfig.model_validate(
+            {**section.model_dump(exclude_unset=True), "bootstrap_servers": brokers}
+        )
+    if section is None:
+        raise QAError("no broker: give --kafka HOST:PORT or sinks.kafka in --config")
+    return section
 
 
 def _import_kafka() -> Any:

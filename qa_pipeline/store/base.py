@@ -192,12 +192,25 @@ class Store:
             self.db = PostgresConnection(str(target), readonly=readonly)
         self.dialect: str = self.db.dialect
         self.applied: list[migrations.Migration] = []
-        if not readonly and migrate:
-            try:
+        try:
+            if readonly:
+                self._check_schema()
+            elif migrate:
                 self.applied = migrations.migrate(self.db)
-            except BaseException:
-                self.db.close()
-                raise
+        except BaseException:
+            self.db.close()
+            raise
+
+    def _check_schema(self) -> None:
+        """A reader cannot migrate: a store behind this code is an error that says what to
+        run (rather than a missing column somewhere later)."""
+        missing = migrations.pending(self.db)
+        if missing:
+            raise QAError(
+                f"{store_label(self.url)}: the store's schema lacks migration "
+                f"{missing[0].version:04d}_{missing[0].name}: run "
+                "'qa-pipeline store migrate --store ...' (or open it for writing once)"
+            )
 
     def close(self) -> None:
         self.db.close()
@@ -472,10 +485,12 @@ class Store:
         reviewed = self.has_table(REVIEWED_SCORES)
         review_join = f"LEFT JOIN {REVIEWED_SCORES} v ON v.call_id = r.call_id " if reviewed else ""
         score = "COALESCE(v.score, r.score)" if reviewed else "r.score"
+        grade = "COALESCE(v.grade, r.grade)" if reviewed else "r.grade"
+        failed = "COALESCE(v.failed, r.failed)" if reviewed else "r.failed"
         is_reviewed = "CASE WHEN v.score IS NULL THEN 0 ELSE 1 END" if reviewed else "0"
         cur = self.db.execute(
-            f"{self._latest_active()} SELECT r.call_id, r.run_id, {score} AS score, r.grade, "
-            f"r.failed, r.review, r.complete, {is_reviewed} AS reviewed, c.agent_id, c.team, "
+            f"{self._latest_active()} SELECT r.call_id, r.run_id, {score} AS score, "
+            f"{grade} AS grade, {failed} AS failed, r.review, r.complete, {is_reviewed} AS reviewed, c.agent_id, c.team, "
             "c.direction, c.started_epoch, c.duration_s FROM latest r "
             f"JOIN calls c ON c.call_id = r.call_id {review_join}"
             f"WHERE r.rn = 1 AND r.status = 'ok' AND (r.complete = 1 OR {is_reviewed} = 1)"

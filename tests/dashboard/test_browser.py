@@ -2,10 +2,13 @@
 
 A generated call (a sample-call scenario scored by the real rule engine) is pushed into the
 dashboard's sink in live order with the pauses of a live call; the page must show the call
-with its running score, the transcript agent/customer side by side with the findings at their
-utterance and the suggested phrasing, the alert within a second of its emit, the violations
-chart and the per-agent summary. Without a token the page shows a login form and no data.
-The screenshot is kept as ``tests/artifacts/dashboard.png``.
+as 进行中 with its findings so far and their provisional deduction (no score, no grade until
+it ends), the transcript agent/customer side by side with the findings at their utterance
+and the suggested phrasing, a missing phrase as one card, the alert within a second of its
+emit, the violations chart and the per-agent summary. A supervisor acknowledges an alert and
+another page shows who did, and when. Without a token the page shows a login form and no data.
+Screenshots are kept in ``tests/artifacts/``: ``dashboard-live.png`` (a call in progress),
+``dashboard.png`` (ended), ``dashboard-ack.png`` (an acknowledged alert).
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ def login(browser: Any, dashboard: Dashboard, name: str) -> Any:
 
 
 def test_live_call_in_browser(browser: Any, dashboard: Dashboard) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page = login(browser, dashboard, "qa")
     # A finished earlier call of another agent, then the live one, event by event.
     for e in call_events("perfect", "call-perfect-001"):
@@ -73,6 +77,8 @@ def test_live_call_in_browser(browser: Any, dashboard: Dashboard) -> None:
         if e.kind is EventKind.UTTERANCE and e.payload["index"] == 0:
             row = page.wait_for_selector(f'tr.call[data-call-id="{cid}"]', timeout=2000)
             assert row is not None and "进行中" in row.inner_text()
+            # nothing that reads as a score yet (it used to show 100 / 非常满意)
+            assert "100" not in row.inner_text() and "满意" not in row.inner_text()
             # the live call is selected: its first utterance shows in the agent column
             page.wait_for_selector('#transcript .utt.agent[data-utt-index="0"]', timeout=2000)
         elif e.kind is EventKind.ALERT and not alert_latency:
@@ -81,14 +87,22 @@ def test_live_call_in_browser(browser: Any, dashboard: Dashboard) -> None:
             )
             alert_latency.append(time.monotonic() - t0)
             # finding highlighted at its utterance (index 2), with the matched phrase and the
-            # rule's suggested phrasing; the running score already has BAN-POLICY off.
+            # rule's suggested phrasing; BAN-POLICY's 20 points shown as a provisional
+            # deduction, not as a score of 80, and no grade while the call goes on.
             utt = page.wait_for_selector('#transcript .utt.hit.critical[data-utt-index="2"]')
             assert utt is not None
             assert utt.query_selector(".finding[data-rule=BAN-POLICY] .sugg-text") is not None
             marks = [m.inner_text() for m in utt.query_selector_all("mark")]
             assert e.payload["evidence"][0]["matched"] in marks, marks
+            row_text = page.inner_text(f'tr.call[data-call-id="{cid}"]')
             score = page.inner_text(f'tr.call[data-call-id="{cid}"] td[data-role=score]')
-            assert float(score) == 80.0, score
+            assert score == "暂扣 −20", score
+            assert "80" not in row_text and "满意" not in row_text, row_text
+            assert "违规 1" in row_text and "严重 1" in row_text, row_text
+            head = page.inner_text("#callhead")
+            assert "进行中" in head and "已发现违规: 1" in head and "未定" in head, head
+            assert "得分" not in head and "等级" not in head, head
+            page.screenshot(path=str(ARTIFACTS / "dashboard-live.png"), full_page=True)
             saw_running = True
         time.sleep(0.05)
     assert saw_running
@@ -101,6 +115,13 @@ def test_live_call_in_browser(browser: Any, dashboard: Dashboard) -> None:
         timeout=2000,
     )
     assert page.query_selector('#transcript .utt.customer[data-utt-index="1"]') is not None
+    assert "最终得分: 59" in page.inner_text("#callhead")
+    # the customer's name never asked for: one card, the agent turns it looked in inside it
+    cards = page.query_selector_all('#transcript .finding[data-rule="OPEN-NAME"]')
+    assert len(cards) == 1
+    turns = [ev.get_attribute("data-utt-index") for ev in cards[0].query_selector_all(".ev")]
+    assert turns == ["0", "2", "4"], turns
+    assert page.query_selector('#transcript .utt .finding[data-rule="OPEN-NAME"]') is None
     sugg = page.inner_text("#transcript .finding[data-rule=BAN-POLICY] .sugg-text")
     assert sugg.strip()
     bar = page.wait_for_selector('#chart rect.bar[data-rule="BAN-POLICY"]', timeout=2000)
@@ -109,7 +130,7 @@ def test_live_call_in_browser(browser: Any, dashboard: Dashboard) -> None:
     page.wait_for_selector('#agents tr[data-agent="A1024"]', timeout=2000)
     assert "实时通话" in page.inner_text("#calls-card h2")
 
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    cards[0].scroll_into_view_if_needed()  # the one card in the screenshot
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
 
     # English labels on request
@@ -209,3 +230,35 @@ def test_supervisor_sees_its_team_only_in_browser(browser: Any, dashboard: Dashb
     assert "call-east" not in html and "B1" not in html
     assert page.query_selector('#agents tr[data-agent="A1"]') is not None
     page.context.close()
+
+
+def test_alert_acknowledged_in_browser(browser: Any, dashboard: Dashboard) -> None:
+    """The north supervisor acknowledges an alert with its button; the agent's own page (a
+    second browser) shows it acknowledged by the supervisor, and has no button of its own."""
+    cid = "call-north-ack"
+    transcript, _ = generated_call("stonewalling", cid, agent_id="A1")
+    dashboard.sink.call_started(transcript.call)
+    for e in call_events("stonewalling", cid, agent_id="A1"):
+        dashboard.sink.emit(e)
+    sup = login(browser, dashboard, "sup-north")
+    agent = login(browser, dashboard, "agent-a")
+    item = f'#alerts .alert-item[data-call-id="{cid}"]'
+    agent.wait_for_selector(item, timeout=3000)
+    assert agent.query_selector(f"{item} .ack-btn") is None  # an agent may not
+    sup.click(f"{item} .ack-btn >> nth=0")
+    acked = sup.wait_for_selector(f"{item}.acked .ack", timeout=3000)
+    assert acked is not None and "已确认：sup-north" in acked.inner_text()
+    # pushed to the other page: who, and when (the time the server recorded)
+    seen = agent.wait_for_selector(f"{item}.acked .ack", timeout=3000)
+    assert seen is not None and "已确认：sup-north" in seen.inner_text()
+    (alert,) = [a for a in dashboard.state.snapshot()["alerts"] if a["ack"]]
+    when = agent.evaluate(
+        "(at) => new Date(at * 1000).toLocaleTimeString('zh-CN', {hour12: false})",
+        alert["ack"]["at"],
+    )
+    assert when in seen.inner_text(), (when, seen.inner_text())
+    # the call's other alert is still open, its button there for the supervisor
+    assert len(sup.query_selector_all(f"{item}:not(.acked) .ack-btn")) == 1
+    sup.screenshot(path=str(ARTIFACTS / "dashboard-ack.png"), full_page=True)
+    sup.context.close()
+    agent.context.close()

@@ -1,4 +1,4 @@
-"""DashboardState (running score, order, duplicates, redaction), the HTTP API with its token
+"""DashboardState (live and final score, order, duplicates, redaction), the HTTP API with its token
 check, the SSE stream, and the Kafka feed over a stand-in consumer (consumer settings, bad
 records); tests/integration/test_dashboard_from_kafka.py reads a real broker."""
 
@@ -30,23 +30,26 @@ from qa_pipeline.sinks.kafka import KafkaTopics
 CID = "call-sw-9"
 
 
-def test_running_score_then_final() -> None:
+def test_provisional_deduction_then_final() -> None:
     state = DashboardState()
     events = call_events("stonewalling", CID)
-    seen_scores = []
+    seen = []
     for e in events:
         state.apply(e)
         call = state.snapshot()["calls"][0]
-        seen_scores.append((e.kind, call["score"], call["final"]))
+        seen.append((e.kind, call["provisional_deduction"], call["score"], call["final"]))
         if e.kind is EventKind.ALERT:
-            assert call["status"] == "live" and call["failed"] and call["grade"] == "不满意"
-    first_alert = next(s for s in seen_scores if s[0] is EventKind.ALERT)
-    assert first_alert[1] == 80.0 and first_alert[2] is False  # 100 - BAN-POLICY 20
+            assert call["status"] == "live" and call["failed"] is None and call["grade"] is None
+    first_alert = next(s for s in seen if s[0] is EventKind.ALERT)
+    assert first_alert[1:] == (20.0, None, False)  # BAN-POLICY's 20 points, provisionally
+    # the last event before the scorecard: every deduction so far, still no score
+    before_card = next(i for i, s in enumerate(seen) if s[0] is EventKind.SCORECARD) - 1
+    assert seen[before_card][1:] == (41.0, None, False)
     final = state.snapshot()["calls"][0]
     assert final["status"] == "ended" and final["final"] and final["score"] == 59.0
     assert final["grade"] == "不满意" and final["grade_en"] == "dissatisfied"
     assert final["agent_id"] == "A1045"  # from the transcript event
-    assert final["running_score"] == 59.0  # same deductions, rule by rule
+    assert final["provisional_deduction"] is None  # the scorecard's score stands
     st = state.stats()
     assert st["violations"]["hour"]["BAN-POLICY"] == 2
     assert st["agents"][0]["agent_id"] == "A1045" and st["agents"][0]["avg_score"] == 59.0

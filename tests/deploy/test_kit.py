@@ -20,12 +20,14 @@ import typer
 import yaml
 from prometheus_client import CollectorRegistry
 
-from qa_pipeline.asr_worker import WorkerMetrics, serve_health
+from qa_pipeline.asr_worker import WorkerMetrics
 from qa_pipeline.cli import app
 from qa_pipeline.config import load_config
 from qa_pipeline.evaluate_stage import EvaluateMetrics
+from qa_pipeline.ingest import IngestMetrics
 from qa_pipeline.live.metrics import LiveMetrics
 from qa_pipeline.notify import NotifyMetrics
+from qa_pipeline.stage_health import serve_health
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -131,6 +133,7 @@ def exported_series() -> set[str]:
     LiveMetrics(registry)
     NotifyMetrics(registry)
     registries = [registry, WorkerMetrics("qa-asr").registry, EvaluateMetrics().registry]
+    registries.append(IngestMetrics().registry)
     names = {"up"}  # Prometheus's own, per target
     for reg in registries:
         for fam in reg.collect():
@@ -262,27 +265,21 @@ def get(url: str) -> tuple[int, bytes]:
 
 
 def test_the_stages_serve_healthz_and_metrics() -> None:
-    """What the probes and scrapes ask for is what the commands serve (asr-worker's
-    server; evaluate's WSGI wrapper; the dashboard's route)."""
-    server = serve_health(WorkerMetrics("qa-asr"), "127.0.0.1", 0, 330)
-    try:
-        base = f"http://127.0.0.1:{server.server_port}"
-        assert get(base + "/healthz") == (200, b"ok\n")
-        status, body = get(base + "/metrics")
-        assert status == 200 and b"qa_asr_worker_segments_total" in body
-    finally:
-        server.shutdown()
-    calls: list[str] = []
-
-    def inner(env: dict[str, Any], start: Any) -> list[bytes]:  # the metrics app
-        calls.append(env["PATH_INFO"])
-        return [b""]
-
-    wsgi = EvaluateMetrics().wsgi(inner)
-    assert wsgi({"PATH_INFO": "/healthz"}, lambda status, headers: calls.append(status)) == [
-        b"ok\n"
-    ]
-    assert calls == ["200 OK"]
+    """What the probes and scrapes ask for is what the commands serve (the stages' shared
+    health server; the dashboard's route)."""
+    for metrics, name in (
+        (WorkerMetrics("qa-asr"), b"qa_asr_worker_segments_total"),
+        (EvaluateMetrics(), b"qa_eval_records_total"),
+        (IngestMetrics(), b"qa_ingest_segments_total"),
+    ):
+        server = serve_health(metrics.registry, metrics.heartbeat, "127.0.0.1", 0)
+        try:
+            base = f"http://127.0.0.1:{server.port}"
+            assert get(base + "/healthz") == (200, b"ok\n")
+            status, body = get(base + "/metrics")
+            assert status == 200 and name in body
+        finally:
+            server.stop()
     src = (ROOT / "qa_pipeline" / "dashboard" / "server.py").read_text("utf-8")
     assert 'r.add_get("/healthz", app.healthz)' in src
 
@@ -299,21 +296,24 @@ def test_compose_ports_and_health_checks_match_the_commands() -> None:
     }
     for name, svc in qa_services().items():
         args = [str(a) for a in svc["command"]]
-        if args[0] in ("asr-worker", "evaluate"):
+        if args[0] in ("asr-worker", "evaluate", "ingest"):
             port = health_port(args)
             assert option(args, "--health-host") == "0.0.0.0", name  # reachable by Prometheus
             assert scraped[name] == port, name
+            if args[0] == "ingest":
+                assert "healthcheck" not in svc, name  # a run that ends: scraped, not probed
+                continue
         elif args[0] == "dashboard":
             port = health_port(args)
             assert option(args, "--host") == "0.0.0.0"
             assert any(str(p).endswith(f":{port}:{port}") for p in svc["ports"])
         else:
-            assert "healthcheck" not in svc, name  # ingest serves nothing: a run that ends
-            continue
+            raise AssertionError(f"{name}: no check for {args[0]}")
         test = " ".join(svc["healthcheck"]["test"])
         assert f"http://127.0.0.1:{port}/healthz" in test, name
-    assert set(scraped) == {"asr-worker", "evaluate"}
-    assert {j["job_name"] for j in prom["scrape_configs"]} == {"qa-asr-worker", "qa-evaluate"}
+    assert set(scraped) == {"asr-worker", "evaluate", "ingest"}
+    jobs = {j["job_name"] for j in prom["scrape_configs"]}
+    assert jobs == {"qa-asr-worker", "qa-evaluate", "qa-ingest"}
 
 
 def test_k8s_probes_and_ports_match_the_commands() -> None:
@@ -321,25 +321,27 @@ def test_k8s_probes_and_ports_match_the_commands() -> None:
     for obj, c in k8s_containers():
         args = [str(a) for a in c["args"]]
         name = obj["metadata"]["name"]
-        if obj["kind"] == "Job":
-            assert args[0] == "ingest" and "readinessProbe" not in c
-            continue
-        assert obj["kind"] == "Deployment", name
         port = health_port(args)
         assert port in exposed, name
         ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        assert port in ports.values(), name
         assert option(args, "--health-host") in (None, "0.0.0.0") and (
             option(args, "--host") in (None, "0.0.0.0")
         )
-        for probe in ("readinessProbe", "livenessProbe"):
-            get_ = c[probe]["httpGet"]
-            assert get_["path"] == "/healthz", name
-            assert ports[get_["port"]] == port, name
         ann = obj["spec"]["template"]["metadata"].get("annotations", {})
         if "prometheus.io/port" in ann:
             assert (
                 int(ann["prometheus.io/port"]) == port and ann["prometheus.io/path"] == "/metrics"
             )
+        if obj["kind"] == "Job":  # a run that ends: scraped while it runs, never probed
+            assert args[0] == "ingest" and "readinessProbe" not in c
+            assert "livenessProbe" not in c and "prometheus.io/port" in ann
+            continue
+        assert obj["kind"] == "Deployment", name
+        for probe in ("readinessProbe", "livenessProbe"):
+            get_ = c[probe]["httpGet"]
+            assert get_["path"] == "/healthz", name
+            assert ports[get_["port"]] == port, name
     stages = {c["args"][0] for o, c in k8s_containers() if o["kind"] == "Deployment"}
     assert stages == {"asr-worker", "evaluate", "dashboard"}
 
@@ -481,12 +483,17 @@ def test_alert_expressions_name_exported_metrics() -> None:
     ]
     alerts = {r["alert"] for r in rules}
     assert {"QAAsrConsumerLagHigh", "QAOldestSegmentOld", "QAEvalConsumerLagHigh"} <= alerts
+    assert "QAEvalCallOpenTooLong" in alerts
     for r in rules:
         names = metric_names(r["expr"])
         assert names, r["alert"]
         assert names <= exported, f"{r['alert']}: {sorted(names - exported)} not exported"
     stage_exprs = " ".join(r["expr"] for r in rules)
-    for needed in ("qa_consumer_lag", "qa_oldest_unprocessed_age_seconds"):
+    for needed in (
+        "qa_consumer_lag",
+        "qa_oldest_unprocessed_age_seconds",
+        "qa_eval_oldest_open_call_age_seconds",
+    ):
         assert needed in stage_exprs
     assert metric_names("sum by (group) (qa_consumer_lagg)") - exported == {"qa_consumer_lagg"}
 
@@ -499,7 +506,9 @@ def test_the_stages_dashboard_has_its_panels() -> None:
     for needle in (
         "qa_consumer_lag",
         "qa_oldest_unprocessed_age_seconds",
-        "qa_eval_consumer_lag_records",
+        "qa_eval_oldest_open_call_age_seconds",
+        "qa_ingest_segments_total",
+        "qa_ingest_open_legs",
         "rate(qa_asr_worker_segments_total",
         "rate(qa_asr_worker_decode_seconds_total",
         "rate(qa_eval_events_total",

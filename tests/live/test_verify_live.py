@@ -6,7 +6,6 @@ misheard gets the verified verdict, as the recorded path does."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
+from verify_calls import TOOLS_MISSING, agent_says, closing_pack
 
 from qa_pipeline.config import VadConfig
 from qa_pipeline.live.asr_worker import AsrWorker
@@ -328,37 +328,6 @@ def test_a_verification_that_times_out_keeps_the_unverified_scorecard(
 
 # -- a live call's misheard farewell (Whisper) ----------------------------------------------
 
-TOOLS_MISSING = [t for t in ("espeak-ng", "sox") if shutil.which(t) is None]
-
-# as tests/test_verify.py scores the recorded path
-CLOSING_PACK = """\
-name: verify-test
-version: "0.1"
-settings:
-  company_name: 华夏
-  uncertain_confidence: 0
-  phrases:
-    farewell: [感谢您的来电, 谢谢您的来电, 感谢来电, 再见, 祝您生活愉快, 祝您愉快, 欢迎再次来电, 请走好]
-"""
-
-CLOSING_RULES = """\
-rules:
-  - id: CLOSE-THANKS
-    description: 结束语：感谢来电并道别
-    severity: major
-    weight: 4
-    scope: {role: agent, last_turns: 3}
-    require:
-      fuzzy: "${phrases.farewell}"
-  - id: BAN-POLICY
-    description: 禁语
-    severity: major
-    weight: 4
-    scope: {role: agent}
-    forbid:
-      fuzzy: [这是公司规定]
-"""
-
 
 @pytest.mark.slow
 @pytest.mark.skipif(bool(TOOLS_MISSING), reason=f"{TOOLS_MISSING} not installed (espeak-ng, sox)")
@@ -377,14 +346,10 @@ def test_a_live_calls_misheard_farewell_is_verified_at_its_end(
     from qa_pipeline.live.config import load_serve_config
     from qa_pipeline.live.decoder import LiveDecoder
     from qa_pipeline.live.service import decode_options
-    from qa_pipeline.samples.generate import Voice, render_speech
 
-    (tmp_path / "pack.yaml").write_text(CLOSING_PACK, encoding="utf-8")
-    (tmp_path / "rules.yaml").write_text(CLOSING_RULES, encoding="utf-8")
-    pack = load_pack(tmp_path)
+    pack = closing_pack(tmp_path)  # as tests/test_verify.py scores the recorded path
     cfg = load_serve_config(None, {"sources": []})  # serve's default live decoding
-    audio = render_speech(said, Voice(variant="f2", speed=165, pitch=40), rate=RATE)
-    call = _speech(audio.astype(np.float32), 1.0)
+    call = _speech(agent_says(said, "f2", RATE), 1.0)
 
     async def one(verify: bool) -> tuple[Any, list[Any], Any]:
         worker = AsrWorker(LiveDecoder(engine, decode_options(cfg)), slots=1)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import random
+import re
+from datetime import datetime
 from pathlib import Path
 
+import openpyxl
 import pytest
 
 from qa_pipeline.rescore import RescoreOptions, rescore
@@ -83,8 +86,25 @@ def test_diff_lists_exactly_the_calls_with_the_new_phrase(
     assert len(res) == N
     flagged = {r["call_id"] for r in res if "OVER-PROMISE" in r["failed_rules"]}
     assert expected <= flagged
-    csv_lines = (out / "results.csv").read_text(encoding="utf-8").splitlines()
-    assert csv_lines[0].startswith("call_id,status,score,grade") and len(csv_lines) == N + 1
+    raw = (out / "results.csv").read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf"), "Excel needs the BOM to read UTF-8"
+    csv_lines = raw[3:].decode("utf-8").split("\r\n")
+    assert csv_lines[0].startswith("call_id,status,score,grade") and len(csv_lines) == N + 2
+    assert csv_lines[-1] == ""
+    # numbers as numbers, times as Excel reads them
+    first = dict(zip(csv_lines[0].split(","), csv_lines[1].split(","), strict=True))
+    assert float(first["score"]) > 0 and first["findings"].isdigit()
+    assert re.fullmatch(r"2026-03-0\d \d\d:\d\d:00", first["started_at"])
+    wb = openpyxl.load_workbook(out / "results.xlsx", read_only=True)
+    xrows = list(wb["results"].iter_rows(values_only=True))
+    assert len(xrows) == N + 1 and xrows[1][0] == first["call_id"]
+    assert isinstance(xrows[1][3], datetime) and isinstance(xrows[1][4], (int, float))
+    n_findings = sum(1 for _ in wb["findings"].iter_rows(min_row=2))
+    assert n_findings == sum(
+        len(x["findings"])
+        for x in map(json.loads, (out / "results.jsonl").read_text("utf-8").splitlines())
+    )
+    wb.close()
 
     # the report links every newly flagged call to its evidence
     html = (out / "report.html").read_text(encoding="utf-8")

@@ -83,7 +83,7 @@ def test_killed_and_resumed_run_equals_uninterrupted(tmp_path: Path) -> None:
     summary = json.loads(res.stdout)
     assert summary["reused"] >= 300 // 2 and summary["calls"] == N
 
-    for name in ("results.jsonl", "results.csv", "diff.jsonl", "report.html"):
+    for name in ("results.jsonl", "results.csv", "results.xlsx", "diff.jsonl", "report.html"):
         a = (tmp_path / "ref" / name).read_bytes()
         b = (tmp_path / "run" / name).read_bytes()
         assert a == b, f"{name} differs between the uninterrupted and the resumed run"

@@ -9,9 +9,10 @@ import random
 import time
 from typing import Any
 
+from qa_pipeline.errors import QAError
 from qa_pipeline.rules import load_pack, score_transcript
 from qa_pipeline.store import Store
-from qa_pipeline.store.migrate import applied, migrations
+from qa_pipeline.store.migrate import migrations
 from qa_pipeline.transcript import transcript_to_dict
 
 from .synth import make_call
@@ -43,10 +44,13 @@ def _write(url: str, w: int, out: Any) -> None:
 def _read(url: str, stop: Any, out: Any) -> None:
     reads = 0
     try:
-        with Store(url, readonly=True) as st:
-            latest = len(migrations("postgres"))
-            while not (st.has_table("schema_migrations") and len(applied(st.db)) == latest):
-                time.sleep(0.02)  # the writers' first open creates the schema
+        while True:  # the writers' first open creates the schema; a reader waits for it
+            try:
+                st = Store(url, readonly=True)
+                break
+            except QAError:
+                time.sleep(0.02)
+        with st:
             while not stop.is_set():
                 rows = st.current_results()
                 assert all(r["score"] is not None for r in rows)

@@ -174,11 +174,11 @@ def test_a_store_written_before_migrations_is_adopted_and_migrated(tmp_path: Pat
     path = tmp_path / "old.sqlite"
     docs, calls, results = _write_v1(path)
     with Store(path) as st:
-        # (and the later steps: search 0100, ...)
-        assert [m.version for m in st.applied] == [m.version for m in migrations("sqlite")]
-        assert [m.version for m in st.applied][:2] == [1, 2]
+        expect = [(m.version, m.name) for m in migrations("sqlite")]
+        assert expect[:2] == [(1, "init"), (2, "row_tables")]
+        assert [m.version for m in st.applied] == [v for v, _ in expect]
         versions = st.execute("SELECT version, name FROM schema_migrations ORDER BY 1").fetchall()
-        assert [tuple(v) for v in versions][:2] == [(1, "init"), (2, "row_tables")]
+        assert [tuple(v) for v in versions] == expect
         # the old rows are all there, read through today's code
         for doc in docs:
             assert st.transcript_doc(doc["call"]["call_id"]) == doc
@@ -231,11 +231,11 @@ def test_backfill_fills_the_row_tables_on_both_backends(store_url: str) -> None:
     res = CliRunner().invoke(app, ["store", "migrate", "--store", store_url])
     assert res.exit_code == 0, res.output
     assert "applied 0002_row_tables" in res.output and "0001" not in res.output
+    last = migrations("sqlite")[-1].version
     with Store(store_url) as st:
         _check_backfilled(st, docs, results)
     res = CliRunner().invoke(app, ["store", "migrate", "--store", store_url])
-    latest = migrations("sqlite")[-1].version
-    assert res.exit_code == 0 and f"up to date (schema {latest:04d})" in res.output
+    assert res.exit_code == 0 and f"up to date (schema {last:04d})" in res.output
 
 
 def test_a_bad_store_name_is_an_error_naming_it(tmp_path: Path) -> None:
@@ -375,10 +375,25 @@ def test_current_results_take_the_latest_active_complete_result(store_url: str) 
         assert "uncertain" not in {v["verdict"] for v in vs}
 
         # a reviewed score overrides the machine's, for an incomplete call too
-        st.execute("CREATE TABLE call_reviews (call_id TEXT PRIMARY KEY, score REAL)")
-        st.executemany("INSERT INTO call_reviews VALUES (?, ?)", [(ids[0], 99.0), (ids[3], 70.0)])
+        # (call_reviews: the review work's migration 0200)
+        st.executemany(
+            "INSERT INTO call_reviews VALUES (?, 'scored:v2', 1, ?, ?, ?, 'qa1', 1.0)",
+            [(ids[0], 99.0, "优秀", 0), (ids[3], 70.0, "合格", 0)],
+        )
         st.commit()
         rows = {r["call_id"]: r for r in st.current_results()}
         assert rows[ids[0]]["score"] == 99.0 and rows[ids[0]]["reviewed"] == 1
+        assert (rows[ids[0]]["grade"], rows[ids[0]]["failed"]) == ("优秀", 0)
         assert rows[ids[3]]["score"] == 70.0 and rows[ids[3]]["complete"] == 0
         assert rows[ids[1]]["reviewed"] == 0
+
+
+def test_a_reader_of_a_store_behind_the_code_is_told_to_migrate(store_url: str) -> None:
+    with Store(store_url, migrate=False) as st:
+        migrate(st.db, upto=1)
+    with pytest.raises(QAError, match="lacks migration 0002_row_tables.*store migrate"):
+        Store(store_url, readonly=True)
+    with Store(store_url):
+        pass
+    with Store(store_url, readonly=True) as st:
+        assert st.current_results() == []

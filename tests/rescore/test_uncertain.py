@@ -51,7 +51,10 @@ def test_low_confidence_banned_phrase_is_uncertain_in_every_output(tmp_path: Pat
     verdict, deduction, pending, why = unsure["verdicts"]["OVER-PROMISE"]
     assert (verdict, deduction, pending) == ("uncertain", 0, 3) and "0.20" in why
     assert not any(f["rule_id"] in unsure_rules for f in unsure["findings"])
-    rows = {r["call_id"]: r for r in csv.DictReader((out / "results.csv").open(encoding="utf-8"))}
+    rows = {
+        r["call_id"]: r
+        for r in csv.DictReader((out / "results.csv").open(encoding="utf-8-sig", newline=""))
+    }
     assert rows["call-00001"]["review"] == "true" and rows["call-00000"]["review"] == "false"
     assert rows["call-00001"]["uncertain_rules"].split() == unsure_rules
     html = (out / "report.html").read_text("utf-8")

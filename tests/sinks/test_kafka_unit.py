@@ -21,6 +21,7 @@ from qa_pipeline.sinks.kafka import (
     KafkaSinkConfig,
     SpoolConfig,
     classify,
+    stage_kafka_config,
 )
 
 kafka = pytest.importorskip("kafka")
@@ -55,6 +56,33 @@ def test_config_forbids_unknown_keys_and_checks_sasl() -> None:
     kw = cfg.producer_kwargs()
     assert kw["sasl_plain_password"] == "s3cret" and kw["acks"] == "all"
     assert kw["enable_idempotence"] is True and kw["ssl_cafile"] == "/etc/ca.pem"
+
+
+def test_stage_kafka_config_overrides_only_the_brokers() -> None:
+    """``--kafka`` of ingest, asr-worker and evaluate: the brokers replaced, the section's
+    other settings kept; the brokers alone without a section; neither is an error."""
+    from qa_pipeline.errors import QAError
+
+    section = KafkaSinkConfig.model_validate(
+        {
+            "bootstrap_servers": ["old:9092"],
+            "security_protocol": "PLAINTEXT",
+            "client_id": "site-a",
+            "delivery_timeout_ms": 60_000,
+        }
+    )
+    got = stage_kafka_config(section, " new1:9092, new2:9093 ")
+    assert got.bootstrap_servers == ("new1:9092", "new2:9093")
+    assert (got.client_id, got.delivery_timeout_ms) == ("site-a", 60_000)
+    assert got.security_protocol == "PLAINTEXT"
+    assert stage_kafka_config(section, None) is section
+    bare = stage_kafka_config(None, "127.0.0.1:9092")
+    assert bare == KafkaSinkConfig(bootstrap_servers=("127.0.0.1:9092",))
+    with pytest.raises(QAError, match="no broker: give --kafka"):
+        stage_kafka_config(None, None)
+    # the overridden brokers are checked as the section's own are (clear text off-host)
+    with pytest.raises(ValueError, match="not on this machine"):
+        stage_kafka_config(None, "far.example:9092")
 
 
 def test_producer_kwargs_are_accepted_by_kafka_python() -> None:

@@ -39,6 +39,8 @@ _NA: Final = Verdict.NOT_APPLICABLE
 _UNCERTAIN: Final = Verdict.UNCERTAIN
 _ROLE_IX: Final = {_AGENT: 0, _CUSTOMER: 1, _UNKNOWN: 2}
 _MAX_SEEN: Final = 3
+#: turns shown for a failed ``require`` with a ``last_*`` window (the last ones)
+_MAX_WINDOW: Final = 12
 _ROLES_UNKNOWN: Final = "角色未知：录音未区分坐席与客户（如单声道），无法判定"
 _NO_SPEECH: Final = "不适用：通话中没有听到语音"
 
@@ -445,6 +447,8 @@ class RuleRun(RunState):
     def _window_evidence(self) -> tuple[Evidence, ...]:
         fs = self.rule.first_seconds
         ev = self.evaluator
+        if self.rule.last_seconds is not None or self.rule.last_turns is not None:
+            return self._last_window_evidence()
         if fs is None and self.rule.first_turns is None:
             return (Evidence(start=0.0, end=ev.clock),)
         roles = self.rule.roles
@@ -458,6 +462,18 @@ class RuleRun(RunState):
             end = fs if fs is not None else ev.clock
             return (Evidence(start=0.0, end=min(end, ev.clock)),)
         return tuple(seen)
+
+    def _last_window_evidence(self) -> tuple[Evidence, ...]:
+        """A ``last_seconds`` / ``last_turns`` window's evidence: the turns of the rule's
+        roles in it (its last :data:`_MAX_WINDOW`), what a reviewer reads to see the phrase
+        missing; the window's span when none of those roles spoke in it."""
+        scope = self._scope_utts()
+        if scope:
+            return tuple([x.evidence() for x in scope[-_MAX_WINDOW:]])
+        ev = self.evaluator
+        ls = self.rule.last_seconds
+        end = ev.call_end
+        return (Evidence(start=max(0.0, end - ls) if ls is not None else 0.0, end=end),)
 
     def finish(self) -> None:
         if self.verdict is not None:
