@@ -56,9 +56,10 @@ Triggers mark changed calls in ``search_dirty``: on ``utterances`` (the text cha
 call is cut again), on ``calls`` and ``results`` (only the filter columns are refreshed).
 :func:`sync_index`, run by :func:`search` first, catches up (on PostgreSQL one at a time,
 under an advisory lock; the marks are upserts that row-lock, so a sync never loses a mark
-made by a writer whose transaction is still open). A new active pack, or a review table
-that changes scores without touching ``results``, needs :func:`rebuild_index` (or its
-writer marking the calls: ``INSERT INTO search_dirty (call_id, text) VALUES (?, 0)``).
+made by a writer whose transaction is still open). A review
+is caught by comparing each reviewed score (``call_reviews``, created by a later
+migration, so no trigger of ours can watch it) with the indexed one at every sync. A pack
+promoted to ``active`` without new results needs :func:`rebuild_index`.
 
 Filters
 -------
@@ -477,6 +478,7 @@ def sync_index(db: Db, *, batch: int = SYNC_BATCH, wait: bool = False) -> int:
 
 
 def _sync(db: Db, batch: int) -> int:
+    _mark_reviewed(db)
     done = 0
     while True:
         if db.dialect == "postgres":
@@ -495,6 +497,19 @@ def _sync(db: Db, batch: int) -> int:
             db.executemany("DELETE FROM search_dirty WHERE call_id = ?", [(r[0],) for r in rows])
         db.commit()
         done += len(rows)
+
+
+def _mark_reviewed(db: Db) -> None:
+    """Mark the calls whose reviewed score is not the one indexed (the review tables come
+    after this migration, so no trigger watches them; reviewed calls are few)."""
+    if not _has_table(db, REVIEWED_SCORES):
+        return
+    differs = "IS NOT" if db.dialect == "sqlite" else "IS DISTINCT FROM"
+    db.execute(
+        f"INSERT INTO search_dirty (call_id, text) SELECT r.call_id, 0 FROM {REVIEWED_SCORES} r "
+        f"JOIN search_calls s ON s.call_id = r.call_id WHERE s.score {differs} r.score "
+        "ON CONFLICT (call_id) DO NOTHING"
+    )
 
 
 def _in(values: Sequence[Any]) -> str:

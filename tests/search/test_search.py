@@ -302,3 +302,17 @@ def test_every_driver_gives_the_same_hits(db: Db) -> None:
             seen.add(keys)
         assert len(seen) == 1, f
         assert S.search(db, terms=["投诉"], filters=f).total_calls == len(seen.pop())
+
+
+def test_a_reviewed_score_is_the_score_filtered_on(db: Db) -> None:
+    add_run(db, "r", "active", 1.0)
+    add_call(db, "v1", ["我要投诉"])
+    add_result(db, "r", "v1", 40, {"EMPATHY": "failed"})
+    assert found(db, "投诉", S.Filters(max_score=50)) == {"v1": [0]}
+    db.execute(
+        "INSERT INTO call_reviews (call_id, run_id, version, score, grade, failed, reviewer, "
+        "reviewed_at) VALUES ('v1', 'r', 1, 95, 'A', 0, 'qa1', 1.0)"
+    )
+    db.commit()
+    assert found(db, "投诉", S.Filters(max_score=50)) == {}
+    assert found(db, "投诉", S.Filters(min_score=90)) == {"v1": [0]}
