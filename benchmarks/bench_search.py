@@ -289,6 +289,10 @@ def build_postgres(url: str, n: int) -> dict[str, float]:
     )
     c.execute("SET maintenance_work_mem = '512MB'")
     c.execute("CREATE INDEX search_calls_tsv ON search_calls USING GIN (tsv)")
+    c.execute(
+        "INSERT INTO search_df (token, calls) SELECT lexeme, count(*) FROM search_calls, "
+        "unnest(tsv) GROUP BY lexeme"
+    )
     c.execute("DELETE FROM search_dirty")
     c.execute("CREATE TABLE bench_meta (calls INTEGER)")
     c.execute("INSERT INTO bench_meta VALUES (%s)", (n,))

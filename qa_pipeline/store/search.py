@@ -31,7 +31,10 @@ utterances, marked.
   (``'退' '款' '退款':3 '款到':4 ...``: unigrams without positions, bigrams at theirs; no
   parser, locale or dictionary touches the tokens) under a GIN index; a term is ``'退'`` or
   ``'退款' <-> '款到' <-> '到账'``. Kept in the row, lz4-compressed, so a phrase recheck
-  needs no TOAST look-up. (A tsvector holds positions up to 16383 and 256 per lexeme: in a
+  needs no TOAST look-up. Counting the calls that hold a frequent term reads every such
+  row (~2.4 KB each; a tsvector match is always rechecked, so even the GIN bitmap scan
+  fetches them), so the total of a one-token search without filters comes from
+  ``search_df`` (calls per token, kept by the sync), as SQLite's doclists give it. (A tsvector holds positions up to 16383 and 256 per lexeme: in a
   call longer than that a phrase may be missed in its tail; a one-unit term never is.)
 
 One row per **call**, not per utterance: the totals are counts of calls (what a QA lead
@@ -77,6 +80,7 @@ from __future__ import annotations
 import re
 import time
 import unicodedata
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -184,6 +188,11 @@ def tsvector_text(texts: Iterable[str]) -> str:
     """A call as ``tsvector`` input: its unigrams (without positions: a one-unit term is
     never part of a phrase) and its bigrams at their positions, a skipped position between
     utterances and at masks."""
+    return _tsvector(texts)[0]
+
+
+def _tsvector(texts: Iterable[str]) -> tuple[str, set[str]]:
+    """(``tsvector`` input, its lexemes)."""
     unigrams: set[str] = set()
     bigrams: dict[str, list[int]] = {}
     pos = 0
@@ -197,7 +206,7 @@ def tsvector_text(texts: Iterable[str]) -> str:
             pos += len(run)
     out = [f"'{u}'" for u in unigrams]
     out += [f"'{b}':{','.join(map(str, ps[:256]))}" for b, ps in bigrams.items()]
-    return " ".join(out)
+    return " ".join(out), unigrams | set(bigrams)
 
 
 # -- queries ------------------------------------------------------------------------------
@@ -537,6 +546,20 @@ def _reindex(db: Db, dirty: dict[str, bool]) -> None:
             texts[cid].append(text or "")
     gone = [cid for cid in ids if cid not in attrs or (cid in texts and not texts[cid])]
     gone_keys = [(keys[c],) for c in gone if c in keys]
+    # PostgreSQL: each token's count of calls (search_df), less the old tokens of the
+    # calls cut again or gone, plus their new ones
+    df: Counter[str] = Counter()
+    old_lexemes: dict[int, list[str]] = {}
+    if db.dialect == "postgres":
+        cut = [keys[c] for c in {*gone, *recut} if c in keys]
+        if cut:
+            old_lexemes = dict(
+                db.execute(
+                    "SELECT call_key, tsvector_to_array(tsv) FROM search_calls "
+                    f"WHERE call_key IN ({_in(cut)})",
+                    cut,
+                ).fetchall()
+            )
     if gone_keys:
         if db.dialect == "sqlite":
             db.executemany("DELETE FROM search_fts WHERE rowid = ?", gone_keys)
@@ -566,7 +589,12 @@ def _reindex(db: Db, dirty: dict[str, bool]) -> None:
             [(keys[c], *sqlite_tokens(texts[c])) for c in fresh],
         )
     else:
-        old = [(tsvector_text(texts[c]), keys[c]) for c in fresh if c in keys]
+        tsv = {c: _tsvector(texts[c]) for c in fresh}
+        for before in old_lexemes.values():
+            df.update({t: -1 for t in before})
+        for _, after in tsv.values():
+            df.update({t: 1 for t in after})
+        old = [(tsv[c][0], keys[c]) for c in fresh if c in keys]
         if old:
             db.executemany("UPDATE search_calls SET tsv = ?::tsvector WHERE call_key = ?", old)
         for cid in fresh:
@@ -575,8 +603,15 @@ def _reindex(db: Db, dirty: dict[str, bool]) -> None:
                     "INSERT INTO search_calls (call_id, agent_id, team, direction, "
                     "started_epoch, run_id, score, tsv) VALUES (?, ?, ?, ?, ?, ?, ?, "
                     "?::tsvector)",
-                    (cid, *attrs[cid], tsvector_text(texts[cid])),
+                    (cid, *attrs[cid], tsv[cid][0]),
                 )
+        delta = sorted((t, n) for t, n in df.items() if n)
+        if delta:
+            db.executemany(
+                "INSERT INTO search_df (token, calls) VALUES (?, ?) ON CONFLICT (token) "
+                "DO UPDATE SET calls = search_df.calls + excluded.calls",
+                delta,
+            )
 
 
 def _attrs(db: Db, ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
@@ -711,7 +746,7 @@ def search(
     page_sql, count_sql, params = _queries(db, parsed, filters, driver)
     keys = [r[0] for r in db.execute(page_sql, [*params, limit, offset]).fetchall()]
     t2 = time.perf_counter()
-    total = _total(db, count_sql, params)
+    total = _total(db, count_sql, params, parsed, filters)
     t3 = time.perf_counter()
     hits = _hits(db, keys, parsed)
     if db.dialect == "postgres":
@@ -729,7 +764,17 @@ def search(
     )
 
 
-def _total(db: Db, count_sql: str, params: Sequence[Any]) -> int:
+def _total(
+    db: Db, count_sql: str, params: Sequence[Any], terms: Sequence[Term], filters: Filters
+) -> int:
+    """The count; on PostgreSQL, one token without filters is read from ``search_df``
+    (counting its calls there reads every row that holds it: the rows are wide)."""
+    one = len(terms) == 1 and len(terms[0].grams) == 1
+    if db.dialect == "postgres" and not filters.any and one:
+        row = db.execute(
+            "SELECT calls FROM search_df WHERE token = ?", (terms[0].grams[0],)
+        ).fetchone()
+        return int(row[0]) if row else 0
     return int(db.execute(count_sql, params).fetchone()[0])
 
 

@@ -316,3 +316,33 @@ def test_a_reviewed_score_is_the_score_filtered_on(db: Db) -> None:
     db.commit()
     assert found(db, "投诉", S.Filters(max_score=50)) == {}
     assert found(db, "投诉", S.Filters(min_score=90)) == {"v1": [0]}
+
+
+def test_token_counts_follow_every_change(db: Db) -> None:
+    """PostgreSQL answers a one-token search's total from per-token call counts kept by
+    the sync: after adds, rewrites and removals they equal a count over the index."""
+    add_call(db, "k1", ["您好", "我要投诉"])
+    add_call(db, "k2", ["您好，投诉"])
+    add_call(db, "k3", ["退款"])
+    S.sync_index(db)
+    db.execute("DELETE FROM utterances WHERE call_id = 'k2'")
+    db.executemany(
+        "INSERT INTO utterances (call_id, idx, text) VALUES (?, ?, ?)",
+        [("k2", 0, "退款到账了吗")],
+    )
+    db.execute("DELETE FROM utterances WHERE call_id = 'k3'")
+    db.commit()
+    add_call(db, "k4", ["您好您好"])
+    want = {"您好": {"k1", "k4"}, "投诉": {"k1"}, "退款": {"k2"}, "好": {"k1", "k4"}, "账": {"k2"}}
+    for term, ids in want.items():
+        page = S.search(db, term)
+        assert page.total_calls == len(ids), term
+        assert {h.call_id for h in page.hits} == ids, term
+    if db.dialect == "postgres":
+        rows = dict(db.execute("SELECT token, calls FROM search_df WHERE calls <> 0").fetchall())
+        counted = dict(
+            db.execute(
+                "SELECT lexeme, count(*) FROM search_calls, unnest(tsv) GROUP BY lexeme"
+            ).fetchall()
+        )
+        assert rows == counted

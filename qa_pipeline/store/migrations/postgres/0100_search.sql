@@ -22,6 +22,12 @@ CREATE INDEX IF NOT EXISTS search_calls_team ON search_calls (team, started_epoc
 CREATE INDEX IF NOT EXISTS search_calls_direction ON search_calls (direction, started_epoch);
 CREATE INDEX IF NOT EXISTS search_calls_started ON search_calls (started_epoch);
 CREATE INDEX IF NOT EXISTS search_calls_score ON search_calls (score);
+-- how many calls hold each token: the total of a one-token search without filters (a
+-- count over search_calls reads every row holding the token, and its rows are wide)
+CREATE TABLE IF NOT EXISTS search_df (
+    token TEXT PRIMARY KEY,
+    calls BIGINT NOT NULL
+);
 -- calls changed since indexed: text = 1 when their utterances changed (re-cut), 0 when
 -- only their metadata or results did (filter columns refreshed)
 CREATE TABLE IF NOT EXISTS search_dirty (
