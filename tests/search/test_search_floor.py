@@ -14,7 +14,7 @@ from qa_pipeline.store import search as S
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_search.py"
 CALLS = 3000
-BOUND_MS = 250  # p95 on 100,000 calls is the benchmark's target; this is 30x smaller
+BOUND_MS = 1000  # generous: ~20 ms when the machine is idle (30x fewer calls than the benchmark)
 
 
 def _bench():  # type: ignore[no-untyped-def]
