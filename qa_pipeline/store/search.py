@@ -44,9 +44,12 @@ start, the current result's run and score), indexed, so a filtered search joins 
 but the verdicts.
 
 Measured (``benchmarks/bench_search.py``: 100,000 calls, 1.45 M utterances, 2-core shared
-machine; the table is in ``benchmarks/README.md``): every query kind — frequent and rare
-1-, 2-, 4-character and ASCII terms, with and without filters, first page of 20 plus the
-total — under 300 ms at p95 on both backends. The alternatives, on the same store:
+machine; the table is in ``benchmarks/README.md``), first page of 20 plus the total: on
+SQLite every query kind — frequent and rare 1-, 2-, 4-character and ASCII terms, with and
+without filters — is under 300 ms at p95 (worst 194 ms); on PostgreSQL all but two: a
+frequent 4-character phrase and two frequent terms with a weak filter count by a
+sequential scan of ``search_calls`` (p95 221–505 ms under load, ~150 ms quiet).
+The alternatives, on the same store:
 **trigrams** cannot answer a 1- or 2-character term from the index (SQLite's FTS5
 ``trigram`` tokenizer finds nothing for 退款; ``pg_trgm`` turns ``LIKE '%退款%'`` into a
 scan of every row), and those are the terms that matter here; a **LIKE scan** of the
