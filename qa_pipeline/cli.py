@@ -356,6 +356,7 @@ def _mount_subcommands() -> None:
     from .rules.cli import rules_app
     from .samples.cli import samples_command
     from .store.cli import store_app
+    from .store.search_cli import search_command
 
     rules_app.command("fixtures-from-reviews")(fixtures_from_reviews_command)
     app.add_typer(rules_app, name="rules", help="Test and lint rule packs.")
@@ -372,6 +373,7 @@ def _mount_subcommands() -> None:
     app.add_typer(privacy_app, name="privacy", help="Personal data: migrate old outputs.")
     app.command("redact")(redact_command)
     app.add_typer(store_app, name="store", help="The transcript store: schema migrations.")
+    app.command("search")(search_command)
 
 
 _mount_subcommands()

@@ -1,0 +1,55 @@
+"""``qa-pipeline search`` on a store of each backend: JSON lines and the table."""
+
+from __future__ import annotations
+
+import json
+
+from test_search import add_call
+from typer.testing import CliRunner
+
+from qa_pipeline.cli import app
+from qa_pipeline.store import Store as Db
+
+
+def _url(db: Db) -> str:
+    return db.url
+
+
+def test_search_command(db: Db) -> None:
+    add_call(db, "call/1", ["您好", "我要投诉，退款还没到"], agent="A7", epoch=1_767_312_000.0)
+    add_call(db, "call-2", ["我要退款"], agent="A8", direction="outbound", epoch=1_767_398_400.0)
+    runner = CliRunner()
+    res = runner.invoke(app, ["search", "退款", "--store", _url(db), "--json"])
+    assert res.exit_code == 0, res.output
+    lines = [json.loads(x) for x in res.stdout.splitlines()]
+    assert lines[-1]["total_calls"] == 2
+    hits = {h["call_id"]: h for h in lines[:-1]}
+    assert hits["call/1"]["utterance_index"] == 1
+    assert hits["call/1"]["link"] == "/calls/call%2F1#u1"
+    assert hits["call/1"]["snippet"] == "我要投诉，【退款】还没到"
+    assert hits["call-2"]["agent_id"] == "A8"
+
+    res = runner.invoke(
+        app,
+        ["search", "退款", "--store", _url(db), "--json", "--direction", "outbound",
+         "--since", "2026-01-02", "--until", "2026-01-04"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    lines = [json.loads(x) for x in res.stdout.splitlines()]
+    assert [h["call_id"] for h in lines[:-1]] == ["call-2"]
+
+    res = runner.invoke(app, ["search", "投诉", "退款", "--store", _url(db)])
+    assert res.exit_code == 0, res.output
+    assert "call/1" in res.stdout and "/calls/call%2F1#u1" in res.stdout
+    assert "1 call(s) match" in res.stdout
+
+
+def test_search_command_bad_input(db: Db, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    runner = CliRunner()
+    res = runner.invoke(app, ["search", "退款", "--store", _url(db), "--verdict", "maybe"])
+    assert res.exit_code == 2 and "verdict 'maybe'" in res.stderr
+    res = runner.invoke(app, ["search", "退款", "--store", _url(db), "--since", "yesterday"])
+    assert res.exit_code == 2 and "'yesterday' is not a date" in res.stderr
+    missing = tmp_path / "nope.sqlite"
+    res = runner.invoke(app, ["search", "退款", "--store", str(missing)])
+    assert res.exit_code == 2 and f"no store at {missing}" in res.stderr
