@@ -43,6 +43,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from ..errors import QAError
 from ..exports import (
@@ -56,6 +57,7 @@ from ..exports import (
 )
 from ..store import Store
 from ..store.base import REVIEWED_SCORES, database_errors, store_label
+from ..store.search import Filters, SearchError, search, sync_index
 from .acks import Ack
 from .auth import Principal
 from .users import UserRole
@@ -479,6 +481,63 @@ def export_bytes(rows: Sequence[Mapping[str, Any]], fmt: str, *, text: bool) -> 
     return xlsx_bytes(sheets)
 
 
+# ---------------------------------------------------------------- search
+
+
+def search_calls(
+    store: Store, terms: str, f: CallFilter, scope: Scope, *, text: bool
+) -> dict[str, Any]:
+    """Full-text search (:mod:`qa_pipeline.store.search`: every term said in the call) with
+    the call list's filters, in ``scope``: ``{"hits", "total", "page", "per_page",
+    "pages"}``, each hit linking to the call at its first matching utterance
+    (``/history/calls/<id>#u<idx>``). The index is read as it is (the caller syncs it). A
+    rule named without a verdict means the calls that failed it, as in the list. For a
+    supervisor (teams, and team-less calls by agent) the scope is applied to the first
+    1,000 hits (the search filters on one team at most); the total counts those."""
+    if scope.nothing or (scope.agent_id is not None and f.agent_id not in (None, scope.agent_id)):
+        return {"hits": [], "total": 0, "page": f.page, "per_page": f.per_page, "pages": 1}
+    try:
+        filters = Filters(
+            agent=scope.agent_id if scope.agent_id is not None else f.agent_id,
+            team=f.team,
+            direction=f.direction,
+            since=f.since,
+            until=f.until,
+            rule=f.rule_id,
+            verdict=f.verdict or ("failed" if f.rule_id is not None else None),
+            min_score=f.score_min,
+            max_score=f.score_max,
+        )
+        offset = (f.page - 1) * f.per_page
+        if scope.teams is None:
+            page = search(store, terms, filters, limit=f.per_page, offset=offset, sync=False)
+            hits, total = page.hits, page.total_calls
+        else:
+            page = search(store, terms, filters, limit=1000, sync=False)
+            seen = [h for h in page.hits if scope.sees({"agent_id": h.agent_id, "team": h.team})]
+            hits, total = seen[offset : offset + f.per_page], len(seen)
+    except SearchError as e:
+        raise HistoryQueryError(f"q: {e}") from None
+    out = []
+    for h in hits:
+        d = h.as_dict()
+        d["link"] = f"/history/calls/{quote(h.call_id, safe='')}#u{h.first.index}"
+        for m in d["matches"]:
+            m["link"] = f"/history/calls/{quote(h.call_id, safe='')}#u{m['utterance_index']}"
+            if not text:
+                m["snippet"] = None
+        if not text:
+            d["snippet"] = None
+        out.append(d)
+    return {
+        "hits": out,
+        "total": int(total),
+        "page": f.page,
+        "per_page": f.per_page,
+        "pages": max(1, math.ceil(total / f.per_page)),
+    }
+
+
 # ---------------------------------------------------------------- one call
 
 
@@ -800,6 +859,10 @@ class StoreAckStore:
                 raise
 
         return self._pool.submit(run).result()
+
+    def sync_search(self) -> int:
+        """Bring the store's search index up to date (on this writer connection)."""
+        return self._do(lambda s: sync_index(s))
 
     def ack(self, event_id: str, user: str, at: float) -> Ack:
         def ack(s: Store) -> Ack:

@@ -89,11 +89,16 @@ svg.chart { max-width:100%; height:auto; }
       <label>分数≤<input class="num" name="score_max" type="number" step="any"></label>
       <label>方向 direction<select name="direction"><option value="">—</option>
         <option value="inbound">inbound 呼入</option><option value="outbound">outbound 呼出</option></select></label>
-      <label>全文检索 search<input id="q" name="q" placeholder="未启用 (not in this build)" disabled></label>
+      <label>全文检索 search<input id="q" name="q" placeholder="投诉 退款 …"></label>
       <button class="btn" type="submit">查询</button>
       <a class="btn" id="export-csv" href="/api/history/export.csv">导出 CSV</a>
       <a class="btn" id="export-xlsx" href="/api/history/export.xlsx">导出 XLSX</a>
     </form>
+  </div>
+  <div class="card" id="search-card" hidden>
+    <h2>检索结果 · Search <span id="search-total" class="muted"></span></h2>
+    <table><thead><tr><th>开始</th><th>通话</th><th>坐席</th><th>班组</th><th>得分</th><th>匹配语句</th></tr></thead>
+      <tbody id="search-results"></tbody></table>
   </div>
   <div class="card">
     <h2>通话 · Calls <span id="total" class="muted"></span></h2>
@@ -216,6 +221,22 @@ async function loadCalls() {
   $("#export-csv").href = "/api/history/export.csv" + (f ? "?" + f : "");
   $("#export-xlsx").href = "/api/history/export.xlsx" + (f ? "?" + f : "");
 }
+async function loadSearch() {
+  const terms = $("#q").value.trim();
+  $("#search-card").hidden = !terms;
+  if (!terms) { $("#search-results").replaceChildren(); return; }
+  const p = filters(); p.set("q", terms);
+  const data = await api("/api/history/search?" + p);
+  $("#search-total").textContent = "共 " + data.total + " 通";
+  $("#search-results").replaceChildren(...data.hits.map((h) => el("tr",
+    {class: "shit", "data-call-id": h.call_id, "data-utt-index": h.utterance_index},
+    el("td", {}, fmtTime(h)),
+    el("td", {}, el("a", {href: h.link}, h.call_id)),
+    el("td", {}, h.agent_id || "—"), el("td", {}, h.team || "—"),
+    el("td", {}, h.score === null ? "—" : h.score),
+    el("td", {}, el("a", {class: "snippet", href: h.link}, h.snippet || ("第 " + h.utterance_index + " 句"))))));
+  document.body.dataset.searched = terms;
+}
 async function loadTrends() {
   const p = filters();
   const q = new URLSearchParams();
@@ -228,12 +249,12 @@ async function loadTrends() {
 async function listView() {
   $("#list-view").hidden = false;
   $("#f").addEventListener("submit", (ev) => { ev.preventDefault(); page = 1;
-    loadCalls().catch(showError); loadTrends().catch(showError); });
+    loadSearch().catch(showError); loadCalls().catch(showError); loadTrends().catch(showError); });
   $("#prev").addEventListener("click", () => { page -= 1; loadCalls().catch(showError); });
   $("#next").addEventListener("click", () => { page += 1; loadCalls().catch(showError); });
   $("#group").addEventListener("change", () => loadTrends().catch(showError));
   $("#bucket").addEventListener("change", () => loadTrends().catch(showError));
-  await loadCalls(); await loadTrends();
+  await loadSearch(); await loadCalls(); await loadTrends();
   document.body.dataset.ready = "list";
 }
 // ---- a call

@@ -1128,7 +1128,8 @@ def start_dashboard(
         try:
             if acks is None:
                 acks = StoreAckStore(store)  # opens it for writing: applies pending migrations
-            history = HistoryApi(HistoryStore(store), directory, audit, recordings)
+            sync = acks.sync_search if isinstance(acks, StoreAckStore) else None
+            history = HistoryApi(HistoryStore(store), directory, audit, recordings, sync)
         except cannot as e:
             raise DashboardError(f"{store_label(store)}: cannot open the store: {e}") from e
     if acks is None:

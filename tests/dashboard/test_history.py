@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import openpyxl
 import pytest
@@ -388,6 +388,21 @@ def test_history_in_browser(tmp_path: Path) -> None:
                 assert frame["x"] <= box["x"] <= frame["x"] + frame["width"]
                 assert frame["y"] <= box["y"] <= frame["y"] + frame["height"]
                 page.screenshot(path=str(ARTIFACTS / "history-list.png"), full_page=True)
+                # search: a term, the hit links to the call at its utterance
+                page.fill("#q", "不能退")
+                page.click("#f button[type=submit]")
+                page.wait_for_selector("body[data-searched]", timeout=5000)
+                found = page.query_selector_all("#search-results tr.shit")
+                assert sorted(r.get_attribute("data-call-id") or "" for r in found) == [
+                    "h-2",
+                    "h-5",
+                ]
+                page.screenshot(path=str(ARTIFACTS / "history-search.png"), full_page=True)
+                page.click('#search-results tr.shit[data-call-id="h-5"] a.snippet')
+                page.wait_for_selector("body[data-ready=call]", timeout=5000)
+                assert "target" in (page.get_attribute("#u2", "class") or "")
+                page.goto(d.url + "history")
+                page.wait_for_selector("body[data-ready=list]", timeout=5000)
                 # filter: one team; the export link carries it
                 page.fill("#f input[name=team]", "east")
                 page.click("#f button[type=submit]")
@@ -549,3 +564,39 @@ def test_trends_count_what_the_store_says_counts(filled: dict[str, Any]) -> None
                 for p in s["points"]
             }
             assert got_means == means and means, (scope, bucket)
+
+
+def sq(query: str) -> str:
+    """The search route with ``query`` URL-encoded."""
+    return "/api/history/search?" + urlencode(parse_qsl(query, keep_blank_values=True))
+
+
+def test_search_with_filters_and_scope(hist: Dashboard, tmp_path: Path) -> None:
+    """Full-text search from the dashboard: every term said, the list's filters, the
+    principal's scope; each hit links to the call at its matching utterance."""
+    status, body = hist.get(sq("q=不能退"), TOKEN)
+    assert status == 200 and sorted(h["call_id"] for h in body["hits"]) == ["h-2", "h-5"]
+    hit = next(h for h in body["hits"] if h["call_id"] == "h-5")
+    assert hit["utterance_index"] == 2 and hit["link"] == "/history/calls/h-5#u2"
+    assert "不能退" in hit["snippet"].replace("【", "").replace("】", "")
+    for query, want in (
+        ("q=不能退&agent=A1", ["h-2"]),
+        ("q=不能退&since=2026-11-27", ["h-5"]),
+        ("q=不能退&score_max=60", ["h-5"]),  # h-2 counts its reviewed 95
+        ("q=不能退 再见", ["h-2", "h-5"]),
+        ("q=退款&rule=BAN-POLICY", ["h-2", "h-5"]),
+        ("q=不能退&rule=OPEN-GREET&verdict=uncertain", ["h-5"]),
+        ("q=没有这句话", []),
+    ):
+        status, body = hist.get(sq(query), TOKEN)
+        assert status == 200 and sorted(h["call_id"] for h in body["hits"]) == want, query
+        assert body["total"] == len(want), query
+    assert hist.get(sq("q="), TOKEN)[0] == 400
+    status, body = hist.get(sq("q=不能退"), cookie=hist.session("agent-a"))
+    assert [h["call_id"] for h in body["hits"]] == ["h-2"] and body["total"] == 1
+    status, body = hist.get(sq("q=不能退"), cookie=hist.session("sup-east"))
+    assert body["hits"] == [] and body["total"] == 0
+    status, body = hist.get(sq("q=不能退"), VIEWER_TOKEN)
+    assert len(body["hits"]) == 2 and all(h["snippet"] is None for h in body["hits"])
+    rows = [r for r in read_audit(tmp_path / "audit.jsonl") if r["route"].endswith("/search")]
+    assert ("agent-a", "h-2") in {(r["user"], r["call_id"]) for r in rows}
