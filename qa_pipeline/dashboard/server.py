@@ -41,6 +41,7 @@ Routes (all data routes need a session or an API key; without one: ``401`` and n
 ``GET /api/users``         admin only: the users (no hashes)
 ``GET /history``           the history page: calls kept in the store (``store``), trends, an
                            agent's page (:mod:`.history_page`)
+``GET /calls/<id>``        redirects to ``/history/calls/<id>`` (``qa-pipeline search``'s links)
 ``GET /api/history/...``   history from the store, as the principal may see it; exports
                            (:mod:`.history_api`); ``404`` without a store
 ``GET /healthz``           ``ok`` (no data, no login)
@@ -699,6 +700,12 @@ class _App:
             {"Content-Security-Policy": csp, "X-Frame-Options": "DENY"},
         )
 
+    async def call_link(self, request: web.Request) -> web.StreamResponse:
+        """``/calls/<id>`` (the links ``qa-pipeline search`` prints): the stored call on the
+        history page (a browser keeps the ``#u<idx>`` of the link across the redirect)."""
+        tail = request.raw_path.split("?", 1)[0][len("/calls/") :]
+        return _redirect("/history/calls/" + quote(unquote(tail), safe=""))
+
     async def check_password(self, name: str, password: str) -> bool:
         """Argon2 in a worker thread, two at a time (each takes ~64 MiB and tens of ms); an
         unknown name costs the same as a wrong password."""
@@ -1071,6 +1078,7 @@ def _build(app: _App) -> web.Application:
     r.add_get("/index.html", app.page)
     r.add_get("/history", app.history_page)
     r.add_get("/history/{tail:.*}", app.history_page)
+    r.add_get("/calls/{tail:.*}", app.call_link)
     r.add_get("/logout", app.logout)
     r.add_post("/logout", app.logout)
     r.add_get("/favicon.ico", app.favicon)

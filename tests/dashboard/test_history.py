@@ -592,6 +592,9 @@ def test_search_with_filters_and_scope(hist: Dashboard, tmp_path: Path) -> None:
         assert status == 200 and sorted(h["call_id"] for h in body["hits"]) == want, query
         assert body["total"] == len(want), query
     assert hist.get(sq("q="), TOKEN)[0] == 400
+    # qa-pipeline search prints /calls/<id>#u<idx>: the dashboard sends it to the history page
+    status, headers, _ = fetch(hist, "/calls/h-5")
+    assert status in (302, 303) and headers["Location"] == "/history/calls/h-5"
     status, body = hist.get(sq("q=不能退"), cookie=hist.session("agent-a"))
     assert [h["call_id"] for h in body["hits"]] == ["h-2"] and body["total"] == 1
     status, body = hist.get(sq("q=不能退"), cookie=hist.session("sup-east"))
