@@ -99,6 +99,16 @@ def dashboard_command(
         bool,
         typer.Option("--secure-cookie", help="mark the session cookie Secure (TLS proxy)"),
     ] = False,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            help="the transcript store whose calls the history pages show (a SQLite path or "
+            "a postgresql:// URL; alert acknowledgements are kept there too); none: live "
+            "calls only",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the live QA dashboard from the pipeline's Kafka topics."""
     if ctx.invoked_subcommand is not None:
@@ -148,6 +158,7 @@ def dashboard_command(
             users=users,
             audit_log=audit_log,
             secure_cookie=secure_cookie,
+            store=store,
         )
     except (DashboardError, QAError) as e:  # no users nor token, a token too short
         fail(e)

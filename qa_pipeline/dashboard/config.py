@@ -12,6 +12,7 @@ Example::
       session_idle_s: 7200   # a browser session ends after this long unused ...
       session_max_s: 43200   # ... or this long after login
       secure_cookie: false   # true behind a TLS-terminating proxy (cookie marked Secure)
+      store: null            # history from this store (null: serve's store:); acks kept there
       max_calls: 500
       limits:                # what one client may take (defaults shown)
         max_streams: 100             # open event streams in all ...
@@ -101,6 +102,11 @@ class DashboardConfig(BaseModel):
     session_max_s: float = Field(default=43200.0, gt=0, description="session absolute expiry")
     secure_cookie: bool = Field(
         default=False, description="mark the session cookie Secure (behind a TLS proxy)"
+    )
+    store: str | None = Field(
+        default=None,
+        description="the transcript store whose calls the history pages show (SQLite path "
+        "or postgresql:// URL; alert acknowledgements kept there too); None = serve's store:",
     )
     max_calls: int = Field(default=500, ge=1, description="calls kept in memory")
     max_alerts: int = Field(default=200, ge=1)

@@ -109,6 +109,7 @@ mark { background:#ffd76a; padding:0 1px; border-radius:2px; }
   <span id="me"></span>
   <span id="role"></span>
   <button id="lang" type="button">EN</button>
+  <a id="history-link" href="/history">历史 history</a>
   <a id="logout" href="/logout" data-i18n="logout" hidden>退出</a>
 </header>
 <section id="login" class="card" hidden>

@@ -39,6 +39,11 @@ Routes (all data routes need a session or an API key; without one: ``401`` and n
 ``GET /api/events``        ``text/event-stream``: ``snapshot`` then ``update`` messages,
                            filtered per principal
 ``GET /api/users``         admin only: the users (no hashes)
+``GET /history``           the history page: calls kept in the store (``store``), trends, an
+                           agent's page (:mod:`.history_page`)
+``GET /calls/<id>``        redirects to ``/history/calls/<id>`` (``qa-pipeline search``'s links)
+``GET /api/history/...``   history from the store, as the principal may see it; exports
+                           (:mod:`.history_api`); ``404`` without a store
 ``GET /healthz``           ``ok`` (no data, no login)
 =========================  ==================================================================
 
@@ -107,10 +112,14 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ..errors import QAError
+from ..store.base import database_errors, store_label
 from .acks import AckStore, FileAckStore, acks_path_beside
 from .audit import AuditLog
 from .auth import API_KEY_USER, VIEWER_KEY_USER, Principal, Sessions, call_visible
 from .config import DashboardLimits
+from .history import HistoryStore, StoreAckStore
+from .history_api import HistoryApi
+from .history_page import render_history_page
 from .page import render_page
 from .recordings import ClipError, RecordingLookup, clip_wav
 from .state import CLOSED, DashboardState
@@ -367,6 +376,7 @@ class _App:
     keepalive_s: float
     audit: AuditLog | None = None
     acks: AckStore = field(default_factory=lambda: FileAckStore(None))
+    history: HistoryApi | None = None  # calls kept in the store (``store``), if any
     secure_cookie: bool = False
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     streams: dict[str, int] = field(default_factory=dict)  # open streams by user or key
@@ -672,6 +682,30 @@ class _App:
             {"Content-Security-Policy": csp, "X-Frame-Options": "DENY"},
         )
 
+    async def history_page(self, request: web.Request) -> web.StreamResponse:
+        """``/history``, ``/history/calls/<id>``, ``/history/agents/<id>``: the history page
+        (no data in it; it reads ``/api/history/...``; it says when no store is configured)."""
+        nonce = secrets.token_urlsafe(16)
+        csp = (
+            "default-src 'none'; "
+            f"script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+            "connect-src 'self'; img-src 'self' data:; media-src 'self'; form-action 'self'; "
+            "base-uri 'none'; frame-ancestors 'none'"
+        )
+        body = render_history_page(nonce, self.title).encode()
+        return _response(
+            200,
+            body,
+            "text/html; charset=utf-8",
+            {"Content-Security-Policy": csp, "X-Frame-Options": "DENY"},
+        )
+
+    async def call_link(self, request: web.Request) -> web.StreamResponse:
+        """``/calls/<id>`` (the links ``qa-pipeline search`` prints): the stored call on the
+        history page (a browser keeps the ``#u<idx>`` of the link across the redirect)."""
+        tail = request.raw_path.split("?", 1)[0][len("/calls/") :]
+        return _redirect("/history/calls/" + quote(unquote(tail), safe=""))
+
     async def check_password(self, name: str, password: str) -> bool:
         """Argon2 in a worker thread, two at a time (each takes ~64 MiB and tens of ms); an
         unknown name costs the same as a wrong password."""
@@ -786,6 +820,10 @@ class _App:
         if p is None:
             return self.unauthorized()
         path = request.path
+        if path.startswith("/api/history/"):
+            if self.history is None:
+                return _error(404, "no store", "this dashboard keeps no history (no store)")
+            return await self.history.handle(request, p)
         if path == "/api/state":
             data, ids = await asyncio.to_thread(self.encoded_snapshot, p)
             if p.text and ids:
@@ -1020,6 +1058,11 @@ class DashboardServer:
             self.thread.join(timeout=5)
             if self.app.audit is not None:
                 self.app.audit.close()
+            if self.app.history is not None:
+                self.app.history.history.close()
+            close = getattr(self.app.acks, "close", None)
+            if close is not None:
+                close()
 
 
 def _build(app: _App) -> web.Application:
@@ -1033,6 +1076,9 @@ def _build(app: _App) -> web.Application:
     r.add_get("/healthz", app.healthz)
     r.add_get("/", app.page)
     r.add_get("/index.html", app.page)
+    r.add_get("/history", app.history_page)
+    r.add_get("/history/{tail:.*}", app.history_page)
+    r.add_get("/calls/{tail:.*}", app.call_link)
     r.add_get("/logout", app.logout)
     r.add_post("/logout", app.logout)
     r.add_get("/favicon.ico", app.favicon)
@@ -1053,6 +1099,7 @@ def start_dashboard(
     users: str | Path | None = None,
     audit_log: str | Path | None = None,
     acks: AckStore | None = None,
+    store: str | None = None,
     session_idle_s: float = 7200.0,
     session_max_s: float = 43200.0,
     secure_cookie: bool = False,
@@ -1071,7 +1118,10 @@ def start_dashboard(
     transcript openings are recorded (``None``: not recorded; the ``dashboard:`` config and
     the commands default to ``dashboard-audit.jsonl``). ``acks``: where alert
     acknowledgements are kept (``None``: :data:`~.acks.DEFAULT_ACKS_LOG` beside the audit
-    log, or in memory only without one); those kept are shown on the state's alerts.
+    log, or in memory only without one; in the store's ``alert_acks`` table when there is
+    a ``store``); those kept are shown on the state's alerts. ``store``: the transcript
+    store (a SQLite path or a ``postgresql://`` URL) whose calls the history pages show
+    (:mod:`.history`; read-only, except acknowledgements).
     ``limits``: what clients may take (:class:`DashboardLimits`; its defaults when ``None``).
     ``recordings``: where a call's recording is found (:mod:`.recordings`; ``None``: no
     audio is played).
@@ -1080,6 +1130,16 @@ def start_dashboard(
     directory = UserDirectory(resolve_users(users))
     sessions = Sessions(session_idle_s, session_max_s)
     audit = AuditLog(Path(audit_log)) if audit_log is not None else None
+    history = None
+    if store is not None:
+        cannot: tuple[type[BaseException], ...] = (*database_errors(), OSError)
+        try:
+            if acks is None:
+                acks = StoreAckStore(store)  # opens it for writing: applies pending migrations
+            sync = acks.sync_search if isinstance(acks, StoreAckStore) else None
+            history = HistoryApi(HistoryStore(store), directory, audit, recordings, sync)
+        except cannot as e:
+            raise DashboardError(f"{store_label(store)}: cannot open the store: {e}") from e
     if acks is None:
         acks = FileAckStore(acks_path_beside(Path(audit_log)) if audit_log is not None else None)
     for a in acks.acks().values():
@@ -1099,6 +1159,7 @@ def start_dashboard(
             keepalive_s,
             audit=audit,
             acks=acks,
+            history=history,
             secure_cookie=secure_cookie,
             recordings=recordings,
         )

@@ -250,3 +250,8 @@ class UserDirectory:
         if not agent_id:
             return frozenset()
         return self._agent_teams.get(agent_id, frozenset())
+
+    def agent_teams(self) -> list[tuple[str, frozenset[str]]]:
+        """Each agent id of the agent users with its teams (places a call without a team)."""
+        self.refresh()
+        return list(self._agent_teams.items())
