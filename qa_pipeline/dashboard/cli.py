@@ -99,6 +99,19 @@ def dashboard_command(
         bool,
         typer.Option("--secure-cookie", help="mark the session cookie Secure (TLS proxy)"),
     ] = False,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            help="the store (SQLite path, sqlite:///path or postgresql://...): serves the "
+            "review queue and appeals (/review), scored by the --config's rules.pack",
+            show_default=False,
+        ),
+    ] = None,
+    review_below: Annotated[
+        float | None,
+        typer.Option("--review-below", help="with --store: queue machine scores below this"),
+    ] = 60.0,
 ) -> None:
     """Serve the live QA dashboard from the pipeline's Kafka topics."""
     if ctx.invoked_subcommand is not None:
@@ -115,6 +128,7 @@ def dashboard_command(
     topics = KafkaTopics()
     kwargs: dict[str, Any] = {}
     grades: Any = DEFAULT_GRADES
+    pack: Any = None  # the review's pack: --config's rules.pack (None: configs/rules/)
     fail_grade: str | None = DEFAULT_FAIL_GRADE
     try:
         if config is not None:
@@ -148,6 +162,9 @@ def dashboard_command(
             users=users,
             audit_log=audit_log,
             secure_cookie=secure_cookie,
+            store=store,
+            review_pack=pack,
+            review_below=review_below,
         )
     except (DashboardError, QAError) as e:  # no users nor token, a token too short
         fail(e)

@@ -106,7 +106,10 @@ from .audit import AuditLog
 from .auth import API_KEY_USER, VIEWER_KEY_USER, Principal, Sessions, call_visible
 from .config import DashboardLimits
 from .page import render_page
+from .review_api import Host, ReviewApi
+from .review_page import render_review_page
 from .state import CLOSED, DashboardState
+from .store_worker import StoreWorker
 from .users import USERS_ENV, UserDirectory, UserRole, dummy_verify, verify_password
 
 log = logging.getLogger("qa_pipeline.dashboard")
@@ -361,6 +364,10 @@ class _App:
     audit: AuditLog | None = None
     acks: AckStore = field(default_factory=lambda: FileAckStore(None))
     secure_cookie: bool = False
+    # the store (start_dashboard's ``store``), used from its own thread; None: no store
+    store: StoreWorker | None = None
+    # the review queue and appeals (routes of .review_api), when there is a store
+    review: ReviewApi | None = None
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     streams: dict[str, int] = field(default_factory=dict)  # open streams by user or key
     throttle: Throttle | None = None
@@ -798,6 +805,7 @@ class _App:
                         "kind": p.kind,
                         "text": p.text,
                         "may_ack": p.may_ack,
+                        "review": self.review is not None,
                     }
                 ),
             )
@@ -961,6 +969,8 @@ class DashboardServer:
             self.thread.join(timeout=5)
             if self.app.audit is not None:
                 self.app.audit.close()
+            if self.app.store is not None:
+                self.app.store.close()
 
 
 def _build(app: _App) -> web.Application:
@@ -979,6 +989,8 @@ def _build(app: _App) -> web.Application:
     r.add_get("/favicon.ico", app.favicon)
     r.add_post("/login", app.login)
     r.add_post("/api/alerts/ack", app.ack)
+    if app.review is not None:
+        app.review.add_routes(web_app)
     r.add_get("/api/{tail:.*}", app.api)
     r.add_route("*", "/{tail:.*}", app.not_found)
     return web_app
@@ -1000,6 +1012,10 @@ def start_dashboard(
     title: str = "通话质检实时看板",
     keepalive_s: float = 15.0,
     limits: DashboardLimits | None = None,
+    store: str | Path | None = None,
+    review_pack: Any = None,
+    review_below: float | None = 60.0,
+    review_scan_s: float = 60.0,
 ) -> DashboardServer:
     """Serve ``state`` on ``http://host:port/`` from a background thread (port 0 = any free
     one).
@@ -1013,6 +1029,12 @@ def start_dashboard(
     acknowledgements are kept (``None``: :data:`~.acks.DEFAULT_ACKS_LOG` beside the audit
     log, or in memory only without one); those kept are shown on the state's alerts.
     ``limits``: what clients may take (:class:`DashboardLimits`; its defaults when ``None``).
+    ``store``: the store (a SQLite path, ``sqlite:///path``, ``postgresql://...``) the
+    dashboard reads and writes from a thread of its own (:class:`.StoreWorker`); with one,
+    the review queue and appeals are served (:mod:`.review_api`): ``review_pack`` is the
+    rule pack the calls were scored with (``None``: ``configs/rules/``), the queue is
+    scanned at start and every ``review_scan_s`` seconds, ``review_below`` queues machine
+    scores below it too (``None``: none for the score alone).
     """
     full, viewer = resolve_tokens(token, viewer_token, users=users)
     directory = UserDirectory(resolve_users(users))
@@ -1023,6 +1045,7 @@ def start_dashboard(
     for a in acks.acks().values():
         state.acknowledge(a.event_id, a.user, a.at)
     lim = limits or DashboardLimits()
+    worker = _open_store(store, review_below) if store is not None else None
     loop = asyncio.new_event_loop()
     started: Future[tuple[_App, web.AppRunner, int]] = Future()
 
@@ -1038,7 +1061,27 @@ def start_dashboard(
             audit=audit,
             acks=acks,
             secure_cookie=secure_cookie,
+            store=worker,
         )
+        if worker is not None:
+            review_host = Host(
+                who=app.who,
+                unauthorized=app.unauthorized,
+                read_body=app.read_body,
+                cross_site=_cross_site,
+                error=_error,
+                respond=_response,
+                page=lambda nonce: render_review_page(nonce, title),
+                users=directory,
+                audit=audit,
+            )
+            app.review = ReviewApi(
+                review_host,
+                worker,
+                pack=review_pack,
+                below=review_below,
+                scan_every_s=review_scan_s,
+            )
         runner = web.AppRunner(
             _build(app),
             access_log=None,
@@ -1080,6 +1123,27 @@ def start_dashboard(
         app, runner, bound = started.result(timeout=30)
     except OSError as e:
         thread.join(timeout=5)
+        if worker is not None:
+            worker.close()
         raise DashboardError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
     log.info("dashboard on http://%s:%d/", host, bound)
     return DashboardServer(app, runner, loop, thread, host, bound)
+
+
+def _open_store(url: str | Path, below: float | None) -> StoreWorker:
+    """The dashboard's store, opened (migrations applied) and the review queue scanned
+    once; a store that cannot be opened is a :class:`DashboardError` naming it."""
+    from ..review import repo
+    from ..store import database_errors, store_label
+
+    worker = StoreWorker(url)
+    errors: tuple[type[BaseException], ...] = (QAError, OSError, *database_errors())
+    try:
+        worker.open()
+        added = worker.call(lambda st: repo.scan(st, below=below))
+    except errors as e:
+        worker.close()
+        raise DashboardError(f"store {store_label(url)}: cannot open it: {e}") from None
+    if added:
+        log.info("dashboard: %d calls entered the review queue", len(added))
+    return worker
