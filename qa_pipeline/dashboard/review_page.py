@@ -66,7 +66,7 @@ button.small { font:inherit; font-size:12px; padding:2px 8px; border:1px solid v
 </head>
 <body>
 <header>
-  <h1>复核队列 · __TITLE__</h1>
+  <h1><span id="page-title">复核队列</span> · __TITLE__</h1>
   <span id="me"></span>
   <a href="/">实时看板</a>
   <a href="/logout">退出</a>
@@ -117,6 +117,7 @@ const REASON = { uncertain:"待定判定", critical:"严重违规", low_score:"�
 const STATE = { open:"未开始", in_review:"复核中", done:"已完成" };
 const VERDICT = { passed:"通过", failed:"不通过", not_applicable:"不适用", uncertain:"待定" };
 const ROLE = { agent:"坐席", customer:"客户", unknown:"未知" };
+const USER_ROLE = { agent:"坐席", supervisor:"班组长", qa:"质检员", viewer:"只读", admin:"管理员" };
 const S = { me:null, view:null, appeal:new Set() };
 function el(tag, cls, text) { const e = document.createElement(tag); if (cls) e.className = cls;
   if (text !== undefined && text !== null) e.textContent = String(text); return e; }
@@ -212,7 +213,8 @@ function renderCall() {
   const hb = $("history"); clear(hb);
   if (!v.versions.length) hb.appendChild(row(["暂无版本（机器评分）"]));
   for (const x of v.versions) {
-    const why = x.decisions.map((d) => d.rule_id + " " + (VERDICT[d.before] || d.before) + "→" + (VERDICT[d.after] || d.after) + "：" + d.comment).join("；");
+    const why = x.kind === "appeal" ? "申诉 " + x.decisions.map((d) => d.rule_id).join(", ") + "：" + x.why
+      : x.decisions.map((d) => d.rule_id + " " + (d.action === "confirm" ? "确认" : "") + (VERDICT[d.before] || d.before) + "→" + (VERDICT[d.after] || d.after) + "：" + d.comment).join("；");
     const tr = row(["v" + x.version, x.kind === "review" ? "复核" : "申诉", x.by, fmtAt(x.at), why, fmt(x.score)]);
     tr.className = "version"; tr.dataset.version = x.version; tr.dataset.kind = x.kind; hb.appendChild(tr);
   }
@@ -248,7 +250,8 @@ async function claim() { const v = S.view; const [st, out] = await postJSON("/ap
 async function start() {
   const [st, me] = await getJSON("/api/me");
   if (st === 401) { $("need-login").hidden = false; return; }
-  S.me = me; $("me").textContent = me.name + " · " + me.role; $("app").hidden = false;
+  S.me = me; $("me").textContent = me.name + " · " + (USER_ROLE[me.role] || me.role); $("app").hidden = false;
+  if (me.role === "agent") { $("page-title").textContent = "我的通话与申诉"; document.title = "我的通话与申诉"; }
   const reviewer = ["qa", "admin", "supervisor"].includes(me.role);
   $("queue-card").hidden = !reviewer; $("mine-card").hidden = me.role !== "agent";
   if (reviewer) { loadQueue(); setInterval(loadQueue, 15000); }

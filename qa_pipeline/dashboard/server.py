@@ -33,6 +33,8 @@ Routes (all data routes need a session or an API key; without one: ``401`` and n
 ``GET /api/events``        ``text/event-stream``: ``snapshot`` then ``update`` messages,
                            filtered per principal
 ``GET /api/users``         admin only: the users (no hashes)
+``/api/review/...``        with a ``store``: the review queue (page: ``GET /review``), a
+                           call's review, decisions and appeals (:mod:`.review_api`)
 ``GET /healthz``           ``ok`` (no data, no login)
 =========================  ==================================================================
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from dashboard_helpers import TOKEN, VIEWER_TOKEN, Dashboard, write_users
 
 from qa_pipeline.dashboard import DashboardState, start_dashboard
+from qa_pipeline.dashboard.server import COOKIE
 from qa_pipeline.messages import replace
 from qa_pipeline.rules import RulePack
 from qa_pipeline.store import open_store
@@ -24,6 +25,7 @@ __all__ = [
     "call_a",
     "fill_store",
     "greetless",
+    "session_of",
     "start_review_dashboard",
     "store_call",
     "tagged",
@@ -74,3 +76,10 @@ def start_review_dashboard(
         review_scan_s=scan_s,
     )
     return Dashboard(server, state)
+
+
+def session_of(d: Dashboard, name: str) -> str:
+    """A ``Cookie`` header of a server-side session of ``name``, made as a login makes one
+    but without its password check (argon2 takes a while each; logins are tested in
+    test_auth.py): these tests are about what the session may do."""
+    return f"{COOKIE}={d.server.app.sessions.create(name)}"

@@ -20,6 +20,7 @@ from dashboard_helpers import TOKEN, Dashboard
 from review_calls import (
     call_a,
     fill_store,
+    session_of,
     start_review_dashboard,
     store_call,
     tagged,
@@ -79,7 +80,7 @@ def queue_ids(d: Dashboard, cookie: str, query: str = "") -> list[str]:
 
 
 def test_queue_by_role_and_filters(dash: Dashboard) -> None:
-    qa = dash.session("qa")
+    qa = session_of(dash, "qa")
     status, body = dash.get("/api/review/queue", cookie=qa)
     assert status == 200
     items = {i["call_id"]: i for i in body["items"]}
@@ -99,14 +100,14 @@ def test_queue_by_role_and_filters(dash: Dashboard) -> None:
     status, body = dash.get("/api/review/queue?reason=boring", cookie=qa)
     assert status == 400 and "reason" in body["detail"]
     # supervisors: their team's items only; admin and the API key: all
-    assert queue_ids(dash, dash.session("sup-north")) == ["CA1"]
-    assert queue_ids(dash, dash.session("sup-east")) == ["CB1"]
-    assert queue_ids(dash, dash.session("admin")) == ["CA1", "CB1"]
+    assert queue_ids(dash, session_of(dash, "sup-north")) == ["CA1"]
+    assert queue_ids(dash, session_of(dash, "sup-east")) == ["CB1"]
+    assert queue_ids(dash, session_of(dash, "admin")) == ["CA1", "CB1"]
     status, body = dash.get("/api/review/queue", TOKEN)
     assert status == 200 and len(body["items"]) == 2
     # agents and viewers never see the queue; nobody without a login
     for name in ("agent-a", "viewer"):
-        status, body = dash.get("/api/review/queue", cookie=dash.session(name))
+        status, body = dash.get("/api/review/queue", cookie=session_of(dash, name))
         assert status == 403, (name, body)
     assert dash.get("/api/review/queue")[0] == 401
     # the page itself is served (no data in it)
@@ -115,7 +116,7 @@ def test_queue_by_role_and_filters(dash: Dashboard) -> None:
 
 
 def test_call_view_and_who_opens_it(dash: Dashboard, tmp_path: Path) -> None:
-    qa = dash.session("qa")
+    qa = session_of(dash, "qa")
     status, v = dash.get("/api/review/calls/CA1", cookie=qa)
     assert status == 200, v
     assert v["version"] == 0 and v["versions"] == [] and v["may_decide"] is True
@@ -130,15 +131,15 @@ def test_call_view_and_who_opens_it(dash: Dashboard, tmp_path: Path) -> None:
     assert "13812345678" not in json.dumps(v, ensure_ascii=False)  # redacted in the store
     assert any("[手机号]" in t for t in texts)
     # supervisors see their team's calls, read-only; an agent its own; others: 404
-    status, v = dash.get("/api/review/calls/CA1", cookie=dash.session("sup-north"))
+    status, v = dash.get("/api/review/calls/CA1", cookie=session_of(dash, "sup-north"))
     assert status == 200 and v["may_decide"] is False and v["may_appeal"] is False
-    assert dash.get("/api/review/calls/CA1", cookie=dash.session("sup-east"))[0] == 404
-    agent_a = dash.session("agent-a")
+    assert dash.get("/api/review/calls/CA1", cookie=session_of(dash, "sup-east"))[0] == 404
+    agent_a = session_of(dash, "agent-a")
     status, v = dash.get("/api/review/calls/CA1", cookie=agent_a)
     assert status == 200 and v["may_appeal"] is True and v["may_decide"] is False
     assert dash.get("/api/review/calls/CB1", cookie=agent_a)[0] == 404
     assert dash.get("/api/review/calls/NOPE", cookie=qa)[0] == 404
-    assert dash.get("/api/review/calls/CA1", cookie=dash.session("viewer"))[0] == 403
+    assert dash.get("/api/review/calls/CA1", cookie=session_of(dash, "viewer"))[0] == 403
     # each opening is audited
     lines = [json.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
     opened = [(x["user"], x["call_id"]) for x in lines if x["route"] == "/api/review/calls/CA1"]
@@ -146,7 +147,7 @@ def test_call_view_and_who_opens_it(dash: Dashboard, tmp_path: Path) -> None:
 
 
 def test_decide_makes_a_version_with_the_reviewed_score(dash: Dashboard, tmp_path: Path) -> None:
-    qa = dash.session("qa")
+    qa = session_of(dash, "qa")
     path = "/api/review/calls/CA1/decide"
     decisions = [
         {
@@ -180,9 +181,9 @@ def test_decide_makes_a_version_with_the_reviewed_score(dash: Dashboard, tmp_pat
     status, out = post(dash, path, body, cookie=qa, Origin="http://evil.example")
     assert status == 403
     for who in ("sup-north", "agent-a"):
-        status, out = post(dash, path, body, cookie=dash.session(who))
+        status, out = post(dash, path, body, cookie=session_of(dash, who))
         assert status == 403, (who, out)
-    assert "supervisor" in post(dash, path, body, cookie=dash.session("sup-north"))[1]["detail"]
+    assert "supervisor" in post(dash, path, body, cookie=session_of(dash, "sup-north"))[1]["detail"]
     assert post(dash, path, body, token=TOKEN)[0] == 403
     assert post(dash, path, body)[0] == 401
     assert dash.get("/api/review/calls/CA1", cookie=qa)[1]["versions"] == []
@@ -220,7 +221,7 @@ def test_decide_makes_a_version_with_the_reviewed_score(dash: Dashboard, tmp_pat
 
 
 def test_racing_reviewers_second_is_refused(dash: Dashboard) -> None:
-    qa, admin = dash.session("qa"), dash.session("admin")
+    qa, admin = session_of(dash, "qa"), session_of(dash, "admin")
     path = "/api/review/calls/CB1/decide"
     # both open the call at version 0
     assert dash.get("/api/review/calls/CB1", cookie=qa)[1]["version"] == 0
@@ -257,23 +258,23 @@ def test_racing_reviewers_second_is_refused(dash: Dashboard) -> None:
 
 
 def test_agent_appeal_enters_the_queue(dash: Dashboard, tmp_path: Path) -> None:
-    agent_a = dash.session("agent-a")
+    agent_a = session_of(dash, "agent-a")
     status, mine = dash.get("/api/review/mine", cookie=agent_a)
     assert status == 200 and mine["agent_id"] == "A1"
     calls = {c["call_id"]: c for c in mine["calls"]}
     assert set(calls) == {"CA1", "CA2"}  # its own calls only
     assert calls["CA2"]["failed_rules"] == ["GREET"] and calls["CA2"]["queue_state"] is None
-    assert dash.get("/api/review/mine", cookie=dash.session("qa"))[0] == 403
+    assert dash.get("/api/review/mine", cookie=session_of(dash, "qa"))[0] == 403
 
     path = "/api/review/calls/CA2/appeal"
     body = {"rule_ids": ["GREET"], "reason": "开头说了“你好”，系统没听到"}
     # refused: another agent's call (404, as for a call not stored), other roles, bad bodies
     status, out = post(dash, "/api/review/calls/CB1/appeal", body, cookie=agent_a)
     assert status == 404, out
-    status, out = post(dash, path, body, cookie=dash.session("agent-b"))
+    status, out = post(dash, path, body, cookie=session_of(dash, "agent-b"))
     assert status == 404, out
     for who in ("qa", "sup-north"):
-        status, out = post(dash, path, body, cookie=dash.session(who))
+        status, out = post(dash, path, body, cookie=session_of(dash, who))
         assert status == 403 and "申诉" in out["detail"], (who, out)
     assert post(dash, path, {**body, "reason": "  "}, cookie=agent_a)[0] == 400
     assert post(dash, path, {"reason": "x"}, cookie=agent_a)[0] == 400
@@ -281,16 +282,16 @@ def test_agent_appeal_enters_the_queue(dash: Dashboard, tmp_path: Path) -> None:
     assert status == 400 and "BAN-POLICY is passed" in out["detail"], out
     status, out = post(dash, path, body, cookie=agent_a, **{"Sec-Fetch-Site": "cross-site"})
     assert status == 403
-    assert queue_ids(dash, dash.session("qa"), "?reason=appeal") == []
+    assert queue_ids(dash, session_of(dash, "qa"), "?reason=appeal") == []
 
     status, out = post(dash, path, body, cookie=agent_a)
     assert status == 200, out
     assert out["version"]["kind"] == "appeal" and out["version"]["by"] == "agent-a"
     assert out["queue"]["reasons"] == ["appeal"] and out["queue"]["pending_rules"] == ["GREET"]
-    qa = dash.session("qa")
+    qa = session_of(dash, "qa")
     assert queue_ids(dash, qa, "?reason=appeal") == ["CA2"]
-    assert queue_ids(dash, dash.session("sup-north"), "?reason=appeal") == ["CA2"]
-    assert queue_ids(dash, dash.session("sup-east"), "?reason=appeal") == []
+    assert queue_ids(dash, session_of(dash, "sup-north"), "?reason=appeal") == ["CA2"]
+    assert queue_ids(dash, session_of(dash, "sup-east"), "?reason=appeal") == []
     v = dash.get("/api/review/calls/CA2", cookie=qa)[1]
     assert v["current"]["score"] == 90 and v["version"] == 1  # an appeal changes no score
     assert v["versions"][0]["decisions"][0]["comment"] == body["reason"]
@@ -311,13 +312,16 @@ def test_agent_appeal_enters_the_queue(dash: Dashboard, tmp_path: Path) -> None:
 
 
 def test_claim_and_periodic_scan(dash: Dashboard, store_url: str, pack: RulePack) -> None:
-    qa = dash.session("qa")
+    qa = session_of(dash, "qa")
     status, out = post(dash, "/api/review/calls/CA1/claim", {}, cookie=qa)
     assert (
         status == 200 and out["queue"]["state"] == "in_review" and out["queue"]["assignee"] == "qa"
     )
     assert post(dash, "/api/review/calls/CA2/claim", {}, cookie=qa)[0] == 404  # not queued
-    assert post(dash, "/api/review/calls/CA1/claim", {}, cookie=dash.session("sup-north"))[0] == 403
+    assert (
+        post(dash, "/api/review/calls/CA1/claim", {}, cookie=session_of(dash, "sup-north"))[0]
+        == 403
+    )
     # a call stored after the start enters the queue at the next scan (every 0.2 s here)
     with open_store(store_url) as st:
         store_call(st, tagged(call_a("CB2"), "B1", "east"), pack)
