@@ -357,6 +357,7 @@ class Pipeline:
             result, key = pipe._transcribe_cached(Path(path), store, call, progress)
             card = score_transcript(rule_pack, result.transcript)
             store.record_score(result.transcript, card, rule_pack, key=key)
+            _keep_recording(store, Path(path), result.transcript)
         return CallResult(transcript=result.transcript, stats=result.stats, scorecard=card)
 
     def _transcribe_cached(
@@ -392,6 +393,32 @@ class Pipeline:
         result = self.transcribe(path, call=call, progress=progress)
         stored = store.put_transcript(result.transcript, audio_sha=sha, settings_hash_=h)
         return result, stored.transcript_key
+
+
+def _keep_recording(store: Any, path: Path, transcript: Any) -> None:
+    """The scored call's reference to its audio (``recordings``): the file as given, not
+    redacted (the dashboard does not play it until a redacted copy is stored)."""
+    import soundfile as sf
+
+    from .store.recordings import put_recording
+
+    if not path.is_file():
+        return
+    call = transcript.call
+    try:
+        info = sf.info(str(path))
+        rate, channels, duration = int(info.samplerate), int(info.channels), float(info.duration)
+    except (sf.LibsndfileError, RuntimeError):  # a format soundfile does not read (mp3...)
+        rate, channels, duration = 0, len(call.channels), float(transcript.duration)
+    put_recording(
+        store,
+        call.call_id,
+        path,
+        sample_rate=rate,
+        channels=channels,
+        duration_s=duration,
+        redacted=False,
+    )
 
 
 def _from_source(seg: SpeechSegment, audio: CallAudio) -> SpeechSegment:

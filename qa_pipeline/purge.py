@@ -15,8 +15,10 @@ jsonl    rotated JSONL files                             whole files whose day i
          ``<kind>.<YYYY-MM-DD>.<NNN>.jsonl``             the cut-off (``events.*``, which mixes
          (``sinks.jsonl.directory``)                     kinds: the shorter of transcripts and
                                                          scorecards)
+store    recordings (rows of kept audio, migration       the audio cut-off by the row's
+         0350) and their files                           created_at: row and file go together
 audio    audio files under ``retention.audio_dirs``      by file modification time; only audio
-                                                         suffixes (.wav, .flac, ...) are taken
+         (and ``live.record.dir`` in ``serve``)          suffixes (.wav, .flac, ...) are taken
 =======  ==============================================  ======================================
 
 JSONL: the file being written (``transcript.jsonl``...) is never touched — the sink holds
@@ -51,6 +53,7 @@ import typer
 from .retention import AUDIO_SUFFIXES, EVENT_KINDS, KINDS, Kind, RetentionConfig, iso_utc
 from .sinks.spool import Spool, SpoolInUse
 from .store import DEFAULT_STORE, Store, store_exists, store_label
+from .store.recordings import purge_recordings
 
 log = logging.getLogger("qa_pipeline.purge")
 
@@ -122,10 +125,13 @@ def purge_store(
     before: dict[Kind, datetime] = {
         k: v for k, v in cutoffs.items() if k in ("transcripts", "scorecards")
     }
-    if not before:
+    if not before and "audio" not in cutoffs:
         return
     with Store(path) as db:
-        counts = db.purge(before, dry_run=dry_run)
+        counts = db.purge(before, dry_run=dry_run) if before else {}
+        if "audio" in cutoffs:  # recordings: the row and its file
+            n = purge_recordings(db, cutoffs["audio"], dry_run=dry_run)
+            report.removed.append(Removed("audio", "store", "recordings", n))
     for table, n in counts.items():
         report.removed.append(Removed(_STORE_KINDS[table], "store", table, n))
 

@@ -3,7 +3,8 @@
 Three kinds, each in days (``null`` = kept until deleted by hand)::
 
     retention:
-      audio: 90          # recordings and evidence clips (files under audio_dirs)
+      audio: 90          # recordings and evidence clips (files under audio_dirs; the
+                         # store's recordings rows with their files)
       transcripts: 365   # transcripts in the store, transcript/utterance events (spool, JSONL)
       scorecards: 730    # scorecards and their findings (store results, spool, JSONL)
 

@@ -150,3 +150,13 @@ def test_store_keeps_scored_call_and_skips_asr_next_time(
         assert [r["call_id"] for r in rows] == ["call-001"]
         assert rows[0]["score"] == first.scorecard.score
         assert store.transcript("call-001").utterances == first.transcript.utterances
+        # the call keeps a reference to its audio: the file as scored, not redacted
+        import soundfile as sf
+
+        from qa_pipeline.store.recordings import get_recording
+
+        rec = get_recording(store, "call-001")
+        info = sf.info(str(call_file))
+        assert rec is not None and rec.path == str(call_file.absolute()) and not rec.redacted
+        assert (rec.sample_rate, rec.channels) == (info.samplerate, info.channels)
+        assert rec.duration_s == pytest.approx(info.duration, abs=1e-3)

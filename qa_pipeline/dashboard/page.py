@@ -81,6 +81,9 @@ mark { background:#ffd76a; padding:0 1px; border-radius:2px; }
 .utt.unsure { border:2px dashed #b08900; }
 .finding .rid { font-weight:600; margin:0 4px; }
 .finding .sugg { margin-top:3px; color:#2d5f3f; }
+.play { display:flex; align-items:center; gap:4px; margin-top:3px; }
+.play .play-icon { color:var(--mute); }
+.play audio { height:28px; max-width:260px; }
 .callfinding { grid-column:1 / span 2; }
 .alert-item { border-left:4px solid var(--crit); background:#fff5f5; padding:6px 8px; margin-bottom:6px; border-radius:3px; cursor:pointer; }
 .alert-item .meta { font-size:12px; color:var(--mute); }
@@ -162,7 +165,7 @@ const I18N = {
     provisional:"暂扣", provisional_note:"（未定，通话结束后评分）", found_so_far:"已发现违规",
     items:"项", searched:"查找范围", ack:"确认", acked:"已确认", ack_failed:"确认失败",
     review_queue:"复核队列", review_call:"复核 / 申诉",
-    role_agent:"坐席", role_supervisor:"班组长", role_qa:"质检员", role_viewer:"只读", role_admin:"管理员" },
+    role_agent:"坐席", role_supervisor:"班组长", role_qa:"质检员", role_viewer:"只读", role_admin:"管理员", play:"播放证据录音（个人信息已消音）" },
   en: { title:"Live call QA", connecting:"connecting", online:"live", offline:"disconnected", logout:"Log out",
     login_title:"Log in", user_name:"User name", password:"Password", login:"Log in", login_failed:"Wrong name or password", live_calls:"Live calls", call:"Call",
     agent:"Agent", customer:"Customer", unknown:"Unknown", score:"Score", grade:"Grade", transcript:"Transcript",
@@ -175,7 +178,7 @@ const I18N = {
     provisional:"so far", provisional_note:"(provisional; scored when the call ends)", found_so_far:"Findings so far",
     items:"", searched:"Looked for in", ack:"Acknowledge", acked:"Acknowledged", ack_failed:"not acknowledged",
     review_queue:"Review queue", review_call:"review / appeal",
-    role_agent:"agent", role_supervisor:"supervisor", role_qa:"QA analyst", role_viewer:"viewer", role_admin:"admin" }
+    role_agent:"agent", role_supervisor:"supervisor", role_qa:"QA analyst", role_viewer:"viewer", role_admin:"admin", play:"Play the evidence (personal data beeped)" }
 };
 const S = { calls:new Map(), details:new Map(), alerts:[], stats:null, grades:[], selected:null, pinned:false,
   range:"hour", role:null, me:null, lang: localStorage.getItem("qa-dash-lang") || "zh", es:null, fresh:new Set() };
@@ -272,12 +275,23 @@ function markText(text, phrases) {
 }
 function placementOf(f) { if (f.placement) return f.placement;
   return new Set(f.utterance_indexes || []).size === 1 ? "utterance" : "call"; }
+// an evidence span played from the call's redacted recording (the server cuts the clip)
+function playable(e) { const c = S.calls.get(S.selected); return !!(c && c.audio && S.me && S.me.text !== false
+  && e.utterance_index !== null && e.utterance_index !== undefined && typeof e.start === "number" && typeof e.end === "number" && e.end > e.start); }
+function playCtl(f, e) {
+  const p = el("span", "play"); p.dataset.seq = f.seq;
+  p.appendChild(el("span", "play-icon", "▶")); p.title = t("play");
+  const a = document.createElement("audio"); a.controls = true; a.preload = "none";
+  a.src = "/api/calls/" + encodeURIComponent(f.call_id || S.selected) + "/audio?start=" + e.start.toFixed(2) + "&end=" + e.end.toFixed(2);
+  p.appendChild(a); return p;
+}
 function evidenceList(f) {
   const evs = (f.evidence || []).filter((e) => e.utterance_index !== null && e.utterance_index !== undefined);
   const box = el("div", "evs"); box.appendChild(el("div", null, t("searched") + "："));
   for (const e of evs) { const it = el("div", "ev"); it.dataset.uttIndex = e.utterance_index;
     it.appendChild(el("span", null, roleText(e.role) + " · " + fmtScore(e.start) + "s "));
     if (typeof e.text === "string" && e.text) it.appendChild(el("span", "evt", e.text));
+    if (playable(e)) it.appendChild(playCtl(f, e));
     it.addEventListener("click", () => { const u = document.querySelector('#transcript .utt[data-utt-index="' + e.utterance_index + '"]');
       if (u) u.scrollIntoView({ block: "center" }); });
     box.appendChild(it); }
@@ -290,6 +304,7 @@ function findingBox(f, extra) {
   if (f.weight) b.appendChild(el("span", "w", " (−" + fmtScore(f.weight) + ")"));
   if (f.suggestion) { const s = el("div", "sugg"); s.appendChild(el("b", null, t("suggestion") + "：")); s.appendChild(el("span", "sugg-text", f.suggestion)); b.appendChild(s); }
   if (placementOf(f) === "call" && (f.utterance_indexes || []).length) b.appendChild(evidenceList(f));
+  else { const e = (f.evidence || []).find(playable); if (e) b.appendChild(playCtl(f, e)); }
   return b;
 }
 function unsureBox(v, extra) {

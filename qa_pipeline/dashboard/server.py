@@ -30,6 +30,12 @@ Routes (all data routes need a session or an API key; without one: ``401`` and n
                            principal may see them
 ``GET /api/calls/<id>``    one call: summary, utterances, findings (JSON); ``404`` for a call
                            the principal may not see, as for one not kept
+``GET /api/calls/<id>/audio?start=S&end=E``
+                           a WAV clip of the call's redacted recording around the evidence
+                           span S-E seconds (padded, capped: :mod:`.recordings`), for the
+                           principals that see the call's text (not ``viewer``); ``404``
+                           without a recording, ``409`` for one not redacted (never played),
+                           ``400`` for bad bounds; audit-logged
 ``GET /api/events``        ``text/event-stream``: ``snapshot`` then ``update`` messages,
                            filtered per principal
 ``GET /api/users``         admin only: the users (no hashes)
@@ -108,6 +114,7 @@ from .audit import AuditLog
 from .auth import API_KEY_USER, VIEWER_KEY_USER, Principal, Sessions, call_visible
 from .config import DashboardLimits
 from .page import render_page
+from .recordings import ClipError, RecordingLookup, clip_wav
 from .review_api import Host, ReviewApi
 from .review_page import render_review_page
 from .state import CLOSED, DashboardState
@@ -373,6 +380,7 @@ class _App:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     streams: dict[str, int] = field(default_factory=dict)  # open streams by user or key
     throttle: Throttle | None = None
+    recordings: RecordingLookup | None = None  # a call's recording (evidence clips)
     # (version, encoded snapshot, call ids in it) per scope: shared by pages that open
     # meanwhile
     _snapshots: dict[tuple[Any, ...], tuple[int, bytes, tuple[str, ...]]] = field(
@@ -498,8 +506,15 @@ class _App:
         teams_of = self.users.teams_of_agent
         return lambda call: call_visible(p, call, teams_of)
 
-    def record(self, request: web.Request, p: Principal, call_ids: Any, route: str) -> None:
-        """Audit: ``p`` was sent the transcript of ``call_ids``."""
+    def record(
+        self,
+        request: web.Request,
+        p: Principal,
+        call_ids: Any,
+        route: str,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        """Audit: ``p`` was sent the transcript (or audio) of ``call_ids``."""
         if self.audit is None or not p.text:
             return
         try:
@@ -509,6 +524,7 @@ class _App:
                 call_ids=call_ids,
                 route=route,
                 client=request.remote,
+                extra=extra,
             )
         except OSError as e:
             log.error("dashboard: cannot write the audit log %s: %s", self.audit.path, e)
@@ -654,7 +670,7 @@ class _App:
         csp = (
             "default-src 'none'; "
             f"script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
-            "connect-src 'self'; img-src 'self' data:; form-action 'self'; "
+            "connect-src 'self'; img-src 'self' data:; media-src 'self'; form-action 'self'; "
             "base-uri 'none'; frame-ancestors 'none'"
         )
         body = render_page(nonce, self.title).encode()
@@ -784,6 +800,9 @@ class _App:
             if p.text and ids:
                 await asyncio.to_thread(self.record, request, p, ids, path)
             return await self.send_big(request, data)
+        raw = request.raw_path.split("?", 1)[0]
+        if raw.startswith("/api/calls/") and raw.endswith("/audio"):
+            return await self.audio(request, p, unquote(raw[len("/api/calls/") : -len("/audio")]))
         if path.startswith("/api/calls/"):
             call_id = unquote(request.raw_path.split("?", 1)[0][len("/api/calls/") :])
             detail = self.state.detail(call_id)
@@ -818,6 +837,46 @@ class _App:
             users = [u.public() for u in self.users.all()]
             return _response(200, _json({"users": users}))
         return _error(404, "not found", "no such resource")
+
+    async def audio(self, request: web.Request, p: Principal, call_id: str) -> web.StreamResponse:
+        """An evidence clip of a call's redacted recording (see the route table)."""
+        detail = self.state.detail(call_id)
+        only = self.visible(p)
+        if detail is None or (only is not None and not only(detail["call"])):
+            return _error(404, "no such call", "no call with this id is kept")
+        if not p.text:
+            return _error(403, "forbidden", f"the {p.role.value} role may not hear calls' audio")
+        rec = None
+        if self.recordings is not None:
+            try:
+                rec = await asyncio.to_thread(self.recordings, call_id)
+            except Exception as e:  # a store that cannot be read: say so, no audio
+                log.error("dashboard: recording of %s not looked up: %r", call_id, e)
+                return _error(503, "recordings unavailable", "the recordings cannot be read now")
+        if rec is None:
+            return _error(404, "no recording", "no recording of this call is kept")
+        if not rec.redacted:
+            return _error(
+                409,
+                "recording not redacted",
+                "this call's recording holds unredacted personal data and is not played; "
+                "keep a redacted copy (qa-pipeline redact-audio) and store that one",
+            )
+        q = request.rel_url.query
+        try:
+            data = await asyncio.to_thread(clip_wav, rec, q.get("start"), q.get("end"))
+        except ClipError as e:
+            return _error(400, "bad clip", str(e))
+        span = {"start": q.get("start"), "end": q.get("end")}  # which part was heard
+        await asyncio.to_thread(
+            self.record, request, p, (call_id,), f"/api/calls/{call_id}/audio", span
+        )
+        return web.Response(
+            status=200,
+            body=data,
+            content_type="audio/wav",
+            headers={**SECURITY_HEADERS, "Cache-Control": "private, no-store"},
+        )
 
     async def not_found(self, request: web.Request) -> web.StreamResponse:
         return _error(404, "not found", "no such resource")
@@ -1018,6 +1077,7 @@ def start_dashboard(
     review_pack: Any = None,
     review_below: float | None = 60.0,
     review_scan_s: float = 60.0,
+    recordings: RecordingLookup | None = None,
 ) -> DashboardServer:
     """Serve ``state`` on ``http://host:port/`` from a background thread (port 0 = any free
     one).
@@ -1037,6 +1097,8 @@ def start_dashboard(
     rule pack the calls were scored with (``None``: ``configs/rules/``), the queue is
     scanned at start and every ``review_scan_s`` seconds, ``review_below`` queues machine
     scores below it too (``None``: none for the score alone).
+    ``recordings``: where a call's recording is found (:mod:`.recordings`; ``None``: no
+    audio is played).
     """
     full, viewer = resolve_tokens(token, viewer_token, users=users)
     directory = UserDirectory(resolve_users(users))
@@ -1064,6 +1126,7 @@ def start_dashboard(
             acks=acks,
             secure_cookie=secure_cookie,
             store=worker,
+            recordings=recordings,
         )
         if worker is not None:
             review_host = Host(

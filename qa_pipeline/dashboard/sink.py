@@ -26,6 +26,10 @@ class DashboardSink:
         """Optional hook: show the call (and its agent) before its first utterance."""
         self.state.call_started(call)
 
+    def recording_kept(self, call_id: str) -> None:
+        """Optional hook: the call's redacted recording is kept (evidence can be played)."""
+        self.state.recording_kept(call_id)
+
     def flush(self, timeout: float | None = None) -> None:
         return None
 

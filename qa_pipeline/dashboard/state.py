@@ -143,6 +143,7 @@ class _Call:
     duration: float | None = None
     ended_at: float | None = None
     transcript_seen: bool = False
+    audio: bool = False  # a redacted recording is kept: evidence can be played
 
     @property
     def live(self) -> bool:
@@ -256,6 +257,15 @@ class DashboardState:
             if call.started_at is not None:
                 c.started_at = call.started_at.isoformat()
             self._publish({"type": "call", "call": self._summary(c)}, stats=True)
+
+    def recording_kept(self, call_id: str) -> None:
+        """The call's redacted recording is kept: its evidence gets a play control."""
+        with self._lock:
+            c = self._calls.get(call_id)
+            if c is None or c.audio:
+                return
+            c.audio = True
+            self._publish({"type": "call", "call": self._summary(c)}, stats=False)
 
     def apply(self, event: Event) -> bool:
         """Take one event into the state and push the change. ``False``: a duplicate."""
@@ -406,6 +416,7 @@ class DashboardState:
             "findings": len(c.findings),
             "critical": c.critical,
             "duration": c.duration,
+            "audio": c.audio,
             "first_at": c.first_at,
             "last_at": c.last_at,
         }

@@ -151,6 +151,7 @@ async def run_service(service: object) -> int:
                 secure_cookie=cfg.dashboard.secure_cookie,
                 title=cfg.dashboard.title,
                 limits=cfg.dashboard.limits,
+                recordings=service.recording_lookup(),
             )
             log.info("dashboard on %s", dash_server.url)
         stop = asyncio.Event()

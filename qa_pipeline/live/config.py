@@ -21,6 +21,7 @@ starts (unknown keys rejected, every problem reported with file and line)::
       max_audio_s: 14400           # audio cap per call
       max_calls: 0                 # 0 = no admission limit
       verify_keep_s: 240           # audio kept per call for asr.verify at its end; 0 = off
+      record: {enabled: false, dir: recordings, format: wav}  # both legs to disk, redacted
     metrics: {host: 127.0.0.1, port: 9464}
     shutdown_timeout_s: 30
 """
@@ -178,6 +179,36 @@ SourceConfig = Annotated[
 ]
 
 
+class RecordConfig(_Model):
+    """``live.record``: both legs of each live call recorded to disk (off by default).
+
+    One file per call, a channel per leg at the source's rate, streamed to
+    ``<dir>/<call>.<format>.partial`` as the call goes; at the call's end the spans of the
+    utterances that held personal data (placed by word timing) are beeped or silenced and
+    the redacted file ``<dir>/<call>.<format>`` is kept, the raw one deleted. Partial files
+    left by a crash are deleted when the service starts. Kept files age out with
+    ``retention.audio`` (the directory is purged as one of the audio directories; the
+    store's rows with their files)."""
+
+    enabled: bool = False
+    dir: str = Field(default="recordings", description="where recordings are written")
+    format: Literal["wav", "flac"] = Field(
+        default="wav", description="wav: 16-bit PCM; flac: lossless, about half the size"
+    )
+    mode: Literal["beep", "silence"] = Field(
+        default="beep", description="what replaces personal data: a 1 kHz beep or silence"
+    )
+    pad_s: float = Field(
+        default=0.15, ge=0.0, le=2.0, description="seconds masked beyond each span, each side"
+    )
+    store: str | None = Field(
+        default=None,
+        description="the store (path or postgresql:// URL) that gets each kept recording's "
+        "row (recordings table); null = retention.store; none at all = no rows (the "
+        "dashboard then finds recordings in dir)",
+    )
+
+
 class LiveConfig(_Model):
     """The shared live ASR worker and per-call sessions.
 
@@ -281,6 +312,7 @@ class LiveConfig(_Model):
         description="a call's verification taking longer is given up: its scorecard is "
         "the unverified one (counted, qa_live_verify_total{outcome=timeout}, and logged)",
     )
+    record: RecordConfig = RecordConfig()
     text_cache: int = Field(
         default=10_000,
         ge=1,

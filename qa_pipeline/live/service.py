@@ -20,6 +20,10 @@ past the audio cap, cuts its call off with a clear error (``faster_than_real_tim
 refuses new calls at admission (``at_capacity``). Scorecards of calls that lost
 utterances or were cut short say so (``complete: false``, ``incomplete_reasons``).
 
+Recording (``live.record``, off by default; :mod:`.recorder`): each call's legs are written
+to disk as they come; after its scorecard the call's personal data is beeped in the file
+kept, the raw file deleted, a ``recordings`` row stored, the dashboard told.
+
 Shutdown (:meth:`LiveService.shutdown`, on SIGTERM/SIGINT in ``serve``): stop accepting,
 end every open call (flush its VAD), finish the queued ASR, score, flush the sinks; bounded
 by ``shutdown_timeout_s`` (past it, utterances still at the ASR are dropped, counted
@@ -42,6 +46,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 
 from ..asr.engine import AsrEngine
+from ..dashboard.recordings import RecordingLookup
 from ..logs import LOG_CALL, LOG_PEER
 from ..messages import AudioChunk, CallInfo, Role, Scorecard, SpeechSegment
 from ..privacy import Redactor, redact_call
@@ -62,6 +67,7 @@ from .config import (
 from .decoder import DecodeOptions, LiveDecoder
 from .evaluator import RuleLane
 from .metrics import LiveMetrics
+from .recorder import CallRecording, Kept, remove_partials, whisper_spans
 from .session import CallSession
 from .verifier import LiveVerifier
 
@@ -181,6 +187,7 @@ class LiveService:
         self._paced = {s.name for s in self.sources if type(s).__name__ in NETWORK_SOURCES}
         self.rules = RuleLane()  # every call's rule evaluation, off the loop, in order
         self.verifier: LiveVerifier | None = None  # asr.verify: set up at start
+        self.recordings: list[Kept] = []  # the last few recordings kept (newest last)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -220,6 +227,8 @@ class LiveService:
                 metrics=self.metrics,
                 heard_beam=self.decoder.opts.beam_size,
             )
+        if live.record.enabled:  # raw audio of calls a crash cut off is never kept
+            await asyncio.to_thread(remove_partials, live.record.dir)
         self._accepting = True
         self._ticker = asyncio.create_task(self._tick_loop(), name="live-ticker")
         if self.config.retention.interval_s is not None:
@@ -326,6 +335,13 @@ class LiveService:
         except Exception as exc:  # e.g. an unsupported rate: this call only
             self._count_error(source, type(exc).__name__, call.call_id, repr(exc))
             return False
+        if live.record.enabled:
+            try:
+                session.recording = CallRecording(
+                    live.record.dir, session.call, sample_rate, live.record.format
+                )
+            except Exception as exc:  # a full disk, a directory not writable: not recorded
+                self._count_error(source, "recording_failed", call.call_id, repr(exc))
         self.sessions[call.call_id] = session
         peer = self._peers[call.call_id] = LOG_PEER.get()
         LOG_CALL.set(call.call_id)  # later lines of this connection's task name the call
@@ -379,6 +395,9 @@ class LiveService:
         """One retention purge (worker thread): the configured store and audio directories,
         the JSONL directory, and the Kafka sink's spool through the open sink."""
         r, jsonl = self.config.retention, self.config.sinks.jsonl
+        rec = self.config.live.record
+        if rec.enabled and rec.dir not in r.audio_dirs:  # recordings age as audio
+            r = r.model_copy(update={"audio_dirs": (*r.audio_dirs, rec.dir)})
         return run_purge(
             r,
             store=r.store or None,  # a SQLite path or a postgresql:// URL
@@ -459,9 +478,73 @@ class LiveService:
             log.exception("scoring call %s", call_id, extra=self._log_extra(s))
             self._count_error(s.source, type(exc).__name__, call_id, "end")
         finally:
-            self.sessions.pop(call_id, None)
+            try:
+                if s.recording is not None:
+                    await self._keep_recording(s)
+            finally:
+                self.sessions.pop(call_id, None)
             self._peers.pop(call_id, None)
             self.metrics.on_call_ended(call_id)
+
+    def recording_lookup(self) -> RecordingLookup | None:
+        """Where the dashboard finds a call's kept recording: the store's row when a store
+        is set, else the file in ``live.record.dir`` (None: recording is off)."""
+        from ..dashboard.recordings import dir_recordings, first_of, store_recordings
+
+        rec = self.config.live.record
+        if not rec.enabled:
+            return None
+        in_dir = dir_recordings(rec.dir, rec.format)
+        target = self.record_store()
+        return first_of(store_recordings(target), in_dir) if target else in_dir
+
+    def record_store(self) -> str | None:
+        """The store that gets the rows of kept recordings (None: none)."""
+        return self.config.live.record.store or self.config.retention.store
+
+    async def _keep_recording(self, s: CallSession) -> None:
+        """The call's recording redacted and kept (its raw file deleted), its row stored,
+        the dashboard told. On any failure the raw file is deleted, never kept."""
+        rec = s.recording
+        assert rec is not None
+        cfg = self.config.live.record
+        worker = self.worker
+        try:
+            kept = await rec.finish(
+                worker.run if worker is not None else None,
+                whisper_spans(self._engine),
+                mode=cfg.mode,
+                pad_s=cfg.pad_s,
+            )
+        except BaseException as exc:
+            rec.discard()
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            log.exception("call %s: recording not kept", rec.call_id, extra=self._log_extra(s))
+            self._count_error(s.source, "recording_failed", rec.call_id, repr(exc))
+            return
+        if kept is None:
+            return
+        self.recordings = [*self.recordings[-9:], kept]
+        target = self.record_store()
+        if target:
+            try:
+                await asyncio.to_thread(_store_recording, target, kept)
+            except Exception as exc:
+                log.exception("call %s: recording row not stored", kept.call_id)
+                self._count_error(s.source, "recording_row_failed", kept.call_id, repr(exc))
+        for _, sink in self.sinks.sinks:  # e.g. the dashboard: evidence becomes playable
+            if hasattr(sink, "recording_kept"):
+                sink.recording_kept(kept.call_id)
+        log.info(
+            "call %s: recording kept (%s, %.1f s, %d span(s) masked by %s)",
+            kept.call_id,
+            kept.path.name,
+            kept.duration_s,
+            len(kept.spans),
+            kept.how,
+            extra=self._log_extra(s),
+        )
 
     def _log_extra(self, s: CallSession) -> dict[str, str | None]:
         return {
@@ -495,3 +578,19 @@ class LiveService:
                 if now - s.started > limit:
                     self._count_error(s.source, "call_timeout", s.call.call_id, "")
                     self.call_ended(s.call.call_id, EndReason.TIMEOUT)
+
+
+def _store_recording(target: str, kept: Kept) -> None:
+    from ..store import Store
+    from ..store.recordings import put_recording
+
+    with Store(target) as db:
+        put_recording(
+            db,
+            kept.call_id,
+            kept.path,
+            sample_rate=kept.sample_rate,
+            channels=kept.channels,
+            duration_s=kept.duration_s,
+            redacted=True,
+        )

@@ -36,6 +36,10 @@ Findings are emitted on the loop, each after its utterance, the scorecard last.
 Verification (``verifier``, :mod:`.verifier`): the session keeps its utterances and, bounded,
 their audio; when the call ends, required phrases its rules missed are verified and the
 scorecard is scored again from the verified utterances.
+
+Recording (``recording``, :mod:`.recorder`, ``live.record``): each frame taken is also
+written to the call's recording file; utterances that held personal data are noted for its
+redaction at the end (the service finishes the recording after the scorecard).
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ from ..text import utterance
 from ..vad import VadConfig
 from .asr_worker import AsrJob, AsrQueue
 from .evaluator import CallRules, RuleLane
+from .recorder import CallRecording
 from .segmenter import ASR_RATE, MAX_GAP_S, VAD_RATES, CallSegmenter, ChannelInput
 from .verifier import KeptAudio, LiveVerifier
 
@@ -106,6 +111,7 @@ class CallSession:
         redactor: Redactor | None = None,
         verifier: LiveVerifier | None = None,
         verify_keep_s: float = 0.0,
+        recording: CallRecording | None = None,
     ) -> None:
         self.call = call = with_session(call)  # this run of the call: its events' ids
         self.source = source
@@ -148,6 +154,8 @@ class CallSession:
         self.verifier = verifier if verify_keep_s > 0 else None
         self.kept = KeptAudio(verify_keep_s if self.verifier is not None else 0.0)
         self._utts: list[Utterance] = []
+        # live.record: both legs written to disk as they come (the service finishes it)
+        self.recording = recording
 
     def _failed(self, exc: Exception) -> None:
         assert self._on_error is not None
@@ -185,7 +193,20 @@ class CallSession:
     def push(self, chunk: AudioChunk) -> list[AsrJob]:
         """One frame of one channel. Utterances it closes go to the ASR; returned (for
         inspection) are the jobs sent."""
-        return self._jobs(self.segmenter.push(chunk))
+        segs = self.segmenter.push(chunk)
+        if self.recording is not None:
+            try:
+                self.recording.write(chunk)
+            except Exception as exc:  # a full disk: the call goes on, unrecorded
+                log.error(
+                    "call %s: recording stopped (%r); its partial file is deleted",
+                    self.call.call_id,
+                    exc,
+                )
+                self.errors["recording_failed"] += 1
+                self.recording.discard()
+                self.recording = None
+        return self._jobs(segs)
 
     def flush(self) -> list[AsrJob]:
         """End of audio: close every channel's open segment and send it to the ASR."""
@@ -268,6 +289,8 @@ class CallSession:
         self._utt_index += 1
         self.utterances += 1
         self._emit(self.factory.utterance(utt))
+        if self.recording is not None:  # its personal data is masked in the kept file
+            self.recording.utterance(utt)
         now = time.monotonic()
         self.metrics.on_utterance(utt, r.seconds)
         self.metrics.on_transcript(utt, now - closed_at)

@@ -237,10 +237,17 @@ def test_streams_that_do_not_read_stay_small_and_are_dropped(big: ServerProcess)
         grown = big.rss - rss0
         assert grown < 60, f"RSS grew {grown:.0f} MB for 60 streams that do not read"
         assert get(big.port, "/healthz", timeout=5)[0] == 200
-        # 60 open, 80 allowed: 20 more fit, then 503
-        more = [open_stream(big.port, TOKEN) for _ in range(21)]
-        streams += [s for s, _ in more]
-        assert [st for _, st in more].count(200) == 20 and more[-1][1] == 503
+        # 60 open, 80 allowed: 20 more fit, then 503 (on a loaded machine a first stream
+        # may already have met its write timeout and freed its slot: a few more may fit)
+        fitted = 0
+        for _ in range(30):
+            s, status = open_stream(big.port, TOKEN)
+            streams.append(s)
+            if status != 200:
+                break
+            fitted += 1
+        assert status == 503, "the stream cap never refused a stream"
+        assert 20 <= fitted < 30, f"{fitted} streams fitted beside 60 under a cap of 80"
         time.sleep(WRITE_TIMEOUT_S + 2)  # nobody read: all dropped
         s, status = open_stream(big.port, TOKEN)
         streams.append(s)
