@@ -54,6 +54,7 @@ button.small { font:inherit; font-size:12px; padding:2px 8px; border:1px solid v
 .finding { margin-top:6px; border-left:4px solid var(--major); background:#fff8ef; padding:4px 8px; border-radius:3px; }
 .finding.critical { border-color:var(--crit); background:#fff1f1; } .finding.minor { border-color:var(--minor); background:#f1f6ff; }
 .ev { cursor:pointer; color:var(--mute); font-size:12px; } .ev .m { color:var(--ink); background:#ffd76a; }
+.play { display:inline-flex; align-items:center; gap:4px; } .play audio { height:26px; max-width:240px; vertical-align:middle; }
 #transcript { max-height:420px; overflow:auto; }
 .utt { border-radius:6px; padding:4px 8px; border:1px solid var(--line); margin:4px 0; }
 .utt.agent { background:var(--agent); margin-right:20%; } .utt.customer { background:var(--cust); margin-left:20%; }
@@ -204,6 +205,13 @@ function renderCall() {
       const ev = el("div", "ev"); ev.dataset.uttIndex = e.utterance_index;
       ev.appendChild(document.createTextNode("#" + e.utterance_index + " " + fmt(e.start) + "s ")); if (e.matched) ev.appendChild(el("span", "m", e.matched));
       ev.addEventListener("click", () => { const u = document.querySelector('#transcript .utt[data-utt-index="' + e.utterance_index + '"]'); if (u) u.scrollIntoView({ block:"center" }); });
+      if (v.audio && typeof e.start === "number" && typeof e.end === "number") {
+        // the evidence span from the call's redacted recording (the server cuts the clip)
+        const p = el("span", "play"); p.appendChild(el("span", "play-icon", " ▶ ")); p.title = "播放证据录音（个人信息已消音）";
+        const a = document.createElement("audio"); a.controls = true; a.preload = "none";
+        a.addEventListener("click", (x) => x.stopPropagation());
+        a.src = "/api/review/calls/" + encodeURIComponent(v.call_id) + "/audio?start=" + e.start.toFixed(2) + "&end=" + e.end.toFixed(2);
+        p.appendChild(a); ev.appendChild(p); }
       b.appendChild(ev); }
     fb.appendChild(b);
   }
@@ -233,7 +241,7 @@ async function submitReview() {
   const [st, out] = await postJSON("/api/review/calls/" + encodeURIComponent(v.call_id) + "/decide", { base_version: v.version, decisions });
   $("submit-review").disabled = false;
   if (st !== 200) { msg.textContent = (out.detail || ("HTTP " + st)) + (st === 409 ? "（已被他人更新，请刷新）" : ""); return; }
-  S.view = Object.assign(out.view, { may_decide: v.may_decide, may_appeal: v.may_appeal, agent_id: v.agent_id, teams: v.teams });
+  S.view = Object.assign(out.view, { may_decide: v.may_decide, may_appeal: v.may_appeal, agent_id: v.agent_id, teams: v.teams, audio: v.audio });
   renderCall(); const m = $("review-msg"); m.className = "msg ok"; m.textContent = "已提交：版本 v" + out.version.version + "，得分 " + fmt(out.version.score);
   if (!$("queue-card").hidden) loadQueue();
 }

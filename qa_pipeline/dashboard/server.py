@@ -1139,6 +1139,7 @@ def start_dashboard(
                 page=lambda nonce: render_review_page(nonce, title),
                 users=directory,
                 audit=audit,
+                recordings=recordings,
             )
             app.review = ReviewApi(
                 review_host,

@@ -8,6 +8,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
+import numpy as np
+import soundfile as sf
 from dashboard_helpers import TOKEN, VIEWER_TOKEN, Dashboard, write_users
 
 from qa_pipeline.dashboard import DashboardState, start_dashboard
@@ -15,6 +17,7 @@ from qa_pipeline.dashboard.server import COOKIE
 from qa_pipeline.messages import replace
 from qa_pipeline.rules import RulePack
 from qa_pipeline.store import open_store
+from qa_pipeline.store.recordings import put_recording
 from qa_pipeline.testing import transcript
 from qa_pipeline.transcript import Transcript
 
@@ -25,6 +28,7 @@ __all__ = [
     "call_a",
     "fill_store",
     "greetless",
+    "put_wav",
     "session_of",
     "start_review_dashboard",
     "store_call",
@@ -83,3 +87,14 @@ def session_of(d: Dashboard, name: str) -> str:
     but without its password check (argon2 takes a while each; logins are tested in
     test_auth.py): these tests are about what the session may do."""
     return f"{COOKIE}={d.server.app.sessions.create(name)}"
+
+
+def put_wav(url: str, call_id: str, path: Path, *, redacted: bool = True) -> None:
+    """A 20-second 8 kHz mono recording of ``call_id`` (a tone), kept in the store."""
+    rate, seconds = 8000, 20.0
+    t = np.arange(int(rate * seconds)) / rate
+    sf.write(str(path), (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), rate)
+    with open_store(url) as st:
+        put_recording(
+            st, call_id, path, sample_rate=rate, channels=1, duration_s=seconds, redacted=redacted
+        )

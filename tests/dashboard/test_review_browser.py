@@ -1,6 +1,7 @@
 """The review queue in a real browser (headless Debian Chromium driven by Playwright, on a
 SQLite store): a QA analyst opens the 复核队列, opens a call, overturns a verdict with a
-comment, and the page shows the recomputed score and the new version; an agent, in a
+comment, and the page shows the recomputed score and the new version (the evidence plays
+from the call's redacted recording); an agent, in a
 second browser context, appeals (申诉) a failed verdict of its own call and the call
 appears in the analyst's queue as an appeal. Screenshots in ``tests/artifacts/``:
 ``review-queue.png``, ``review-decided.png``, ``review-appeal.png``."""
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 from dashboard_helpers import ARTIFACTS, CHROMIUM_FLAGS, PASSWORD, Dashboard, chromium_path
-from review_calls import fill_store, start_review_dashboard, write_pack
+from review_calls import fill_store, put_wav, start_review_dashboard, write_pack
 
 from qa_pipeline.rules import load_pack
 
@@ -25,6 +26,7 @@ def dash(tmp_path: Path) -> Iterator[Dashboard]:
     pack = load_pack(write_pack(tmp_path / "pack"))
     url = str(tmp_path / "store.sqlite")
     fill_store(url, pack)
+    put_wav(url, "CA1", tmp_path / "ca1.wav")
     d = start_review_dashboard(tmp_path, url, pack)
     try:
         yield d
@@ -75,6 +77,14 @@ def test_review_and_appeal_in_browser(browser: Any, dash: Dashboard) -> None:
     assert "待定 −20" in qa.inner_text('#verdicts tr.verdict[data-rule="BAN-POLICY"]')
     assert qa.query_selector('#findings .finding[data-rule="NO-PHONE"] .ev') is not None
     assert "[手机号]" in qa.inner_text('#transcript .utt[data-utt-index="2"]')
+    # ▶ the evidence from the call's redacted recording
+    audio = qa.query_selector('#findings .finding[data-rule="NO-PHONE"] .ev audio')
+    assert audio is not None
+    heard = qa.evaluate(
+        "(src) => fetch(src).then((r) => r.status + ' ' + r.headers.get('content-type'))",
+        audio.get_attribute("src"),
+    )
+    assert heard == "200 audio/wav", heard
     assert "暂无版本" in qa.inner_text("#history")
 
     # overturn NO-PHONE to passed: a comment is required first
@@ -97,6 +107,7 @@ def test_review_and_appeal_in_browser(browser: Any, dash: Dashboard) -> None:
     h = hist.inner_text()
     assert "复核" in h and "qa" in h and "客户要求核对号码" in h and "96" in h, h
     assert "v1" in qa.inner_text("#review-msg")
+    assert qa.query_selector('#findings .finding[data-rule="NO-PHONE"] .ev audio') is not None
     qa.screenshot(path=str(ARTIFACTS / "review-decided.png"), full_page=True)
 
     # the agent, in its own context: its calls, an appeal of CA2's failed GREET

@@ -7,6 +7,7 @@ JSON only), the audit log, and the periodic scan."""
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import threading
 import time
@@ -16,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import soundfile as sf
 from dashboard_helpers import TOKEN, Dashboard
 from review_calls import (
     call_a,
     fill_store,
+    put_wav,
     session_of,
     start_review_dashboard,
     store_call,
@@ -323,15 +326,55 @@ def test_claim_and_periodic_scan(dash: Dashboard, store_url: str, pack: RulePack
         == 403
     )
     # a call stored after the start enters the queue at the next scan (every 0.2 s here)
+    odd = "CB2/外呼%41"
     with open_store(store_url) as st:
-        store_call(st, tagged(call_a("CB2"), "B1", "east"), pack)
+        store_call(st, tagged(call_a(odd), "B1", "east"), pack)
     deadline = time.monotonic() + 5
-    while "CB2" not in queue_ids(dash, qa):
-        assert time.monotonic() < deadline, "the scan did not queue CB2"
+    while odd not in queue_ids(dash, qa):
+        assert time.monotonic() < deadline, "the scan did not queue the new call"
         time.sleep(0.1)
+    # an id with a slash, a percent sign and Chinese, percent-encoded once as the page does
+    status, v = dash.get("/api/review/calls/" + urllib.parse.quote(odd, safe=""), cookie=qa)
+    assert status == 200 and v["call_id"] == odd
 
 
 def test_a_store_that_cannot_be_opened_is_named(tmp_path: Path) -> None:
     (tmp_path / "dir").mkdir()
     with pytest.raises(DashboardError, match="store"):
         start_dashboard(DashboardState(), "127.0.0.1", 0, TOKEN, store=tmp_path / "dir")
+
+
+def get_bytes(d: Dashboard, path: str, cookie: str) -> tuple[int, str, bytes]:
+    u = urllib.parse.urlsplit(d.url)
+    c = http.client.HTTPConnection(u.hostname or "", u.port, timeout=10)
+    c.request("GET", path, headers={"Cookie": cookie})
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, r.getheader("Content-Type") or "", data
+
+
+def test_evidence_audio_from_the_store(dash: Dashboard, store_url: str, tmp_path: Path) -> None:
+    put_wav(store_url, "CA1", tmp_path / "ca1.wav")
+    put_wav(store_url, "CB1", tmp_path / "cb1.wav", redacted=False)
+    qa = session_of(dash, "qa")
+    assert dash.get("/api/review/calls/CA1", cookie=qa)[1]["audio"] is True
+    assert dash.get("/api/review/calls/CB1", cookie=qa)[1]["audio"] is False
+    assert dash.get("/api/review/calls/CA2", cookie=qa)[1]["audio"] is False
+    # NO-PHONE's evidence, 7.5-11 s, with half a second each side
+    status, ctype, data = get_bytes(dash, "/api/review/calls/CA1/audio?start=7.5&end=11", qa)
+    assert status == 200 and ctype == "audio/wav", (status, data[:200])
+    clip, rate = sf.read(io.BytesIO(data))
+    assert rate == 8000 and len(clip) == 8000 * 4.5
+    assert get_bytes(dash, "/api/review/calls/CB1/audio?start=1&end=2", qa)[0] == 409
+    assert get_bytes(dash, "/api/review/calls/CA2/audio?start=1&end=2", qa)[0] == 404
+    assert get_bytes(dash, "/api/review/calls/CA1/audio?start=9&end=1", qa)[0] == 400
+    # an agent hears its own calls only; a viewer none
+    agent_a, agent_b = session_of(dash, "agent-a"), session_of(dash, "agent-b")
+    assert get_bytes(dash, "/api/review/calls/CA1/audio?start=7.5&end=11", agent_a)[0] == 200
+    assert get_bytes(dash, "/api/review/calls/CA1/audio?start=7.5&end=11", agent_b)[0] == 404
+    viewer = session_of(dash, "viewer")
+    assert get_bytes(dash, "/api/review/calls/CA1/audio?start=7.5&end=11", viewer)[0] == 403
+    lines = [json.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    heard = [(x["user"], x["start"], x["end"]) for x in lines if x["route"].endswith("/audio")]
+    assert heard == [("qa", "7.5", "11"), ("agent-a", "7.5", "11")]
