@@ -341,7 +341,7 @@ def test_claim_and_periodic_scan(dash: Dashboard, store_url: str, pack: RulePack
 def test_a_store_that_cannot_be_opened_is_named(tmp_path: Path) -> None:
     (tmp_path / "dir").mkdir()
     with pytest.raises(DashboardError, match="store"):
-        start_dashboard(DashboardState(), "127.0.0.1", 0, TOKEN, store=tmp_path / "dir")
+        start_dashboard(DashboardState(), "127.0.0.1", 0, TOKEN, store=str(tmp_path / "dir"))
 
 
 def get_bytes(d: Dashboard, path: str, cookie: str) -> tuple[int, str, bytes]:
