@@ -82,7 +82,7 @@ DECIDE_ROLES = frozenset({UserRole.QA, UserRole.ADMIN})
 QUEUE_ROLES = frozenset({UserRole.QA, UserRole.ADMIN, UserRole.SUPERVISOR})
 MAX_COMMENT = 2000
 MAX_DECISIONS = 200
-MAX_MINE = 200
+MAX_MINE = 100  # an agent's latest calls listed
 
 
 @dataclass(frozen=True)

@@ -262,6 +262,7 @@ async function start() {
   if (me.role === "agent") { $("page-title").textContent = "我的通话与申诉"; document.title = "我的通话与申诉"; }
   const reviewer = ["qa", "admin", "supervisor"].includes(me.role);
   $("queue-card").hidden = !reviewer; $("mine-card").hidden = me.role !== "agent";
+  if (!reviewer && me.role !== "agent") { $("need-login").hidden = false; $("need-login").textContent = "此角色不参与复核（" + (USER_ROLE[me.role] || me.role) + "）"; $("app").hidden = true; return; }
   if (reviewer) { loadQueue(); setInterval(loadQueue, 15000); }
   if (me.role === "agent") loadMine();
   if (location.hash.startsWith("#call=")) openCall(decodeURIComponent(location.hash.slice(6)));
