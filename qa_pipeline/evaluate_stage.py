@@ -39,6 +39,15 @@ closed calls are skipped. The changelog entry is written after the sinks flushed
 events and before the offsets are committed: a crash between the two leaves at most that
 one batch to be emitted again (same ids: consumers de-duplicate; the notifier de-duplicates
 within a process).
+
+The store (``store:`` / ``--store``; out/qa-store.sqlite when not said, a ``postgresql://``
+URL for a database the evaluators share, null = none): every ended call's transcript and
+scorecard go to :class:`~qa_pipeline.store.writer.StoreSink` in the fan-out, whose writer
+thread upserts them (keyed by call id and the live run ``live:<pack>:<version>``) off the
+consumer loop; the checkpoint's flush waits for it while the store is up, so the offsets
+are committed after the calls are stored. A call replayed by a new owner after a rebalance
+is not emitted again (the changelog), and were it written again it would replace its rows,
+never add a second result.
 """
 
 from __future__ import annotations
@@ -59,6 +68,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import Field
 
 from .cli_errors import fail
 from .config import PipelineConfig
@@ -80,6 +90,7 @@ from .rules import CallEvaluator, RulePack, load_pack
 from .sinks.base import EVENT_NAMESPACE, Event, EventKind, FanOut, utc_now_iso
 from .sinks.kafka import KafkaSinkConfig, stage_kafka_config
 from .stage_health import ConsumerLag, Heartbeat, serve_health, stop_on_signals
+from .store.writer import LiveRun, StoreSink, StoreWriter
 from .transcript import Transcript, transcript_to_dict
 from .wire import LegEnd, LegStart, Watermark, WireError, WireSegment, WireUtterance, decode
 
@@ -107,6 +118,14 @@ class EvaluateConfig(PipelineConfig):
     (critical findings and low scores to a webhook, WeCom, DingTalk, e-mail)."""
 
     notify: NotifyConfig | None = None
+    store: str | None = Field(
+        default=None,
+        description="where every ended call is written (a SQLite path or a postgresql:// "
+        "URL shared by the evaluators); out/qa-store.sqlite when not said, null = none",
+    )
+    store_queue: int = Field(
+        default=1000, ge=1, description="ended calls waiting for the store before drops"
+    )
 
 
 def session_of(call_id: str, info: CallInfo | None) -> str:
@@ -965,6 +984,30 @@ def build_fanout(cfg: EvaluateConfig) -> FanOut:
     return fan
 
 
+def _configured_store(cfg: EvaluateConfig) -> str | None:
+    """``store:`` of the config; out/qa-store.sqlite when the config does not say."""
+    from .store import DEFAULT_STORE
+
+    return cfg.store if "store" in cfg.model_fields_set else str(DEFAULT_STORE)
+
+
+def store_writer(cfg: EvaluateConfig, target: str, pack: RulePack, registry: Any) -> StoreWriter:
+    """The store writer of this evaluator: every ended call (its transcript, as the
+    privacy settings redact it, and its scorecard) as a result of the pack's live run,
+    which every evaluator and ``serve`` with that pack version share; the ASR settings
+    are the workers', unknown here (``{"asr": {}}``, as an imported document's)."""
+    from .privacy import Redactor
+
+    return StoreWriter(
+        target,
+        LiveRun.for_pack(pack, "evaluate"),
+        settings={"asr": {}},
+        redactor=Redactor(cfg.privacy),
+        queue_max=cfg.store_queue,
+        registry=registry,
+    )
+
+
 def evaluate_command(
     config: Annotated[
         Path | None,
@@ -1021,6 +1064,14 @@ def evaluate_command(
     health_host: Annotated[
         str, typer.Option("--health-host", help="address of the health/metrics listener")
     ] = "127.0.0.1",
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            help="write every ended call here (overrides store:): a SQLite path or a "
+            "postgresql:// URL; default out/qa-store.sqlite unless the config says null",
+        ),
+    ] = None,
 ) -> None:
     """Read utterances from Kafka, run the rules per call, and send findings, alerts and
     scorecards to the configured sinks (the last stage of the distributed pipeline)."""
@@ -1037,7 +1088,12 @@ def evaluate_command(
                 "(sinks.kafka.topics.utterances: qa.events.utterances) or null"
             )
         pack = load_pack(rules or cfg.rules.pack, cfg.rules.settings or None)
+        metrics = EvaluateMetrics(group=group)
+        target = store if store is not None else _configured_store(cfg)
+        writer = None if target is None else store_writer(cfg, target, pack, metrics.registry)
         fan = build_fanout(cfg)
+        if writer is not None:
+            fan.sinks.append(("store", StoreSink(writer)))
     except (QAError, ValueError, OSError) as e:
         fail(e)
     try:
@@ -1051,6 +1107,7 @@ def evaluate_command(
             tick_s=tick,
             idle_timeout_s=idle_timeout,
             session_timeout_s=session_timeout,
+            metrics=metrics,
         )
     except KafkaConnectError as e:
         fan.close()

@@ -69,7 +69,7 @@ class RetentionConfig(BaseModel):
     store: str | None = Field(
         default=None,
         description="the transcript store the service purges: a SQLite file or a "
-        "postgresql:// URL (null = none)",
+        "postgresql:// URL (null = the store serve writes its calls to, if any)",
     )
     interval_s: float | None = Field(
         default=86400.0, gt=0, description="seconds between the service's purges; null = off"

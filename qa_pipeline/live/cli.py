@@ -40,11 +40,20 @@ def serve_command(
     metrics_port: Annotated[
         int | None, typer.Option("--metrics-port", help="override metrics.port (0 = any)")
     ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            help="write every ended call here (overrides store:): a SQLite path or a "
+            "postgresql:// URL; default out/qa-store.sqlite unless the config says null",
+        ),
+    ] = None,
 ) -> None:
     """Run the live-call service: sources -> VAD -> shared Whisper -> rules -> sinks."""
     from ..cli_errors import fail
     from ..dashboard.server import DashboardError
     from ..logs import default_level
+    from ..store import DEFAULT_STORE
     from .config import DeviceSourceConfig, load_serve_config
 
     default_level("info")
@@ -57,6 +66,10 @@ def serve_command(
             if not 0 <= metrics_port <= 65535:
                 raise ValueError(f"--metrics-port: {metrics_port} is not a port (0-65535)")
             updates["metrics"] = cfg.metrics.model_copy(update={"port": metrics_port})
+        if store is not None:
+            updates["store"] = store
+        elif "store" not in cfg.model_fields_set:  # not said: the embedded default
+            updates["store"] = str(DEFAULT_STORE)
         if updates:
             cfg = cfg.model_copy(update=updates)
         service = _prepare(cfg)

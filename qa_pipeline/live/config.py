@@ -204,8 +204,8 @@ class RecordConfig(_Model):
     store: str | None = Field(
         default=None,
         description="the store (path or postgresql:// URL) that gets each kept recording's "
-        "row (recordings table); null = retention.store; none at all = no rows (the "
-        "dashboard then finds recordings in dir)",
+        "row (recordings table); null = retention.store, else the serve store (store:); "
+        "none at all = no rows (the dashboard then finds recordings in dir)",
     )
 
 
@@ -339,6 +339,16 @@ class ServeConfig(PipelineConfig):
     )
     notify: NotifyConfig | None = Field(
         default=None, description="supervisor notifiers for critical findings and low scores"
+    )
+    store: str | None = Field(
+        default=None,
+        description="where every ended call is written (transcript, call row, scorecard): "
+        "a SQLite path or sqlite:///path, or a postgresql:// URL for a shared database; "
+        "qa-pipeline serve uses out/qa-store.sqlite when the config does not say, null = "
+        "none (see qa_pipeline.store.writer)",
+    )
+    store_queue: int = Field(
+        default=1000, ge=1, description="ended calls waiting for the store before drops"
     )
     shutdown_timeout_s: float = Field(default=30.0, gt=0)
     call_timeout_s: float = Field(

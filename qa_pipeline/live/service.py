@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -56,6 +57,9 @@ from ..rules.terms import pack_terms
 from ..sinks import FanOut, build_sinks
 from ..sinks.base import Event
 from ..sources.base import EndReason, Source, SourceError
+from ..store import transcript_settings
+from ..store.writer import LiveRun, StoreWriter
+from ..transcript import Transcript, transcript_to_dict
 from .asr_worker import AsrWorker
 from .config import (
     AudioSocketSourceConfig,
@@ -155,6 +159,7 @@ class LiveService:
         sinks: FanOut | None = None,
         sources: Sequence[Source] | None = None,
         metrics: LiveMetrics | None = None,
+        store: StoreWriter | None = None,
     ) -> None:
         self.config = config
         # personal data masked in utterances and in the call metadata sources hand in (a
@@ -187,6 +192,20 @@ class LiveService:
         self._paced = {s.name for s in self.sources if type(s).__name__ in NETWORK_SOURCES}
         self.rules = RuleLane()  # every call's rule evaluation, off the loop, in order
         self.verifier: LiveVerifier | None = None  # asr.verify: set up at start
+        # every ended call into the store (``store:``), off the loop: a bounded queue and
+        # a writer thread with its own connection (qa_pipeline.store.writer)
+        self.store = store
+        if store is None and config.store:
+            self.store = StoreWriter(
+                config.store,
+                LiveRun.for_pack(self.pack, "serve"),
+                settings={
+                    **transcript_settings(config),
+                    "live": dataclasses.asdict(decode_options(config)),
+                },
+                queue_max=config.store_queue,
+                registry=self.metrics.registry,
+            )
         self.recordings: list[Kept] = []  # the last few recordings kept (newest last)
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -227,6 +246,9 @@ class LiveService:
                 metrics=self.metrics,
                 heard_beam=self.decoder.opts.beam_size,
             )
+        if self.store is not None:
+            self.store.start()
+            log.info("ended calls are written to the store %s", self.store.label)
         if live.record.enabled:  # raw audio of calls a crash cut off is never kept
             await asyncio.to_thread(remove_partials, live.record.dir)
         self._accepting = True
@@ -282,6 +304,8 @@ class LiveService:
         self.rules.close()
         await asyncio.to_thread(self.sinks.flush, max(1.0, deadline - time.monotonic()))
         self.sinks.close()
+        if self.store is not None:  # what it cannot write in time is counted as dropped
+            await asyncio.to_thread(self.store.close, max(1.0, deadline - time.monotonic()))
 
     @property
     def accepting(self) -> bool:
@@ -392,15 +416,16 @@ class LiveService:
     # -- retention ------------------------------------------------------------------------
 
     def purge(self) -> PurgeReport:
-        """One retention purge (worker thread): the configured store and audio directories,
-        the JSONL directory, and the Kafka sink's spool through the open sink."""
+        """One retention purge (worker thread): the configured store (``retention.store``,
+        else the store this service writes its calls to) and audio directories, the JSONL
+        directory, and the Kafka sink's spool through the open sink."""
         r, jsonl = self.config.retention, self.config.sinks.jsonl
         rec = self.config.live.record
         if rec.enabled and rec.dir not in r.audio_dirs:  # recordings age as audio
             r = r.model_copy(update={"audio_dirs": (*r.audio_dirs, rec.dir)})
         return run_purge(
             r,
-            store=r.store or None,  # a SQLite path or a postgresql:// URL
+            store=r.store or self.config.store or None,  # a SQLite path or postgresql:// URL
             spool=spool_of(self.sinks.sinks),
             jsonl_dir=Path(jsonl.directory) if jsonl is not None and jsonl.directory else None,
         )
@@ -457,6 +482,8 @@ class LiveService:
                 self._count_error(s.source, type(exc).__name__, call_id, "flush")
             card = await s.finish(reason)
             self._keep(call_id, card)
+            if self.store is not None:
+                self.store.submit(self._stored_doc(s, card), card)
             if not card.complete:
                 self.metrics.on_incomplete(card.incomplete_reasons)
             log.log(
@@ -486,6 +513,20 @@ class LiveService:
             self._peers.pop(call_id, None)
             self.metrics.on_call_ended(call_id)
 
+    @staticmethod
+    def _stored_doc(s: CallSession, card: Scorecard) -> dict[str, Any]:
+        """The call's transcript document as the store keeps it: its utterances as the
+        rules saw them (redacted by the text step), the call's (redacted) metadata, its
+        start when the source gave none (when it reached this service, UTC), the source it
+        came through."""
+        t = Transcript(call=s.call, utterances=tuple(s.transcript), ended=s.ended_message())
+        doc = transcript_to_dict(t)
+        if not doc["call"].get("started_at"):
+            doc["call"]["started_at"] = s.wall_started
+        if not doc["call"].get("source"):
+            doc["call"]["source"] = s.source  # the serve source it came through
+        return doc
+
     def recording_lookup(self) -> RecordingLookup | None:
         """Where the dashboard finds a call's kept recording: the store's row when a store
         is set, else the file in ``live.record.dir`` (None: recording is off)."""
@@ -499,8 +540,9 @@ class LiveService:
         return first_of(store_recordings(target), in_dir) if target else in_dir
 
     def record_store(self) -> str | None:
-        """The store that gets the rows of kept recordings (None: none)."""
-        return self.config.live.record.store or self.config.retention.store
+        """The store that gets the rows of kept recordings (None: none): ``live.record.store``,
+        else ``retention.store``, else the store the calls are written to."""
+        return self.config.live.record.store or self.config.retention.store or self.config.store
 
     async def _keep_recording(self, s: CallSession) -> None:
         """The call's recording redacted and kept (its raw file deleted), its row stored,

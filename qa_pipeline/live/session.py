@@ -49,6 +49,7 @@ import collections
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from ..asr.result import AsrResult, is_kept
@@ -117,6 +118,9 @@ class CallSession:
         self.source = source
         self.rate = sample_rate
         self.started = time.monotonic()
+        #: when the call reached the service (UTC, ISO 8601): its start for the store when
+        #: the source gave none
+        self.wall_started = datetime.now(UTC).isoformat(timespec="milliseconds")
         self.segmenter = CallSegmenter(vad, call, sample_rate)
         self.evaluator = CallEvaluator(pack, call)
         self._on_error = on_error  # processing of this call raised (None: re-raised)
@@ -153,7 +157,9 @@ class CallSession:
         # for verification at the end: the utterances as the rules saw them, and audio
         self.verifier = verifier if verify_keep_s > 0 else None
         self.kept = KeptAudio(verify_keep_s if self.verifier is not None else 0.0)
-        self._utts: list[Utterance] = []
+        #: the utterances as the rules saw them (redacted): verification at the end and
+        #: the transcript the store keeps
+        self.transcript: list[Utterance] = []
         # live.record: both legs written to disk as they come (the service finishes it)
         self.recording = recording
 
@@ -294,8 +300,8 @@ class CallSession:
         now = time.monotonic()
         self.metrics.on_utterance(utt, r.seconds)
         self.metrics.on_transcript(utt, now - closed_at)
+        self.transcript.append(utt)
         if self.verifier is not None:
-            self._utts.append(utt)
             plain = (  # the text the audio is scored against: as decoded
                 utt
                 if not utt.entities and utt.raw_text == r.raw_text
@@ -362,10 +368,14 @@ class CallSession:
         card = await self.rules.end(done)
         if self.verifier is not None:
             card = await self.verifier.rescore(
-                card, self.call, self._utts, done, self.kept, self.findings, self.evaluator
+                card, self.call, self.transcript, done, self.kept, self.findings, self.evaluator
             )
             self.kept = KeptAudio(0.0)  # the audio is not needed any more
         return self._scored(card, ended)
+
+    def ended_message(self) -> CallEnded:
+        """How the call ended (its end on the call clock, each channel's end)."""
+        return self._ended()
 
     def _ended(self) -> CallEnded:
         return CallEnded(

@@ -7,7 +7,8 @@ extra). ``Store.dialect`` is ``"sqlite"`` or ``"postgres"``; ``Store.execute`` /
 ``executemany`` take ``?`` placeholders on both; writes gather in one transaction until
 ``commit()`` (a batch of results is committed at once or not at all, on both).
 
-Package layout: ``keys`` (settings hash, content keys, JSON forms), ``rows`` (a scorecard
+Package layout: ``writer`` (ended live calls written off the caller's thread), ``keys``
+(settings hash, content keys, JSON forms), ``rows`` (a scorecard
 as a result row; the row tables derived from the JSON columns), ``sqlite`` / ``postgres``
 (the two connections behind one interface), ``migrate`` (the migrations runner), ``base``
 (:class:`Store`, the same SQL on both backends).
@@ -62,6 +63,11 @@ transaction as the row they come from (and back-filled for stores written before
                                                               the call's current transcript
                                                               (redacted text), rewritten
                                                               with it
+
+Live calls (:mod:`.writer`): ``serve`` and ``qa-pipeline evaluate`` write every ended call
+through a writer thread (bounded queue, batched commits, retries, counted drops) as a result
+of the run ``live:<pack name>:<pack version>`` (role ``active``: one run per pack version,
+shared by every process and restart, so a call written again replaces its rows).
 
 Which score counts: :meth:`Store.current_results` (the reviewed score, else the latest
 result of an ``active`` run; candidate runs, incomplete calls and uncertain verdicts stay

@@ -4,7 +4,8 @@ processes (group ``qa-eval``-like, one per test); one is SIGKILLed mid-stream, t
 takes its partitions over. Checked: every call has exactly one scorecard after dedupe by
 event id, equal to the in-process scorecard of the same utterances; the events after
 dedupe are exactly those of one uninterrupted run (none lost, none extra); the webhook
-receiver got exactly one notification per critical finding; SIGTERM ends the survivor
+receiver got exactly one notification per critical finding; the PostgreSQL store both write
+holds each call exactly once (its scorecard, its utterances); SIGTERM ends the survivor
 with exit status 0."""
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from qa_pipeline.evaluate_stage import CallJoin, reference_scorecard
 from qa_pipeline.messages import Scorecard, to_dict
 from qa_pipeline.rules import load_pack
 from qa_pipeline.sinks.base import Event
+from qa_pipeline.store import Store
 from qa_pipeline.testing import make_call
 from qa_pipeline.testing.utterance_streams import utterance_stream
 from qa_pipeline.wire import WireMessage, encode, headers
@@ -78,10 +80,11 @@ def _expected(pack: Any, msgs: list[WireMessage]) -> CallJoin:
     return join
 
 
-def _config(path: Path, bootstrap: str, tag: str, spool: Path, hook: str) -> Path:
+def _config(path: Path, bootstrap: str, tag: str, spool: Path, hook: str, store: str) -> Path:
     path.write_text(
         json.dumps(
             {
+                "store": store,
                 "sinks": {
                     "jsonl": None,
                     "kafka": {
@@ -158,7 +161,9 @@ def _comparable(card: dict[str, Any] | Scorecard) -> dict[str, Any]:
 # heavy (scripts/test -m heavy): test_chain_kafka.py kills a worker and an evaluator and
 # restarts the broker in the default run; this one takes the stage alone, at a larger size
 @pytest.mark.heavy
-def test_two_evaluators_one_killed_mid_stream(kafka_server: Any, tmp_path: Path) -> None:
+def test_two_evaluators_one_killed_mid_stream(
+    kafka_server: Any, pg_database: str, tmp_path: Path
+) -> None:
     t_start = time.monotonic()
     bootstrap = kafka_server.bootstrap
     tag = f"evalt{os.getpid()}"
@@ -178,7 +183,9 @@ def test_two_evaluators_one_killed_mid_stream(kafka_server: Any, tmp_path: Path)
     hook = f"http://127.0.0.1:{server.server_port}/qa"
     procs = []
     for name in ("a", "b"):
-        cfg = _config(tmp_path / f"{name}.yaml", bootstrap, tag, tmp_path / f"spool-{name}", hook)
+        cfg = _config(
+            tmp_path / f"{name}.yaml", bootstrap, tag, tmp_path / f"spool-{name}", hook, pg_database
+        )
         procs.append(_evaluate(cfg, tag, tmp_path / f"{name}.log"))
     victim, survivor = procs
     try:
@@ -280,6 +287,20 @@ def test_two_evaluators_one_killed_mid_stream(kafka_server: Any, tmp_path: Path)
         j = expected[t.call.call_id]
         ref = reference_scorecard(pack, t.call, t.utterances, j.ended())
         assert _comparable(cards[t.call.call_id][0]) == _comparable(ref)
+    # the store both evaluators write (PostgreSQL): each call once, its scorecard and its
+    # utterances, the victim's calls included
+    with Store(pg_database, readonly=True) as st:
+        stored = st.execute(
+            "SELECT call_id, run_id, score, complete FROM results ORDER BY call_id"
+        ).fetchall()
+        utts = dict(
+            st.execute("SELECT call_id, COUNT(*) FROM utterances GROUP BY call_id").fetchall()
+        )
+    run_id = f"live:{pack.name}:{pack.version}"
+    assert [tuple(r) for r in stored] == [
+        (c, run_id, round(cards[c][0]["score"], 2), 1) for c in sorted(expected)
+    ]
+    assert utts == {c: len(j.fed) for c, j in expected.items()}
     # the webhook: exactly one notification per critical finding
     notified = Counter(h["event"]["event_id"] for h in hooks if h["type"] == "critical_finding")
     assert set(notified) == crit
