@@ -109,6 +109,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ..errors import QAError
+from ..rules import RulePack
 from .acks import AckStore, FileAckStore, acks_path_beside
 from .audit import AuditLog
 from .auth import API_KEY_USER, VIEWER_KEY_USER, Principal, Sessions, call_visible
@@ -1074,7 +1075,7 @@ def start_dashboard(
     title: str = "通话质检实时看板",
     keepalive_s: float = 15.0,
     limits: DashboardLimits | None = None,
-    review_pack: Any = None,
+    review_pack: RulePack | None = None,
     review_below: float | None = 60.0,
     review_scan_s: float = 60.0,
     recordings: RecordingLookup | None = None,
