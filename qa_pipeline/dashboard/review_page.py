@@ -28,16 +28,17 @@ body { margin:0; background:var(--bg); color:var(--ink);
 header { display:flex; align-items:center; gap:12px; padding:10px 18px; background:#243447; color:#fff; }
 header h1 { font-size:18px; margin:0; font-weight:600; flex:1; }
 header a { background:#3b4f66; color:#fff; border-radius:4px; padding:5px 10px; text-decoration:none; }
-main { display:grid; grid-template-columns: minmax(420px, 1fr) 2fr; gap:12px; padding:12px; }
+main { display:grid; grid-template-columns: minmax(560px, 1fr) 2fr; gap:12px; padding:12px; }
 .card { background:var(--card); border:1px solid var(--line); border-radius:6px; padding:10px 12px; min-width:0; }
 .card h2 { font-size:15px; margin:0 0 8px; display:flex; align-items:center; gap:8px; }
 .card h3 { font-size:14px; margin:12px 0 6px; }
 table { border-collapse:collapse; width:100%; }
 th, td { text-align:left; padding:4px 6px; border-bottom:1px solid var(--line); font-size:13px; vertical-align:top; }
-th { color:var(--mute); font-weight:normal; }
+th { color:var(--mute); font-weight:normal; white-space:nowrap; }
+#queue td, #mine td { white-space:nowrap; }
 tr.qitem, tr.mycall { cursor:pointer; } tr.qitem:hover, tr.mycall:hover { background:#f0f4f8; }
 tr.sel { background:#e3edf9; }
-.badge { display:inline-block; padding:1px 6px; border-radius:8px; font-size:12px; color:#fff; background:var(--mute); margin-right:3px; }
+.badge { white-space:nowrap; display:inline-block; padding:1px 6px; border-radius:8px; font-size:12px; color:#fff; background:var(--mute); margin-right:3px; }
 .badge.uncertain { background:#b08900; } .badge.critical { background:var(--crit); }
 .badge.low_score { background:var(--major); } .badge.appeal { background:#7a4fd6; }
 .badge.failed { background:var(--crit); } .badge.passed { background:var(--ok); }
