@@ -106,8 +106,12 @@ class WriterCounts:
         return sum(self.dropped.values())
 
 
+#: why a call is dropped (the ``reason`` label of ``qa_store_dropped_total``)
+DROP_REASONS = ("queue_full", "rejected", "shutdown")
+
+
 class _Metrics:
-    def __init__(self, registry: Any) -> None:
+    def __init__(self, registry: Any, queue_max: int) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge
 
         self.registry = r = registry if registry is not None else CollectorRegistry()
@@ -118,6 +122,8 @@ class _Metrics:
             ["reason"],
             registry=r,
         )
+        for reason in DROP_REASONS:  # at 0 from the start: the first drop is an increase
+            self.dropped.labels(reason)
         self.errors = Counter(
             "qa_store_write_errors",
             "Failed store write attempts (retried with backoff), by exception type",
@@ -125,6 +131,12 @@ class _Metrics:
             registry=r,
         )
         self.queue = Gauge("qa_store_queue", "Ended calls waiting for the store", registry=r)
+        self.capacity = Gauge(
+            "qa_store_queue_capacity",
+            "Ended calls the queue holds before drops (store_queue)",
+            registry=r,
+        )
+        self.capacity.set(queue_max)
         self.up = Gauge("qa_store_up", "1 when the last store write succeeded", registry=r)
         self.up.set(1)
 
@@ -166,7 +178,7 @@ class StoreWriter:
         self.batch_max = batch_max
         self.backoff_s = backoff_s
         self.counts = WriterCounts()
-        self.metrics = _Metrics(registry)
+        self.metrics = _Metrics(registry, queue_max)
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_max)
         self._lock = threading.Lock()
         self._count_lock = threading.Lock()

@@ -11,6 +11,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from qa_pipeline.ingest import IngestMetrics
 from qa_pipeline.live.metrics import LiveMetrics
 from qa_pipeline.notify import NotifyMetrics
 from qa_pipeline.stage_health import serve_health
+from qa_pipeline.store.base import store_path
+from qa_pipeline.store.writer import LiveRun, StoreWriter
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -41,6 +44,8 @@ NOT_PROJECT_ENV = {
     "PIP_NO_CACHE_DIR": "build stage only",
     "PIP_DISABLE_PIP_VERSION_CHECK": "build stage only",
 }
+# read by libpq (psycopg), the store's PostgreSQL client, not by qa_pipeline's own code
+LIBPQ_ENV = {"PGPASSWORD": "the store's password, kept out of the URL and the command line"}
 
 
 def yaml_docs(path: Path) -> list[Any]:
@@ -68,14 +73,26 @@ def pod_spec(obj: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def k8s_containers() -> list[tuple[dict[str, Any], dict[str, Any]]]:
+def k8s_containers(key: str = "containers") -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """The qa-pipeline containers of the manifests (``key="initContainers"``: the init
+    containers)."""
     out = []
     for obj in k8s_objects():
         spec = pod_spec(obj)
-        for c in (spec or {}).get("containers", []):
+        for c in (spec or {}).get(key, []):
             if c["image"].split(":")[0] == IMAGE:
                 out.append((obj, c))
     return out
+
+
+def k8s_all_containers() -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    return k8s_containers() + k8s_containers("initContainers")
+
+
+def k8s_arg_refs(c: dict[str, Any]) -> set[str]:
+    """The ``$(NAME)`` references of a container's args (Kubernetes expands them from the
+    container's env)."""
+    return {n for a in c.get("args", []) for n in re.findall(r"\$\(([A-Za-z_]\w*)\)", str(a))}
 
 
 def dockerfile() -> str:
@@ -86,7 +103,8 @@ def invocations() -> list[tuple[str, list[str]]]:
     """Every `qa-pipeline` argument list the kit runs: (where, args)."""
     out = [(f"compose {n}", [str(a) for a in s["command"]]) for n, s in qa_services().items()]
     out += [
-        (f"k8s {o['metadata']['name']}", [str(a) for a in c["args"]]) for o, c in k8s_containers()
+        (f"k8s {o['metadata']['name']}/{c['name']}", [str(a) for a in c["args"]])
+        for o, c in k8s_all_containers()
     ]
     cmd = re.search(r"^CMD (\[.*\])$", dockerfile(), re.M)
     assert cmd
@@ -134,6 +152,8 @@ def exported_series() -> set[str]:
     NotifyMetrics(registry)
     registries = [registry, WorkerMetrics("qa-asr").registry, EvaluateMetrics().registry]
     registries.append(IngestMetrics().registry)
+    store = StoreWriter("unused.sqlite", LiveRun("live:p:1", "p", "1", "evaluate"))  # not started
+    registries.append(store.metrics.registry)
     names = {"up"}  # Prometheus's own, per target
     for reg in registries:
         for fam in reg.collect():
@@ -199,7 +219,7 @@ def test_every_command_and_option_exists() -> None:
         # the values parse as the command's own types (the callback is not run)
         with cmd.make_context(cmd.name or "", list(rest)) as ctx:
             assert ctx.params is not None
-    assert {"ingest", "asr-worker", "evaluate", "dashboard", "install"} <= seen
+    assert {"ingest", "asr-worker", "evaluate", "dashboard", "install", "migrate"} <= seen
 
 
 def test_the_checker_catches_a_wrong_option() -> None:
@@ -246,7 +266,7 @@ def test_compose_runs_the_issue_s_services() -> None:
     for name in ("prometheus", "alertmanager", "grafana"):
         assert name in services
     stages = {n: s["command"][0] for n, s in qa_services().items()}
-    assert sorted(stages.values()) == ["asr-worker", "dashboard", "evaluate", "ingest"]
+    assert sorted(stages.values()) == ["asr-worker", "dashboard", "evaluate", "ingest", "store"]
     assert str(services["asr-worker"]["deploy"]["replicas"]).startswith("${ASR_WORKERS")
     assert services["evaluate"]["deploy"]["replicas"] == 2
     assert "/calls" in services["ingest"]["command"]
@@ -307,6 +327,9 @@ def test_compose_ports_and_health_checks_match_the_commands() -> None:
             port = health_port(args)
             assert option(args, "--host") == "0.0.0.0"
             assert any(str(p).endswith(f":{port}:{port}") for p in svc["ports"])
+        elif args[:2] == ["store", "migrate"]:  # one step that ends: nothing to probe
+            assert "healthcheck" not in svc and "ports" not in svc and svc["restart"] == "no"
+            continue
         else:
             raise AssertionError(f"{name}: no check for {args[0]}")
         test = " ".join(svc["healthcheck"]["test"])
@@ -373,51 +396,61 @@ def config_env_refs(text: str) -> set[str]:
     return refs
 
 
-def set_env(where: str) -> list[tuple[str, set[str], str]]:
-    """(where, env names set, the config text the container reads)."""
+def set_env() -> list[tuple[str, set[str], str, set[str]]]:
+    """(where, env names set, the config text the container reads ("" when it reads none),
+    the names its command line uses: Kubernetes expands ``$(NAME)`` in args)."""
     out = []
     compose_config = (DEPLOY / "config" / "pipeline.yaml").read_text("utf-8")
     for name, svc in qa_services().items():
         env = svc.get("environment", {})
-        out.append((f"compose {name}", set(env), compose_config))
-    for obj, c in k8s_containers():
+        config = compose_config if "--config" in svc["command"] else ""
+        out.append((f"compose {name}", set(env), config, set()))
+    for obj, c in k8s_all_containers():
         names = {e["name"] for e in c.get("env", [])}
         assert "envFrom" not in c, "name each variable (least privilege, checkable)"
-        out.append((f"k8s {obj['metadata']['name']}", names, configmap_pipeline_yaml()))
+        config = configmap_pipeline_yaml() if "--config" in c["args"] else ""
+        where = f"k8s {obj['metadata']['name']}/{c['name']}"
+        out.append((where, names, config, k8s_arg_refs(c)))
     df_env = set()
     for block in re.findall(r"^ENV ((?:.*\\\n)*.*)$", dockerfile(), re.M):
         df_env |= set(re.findall(r"([A-Z_][A-Z0-9_]*)=", block))
-    out.append(("Dockerfile", df_env, ""))
+    out.append(("Dockerfile", df_env, "", set()))
     return out
+
+
+SECRET_SUFFIXES = ("_KEY", "_TOKEN", "PASSWORD")
 
 
 def test_every_env_var_is_one_the_project_reads() -> None:
     known = env_names_read_by_project()
     assert {"QA_PIPELINE_PRIVACY_KEY", "QA_DASHBOARD_TOKEN", "QA_LOG_FORMAT"} <= known
     assert "QA_PIPELINE_CACHE" in known
-    for where, names, config in set_env(""):
+    for where, names, config, args in set_env():
+        assert args <= names, f"{where}: its args name {sorted(args - names)}, not set"
+        used = known | config_env_refs(config) | args | set(NOT_PROJECT_ENV) | set(LIBPQ_ENV)
         for n in names:
-            assert n in known or n in config_env_refs(config) or n in NOT_PROJECT_ENV, (
-                f"{where}: {n} is neither read by qa_pipeline nor used by its config"
-            )
+            assert n in used, f"{where}: {n} is neither read by qa_pipeline nor used by its config"
     assert "QA_PIPELINE_NO_SUCH_SETTING" not in known
 
 
 def test_secrets_come_from_the_environment() -> None:
     """Every ${NAME} of a mounted config is set in each container that reads it, and the
-    privacy key (hash mode) is set wherever text is redacted."""
-    for where, names, config in set_env(""):
-        if where == "Dockerfile":
+    privacy key (hash mode) is set wherever the config is read (text is redacted there);
+    every secret is a reference, never a value in the kit."""
+    for where, names, config, _ in set_env():
+        if where == "Dockerfile" or not config:
             continue
         assert config_env_refs(config) <= names, where
         assert "QA_PIPELINE_PRIVACY_KEY" in names, where
-    for _, svc in qa_services().items():
-        for k, v in svc.get("environment", {}).items():
-            if k.endswith(("_KEY", "_TOKEN", "_PASSWORD")):
-                assert re.fullmatch(r"\$\{\w+:\?.+\}", str(v)), f"{k} must come from the env"
-    for obj, c in k8s_containers():
+    for name, svc in compose()["services"].items():
+        for k, v in (svc.get("environment") or {}).items():
+            if k.endswith(SECRET_SUFFIXES):
+                assert re.fullmatch(r"\$\{\w+:\?.+\}", str(v)), (
+                    f"{name}: {k} must come from the env"
+                )
+    for obj, c in k8s_all_containers():
         for e in c.get("env", []):
-            if e["name"].endswith(("_KEY", "_TOKEN", "_PASSWORD")):
+            if e["name"].endswith(SECRET_SUFFIXES):
                 assert "secretKeyRef" in e["valueFrom"], (obj["metadata"]["name"], e["name"])
 
 
@@ -484,6 +517,7 @@ def test_alert_expressions_name_exported_metrics() -> None:
     alerts = {r["alert"] for r in rules}
     assert {"QAAsrConsumerLagHigh", "QAOldestSegmentOld", "QAEvalConsumerLagHigh"} <= alerts
     assert "QAEvalCallOpenTooLong" in alerts
+    assert {"QAStoreDown", "QAStoreCallsDropped", "QAStoreQueueNearlyFull"} <= alerts
     for r in rules:
         names = metric_names(r["expr"])
         assert names, r["alert"]
@@ -493,6 +527,9 @@ def test_alert_expressions_name_exported_metrics() -> None:
         "qa_consumer_lag",
         "qa_oldest_unprocessed_age_seconds",
         "qa_eval_oldest_open_call_age_seconds",
+        "qa_store_up",
+        "qa_store_dropped_total",
+        "qa_store_queue_capacity",
     ):
         assert needed in stage_exprs
     assert metric_names("sum by (group) (qa_consumer_lagg)") - exported == {"qa_consumer_lagg"}
@@ -512,6 +549,12 @@ def test_the_stages_dashboard_has_its_panels() -> None:
         "rate(qa_asr_worker_segments_total",
         "rate(qa_asr_worker_decode_seconds_total",
         "rate(qa_eval_events_total",
+        "rate(qa_store_writes_total",
+        "qa_store_dropped_total",
+        "qa_store_write_errors_total",
+        "qa_store_queue{",
+        "qa_store_queue_capacity",
+        "qa_store_up",
     ):
         assert needle in exprs, needle
     for p in panels:
@@ -539,3 +582,145 @@ def test_promtool_checks_the_compose_prometheus_config(tmp_path: Path) -> None:
         timeout=60,
     )
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_promtool_runs_the_alert_rules_unit_tests(tmp_path: Path) -> None:
+    """alerts_test.yml: each alert fires on its own scenario, at its time, with its text
+    (QAStoreDown after 2 minutes, QAStoreCallsDropped, QAStoreQueueNearlyFull against the
+    process's own queue size, the stages' and the sinks' alerts)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool not found: apt-get install -y --no-install-recommends prometheus")
+    for name in ("alerts.yml", "alerts_test.yml"):
+        shutil.copy(DEPLOY / "prometheus" / name, tmp_path / name)
+    res = subprocess.run(
+        [promtool, "test", "rules", "alerts_test.yml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "SUCCESS" in res.stdout + res.stderr
+
+
+# -- the store: one PostgreSQL every evaluator writes ---------------------------------------------
+
+
+def store_arg(args: list[str]) -> str:
+    value = option(args, "--store")
+    assert value is not None, f"{args[0]}: no --store"
+    return value
+
+
+def test_compose_evaluators_write_one_postgres_store() -> None:
+    services = compose()["services"]
+    pg = services["postgres"]
+    assert pg["image"].split(":")[0] == "postgres"
+    assert "pg_isready" in pg["healthcheck"]["test"]
+    data = [v for v in pg["volumes"] if v.endswith(":/var/lib/postgresql/data")]
+    assert data and data[0].split(":")[0] in compose()["volumes"]  # a named volume
+    # the URL names the service, its user and database, and no password (PGPASSWORD)
+    migrate = services["store-migrate"]
+    url = store_arg(migrate["command"])
+    assert migrate["command"][:2] == ["store", "migrate"]
+    assert store_path(url) is None  # the project reads it as a PostgreSQL URL
+    parts = urllib.parse.urlsplit(url)
+    assert parts.password is None and parts.hostname == "postgres"
+    assert parts.username == pg["environment"]["POSTGRES_USER"]
+    assert parts.path == "/" + pg["environment"]["POSTGRES_DB"]
+    assert str(pg["environment"]["POSTGRES_PASSWORD"]).startswith("${QA_STORE_PASSWORD:?")
+    assert migrate["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    writers = [n for n, s in qa_services().items() if s["command"][0] in ("evaluate", "serve")]
+    assert writers == ["evaluate"]
+    for name in writers:
+        svc = services[name]
+        assert store_arg(svc["command"]) == url, name
+        assert svc["environment"]["PGPASSWORD"] == pg["environment"]["POSTGRES_PASSWORD"]
+        assert svc["depends_on"]["store-migrate"] == {"condition": "service_completed_successfully"}
+        assert svc["depends_on"]["kafka-init"] == {"condition": "service_completed_successfully"}
+    assert migrate["environment"]["PGPASSWORD"] == pg["environment"]["POSTGRES_PASSWORD"]
+    # the stages that write no store get no store password
+    for name, svc in qa_services().items():
+        if name not in writers and name != "store-migrate":
+            assert "PGPASSWORD" not in svc.get("environment", {}), name
+
+
+def test_k8s_store_url_comes_from_a_secret() -> None:
+    """Every evaluator gets --store from the Secret qa-store (never a ConfigMap), and an
+    init container of the same image migrates that store first."""
+    for o in k8s_objects():
+        if o["kind"] == "ConfigMap":
+            assert "postgresql://" not in json.dumps(o), o["metadata"]["name"]
+    writers = [(o, c) for o, c in k8s_containers() if c["args"][0] in ("evaluate", "serve")]
+    assert [c["args"][0] for _, c in writers] == ["evaluate"]
+    for obj, c in writers:
+        env = {e["name"]: e for e in c["env"]}
+        url_ref = store_arg([str(a) for a in c["args"]])
+        ref = re.fullmatch(r"\$\((\w+)\)", url_ref)
+        assert ref is not None, url_ref
+        name = ref.group(1)
+        assert env[name]["valueFrom"]["secretKeyRef"] == {"name": "qa-store", "key": "url"}
+        assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "qa-store"
+        (init,) = obj["spec"]["template"]["spec"]["initContainers"]
+        assert init["image"] == c["image"]
+        assert [str(a) for a in init["args"]][:2] == ["store", "migrate"]
+        assert store_arg(init["args"]) == url_ref
+        init_env = {e["name"]: e for e in init["env"]}
+        for n in (name, "PGPASSWORD"):
+            assert init_env[n]["valueFrom"] == env[n]["valueFrom"], n
+    # the example Secret has those keys; its URL carries no password
+    (secret,) = [
+        o for o in yaml_docs(K8S / "secret.example.yaml") if o["metadata"]["name"] == "qa-store"
+    ]
+    assert set(secret["stringData"]) == {"url", "password"}
+    parts = urllib.parse.urlsplit(secret["stringData"]["url"])
+    assert parts.scheme == "postgresql" and parts.password is None
+    # PostgreSQL itself is not part of the kit: the trial StatefulSet is labelled and left
+    # out of kustomization.yaml
+    kust = yaml_docs(K8S / "kustomization.yaml")[0]
+    assert all((K8S / r).is_file() for r in kust["resources"])
+    assert "postgres-trial.yaml" not in kust["resources"]
+    assert "secret.example.yaml" not in kust["resources"]
+    trial = yaml_docs(K8S / "postgres-trial.yaml")
+    (sts,) = [o for o in trial if o["kind"] == "StatefulSet"]
+    assert sts["spec"]["replicas"] == 1
+    assert all(o["metadata"]["labels"]["qa-pipeline/trial-only"] == "true" for o in trial)
+
+
+def test_the_kit_s_migrate_step_migrates_a_fresh_database(pg_server: Any) -> None:
+    """The compose one-shot's own command, pointed at a real PostgreSQL (Debian's 15) as a
+    role that owns its database and is no superuser (as on a managed service), applies
+    every migration; a second run finds the store up to date."""
+    import uuid
+
+    import psycopg
+    from typer.testing import CliRunner
+
+    from qa_pipeline.store.migrate import migrations
+
+    args = [str(a) for a in compose()["services"]["store-migrate"]["command"]]
+    kit_url = urllib.parse.urlsplit(store_arg(args))
+    admin_url = urllib.parse.urlsplit(pg_server())
+    suffix = uuid.uuid4().hex[:10]
+    role, db = f"qa_kit_{suffix}", f"qa_kit_{suffix}"
+    with psycopg.connect(pg_server(), autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")
+        admin.execute(f"CREATE DATABASE {db} OWNER {role}")
+    try:
+        url = kit_url._replace(
+            netloc=f"{role}@{admin_url.hostname}:{admin_url.port}", path=f"/{db}"
+        ).geturl()
+        args[args.index("--store") + 1] = url
+        runner = CliRunner()
+        first = runner.invoke(app, args)
+        assert first.exit_code == 0, first.output
+        with psycopg.connect(url) as conn:
+            done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+        assert done == {m.version for m in migrations("postgres")}
+        again = runner.invoke(app, args)
+        assert again.exit_code == 0 and "up to date" in again.output, again.output
+    finally:
+        with psycopg.connect(pg_server(), autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+            admin.execute(f"DROP ROLE IF EXISTS {role}")
