@@ -103,12 +103,17 @@ def dashboard_command(
         str | None,
         typer.Option(
             "--store",
-            help="the transcript store whose calls the history pages show (a SQLite path or "
-            "a postgresql:// URL; alert acknowledgements are kept there too); none: live "
-            "calls only",
+            help="the store (SQLite path, sqlite:///path or postgresql://...): its calls on "
+            "the history pages (list, search, trends, agent pages, exports), alert "
+            "acknowledgements, the review queue and appeals (/review, scored by the --config's "
+            "rules.pack); none: live calls only",
             show_default=False,
         ),
     ] = None,
+    review_below: Annotated[
+        float | None,
+        typer.Option("--review-below", help="with --store: queue machine scores below this"),
+    ] = 60.0,
 ) -> None:
     """Serve the live QA dashboard from the pipeline's Kafka topics."""
     if ctx.invoked_subcommand is not None:
@@ -125,6 +130,7 @@ def dashboard_command(
     topics = KafkaTopics()
     kwargs: dict[str, Any] = {}
     grades: Any = DEFAULT_GRADES
+    pack: Any = None  # the review's pack: --config's rules.pack (None: configs/rules/)
     fail_grade: str | None = DEFAULT_FAIL_GRADE
     try:
         if config is not None:
@@ -159,6 +165,8 @@ def dashboard_command(
             audit_log=audit_log,
             secure_cookie=secure_cookie,
             store=store,
+            review_pack=pack,
+            review_below=review_below,
         )
     except (DashboardError, QAError) as e:  # no users nor token, a token too short
         fail(e)

@@ -110,6 +110,7 @@ mark { background:#ffd76a; padding:0 1px; border-radius:2px; }
   <span id="role"></span>
   <button id="lang" type="button">EN</button>
   <a id="history-link" href="/history">历史 history</a>
+  <a id="review-link" href="/review" data-i18n="review_queue" hidden>复核队列</a>
   <a id="logout" href="/logout" data-i18n="logout" hidden>退出</a>
 </header>
 <section id="login" class="card" hidden>
@@ -131,7 +132,7 @@ mark { background:#ffd76a; padding:0 1px; border-radius:2px; }
     </tr></thead><tbody id="calls"></tbody></table></div>
   </section>
   <section class="card" id="transcript-card">
-    <h2><span data-i18n="transcript">通话文本</span> <span class="sub" id="sel-id"></span></h2>
+    <h2><span data-i18n="transcript">通话文本</span> <span class="sub" id="sel-id"></span> <a class="sub" id="review-call" data-i18n="review_call" hidden>复核 / 申诉</a></h2>
     <div id="callhead"></div>
     <div id="transcript"><div class="empty" data-i18n="no_call">暂无通话</div></div>
   </section>
@@ -164,6 +165,7 @@ const I18N = {
     uncertain:"待复核（不扣分）", pending:"待定扣分", incomplete:"不完整",
     provisional:"暂扣", provisional_note:"（未定，通话结束后评分）", found_so_far:"已发现违规",
     items:"项", searched:"查找范围", ack:"确认", acked:"已确认", ack_failed:"确认失败",
+    review_queue:"复核队列", review_call:"复核 / 申诉",
     role_agent:"坐席", role_supervisor:"班组长", role_qa:"质检员", role_viewer:"只读", role_admin:"管理员", play:"播放证据录音（个人信息已消音）" },
   en: { title:"Live call QA", connecting:"connecting", online:"live", offline:"disconnected", logout:"Log out",
     login_title:"Log in", user_name:"User name", password:"Password", login:"Log in", login_failed:"Wrong name or password", live_calls:"Live calls", call:"Call",
@@ -176,6 +178,7 @@ const I18N = {
     uncertain:"uncertain (not deducted)", pending:"pending", incomplete:"incomplete",
     provisional:"so far", provisional_note:"(provisional; scored when the call ends)", found_so_far:"Findings so far",
     items:"", searched:"Looked for in", ack:"Acknowledge", acked:"Acknowledged", ack_failed:"not acknowledged",
+    review_queue:"Review queue", review_call:"review / appeal",
     role_agent:"agent", role_supervisor:"supervisor", role_qa:"QA analyst", role_viewer:"viewer", role_admin:"admin", play:"Play the evidence (personal data beeped)" }
 };
 const S = { calls:new Map(), details:new Map(), alerts:[], stats:null, grades:[], selected:null, pinned:false,
@@ -316,6 +319,8 @@ function renderTranscript() {
   const box = $("transcript"); const head = $("callhead"); clear(box); clear(head);
   const c = S.selected ? S.calls.get(S.selected) : null;
   $("sel-id").textContent = c ? c.call_id : "";
+  const rc = $("review-call"); rc.hidden = !(c && c.final && S.me && S.me.review && S.me.role !== "viewer");
+  if (c) rc.href = "/review#call=" + encodeURIComponent(c.call_id);
   if (!c) { box.appendChild(el("div", "empty", t("no_call"))); return; }
   head.textContent = (c.final
     ? [t("agent") + ": " + (c.agent_id || "–"), t("final") + ": " + fmtScore(c.score), t("grade") + ": " + gradeText(c), t(c.status)]
@@ -428,7 +433,7 @@ async function start() {
     $("login-err").hidden = !location.search.includes("login=failed"); setConn("offline"); $("name").focus(); return; }
   if (!r.ok) { setConn("offline"); setTimeout(start, 3000); return; }
   S.me = await r.json();
-  $("login").hidden = true; $("app").hidden = false; $("logout").hidden = false;
+  $("login").hidden = true; $("app").hidden = false; $("logout").hidden = false; $("review-link").hidden = !S.me.review || S.me.role === "viewer";
   setConn("connecting"); render(); connect();
 }
 $("lang").addEventListener("click", () => { S.lang = S.lang === "zh" ? "en" : "zh"; localStorage.setItem("qa-dash-lang", S.lang); applyLang(); });

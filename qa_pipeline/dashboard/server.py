@@ -44,6 +44,8 @@ Routes (all data routes need a session or an API key; without one: ``401`` and n
 ``GET /calls/<id>``        redirects to ``/history/calls/<id>`` (``qa-pipeline search``'s links)
 ``GET /api/history/...``   history from the store, as the principal may see it; exports
                            (:mod:`.history_api`); ``404`` without a store
+``/api/review/...``        with a ``store``: the review queue (page: ``GET /review``), a
+                           call's review, decisions and appeals (:mod:`.review_api`)
 ``GET /healthz``           ``ok`` (no data, no login)
 =========================  ==================================================================
 
@@ -112,6 +114,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ..errors import QAError
+from ..rules import RulePack
 from ..store.base import database_errors, store_label
 from .acks import AckStore, FileAckStore, acks_path_beside
 from .audit import AuditLog
@@ -122,7 +125,10 @@ from .history_api import HistoryApi
 from .history_page import render_history_page
 from .page import render_page
 from .recordings import ClipError, RecordingLookup, clip_wav
+from .review_api import Host, ReviewApi
+from .review_page import render_review_page
 from .state import CLOSED, DashboardState
+from .store_worker import StoreWorker
 from .users import USERS_ENV, UserDirectory, UserRole, dummy_verify, verify_password
 
 log = logging.getLogger("qa_pipeline.dashboard")
@@ -378,6 +384,10 @@ class _App:
     acks: AckStore = field(default_factory=lambda: FileAckStore(None))
     history: HistoryApi | None = None  # calls kept in the store (``store``), if any
     secure_cookie: bool = False
+    # the store (start_dashboard's ``store``), used from its own thread; None: no store
+    store: StoreWorker | None = None
+    # the review queue and appeals (routes of .review_api), when there is a store
+    review: ReviewApi | None = None
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     streams: dict[str, int] = field(default_factory=dict)  # open streams by user or key
     throttle: Throttle | None = None
@@ -855,6 +865,7 @@ class _App:
                         "kind": p.kind,
                         "text": p.text,
                         "may_ack": p.may_ack,
+                        "review": self.review is not None,
                     }
                 ),
             )
@@ -1063,6 +1074,8 @@ class DashboardServer:
             close = getattr(self.app.acks, "close", None)
             if close is not None:
                 close()
+            if self.app.store is not None:
+                self.app.store.close()
 
 
 def _build(app: _App) -> web.Application:
@@ -1084,6 +1097,8 @@ def _build(app: _App) -> web.Application:
     r.add_get("/favicon.ico", app.favicon)
     r.add_post("/login", app.login)
     r.add_post("/api/alerts/ack", app.ack)
+    if app.review is not None:
+        app.review.add_routes(web_app)
     r.add_get("/api/{tail:.*}", app.api)
     r.add_route("*", "/{tail:.*}", app.not_found)
     return web_app
@@ -1106,6 +1121,9 @@ def start_dashboard(
     title: str = "通话质检实时看板",
     keepalive_s: float = 15.0,
     limits: DashboardLimits | None = None,
+    review_pack: RulePack | None = None,
+    review_below: float | None = 60.0,
+    review_scan_s: float = 60.0,
     recordings: RecordingLookup | None = None,
 ) -> DashboardServer:
     """Serve ``state`` on ``http://host:port/`` from a background thread (port 0 = any free
@@ -1123,6 +1141,12 @@ def start_dashboard(
     store (a SQLite path or a ``postgresql://`` URL) whose calls the history pages show
     (:mod:`.history`; read-only, except acknowledgements).
     ``limits``: what clients may take (:class:`DashboardLimits`; its defaults when ``None``).
+    ``store``: the store (a SQLite path, ``sqlite:///path``, ``postgresql://...``) the
+    dashboard reads and writes from a thread of its own (:class:`.StoreWorker`); with one,
+    the review queue and appeals are served (:mod:`.review_api`): ``review_pack`` is the
+    rule pack the calls were scored with (``None``: ``configs/rules/``), the queue is
+    scanned at start and every ``review_scan_s`` seconds, ``review_below`` queues machine
+    scores below it too (``None``: none for the score alone).
     ``recordings``: where a call's recording is found (:mod:`.recordings`; ``None``: no
     audio is played).
     """
@@ -1145,6 +1169,7 @@ def start_dashboard(
     for a in acks.acks().values():
         state.acknowledge(a.event_id, a.user, a.at)
     lim = limits or DashboardLimits()
+    worker = _open_store(store, review_below) if store is not None else None
     loop = asyncio.new_event_loop()
     started: Future[tuple[_App, web.AppRunner, int]] = Future()
 
@@ -1161,8 +1186,29 @@ def start_dashboard(
             acks=acks,
             history=history,
             secure_cookie=secure_cookie,
+            store=worker,
             recordings=recordings,
         )
+        if worker is not None:
+            review_host = Host(
+                who=app.who,
+                unauthorized=app.unauthorized,
+                read_body=app.read_body,
+                cross_site=_cross_site,
+                error=_error,
+                respond=_response,
+                page=lambda nonce: render_review_page(nonce, title),
+                users=directory,
+                audit=audit,
+                recordings=recordings,
+            )
+            app.review = ReviewApi(
+                review_host,
+                worker,
+                pack=review_pack,
+                below=review_below,
+                scan_every_s=review_scan_s,
+            )
         runner = web.AppRunner(
             _build(app),
             access_log=None,
@@ -1204,6 +1250,27 @@ def start_dashboard(
         app, runner, bound = started.result(timeout=30)
     except OSError as e:
         thread.join(timeout=5)
+        if worker is not None:
+            worker.close()
         raise DashboardError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
     log.info("dashboard on http://%s:%d/", host, bound)
     return DashboardServer(app, runner, loop, thread, host, bound)
+
+
+def _open_store(url: str | Path, below: float | None) -> StoreWorker:
+    """The dashboard's store, opened (migrations applied) and the review queue scanned
+    once; a store that cannot be opened is a :class:`DashboardError` naming it."""
+    from ..review import repo
+    from ..store import database_errors, store_label
+
+    worker = StoreWorker(url)
+    errors: tuple[type[BaseException], ...] = (QAError, OSError, *database_errors())
+    try:
+        worker.open()
+        added = worker.call(lambda st: repo.scan(st, below=below))
+    except errors as e:
+        worker.close()
+        raise DashboardError(f"store {store_label(url)}: cannot open it: {e}") from None
+    if added:
+        log.info("dashboard: %d calls entered the review queue", len(added))
+    return worker
