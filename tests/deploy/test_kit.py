@@ -631,30 +631,32 @@ def test_compose_evaluators_write_one_postgres_store() -> None:
     assert parts.path == "/" + pg["environment"]["POSTGRES_DB"]
     assert str(pg["environment"]["POSTGRES_PASSWORD"]).startswith("${QA_STORE_PASSWORD:?")
     assert migrate["depends_on"] == {"postgres": {"condition": "service_healthy"}}
-    writers = [n for n, s in qa_services().items() if s["command"][0] in ("evaluate", "serve")]
-    assert writers == ["evaluate"]
-    for name in writers:
+    # the writers, and the dashboard whose history pages read what they wrote
+    users = [n for n, s in qa_services().items() if "--store" in s["command"]]
+    assert sorted(users) == ["dashboard", "evaluate", "store-migrate"]
+    for name in ("evaluate", "dashboard"):
         svc = services[name]
         assert store_arg(svc["command"]) == url, name
         assert svc["environment"]["PGPASSWORD"] == pg["environment"]["POSTGRES_PASSWORD"]
         assert svc["depends_on"]["store-migrate"] == {"condition": "service_completed_successfully"}
         assert svc["depends_on"]["kafka-init"] == {"condition": "service_completed_successfully"}
     assert migrate["environment"]["PGPASSWORD"] == pg["environment"]["POSTGRES_PASSWORD"]
-    # the stages that write no store get no store password
+    # the stages that use no store get no store password
     for name, svc in qa_services().items():
-        if name not in writers and name != "store-migrate":
+        if name not in users:
             assert "PGPASSWORD" not in svc.get("environment", {}), name
 
 
 def test_k8s_store_url_comes_from_a_secret() -> None:
-    """Every evaluator gets --store from the Secret qa-store (never a ConfigMap), and an
-    init container of the same image migrates that store first."""
+    """Every evaluator (and the dashboard, for its history pages) gets --store from the
+    Secret qa-store (never a ConfigMap); an init container of the evaluators' image
+    migrates that store first."""
     for o in k8s_objects():
         if o["kind"] == "ConfigMap":
             assert "postgresql://" not in json.dumps(o), o["metadata"]["name"]
-    writers = [(o, c) for o, c in k8s_containers() if c["args"][0] in ("evaluate", "serve")]
-    assert [c["args"][0] for _, c in writers] == ["evaluate"]
-    for obj, c in writers:
+    users = [(o, c) for o, c in k8s_containers() if "--store" in c["args"]]
+    assert sorted(c["args"][0] for _, c in users) == ["dashboard", "evaluate"]
+    for obj, c in users:
         env = {e["name"]: e for e in c["env"]}
         url_ref = store_arg([str(a) for a in c["args"]])
         ref = re.fullmatch(r"\$\((\w+)\)", url_ref)
@@ -662,6 +664,8 @@ def test_k8s_store_url_comes_from_a_secret() -> None:
         name = ref.group(1)
         assert env[name]["valueFrom"]["secretKeyRef"] == {"name": "qa-store", "key": "url"}
         assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "qa-store"
+        if c["args"][0] == "dashboard":
+            continue
         (init,) = obj["spec"]["template"]["spec"]["initContainers"]
         assert init["image"] == c["image"]
         assert [str(a) for a in init["args"]][:2] == ["store", "migrate"]
