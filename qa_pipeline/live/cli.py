@@ -165,6 +165,10 @@ async def run_service(service: object) -> int:
                 title=cfg.dashboard.title,
                 limits=cfg.dashboard.limits,
                 recordings=service.recording_lookup(),
+                # history, acks and the review queue: the dashboard's store, else the one
+                # serve writes its ended calls to; reviews rescore with serve's own pack
+                store=cfg.dashboard.store or cfg.store,
+                review_pack=service.pack,
             )
             log.info("dashboard on %s", dash_server.url)
         stop = asyncio.Event()
