@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import QAError
 from ..messages import Verdict
 from ..rules import RulePack
 from ..rules.runtime.scoring import fround, score_from
@@ -39,7 +40,7 @@ __all__ = [
 ]
 
 
-class ReviewError(ValueError):
+class ReviewError(QAError, ValueError):
     """A review, appeal or queue request that cannot be done (the message says why)."""
 
 

@@ -89,6 +89,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote
 
+from ..errors import QAError
 from ..privacy.entities import MASK_RE
 from ..text import to_simplified
 
@@ -108,7 +109,7 @@ VERDICTS = ("passed", "failed", "not_applicable", "uncertain")
 DIRECTIONS = ("inbound", "outbound")
 
 
-class SearchError(ValueError):
+class SearchError(QAError, ValueError):
     """A search that cannot run as asked (names the input)."""
 
 

@@ -229,16 +229,12 @@ def test_streams_that_do_not_read_stay_small_and_are_dropped(big: ServerProcess)
     rss0 = big.rss
     streams = []
     try:
+        t0 = time.monotonic()
         for _ in range(60):
             s, status = open_stream(big.port, TOKEN, rcvbuf=4096)
             assert status == 200
             streams.append(s)
-        time.sleep(2)
-        grown = big.rss - rss0
-        assert grown < 60, f"RSS grew {grown:.0f} MB for 60 streams that do not read"
-        assert get(big.port, "/healthz", timeout=5)[0] == 200
-        # 60 open, 80 allowed: 20 more fit, then 503 (on a loaded machine a first stream
-        # may already have met its write timeout and freed its slot: a few more may fit)
+        # 60 open, 80 allowed: 20 more fit, then 503
         fitted = 0
         for _ in range(30):
             s, status = open_stream(big.port, TOKEN)
@@ -246,8 +242,14 @@ def test_streams_that_do_not_read_stay_small_and_are_dropped(big: ServerProcess)
             if status != 200:
                 break
             fitted += 1
-        assert status == 503, "the stream cap never refused a stream"
-        assert 20 <= fitted < 30, f"{fitted} streams fitted beside 60 under a cap of 80"
+        if time.monotonic() - t0 < WRITE_TIMEOUT_S:  # no stream can have been dropped yet
+            assert (fitted, status) == (20, 503), f"{fitted} fitted beside 60 under a cap of 80"
+        else:  # a loaded machine: the first silent streams may have met their write timeout
+            assert fitted >= 20, f"only {fitted} streams fitted beside 60 under a cap of 80"
+        time.sleep(2)
+        grown = big.rss - rss0
+        assert grown < 60, f"RSS grew {grown:.0f} MB for {60 + fitted} streams that do not read"
+        assert get(big.port, "/healthz", timeout=5)[0] == 200
         time.sleep(WRITE_TIMEOUT_S + 2)  # nobody read: all dropped
         s, status = open_stream(big.port, TOKEN)
         streams.append(s)
