@@ -32,7 +32,9 @@ Routes (all data routes need a session or an API key; without one: ``401`` and n
                            the principal may not see, as for one not kept
 ``GET /api/calls/<id>/audio?start=S&end=E``
                            a WAV clip of the call's redacted recording around the evidence
-                           span S-E seconds (padded, capped: :mod:`.recordings`), for the
+                           span S-E seconds, for a live call or (with a ``store``) a stored
+                           one, as the principal may see it (the live page, history and
+                           review pages all play from here) (padded, capped: :mod:`.recordings`), for the
                            principals that see the call's text (not ``viewer``); ``404``
                            without a recording, ``409`` for one not redacted (never played),
                            ``400`` for bad bounds; audit-logged
@@ -116,6 +118,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from ..errors import QAError
 from ..rules import RulePack
 from ..store.base import database_errors, store_label
+from ..store.recordings import Recording
 from .acks import AckStore, FileAckStore, acks_path_beside
 from .audit import AuditLog
 from .auth import API_KEY_USER, VIEWER_KEY_USER, Principal, Sessions, call_visible
@@ -181,6 +184,8 @@ def resolve_tokens(
     return token, viewer_token
 
 
+#: a store that cannot answer (down, not there yet, behind the code's migrations)
+_STORE_DOWN: tuple[type[BaseException], ...] = (*database_errors(), QAError)
 _NO_KEY = secrets.token_bytes(32)  # compared against when a key is not configured
 
 
@@ -878,20 +883,22 @@ class _App:
         return _error(404, "not found", "no such resource")
 
     async def audio(self, request: web.Request, p: Principal, call_id: str) -> web.StreamResponse:
-        """An evidence clip of a call's redacted recording (see the route table)."""
-        detail = self.state.detail(call_id)
-        only = self.visible(p)
-        if detail is None or (only is not None and not only(detail["call"])):
-            return _error(404, "no such call", "no call with this id is kept")
+        """An evidence clip of a call's redacted recording (see the route table): a live
+        call held in memory (the live state's visibility) or one only in the store (the
+        history's scope)."""
+        try:
+            if not await self.call_seen(p, call_id):
+                return _error(404, "no such call", "no call with this id is kept")
+        except _STORE_DOWN as e:
+            log.error("dashboard: the store cannot say whether %s is kept: %s", call_id, e)
+            return _error(503, "store unavailable", "the call history cannot be read now")
         if not p.text:
             return _error(403, "forbidden", f"the {p.role.value} role may not hear calls' audio")
-        rec = None
-        if self.recordings is not None:
-            try:
-                rec = await asyncio.to_thread(self.recordings, call_id)
-            except Exception as e:  # a store that cannot be read: say so, no audio
-                log.error("dashboard: recording of %s not looked up: %r", call_id, e)
-                return _error(503, "recordings unavailable", "the recordings cannot be read now")
+        try:
+            rec = await self.recording(call_id)
+        except Exception as e:  # a store or file that cannot be read: say so, no audio
+            log.error("dashboard: recording of %s not looked up: %r", call_id, e)
+            return _error(503, "recordings unavailable", "the recordings cannot be read now")
         if rec is None:
             return _error(404, "no recording", "no recording of this call is kept")
         if not rec.redacted:
@@ -916,6 +923,24 @@ class _App:
             content_type="audio/wav",
             headers={**SECURITY_HEADERS, "Cache-Control": "private, no-store"},
         )
+
+    async def call_seen(self, p: Principal, call_id: str) -> bool:
+        """Whether ``p`` may see the call: live in memory, by the live state's visibility
+        (a live call it may not see is not looked for in the store); else stored, by the
+        history's scope."""
+        detail = self.state.detail(call_id)
+        if detail is not None:
+            only = self.visible(p)
+            return only is None or only(detail["call"])
+        return self.history is not None and await self.history.visible(p, call_id)
+
+    async def recording(self, call_id: str) -> Recording | None:
+        """The call's recording: the server's lookup, else (with a store) the store's row."""
+        if self.history is not None:
+            return await self.history.recording(call_id)
+        if self.recordings is None:
+            return None
+        return await asyncio.to_thread(self.recordings, call_id)
 
     async def not_found(self, request: web.Request) -> web.StreamResponse:
         return _error(404, "not found", "no such resource")
@@ -1200,7 +1225,7 @@ def start_dashboard(
                 page=lambda nonce: render_review_page(nonce, title),
                 users=directory,
                 audit=audit,
-                recordings=recordings,
+                recording=app.recording,
             )
             app.review = ReviewApi(
                 review_host,

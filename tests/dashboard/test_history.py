@@ -451,7 +451,7 @@ def test_history_in_browser(tmp_path: Path) -> None:
                 )
                 assert player is not None
                 src = player.get_attribute("src") or ""
-                assert src.startswith("/api/history/calls/h-5/audio?start=")
+                assert src.startswith("/api/calls/h-5/audio?start=")
                 clip = page.request.get(d.url.rstrip("/") + src)
                 assert clip.status == 200 and clip.body()[:4] == b"RIFF"
                 page.screenshot(path=str(ARTIFACTS / "history-call.png"), full_page=True)
@@ -500,24 +500,23 @@ def test_evidence_clips_of_stored_calls(
     status, d = hist.get("/api/history/calls/h-5", cookie=qa)
     assert status == 200 and d["audio"] is True
     assert hist.get("/api/history/calls/h-1", cookie=qa)[1]["audio"] is False
-    status, headers, body = fetch(
-        hist, "/api/history/calls/h-5/audio?start=10.94&end=16.44", Cookie=qa
-    )
+    status, headers, body = fetch(hist, "/api/calls/h-5/audio?start=10.94&end=16.44", Cookie=qa)
     assert status == 200 and headers["Content-Type"] == "audio/wav" and body[:4] == b"RIFF"
     info = sf.info(io.BytesIO(body))
     assert abs(info.duration - (16.44 - 10.94 + 1.0)) < 0.01  # 0.5 s of context each side
     agent_a = hist.session("agent-a")
     for path, cookie, want in (
-        ("/api/history/calls/h-5/audio?start=1&end=2", agent_a, 404),  # C1's call
-        ("/api/history/calls/h-2/audio?start=1&end=2", agent_a, 409),  # not redacted
-        ("/api/history/calls/h-1/audio?start=1&end=2", qa, 404),  # none kept
-        ("/api/history/calls/h-5/audio?start=40&end=41", qa, 400),  # past the end
+        ("/api/calls/h-5/audio?start=1&end=2", agent_a, 404),  # C1's call
+        ("/api/calls/h-2/audio?start=1&end=2", agent_a, 409),  # not redacted
+        ("/api/calls/h-1/audio?start=1&end=2", qa, 404),  # none kept
+        ("/api/calls/h-5/audio?start=40&end=41", qa, 400),  # past the end
+        ("/api/history/calls/h-5/audio?start=1&end=2", qa, 404),  # one clip route only
     ):
         assert fetch(hist, path, Cookie=cookie)[0] == want, path
     assert (
         fetch(
             hist,
-            "/api/history/calls/h-5/audio?start=1&end=2",
+            "/api/calls/h-5/audio?start=1&end=2",
             Authorization=f"Bearer {VIEWER_TOKEN}",
         )[0]
         == 403
