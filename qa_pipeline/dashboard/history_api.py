@@ -40,7 +40,7 @@ from aiohttp import web
 from ..errors import QAError
 from ..store.base import database_errors
 from ..store.recordings import Recording, get_recording
-from .audit import AuditLog
+from .audit import AuditLog, audit_opened
 from .auth import Principal
 from .charts import line_chart
 from .history import (
@@ -136,19 +136,7 @@ class HistoryApi:
     def _audit(
         self, request: web.Request, p: Principal, ids: Any, extra: dict[str, Any] | None = None
     ) -> None:
-        if self.audit is None:
-            return
-        try:
-            self.audit.record(
-                user=p.name,
-                role=p.role.value,
-                call_ids=ids,
-                route=request.path,
-                client=request.remote,
-                extra=extra,
-            )
-        except OSError as e:
-            log.error("dashboard: cannot write the audit log %s: %s", self.audit.path, e)
+        audit_opened(self.audit, p, ids, request.path, request.remote, extra)
 
     async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await asyncio.wrap_future(self.history.submit(fn, *args, **kwargs))

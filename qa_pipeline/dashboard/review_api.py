@@ -64,7 +64,7 @@ from ..review.views import call_view, item_json, version_json, when
 from ..rules import RulePack, load_pack
 from ..store import Store, database_errors
 from ..store.recordings import Recording
-from .audit import AuditLog
+from .audit import AuditLog, audit_opened
 from .auth import Principal, call_visible
 from .store_worker import StoreWorker
 from .users import UserDirectory, UserRole
@@ -93,7 +93,7 @@ class Host:
     cross_site: Callable[[web.Request], bool]
     error: Callable[..., web.Response]
     respond: Callable[..., web.Response]
-    page: Callable[[str], str]  # nonce -> the review page's HTML
+    page: Callable[[], web.Response]  # the review page (its HTML under the server's CSP)
     users: UserDirectory
     audit: AuditLog | None
     #: the call's recording, as the server's clip route finds it
@@ -202,19 +202,7 @@ class ReviewApi:
     def _audit(
         self, request: web.Request, p: Principal, call_id: str, extra: dict[str, Any] | None
     ) -> None:
-        if self.host.audit is None:
-            return
-        try:
-            self.host.audit.record(
-                user=p.name,
-                role=p.role.value,
-                call_ids=(call_id,),
-                route=request.path,
-                client=request.remote,
-                extra=extra,
-            )
-        except OSError as e:
-            log.error("dashboard: cannot write the audit log %s: %s", self.host.audit.path, e)
+        audit_opened(self.host.audit, p, (call_id,), request.path, request.remote, extra)
 
     async def _json_body(self, request: web.Request, what: str) -> dict[str, Any]:
         """The JSON object of a write, checked like an acknowledgement's."""
@@ -272,21 +260,7 @@ class ReviewApi:
     # -- routes ---------------------------------------------------------------------------
 
     async def page(self, request: web.Request) -> web.StreamResponse:
-        import secrets
-
-        nonce = secrets.token_urlsafe(16)
-        csp = (
-            "default-src 'none'; "
-            f"script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
-            "connect-src 'self'; img-src 'self' data:; media-src 'self'; form-action 'self'; "
-            "base-uri 'none'; frame-ancestors 'none'"
-        )
-        return self.host.respond(
-            200,
-            self.host.page(nonce).encode(),
-            "text/html; charset=utf-8",
-            {"Content-Security-Policy": csp, "X-Frame-Options": "DENY"},
-        )
+        return self.host.page()
 
     async def queue(self, request: web.Request) -> web.StreamResponse:
         async def go() -> web.StreamResponse:
