@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from dashboard_helpers import ARTIFACTS, Dashboard, browser_login, chromium
+from dashboard_helpers import ARTIFACTS, Dashboard, browser_login
 from generated_calls import call_events, generated_call
 
 from qa_pipeline.messages import replace
@@ -27,12 +26,6 @@ from qa_pipeline.rules import load_pack, score_transcript
 from qa_pipeline.sinks.base import EventKind, events_for_call
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright==1.65.2")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as b:
-        yield b
 
 
 def login(browser: Any, dashboard: Dashboard, name: str) -> Any:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dashboard_helpers import ARTIFACTS, Dashboard, browser_login, chromium
+from dashboard_helpers import ARTIFACTS, Dashboard, browser_login
 from review_calls import fill_store, put_wav, start_review_dashboard, write_pack
 
 from qa_pipeline.rules import load_pack
@@ -32,12 +32,6 @@ def dash(tmp_path: Path) -> Iterator[Dashboard]:
         yield d
     finally:
         d.stop()
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    with chromium() as b:
-        yield b
 
 
 def login(browser: Any, dash: Dashboard, name: str) -> Any:
