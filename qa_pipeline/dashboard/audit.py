@@ -20,14 +20,20 @@ noticed at the next record, which starts a new file at the path. Read it with ``
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import QAError
+
+if TYPE_CHECKING:
+    from .auth import Principal
+
+log = logging.getLogger("qa_pipeline.dashboard")
 
 DEFAULT_AUDIT_LOG = "dashboard-audit.jsonl"
 
@@ -110,6 +116,32 @@ class AuditLog:
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
+
+
+def audit_opened(
+    audit: AuditLog | None,
+    p: Principal,
+    call_ids: Iterable[str],
+    route: str,
+    client: str | None,
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    """The dashboard's one audit line per call: ``p`` was sent ``call_ids`` (transcript,
+    audio, an export, a review action) on ``route``. Nothing without a log; a log that
+    cannot be written is logged as an error and the response still goes out."""
+    if audit is None:
+        return
+    try:
+        audit.record(
+            user=p.name,
+            role=p.role.value,
+            call_ids=call_ids,
+            route=route,
+            client=client,
+            extra=extra,
+        )
+    except OSError as e:
+        log.error("dashboard: cannot write the audit log %s: %s", audit.path, e)
 
 
 def read_audit(

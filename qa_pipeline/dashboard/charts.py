@@ -1,8 +1,9 @@
 """Inline SVG line charts of the history page (score and violation trends).
 
-Drawn as the ``rescore`` report draws its bar charts (``qa_pipeline.rescore.html``, which
-this layer cannot import): axis ticks of 1, 2 or 5 × 10^k, whole numbers only for counts;
-everything inside the view box (labels cut to fit, the whole text in a tooltip). Each point
+Drawn as the ``rescore`` report draws its bar charts, with the ticks, labels and text
+measure they share (:mod:`qa_pipeline.svg`): axis ticks of 1, 2 or 5 × 10^k, whole numbers
+only for counts; everything inside the view box (labels cut to fit, the whole text in a
+tooltip). Each point
 is a ``<circle class="pt">`` carrying its series, bucket and value as ``data-*`` attributes
 (what the page's tests read) and a tooltip. No CSS ``style`` attributes (the page's CSP
 allows only its nonce'd stylesheet): presentation attributes only.
@@ -10,54 +11,18 @@ allows only its nonce'd stylesheet): presentation attributes only.
 
 from __future__ import annotations
 
-import html
 import math
-import unicodedata
 from collections.abc import Sequence
 from typing import Any
+
+from ..svg import esc as _e
+from ..svg import fit, nice_ticks, num, text_width
 
 PALETTE = ("#3a7bd5", "#d64545", "#2f9e6e", "#e8912d", "#8e44ad", "#16a2b8", "#b08900", "#6b7785")
 
 
-def _e(x: Any) -> str:
-    return html.escape(str(x), quote=True)
-
-
-def text_width(text: str, size: float) -> float:
-    """Rough width in px: a wide (CJK) character is one em, others ~0.6 em."""
-    return sum(size if unicodedata.east_asian_width(c) in "WF" else 0.6 * size for c in text)
-
-
-def fit(text: str, max_px: float, size: float) -> str:
-    if text_width(text, size) <= max_px:
-        return text
-    out = ""
-    for c in text:
-        if text_width(out + c + "…", size) > max_px:
-            break
-        out += c
-    return out + "…"
-
-
-def nice_ticks(vmax: float, *, integer: bool, most: int = 5) -> list[float]:
-    """Axis ticks from 0 to at least ``vmax``: steps of 1, 2 or 5 × 10^k, at most ``most``
-    intervals; with ``integer`` (counts) whole numbers only (3 violations: 0 1 2 3)."""
-    vmax = max(vmax, 0.0)
-    if vmax == 0:
-        return [0.0, 1.0]
-    raw = vmax / most
-    mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
-    if integer:
-        step = max(1.0, float(round(step)))
-    n = math.ceil(vmax / step - 1e-9)
-    return [round(k * step, 10) for k in range(n + 1)]
-
-
 def _num(v: float) -> str:
-    if float(v).is_integer():
-        return f"{int(v):,}"
-    return f"{v:,.2f}".rstrip("0").rstrip(".")
+    return num(v, digits=2)
 
 
 def line_chart(

@@ -57,9 +57,10 @@ from ..exports import (
 )
 from ..store import Store
 from ..store.base import REVIEWED_SCORES, database_errors, store_label
-from ..store.search import Filters, SearchError, search, sync_index
+from ..store.search import Filters, SearchError, search
 from .acks import Ack
 from .auth import Principal
+from .store_worker import StoreWorker
 from .users import UserRole
 
 T = TypeVar("T")
@@ -837,32 +838,15 @@ def agent_page(
 class StoreAckStore:
     """Alert acknowledgements in the store's ``alert_acks`` table (migration
     ``0300_acks``): the first acknowledgement of an event stands (``INSERT ... ON CONFLICT
-    DO NOTHING``, so two dashboards on one PostgreSQL store agree). Opens the store for
-    writing (applying pending migrations); one connection, on a thread of its own."""
+    DO NOTHING``, so two dashboards on one PostgreSQL store agree). Written through the
+    dashboard's one writer, its :class:`.StoreWorker` (the review queue's); given a URL
+    instead, it opens a worker of its own (applying pending migrations) and closes it."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="qa-acks")
-        self._store: Store | None = None
-        self._pool.submit(self._open).result()
-
-    def _open(self) -> None:
-        self._store = Store(self.url)
-
-    def _do(self, fn: Callable[[Store], T]) -> T:
-        def run() -> T:
-            assert self._store is not None
-            try:
-                return fn(self._store)
-            except BaseException:
-                self._store.rollback()
-                raise
-
-        return self._pool.submit(run).result()
-
-    def sync_search(self) -> int:
-        """Bring the store's search index up to date (on this writer connection)."""
-        return self._do(lambda s: sync_index(s))
+    def __init__(self, store: StoreWorker | str) -> None:
+        self._own = not isinstance(store, StoreWorker)
+        self.worker = StoreWorker(store) if isinstance(store, str) else store
+        if self._own:
+            self.worker.open()
 
     def ack(self, event_id: str, user: str, at: float) -> Ack:
         def ack(s: Store) -> Ack:
@@ -877,20 +861,16 @@ class StoreAckStore:
             ).fetchone()
             return Ack(str(row[0]), str(row[1]), float(row[2]))
 
-        return self._do(ack)
+        return self.worker.call(ack)
 
     def acks(self) -> Mapping[str, Ack]:
         def read(s: Store) -> dict[str, Ack]:
             rows = s.execute("SELECT event_id, user_name, at FROM alert_acks").fetchall()
             return {str(e): Ack(str(e), str(u), float(a)) for e, u, a in rows}
 
-        return self._do(read)
+        return self.worker.call(read)
 
     def close(self) -> None:
-        def close() -> None:
-            if self._store is not None:
-                self._store.close()
-                self._store = None
-
-        self._pool.submit(close).result()
-        self._pool.shutdown(wait=True)
+        """Closes the worker if it opened one (the dashboard closes its own)."""
+        if self._own:
+            self.worker.close()

@@ -8,9 +8,7 @@
 ``GET /api/history/calls/<id>``              a stored call: transcript, findings, verdicts,
                                              current score, reviewed (audited like a live one);
                                              ``audio``: a redacted recording can be played
-``GET /api/history/calls/<id>/audio``        an evidence clip (``start``, ``end`` seconds) of a
-                                             stored call's redacted recording, as the live
-                                             route cuts it (``403`` viewer, ``409`` unredacted)
+                                             (clips: ``/api/calls/<id>/audio``, the server's)
 ``GET /api/history/trends``                  score trend per ``group`` (agent|team) per
                                              ``bucket`` (day|week) and violations per rule,
                                              with their SVG charts; ``agent, team, since, until``
@@ -42,7 +40,7 @@ from aiohttp import web
 from ..errors import QAError
 from ..store.base import database_errors
 from ..store.recordings import Recording, get_recording
-from .audit import AuditLog
+from .audit import AuditLog, audit_opened
 from .auth import Principal
 from .charts import line_chart
 from .history import (
@@ -62,7 +60,7 @@ from .history import (
     search_calls,
     violation_trend,
 )
-from .recordings import ClipError, RecordingLookup, clip_wav
+from .recordings import RecordingLookup
 from .users import UserDirectory, UserRole
 
 log = logging.getLogger("qa_pipeline.dashboard")
@@ -138,19 +136,7 @@ class HistoryApi:
     def _audit(
         self, request: web.Request, p: Principal, ids: Any, extra: dict[str, Any] | None = None
     ) -> None:
-        if self.audit is None:
-            return
-        try:
-            self.audit.record(
-                user=p.name,
-                role=p.role.value,
-                call_ids=ids,
-                route=request.path,
-                client=request.remote,
-                extra=extra,
-            )
-        except OSError as e:
-            log.error("dashboard: cannot write the audit log %s: %s", self.audit.path, e)
+        audit_opened(self.audit, p, ids, request.path, request.remote, extra)
 
     async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await asyncio.wrap_future(self.history.submit(fn, *args, **kwargs))
@@ -162,9 +148,6 @@ class HistoryApi:
         try:
             if tail == "calls":
                 return _json_response(200, await self._run(list_calls, parse_filter(q), scope))
-            if tail.startswith("calls/") and tail.endswith("/audio"):
-                call_id = unquote(tail[len("calls/") : -len("/audio")])
-                return await self.audio(request, p, scope, call_id, q)
             if tail.startswith("calls/"):
                 call_id = unquote(tail[len("calls/") :])
                 detail = await self._run(call_detail, call_id, scope, text=p.text)
@@ -216,45 +199,18 @@ class HistoryApi:
 
     async def recording(self, call_id: str) -> Recording | None:
         """The call's recording: the server's lookup (``serve``: the store's row, else the
-        kept file) when it has one, else the store's ``recordings`` row."""
+        kept file) first, else the store's ``recordings`` row."""
         if self.recordings is not None:
-            return await asyncio.to_thread(self.recordings, call_id)
+            found = await asyncio.to_thread(self.recordings, call_id)
+            if found is not None:
+                return found
         rec: Recording | None = await self._run(get_recording, call_id)
         return rec
 
-    async def audio(
-        self, request: web.Request, p: Principal, scope: Scope, call_id: str, q: dict[str, str]
-    ) -> web.StreamResponse:
-        """An evidence clip of a stored call's redacted recording (the live route's rules)."""
-        if not await self._run(call_visible, call_id, scope):
-            return _error(404, "no such call", "no stored call with this id")
-        if not p.text:
-            return _error(403, "forbidden", f"the {p.role.value} role may not hear calls' audio")
-        try:
-            rec = await self.recording(call_id)
-        except Exception as e:  # noqa: BLE001 - a store or file that cannot be read: no audio
-            log.error("dashboard: recording of %s not looked up: %r", call_id, e)
-            return _error(503, "recordings unavailable", "the recordings cannot be read now")
-        if rec is None:
-            return _error(404, "no recording", "no recording of this call is kept")
-        if not rec.redacted:
-            return _error(
-                409,
-                "recording not redacted",
-                "this call's recording holds unredacted personal data and is not played",
-            )
-        try:
-            data = await asyncio.to_thread(clip_wav, rec, q.get("start"), q.get("end"))
-        except ClipError as e:
-            return _error(400, "bad clip", str(e))
-        span = {"start": q.get("start"), "end": q.get("end")}  # which part was heard
-        await asyncio.to_thread(self._audit, request, p, (call_id,), span)
-        return web.Response(
-            status=200,
-            body=data,
-            content_type="audio/wav",
-            headers={**_HEADERS, "Cache-Control": "private, no-store"},
-        )
+    async def visible(self, p: Principal, call_id: str) -> bool:
+        """Whether the call is stored and ``p``'s scope sees it (raises the store's errors)."""
+        seen: bool = await self._run(call_visible, call_id, self.scope(p))
+        return seen
 
     async def export(
         self, request: web.Request, p: Principal, scope: Scope, q: dict[str, str], fmt: str

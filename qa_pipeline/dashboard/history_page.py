@@ -297,7 +297,7 @@ async function callView(id) {
       if (d.audio && typeof e.start === "number" && typeof e.end === "number" && e.end > e.start) {
         // ▶ the evidence span from the call's redacted recording (the server cuts the clip)
         const a = document.createElement("audio"); a.controls = true; a.preload = "none";
-        a.src = "/api/history/calls/" + encodeURIComponent(c.call_id) + "/audio?start=" +
+        a.src = "/api/calls/" + encodeURIComponent(c.call_id) + "/audio?start=" +
           e.start.toFixed(2) + "&end=" + e.end.toFixed(2);
         line.append(" ", el("span", {class: "play", title: "播放证据"}, "▶ ", a));
       }

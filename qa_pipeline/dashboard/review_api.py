@@ -12,11 +12,9 @@
                                                    failed verdicts, queue state)
 ``GET /api/review/calls/<id>``                     a call for review: transcript, verdicts
                                                    (machine, now, deduction, pending), findings
-                                                   with evidence, queue item, every version
-``GET /api/review/calls/<id>/audio?start=&end=``   an evidence clip (WAV) of the call's redacted
-                                                   recording (the dashboard's recordings, else
-                                                   the store's ``recordings`` table); ``409``
-                                                   for a recording not redacted
+                                                   with evidence, queue item, every version;
+                                                   ``audio``: its clips can be played (from the
+                                                   server's ``/api/calls/<id>/audio``)
 ``POST /api/review/calls/<id>/claim``              JSON ``{}``: take the item (in review, yours)
 ``POST /api/review/calls/<id>/decide``             JSON ``{"base_version": n, "decisions":
                                                    [{"rule_id", "action": "confirm" |
@@ -65,10 +63,9 @@ from ..review.model import Action, Decision, QueueState, Reason, ReviewError
 from ..review.views import call_view, item_json, version_json, when
 from ..rules import RulePack, load_pack
 from ..store import Store, database_errors
-from ..store.recordings import Recording, get_recording
-from .audit import AuditLog
+from ..store.recordings import Recording
+from .audit import AuditLog, audit_opened
 from .auth import Principal, call_visible
-from .recordings import ClipError, RecordingLookup, clip_wav
 from .store_worker import StoreWorker
 from .users import UserDirectory, UserRole
 
@@ -96,10 +93,11 @@ class Host:
     cross_site: Callable[[web.Request], bool]
     error: Callable[..., web.Response]
     respond: Callable[..., web.Response]
-    page: Callable[[str], str]  # nonce -> the review page's HTML
+    page: Callable[[], web.Response]  # the review page (its HTML under the server's CSP)
     users: UserDirectory
     audit: AuditLog | None
-    recordings: RecordingLookup | None = None  # the dashboard's (else the store's table)
+    #: the call's recording, as the server's clip route finds it
+    recording: Callable[[str], Awaitable[Recording | None]]
 
 
 class _Refused(Exception):
@@ -151,7 +149,6 @@ class ReviewApi:
         r.add_get("/api/review/queue", self.queue)
         r.add_get("/api/review/mine", self.mine)
         r.add_get("/api/review/calls/{call_id}", self.call)
-        r.add_get("/api/review/calls/{call_id}/audio", self.audio)
         r.add_post("/api/review/calls/{call_id}/claim", self.claim)
         r.add_post("/api/review/calls/{call_id}/decide", self.decide)
         r.add_post("/api/review/calls/{call_id}/appeal", self.appeal)
@@ -205,19 +202,7 @@ class ReviewApi:
     def _audit(
         self, request: web.Request, p: Principal, call_id: str, extra: dict[str, Any] | None
     ) -> None:
-        if self.host.audit is None:
-            return
-        try:
-            self.host.audit.record(
-                user=p.name,
-                role=p.role.value,
-                call_ids=(call_id,),
-                route=request.path,
-                client=request.remote,
-                extra=extra,
-            )
-        except OSError as e:
-            log.error("dashboard: cannot write the audit log %s: %s", self.host.audit.path, e)
+        audit_opened(self.host.audit, p, (call_id,), request.path, request.remote, extra)
 
     async def _json_body(self, request: web.Request, what: str) -> dict[str, Any]:
         """The JSON object of a write, checked like an acknowledgement's."""
@@ -275,21 +260,7 @@ class ReviewApi:
     # -- routes ---------------------------------------------------------------------------
 
     async def page(self, request: web.Request) -> web.StreamResponse:
-        import secrets
-
-        nonce = secrets.token_urlsafe(16)
-        csp = (
-            "default-src 'none'; "
-            f"script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
-            "connect-src 'self'; img-src 'self' data:; media-src 'self'; form-action 'self'; "
-            "base-uri 'none'; frame-ancestors 'none'"
-        )
-        return self.host.respond(
-            200,
-            self.host.page(nonce).encode(),
-            "text/html; charset=utf-8",
-            {"Content-Security-Policy": csp, "X-Frame-Options": "DENY"},
-        )
+        return self.host.page()
 
     async def queue(self, request: web.Request) -> web.StreamResponse:
         async def go() -> web.StreamResponse:
@@ -432,47 +403,6 @@ class ReviewApi:
         )
         return view
 
-    async def _recording(self, call_id: str) -> Recording | None:
-        """The call's recording: the dashboard's lookup first, else the store's table."""
-        if self.host.recordings is not None:
-            rec = await asyncio.to_thread(self.host.recordings, call_id)
-            if rec is not None:
-                return rec
-        return await self.store.run(lambda st: get_recording(st, call_id))
-
-    async def audio(self, request: web.Request) -> web.StreamResponse:
-        async def go() -> web.StreamResponse:
-            p = self._principal(request)
-            if not p.text:
-                raise _Refused(403, "forbidden", f"the {p.role.value} role may not hear calls")
-            call_id = self._call_id(request)
-            await self.store.run(lambda st: self._seen_call(st, p, call_id))
-            try:
-                rec = await self._recording(call_id)
-            except Exception as e:  # a store or directory that cannot be read
-                log.error("dashboard: recording of %s not looked up: %r", call_id, e)
-                raise _Refused(
-                    503, "recordings unavailable", "the recordings cannot be read now"
-                ) from None
-            if rec is None:
-                raise _Refused(404, "no recording", f"no recording of call {call_id} is kept")
-            if not rec.redacted:
-                raise _Refused(
-                    409,
-                    "recording not redacted",
-                    "this call's recording holds unredacted personal data and is not played; "
-                    "keep a redacted copy (qa-pipeline redact-audio) and store that one",
-                )
-            q = request.rel_url.query
-            try:
-                data = await asyncio.to_thread(clip_wav, rec, q.get("start"), q.get("end"))
-            except ClipError as e:
-                raise _Refused(400, "bad clip", str(e)) from None
-            self._audit(request, p, call_id, {"start": q.get("start"), "end": q.get("end")})
-            return self.host.respond(200, data, "audio/wav", {"Cache-Control": "private, no-store"})
-
-        return await self._handle(request, go)
-
     async def call(self, request: web.Request) -> web.StreamResponse:
         async def go() -> web.StreamResponse:
             p = self._principal(request)
@@ -491,7 +421,7 @@ class ReviewApi:
 
             view = await self.store.run(read)
             try:
-                rec = await self._recording(call_id)
+                rec = await self.host.recording(call_id)
             except Exception as e:  # no audio then; the review goes on
                 log.error("dashboard: recording of %s not looked up: %r", call_id, e)
                 rec = None

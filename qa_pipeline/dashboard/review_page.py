@@ -211,7 +211,7 @@ function renderCall() {
         const p = el("span", "play"); p.appendChild(el("span", "play-icon", " ▶ ")); p.title = "播放证据录音（个人信息已消音）";
         const a = document.createElement("audio"); a.controls = true; a.preload = "none";
         a.addEventListener("click", (x) => x.stopPropagation());
-        a.src = "/api/review/calls/" + encodeURIComponent(v.call_id) + "/audio?start=" + e.start.toFixed(2) + "&end=" + e.end.toFixed(2);
+        a.src = "/api/calls/" + encodeURIComponent(v.call_id) + "/audio?start=" + e.start.toFixed(2) + "&end=" + e.end.toFixed(2);
         p.appendChild(a); ev.appendChild(p); }
       b.appendChild(ev); }
     fb.appendChild(b);

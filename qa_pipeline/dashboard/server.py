@@ -32,7 +32,9 @@ Routes (all data routes need a session or an API key; without one: ``401`` and n
                            the principal may not see, as for one not kept
 ``GET /api/calls/<id>/audio?start=S&end=E``
                            a WAV clip of the call's redacted recording around the evidence
-                           span S-E seconds (padded, capped: :mod:`.recordings`), for the
+                           span S-E seconds, for a live call or (with a ``store``) a stored
+                           one, as the principal may see it (the live page, history and
+                           review pages all play from here) (padded, capped: :mod:`.recordings`), for the
                            principals that see the call's text (not ``viewer``); ``404``
                            without a recording, ``409`` for one not redacted (never played),
                            ``400`` for bad bounds; audit-logged
@@ -91,6 +93,7 @@ plain HTTP; set ``secure_cookie``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import ipaddress
 import json
@@ -115,9 +118,11 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from ..errors import QAError
 from ..rules import RulePack
-from ..store.base import database_errors, store_label
+from ..store.base import database_errors
+from ..store.recordings import Recording
+from ..store.search import sync_index
 from .acks import AckStore, FileAckStore, acks_path_beside
-from .audit import AuditLog
+from .audit import AuditLog, audit_opened
 from .auth import API_KEY_USER, VIEWER_KEY_USER, Principal, Sessions, call_visible
 from .config import DashboardLimits
 from .history import HistoryStore, StoreAckStore
@@ -181,6 +186,8 @@ def resolve_tokens(
     return token, viewer_token
 
 
+#: a store that cannot answer (down, not there yet, behind the code's migrations)
+_STORE_DOWN: tuple[type[BaseException], ...] = (*database_errors(), QAError)
 _NO_KEY = secrets.token_bytes(32)  # compared against when a key is not configured
 
 
@@ -297,6 +304,24 @@ def _cookie(value: str, max_age: int, secure: bool = False) -> str:
     return (
         f"{COOKIE}={quote(value, safe='')}; Path=/; HttpOnly; SameSite=Strict; "
         f"Max-Age={max_age}{flags}"
+    )
+
+
+def html_page(render: Callable[[str], str]) -> web.Response:
+    """A page of the dashboard: ``render(nonce)``'s HTML, under a CSP that lets only the
+    script and stylesheet carrying ``nonce`` run (a fresh one per response), no framing."""
+    nonce = secrets.token_urlsafe(16)
+    csp = (
+        "default-src 'none'; "
+        f"script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+        "connect-src 'self'; img-src 'self' data:; media-src 'self'; form-action 'self'; "
+        "base-uri 'none'; frame-ancestors 'none'"
+    )
+    return _response(
+        200,
+        render(nonce).encode(),
+        "text/html; charset=utf-8",
+        {"Content-Security-Policy": csp, "X-Frame-Options": "DENY"},
     )
 
 
@@ -526,19 +551,8 @@ class _App:
         extra: dict[str, Any] | None = None,
     ) -> None:
         """Audit: ``p`` was sent the transcript (or audio) of ``call_ids``."""
-        if self.audit is None or not p.text:
-            return
-        try:
-            self.audit.record(
-                user=p.name,
-                role=p.role.value,
-                call_ids=call_ids,
-                route=route,
-                client=request.remote,
-                extra=extra,
-            )
-        except OSError as e:
-            log.error("dashboard: cannot write the audit log %s: %s", self.audit.path, e)
+        if p.text:
+            audit_opened(self.audit, p, call_ids, route, request.remote, extra)
 
     async def write(self, resp: web.StreamResponse, *parts: bytes) -> None:
         """Write ``parts`` a piece at a time (no copy of them), each within
@@ -677,38 +691,12 @@ class _App:
         return _redirect("/", _cookie("", 0, self.secure_cookie or request.secure))
 
     async def page(self, request: web.Request) -> web.StreamResponse:
-        nonce = secrets.token_urlsafe(16)
-        csp = (
-            "default-src 'none'; "
-            f"script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
-            "connect-src 'self'; img-src 'self' data:; media-src 'self'; form-action 'self'; "
-            "base-uri 'none'; frame-ancestors 'none'"
-        )
-        body = render_page(nonce, self.title).encode()
-        return _response(
-            200,
-            body,
-            "text/html; charset=utf-8",
-            {"Content-Security-Policy": csp, "X-Frame-Options": "DENY"},
-        )
+        return html_page(lambda nonce: render_page(nonce, self.title))
 
     async def history_page(self, request: web.Request) -> web.StreamResponse:
         """``/history``, ``/history/calls/<id>``, ``/history/agents/<id>``: the history page
         (no data in it; it reads ``/api/history/...``; it says when no store is configured)."""
-        nonce = secrets.token_urlsafe(16)
-        csp = (
-            "default-src 'none'; "
-            f"script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
-            "connect-src 'self'; img-src 'self' data:; media-src 'self'; form-action 'self'; "
-            "base-uri 'none'; frame-ancestors 'none'"
-        )
-        body = render_history_page(nonce, self.title).encode()
-        return _response(
-            200,
-            body,
-            "text/html; charset=utf-8",
-            {"Content-Security-Policy": csp, "X-Frame-Options": "DENY"},
-        )
+        return html_page(lambda nonce: render_history_page(nonce, self.title))
 
     async def call_link(self, request: web.Request) -> web.StreamResponse:
         """``/calls/<id>`` (the links ``qa-pipeline search`` prints): the stored call on the
@@ -878,20 +866,22 @@ class _App:
         return _error(404, "not found", "no such resource")
 
     async def audio(self, request: web.Request, p: Principal, call_id: str) -> web.StreamResponse:
-        """An evidence clip of a call's redacted recording (see the route table)."""
-        detail = self.state.detail(call_id)
-        only = self.visible(p)
-        if detail is None or (only is not None and not only(detail["call"])):
-            return _error(404, "no such call", "no call with this id is kept")
+        """An evidence clip of a call's redacted recording (see the route table): a live
+        call held in memory (the live state's visibility) or one only in the store (the
+        history's scope)."""
+        try:
+            if not await self.call_seen(p, call_id):
+                return _error(404, "no such call", "no call with this id is kept")
+        except _STORE_DOWN as e:
+            log.error("dashboard: the store cannot say whether %s is kept: %s", call_id, e)
+            return _error(503, "store unavailable", "the call history cannot be read now")
         if not p.text:
             return _error(403, "forbidden", f"the {p.role.value} role may not hear calls' audio")
-        rec = None
-        if self.recordings is not None:
-            try:
-                rec = await asyncio.to_thread(self.recordings, call_id)
-            except Exception as e:  # a store that cannot be read: say so, no audio
-                log.error("dashboard: recording of %s not looked up: %r", call_id, e)
-                return _error(503, "recordings unavailable", "the recordings cannot be read now")
+        try:
+            rec = await self.recording(call_id)
+        except Exception as e:  # a store or file that cannot be read: say so, no audio
+            log.error("dashboard: recording of %s not looked up: %r", call_id, e)
+            return _error(503, "recordings unavailable", "the recordings cannot be read now")
         if rec is None:
             return _error(404, "no recording", "no recording of this call is kept")
         if not rec.redacted:
@@ -916,6 +906,24 @@ class _App:
             content_type="audio/wav",
             headers={**SECURITY_HEADERS, "Cache-Control": "private, no-store"},
         )
+
+    async def call_seen(self, p: Principal, call_id: str) -> bool:
+        """Whether ``p`` may see the call: live in memory, by the live state's visibility
+        (a live call it may not see is not looked for in the store); else stored, by the
+        history's scope."""
+        detail = self.state.detail(call_id)
+        if detail is not None:
+            only = self.visible(p)
+            return only is None or only(detail["call"])
+        return self.history is not None and await self.history.visible(p, call_id)
+
+    async def recording(self, call_id: str) -> Recording | None:
+        """The call's recording: the server's lookup, else (with a store) the store's row."""
+        if self.history is not None:
+            return await self.history.recording(call_id)
+        if self.recordings is None:
+            return None
+        return await asyncio.to_thread(self.recordings, call_id)
 
     async def not_found(self, request: web.Request) -> web.StreamResponse:
         return _error(404, "not found", "no such resource")
@@ -1155,21 +1163,25 @@ def start_dashboard(
     sessions = Sessions(session_idle_s, session_max_s)
     audit = AuditLog(Path(audit_log)) if audit_log is not None else None
     history = None
+    worker = None
     if store is not None:
-        cannot: tuple[type[BaseException], ...] = (*database_errors(), OSError)
-        try:
-            if acks is None:
-                acks = StoreAckStore(store)  # opens it for writing: applies pending migrations
-            sync = acks.sync_search if isinstance(acks, StoreAckStore) else None
-            history = HistoryApi(HistoryStore(store), directory, audit, recordings, sync)
-        except cannot as e:
-            raise DashboardError(f"{store_label(store)}: cannot open the store: {e}") from e
+        # one writer (the review queue's, the acks', the search index's), HistoryStore's
+        # read connections beside it; opening the writer applies pending migrations
+        worker = _open_store(store, review_below)
+        if acks is None:
+            acks = StoreAckStore(worker)
+        sync = functools.partial(worker.call, sync_index)  # the index, before a search
+        history = HistoryApi(HistoryStore(store), directory, audit, recordings, sync)
     if acks is None:
         acks = FileAckStore(acks_path_beside(Path(audit_log)) if audit_log is not None else None)
-    for a in acks.acks().values():
-        state.acknowledge(a.event_id, a.user, a.at)
+    try:
+        for a in acks.acks().values():
+            state.acknowledge(a.event_id, a.user, a.at)
+    except BaseException:
+        if worker is not None:
+            worker.close()
+        raise
     lim = limits or DashboardLimits()
-    worker = _open_store(store, review_below) if store is not None else None
     loop = asyncio.new_event_loop()
     started: Future[tuple[_App, web.AppRunner, int]] = Future()
 
@@ -1197,10 +1209,10 @@ def start_dashboard(
                 cross_site=_cross_site,
                 error=_error,
                 respond=_response,
-                page=lambda nonce: render_review_page(nonce, title),
+                page=lambda: html_page(lambda nonce: render_review_page(nonce, title)),
                 users=directory,
                 audit=audit,
-                recordings=recordings,
+                recording=app.recording,
             )
             app.review = ReviewApi(
                 review_host,
@@ -1270,7 +1282,7 @@ def _open_store(url: str | Path, below: float | None) -> StoreWorker:
         added = worker.call(lambda st: repo.scan(st, below=below))
     except errors as e:
         worker.close()
-        raise DashboardError(f"store {store_label(url)}: cannot open it: {e}") from None
+        raise DashboardError(f"{store_label(url)}: cannot open the store: {e}") from None
     if added:
         log.info("dashboard: %d calls entered the review queue", len(added))
     return worker

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 import re
-import unicodedata
-from html import escape
 from typing import Any
 
 from ..rules import RulePack
+from ..svg import esc as _e
+from ..svg import fit, nice_ticks, text_width
+from ..svg import num as _num
 from .summary import RescoreSummary, aggregate, rule_info
 
 MAX_LINKS = 60  # call links per rule cell; the rest are counted (diff.jsonl has them all)
@@ -50,60 +51,11 @@ def anchor(call_id: str) -> str:
     return "call-" + re.sub(r"[^A-Za-z0-9_-]", lambda m: f"_{ord(m.group()):x}", call_id)
 
 
-def _e(x: Any) -> str:
-    return escape(str(x), quote=True)
-
-
-def text_width(text: str, size: float) -> float:
-    """A generous estimate of ``text``'s width in pixels at font size ``size`` (wide and
-    full-width East Asian characters one em, others 0.62 em): what the charts lay out and
-    truncate by, so that no label leaves the chart's box."""
-    w = 0.0
-    for ch in text:
-        w += size if unicodedata.east_asian_width(ch) in ("W", "F") else 0.62 * size
-    return w
-
-
-def fit(text: str, max_px: float, size: float) -> str:
-    """``text`` cut (with "…") to at most ``max_px`` wide at font size ``size``."""
-    if text_width(text, size) <= max_px:
-        return text
-    out = ""
-    budget = max_px - size  # the ellipsis
-    for ch in text:
-        if text_width(out + ch, size) > budget:
-            break
-        out += ch
-    return out + "…"
-
-
 def _label(x: float, y: float, text: str, size: int, max_px: float, extra: str = "") -> str:
     """A text element cut to ``max_px``, the whole text in its tooltip when cut."""
     shown = fit(text, max_px, size)
     tip = f"<title>{_e(text)}</title>" if shown != text else ""
     return f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}"{extra}>{tip}{_e(shown)}</text>'
-
-
-def nice_ticks(vmax: float, *, integer: bool, most: int = 5) -> list[float]:
-    """Axis ticks from 0 to at least ``vmax``: steps of 1, 2 or 5 × 10^k, at most ``most``
-    intervals; with ``integer`` (counts) whole numbers only (a chart of 3 calls: 0 1 2 3)."""
-    vmax = max(vmax, 0.0)
-    if vmax == 0:
-        return [0.0, 1.0]
-    raw = vmax / most
-    mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
-    if integer:
-        step = max(1.0, float(round(step)))
-    n = math.ceil(vmax / step - 1e-9)
-    return [round(k * step, 10) for k in range(n + 1)]
-
-
-def _num(v: float) -> str:
-    """A tick or value label: whole numbers with thousands separators."""
-    if float(v).is_integer():
-        return f"{int(v):,}"
-    return f"{v:,.4f}".rstrip("0").rstrip(".")
 
 
 def vbar_chart(

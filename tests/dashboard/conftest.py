@@ -1,35 +1,32 @@
-"""Fixtures of the dashboard tests: a running dashboard on a free port."""
+"""Fixtures of the dashboard tests: a running dashboard on a free port, the browser."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from dashboard_helpers import TOKEN, VIEWER_TOKEN, Dashboard, write_users  # noqa: E402
-
-from qa_pipeline.dashboard import DashboardState, start_dashboard  # noqa: E402
+from dashboard_helpers import Dashboard, chromium, start_test_dashboard  # noqa: E402
 
 
 @pytest.fixture
 def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
     """Both API keys, the test users (two teams), the audit log in ``tmp_path``."""
-    state = DashboardState()
-    server = start_dashboard(
-        state,
-        "127.0.0.1",
-        0,
-        TOKEN,
-        viewer_token=VIEWER_TOKEN,
-        users=write_users(tmp_path / "users.yaml"),
-        audit_log=tmp_path / "audit.jsonl",
-    )
+    d = start_test_dashboard(tmp_path)
     try:
-        yield Dashboard(server, state)
+        yield d
     finally:
-        state.close()
-        server.stop()
+        d.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium, headless (Playwright), one per test module (each test opens its
+    own contexts); a module using it skips itself first without Playwright."""
+    with chromium() as b:
+        yield b

@@ -3,6 +3,7 @@ Debian's Chromium."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.client
 import json
@@ -10,12 +11,13 @@ import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from qa_pipeline.dashboard import DashboardServer, DashboardSink, DashboardState
+from qa_pipeline.dashboard import DashboardServer, DashboardSink, DashboardState, start_dashboard
 from qa_pipeline.dashboard.users import User, UserRole, hash_password, save_users
 
 TOKEN = "test-token-full-0123456789"
@@ -73,12 +75,41 @@ def chromium_path() -> str:
     pytest.fail(f"the browser test needs Debian's chromium on PATH. Install: {INSTALL_HINT}")
 
 
+@contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium, headless, driven by Playwright (a browser test module skips
+    itself first when Playwright is not installed: ``pytest.importorskip``)."""
+    from playwright.sync_api import sync_playwright
+
+    exe = chromium_path()
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=exe, args=CHROMIUM_FLAGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def browser_login(page: Any, url: str, name: str, password: str = PASSWORD) -> None:
+    """``page`` opens the dashboard at ``url`` and logs in as ``name`` (the caller waits
+    for what it needs to see next)."""
+    page.goto(url)
+    page.wait_for_selector("#login:not([hidden])", timeout=5000)
+    page.fill("#name", name)
+    page.fill("#password", password)
+    page.click("#login button[type=submit]")
+
+
 class Dashboard:
     def __init__(self, server: DashboardServer, state: DashboardState) -> None:
         self.server = server
         self.state = state
         self.sink = DashboardSink(state)
         self.url = server.url
+
+    def stop(self) -> None:
+        self.state.close()
+        self.server.stop()
 
     def login(self, name: str, password: str = PASSWORD) -> tuple[int, str]:
         """``POST /login``: the status and the ``Set-Cookie`` header ('' when none)."""
@@ -119,3 +150,21 @@ class Dashboard:
         except urllib.error.HTTPError as e:
             body, status, ctype = e.read().decode(), e.code, e.headers.get("Content-Type", "")
         return status, json.loads(body) if ctype.startswith("application/json") else body
+
+
+def start_test_dashboard(tmp_path: Path, **options: Any) -> Dashboard:
+    """A dashboard on a free loopback port with both API keys, the test users (two teams)
+    and the audit log in ``tmp_path``; ``options``: :func:`start_dashboard`'s others
+    (``store=``, ``recordings=``, ``review_pack=``, ...). Stop it with ``.stop()``."""
+    state = DashboardState()
+    server = start_dashboard(
+        state,
+        "127.0.0.1",
+        0,
+        TOKEN,
+        viewer_token=VIEWER_TOKEN,
+        users=write_users(tmp_path / "users.yaml"),
+        audit_log=tmp_path / "audit.jsonl",
+        **options,
+    )
+    return Dashboard(server, state)

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from dashboard_helpers import TOKEN, VIEWER_TOKEN, Dashboard, write_users
+from dashboard_helpers import Dashboard, start_test_dashboard
 
-from qa_pipeline.dashboard import DashboardState, start_dashboard
 from qa_pipeline.dashboard.server import COOKIE
 from qa_pipeline.messages import replace
 from qa_pipeline.rules import RulePack
@@ -66,20 +65,7 @@ def start_review_dashboard(
 ) -> Dashboard:
     """The dashboard with the test users on the store at ``url`` (the queue scanned at
     start and every ``scan_s`` seconds)."""
-    state = DashboardState()
-    server = start_dashboard(
-        state,
-        "127.0.0.1",
-        0,
-        TOKEN,
-        viewer_token=VIEWER_TOKEN,
-        users=write_users(tmp_path / "users.yaml"),
-        audit_log=tmp_path / "audit.jsonl",
-        store=url,
-        review_pack=pack,
-        review_scan_s=scan_s,
-    )
-    return Dashboard(server, state)
+    return start_test_dashboard(tmp_path, store=url, review_pack=pack, review_scan_s=scan_s)
 
 
 def session_of(d: Dashboard, name: str) -> str:

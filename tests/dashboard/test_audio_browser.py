@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
-from dashboard_helpers import ARTIFACTS, CHROMIUM_FLAGS, PASSWORD, chromium_path, write_users
+from dashboard_helpers import ARTIFACTS, browser_login, chromium, write_users
 from generated_calls import call_events, generated_call
 
 from qa_pipeline.dashboard import DashboardSink, DashboardState, start_dashboard
@@ -56,11 +56,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, DashboardState]]:
 
 def _login(browser: Any, url: str, name: str) -> Any:
     page = browser.new_page(viewport={"width": 1440, "height": 1000}, locale="zh-CN")
-    page.goto(url)
-    page.wait_for_selector("#login:not([hidden])", timeout=5000)
-    page.fill("#name", name)
-    page.fill("#password", PASSWORD)
-    page.click("#login button[type=submit]")
+    browser_login(page, url, name)
     page.wait_for_selector("#conn.on", timeout=5000)
     page.click(f'tr.call[data-call-id="{CID}"]')
     page.wait_for_selector(".utt.hit", timeout=5000)
@@ -69,27 +65,23 @@ def _login(browser: Any, url: str, name: str) -> Any:
 
 def test_evidence_plays_in_the_browser(served: tuple[str, DashboardState]) -> None:
     url, state = served
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
-        try:
-            page = _login(browser, url, "qa")
-            assert page.query_selector(".play") is None  # no recording announced yet
-            state.recording_kept(CID)  # serve, once the redacted file is kept
-            page.wait_for_selector(".play audio", timeout=5000)
-            # the banned phrase said in utterance 2 (10.94-16.44 s): its turn plays
-            src = page.get_attribute('.utt[data-utt-index="2"] .play audio', "src")
-            assert src == f"/api/calls/{CID}/audio?start=10.94&end=16.44", src
-            r = page.request.get(url.rstrip("/") + src)
-            assert r.status == 200 and r.headers["content-type"] == "audio/wav"
-            seconds = page.evaluate(
-                """(src) => new Promise((ok, no) => { const a = new Audio(src);
-                a.onloadedmetadata = () => ok(a.duration); a.onerror = () => no(a.error.code); })""",
-                src,
-            )
-            assert seconds == pytest.approx(16.44 - 10.94 + 2 * PAD_S, abs=0.01)
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "dashboard-audio.png"), full_page=True)
-            viewer = _login(browser, url, "viewer")
-            assert viewer.query_selector(".play") is None
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = _login(browser, url, "qa")
+        assert page.query_selector(".play") is None  # no recording announced yet
+        state.recording_kept(CID)  # serve, once the redacted file is kept
+        page.wait_for_selector(".play audio", timeout=5000)
+        # the banned phrase said in utterance 2 (10.94-16.44 s): its turn plays
+        src = page.get_attribute('.utt[data-utt-index="2"] .play audio', "src")
+        assert src == f"/api/calls/{CID}/audio?start=10.94&end=16.44", src
+        r = page.request.get(url.rstrip("/") + src)
+        assert r.status == 200 and r.headers["content-type"] == "audio/wav"
+        seconds = page.evaluate(
+            """(src) => new Promise((ok, no) => { const a = new Audio(src);
+            a.onloadedmetadata = () => ok(a.duration); a.onerror = () => no(a.error.code); })""",
+            src,
+        )
+        assert seconds == pytest.approx(16.44 - 10.94 + 2 * PAD_S, abs=0.01)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-audio.png"), full_page=True)
+        viewer = _login(browser, url, "viewer")
+        assert viewer.query_selector(".play") is None

@@ -19,10 +19,9 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
-from dashboard_helpers import TOKEN, VIEWER_TOKEN, Dashboard, write_users
+from dashboard_helpers import TOKEN, VIEWER_TOKEN, Dashboard, start_test_dashboard
 from generated_calls import call_events, generated_call
 
-from qa_pipeline.dashboard import DashboardState, start_dashboard
 from qa_pipeline.dashboard.recordings import MAX_CLIP_S, PAD_S, store_recordings
 from qa_pipeline.store import Store
 from qa_pipeline.store.recordings import put_recording
@@ -60,7 +59,6 @@ class Clips:
 
 @pytest.fixture
 def clips(tmp_path: Path, store_url: str) -> Iterator[Clips]:
-    state = DashboardState()
     samples = {}
     with Store(store_url) as db:
         for i, (cid, agent) in enumerate(CALLS.items()):
@@ -71,17 +69,7 @@ def clips(tmp_path: Path, store_url: str) -> Iterator[Clips]:
                 db, cid, wav, sample_rate=RATE, channels=2, duration_s=transcript.duration,
                 redacted=True,
             )  # fmt: skip
-    server = start_dashboard(
-        state,
-        "127.0.0.1",
-        0,
-        TOKEN,
-        viewer_token=VIEWER_TOKEN,
-        users=write_users(tmp_path / "users.yaml"),
-        audit_log=tmp_path / "audit.jsonl",
-        recordings=store_recordings(store_url),
-    )
-    d = Dashboard(server, state)
+    d = start_test_dashboard(tmp_path, recordings=store_recordings(store_url))
     for cid, agent in CALLS.items():
         transcript, _ = generated_call("stonewalling", cid, agent_id=agent)
         d.sink.call_started(transcript.call)
@@ -90,8 +78,7 @@ def clips(tmp_path: Path, store_url: str) -> Iterator[Clips]:
     try:
         yield Clips(d, samples, store_url)
     finally:
-        state.close()
-        server.stop()
+        d.stop()
 
 
 def _wav(body: bytes) -> np.ndarray:

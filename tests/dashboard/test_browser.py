@@ -15,17 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from dashboard_helpers import (
-    ARTIFACTS,
-    CHROMIUM_FLAGS,
-    PASSWORD,
-    Dashboard,
-    chromium_path,
-)
+from dashboard_helpers import ARTIFACTS, Dashboard, browser_login
 from generated_calls import call_events, generated_call
 
 from qa_pipeline.messages import replace
@@ -35,25 +28,10 @@ from qa_pipeline.sinks.base import EventKind, events_for_call
 playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright==1.65.2")
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    exe = chromium_path()
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=exe, args=CHROMIUM_FLAGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
 def login(browser: Any, dashboard: Dashboard, name: str) -> Any:
     ctx = browser.new_context(viewport={"width": 1440, "height": 1000}, locale="zh-CN")
     page = ctx.new_page()
-    page.goto(dashboard.url)
-    page.wait_for_selector("#login:not([hidden])", timeout=5000)
-    page.fill("#name", name)
-    page.fill("#password", PASSWORD)
-    page.click("#login button[type=submit]")
+    browser_login(page, dashboard.url, name)
     page.wait_for_selector("#app:not([hidden])", timeout=5000)
     page.wait_for_selector("#conn.on", timeout=5000)
     return page

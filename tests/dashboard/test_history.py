@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import openpyxl
 import pytest
-from dashboard_helpers import TOKEN, VIEWER_TOKEN, Dashboard, write_users
+from dashboard_helpers import TOKEN, VIEWER_TOKEN, Dashboard, start_test_dashboard
 from history_data import NEWEST_FIRST, REVIEWED, UNCERTAIN_RULE, fill_store
 
 from qa_pipeline.dashboard import DashboardState, start_dashboard
@@ -37,23 +37,11 @@ from qa_pipeline.store import Store
 
 
 def start(tmp_path: Path, url: str) -> Dashboard:
-    state = DashboardState()
-    server = start_dashboard(
-        state,
-        "127.0.0.1",
-        0,
-        TOKEN,
-        viewer_token=VIEWER_TOKEN,
-        users=write_users(tmp_path / "users.yaml"),
-        audit_log=tmp_path / "audit.jsonl",
-        store=url,
-    )
-    return Dashboard(server, state)
+    return start_test_dashboard(tmp_path, store=url)
 
 
 def stop(d: Dashboard) -> None:
-    d.state.close()
-    d.server.stop()
+    d.stop()
 
 
 @pytest.fixture
@@ -332,8 +320,8 @@ def test_history_in_browser(tmp_path: Path) -> None:
     """Headless Chromium: the stored calls after a restart, the trend chart's points of a
     known agent, an agent's page, a stored call at an utterance, a CSV download with BOM.
     Screenshots: tests/artifacts/history-list.png, history-agent.png, history-call.png."""
-    playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-    from dashboard_helpers import ARTIFACTS, CHROMIUM_FLAGS, PASSWORD, chromium_path
+    pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    from dashboard_helpers import ARTIFACTS, browser_login, chromium
 
     url = str(tmp_path / "qa-store.sqlite")
     filled = fill_store(url)
@@ -352,111 +340,98 @@ def test_history_in_browser(tmp_path: Path) -> None:
     d = start(tmp_path, url)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     try:
-        with playwright_api.sync_playwright() as p:
-            b = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
-            try:
-                ctx = b.new_context(
-                    viewport={"width": 1440, "height": 1100},
-                    locale="zh-CN",
-                    timezone_id="Asia/Shanghai",  # 09:00Z is 17:00 the same day there
-                    accept_downloads=True,
-                )
-                page = ctx.new_page()
-                page.goto(d.url)
-                page.wait_for_selector("#login:not([hidden])", timeout=5000)
-                page.fill("#name", "qa")
-                page.fill("#password", PASSWORD)
-                page.click("#login button[type=submit]")
-                page.wait_for_selector("#app:not([hidden])", timeout=5000)
-                page.goto(d.url + "history")
-                page.wait_for_selector("body[data-ready=list]", timeout=5000)
-                rows = page.query_selector_all("#calls tr.hcall")
-                assert [r.get_attribute("data-call-id") for r in rows] == NEWEST_FIRST
-                assert "已复核" in page.inner_text('#calls tr[data-call-id="h-2"]')
-                assert "共 5 通" in page.inner_text("#total")
-                pts = {
-                    (c.get_attribute("data-bucket"), c.get_attribute("data-value"))
-                    for c in page.query_selector_all(
-                        '#trend-score-chart circle.pt[data-series="A1"]'
-                    )
-                }
-                assert pts == {("2026-11-20", f"{filled['score']['h-1']:g}"), ("2026-11-21", "95")}
-                assert page.query_selector("#trend-violation-chart circle.pt") is not None
-                # drawn (an SVG element, not text): the points have a box inside the chart's
-                dot = page.query_selector('#trend-score-chart circle.pt[data-series="A1"]')
-                chart = page.query_selector("#trend-score-chart")
-                assert dot is not None and chart is not None
-                box, frame = dot.bounding_box(), chart.bounding_box()
-                assert box is not None and frame is not None and box["width"] > 0
-                assert frame["x"] <= box["x"] <= frame["x"] + frame["width"]
-                assert frame["y"] <= box["y"] <= frame["y"] + frame["height"]
-                page.screenshot(path=str(ARTIFACTS / "history-list.png"), full_page=True)
-                # search: a term, the hit links to the call at its utterance
-                page.fill("#q", "不能退")
-                page.click("#f button[type=submit]")
-                page.wait_for_selector("body[data-searched]", timeout=5000)
-                found = page.query_selector_all("#search-results tr.shit")
-                assert sorted(r.get_attribute("data-call-id") or "" for r in found) == [
-                    "h-2",
-                    "h-5",
-                ]
-                page.screenshot(path=str(ARTIFACTS / "history-search.png"), full_page=True)
-                page.click('#search-results tr.shit[data-call-id="h-5"] a.snippet')
-                page.wait_for_selector("body[data-ready=call]", timeout=5000)
-                assert "target" in (page.get_attribute("#u2", "class") or "")
-                page.goto(d.url + "history")
-                page.wait_for_selector("body[data-ready=list]", timeout=5000)
-                # filter: one team; the export link carries it
-                page.fill("#f input[name=team]", "east")
-                page.click("#f button[type=submit]")
-                # (no wait_for_function: the page's CSP allows no eval)
-                page.wait_for_selector('#calls tr[data-call-id="h-1"]', state="detached")
-                got = [
-                    r.get_attribute("data-call-id") for r in page.query_selector_all("#calls tr")
-                ]
-                assert got == ["h-4", "h-3"]
-                with page.expect_download(timeout=5000) as dl:
-                    page.click("#export-csv")
-                data = Path(dl.value.path()).read_bytes()
-                assert data.startswith(b"\xef\xbb\xbf")
-                assert [ln.split(",")[0] for ln in data.decode("utf-8-sig").splitlines()[1:]] == [
-                    "h-4",
-                    "h-3",
-                ]
-                # an agent's page
-                page.goto(d.url + "history/agents/A1")
-                page.wait_for_selector("body[data-ready=agent]", timeout=5000)
-                assert page.inner_text("#agent-mean") == f"{(filled['score']['h-1'] + 95) / 2:g}"
-                top = page.query_selector("#top-violations li.topv")
-                assert top is not None and top.get_attribute("data-rule") == "OPEN-NAME"
-                assert top.get_attribute("data-count") == "2"
-                assert page.get_attribute("#review-counts", "data-reviews") == "1"
-                assert (
-                    len(page.query_selector_all('#agent-score-chart circle.pt[data-series="A1"]'))
-                    == 2
-                )
-                page.screenshot(path=str(ARTIFACTS / "history-agent.png"), full_page=True)
-                # a stored call, at an utterance
-                page.goto(d.url + "history/calls/h-5#u2")
-                page.wait_for_selector("body[data-ready=call]", timeout=5000)
-                assert "不能退" in page.inner_text("#u2") and "target" in (
-                    page.get_attribute("#u2", "class") or ""
-                )
-                row = page.query_selector(f'#verdicts tr[data-rule="{UNCERTAIN_RULE}"]')
-                assert row is not None and row.get_attribute("data-verdict") == "uncertain"
-                assert page.query_selector('#findings .finding[data-rule="BAN-POLICY"]') is not None
-                # ▶ the evidence from the redacted recording: the page's session fetches the clip
-                player = page.query_selector(
-                    '#findings .finding[data-rule="BAN-POLICY"] .ev[data-utt-index="2"] .play audio'
-                )
-                assert player is not None
-                src = player.get_attribute("src") or ""
-                assert src.startswith("/api/history/calls/h-5/audio?start=")
-                clip = page.request.get(d.url.rstrip("/") + src)
-                assert clip.status == 200 and clip.body()[:4] == b"RIFF"
-                page.screenshot(path=str(ARTIFACTS / "history-call.png"), full_page=True)
-            finally:
-                b.close()
+        with chromium() as b:
+            ctx = b.new_context(
+                viewport={"width": 1440, "height": 1100},
+                locale="zh-CN",
+                timezone_id="Asia/Shanghai",  # 09:00Z is 17:00 the same day there
+                accept_downloads=True,
+            )
+            page = ctx.new_page()
+            browser_login(page, d.url, "qa")
+            page.wait_for_selector("#app:not([hidden])", timeout=5000)
+            page.goto(d.url + "history")
+            page.wait_for_selector("body[data-ready=list]", timeout=5000)
+            rows = page.query_selector_all("#calls tr.hcall")
+            assert [r.get_attribute("data-call-id") for r in rows] == NEWEST_FIRST
+            assert "已复核" in page.inner_text('#calls tr[data-call-id="h-2"]')
+            assert "共 5 通" in page.inner_text("#total")
+            pts = {
+                (c.get_attribute("data-bucket"), c.get_attribute("data-value"))
+                for c in page.query_selector_all('#trend-score-chart circle.pt[data-series="A1"]')
+            }
+            assert pts == {("2026-11-20", f"{filled['score']['h-1']:g}"), ("2026-11-21", "95")}
+            assert page.query_selector("#trend-violation-chart circle.pt") is not None
+            # drawn (an SVG element, not text): the points have a box inside the chart's
+            dot = page.query_selector('#trend-score-chart circle.pt[data-series="A1"]')
+            chart = page.query_selector("#trend-score-chart")
+            assert dot is not None and chart is not None
+            box, frame = dot.bounding_box(), chart.bounding_box()
+            assert box is not None and frame is not None and box["width"] > 0
+            assert frame["x"] <= box["x"] <= frame["x"] + frame["width"]
+            assert frame["y"] <= box["y"] <= frame["y"] + frame["height"]
+            page.screenshot(path=str(ARTIFACTS / "history-list.png"), full_page=True)
+            # search: a term, the hit links to the call at its utterance
+            page.fill("#q", "不能退")
+            page.click("#f button[type=submit]")
+            page.wait_for_selector("body[data-searched]", timeout=5000)
+            found = page.query_selector_all("#search-results tr.shit")
+            assert sorted(r.get_attribute("data-call-id") or "" for r in found) == [
+                "h-2",
+                "h-5",
+            ]
+            page.screenshot(path=str(ARTIFACTS / "history-search.png"), full_page=True)
+            page.click('#search-results tr.shit[data-call-id="h-5"] a.snippet')
+            page.wait_for_selector("body[data-ready=call]", timeout=5000)
+            assert "target" in (page.get_attribute("#u2", "class") or "")
+            page.goto(d.url + "history")
+            page.wait_for_selector("body[data-ready=list]", timeout=5000)
+            # filter: one team; the export link carries it
+            page.fill("#f input[name=team]", "east")
+            page.click("#f button[type=submit]")
+            # (no wait_for_function: the page's CSP allows no eval)
+            page.wait_for_selector('#calls tr[data-call-id="h-1"]', state="detached")
+            got = [r.get_attribute("data-call-id") for r in page.query_selector_all("#calls tr")]
+            assert got == ["h-4", "h-3"]
+            with page.expect_download(timeout=5000) as dl:
+                page.click("#export-csv")
+            data = Path(dl.value.path()).read_bytes()
+            assert data.startswith(b"\xef\xbb\xbf")
+            assert [ln.split(",")[0] for ln in data.decode("utf-8-sig").splitlines()[1:]] == [
+                "h-4",
+                "h-3",
+            ]
+            # an agent's page
+            page.goto(d.url + "history/agents/A1")
+            page.wait_for_selector("body[data-ready=agent]", timeout=5000)
+            assert page.inner_text("#agent-mean") == f"{(filled['score']['h-1'] + 95) / 2:g}"
+            top = page.query_selector("#top-violations li.topv")
+            assert top is not None and top.get_attribute("data-rule") == "OPEN-NAME"
+            assert top.get_attribute("data-count") == "2"
+            assert page.get_attribute("#review-counts", "data-reviews") == "1"
+            assert (
+                len(page.query_selector_all('#agent-score-chart circle.pt[data-series="A1"]')) == 2
+            )
+            page.screenshot(path=str(ARTIFACTS / "history-agent.png"), full_page=True)
+            # a stored call, at an utterance
+            page.goto(d.url + "history/calls/h-5#u2")
+            page.wait_for_selector("body[data-ready=call]", timeout=5000)
+            assert "不能退" in page.inner_text("#u2") and "target" in (
+                page.get_attribute("#u2", "class") or ""
+            )
+            row = page.query_selector(f'#verdicts tr[data-rule="{UNCERTAIN_RULE}"]')
+            assert row is not None and row.get_attribute("data-verdict") == "uncertain"
+            assert page.query_selector('#findings .finding[data-rule="BAN-POLICY"]') is not None
+            # ▶ the evidence from the redacted recording: the page's session fetches the clip
+            player = page.query_selector(
+                '#findings .finding[data-rule="BAN-POLICY"] .ev[data-utt-index="2"] .play audio'
+            )
+            assert player is not None
+            src = player.get_attribute("src") or ""
+            assert src.startswith("/api/calls/h-5/audio?start=")
+            clip = page.request.get(d.url.rstrip("/") + src)
+            assert clip.status == 200 and clip.body()[:4] == b"RIFF"
+            page.screenshot(path=str(ARTIFACTS / "history-call.png"), full_page=True)
     finally:
         stop(d)
 
@@ -500,24 +475,23 @@ def test_evidence_clips_of_stored_calls(
     status, d = hist.get("/api/history/calls/h-5", cookie=qa)
     assert status == 200 and d["audio"] is True
     assert hist.get("/api/history/calls/h-1", cookie=qa)[1]["audio"] is False
-    status, headers, body = fetch(
-        hist, "/api/history/calls/h-5/audio?start=10.94&end=16.44", Cookie=qa
-    )
+    status, headers, body = fetch(hist, "/api/calls/h-5/audio?start=10.94&end=16.44", Cookie=qa)
     assert status == 200 and headers["Content-Type"] == "audio/wav" and body[:4] == b"RIFF"
     info = sf.info(io.BytesIO(body))
     assert abs(info.duration - (16.44 - 10.94 + 1.0)) < 0.01  # 0.5 s of context each side
     agent_a = hist.session("agent-a")
     for path, cookie, want in (
-        ("/api/history/calls/h-5/audio?start=1&end=2", agent_a, 404),  # C1's call
-        ("/api/history/calls/h-2/audio?start=1&end=2", agent_a, 409),  # not redacted
-        ("/api/history/calls/h-1/audio?start=1&end=2", qa, 404),  # none kept
-        ("/api/history/calls/h-5/audio?start=40&end=41", qa, 400),  # past the end
+        ("/api/calls/h-5/audio?start=1&end=2", agent_a, 404),  # C1's call
+        ("/api/calls/h-2/audio?start=1&end=2", agent_a, 409),  # not redacted
+        ("/api/calls/h-1/audio?start=1&end=2", qa, 404),  # none kept
+        ("/api/calls/h-5/audio?start=40&end=41", qa, 400),  # past the end
+        ("/api/history/calls/h-5/audio?start=1&end=2", qa, 404),  # one clip route only
     ):
         assert fetch(hist, path, Cookie=cookie)[0] == want, path
     assert (
         fetch(
             hist,
-            "/api/history/calls/h-5/audio?start=1&end=2",
+            "/api/calls/h-5/audio?start=1&end=2",
             Authorization=f"Bearer {VIEWER_TOKEN}",
         )[0]
         == 403

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dashboard_helpers import ARTIFACTS, CHROMIUM_FLAGS, PASSWORD, chromium_path, write_users
+from dashboard_helpers import ARTIFACTS, browser_login, chromium, write_users
 
 from qa_pipeline.dashboard import DashboardSink, DashboardState, start_dashboard
 from qa_pipeline.sinks.base import Event, EventKind
@@ -82,14 +82,10 @@ def test_live_service_to_browser(engine: Any, tmp_path: Path) -> None:
         except BaseException as e:  # reported by the test thread
             errors.append(e)
 
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+    with chromium() as browser:
         page = browser.new_page(viewport={"width": 1440, "height": 1000})
         try:
-            page.goto(server.url)
-            page.fill("#name", "qa")
-            page.fill("#password", PASSWORD)
-            page.click("#login button[type=submit]")
+            browser_login(page, server.url, "qa")
             page.wait_for_selector("#conn.on", timeout=5000)
             t = threading.Thread(target=service, daemon=True)
             t.start()
@@ -116,6 +112,5 @@ def test_live_service_to_browser(engine: Any, tmp_path: Path) -> None:
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "dashboard-live.png"), full_page=True)
         finally:
-            browser.close()
             state.close()
             server.stop()

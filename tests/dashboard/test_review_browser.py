@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dashboard_helpers import ARTIFACTS, CHROMIUM_FLAGS, PASSWORD, Dashboard, chromium_path
+from dashboard_helpers import ARTIFACTS, Dashboard, browser_login
 from review_calls import fill_store, put_wav, start_review_dashboard, write_pack
 
 from qa_pipeline.rules import load_pack
@@ -31,29 +31,14 @@ def dash(tmp_path: Path) -> Iterator[Dashboard]:
     try:
         yield d
     finally:
-        d.state.close()
-        d.server.stop()
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
+        d.stop()
 
 
 def login(browser: Any, dash: Dashboard, name: str) -> Any:
     """A fresh browser context logged in as ``name``, on the review page."""
     ctx = browser.new_context(viewport={"width": 1440, "height": 1000}, locale="zh-CN")
     page = ctx.new_page()
-    page.goto(dash.url)
-    page.wait_for_selector("#login:not([hidden])", timeout=5000)
-    page.fill("#name", name)
-    page.fill("#password", PASSWORD)
-    page.click("#login button[type=submit]")
+    browser_login(page, dash.url, name)
     page.wait_for_selector("#review-link:not([hidden])", timeout=5000)
     page.click("#review-link")
     page.wait_for_selector("#app:not([hidden])", timeout=5000)

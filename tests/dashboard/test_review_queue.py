@@ -362,19 +362,20 @@ def test_evidence_audio_from_the_store(dash: Dashboard, store_url: str, tmp_path
     assert dash.get("/api/review/calls/CB1", cookie=qa)[1]["audio"] is False
     assert dash.get("/api/review/calls/CA2", cookie=qa)[1]["audio"] is False
     # NO-PHONE's evidence, 7.5-11 s, with half a second each side
-    status, ctype, data = get_bytes(dash, "/api/review/calls/CA1/audio?start=7.5&end=11", qa)
+    status, ctype, data = get_bytes(dash, "/api/calls/CA1/audio?start=7.5&end=11", qa)
     assert status == 200 and ctype == "audio/wav", (status, data[:200])
     clip, rate = sf.read(io.BytesIO(data))
     assert rate == 8000 and len(clip) == 8000 * 4.5
-    assert get_bytes(dash, "/api/review/calls/CB1/audio?start=1&end=2", qa)[0] == 409
-    assert get_bytes(dash, "/api/review/calls/CA2/audio?start=1&end=2", qa)[0] == 404
-    assert get_bytes(dash, "/api/review/calls/CA1/audio?start=9&end=1", qa)[0] == 400
+    assert get_bytes(dash, "/api/calls/CB1/audio?start=1&end=2", qa)[0] == 409
+    assert get_bytes(dash, "/api/calls/CA2/audio?start=1&end=2", qa)[0] == 404
+    assert get_bytes(dash, "/api/calls/CA1/audio?start=9&end=1", qa)[0] == 400
+    assert get_bytes(dash, "/api/review/calls/CA1/audio?start=7.5&end=11", qa)[0] == 404
     # an agent hears its own calls only; a viewer none
     agent_a, agent_b = session_of(dash, "agent-a"), session_of(dash, "agent-b")
-    assert get_bytes(dash, "/api/review/calls/CA1/audio?start=7.5&end=11", agent_a)[0] == 200
-    assert get_bytes(dash, "/api/review/calls/CA1/audio?start=7.5&end=11", agent_b)[0] == 404
+    assert get_bytes(dash, "/api/calls/CA1/audio?start=7.5&end=11", agent_a)[0] == 200
+    assert get_bytes(dash, "/api/calls/CA1/audio?start=7.5&end=11", agent_b)[0] == 404
     viewer = session_of(dash, "viewer")
-    assert get_bytes(dash, "/api/review/calls/CA1/audio?start=7.5&end=11", viewer)[0] == 403
+    assert get_bytes(dash, "/api/calls/CA1/audio?start=7.5&end=11", viewer)[0] == 403
     lines = [json.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
     heard = [(x["user"], x["start"], x["end"]) for x in lines if x["route"].endswith("/audio")]
     assert heard == [("qa", "7.5", "11"), ("agent-a", "7.5", "11")]
