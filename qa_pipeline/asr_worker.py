@@ -13,7 +13,8 @@ segment (the utterance, or ``dropped`` with the reason) and the leg's watermarks
 
 Order and delivery (:class:`AsrWorker`): the records of one poll are decoded together (the
 engine's workers decode segments of several calls at once; a segment's text never depends on
-its batch), then published in offset order per partition, with ``acks=all`` and the
+its batch) and published in offset order per partition, each utterance as soon as its
+segment is decoded (results come in input order), with ``acks=all`` and the
 idempotent producer; only when the broker acknowledged all of them are the partitions'
 offsets committed (``enable.auto.commit`` off). So a watermark or leg end is never published
 before an utterance of a segment it covers, and a worker that dies loses nothing: the next
@@ -261,20 +262,26 @@ class AsrWorker:
         parts = {tp: (recs, self.read(recs)) for tp, recs in batch.items() if recs}
         segs = [m for _, msgs in parts.values() for m in msgs if isinstance(m, WireSegment)]
         inputs = [s.to_segment() for s in segs]
+        # results in input order (the segments' order in the loop below): each utterance is
+        # handed to the producer as soon as its segment is decoded, not after the batch
+        found: Iterator[AsrResult]
         if self.batched:
-            results = self.decoder.transcribe_batch(inputs)
+            found = iter(self.decoder.transcribe_batch(inputs))
         else:
-            results = list(self.decoder.transcribe_many(inputs))
-        if len(results) != len(segs):  # pragma: no cover - a decoder bug
-            raise QAError(f"decoder gave {len(results)} results for {len(segs)} segments")
-        decoded = {id(s): r for s, r in zip(segs, results, strict=True)}
+            found = self.decoder.transcribe_many(inputs)
+        results: list[AsrResult] = []
         futures: list[Any] = []
         for recs, msgs in parts.values():
             for rec, msg in zip(recs, msgs, strict=True):
                 if msg is None:
                     continue
                 if isinstance(msg, WireSegment):
-                    r = decoded[id(msg)]
+                    r = next(found, None)
+                    if r is None:  # pragma: no cover - a decoder bug
+                        raise QAError(
+                            f"decoder gave {len(results)} results for {len(segs)} segments"
+                        )
+                    results.append(r)
                     wu = wire_utterance(msg, r, self.redactor)
                     out: WireMessage = wu
                     value = encode(wu)
@@ -288,6 +295,8 @@ class AsrWorker:
                     out, value = msg, rec.value
                     self.counts.passed_on += 1
                 futures.append(self._send(out, value))
+        if next(found, None) is not None:  # pragma: no cover - a decoder bug
+            raise QAError(f"decoder gave more results than the {len(segs)} segments")
         self._wait(futures)
         if self.metrics is not None:
             m = self.metrics

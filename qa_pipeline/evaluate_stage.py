@@ -507,6 +507,10 @@ class PartitionCalls:
         self._recent = []
         return out
 
+    def has_events(self) -> bool:
+        """Whether events were made since the last :meth:`drain`."""
+        return bool(self._recent) or any(j.outbox for j in self.calls.values())
+
     def changes(self) -> dict[str, Emitted]:
         """Changelog entries to write (each call's latest), then forgotten."""
         out, self._changed = self._changed, {}
@@ -591,9 +595,11 @@ class EvaluateMetrics:
 
 
 class EvaluateStage:
-    """The consumer loop: poll, evaluate, and at each checkpoint (every ``commit_every_s``,
-    on a rebalance and at the end) emit the new events to the sinks and flush them, write
-    the changelog entries, then commit each partition's safe offset."""
+    """The consumer loop: poll, evaluate, and at each checkpoint emit the new events to the
+    sinks and flush them, write the changelog entries, then commit each partition's safe
+    offset. A checkpoint follows each poll that made events (without the commit: findings
+    leave within a poll) and comes every ``commit_every_s`` (with it), on a rebalance and at
+    the end."""
 
     def __init__(
         self,
@@ -874,6 +880,10 @@ class EvaluateStage:
                     self.counts.calls_timed_out += len(part.expire())
                 if time.monotonic() - self._last_commit >= self.commit_every_s:
                     self.checkpoint(list(self.parts))
+                elif any(part.has_events() for part in self.parts.values()):
+                    # events go out (with their changelog entries) after the poll that made
+                    # them, not at the next commit: up to commit_every_s sooner
+                    self.checkpoint(list(self.parts), commit=False)
             self.checkpoint(list(self.parts))
         finally:
             self.close()
@@ -929,7 +939,8 @@ class EvaluateStage:
                 self.consumer.commit(offsets)
             except Exception as e:  # a rebalance under way: the next owner re-reads (no loss)
                 log.warning("offsets not committed (%s: %s)", type(e).__name__, e)
-        self._last_commit = time.monotonic()
+        if commit:
+            self._last_commit = time.monotonic()
 
     def close(self) -> None:
         for p in self.parts.values():
