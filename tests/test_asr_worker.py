@@ -179,6 +179,34 @@ def test_each_partition_is_published_in_order_then_committed() -> None:
     assert w.counts.utterances + w.counts.dropped == 14
 
 
+def test_each_utterance_is_sent_as_soon_as_its_segment_is_decoded() -> None:
+    """A batch's first utterance goes to the producer before its last segment is decoded
+    (not after the whole batch: the latency of a busy worker); acks and commit still wait
+    for all of them."""
+    log: list[tuple[str, Any]] = []
+
+    class Logged(StubEngine):
+        def transcribe_segment(self, seg: Any) -> Any:
+            log.append(("decode", seg.start))
+            return super().transcribe_segment(seg)
+
+    producer = Producer(log)
+    w = AsrWorker(Consumer(log), producer, Logged(), REDACTOR)
+    msgs = call_stream("call-a", 3)
+    w.process({TopicPartition(IN, 0): records(0, msgs)})
+    kinds = [k for k, _ in log]
+    assert kinds.count("decode") == 6
+    decodes = [i for i, k in enumerate(kinds) if k == "decode"]
+    sends = [i for i, k in enumerate(kinds) if k == "send"]
+    # each decode is followed by its utterance's send before the next decode
+    for d, nxt in zip(decodes, decodes[1:], strict=False):
+        assert any(d < s < nxt for s in sends)
+    assert max(i for i, k in enumerate(kinds) if k == "ack") < kinds.index("commit")
+    assert [type(decode(v)) for _, _, v, _ in producer.sent] == [
+        WireUtterance if isinstance(m, WireSegment) else type(m) for m in msgs
+    ]
+
+
 def test_utterance_is_the_text_step_of_the_decode_with_seq_as_index() -> None:
     stub = StubEngine()
     seg = segment("call-x", 1, 7, 12.5)
