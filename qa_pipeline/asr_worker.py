@@ -75,6 +75,9 @@ DEFAULT_OUTPUT = "qa.asr.utterances"
 DEFAULT_GROUP = "qa-asr"
 #: records taken per poll (segments, watermarks, leg ends): one decode batch
 DEFAULT_MAX_RECORDS = 32
+#: acknowledged offsets committed at most this often (a commit per batch was half of a
+#: lightly loaded worker's cycle: 6.7 of 14.7 ms, p50, on the local broker)
+DEFAULT_COMMIT_INTERVAL_MS = 500
 EXIT_KAFKA = 1
 #: the reason of a segment whose decode gave no text and no reason
 NO_TEXT = "no_text"
@@ -184,8 +187,14 @@ class AsrWorker:
         delivery_timeout_s: float = 35.0,
         batched: bool = False,
         metrics: WorkerMetrics | None = None,
+        commit_interval_s: float = 0.0,
     ) -> None:
         self.consumer = consumer
+        #: acknowledged offsets are committed at most this often (0: after every batch);
+        #: a commit is a round trip that holds up the next poll. Also on revocation and at
+        #: the end; a worker that dies decodes up to this much again (readers de-duplicate)
+        self.commit_interval_s = commit_interval_s
+        self._last_commit = -float("inf")
         self.batched = batched
         self.metrics = metrics
         self.producer = producer
@@ -307,7 +316,13 @@ class AsrWorker:
             m.segments.labels("dropped").inc(len(results) - kept)
         for tp, (recs, _) in parts.items():
             self._acked[tp] = recs[-1].offset + 1
-        self.commit(dict(self._acked))
+        self.commit_due()
+
+    def commit_due(self) -> None:
+        """Commit what was acknowledged when ``commit_interval_s`` has passed since the
+        last commit."""
+        if self._acked and time.monotonic() - self._last_commit >= self.commit_interval_s:
+            self.commit(dict(self._acked))
 
     def _send(self, msg: WireMessage, value: bytes) -> Any:
         try:
@@ -354,6 +369,7 @@ class AsrWorker:
             )
             return False
         self.counts.commits += 1
+        self._last_commit = time.monotonic()
         for tp, o in offsets.items():
             if self._acked.get(tp) == o:
                 del self._acked[tp]
@@ -370,7 +386,10 @@ class AsrWorker:
         while not stop.is_set():
             batch = self.consumer.poll(timeout_ms=poll_timeout_ms, max_records=max_records)
             self.process(batch)
+            if not batch:
+                self.commit_due()
             self.observe()
+        self.commit(dict(self._acked))
         return self.counts
 
     def observe(self) -> None:
@@ -439,6 +458,7 @@ def build_worker(
     max_poll_interval_ms: int,
     batched: bool = False,
     metrics: WorkerMetrics | None = None,
+    commit_interval_s: float = 0.0,
     consumer_factory: Callable[..., Any] | None = None,
     producer_factory: Callable[..., Any] | None = None,
 ) -> AsrWorker:
@@ -483,6 +503,7 @@ def build_worker(
         delivery_timeout_s=kcfg.delivery_timeout_ms / 1000 + 5,
         batched=batched,
         metrics=metrics,
+        commit_interval_s=commit_interval_s,
     )
 
 
@@ -536,6 +557,15 @@ def asr_worker_command(
             "--max-poll-interval-ms", min=1000, help="the longest one batch may take to decode"
         ),
     ] = 300_000,
+    commit_interval_ms: Annotated[
+        int,
+        typer.Option(
+            "--commit-interval-ms",
+            min=0,
+            help="commit acknowledged offsets at most this often (0: after every batch; a "
+            "worker that dies decodes up to this much again)",
+        ),
+    ] = DEFAULT_COMMIT_INTERVAL_MS,
     health_port: Annotated[
         int | None,
         typer.Option(
@@ -585,6 +615,7 @@ def asr_worker_command(
             max_poll_interval_ms=max_poll_interval_ms,
             batched=batched,
             metrics=metrics,
+            commit_interval_s=commit_interval_ms / 1000,
         )
     except KafkaConnectError as e:
         fail(e, EXIT_KAFKA)
