@@ -379,6 +379,7 @@ def publish(prod: KafkaProducer, topic: str, plan: list[tuple[float, WireMessage
     """Send the messages (due order when ``pace``: at their due time from now)."""
     plan = sorted(plan, key=lambda x: x[0])
     encoded = [(due, m, encode(m)) for due, m in plan]
+    wall0 = time.time()
     t0 = time.monotonic()
     for due, m, value in encoded:
         if pace:
@@ -387,7 +388,7 @@ def publish(prod: KafkaProducer, topic: str, plan: list[tuple[float, WireMessage
                 time.sleep(wait)
         prod.send(topic, key=m.call_id.encode(), value=value, headers=headers(m))
     prod.flush()
-    return t0
+    return wall0, time.time()
 
 
 def wait_for(pred: Any, timeout: float, what: str) -> None:
@@ -451,19 +452,22 @@ class Run:
         reader = Reader(self.bootstrap, self.topics, self.args.partitions)
         reader.start()
         time.sleep(0.5)
-        t0 = publish(self.prod, self.topics["segments"], plan, pace)
+        wall0, published = publish(self.prod, self.topics["segments"], plan, pace)
         wait_for(
             lambda: len(reader.obs.t3) >= kept and reader.obs.scorecards >= len(calls),
             600,
             f"{kept} utterance events and {len(calls)} scorecards (logs {self.stages.logs})",
         )
         with reader.obs.lock:
-            last = max(reader.obs.t3.values()) / 1000
-        secs = last - (time.time() - (time.monotonic() - t0))
+            times = {
+                "published": published - wall0,
+                "asr": max(reader.obs.t1.values()) / 1000 - wall0,
+                "events": max(reader.obs.t3.values()) / 1000 - wall0,
+            }
         time.sleep(0.3)
         reader.stop.set()
         reader.join()
-        return reader, secs, nseg
+        return reader, times, nseg
 
 
 def _stub_kept(seg: WireSegment) -> bool:
@@ -518,10 +522,11 @@ def cmd_scale(bootstrap: str, args: Any) -> None:
         f"{os.cpu_count()} CPUs\n"
     )
     print(
-        "| workers | round | segments | seconds | segments/s | ideal s | efficiency "
+        "| workers | round | segments | ideal s | published s | last utterance s "
+        "| last event s | segments/s | efficiency (ASR / end to end) "
         "| paced: load | EoU -> finding p50 / p95 ms | utterance event p95 ms |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for n in args.workers:
         tag = f"scale-{int(time.time())}-{n}"
         with Run(bootstrap, args, tag, n, args.sleep) as run:
@@ -530,7 +535,8 @@ def cmd_scale(bootstrap: str, args: Any) -> None:
                 nseg_goal = args.seconds * n / args.sleep
                 ncalls = args.calls_per_partition * P
                 per_leg = max(1, round(nseg_goal / (2 * ncalls)))
-                _, secs, nseg = run.round(ncalls, per_leg, 0, pace=False)
+                _, tm, nseg = run.round(ncalls, per_leg, 0, pace=False)
+                secs = tm["events"]
                 ideal = nseg * args.sleep / n
                 # paced: live lines at args.load of the workers' ideal capacity (a call
                 # makes one segment per STEP_S): calls = load * n / sleep * STEP_S
@@ -539,8 +545,9 @@ def cmd_scale(bootstrap: str, args: Any) -> None:
                 lat = reader.latencies()
                 load = live * args.sleep / (STEP_S * n)
                 print(
-                    f"| {n} | {r + 1} | {nseg} | {secs:.2f} | {nseg / secs:.1f} | {ideal:.2f} "
-                    f"| {ideal / secs:.0%} | {load:.0%} ({live} calls) "
+                    f"| {n} | {r + 1} | {nseg} | {ideal:.2f} | {tm['published']:.2f} "
+                    f"| {tm['asr']:.2f} | {secs:.2f} | {nseg / secs:.1f} "
+                    f"| {ideal / tm['asr']:.0%} / {ideal / secs:.0%} | {load:.0%} ({live} calls) "
                     f"| {fmt(lat['finding'])} (n={len(lat['finding'])}) "
                     f"| {pct(lat['total'], 95):.0f} |",
                     flush=True,

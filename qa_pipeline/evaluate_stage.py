@@ -671,7 +671,7 @@ class EvaluateStage:
             client_id=f"{cid}-evaluate-changelog",
             acks="all",
             enable_idempotence=True,
-            linger_ms=5,
+            linger_ms=0,  # awaited at once (a checkpoint): a linger only holds up the loop
             **self._timeouts,
         )
         self._last_commit = time.monotonic()
