@@ -554,9 +554,108 @@ def cmd_scale(bootstrap: str, args: Any) -> None:
                 )
 
 
+def cmd_capacity(bootstrap: str, args: Any) -> None:
+    """What one evaluator and one ingest process carry: call seconds handled per wall
+    second when fed as fast as they go (a burst), i.e. live calls at real time."""
+    import random
+    import shutil
+
+    from qa_pipeline.testing import make_call
+    from qa_pipeline.testing.utterance_streams import utterance_stream
+
+    print(f"## Capacity of one evaluator and one ingest process ({os.cpu_count()} CPUs)\n")
+    print("| stage | calls | call seconds | messages | wall s | call s per wall s |")
+    print("|---|---|---|---|---|---|")
+    # the evaluator: the utterances topic of args.eval_calls synthetic calls, in a burst
+    for r in range(args.repeat):
+        tag = f"cap-{int(time.time())}-{r}"
+        topics = topics_for(tag)
+        create_topics(bootstrap, topics, args.partitions)
+        rng = random.Random(r)
+        streams = []
+        call_s = 0.0
+        for i in range(args.eval_calls):
+            t = make_call(10_000 * (r + 1) + i, rng, 36)
+            call_s += t.ended.end
+            streams.append(utterance_stream(t, session_id=f"{tag}-{i}"))
+        nmsg = sum(map(len, streams))
+        st = start_stages(bootstrap, topics, tag, 0, 0.0, args)
+        try:
+            reader = Reader(bootstrap, topics, args.partitions)
+            reader.start()
+            time.sleep(0.5)
+            prod = producer(bootstrap, args)
+            wall0 = time.time()
+            for msgs in zip(*streams, strict=False):  # the calls side by side
+                for m in msgs:
+                    prod.send(
+                        topics["utterances"], key=m.call_id.encode(), value=encode(m),
+                        headers=headers(m),
+                    )  # fmt: skip
+            for msgs in streams:  # the rest of the longer ones
+                for m in msgs[min(map(len, streams)) :]:
+                    prod.send(
+                        topics["utterances"], key=m.call_id.encode(), value=encode(m),
+                        headers=headers(m),
+                    )  # fmt: skip
+            prod.flush()
+            prod.close()
+            wait_for(lambda rd=reader: rd.obs.scorecards >= args.eval_calls, 600, "scorecards")
+            wall = time.time() - wall0
+            reader.stop.set()
+            reader.join()
+        finally:
+            st.stop()
+        print(
+            f"| evaluate | {args.eval_calls} | {call_s:.0f} | {nmsg} | {wall:.2f} "
+            f"| {call_s / wall:.0f} |",
+            flush=True,
+        )
+    # ingest: generated recordings (VAD, encode, publish with acks), pace 0
+    from qa_pipeline.samples.generate import generate_call
+
+    calls_dir = Path(tempfile.mkdtemp(prefix="bench-hops-ingest-"))
+    src = calls_dir / "src"
+    for sc, rate, enc in (
+        ("no_closing", 8000, "ulaw"), ("i_dont_know", 16000, "pcm16"),
+        ("missing_greeting", 8000, "ulaw"), ("over_promise", 8000, "ulaw"),
+    ):  # fmt: skip
+        generate_call(sc, src, rate=rate, encoding=enc)
+    import soundfile as sf
+
+    for r in range(args.repeat):
+        run_dir = calls_dir / f"run{r}"
+        run_dir.mkdir()
+        call_s = 0.0
+        n = 0
+        for k in range(args.ingest_copies):
+            for wav in sorted(src.glob("*.wav")):
+                name = f"{wav.stem}-{r}-{k}"
+                shutil.copy(wav, run_dir / f"{name}.wav")  # call id: the file's stem
+                call_s += sf.info(str(wav)).duration
+                n += 1
+        tag = f"capi-{int(time.time())}-{r}"
+        create_topics(bootstrap, {"segments": f"{tag}.segments"}, args.partitions)
+        cmd = [
+            sys.executable, "-m", "qa_pipeline.cli", "ingest", str(run_dir), "--kafka",
+            bootstrap, "--topic", f"{tag}.segments",
+        ]  # fmt: skip
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        t0 = time.time()
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+        wall = time.time() - t0
+        counts = json.loads(out.stdout.strip().splitlines()[-1])
+        msgs = counts.get("ingest", counts).get("messages", "?")
+        print(
+            f"| ingest (process start included) | {n} | {call_s:.0f} | {msgs} | {wall:.2f} "
+            f"| {call_s / wall:.0f} |",
+            flush=True,
+        )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("mode", choices=["hops", "scale"])
+    ap.add_argument("mode", choices=["hops", "scale", "capacity"])
     ap.add_argument("--bootstrap", help="an existing broker (default: start one)")
     ap.add_argument("--partitions", type=int, default=48)
     ap.add_argument("--max-records", type=int, default=0, help="asr-worker --max-records")
@@ -573,9 +672,13 @@ def main() -> int:
     ap.add_argument("--calls-per-partition", type=int, default=1)
     ap.add_argument("--load", type=float, default=0.7)
     ap.add_argument("--paced-per-leg", type=int, default=6)
+    # capacity
+    ap.add_argument("--eval-calls", type=int, default=400)
+    ap.add_argument("--ingest-copies", type=int, default=5, help="copies of 4 recordings")
     args = ap.parse_args()
+    cmd = {"hops": cmd_hops, "scale": cmd_scale, "capacity": cmd_capacity}[args.mode]
     with kafka_server(args.bootstrap) as bootstrap:
-        (cmd_hops if args.mode == "hops" else cmd_scale)(bootstrap, args)
+        cmd(bootstrap, args)
     return 0
 
 
