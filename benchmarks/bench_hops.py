@@ -567,7 +567,7 @@ def cmd_capacity(bootstrap: str, args: Any) -> None:
     print("| stage | calls | call seconds | messages | wall s | call s per wall s |")
     print("|---|---|---|---|---|---|")
     # the evaluator: the utterances topic of args.eval_calls synthetic calls, in a burst
-    for r in range(args.repeat):
+    for r in range(args.repeat if args.eval_calls else 0):
         tag = f"cap-{int(time.time())}-{r}"
         topics = topics_for(tag)
         create_topics(bootstrap, topics, args.partitions)
@@ -623,7 +623,7 @@ def cmd_capacity(bootstrap: str, args: Any) -> None:
         generate_call(sc, src, rate=rate, encoding=enc)
     import soundfile as sf
 
-    for r in range(args.repeat):
+    for r in range(args.repeat if args.ingest_copies else 0):
         run_dir = calls_dir / f"run{r}"
         run_dir.mkdir()
         call_s = 0.0
@@ -673,8 +673,10 @@ def main() -> int:
     ap.add_argument("--load", type=float, default=0.7)
     ap.add_argument("--paced-per-leg", type=int, default=6)
     # capacity
-    ap.add_argument("--eval-calls", type=int, default=400)
-    ap.add_argument("--ingest-copies", type=int, default=5, help="copies of 4 recordings")
+    ap.add_argument("--eval-calls", type=int, default=200, help="0: no evaluator run")
+    ap.add_argument(
+        "--ingest-copies", type=int, default=25, help="copies of 4 recordings (0: no ingest run)"
+    )
     args = ap.parse_args()
     cmd = {"hops": cmd_hops, "scale": cmd_scale, "capacity": cmd_capacity}[args.mode]
     with kafka_server(args.bootstrap) as bootstrap:
