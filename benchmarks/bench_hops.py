@@ -375,7 +375,9 @@ def producer(bootstrap: str, args: Any) -> KafkaProducer:
     return KafkaProducer(bootstrap_servers=bootstrap, **kw)
 
 
-def publish(prod: KafkaProducer, topic: str, plan: list[tuple[float, WireMessage]], pace: bool):
+def publish(
+    prod: KafkaProducer, topic: str, plan: list[tuple[float, WireMessage]], pace: bool
+) -> tuple[float, float]:
     """Send the messages (due order when ``pace``: at their due time from now)."""
     plan = sorted(plan, key=lambda x: x[0])
     encoded = [(due, m, encode(m)) for due, m in plan]
@@ -432,9 +434,12 @@ class Run:
         self.prod.close()
         self.stages.stop()
 
-    def round(self, ncalls: int, per_leg: int, spread_s: float, pace: bool):
-        """One round of fresh calls; returns (reader, seconds from first send to the last
-        utterance event, number of segments)."""
+    def round(
+        self, ncalls: int, per_leg: int, spread_s: float, pace: bool
+    ) -> tuple[Reader, dict[str, float], int]:
+        """One round of fresh calls; returns (reader, seconds from the first send to: the
+        end of publishing, the last wire utterance, the last utterance event; number of
+        segments)."""
         self.rounds += 1
         calls = balanced_calls(
             f"{self.tag}-r{self.rounds}", self.args.partitions, ncalls, self.workers
@@ -586,8 +591,8 @@ def cmd_capacity(bootstrap: str, args: Any) -> None:
             time.sleep(0.5)
             prod = producer(bootstrap, args)
             wall0 = time.time()
-            for msgs in zip(*streams, strict=False):  # the calls side by side
-                for m in msgs:
+            for side in zip(*streams, strict=False):  # the calls side by side
+                for m in side:
                     prod.send(
                         topics["utterances"], key=m.call_id.encode(), value=encode(m),
                         headers=headers(m),
