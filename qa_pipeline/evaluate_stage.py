@@ -90,6 +90,8 @@ DEFAULT_GROUP = "qa-eval"
 DEFAULT_CHANGELOG = "qa.eval.emitted"
 #: the rules' clock grid (call-clock seconds): the watermarks' step
 TICK_S = 0.5
+#: records per poll; a poll that brings fewer means the evaluator has caught up
+MAX_POLL_RECORDS = 500
 IDLE_TIMEOUT_S = 300.0
 #: the changelog topic as this stage creates it: one entry per call kept (compacted), and
 #: none kept beyond 7 days (an evaluator re-reads a call only while it is open, and the
@@ -658,7 +660,7 @@ class EvaluateStage:
             client_id=f"{cid}-evaluate",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            max_poll_records=500,
+            max_poll_records=MAX_POLL_RECORDS,
             session_timeout_ms=int(session_timeout_s * 1000),
             heartbeat_interval_ms=max(100, int(session_timeout_s * 1000) // 3),
             **self._timeouts,
@@ -880,9 +882,13 @@ class EvaluateStage:
                     self.counts.calls_timed_out += len(part.expire())
                 if time.monotonic() - self._last_commit >= self.commit_every_s:
                     self.checkpoint(list(self.parts))
-                elif any(part.has_events() for part in self.parts.values()):
-                    # events go out (with their changelog entries) after the poll that made
-                    # them, not at the next commit: up to commit_every_s sooner
+                elif sum(map(len, batch.values())) < MAX_POLL_RECORDS and any(
+                    part.has_events() for part in self.parts.values()
+                ):
+                    # caught up (a poll short of the maximum): the events go out (with their
+                    # changelog entries) now, not at the next commit, up to commit_every_s
+                    # sooner; while behind, at the commit as before (a checkpoint per poll
+                    # would slow the catching up)
                     self.checkpoint(list(self.parts), commit=False)
             self.checkpoint(list(self.parts))
         finally:
