@@ -101,6 +101,8 @@ DEFAULT_GROUP = "qa-eval"
 DEFAULT_CHANGELOG = "qa.eval.emitted"
 #: the rules' clock grid (call-clock seconds): the watermarks' step
 TICK_S = 0.5
+#: records per poll; a poll that brings fewer means the evaluator has caught up
+MAX_POLL_RECORDS = 500
 IDLE_TIMEOUT_S = 300.0
 #: the changelog topic as this stage creates it: one entry per call kept (compacted), and
 #: none kept beyond 7 days (an evaluator re-reads a call only while it is open, and the
@@ -526,6 +528,10 @@ class PartitionCalls:
         self._recent = []
         return out
 
+    def has_events(self) -> bool:
+        """Whether events were made since the last :meth:`drain`."""
+        return bool(self._recent) or any(j.outbox for j in self.calls.values())
+
     def changes(self) -> dict[str, Emitted]:
         """Changelog entries to write (each call's latest), then forgotten."""
         out, self._changed = self._changed, {}
@@ -610,9 +616,11 @@ class EvaluateMetrics:
 
 
 class EvaluateStage:
-    """The consumer loop: poll, evaluate, and at each checkpoint (every ``commit_every_s``,
-    on a rebalance and at the end) emit the new events to the sinks and flush them, write
-    the changelog entries, then commit each partition's safe offset."""
+    """The consumer loop: poll, evaluate, and at each checkpoint emit the new events to the
+    sinks and flush them, write the changelog entries, then commit each partition's safe
+    offset. A checkpoint follows each poll that made events (without the commit: findings
+    leave within a poll) and comes every ``commit_every_s`` (with it), on a rebalance and at
+    the end."""
 
     def __init__(
         self,
@@ -671,7 +679,7 @@ class EvaluateStage:
             client_id=f"{cid}-evaluate",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            max_poll_records=500,
+            max_poll_records=MAX_POLL_RECORDS,
             session_timeout_ms=int(session_timeout_s * 1000),
             heartbeat_interval_ms=max(100, int(session_timeout_s * 1000) // 3),
             **self._timeouts,
@@ -684,7 +692,7 @@ class EvaluateStage:
             client_id=f"{cid}-evaluate-changelog",
             acks="all",
             enable_idempotence=True,
-            linger_ms=5,
+            linger_ms=0,  # awaited at once (a checkpoint): a linger only holds up the loop
             **self._timeouts,
         )
         self._last_commit = time.monotonic()
@@ -893,6 +901,14 @@ class EvaluateStage:
                     self.counts.calls_timed_out += len(part.expire())
                 if time.monotonic() - self._last_commit >= self.commit_every_s:
                     self.checkpoint(list(self.parts))
+                elif sum(map(len, batch.values())) < MAX_POLL_RECORDS and any(
+                    part.has_events() for part in self.parts.values()
+                ):
+                    # caught up (a poll short of the maximum): the events go out (with their
+                    # changelog entries) now, not at the next commit, up to commit_every_s
+                    # sooner; while behind, at the commit as before (a checkpoint per poll
+                    # would slow the catching up)
+                    self.checkpoint(list(self.parts), commit=False)
             self.checkpoint(list(self.parts))
         finally:
             self.close()
@@ -948,7 +964,8 @@ class EvaluateStage:
                 self.consumer.commit(offsets)
             except Exception as e:  # a rebalance under way: the next owner re-reads (no loss)
                 log.warning("offsets not committed (%s: %s)", type(e).__name__, e)
-        self._last_commit = time.monotonic()
+        if commit:
+            self._last_commit = time.monotonic()
 
     def close(self) -> None:
         for p in self.parts.values():

@@ -6,6 +6,7 @@ the stub (:mod:`qa_pipeline.asr.stub`). The real broker: tests/integration/test_
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -177,6 +178,68 @@ def test_each_partition_is_published_in_order_then_committed() -> None:
     assert {i for kind, i in log if kind == "ack"} == set(range(len(sent)))
     assert w.counts.segments == 14 and w.counts.passed_on == len(a) + len(b) - 14
     assert w.counts.utterances + w.counts.dropped == 14
+
+
+def test_each_utterance_is_sent_as_soon_as_its_segment_is_decoded() -> None:
+    """A batch's first utterance goes to the producer before its last segment is decoded
+    (not after the whole batch: the latency of a busy worker); acks and commit still wait
+    for all of them."""
+    log: list[tuple[str, Any]] = []
+
+    class Logged(StubEngine):
+        def transcribe_segment(self, seg: Any) -> Any:
+            log.append(("decode", seg.start))
+            return super().transcribe_segment(seg)
+
+    producer = Producer(log)
+    w = AsrWorker(Consumer(log), producer, Logged(), REDACTOR)
+    msgs = call_stream("call-a", 3)
+    w.process({TopicPartition(IN, 0): records(0, msgs)})
+    kinds = [k for k, _ in log]
+    assert kinds.count("decode") == 6
+    decodes = [i for i, k in enumerate(kinds) if k == "decode"]
+    sends = [i for i, k in enumerate(kinds) if k == "send"]
+    # each decode is followed by its utterance's send before the next decode
+    for d, nxt in zip(decodes, decodes[1:], strict=False):
+        assert any(d < s < nxt for s in sends)
+    assert max(i for i, k in enumerate(kinds) if k == "ack") < kinds.index("commit")
+    assert [type(decode(v)) for _, _, v, _ in producer.sent] == [
+        WireUtterance if isinstance(m, WireSegment) else type(m) for m in msgs
+    ]
+
+
+def test_commits_at_most_every_interval_and_at_the_end() -> None:
+    """With ``commit_interval_s``, batches inside the interval are published and
+    acknowledged but committed together (the first batch at once, later ones once the
+    interval has passed), and what is acknowledged is committed when the run ends."""
+    log: list[tuple[str, Any]] = []
+    a = call_stream("call-a", 3)
+    tp = TopicPartition(IN, 0)
+    stop = threading.Event()
+
+    class Stopping(Consumer):
+        def poll(self, timeout_ms: int, max_records: int) -> dict[Any, list[Rec]]:
+            out = super().poll(timeout_ms, max_records)
+            if not self.batches:
+                stop.set()
+            return out
+
+    cuts = [0, 4, 8, 12, len(a)]
+    consumer = Stopping(
+        log, [{tp: records(0, a[x:y], first=x)} for x, y in zip(cuts, cuts[1:], strict=False)]
+    )
+    w = AsrWorker(consumer, Producer(log), StubEngine(), REDACTOR, commit_interval_s=0.3)
+    commits = lambda: [x for x in log if x[0] == "commit"]  # noqa: E731
+    w.process(consumer.poll(0, 32))
+    assert commits() == [("commit", {0: 4})]  # the first at once
+    w.process(consumer.poll(0, 32))
+    assert commits() == [("commit", {0: 4})]  # inside the interval: acknowledged only
+    time.sleep(0.35)
+    w.process(consumer.poll(0, 32))
+    assert commits() == [("commit", {0: 4}), ("commit", {0: 12})]  # the interval passed
+    w.run(stop)  # the last batch, inside the interval, then the end of the run
+    assert commits() == [("commit", {0: 4}), ("commit", {0: 12}), ("commit", {0: len(a)})]
+    assert {i for kind, i in log if kind == "ack"} == set(range(len(a)))
 
 
 def test_utterance_is_the_text_step_of_the_decode_with_seq_as_index() -> None:

@@ -316,3 +316,77 @@ def test_two_evaluators_one_killed_mid_stream(
         f"dedupe, {len(crit)} webhook notifications, survivor summary {summary}, "
         f"{time.monotonic() - t_start:.1f} s"
     )
+
+
+def test_events_leave_after_the_poll_that_made_them_not_at_the_commit(
+    kafka_server: Any, tmp_path: Path
+) -> None:
+    """With commits an hour apart, a call's first utterances reach the sinks within a few
+    seconds (a poll) and nothing is committed meanwhile: emission (with the changelog entry)
+    follows each poll that made events; the commit comes at its interval or at the end."""
+    from qa_pipeline.evaluate_stage import EvaluateStage
+    from qa_pipeline.sinks.base import FanOut
+    from qa_pipeline.sinks.kafka import KafkaSinkConfig
+
+    bootstrap = kafka_server.bootstrap
+    tag = f"emit-now-{os.getpid()}-{int(time.time())}"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(f"{tag}.utterances", num_partitions=1, replication_factor=1)])
+    finally:
+        admin.close()
+    t = make_call(600, random.Random(41), 20)
+    msgs = utterance_stream(t, session_id="emit-now")
+    first = msgs[: len(msgs) // 2]  # the call goes on: no leg has ended
+    assert not any(type(m).__name__ == "LegEnd" for m in first)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for m in first:
+        producer.send(
+            f"{tag}.utterances", key=m.call_id.encode(), value=encode(m), headers=headers(m)
+        )
+    producer.flush()
+    producer.close()
+
+    got: list[tuple[float, Event]] = []
+
+    class Keep:
+        def emit(self, event: Event) -> None:
+            got.append((time.monotonic(), event))
+
+        def flush(self, timeout: float | None = None) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    stage = EvaluateStage(
+        KafkaSinkConfig(bootstrap_servers=(bootstrap,)),
+        load_pack(),
+        FanOut([("keep", Keep())]),
+        topic=f"{tag}.utterances",
+        group=f"{tag}-eval",
+        changelog=f"{tag}.emitted",
+        commit_every_s=3600,
+        session_timeout_s=6,
+    )
+    runner = threading.Thread(target=stage.run, daemon=True)
+    runner.start()
+    tp = TopicPartition(f"{tag}.utterances", 0)
+    probe = KafkaConsumer(bootstrap_servers=bootstrap, group_id=f"{tag}-eval")
+    try:
+        deadline = time.monotonic() + 30
+        while not any(e.kind.value == "utterance" for _, e in got):
+            assert time.monotonic() < deadline, "no event emitted before the commit interval"
+            time.sleep(0.05)
+        assert probe.committed(tp) is None  # emitted, not committed: the interval is an hour
+    finally:
+        stage.stop()
+        runner.join(timeout=30)
+    assert not runner.is_alive()
+    try:
+        # the last checkpoint commits: the first record of the call still open
+        assert probe.committed(tp) == 0
+    finally:
+        probe.close()
+    kinds = Counter(e.kind.value for _, e in got)
+    assert kinds["utterance"] >= 3 and kinds["scorecard"] == 0
