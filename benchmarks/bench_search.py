@@ -9,7 +9,7 @@ average: a scripted opening, customer and agent lines, a closing; 您好 in ~90 
 already masked as ``[手机号]``), 500 agents in 20 teams, a year of start times, 80 %
 inbound, one active run with a score and 8 rule verdicts per call. The calls go in with a
 bulk loader (``executemany`` on SQLite, ``COPY`` on PostgreSQL) and are indexed with the
-search module's own tokens (``sqlite_tokens`` / ``tsvector_text``) in bulk, the GIN index
+search module's own tokens (``sqlite_tokens`` / ``pg_index``) in bulk, the GIN index
 built after the load. The stores are cached (``out/bench-search/``, PostgreSQL database
 ``search_bench_<calls>``): a rerun measures only; ``--force`` builds them again.
 
@@ -29,6 +29,7 @@ import random
 import statistics
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -276,23 +277,31 @@ def build_postgres(url: str, n: int) -> dict[str, float]:
     _copy(c, "utterances", UTT_COLS, utts)
     c.commit()
     t2 = time.perf_counter()
-    c.execute("DROP INDEX search_calls_tsv")
-    tsv = dict(_call_texts(utts))
+    c.execute("DROP INDEX search_calls_grams")
+    texts = dict(_call_texts(utts))
+    ids: dict[str, int] = {}  # token -> id, as sync_index's search_df has them
+    df: Counter[int] = Counter()
+
+    def index_rows() -> Iterator[tuple[Any, ...]]:
+        for row in _search_rows(calls, results):
+            tokens, stream = S.pg_index(texts[row[0]])
+            grams = sorted(ids.setdefault(t, len(ids) + 1) for t in tokens)
+            df.update(grams)
+            yield (*row, grams, stream)
+
     _copy(
         c,
         "search_calls",
-        "call_key, call_id, agent_id, team, direction, started_epoch, run_id, score, tsv",
-        ((*row, S.tsvector_text(tsv[row[0]])) for row in _search_rows(calls, results)),
+        "call_key, call_id, agent_id, team, direction, started_epoch, run_id, score, grams, stream",
+        index_rows(),
     )
     c.execute(
         "SELECT setval(pg_get_serial_sequence('search_calls', 'call_key'), %s)", (len(calls),)
     )
+    _copy(c, "search_df", "token, id, calls", ((t, i, df[i]) for t, i in ids.items()))
+    c.execute("SELECT setval(pg_get_serial_sequence('search_df', 'id'), %s)", (len(ids),))
     c.execute("SET maintenance_work_mem = '512MB'")
-    c.execute("CREATE INDEX search_calls_tsv ON search_calls USING GIN (tsv)")
-    c.execute(
-        "INSERT INTO search_df (token, calls) SELECT lexeme, count(*) FROM search_calls, "
-        "unnest(tsv) GROUP BY lexeme"
-    )
+    c.execute("CREATE INDEX search_calls_grams ON search_calls USING GIN (grams)")
     c.execute("DELETE FROM search_dirty")
     c.execute("CREATE TABLE bench_meta (calls INTEGER)")
     c.execute("INSERT INTO bench_meta VALUES (%s)", (n,))
@@ -502,6 +511,9 @@ def main() -> None:
     ap.add_argument("--plans", action="store_true", help="print the query plans")
     ap.add_argument("--baselines", action="store_true", help="time LIKE scans and trigram indexes")
     ap.add_argument("--out", type=Path, default=REPO / "out" / "bench-search")
+    ap.add_argument(
+        "--pg-name", default=None, help="PostgreSQL database (default search_bench_<calls>)"
+    )
     args = ap.parse_args()
     results: dict[str, dict[str, dict[str, Any]]] = {}
     for backend in args.backends.split(","):
@@ -519,7 +531,7 @@ def main() -> None:
                 )
             db = Store(path)
         else:
-            name = f"search_bench_{args.calls}"
+            name = args.pg_name or f"search_bench_{args.calls}"
             if args.force or not _cached_postgres(name, args.calls):
                 print(f"building PostgreSQL database {name} ...", flush=True)
                 url = create_pg_database(name)

@@ -27,15 +27,23 @@ utterances, marked.
   key in ``search_calls``), ``unicode61`` over the pre-cut token strings (a private-use
   character fills a gap, another joins two ASCII units in a bigram so ``abc 123`` stays
   apart from ``abc123``). A term is ``uni : "退"`` or the phrase ``bi : "退款 款到 到账"``.
-* **PostgreSQL**: ``search_calls.tsv``, a ``tsvector`` written directly in its input form
-  (``'退' '款' '退款':3 '款到':4 ...``: unigrams without positions, bigrams at theirs; no
-  parser, locale or dictionary touches the tokens) under a GIN index; a term is ``'退'`` or
-  ``'退款' <-> '款到' <-> '到账'``. Kept in the row, lz4-compressed, so a phrase recheck
-  needs no TOAST look-up. Counting the calls that hold a frequent term reads every such
-  row (~2.4 KB each; a tsvector match is always rechecked, so even the GIN bitmap scan
-  fetches them), so the total of a one-token search without filters comes from
-  ``search_df`` (calls per token, kept by the sync), as SQLite's doclists give it. (A tsvector holds positions up to 16383 and 256 per lexeme: in a
-  call longer than that a phrase may be missed in its tail; a one-unit term never is.)
+* **PostgreSQL**: ``search_calls.grams``, the call's unigrams and bigrams as integer ids
+  (``search_df``: token, id, how many calls hold it; kept by the sync) under a GIN index,
+  and ``search_calls.stream``, the call's units in order as text (CJK characters as they
+  are, an ASCII word between spaces, ``|`` between runs: between utterances and at masks).
+  A search asks ``grams @> ARRAY[ids of every term's tokens]``, which the GIN index
+  answers **exactly** (no recheck of the row's value), and for a term of three units or
+  more also ``strpos(stream, '非常抱歉') > 0``: the units in a row, read only in the rows
+  that hold all its bigrams. A token no call holds matches nothing (no query runs). The
+  total of a one-token search without filters is ``search_df.calls``. Why not a
+  ``tsvector`` (the first form, migration 0100: unigrams, bigrams at their positions,
+  ``'退款' <-> '款到'``): a tsvector match is always rechecked, so every count read every
+  matching row's ~2.4 KB tsvector — a frequent phrase or two frequent terms with a weak
+  filter read the whole 256 MB table, more than a default ``shared_buffers`` (128 MB),
+  at p95 200–505 ms under load. The row is now ~1.4 KB (the ids ~860 B, the stream
+  ~500 B; ``search_calls`` 146 MB for 100,000 calls), the GIN index 41 MB (was 46 MB),
+  and no position limit (a tsvector keeps positions up to 16383: a phrase late in a
+  very long call was missed).
 
 One row per **call**, not per utterance: the totals are counts of calls (what a QA lead
 asks: how many calls mention 投诉), a frequent term's postings are 15x fewer, and the
@@ -183,33 +191,28 @@ def sqlite_tokens(texts: Iterable[str]) -> tuple[str, str]:
     return " ".join(uni), " ".join(bi)
 
 
-#: the highest position a tsvector holds; later ones are clamped to it
-MAX_POS = 16383
+def _enc(unit: str) -> str:
+    """A unit as written in the phrase stream: an ASCII run between spaces (``abc`` never
+    matches inside ``abcd``), any other unit as itself."""
+    return f" {unit} " if _ASCII_RE.fullmatch(unit) else unit
 
 
-def tsvector_text(texts: Iterable[str]) -> str:
-    """A call as ``tsvector`` input: its unigrams (without positions: a one-unit term is
-    never part of a phrase) and its bigrams at their positions, a skipped position between
-    utterances and at masks."""
-    return _tsvector(texts)[0]
+#: separates the runs of the phrase stream (utterances, masks): punctuation is never a unit
+RUN_SEP = "|"
 
 
-def _tsvector(texts: Iterable[str]) -> tuple[str, set[str]]:
-    """(``tsvector`` input, its lexemes)."""
-    unigrams: set[str] = set()
-    bigrams: dict[str, list[int]] = {}
-    pos = 0
+def pg_index(texts: Iterable[str]) -> tuple[set[str], str]:
+    """A call as PostgreSQL indexes it: its tokens (unigrams and bigrams, no positions;
+    stored as ids in ``search_calls.grams``) and its phrase stream (``search_calls.stream``:
+    its units in order, each run between utterances and masks set apart by ``RUN_SEP``)."""
+    tokens: set[str] = set()
+    runs: list[str] = []
     for text in texts:
         for run in segments(text):
-            pos += 1  # a gap before every run: no phrase spans a mask or two utterances
-            unigrams.update(u.text for u in run)
-            for i in range(len(run) - 1):
-                p = min(pos + i, MAX_POS)
-                bigrams.setdefault(_bigram(run[i].text, run[i + 1].text), []).append(p)
-            pos += len(run)
-    out = [f"'{u}'" for u in unigrams]
-    out += [f"'{b}':{','.join(map(str, ps[:256]))}" for b, ps in bigrams.items()]
-    return " ".join(out), unigrams | set(bigrams)
+            tokens.update(u.text for u in run)
+            tokens.update(_bigram(a.text, b.text) for a, b in zip(run, run[1:], strict=False))
+            runs.append("".join(_enc(u.text) for u in run))
+    return tokens, RUN_SEP.join(runs)
 
 
 # -- queries ------------------------------------------------------------------------------
@@ -253,8 +256,9 @@ def fts5_query(terms: Sequence[Term]) -> str:
     return " AND ".join(parts)
 
 
-def tsquery_text(terms: Sequence[Term]) -> str:
-    return " & ".join("(" + " <-> ".join(f"'{g}'" for g in t.grams) + ")" for t in terms)
+def phrase_text(term: Term) -> str:
+    """The term as it stands in a call's phrase stream (``pg_index``)."""
+    return "".join(_enc(u) for u in term.units)
 
 
 def match_spans(text: str, terms: Sequence[Term]) -> list[tuple[int, int]]:
@@ -549,20 +553,16 @@ def _reindex(db: Db, dirty: dict[str, bool]) -> None:
             texts[cid].append(text or "")
     gone = [cid for cid in ids if cid not in attrs or (cid in texts and not texts[cid])]
     gone_keys = [(keys[c],) for c in gone if c in keys]
-    # PostgreSQL: each token's count of calls (search_df), less the old tokens of the
-    # calls cut again or gone, plus their new ones
-    df: Counter[str] = Counter()
-    old_lexemes: dict[int, list[str]] = {}
+    # PostgreSQL: each token's count of calls (search_df, by token id), less the old
+    # tokens of the calls cut again or gone, plus their new ones
+    df: Counter[int] = Counter()
     if db.dialect == "postgres":
         cut = [keys[c] for c in {*gone, *recut} if c in keys]
         if cut:
-            old_lexemes = dict(
-                db.execute(
-                    "SELECT call_key, tsvector_to_array(tsv) FROM search_calls "
-                    f"WHERE call_key IN ({_in(cut)})",
-                    cut,
-                ).fetchall()
-            )
+            for (ids,) in db.execute(
+                f"SELECT grams FROM search_calls WHERE call_key IN ({_in(cut)})", cut
+            ).fetchall():
+                df.update({i: -1 for i in ids})
     if gone_keys:
         if db.dialect == "sqlite":
             db.executemany("DELETE FROM search_fts WHERE rowid = ?", gone_keys)
@@ -592,29 +592,50 @@ def _reindex(db: Db, dirty: dict[str, bool]) -> None:
             [(keys[c], *sqlite_tokens(texts[c])) for c in fresh],
         )
     else:
-        tsv = {c: _tsvector(texts[c]) for c in fresh}
-        for before in old_lexemes.values():
-            df.update({t: -1 for t in before})
-        for _, after in tsv.values():
-            df.update({t: 1 for t in after})
-        old = [(tsv[c][0], keys[c]) for c in fresh if c in keys]
+        cuts = {c: pg_index(texts[c]) for c in fresh}
+        tok_ids = _token_ids(db, set().union(*(t for t, _ in cuts.values())))
+        rows = {c: (sorted(tok_ids[t] for t in toks), stream) for c, (toks, stream) in cuts.items()}
+        for grams, _ in rows.values():
+            df.update({i: 1 for i in grams})
+        old = [(*rows[c], keys[c]) for c in fresh if c in keys]
         if old:
-            db.executemany("UPDATE search_calls SET tsv = ?::tsvector WHERE call_key = ?", old)
+            db.executemany("UPDATE search_calls SET grams = ?, stream = ? WHERE call_key = ?", old)
         for cid in fresh:
             if cid not in keys:
                 db.execute(
                     "INSERT INTO search_calls (call_id, agent_id, team, direction, "
-                    "started_epoch, run_id, score, tsv) VALUES (?, ?, ?, ?, ?, ?, ?, "
-                    "?::tsvector)",
-                    (cid, *attrs[cid], tsv[cid][0]),
+                    "started_epoch, run_id, score, grams, stream) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (cid, *attrs[cid], *rows[cid]),
                 )
-        delta = sorted((t, n) for t, n in df.items() if n)
+        delta = sorted((n, i) for i, n in df.items() if n)
         if delta:
-            db.executemany(
-                "INSERT INTO search_df (token, calls) VALUES (?, ?) ON CONFLICT (token) "
-                "DO UPDATE SET calls = search_df.calls + excluded.calls",
-                delta,
-            )
+            db.executemany("UPDATE search_df SET calls = calls + ? WHERE id = ?", delta)
+
+
+def _token_ids(db: Db, tokens: set[str]) -> dict[str, int]:
+    """The ids of the tokens in ``search_df`` (PostgreSQL), new ones added with no calls."""
+    if not tokens:
+        return {}
+    want = sorted(tokens)
+    ids = _lookup_ids(db, want)
+    new = [(t,) for t in want if t not in ids]
+    if new:
+        db.executemany(
+            "INSERT INTO search_df (token, calls) VALUES (?, 0) ON CONFLICT (token) DO NOTHING",
+            new,
+        )
+        ids.update(_lookup_ids(db, [t for (t,) in new]))
+    return ids
+
+
+def _lookup_ids(db: Db, tokens: Sequence[str]) -> dict[str, int]:
+    return {
+        t: int(i)
+        for t, i in db.execute(
+            "SELECT token, id FROM search_df WHERE token = ANY(?)", (list(tokens),)
+        ).fetchall()
+    }
 
 
 def _attrs(db: Db, ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
@@ -664,8 +685,9 @@ def _queries(
     """(SELECT call keys in order, SELECT count, parameters) for one search."""
     where, fparams = filter_sql(filters, plain=driver == "verdicts" and db.dialect == "sqlite")
     if db.dialect == "postgres":
-        body = "FROM search_calls s WHERE " + " AND ".join(["s.tsv @@ ?::tsquery", *where])
-        params: list[Any] = [tsquery_text(terms), *fparams]
+        match, params = _pg_match(db, terms)
+        body = "FROM search_calls s WHERE " + " AND ".join([*match, *where])
+        params += fparams
         key = "s.call_key"
     elif not filters.any:
         body = "FROM search_fts f WHERE search_fts MATCH ?"
@@ -686,6 +708,24 @@ def _queries(
     page = f"SELECT {key} {body} ORDER BY {key} DESC LIMIT ? OFFSET ?"
     count = f"SELECT count(*) {body}"
     return page, count, params
+
+
+def _pg_match(db: Db, terms: Sequence[Term]) -> tuple[list[str], list[Any]]:
+    """PostgreSQL: WHERE clauses on ``search_calls s`` for the terms. The call holds every
+    term's tokens (their ids, ``grams @>``: the GIN index answers it exactly, no recheck)
+    and, for a term of three units or more, the term in a row (its phrase stream). A token
+    that no call holds matches nothing."""
+    grams = sorted({g for t in terms for g in t.grams})
+    ids = _lookup_ids(db, grams)
+    if len(ids) < len(grams):
+        return ["FALSE"], []
+    where = ["s.grams @> ?::integer[]"]
+    params: list[Any] = [sorted(ids.values())]
+    for t in terms:
+        if len(t.units) > 2:
+            where.append("strpos(s.stream, ?) > 0")
+            params.append(phrase_text(t))
+    return where, params
 
 
 def choose_driver(db: Db, terms: Sequence[Term], filters: Filters) -> str:
