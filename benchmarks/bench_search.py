@@ -279,29 +279,26 @@ def build_postgres(url: str, n: int) -> dict[str, float]:
     t2 = time.perf_counter()
     c.execute("DROP INDEX search_calls_grams")
     texts = dict(_call_texts(utts))
-    ids: dict[str, int] = {}  # token -> id, as sync_index's search_df has them
-    df: Counter[int] = Counter()
+    df: Counter[str] = Counter()  # calls per token, as sync_index keeps search_df
 
     def index_rows() -> Iterator[tuple[Any, ...]]:
         for row in _search_rows(calls, results):
             tokens, stream = S.pg_index(texts[row[0]])
-            grams = sorted(ids.setdefault(t, len(ids) + 1) for t in tokens)
-            df.update(grams)
-            yield (*row, grams, stream)
+            df.update(tokens)
+            yield (*row, stream)
 
     _copy(
         c,
         "search_calls",
-        "call_key, call_id, agent_id, team, direction, started_epoch, run_id, score, grams, stream",
+        "call_key, call_id, agent_id, team, direction, started_epoch, run_id, score, stream",
         index_rows(),
     )
     c.execute(
         "SELECT setval(pg_get_serial_sequence('search_calls', 'call_key'), %s)", (len(calls),)
     )
-    _copy(c, "search_df", "token, id, calls", ((t, i, df[i]) for t, i in ids.items()))
-    c.execute("SELECT setval(pg_get_serial_sequence('search_df', 'id'), %s)", (len(ids),))
+    _copy(c, "search_df", "token, calls", df.items())
     c.execute("SET maintenance_work_mem = '512MB'")
-    c.execute("CREATE INDEX search_calls_grams ON search_calls USING GIN (grams)")
+    c.execute("CREATE INDEX search_calls_grams ON search_calls USING GIN (search_grams(stream))")
     c.execute("DELETE FROM search_dirty")
     c.execute("CREATE TABLE bench_meta (calls INTEGER)")
     c.execute("INSERT INTO bench_meta VALUES (%s)", (n,))

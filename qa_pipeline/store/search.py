@@ -27,23 +27,27 @@ utterances, marked.
   key in ``search_calls``), ``unicode61`` over the pre-cut token strings (a private-use
   character fills a gap, another joins two ASCII units in a bigram so ``abc 123`` stays
   apart from ``abc123``). A term is ``uni : "退"`` or the phrase ``bi : "退款 款到 到账"``.
-* **PostgreSQL**: ``search_calls.grams``, the call's unigrams and bigrams as integer ids
-  (``search_df``: token, id, how many calls hold it; kept by the sync) under a GIN index,
-  and ``search_calls.stream``, the call's units in order as text (CJK characters as they
-  are, an ASCII word between spaces, ``|`` between runs: between utterances and at masks).
-  A search asks ``grams @> ARRAY[ids of every term's tokens]``, which the GIN index
-  answers **exactly** (no recheck of the row's value), and for a term of three units or
-  more also ``strpos(stream, '非常抱歉') > 0``: the units in a row, read only in the rows
-  that hold all its bigrams. A token no call holds matches nothing (no query runs). The
-  total of a one-token search without filters is ``search_df.calls``. Why not a
-  ``tsvector`` (the first form, migration 0100: unigrams, bigrams at their positions,
-  ``'退款' <-> '款到'``): a tsvector match is always rechecked, so every count read every
-  matching row's ~2.4 KB tsvector — a frequent phrase or two frequent terms with a weak
-  filter read the whole 256 MB table, more than a default ``shared_buffers`` (128 MB),
-  at p95 200–505 ms under load. The row is now ~1.4 KB (the ids ~860 B, the stream
-  ~500 B; ``search_calls`` 146 MB for 100,000 calls), the GIN index 41 MB (was 46 MB),
-  and no position limit (a tsvector keeps positions up to 16383: a phrase late in a
-  very long call was missed).
+* **PostgreSQL**: ``search_calls.stream``, the call's units in order as text (CJK
+  characters as they are, an ASCII word between spaces, ``|`` between runs: between
+  utterances and at masks; ~500 B a call), under a GIN index on an expression of it,
+  ``search_grams(stream)``: the ``hashtext`` of each of its unigrams and bigrams
+  (migration 0101; computed when a row is written, never when one is read). A search
+  asks ``search_grams(s.stream) @> ARRAY[hashes of every term's tokens]``, which the index
+  answers without running the function or rechecking the row, and ``strpos(s.stream,
+  '非常抱歉') > 0`` for every term, which makes every match exact (a term's units in a
+  row; two tokens sharing a hash cost a candidate, never a wrong hit). The total of a
+  one-token search without filters is ``search_df.calls`` (calls per token, kept by the
+  sync). The function is costed high so the planner never runs it to filter rows, and
+  a search turns JIT off in its session (compiling cost more than the count it sped up).
+  Why not a ``tsvector`` (the first form, migration 0100: unigrams, bigrams at their
+  positions, ``'退款' <-> '款到'``): a tsvector match is always rechecked, so a count
+  read every matching row's ~2.4 KB tsvector — a frequent phrase or two frequent terms
+  with a weak filter read the whole 256 MB table, twice a default ``shared_buffers``
+  (128 MB): p95 200–505 ms under load. ``search_calls`` is now 60 MB for 100,000 calls
+  (it stays in the buffers), and there is no position limit (a tsvector keeps positions
+  up to 16383: a phrase late in a very long call was missed). (Token ids in an
+  ``INTEGER[]`` column instead of the expression index: exact too, but ~860 B a row,
+  146 MB, no faster than the tsvector under load.)
 
 One row per **call**, not per utterance: the totals are counts of calls (what a QA lead
 asks: how many calls mention 投诉), a frequent term's postings are 15x fewer, and the
@@ -202,9 +206,10 @@ RUN_SEP = "|"
 
 
 def pg_index(texts: Iterable[str]) -> tuple[set[str], str]:
-    """A call as PostgreSQL indexes it: its tokens (unigrams and bigrams, no positions;
-    stored as ids in ``search_calls.grams``) and its phrase stream (``search_calls.stream``:
-    its units in order, each run between utterances and masks set apart by ``RUN_SEP``)."""
+    """A call as PostgreSQL indexes it: its tokens (unigrams and bigrams: the GIN index
+    holds their hashes, ``search_grams(stream)``; ``search_df`` counts them) and its phrase
+    stream (``search_calls.stream``: its units in order, each run between utterances and
+    masks set apart by ``RUN_SEP``)."""
     tokens: set[str] = set()
     runs: list[str] = []
     for text in texts:
@@ -213,6 +218,20 @@ def pg_index(texts: Iterable[str]) -> tuple[set[str], str]:
             tokens.update(_bigram(a.text, b.text) for a, b in zip(run, run[1:], strict=False))
             runs.append("".join(_enc(u.text) for u in run))
     return tokens, RUN_SEP.join(runs)
+
+
+_STREAM_UNIT_RE = re.compile(r" ([0-9a-z]+) |([^ ])")
+
+
+def stream_tokens(stream: str) -> set[str]:
+    """The tokens of a phrase stream (as ``pg_index`` gave them; what the migration's
+    ``search_grams(stream)`` hashes)."""
+    tokens: set[str] = set()
+    for run in stream.split(RUN_SEP) if stream else []:
+        units = [m.group(1) or m.group(2) for m in _STREAM_UNIT_RE.finditer(run)]
+        tokens.update(units)
+        tokens.update(_bigram(a, b) for a, b in zip(units, units[1:], strict=False))
+    return tokens
 
 
 # -- queries ------------------------------------------------------------------------------
@@ -553,16 +572,16 @@ def _reindex(db: Db, dirty: dict[str, bool]) -> None:
             texts[cid].append(text or "")
     gone = [cid for cid in ids if cid not in attrs or (cid in texts and not texts[cid])]
     gone_keys = [(keys[c],) for c in gone if c in keys]
-    # PostgreSQL: each token's count of calls (search_df, by token id), less the old
-    # tokens of the calls cut again or gone, plus their new ones
-    df: Counter[int] = Counter()
+    # PostgreSQL: each token's count of calls (search_df), less the old tokens of the
+    # calls cut again or gone (read back from their phrase stream), plus their new ones
+    df: Counter[str] = Counter()
     if db.dialect == "postgres":
         cut = [keys[c] for c in {*gone, *recut} if c in keys]
         if cut:
-            for (ids,) in db.execute(
-                f"SELECT grams FROM search_calls WHERE call_key IN ({_in(cut)})", cut
+            for (stream,) in db.execute(
+                f"SELECT stream FROM search_calls WHERE call_key IN ({_in(cut)})", cut
             ).fetchall():
-                df.update({i: -1 for i in ids})
+                df.update({t: -1 for t in stream_tokens(stream)})
     if gone_keys:
         if db.dialect == "sqlite":
             db.executemany("DELETE FROM search_fts WHERE rowid = ?", gone_keys)
@@ -593,49 +612,25 @@ def _reindex(db: Db, dirty: dict[str, bool]) -> None:
         )
     else:
         cuts = {c: pg_index(texts[c]) for c in fresh}
-        tok_ids = _token_ids(db, set().union(*(t for t, _ in cuts.values())))
-        rows = {c: (sorted(tok_ids[t] for t in toks), stream) for c, (toks, stream) in cuts.items()}
-        for grams, _ in rows.values():
-            df.update({i: 1 for i in grams})
-        old = [(*rows[c], keys[c]) for c in fresh if c in keys]
+        for tokens, _ in cuts.values():
+            df.update(tokens)
+        old = [(cuts[c][1], keys[c]) for c in fresh if c in keys]
         if old:
-            db.executemany("UPDATE search_calls SET grams = ?, stream = ? WHERE call_key = ?", old)
+            db.executemany("UPDATE search_calls SET stream = ? WHERE call_key = ?", old)
         for cid in fresh:
             if cid not in keys:
                 db.execute(
                     "INSERT INTO search_calls (call_id, agent_id, team, direction, "
-                    "started_epoch, run_id, score, grams, stream) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (cid, *attrs[cid], *rows[cid]),
+                    "started_epoch, run_id, score, stream) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (cid, *attrs[cid], cuts[cid][1]),
                 )
-        delta = sorted((n, i) for i, n in df.items() if n)
+        delta = sorted((t, n) for t, n in df.items() if n)
         if delta:
-            db.executemany("UPDATE search_df SET calls = calls + ? WHERE id = ?", delta)
-
-
-def _token_ids(db: Db, tokens: set[str]) -> dict[str, int]:
-    """The ids of the tokens in ``search_df`` (PostgreSQL), new ones added with no calls."""
-    if not tokens:
-        return {}
-    want = sorted(tokens)
-    ids = _lookup_ids(db, want)
-    new = [(t,) for t in want if t not in ids]
-    if new:
-        db.executemany(
-            "INSERT INTO search_df (token, calls) VALUES (?, 0) ON CONFLICT (token) DO NOTHING",
-            new,
-        )
-        ids.update(_lookup_ids(db, [t for (t,) in new]))
-    return ids
-
-
-def _lookup_ids(db: Db, tokens: Sequence[str]) -> dict[str, int]:
-    return {
-        t: int(i)
-        for t, i in db.execute(
-            "SELECT token, id FROM search_df WHERE token = ANY(?)", (list(tokens),)
-        ).fetchall()
-    }
+            db.executemany(
+                "INSERT INTO search_df (token, calls) VALUES (?, ?) ON CONFLICT (token) "
+                "DO UPDATE SET calls = search_df.calls + excluded.calls",
+                delta,
+            )
 
 
 def _attrs(db: Db, ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
@@ -711,20 +706,17 @@ def _queries(
 
 
 def _pg_match(db: Db, terms: Sequence[Term]) -> tuple[list[str], list[Any]]:
-    """PostgreSQL: WHERE clauses on ``search_calls s`` for the terms. The call holds every
-    term's tokens (their ids, ``grams @>``: the GIN index answers it exactly, no recheck)
-    and, for a term of three units or more, the term in a row (its phrase stream). A token
-    that no call holds matches nothing."""
+    """PostgreSQL: WHERE clauses on ``search_calls s`` for the terms. The call's token
+    hashes hold every term's tokens (``search_grams(stream) @> ...``: answered by the GIN
+    index, the function is not run per row), and its phrase stream holds every term
+    (``strpos``: exact, whatever two tokens' hashes share)."""
     grams = sorted({g for t in terms for g in t.grams})
-    ids = _lookup_ids(db, grams)
-    if len(ids) < len(grams):
-        return ["FALSE"], []
-    where = ["s.grams @> ?::integer[]"]
-    params: list[Any] = [sorted(ids.values())]
+    row = db.execute("SELECT array_agg(hashtext(t)) FROM unnest(?::text[]) AS t", (grams,))
+    where = ["search_grams(s.stream) @> ?::integer[]"]
+    params: list[Any] = [sorted(row.fetchone()[0])]
     for t in terms:
-        if len(t.units) > 2:
-            where.append("strpos(s.stream, ?) > 0")
-            params.append(phrase_text(t))
+        where.append("strpos(s.stream, ?) > 0")
+        params.append(phrase_text(t))
     return where, params
 
 
@@ -785,6 +777,7 @@ def search(
     if sync:
         sync_index(db)
     t1 = time.perf_counter()
+    _no_jit(db)
     driver = choose_driver(db, parsed, filters)
     page_sql, count_sql, params = _queries(db, parsed, filters, driver)
     keys = [r[0] for r in db.execute(page_sql, [*params, limit, offset]).fetchall()]
@@ -805,6 +798,15 @@ def search(
         driver,
         {k: round(v * 1000, 2) for k, v in ms.items()},
     )
+
+
+def _no_jit(db: Db) -> None:
+    """PostgreSQL: no JIT compiling in this session. ``search_grams`` is costed high so
+    that the planner never runs it per row, which puts a bitmap scan over many rows above
+    the JIT threshold although the function is not run there: compiling took ~60 ms of
+    a ~100 ms count."""
+    if db.dialect == "postgres":
+        db.execute("SET jit = off")
 
 
 def _total(
@@ -856,6 +858,7 @@ def explain(db: Db, terms: str | Sequence[str], filters: Filters | None = None) 
     SQLite, ``EXPLAIN (ANALYZE, BUFFERS)`` on PostgreSQL)."""
     parsed = parse_terms(terms)
     filters = filters or Filters()
+    _no_jit(db)
     driver = choose_driver(db, parsed, filters)
     page_sql, count_sql, params = _queries(db, parsed, filters, driver)
     out = [f"driver: {driver}"]

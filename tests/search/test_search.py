@@ -5,6 +5,7 @@ current by the change triggers."""
 from __future__ import annotations
 
 import re
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -340,13 +341,29 @@ def test_token_counts_follow_every_change(db: Db) -> None:
         assert {h.call_id for h in page.hits} == ids, term
     if db.dialect == "postgres":
         rows = dict(db.execute("SELECT token, calls FROM search_df WHERE calls <> 0").fetchall())
-        counted = dict(
-            db.execute(
-                "SELECT d.token, count(*) FROM search_calls s, unnest(s.grams) g "
-                "JOIN search_df d ON d.id = g GROUP BY d.token"
-            ).fetchall()
-        )
-        assert rows == counted
+        counted: Counter[str] = Counter()
+        for (stream,) in db.execute("SELECT stream FROM search_calls").fetchall():
+            counted.update(S.stream_tokens(stream))
+        assert rows == dict(counted)
+
+
+def test_the_index_hashes_the_tokens_the_search_asks_for(pg_database: str) -> None:
+    """PostgreSQL's GIN index holds ``search_grams(stream)``: the hashes of exactly the
+    tokens ``pg_index`` cuts (and ``stream_tokens`` reads back), ASCII pairs, masks and
+    utterance bounds included."""
+    texts = ["您好VIP 会员abc 123，[手机号]好的", "ok", "嗯", "订单号A1234请核对", "x" * 80 + "y"]
+    tokens, stream = S.pg_index(texts)
+    assert S.stream_tokens(stream) == tokens
+    assert {"vip", "abc" + S.JOIN + "123", "会员", "员abc", "好的", "ok"} <= tokens
+    assert "号好" not in tokens and "会员abc" not in tokens
+    with Db(pg_database) as db:
+        got = db.execute("SELECT search_grams(?)", (stream,)).fetchone()[0]
+        want = db.execute(
+            "SELECT array_agg(DISTINCT hashtext(t)) FROM unnest(?::text[]) AS t",
+            (sorted(tokens),),
+        ).fetchone()[0]
+        assert sorted(got) == sorted(want)
+        assert db.execute("SELECT search_grams('')").fetchone()[0] == []
 
 
 def test_phrases_keep_ascii_words_whole_and_reach_the_end_of_long_calls(db: Db) -> None:
