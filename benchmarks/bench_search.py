@@ -9,7 +9,7 @@ average: a scripted opening, customer and agent lines, a closing; 您好 in ~90 
 already masked as ``[手机号]``), 500 agents in 20 teams, a year of start times, 80 %
 inbound, one active run with a score and 8 rule verdicts per call. The calls go in with a
 bulk loader (``executemany`` on SQLite, ``COPY`` on PostgreSQL) and are indexed with the
-search module's own tokens (``sqlite_tokens`` / ``pg_index``) in bulk, the GIN index
+search module's own tokens (``sqlite_tokens`` / ``tsvector_text``) in bulk, the GIN index
 built after the load. The stores are cached (``out/bench-search/``, PostgreSQL database
 ``search_bench_<calls>``): a rerun measures only; ``--force`` builds them again.
 
@@ -29,7 +29,6 @@ import random
 import statistics
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -277,28 +276,23 @@ def build_postgres(url: str, n: int) -> dict[str, float]:
     _copy(c, "utterances", UTT_COLS, utts)
     c.commit()
     t2 = time.perf_counter()
-    c.execute("DROP INDEX search_calls_grams")
-    texts = dict(_call_texts(utts))
-    df: Counter[str] = Counter()  # calls per token, as sync_index keeps search_df
-
-    def index_rows() -> Iterator[tuple[Any, ...]]:
-        for row in _search_rows(calls, results):
-            tokens, stream = S.pg_index(texts[row[0]])
-            df.update(tokens)
-            yield (*row, stream)
-
+    c.execute("DROP INDEX search_calls_tsv")
+    tsv = dict(_call_texts(utts))
     _copy(
         c,
         "search_calls",
-        "call_key, call_id, agent_id, team, direction, started_epoch, run_id, score, stream",
-        index_rows(),
+        "call_key, call_id, agent_id, team, direction, started_epoch, run_id, score, tsv",
+        ((*row, S.tsvector_text(tsv[row[0]])) for row in _search_rows(calls, results)),
     )
     c.execute(
         "SELECT setval(pg_get_serial_sequence('search_calls', 'call_key'), %s)", (len(calls),)
     )
-    _copy(c, "search_df", "token, calls", df.items())
     c.execute("SET maintenance_work_mem = '512MB'")
-    c.execute("CREATE INDEX search_calls_grams ON search_calls USING GIN (search_grams(stream))")
+    c.execute("CREATE INDEX search_calls_tsv ON search_calls USING GIN (tsv)")
+    c.execute(
+        "INSERT INTO search_df (token, calls) SELECT lexeme, count(*) FROM search_calls, "
+        "unnest(tsv) GROUP BY lexeme"
+    )
     c.execute("DELETE FROM search_dirty")
     c.execute("CREATE TABLE bench_meta (calls INTEGER)")
     c.execute("INSERT INTO bench_meta VALUES (%s)", (n,))

@@ -27,27 +27,15 @@ utterances, marked.
   key in ``search_calls``), ``unicode61`` over the pre-cut token strings (a private-use
   character fills a gap, another joins two ASCII units in a bigram so ``abc 123`` stays
   apart from ``abc123``). A term is ``uni : "退"`` or the phrase ``bi : "退款 款到 到账"``.
-* **PostgreSQL**: ``search_calls.stream``, the call's units in order as text (CJK
-  characters as they are, an ASCII word between spaces, ``|`` between runs: between
-  utterances and at masks; ~500 B a call), under a GIN index on an expression of it,
-  ``search_grams(stream)``: the ``hashtext`` of each of its unigrams and bigrams
-  (migration 0101; computed when a row is written, never when one is read). A search
-  asks ``search_grams(s.stream) @> ARRAY[hashes of every term's tokens]``, which the index
-  answers without running the function or rechecking the row, and ``strpos(s.stream,
-  '非常抱歉') > 0`` for every term, which makes every match exact (a term's units in a
-  row; two tokens sharing a hash cost a candidate, never a wrong hit). The total of a
-  one-token search without filters is ``search_df.calls`` (calls per token, kept by the
-  sync). The function is costed high so the planner never runs it to filter rows, and
-  a search turns JIT off in its session (compiling cost more than the count it sped up).
-  Why not a ``tsvector`` (the first form, migration 0100: unigrams, bigrams at their
-  positions, ``'退款' <-> '款到'``): a tsvector match is always rechecked, so a count
-  read every matching row's ~2.4 KB tsvector — a frequent phrase or two frequent terms
-  with a weak filter read the whole 256 MB table, twice a default ``shared_buffers``
-  (128 MB): p95 200–505 ms under load. ``search_calls`` is now 60 MB for 100,000 calls
-  (it stays in the buffers), and there is no position limit (a tsvector keeps positions
-  up to 16383: a phrase late in a very long call was missed). (Token ids in an
-  ``INTEGER[]`` column instead of the expression index: exact too, but ~860 B a row,
-  146 MB, no faster than the tsvector under load.)
+* **PostgreSQL**: ``search_calls.tsv``, a ``tsvector`` written directly in its input form
+  (``'退' '款' '退款':3 '款到':4 ...``: unigrams without positions, bigrams at theirs; no
+  parser, locale or dictionary touches the tokens) under a GIN index; a term is ``'退'`` or
+  ``'退款' <-> '款到' <-> '到账'``. Kept in the row, lz4-compressed, so a phrase recheck
+  needs no TOAST look-up. Counting the calls that hold a frequent term reads every such
+  row (~2.4 KB each; a tsvector match is always rechecked, so even the GIN bitmap scan
+  fetches them), so the total of a one-token search without filters comes from
+  ``search_df`` (calls per token, kept by the sync), as SQLite's doclists give it. (A tsvector holds positions up to 16383 and 256 per lexeme: in a
+  call longer than that a phrase may be missed in its tail; a one-unit term never is.)
 
 One row per **call**, not per utterance: the totals are counts of calls (what a QA lead
 asks: how many calls mention 投诉), a frequent term's postings are 15x fewer, and the
@@ -195,43 +183,33 @@ def sqlite_tokens(texts: Iterable[str]) -> tuple[str, str]:
     return " ".join(uni), " ".join(bi)
 
 
-def _enc(unit: str) -> str:
-    """A unit as written in the phrase stream: an ASCII run between spaces (``abc`` never
-    matches inside ``abcd``), any other unit as itself."""
-    return f" {unit} " if _ASCII_RE.fullmatch(unit) else unit
+#: the highest position a tsvector holds; later ones are clamped to it
+MAX_POS = 16383
 
 
-#: separates the runs of the phrase stream (utterances, masks): punctuation is never a unit
-RUN_SEP = "|"
+def tsvector_text(texts: Iterable[str]) -> str:
+    """A call as ``tsvector`` input: its unigrams (without positions: a one-unit term is
+    never part of a phrase) and its bigrams at their positions, a skipped position between
+    utterances and at masks."""
+    return _tsvector(texts)[0]
 
 
-def pg_index(texts: Iterable[str]) -> tuple[set[str], str]:
-    """A call as PostgreSQL indexes it: its tokens (unigrams and bigrams: the GIN index
-    holds their hashes, ``search_grams(stream)``; ``search_df`` counts them) and its phrase
-    stream (``search_calls.stream``: its units in order, each run between utterances and
-    masks set apart by ``RUN_SEP``)."""
-    tokens: set[str] = set()
-    runs: list[str] = []
+def _tsvector(texts: Iterable[str]) -> tuple[str, set[str]]:
+    """(``tsvector`` input, its lexemes)."""
+    unigrams: set[str] = set()
+    bigrams: dict[str, list[int]] = {}
+    pos = 0
     for text in texts:
         for run in segments(text):
-            tokens.update(u.text for u in run)
-            tokens.update(_bigram(a.text, b.text) for a, b in zip(run, run[1:], strict=False))
-            runs.append("".join(_enc(u.text) for u in run))
-    return tokens, RUN_SEP.join(runs)
-
-
-_STREAM_UNIT_RE = re.compile(r" ([0-9a-z]+) |([^ ])")
-
-
-def stream_tokens(stream: str) -> set[str]:
-    """The tokens of a phrase stream (as ``pg_index`` gave them; what the migration's
-    ``search_grams(stream)`` hashes)."""
-    tokens: set[str] = set()
-    for run in stream.split(RUN_SEP) if stream else []:
-        units = [m.group(1) or m.group(2) for m in _STREAM_UNIT_RE.finditer(run)]
-        tokens.update(units)
-        tokens.update(_bigram(a, b) for a, b in zip(units, units[1:], strict=False))
-    return tokens
+            pos += 1  # a gap before every run: no phrase spans a mask or two utterances
+            unigrams.update(u.text for u in run)
+            for i in range(len(run) - 1):
+                p = min(pos + i, MAX_POS)
+                bigrams.setdefault(_bigram(run[i].text, run[i + 1].text), []).append(p)
+            pos += len(run)
+    out = [f"'{u}'" for u in unigrams]
+    out += [f"'{b}':{','.join(map(str, ps[:256]))}" for b, ps in bigrams.items()]
+    return " ".join(out), unigrams | set(bigrams)
 
 
 # -- queries ------------------------------------------------------------------------------
@@ -275,9 +253,8 @@ def fts5_query(terms: Sequence[Term]) -> str:
     return " AND ".join(parts)
 
 
-def phrase_text(term: Term) -> str:
-    """The term as it stands in a call's phrase stream (``pg_index``)."""
-    return "".join(_enc(u) for u in term.units)
+def tsquery_text(terms: Sequence[Term]) -> str:
+    return " & ".join("(" + " <-> ".join(f"'{g}'" for g in t.grams) + ")" for t in terms)
 
 
 def match_spans(text: str, terms: Sequence[Term]) -> list[tuple[int, int]]:
@@ -573,15 +550,19 @@ def _reindex(db: Db, dirty: dict[str, bool]) -> None:
     gone = [cid for cid in ids if cid not in attrs or (cid in texts and not texts[cid])]
     gone_keys = [(keys[c],) for c in gone if c in keys]
     # PostgreSQL: each token's count of calls (search_df), less the old tokens of the
-    # calls cut again or gone (read back from their phrase stream), plus their new ones
+    # calls cut again or gone, plus their new ones
     df: Counter[str] = Counter()
+    old_lexemes: dict[int, list[str]] = {}
     if db.dialect == "postgres":
         cut = [keys[c] for c in {*gone, *recut} if c in keys]
         if cut:
-            for (stream,) in db.execute(
-                f"SELECT stream FROM search_calls WHERE call_key IN ({_in(cut)})", cut
-            ).fetchall():
-                df.update({t: -1 for t in stream_tokens(stream)})
+            old_lexemes = dict(
+                db.execute(
+                    "SELECT call_key, tsvector_to_array(tsv) FROM search_calls "
+                    f"WHERE call_key IN ({_in(cut)})",
+                    cut,
+                ).fetchall()
+            )
     if gone_keys:
         if db.dialect == "sqlite":
             db.executemany("DELETE FROM search_fts WHERE rowid = ?", gone_keys)
@@ -611,18 +592,21 @@ def _reindex(db: Db, dirty: dict[str, bool]) -> None:
             [(keys[c], *sqlite_tokens(texts[c])) for c in fresh],
         )
     else:
-        cuts = {c: pg_index(texts[c]) for c in fresh}
-        for tokens, _ in cuts.values():
-            df.update(tokens)
-        old = [(cuts[c][1], keys[c]) for c in fresh if c in keys]
+        tsv = {c: _tsvector(texts[c]) for c in fresh}
+        for before in old_lexemes.values():
+            df.update({t: -1 for t in before})
+        for _, after in tsv.values():
+            df.update({t: 1 for t in after})
+        old = [(tsv[c][0], keys[c]) for c in fresh if c in keys]
         if old:
-            db.executemany("UPDATE search_calls SET stream = ? WHERE call_key = ?", old)
+            db.executemany("UPDATE search_calls SET tsv = ?::tsvector WHERE call_key = ?", old)
         for cid in fresh:
             if cid not in keys:
                 db.execute(
                     "INSERT INTO search_calls (call_id, agent_id, team, direction, "
-                    "started_epoch, run_id, score, stream) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (cid, *attrs[cid], cuts[cid][1]),
+                    "started_epoch, run_id, score, tsv) VALUES (?, ?, ?, ?, ?, ?, ?, "
+                    "?::tsvector)",
+                    (cid, *attrs[cid], tsv[cid][0]),
                 )
         delta = sorted((t, n) for t, n in df.items() if n)
         if delta:
@@ -680,17 +664,8 @@ def _queries(
     """(SELECT call keys in order, SELECT count, parameters) for one search."""
     where, fparams = filter_sql(filters, plain=driver == "verdicts" and db.dialect == "sqlite")
     if db.dialect == "postgres":
-        # the terms in a subquery of its own (OFFSET 0: planned apart), so that the
-        # planner can only answer them from the GIN index, never by running the
-        # function row by row to filter what another index or the order found
-        match, params = _pg_match(db, terms)
-        sub = (
-            "s.call_key IN (SELECT m.call_key FROM search_calls m WHERE "
-            + " AND ".join(match)
-            + " OFFSET 0)"
-        )
-        body = "FROM search_calls s WHERE " + " AND ".join([sub, *where])
-        params += fparams
+        body = "FROM search_calls s WHERE " + " AND ".join(["s.tsv @@ ?::tsquery", *where])
+        params: list[Any] = [tsquery_text(terms), *fparams]
         key = "s.call_key"
     elif not filters.any:
         body = "FROM search_fts f WHERE search_fts MATCH ?"
@@ -711,21 +686,6 @@ def _queries(
     page = f"SELECT {key} {body} ORDER BY {key} DESC LIMIT ? OFFSET ?"
     count = f"SELECT count(*) {body}"
     return page, count, params
-
-
-def _pg_match(db: Db, terms: Sequence[Term]) -> tuple[list[str], list[Any]]:
-    """PostgreSQL: WHERE clauses on ``search_calls m`` for the terms. The call's token
-    hashes hold every term's tokens (``search_grams(stream) @> ...``: answered by the GIN
-    index, the function is not run per row), and its phrase stream holds every term
-    (``strpos``: exact, whatever two tokens' hashes share)."""
-    grams = sorted({g for t in terms for g in t.grams})
-    row = db.execute("SELECT array_agg(hashtext(t)) FROM unnest(?::text[]) AS t", (grams,))
-    where = ["search_grams(m.stream) @> ?::integer[]"]
-    params: list[Any] = [sorted(row.fetchone()[0])]
-    for t in terms:
-        where.append("strpos(m.stream, ?) > 0")
-        params.append(phrase_text(t))
-    return where, params
 
 
 def choose_driver(db: Db, terms: Sequence[Term], filters: Filters) -> str:
@@ -785,7 +745,6 @@ def search(
     if sync:
         sync_index(db)
     t1 = time.perf_counter()
-    _no_jit(db)
     driver = choose_driver(db, parsed, filters)
     page_sql, count_sql, params = _queries(db, parsed, filters, driver)
     keys = [r[0] for r in db.execute(page_sql, [*params, limit, offset]).fetchall()]
@@ -806,15 +765,6 @@ def search(
         driver,
         {k: round(v * 1000, 2) for k, v in ms.items()},
     )
-
-
-def _no_jit(db: Db) -> None:
-    """PostgreSQL: no JIT compiling in this session. ``search_grams`` is costed high so
-    that the planner never runs it per row, which puts a bitmap scan over many rows above
-    the JIT threshold although the function is not run there: compiling took ~60 ms of
-    a ~100 ms count."""
-    if db.dialect == "postgres":
-        db.execute("SET jit = off")
 
 
 def _total(
@@ -866,7 +816,6 @@ def explain(db: Db, terms: str | Sequence[str], filters: Filters | None = None) 
     SQLite, ``EXPLAIN (ANALYZE, BUFFERS)`` on PostgreSQL)."""
     parsed = parse_terms(terms)
     filters = filters or Filters()
-    _no_jit(db)
     driver = choose_driver(db, parsed, filters)
     page_sql, count_sql, params = _queries(db, parsed, filters, driver)
     out = [f"driver: {driver}"]

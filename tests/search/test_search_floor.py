@@ -59,4 +59,4 @@ def test_search_floor(store_url: str) -> None:
         if db.dialect == "sqlite":
             assert "VIRTUAL TABLE INDEX" in plan and "SCAN search_calls" not in plan, plan
         else:
-            assert "search_calls_grams" in plan, plan
+            assert "search_calls_tsv" in plan, plan
