@@ -502,6 +502,9 @@ def main() -> None:
     ap.add_argument("--plans", action="store_true", help="print the query plans")
     ap.add_argument("--baselines", action="store_true", help="time LIKE scans and trigram indexes")
     ap.add_argument("--out", type=Path, default=REPO / "out" / "bench-search")
+    ap.add_argument(
+        "--pg-name", default=None, help="PostgreSQL database (default search_bench_<calls>)"
+    )
     args = ap.parse_args()
     results: dict[str, dict[str, dict[str, Any]]] = {}
     for backend in args.backends.split(","):
@@ -519,7 +522,7 @@ def main() -> None:
                 )
             db = Store(path)
         else:
-            name = f"search_bench_{args.calls}"
+            name = args.pg_name or f"search_bench_{args.calls}"
             if args.force or not _cached_postgres(name, args.calls):
                 print(f"building PostgreSQL database {name} ...", flush=True)
                 url = create_pg_database(name)

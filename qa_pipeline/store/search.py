@@ -48,7 +48,9 @@ machine; the table is in ``benchmarks/README.md``), first page of 20 plus the to
 SQLite every query kind — frequent and rare 1-, 2-, 4-character and ASCII terms, with and
 without filters — is under 300 ms at p95 (worst 194 ms); on PostgreSQL all but two: a
 frequent 4-character phrase and two frequent terms with a weak filter count by a
-sequential scan of ``search_calls`` (p95 221–505 ms under load, ~150 ms quiet).
+sequential scan of ``search_calls`` (p95 221–505 ms under load, ~150 ms quiet) when
+the table (256 MB) does not fit PostgreSQL's ``shared_buffers``; with 512 MB
+(``scripts/postgres.sh``, as a deployment sizes it) the worst p95 is 142–152 ms.
 The alternatives, on the same store:
 **trigrams** cannot answer a 1- or 2-character term from the index (SQLite's FTS5
 ``trigram`` tokenizer finds nothing for 退款; ``pg_trgm`` turns ``LIKE '%退款%'`` into a

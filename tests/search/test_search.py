@@ -346,3 +346,16 @@ def test_token_counts_follow_every_change(db: Db) -> None:
             ).fetchall()
         )
         assert rows == counted
+
+
+def test_phrases_keep_ascii_words_whole(db: Db) -> None:
+    """A term of three units or more matches its units in a row, an ASCII word whole
+    (``vip`` is not inside ``vipx``), punctuation skipped."""
+    add_call(db, "a1", ["会员vip卡abc 123号"])
+    add_call(db, "a2", ["会员vipx卡，abc123号"])
+    assert found(db, "员vip卡") == {"a1": [0]}
+    assert found(db, "员vipx卡") == {"a2": [0]}
+    assert found(db, "员vi卡") == {}
+    assert found(db, "卡abc 123号") == {"a1": [0]}
+    assert found(db, "卡abc123号") == {"a2": [0]}  # (punctuation is skipped)
+    assert found(db, "abc123号") == {"a2": [0]}
