@@ -56,7 +56,7 @@ from ..exports import (
     xlsx_bytes,
 )
 from ..store import Store
-from ..store.base import REVIEWED_SCORES, database_errors, store_label
+from ..store.base import REVIEWED_SCORES, database_errors, store_label, team_scope_sql
 from ..store.search import Filters, SearchError, search
 from .acks import Ack
 from .auth import Principal
@@ -214,17 +214,8 @@ class Scope:
         if self.agent_id is not None:
             return f" AND {alias}.agent_id = ?", [self.agent_id]
         if self.teams is not None:
-            teams = sorted(self.teams)
-            agents = sorted(self.team_agents)
-            if not teams:
-                return " AND 1 = 0", []
-            cond = f"{alias}.team IN ({','.join('?' * len(teams))})"
-            if agents:
-                cond += (
-                    f" OR ({alias}.team IS NULL AND "
-                    f"{alias}.agent_id IN ({','.join('?' * len(agents))}))"
-                )
-            return f" AND ({cond})", [*teams, *agents]
+            cond, params = team_scope_sql(self.teams, self.team_agents, col=f"{alias}.")
+            return f" AND {cond}", params
         return "", []
 
     def sees(self, row: Mapping[str, Any]) -> bool:
@@ -492,15 +483,18 @@ def search_calls(
     the call list's filters, in ``scope``: ``{"hits", "total", "page", "per_page",
     "pages"}``, each hit linking to the call at its first matching utterance
     (``/history/calls/<id>#u<idx>``). The index is read as it is (the caller syncs it). A
-    rule named without a verdict means the calls that failed it, as in the list. For a
-    supervisor (teams, and team-less calls by agent) the scope is applied to the first
-    1,000 hits (the search filters on one team at most); the total counts those."""
+    rule named without a verdict means the calls that failed it, as in the list. The
+    scope is a filter of the search's own SQL (an agent's id; a supervisor's teams, and
+    team-less calls by agent: :meth:`Scope.sql`'s condition), so the page and the total
+    are exact."""
     if scope.nothing or (scope.agent_id is not None and f.agent_id not in (None, scope.agent_id)):
         return {"hits": [], "total": 0, "page": f.page, "per_page": f.per_page, "pages": 1}
     try:
         filters = Filters(
             agent=scope.agent_id if scope.agent_id is not None else f.agent_id,
             team=f.team,
+            teams=tuple(scope.teams) if scope.teams is not None else None,
+            team_agents=tuple(scope.team_agents),
             direction=f.direction,
             since=f.since,
             until=f.until,
@@ -510,13 +504,8 @@ def search_calls(
             max_score=f.score_max,
         )
         offset = (f.page - 1) * f.per_page
-        if scope.teams is None:
-            page = search(store, terms, filters, limit=f.per_page, offset=offset, sync=False)
-            hits, total = page.hits, page.total_calls
-        else:
-            page = search(store, terms, filters, limit=1000, sync=False)
-            seen = [h for h in page.hits if scope.sees({"agent_id": h.agent_id, "team": h.team})]
-            hits, total = seen[offset : offset + f.per_page], len(seen)
+        page = search(store, terms, filters, limit=f.per_page, offset=offset, sync=False)
+        hits, total = page.hits, page.total_calls
     except SearchError as e:
         raise HistoryQueryError(f"q: {e}") from None
     out = []

@@ -40,6 +40,25 @@ REVIEWED_SCORES = "call_reviews"
 _PG_PREFIXES = ("postgresql://", "postgres://")
 
 
+def team_scope_sql(
+    teams: Iterable[str], team_agents: Iterable[str] = (), *, col: str = "c."
+) -> tuple[str, list[Any]]:
+    """The team scope of a supervisor as one SQL condition on a row with ``team`` and
+    ``agent_id`` columns (``col``: their prefix, ``c.`` for ``calls c``, ``s.`` for the
+    search index's ``search_calls s``), and its parameters: the calls whose team is one of
+    ``teams``, or, for a call without a team, whose agent is one of ``team_agents`` (the
+    agents of those teams). No team: no call. The history pages and the search share it.
+    """
+    t = sorted(set(teams))
+    a = sorted(set(team_agents))
+    if not t:
+        return "1 = 0", []
+    cond = f"{col}team IN ({','.join('?' * len(t))})"
+    if a:
+        cond += f" OR ({col}team IS NULL AND {col}agent_id IN ({','.join('?' * len(a))}))"
+    return f"({cond})", [*t, *a]
+
+
 def is_url(target: str | Path) -> bool:
     """Whether a ``--store`` value names a server (PostgreSQL) rather than a file."""
     return isinstance(target, str) and target.startswith(_PG_PREFIXES)

@@ -71,7 +71,9 @@ promoted to ``active`` without new results needs :func:`rebuild_index`.
 
 Filters
 -------
-Agent, team, direction, start time (``calls``) and the call's **current result** as
+Agent, team, a principal's scope (several teams, a team-less call placed by its agent:
+the history pages' condition, :func:`.base.team_scope_sql`, so a scoped page and total
+are exact), direction, start time (``calls``) and the call's **current result** as
 ``Store.current_results`` defines it (a reviewed score in ``call_reviews`` first, else the
 latest result of an ``active`` run; error or incomplete results carry no score): score
 range, and a rule with a verdict (the ``verdicts`` rows of that result). On SQLite the
@@ -94,6 +96,7 @@ from urllib.parse import quote
 from ..errors import QAError
 from ..privacy.entities import MASK_RE
 from ..text import to_simplified
+from .base import team_scope_sql
 
 #: fills the gap at a mask in SQLite's bigram stream (a private-use character: a token
 #: character for unicode61, never in normalised text)
@@ -300,10 +303,14 @@ def snippet(text: str, terms: Sequence[Term], mark: tuple[str, str] = ("ã€", "ã
 @dataclass(frozen=True, slots=True)
 class Filters:
     """What a hit's call must be. Times are UTC epoch seconds (``calls.started_epoch``);
-    ``until`` is exclusive."""
+    ``until`` is exclusive. ``teams`` (a principal's scope, on top of ``team``): the calls
+    of those teams, or without a team whose agent is one of ``team_agents``
+    (:func:`.base.team_scope_sql`, the history pages' rule); an empty ``teams``: none."""
 
     agent: str | None = None
     team: str | None = None
+    teams: Sequence[str] | None = None  # kept as a sorted tuple
+    team_agents: Sequence[str] = ()
     direction: str | None = None
     since: float | None = None
     until: float | None = None
@@ -313,6 +320,12 @@ class Filters:
     max_score: float | None = None
 
     def __post_init__(self) -> None:
+        for name in ("teams", "team_agents"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                raise SearchError(f"{name} {value!r}: give a sequence of names, not one string")
+            if value is not None:
+                object.__setattr__(self, name, tuple(sorted(set(value))))
         if self.direction is not None and self.direction not in DIRECTIONS:
             raise SearchError(f"direction {self.direction!r}: one of {', '.join(DIRECTIONS)}")
         if self.verdict is not None and self.verdict not in VERDICTS:
@@ -331,6 +344,7 @@ class Filters:
             for v in (
                 self.agent,
                 self.team,
+                self.teams,
                 self.direction,
                 self.since,
                 self.until,
@@ -370,6 +384,10 @@ def filter_sql(
         if text is not None:
             where.append(f"{col}{name} = ?")
             params.append(text)
+    if f.teams is not None:
+        cond, scope = team_scope_sql(f.teams, f.team_agents, col=col)
+        where.append(cond)
+        params += scope
     for clause, val in (
         ("started_epoch >= ?", f.since),
         ("started_epoch < ?", f.until),

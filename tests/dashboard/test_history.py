@@ -31,9 +31,11 @@ from qa_pipeline.dashboard.history import (
     call_detail,
     list_calls,
     score_trend,
+    search_calls,
 )
 from qa_pipeline.errors import QAError
 from qa_pipeline.store import Store
+from qa_pipeline.store.search import sync_index
 
 
 def start(tmp_path: Path, url: str) -> Dashboard:
@@ -449,6 +451,54 @@ def test_scope_places_a_call_without_team_by_its_agent(filled: dict[str, Any]) -
         assert call_detail(store, "h-3", both, text=True) is None
         t = score_trend(store, TrendQuery(group="team"), sup)
         assert [s["key"] for s in t["series"]] == ["—"]
+
+
+def test_search_scope_is_exact_beyond_a_page(store_url: str) -> None:
+    """A supervisor's search in the history: its two teams' calls (more than a page each)
+    and the team-less calls of their agents, counted exactly and paged without a gap or a
+    repeat (the scope is in the search's SQL, as in the call list); a third team's calls
+    never, even where they are the newest 1,000 hits; an agent its own calls only."""
+    with Store(store_url) as store:
+        rows = []
+        for i in range(90):
+            team = ("north", "south", "west")[i % 3] if i % 10 else None
+            agent = {"north": "N1", "south": "S1", "west": "W1", None: ("N1", "W1")[i % 20 // 10]}
+            rows.append((f"q-{i:04d}", agent[team], team, float(i)))
+        # the newest 1,000 matching calls are another team's (a scope applied after the
+        # search's first 1,000 hits would find none of the supervisor's)
+        rows += [(f"q-{i:04d}", "W1", "west", float(i)) for i in range(90, 1090)]
+        store.executemany(
+            "INSERT INTO calls (call_id, audio_sha256, settings_hash, call, updated_at, "
+            "agent_id, team, started_epoch) VALUES (?, 'a', 's', '{}', 0, ?, ?, ?)",
+            rows,
+        )
+        store.executemany(
+            "INSERT INTO utterances (call_id, idx, channel, role, start_s, end_s, text) "
+            "VALUES (?, 0, 0, 'customer', 0, 1, '我要投诉')",
+            [(r[0],) for r in rows],
+        )
+        store.commit()
+        sync_index(store, wait=True)
+        sup = Scope(teams=frozenset({"north", "south"}), team_agents=frozenset({"N1", "S1"}))
+        want = {
+            cid
+            for cid, agent, team, _ in rows
+            if team in ("north", "south") or (team is None and agent == "N1")
+        }
+        got: list[str] = []
+        for page in range(1, 6):
+            body = search_calls(store, "投诉", CallFilter(page=page, per_page=10), sup, text=True)
+            assert body["total"] == len(want) == 59 and body["pages"] == 6
+            got += [h["call_id"] for h in body["hits"]]
+        last = search_calls(store, "投诉", CallFilter(page=6, per_page=10), sup, text=True)
+        got += [h["call_id"] for h in last["hits"]]
+        assert len(got) == len(set(got)) and set(got) == want
+        agent = search_calls(
+            store, "投诉", CallFilter(per_page=100), Scope(agent_id="W1"), text=True
+        )
+        w1 = {cid for cid, a, _, _ in rows if a == "W1"}
+        assert agent["total"] == len(w1) == 1031 and len(agent["hits"]) == 100
+        assert {h["call_id"] for h in agent["hits"]} <= w1
 
 
 def test_evidence_clips_of_stored_calls(

@@ -359,3 +359,65 @@ def test_phrases_keep_ascii_words_whole(db: Db) -> None:
     assert found(db, "卡abc 123号") == {"a1": [0]}
     assert found(db, "卡abc123号") == {"a2": [0]}  # (punctuation is skipped)
     assert found(db, "abc123号") == {"a2": [0]}
+
+
+def test_a_supervisors_scope_is_exact_on_every_page(db: Db) -> None:
+    """A principal's scope is a filter of the search's SQL: a supervisor of two teams
+    (each with more matching calls than a page), team-less calls placed by their agent's
+    teams, a third team left out; the total is exact and the pages are stable."""
+    mine: set[str] = set()
+    n = 0
+
+    def call(team: str | None, agent: str, said: bool) -> str:
+        nonlocal n
+        n += 1
+        cid = f"s{n:03d}"
+        db.execute(
+            "INSERT INTO calls (call_id, audio_sha256, settings_hash, call, updated_at, "
+            "agent_id, team, started_epoch) VALUES (?, 'a', 's', '{}', 0, ?, ?, ?)",
+            (cid, agent, team, float(n)),
+        )
+        db.execute(
+            "INSERT INTO utterances (call_id, idx, channel, role, start_s, end_s, text) "
+            "VALUES (?, 0, 0, 'customer', 0, 1, ?)",
+            (cid, "我要投诉" if said else "我要咨询"),
+        )
+        return cid
+
+    for i in range(12):
+        for team, agent in (("T1", f"A1{i % 2}"), ("T2", "A2"), ("T3", "A3")):
+            cid = call(team, agent, said=True)
+            if team != "T3":
+                mine.add(cid)
+        call("T1", "A10", said=False)
+    for agent in ("A10", "A2", "A3", "A9"):  # no team: placed by the agent's teams
+        cid = call(None, agent, said=True)
+        if agent in ("A10", "A2"):
+            mine.add(cid)
+    db.commit()
+    scope = S.Filters(teams=["T2", "T1", "T2"], team_agents=["A10", "A11", "A2"])
+    assert scope.teams == ("T1", "T2")
+    pages = [S.search(db, "投诉", scope, limit=5, offset=o) for o in range(0, 30, 5)]
+    assert {p.total_calls for p in pages} == {len(mine)} and len(mine) == 26
+    ids = [h.call_id for p in pages for h in p.hits]
+    assert len(ids) == len(set(ids)) and set(ids) == mine  # every call once, none else
+    assert S.search(db, "投诉", scope, limit=5, offset=10).hits == pages[2].hits
+    # with the list's own filters on top
+    one = S.search(db, "投诉", S.Filters(team="T2", teams=("T1", "T2"), team_agents=("A2",)))
+    assert one.total_calls == 12 and {h.team for h in one.hits} == {"T2"}
+    assert S.search(db, "投诉", S.Filters(team="T3", teams=("T1", "T2"))).total_calls == 0
+    assert S.search(db, "投诉", S.Filters(teams=())).total_calls == 0
+    # an agent sees its own calls only
+    agent = S.search(db, "投诉", S.Filters(agent="A10"), limit=100)
+    assert agent.total_calls == 7 and {h.agent_id for h in agent.hits} == {"A10"}
+    # SQLite: the same page and count whichever side drives
+    terms = S.parse_terms("投诉")
+    seen = set()
+    for driver in ("terms", "filters", "verdicts"):
+        page_sql, count_sql, params = S._queries(db, terms, scope, driver)
+        keys = tuple(r[0] for r in db.execute(page_sql, [*params, 100, 0]).fetchall())
+        assert db.execute(count_sql, params).fetchone()[0] == len(keys) == len(mine)
+        seen.add(keys)
+    assert len(seen) == 1
+    with pytest.raises(S.SearchError, match="teams 'T1'"):
+        S.Filters(teams="T1")
