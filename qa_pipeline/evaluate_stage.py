@@ -658,6 +658,9 @@ class EvaluateStage:
         # where to resume the partitions revoked by the rebalance under way (their safe
         # offsets): a partition this consumer keeps is re-read from there (assigned)
         self._resume: dict[int, int] = {}
+        # changelog entries held back, per partition, while the store had calls unwritten
+        # (see checkpoint)
+        self._held: dict[int, dict[str, Emitted]] = {}
         self.counts = EvaluateCounts()
         self.metrics = metrics if metrics is not None else EvaluateMetrics(group=group)
         self.stopping = False
@@ -766,6 +769,10 @@ class EvaluateStage:
             # callback; the changelog is written, so the next owner re-reads from the last
             # periodic commit and emits nothing twice
             self.checkpoint(mine, commit=False)
+        for p in mine:
+            held = self._held.pop(p, {})
+            if held:  # the next owner replays these calls from the last commit
+                log.info("partition %d revoked with %d changelog entries held", p, len(held))
         self._resume = {}
         for p in mine:
             open_calls = len(self.parts[p].calls)
@@ -917,6 +924,16 @@ class EvaluateStage:
     def stop(self) -> None:
         self.stopping = True
 
+    _holding = False  # changelog entries and offsets held back (store behind); logged once
+
+    def _store_unwritten(self) -> int:
+        """Calls the fan-out's store sinks accepted and have not written yet."""
+        return sum(
+            sink.writer.pending
+            for _, sink in getattr(self.sinks, "sinks", ())
+            if isinstance(sink, StoreSink)
+        )
+
     def checkpoint(self, partitions: list[int], commit: bool = True) -> None:
         """Events to the sinks (flushed), changelog entries (acknowledged), offsets
         (``commit``)."""
@@ -930,8 +947,8 @@ class EvaluateStage:
             part = self.parts[p]
             events += part.drain()
             mine = part.changes()
-            changes += [(p, k, e) for k, e in mine.items()]
             self.counts.calls_closed += sum(e.closed for e in mine.values())
+            self._held.setdefault(p, {}).update(mine)
             off = part.commit_offset()
             if off is not None:
                 offsets[TopicPartition(self.topic, p)] = OffsetAndMetadata(off, "", -1)
@@ -952,6 +969,27 @@ class EvaluateStage:
             self.sinks.emit_all(events)
             self.sinks.flush(timeout=self.flush_timeout_s)
             self.counts.events += len(events)
+        unstored = self._store_unwritten()
+        if unstored:
+            # the store has calls it has not written (it is down, or slow): their changelog
+            # entries and the offsets wait, so that if this process dies now the next owner
+            # re-reads those calls and emits (same ids) and stores them again, instead of
+            # finding them in the changelog and skipping them (rows lost, uncounted)
+            if not self._holding:
+                log.warning(
+                    "store has %d call(s) unwritten: changelog entries and offsets held "
+                    "until it has written them",
+                    unstored,
+                )
+            self._holding = True
+            if commit:
+                self._last_commit = time.monotonic()  # the next try at the usual cadence
+            return
+        if self._holding:
+            log.info("store caught up: held changelog entries and offsets go out")
+        self._holding = False
+        for p in partitions:
+            changes += [(p, k, e) for k, e in self._held.pop(p, {}).items()]
         if changes:
             futs = [
                 self.producer.send(self.changelog, key=k.encode(), value=e.to_json(), partition=p)

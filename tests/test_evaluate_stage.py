@@ -333,7 +333,7 @@ def test_a_revoked_partition_stops_reporting_its_lag(pack: RulePack) -> None:
     from qa_pipeline.evaluate_stage import EvaluateCounts, EvaluateMetrics, EvaluateStage
 
     stage = EvaluateStage.__new__(EvaluateStage)  # the loop's state, without a broker
-    stage.topic = "utt"
+    stage.topic, stage._held = "utt", {}
     stage.parts = {3: PartitionCalls(3, pack), 5: PartitionCalls(5, pack)}
     stage.counts, stage.metrics = EvaluateCounts(), EvaluateMetrics(group="eval-a")
     stage.checkpoint = lambda *a, **k: None  # type: ignore[method-assign]
@@ -394,6 +394,7 @@ def test_the_oldest_open_call_age_comes_from_its_first_record(pack: RulePack) ->
     broker = Broker()
     stage = EvaluateStage.__new__(EvaluateStage)
     stage.topic, stage.changelog, stage.parts = "utt", "utt.emitted", {0: part}
+    stage._held = {}
     stage.counts, stage.metrics = EvaluateCounts(), EvaluateMetrics(group="eval-a")
     stage.consumer = stage.sinks = stage.producer = broker  # type: ignore[assignment]
     stage.flush_timeout_s, stage._last_commit = 1.0, 0.0
@@ -447,6 +448,7 @@ def test_a_partition_kept_across_a_rebalance_is_re_read_from_its_safe_offset(
     stage = object.__new__(EvaluateStage)
     stage.topic, stage.pack, stage.tick_s, stage.idle_timeout_s = "utt", pack, 0.5, 300.0
     stage.parts, stage._resume, stage.counts = {}, {}, EvaluateCounts()
+    stage._held = {}
     stage.metrics = EvaluateMetrics()
     stage.consumer = consumer = _SeekingConsumer()
     emitted: list[Event] = []
@@ -480,3 +482,87 @@ def test_a_partition_kept_across_a_rebalance_is_re_read_from_its_safe_offset(
     stage.assigned([])
     stage.assigned([0])
     assert len(consumer.seeks) == 1
+
+
+def test_changelog_and_offsets_wait_while_the_store_has_calls_unwritten(pack: RulePack) -> None:
+    """While the store has not written the calls it was given (down, or slow), a checkpoint
+    emits the events but holds their changelog entries and the offsets: were the process
+    killed then, the next owner would re-read those calls, emit them again (same ids) and
+    store them, instead of finding them in the changelog and skipping them (their rows lost,
+    uncounted). Once the store has written them, everything held goes out; a partition
+    revoked meanwhile drops its held entries (its next owner replays the calls)."""
+    from qa_pipeline.evaluate_stage import EvaluateCounts, EvaluateMetrics, EvaluateStage
+    from qa_pipeline.store.writer import StoreSink
+
+    log, calls = _partition_log(pack, 3, 7)
+
+    class Done:
+        def get(self, timeout: float) -> None:
+            pass
+
+    class Writer:  # what StoreSink needs of a StoreWriter, with a settable backlog
+        unwritten = 0
+
+        @property
+        def pending(self) -> int:
+            return self.unwritten
+
+    class Broker:  # the sinks (with a store sink), the consumer and the changelog producer
+        def __init__(self, writer: Writer) -> None:
+            sink = StoreSink.__new__(StoreSink)
+            sink.writer = writer  # type: ignore[assignment]
+            self.sinks = [("store", sink)]
+            self.events: list[Event] = []
+            self.changelog: list[bytes] = []
+            self.commits: list[Any] = []
+
+        def highwater(self, tp: Any) -> int:
+            return len(log)
+
+        def emit_all(self, events: list[Event]) -> None:
+            self.events += events
+
+        def flush(self, timeout: float) -> None:
+            pass
+
+        def send(self, topic: str, *, key: bytes, value: bytes, partition: int) -> Done:
+            self.changelog.append(key)
+            return Done()
+
+        def commit(self, offsets: Any) -> None:
+            self.commits.append(offsets)
+
+    writer = Writer()
+    broker = Broker(writer)
+    stage = EvaluateStage.__new__(EvaluateStage)
+    stage.topic, stage.changelog, stage._held = "utt", "utt.emitted", {}
+    stage.parts = {0: PartitionCalls(0, pack), 1: PartitionCalls(1, pack)}
+    stage.counts, stage.metrics = EvaluateCounts(), EvaluateMetrics(group="eval-a")
+    stage.consumer = stage.sinks = stage.producer = broker  # type: ignore[assignment]
+    stage.flush_timeout_s, stage._last_commit = 1.0, 0.0
+    for off, v in enumerate(log):  # every call of partition 0 ends
+        stage.parts[0].handle(off, v)
+
+    writer.unwritten = 2  # the store is behind
+    stage.checkpoint([0, 1])
+    cards = [e for e in broker.events if e.kind is EventKind.SCORECARD]
+    assert len(cards) == len(calls)  # the events went out
+    assert broker.changelog == [] and broker.commits == []  # nothing recorded as done
+    held = dict(stage._held[0])
+    assert len(held) == len(calls)
+    sent = len(broker.events)
+    stage.checkpoint([0, 1])  # still behind: still held, nothing emitted twice
+    assert broker.changelog == [] and broker.commits == [] and len(broker.events) == sent
+    writer.unwritten = 0  # written: the held entries and the offsets go out
+    stage.checkpoint([0, 1])
+    assert sorted(broker.changelog) == sorted(k.encode() for k in held)
+    assert len(broker.commits) == 1 and stage._held.get(0, {}) == {}
+    assert [e for e in broker.events if e.kind is EventKind.SCORECARD] == cards
+
+    # a revocation while held: the entries are dropped, not sent by this process
+    for off, v in enumerate(log):
+        stage.parts[1].handle(off, v)
+    writer.unwritten = 1
+    stage.revoked([1])
+    assert 1 not in stage._held and 1 not in stage.parts
+    assert len(broker.changelog) == len(calls)
