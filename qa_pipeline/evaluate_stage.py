@@ -44,8 +44,10 @@ The store (``store:`` / ``--store``; out/qa-store.sqlite when not said, a ``post
 URL for a database the evaluators share, null = none): every ended call's transcript and
 scorecard go to :class:`~qa_pipeline.store.writer.StoreSink` in the fan-out, whose writer
 thread upserts them (keyed by call id and the live run ``live:<pack>:<version>``) off the
-consumer loop; the checkpoint's flush waits for it while the store is up, so the offsets
-are committed after the calls are stored. A call replayed by a new owner after a rebalance
+consumer loop; the checkpoint's flush waits for it while the store is up, and while it still
+has calls unwritten (down, or behind) the changelog entries and the offsets are held back,
+so both are recorded only after the calls are stored (a process killed meanwhile leaves
+them to the next owner, which re-reads and stores them). A call replayed by a new owner after a rebalance
 is not emitted again (the changelog), and were it written again it would replace its rows,
 never add a second result.
 """
