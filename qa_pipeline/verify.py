@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .asr.engine import FITTED_PAD_S
+from .asr.fitted import window_features
 from .asr.result import MAX_TARGET_TOKENS, clean_raw
 from .privacy import default_redactor
 from .text import normalise
@@ -262,11 +263,7 @@ class Verifier:
         audio = seg.samples.astype(np.float32, copy=False)
         seconds = len(audio) / seg.sample_rate
         window = self._window(seconds)
-        n = window * 16000
-        padded = np.zeros(n, dtype=np.float32)
-        padded[: min(n, len(audio))] = audio[:n]
-        feats = self._fe(padded, padding=0)[:, : window * 100]
-        feats = np.ascontiguousarray(feats[None], dtype=np.float32)
+        feats = np.ascontiguousarray(window_features(self._fe, audio, window)[None])
         enc = self._ct2.encode(ctranslate2.StorageView.from_array(feats), to_cpu=True)
         enc_np = np.array(enc)
         k = len(hints)

@@ -3,9 +3,10 @@
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
-from qa_pipeline.asr.fitted import fitted_window
+from qa_pipeline.asr.fitted import fitted_window, window_features
 from qa_pipeline.evaluation import cer_counts
 from qa_pipeline.messages import Role, SpeechSegment
 
@@ -18,6 +19,27 @@ def test_window_seconds() -> None:
     assert fitted_window(3.0, 15, 1.0) == 15
     assert fitted_window(14.2, 15, 1.0) == 16
     assert fitted_window(29.5, 15, 1.0) == 30
+
+
+def test_window_features_are_what_faster_whisper_encodes() -> None:
+    """A fitted window holds the log-mel faster-whisper gives its encoder (the audio's own
+    log-mel, zero frames after it), cut to the window's length."""
+    from faster_whisper.audio import pad_or_trim
+    from faster_whisper.feature_extractor import FeatureExtractor
+
+    fe = FeatureExtractor()
+    t = np.arange(int(3.2 * 16000)) / 16000
+    audio = (0.1 * np.sin(2 * np.pi * 440 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    ours = window_features(fe, audio, 30)
+    theirs = pad_or_trim(fe(audio)[:, :-1])  # what WhisperModel.transcribe encodes
+    np.testing.assert_array_equal(ours, theirs)
+    short = window_features(fe, audio, 10)
+    assert short.shape == (80, 1000) and short.dtype == np.float32
+    np.testing.assert_array_equal(short, theirs[:, :1000])
+    assert not short[:, 320:].any() and short[:, :320].any()
+    long = np.tile(audio, 5)  # 16 s into a 10 s window: cut, not wrapped
+    assert window_features(fe, long, 10).shape == (80, 1000)
+    assert not window_features(fe, np.zeros(0, np.float32), 10).any()
 
 
 def _segment(speech_dir: Path, name: str) -> SpeechSegment:
@@ -39,7 +61,7 @@ def test_fitted_and_full_decode_the_same_clip(
         assert errors / n < 0.3, r.text
         assert r.language == "zh" and 0 < r.confidence <= 1 and r.dropped_reason is None
     assert engine.with_options(window="full").settings.keys().isdisjoint({"window"})
-    assert engine.with_options(window="fitted").settings["min_window_seconds"] == 15.0
+    assert engine.with_options(window="fitted").settings["min_window_seconds"] == 30.0
 
 
 def test_fitted_detects_the_language(

@@ -98,7 +98,7 @@ def test_unmet_required_rules_name_their_scope() -> None:
 @pytest.mark.parametrize(
     ("said", "variant", "accepted"),
     [
-        # Whisper base hears 福克希，埃建 (measured 2026-12-07): said, misheard -> accepted
+        # said, misheard as 福克希，埃建 -> accepted
         ("不客气，再见", "m4", True),
         # no farewell said -> whatever the hinted decode writes, nothing is accepted
         ("好的，您本月话费是五十八元", "m4", False),
@@ -116,8 +116,15 @@ def test_a_misheard_farewell_is_verified_and_an_unsaid_one_is_not(
     a = resample(agent_says(said, variant), 8000)
     seg = SpeechSegment("v", 0, Role.AGENT, 1.0, 1.0 + len(a) / 16000, a)
     heard = utterance(engine.transcribe_segment(seg), 0)
+    print(f"the decode heard {heard.text}")
+    if accepted:
+        # the premise, set rather than hoped for: the first reading missed the farewell.
+        # Whisper base read this audio 福克希，埃建 with a 15 s window on an AVX2 CPU and
+        # reads it right with the 30 s window on an AMX one (2026-12-07); the verification
+        # decode of the real audio is on trial here, not the first reading
+        heard = replace(heard, text="福克希，埃建", raw_text="福克希，埃建")
     t = Transcript(CallInfo("v"), (heard,), CallEnded("v", seg.end + 1, (seg.end + 1, 0.0)))
-    if accepted:  # the premise: the unbiased decode misses the farewell
+    if accepted:
         assert {v.rule_id: v.verdict for v in score_transcript(pack, t).verdicts}[
             "CLOSE-THANKS"
         ] is Verdict.FAILED, heard.text

@@ -1,11 +1,11 @@
 """Whisper ASR over VAD segments: one shared model, N parallel decodes, guarded output.
 
 Each :class:`~qa_pipeline.messages.SpeechSegment` (at most 30 s, cut by the VAD) is one
-decode: with an encoder window fitted to the segment, at least ``asr.min_window_seconds``
-(``asr.window: fitted``, the default; :mod:`.fitted`), or with Whisper's 30 s window
-(``asr.window: full``, faster-whisper's own decode). On CPU the encoder pass grows with the
-window whatever the segment's length, so a 15 s minimum window roughly halves the cost of a
-call's turns at the same accuracy (``benchmarks/README.md``). Decoding is guarded against
+decode: this project's decode with an encoder window of at least ``asr.min_window_seconds``
+(``asr.window: fitted``, the default; :mod:`.fitted`), or faster-whisper's own decode in
+Whisper's 30 s window (``asr.window: full``). The default minimum is 30 s: on CPU a shorter
+window roughly halves the cost of a call's turns at 15 s, but costs accuracy by an amount
+that depends on the CPU's int8 kernels (``benchmarks/README.md``). Decoding is guarded against
 runaway output: a token cap per audio second, bounded temperature fallback (at most three
 temperatures; one = no fallback), no conditioning on previous text, and the
 :mod:`hallucination guard <.guard>`. A decode that loops, hits the token cap, needs the

@@ -329,12 +329,28 @@ def test_a_verification_that_times_out_keeps_the_unverified_scorecard(
 # -- a live call's misheard farewell (Whisper) ----------------------------------------------
 
 
+class _Misheard:
+    """A live decoder whose readings of speech are replaced by ``text`` (a mishearing)."""
+
+    def __init__(self, inner: Any, text: str) -> None:
+        self.inner, self.opts, self.text = inner, inner.opts, text
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def decode(self, segments: Any) -> list[Any]:
+        from dataclasses import replace
+
+        out = self.inner.decode(segments)
+        return [replace(r, text=self.text, raw_text=self.text) if r.text else r for r in out]
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(bool(TOOLS_MISSING), reason=f"{TOOLS_MISSING} not installed (espeak-ng, sox)")
 @pytest.mark.parametrize(
     ("said", "accepted"),
     [
-        # live (beam 1, 10 s window) Whisper base hears 补个体，采骗 (measured 2026-12-07)
+        # said, misheard by the live decode as 补个体，采骗 -> accepted at the call's end
         ("不客气，再见", True),
         # no farewell said: nothing is accepted
         ("好的，您本月话费是五十八元", False),
@@ -349,10 +365,18 @@ def test_a_live_calls_misheard_farewell_is_verified_at_its_end(
 
     pack = closing_pack(tmp_path)  # as tests/test_verify.py scores the recorded path
     cfg = load_serve_config(None, {"sources": []})  # serve's default live decoding
-    call = _speech(agent_says(said, "f2", RATE), 1.0)
+    call = _speech(agent_says(said, "m4", RATE), 1.0)
+    decoder: Any = LiveDecoder(engine, decode_options(cfg))
+    if accepted:
+        # the premise, set rather than hoped for: the live decode misses the farewell.
+        # Whisper base's live decode read "不客气，再见" 补个体，采骗 on an AVX2 CPU and
+        # 补客去，茶天 on an AMX one (2026-12-07, voice f2; whether the verification then
+        # hears 再见 turns on the voice and the CPU too); what is on trial here is the
+        # verification of the real audio at the call's end
+        decoder = _Misheard(decoder, "补个体，采骗")
 
     async def one(verify: bool) -> tuple[Any, list[Any], Any]:
-        worker = AsrWorker(LiveDecoder(engine, decode_options(cfg)), slots=1)
+        worker = AsrWorker(decoder, slots=1)
         worker.start()
         lane = RuleLane()
         lv = LiveVerifier(engine, cfg.asr.verify_margin, worker, lane, pack, timeout_s=120)
