@@ -32,9 +32,10 @@ from .sqlite import SqliteConnection
 DEFAULT_STORE = Path("out") / "qa-store.sqlite"
 STORE_SCHEMA_VERSION = 1  # the ``meta`` version of stores before numbered migrations
 
-#: The optional table of reviewed scores that :meth:`Store.current_results` lets override
-#: the machine score: ``call_reviews(call_id, score, ...)``, one row per call holding its
-#: current reviewed score (written by the review work; read only when the table exists).
+#: The table of reviewed scores that :meth:`Store.current_results` lets override the
+#: machine score: ``call_reviews(call_id, score, ...)``, one row per call holding its
+#: current reviewed score (written by the review work; created by migration 0200, so every
+#: store this code opens has it: a writer migrates, a reader refuses a store behind).
 REVIEWED_SCORES = "call_reviews"
 
 _PG_PREFIXES = ("postgresql://", "postgres://")
@@ -485,8 +486,8 @@ class Store:
         """Each call's **current score**, the rows that trends and agent averages use.
 
         * A call's score is its **reviewed score** when a reviewer gave one (the
-          :data:`REVIEWED_SCORES` table, read when it exists: this method is the one place
-          a reviewed score overrides the machine's), else the score of the **latest
+          :data:`REVIEWED_SCORES` table: this method is the one place a reviewed score
+          overrides the machine's), else the score of the **latest
           result** (``created_at``) among the runs whose ``role`` is ``active`` — the pack
           in service (``serve``, ``score --store``: :meth:`record_score`). Runs of a
           candidate or baseline pack (``rescore``: roles ``new`` / ``baseline``) never count.
@@ -501,17 +502,14 @@ class Store:
         agent_id, team, direction, started_epoch, duration_s``, by start time.
         """
         where, params = self._call_filters(agent_id, team, since, until)
-        reviewed = self.has_table(REVIEWED_SCORES)
-        review_join = f"LEFT JOIN {REVIEWED_SCORES} v ON v.call_id = r.call_id " if reviewed else ""
-        score = "COALESCE(v.score, r.score)" if reviewed else "r.score"
-        grade = "COALESCE(v.grade, r.grade)" if reviewed else "r.grade"
-        failed = "COALESCE(v.failed, r.failed)" if reviewed else "r.failed"
-        is_reviewed = "CASE WHEN v.score IS NULL THEN 0 ELSE 1 END" if reviewed else "0"
+        is_reviewed = "CASE WHEN v.score IS NULL THEN 0 ELSE 1 END"
         cur = self.db.execute(
-            f"{self._latest_active()} SELECT r.call_id, r.run_id, {score} AS score, "
-            f"{grade} AS grade, {failed} AS failed, r.review, r.complete, {is_reviewed} AS reviewed, c.agent_id, c.team, "
-            "c.direction, c.started_epoch, c.duration_s FROM latest r "
-            f"JOIN calls c ON c.call_id = r.call_id {review_join}"
+            f"{self._latest_active()} SELECT r.call_id, r.run_id, "
+            "COALESCE(v.score, r.score) AS score, COALESCE(v.grade, r.grade) AS grade, "
+            f"COALESCE(v.failed, r.failed) AS failed, r.review, r.complete, {is_reviewed} "
+            "AS reviewed, c.agent_id, c.team, c.direction, c.started_epoch, c.duration_s "
+            "FROM latest r JOIN calls c ON c.call_id = r.call_id "
+            f"LEFT JOIN {REVIEWED_SCORES} v ON v.call_id = r.call_id "
             f"WHERE r.rn = 1 AND r.status = 'ok' AND (r.complete = 1 OR {is_reviewed} = 1)"
             f"{where} ORDER BY c.started_epoch, r.call_id",
             params,

@@ -62,11 +62,13 @@ Keeping the index current
 -------------------------
 Triggers mark changed calls in ``search_dirty``: on ``utterances`` (the text changed: the
 call is cut again), on ``calls`` and ``results`` (only the filter columns are refreshed).
-:func:`sync_index`, run by :func:`search` first, catches up (on PostgreSQL one at a time,
-under an advisory lock; the marks are upserts that row-lock, so a sync never loses a mark
+:func:`sync_index`, run by :func:`search` first, catches up when the index is behind
+(:func:`index_behind`, reads only: a search of a current index writes nothing and needs no
+lock, so a read-only store answers it), on PostgreSQL one at a time,
+under an advisory lock (the marks are upserts that row-lock, so a sync never loses a mark
 made by a writer whose transaction is still open). A review
 is caught by comparing each reviewed score (``call_reviews``, created by a later
-migration, so no trigger of ours can watch it) with the indexed one at every sync. A pack
+migration, so no trigger of ours can watch it) with the indexed one at every check. A pack
 promoted to ``active`` without new results needs :func:`rebuild_index`.
 
 Filters
@@ -495,9 +497,13 @@ def sync_index(db: Db, *, batch: int = SYNC_BATCH, wait: bool = False) -> int:
     """Bring the index up to date with every call marked in ``search_dirty``; returns how
     many calls were looked at.
 
-    On PostgreSQL one sync runs at a time (a session advisory lock): a sync that finds
-    another one running returns at once (``wait``: waits for it instead), and the search
-    reads what is indexed."""
+    An index found up to date (:func:`index_behind`, reads only) is left alone: no write
+    transaction, no lock, so a search of a current index needs none. On PostgreSQL one
+    sync runs at a time (a session advisory lock): a sync that finds another one running
+    returns at once (``wait``: waits for it instead), and the search reads what is
+    indexed."""
+    if not index_behind(db):
+        return 0
     if db.dialect != "postgres":
         return _sync(db, batch)
     lock = "pg_advisory_lock" if wait else "pg_try_advisory_lock"
@@ -532,15 +538,33 @@ def _sync(db: Db, batch: int) -> int:
         done += len(rows)
 
 
+def index_behind(db: Db) -> bool:
+    """Whether the index has something to catch up on: a call marked in ``search_dirty``,
+    or a reviewed score that is not the one indexed. Reads only (a read-only store can
+    answer it)."""
+    if db.execute("SELECT 1 FROM search_dirty LIMIT 1").fetchone() is not None:
+        return True
+    if not _has_table(db, REVIEWED_SCORES):
+        return False
+    return db.execute(f"SELECT 1 {_reviewed_differ(db)} LIMIT 1").fetchone() is not None
+
+
+def _reviewed_differ(db: Db) -> str:
+    """FROM ... WHERE: the calls whose reviewed score is not the one indexed (``r``)."""
+    differs = "IS NOT" if db.dialect == "sqlite" else "IS DISTINCT FROM"
+    return (
+        f"FROM {REVIEWED_SCORES} r JOIN search_calls s ON s.call_id = r.call_id "
+        f"WHERE s.score {differs} r.score"
+    )
+
+
 def _mark_reviewed(db: Db) -> None:
     """Mark the calls whose reviewed score is not the one indexed (the review tables come
     after this migration, so no trigger watches them; reviewed calls are few)."""
     if not _has_table(db, REVIEWED_SCORES):
         return
-    differs = "IS NOT" if db.dialect == "sqlite" else "IS DISTINCT FROM"
     db.execute(
-        f"INSERT INTO search_dirty (call_id, text) SELECT r.call_id, 0 FROM {REVIEWED_SCORES} r "
-        f"JOIN search_calls s ON s.call_id = r.call_id WHERE s.score {differs} r.score "
+        f"INSERT INTO search_dirty (call_id, text) SELECT r.call_id, 0 {_reviewed_differ(db)} "
         "ON CONFLICT (call_id) DO NOTHING"
     )
 
@@ -862,7 +886,9 @@ def explain(db: Db, terms: str | Sequence[str], filters: Filters | None = None) 
 def open_store_for_search(url: str) -> Any:
     """The store at ``url`` (a path, ``sqlite:///path`` or ``postgresql://``), which must
     exist: a search never creates an empty store. Opened as a writer, so pending
-    migrations (the search tables among them) are applied and the index can be synced."""
+    migrations (the search tables among them) are applied and the index can be synced;
+    opening it takes no lock when nothing is pending, and a search that finds the index
+    current writes nothing."""
     from pathlib import Path
 
     from .base import Store, store_path

@@ -7,6 +7,7 @@ import json
 import random
 import sqlite3
 import time
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -22,58 +23,13 @@ from qa_pipeline.transcript import transcript_to_dict
 
 from .synth import OLD_LINE, make_call
 
-# The store's DDL before numbered migrations (qa_pipeline/store.py, schema v1), verbatim.
-V1_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS settings (
-    settings_hash TEXT PRIMARY KEY,
-    settings TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS transcripts (
-    audio_sha256 TEXT NOT NULL,
-    settings_hash TEXT NOT NULL,
-    call_id TEXT NOT NULL,
-    doc TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    PRIMARY KEY (audio_sha256, settings_hash)
-);
-CREATE TABLE IF NOT EXISTS calls (
-    call_id TEXT PRIMARY KEY,
-    audio_sha256 TEXT NOT NULL,
-    settings_hash TEXT NOT NULL,
-    source TEXT,
-    started_at TEXT,
-    agent_id TEXT,
-    call TEXT NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY,
-    pack_name TEXT NOT NULL,
-    pack_version TEXT NOT NULL,
-    role TEXT NOT NULL,
-    inputs TEXT NOT NULL,
-    args TEXT NOT NULL,
-    started REAL NOT NULL,
-    finished REAL
-);
-CREATE TABLE IF NOT EXISTS results (
-    run_id TEXT NOT NULL,
-    call_id TEXT NOT NULL,
-    transcript_key TEXT NOT NULL,
-    status TEXT NOT NULL,
-    error TEXT,
-    score REAL,
-    grade TEXT,
-    failed INTEGER,
-    failed_rules TEXT,
-    findings TEXT,
-    verdicts TEXT,
-    created_at REAL NOT NULL,
-    PRIMARY KEY (run_id, call_id)
-);
-CREATE INDEX IF NOT EXISTS results_call_id ON results (call_id);
-"""
+
+def v1_schema() -> str:
+    """The store's DDL before numbered migrations (schema v1), as the old code ran it: the
+    real migration 0001 (the v1 schema, adopted as it is), read from the package rather
+    than copied here, so the store this test builds cannot drift from it."""
+    init = resources.files("qa_pipeline.store").joinpath("migrations", "sqlite", "0001_init.sql")
+    return init.read_text(encoding="utf-8")
 
 
 def _old_rows(n: int = 3) -> tuple[list[Any], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
@@ -103,8 +59,10 @@ def _old_rows(n: int = 3) -> tuple[list[Any], list[tuple[Any, ...]], list[tuple[
 def _write_v1(path: Path) -> tuple[list[Any], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     docs, calls, results = _old_rows()
     db = sqlite3.connect(path)
-    db.executescript(V1_SCHEMA)
-    db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', '1')")
+    db.executescript(v1_schema())  # its last statement: meta's schema_version 1
+    # 0001 is adopted as it is, so it must stay the v1 schema: v1's tables, no others
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == {"meta", "settings", "transcripts", "calls", "runs", "results"}
     db.execute("INSERT INTO settings VALUES ('h1', '{}')")
     for doc, call in zip(docs, calls, strict=True):
         db.execute(

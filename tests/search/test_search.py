@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from qa_pipeline.store import Store as Db
+from qa_pipeline.store import database_errors
 from qa_pipeline.store import search as S
 from qa_pipeline.text import match_form
 
@@ -316,6 +317,36 @@ def test_a_reviewed_score_is_the_score_filtered_on(db: Db) -> None:
     db.commit()
     assert found(db, "投诉", S.Filters(max_score=50)) == {}
     assert found(db, "投诉", S.Filters(min_score=90)) == {"v1": [0]}
+
+
+def test_a_current_index_is_searched_without_writing(db: Db) -> None:
+    """A search that finds the index up to date writes nothing, so a read-only store
+    answers it; a change or a reviewed score not yet indexed puts the index behind, and
+    only then does a search sync (which a read-only store cannot)."""
+    add_run(db, "r", "active", 1.0)
+    add_call(db, "q1", ["我要投诉"])
+    add_result(db, "r", "q1", 40, {"EMPATHY": "failed"})
+    assert S.index_behind(db)
+    assert found(db, "投诉", S.Filters(max_score=50)) == {"q1": [0]}  # the writer syncs
+    assert not S.index_behind(db)
+    review = (
+        "INSERT INTO call_reviews (call_id, run_id, version, score, grade, failed, reviewer, "
+        "reviewed_at) VALUES ('q1', 'r', 1, 95, 'A', 0, 'qa1', 1.0)"
+    )
+    db.execute(review)
+    db.commit()
+    assert S.index_behind(db)  # a reviewed score the index does not have yet
+    assert S.sync_index(db) == 1 and not S.index_behind(db)
+    with Db(db.url, readonly=True) as ro:
+        for _ in range(2):
+            page = S.search(ro, "投诉", S.Filters(min_score=90))
+            assert [(h.call_id, h.score) for h in page.hits] == [("q1", 95)]
+        assert S.sync_index(ro) == 0
+    add_call(db, "q2", ["投诉电话"])
+    assert S.index_behind(db)
+    with Db(db.url, readonly=True) as ro, pytest.raises(database_errors()):
+        S.search(ro, "投诉")  # behind: the sync must write, and a reader cannot
+    assert set(found(db, "投诉")) == {"q1", "q2"}
 
 
 def test_token_counts_follow_every_change(db: Db) -> None:

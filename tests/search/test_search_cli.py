@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
+import pytest
 from test_search import add_call
 from typer.testing import CliRunner
 
 from qa_pipeline.cli import app
 from qa_pipeline.store import Store as Db
+from qa_pipeline.store import search as S
 
 
 def _url(db: Db) -> str:
@@ -42,6 +45,33 @@ def test_search_command(db: Db) -> None:
     assert res.exit_code == 0, res.output
     assert "call/1" in res.stdout and "/calls/call%2F1#u1" in res.stdout
     assert "1 call(s) match" in res.stdout
+
+
+def test_a_second_query_of_a_current_index_does_not_sync(
+    db: Db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each ``qa-pipeline search`` opens the store; the first finds the new call not yet
+    indexed and syncs, the second finds the index up to date and does not (no write
+    transaction); a call added since makes the next one sync again."""
+    synced: list[int] = []
+    real = S._sync
+
+    def spy(conn: Any, batch: int) -> int:
+        synced.append(real(conn, batch))  # calls looked at
+        return synced[-1]
+
+    monkeypatch.setattr(S, "_sync", spy)
+    add_call(db, "s1", ["我要退款"])
+
+    def calls() -> list[str]:
+        res = CliRunner().invoke(app, ["search", "退款", "--store", _url(db), "--json"])
+        assert res.exit_code == 0, res.output
+        return [json.loads(x).get("call_id") for x in res.stdout.splitlines()[:-1]]
+
+    assert calls() == ["s1"] and synced == [1]
+    assert calls() == ["s1"] and synced == [1]  # up to date: no sync
+    add_call(db, "s2", ["退款到账了吗"])
+    assert calls() == ["s2", "s1"] and synced == [1, 1]
 
 
 def test_search_command_bad_input(db: Db, tmp_path) -> None:  # type: ignore[no-untyped-def]
