@@ -57,6 +57,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..errors import QAError
 from ..messages import Verdict
 from ..review import repo
 from ..review.model import Action, Decision, QueueState, Reason, ReviewError
@@ -66,6 +67,7 @@ from ..store import Store, database_errors
 from ..store.recordings import Recording
 from .audit import AuditLog, audit_opened
 from .auth import Principal, call_visible
+from .history_api import store_unavailable
 from .store_worker import StoreWorker
 from .users import UserDirectory, UserRole
 
@@ -106,6 +108,10 @@ class _Refused(Exception):
     def __init__(self, status: int, error: str, detail: str) -> None:
         super().__init__(detail)
         self.status, self.error, self.detail = status, error, detail
+
+
+#: a store that cannot answer (down, gone, unreadable, behind the code's migrations)
+_STORE_DOWN: tuple[type[BaseException], ...] = (*database_errors(), QAError)
 
 
 def _dumps(obj: Any) -> bytes:
@@ -256,6 +262,10 @@ class ReviewApi:
             return r.response
         except _Refused as e:
             return self._refusal(e)
+        except ReviewError:
+            raise
+        except _STORE_DOWN as e:  # the store is down, gone or unreadable
+            return store_unavailable(e, self.store.url, "the review queue")
 
     # -- routes ---------------------------------------------------------------------------
 

@@ -126,7 +126,7 @@ from .audit import AuditLog, audit_opened
 from .auth import API_KEY_USER, VIEWER_KEY_USER, Principal, Sessions, call_visible
 from .config import DashboardLimits
 from .history import HistoryStore, StoreAckStore
-from .history_api import HistoryApi
+from .history_api import HistoryApi, store_unavailable
 from .history_page import render_history_page
 from .page import render_page
 from .recordings import ClipError, RecordingLookup, clip_wav
@@ -787,6 +787,9 @@ class _App:
         except OSError as e:
             log.error("dashboard: cannot keep an acknowledgement: %s", e)
             return _error(500, "not kept", "the acknowledgement could not be written")
+        except _STORE_DOWN as e:  # kept in the store (StoreAckStore), which cannot answer
+            assert self.store is not None
+            return store_unavailable(e, self.store.url, "the acknowledgements")
         shown = self.state.acknowledge(ack.event_id, ack.user, ack.at) or alert
         if (ack.user, ack.at) == (p.name, now) and self.audit is not None:  # this one: new
             try:
@@ -873,8 +876,8 @@ class _App:
             if not await self.call_seen(p, call_id):
                 return _error(404, "no such call", "no call with this id is kept")
         except _STORE_DOWN as e:
-            log.error("dashboard: the store cannot say whether %s is kept: %s", call_id, e)
-            return _error(503, "store unavailable", "the call history cannot be read now")
+            assert self.history is not None  # only the store's lookup raises these
+            return self.history.unavailable(e)
         if not p.text:
             return _error(403, "forbidden", f"the {p.role.value} role may not hear calls' audio")
         try:
