@@ -121,7 +121,7 @@ from ..rules import RulePack
 from ..store.base import database_errors
 from ..store.recordings import Recording
 from ..store.search import sync_index
-from .acks import AckStore, FileAckStore, acks_path_beside
+from .acks import DEFAULT_KEEP_DAYS, AckStore, FileAckStore, acks_path_beside
 from .audit import AuditLog, audit_opened
 from .auth import API_KEY_USER, VIEWER_KEY_USER, Principal, Sessions, call_visible
 from .config import DashboardLimits
@@ -1125,6 +1125,7 @@ def start_dashboard(
     users: str | Path | None = None,
     audit_log: str | Path | None = None,
     acks: AckStore | None = None,
+    acks_keep_days: float | None = DEFAULT_KEEP_DAYS,
     store: str | None = None,
     session_idle_s: float = 7200.0,
     session_max_s: float = 43200.0,
@@ -1148,7 +1149,9 @@ def start_dashboard(
     the commands default to ``dashboard-audit.jsonl``). ``acks``: where alert
     acknowledgements are kept (``None``: :data:`~.acks.DEFAULT_ACKS_LOG` beside the audit
     log, or in memory only without one; in the store's ``alert_acks`` table when there is
-    a ``store``); those kept are shown on the state's alerts. ``store``: the transcript
+    a ``store``); those kept are shown on the state's alerts. ``acks_keep_days``: how long
+    the file keeps an acknowledgement (``None``: however old; by default the scorecards'
+    retention, 730 days; :class:`~.acks.FileAckStore`). ``store``: the transcript
     store (a SQLite path or a ``postgresql://`` URL) whose calls the history pages show
     (:mod:`.history`; read-only, except acknowledgements).
     ``limits``: what clients may take (:class:`DashboardLimits`; its defaults when ``None``).
@@ -1176,7 +1179,10 @@ def start_dashboard(
         sync = functools.partial(worker.call, sync_index)  # the index, before a search
         history = HistoryApi(HistoryStore(store), directory, audit, recordings, sync)
     if acks is None:
-        acks = FileAckStore(acks_path_beside(Path(audit_log)) if audit_log is not None else None)
+        acks = FileAckStore(
+            acks_path_beside(Path(audit_log)) if audit_log is not None else None,
+            keep_days=acks_keep_days,
+        )
     try:
         for a in acks.acks().values():
             state.acknowledge(a.event_id, a.user, a.at)
