@@ -118,6 +118,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from ..errors import QAError
 from ..rules import RulePack
+from ..store import Store
 from ..store.base import database_errors
 from ..store.recordings import Recording
 from ..store.search import sync_index
@@ -1170,10 +1171,11 @@ def start_dashboard(
     audit = AuditLog(Path(audit_log)) if audit_log is not None else None
     history = None
     worker = None
+    mark = None  # the review queue's scan mark (repo.scan_mark before the scan at start)
     if store is not None:
         # one writer (the review queue's, the acks', the search index's), HistoryStore's
         # read connections beside it; opening the writer applies pending migrations
-        worker = _open_store(store, review_below)
+        worker, mark = _open_store(store, review_below)
         if acks is None:
             acks = StoreAckStore(worker)
         sync = functools.partial(worker.call, sync_index)  # the index, before a search
@@ -1229,6 +1231,7 @@ def start_dashboard(
                 pack=review_pack,
                 below=review_below,
                 scan_every_s=review_scan_s,
+                scan_mark=mark,
             )
         runner = web.AppRunner(
             _build(app),
@@ -1278,20 +1281,26 @@ def start_dashboard(
     return DashboardServer(app, runner, loop, thread, host, bound)
 
 
-def _open_store(url: str | Path, below: float | None) -> StoreWorker:
+def _open_store(url: str | Path, below: float | None) -> tuple[StoreWorker, float | None]:
     """The dashboard's store, opened (migrations applied) and the review queue scanned
-    once; a store that cannot be opened is a :class:`DashboardError` naming it."""
+    once (every call), with the mark taken before that scan (the periodic scans go on
+    from it); a store that cannot be opened is a :class:`DashboardError` naming it."""
     from ..review import repo
     from ..store import database_errors, store_label
 
     worker = StoreWorker(url)
     errors: tuple[type[BaseException], ...] = (QAError, OSError, *database_errors())
+
+    def first_scan(st: Store) -> tuple[float | None, list[str]]:
+        mark = repo.scan_mark(st)
+        return mark, repo.scan(st, below=below)
+
     try:
         worker.open()
-        added = worker.call(lambda st: repo.scan(st, below=below))
+        mark, added = worker.call(first_scan)
     except errors as e:
         worker.close()
         raise DashboardError(f"{store_label(url)}: cannot open the store: {e}") from None
     if added:
         log.info("dashboard: %d calls entered the review queue", len(added))
-    return worker
+    return worker, mark
