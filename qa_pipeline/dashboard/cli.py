@@ -122,6 +122,7 @@ def dashboard_command(
     from ..errors import QAError
     from ..logs import default_level
     from ..sinks.kafka import KafkaTopics
+    from .acks import DEFAULT_KEEP_DAYS
     from .kafka_feed import KafkaFeed, consumer_kwargs_from_sink, split_security, topics_of
     from .server import DashboardError, start_dashboard
     from .state import DEFAULT_FAIL_GRADE, DEFAULT_GRADES, DashboardState, grades_from_pack
@@ -132,12 +133,14 @@ def dashboard_command(
     grades: Any = DEFAULT_GRADES
     pack: Any = None  # the review's pack: --config's rules.pack (None: configs/rules/)
     fail_grade: str | None = DEFAULT_FAIL_GRADE
+    keep_days: float | None = DEFAULT_KEEP_DAYS  # acknowledgements: the config's retention
     try:
         if config is not None:
             from ..config import load_config
             from ..rules import load_pack
 
             cfg = load_config(config)
+            keep_days = cfg.retention.scorecards
             if cfg.sinks.kafka is not None:
                 topics = cfg.sinks.kafka.topics
                 kwargs = consumer_kwargs_from_sink(cfg.sinks.kafka)
@@ -167,6 +170,7 @@ def dashboard_command(
             store=store,
             review_pack=pack,
             review_below=review_below,
+            acks_keep_days=keep_days,
         )
     except (DashboardError, QAError) as e:  # no users nor token, a token too short
         fail(e)

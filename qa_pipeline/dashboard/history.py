@@ -277,16 +277,30 @@ class HistoryStore:
         try:
             out = fn(store, *args, **kwargs)
         except database_errors():
-            self._local.store = None
-            with self._lock:
-                if store in self._all:
-                    self._all.remove(store)
-            with suppress(*database_errors()):
-                store.close()
-            raise
+            self._drop(store)
+            if not store.broken:
+                raise
+            # the server ended this connection (restarted, or the database went away
+            # meanwhile): a read is tried once more on a new one, which answers or says
+            # what is wrong now
+            store = self._store()
+            try:
+                out = fn(store, *args, **kwargs)
+            except database_errors():
+                self._drop(store)
+                raise
         if store.dialect == "sqlite":  # no read transaction left open: see new writes
             store.rollback()
         return out
+
+    def _drop(self, store: Store) -> None:
+        """Forget this thread's connection (the next query opens a new one)."""
+        self._local.store = None
+        with self._lock:
+            if store in self._all:
+                self._all.remove(store)
+        with suppress(*database_errors()):
+            store.close()
 
     def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
         """``fn(store, *args, **kwargs)`` on one of the pool's threads."""

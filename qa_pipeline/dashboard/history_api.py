@@ -22,7 +22,11 @@
 ==========================================  ====================================================
 
 Every route applies the principal's scope (:func:`.history.scope_of`); a call or agent it
-may not see is ``404``, as one not stored. A bad parameter is ``400`` naming it.
+may not see is ``404``, as one not stored. A bad parameter is ``400`` naming it. A store
+that cannot be read (the server down, the database gone, a file that is no database, a
+schema behind the code) is ``503`` whose ``detail`` names the store (its URL without the
+password) and the database's own words; the live dashboard goes on meanwhile, and the next
+request reads the store again (a connection the server ended is replaced).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from urllib.parse import quote, unquote
 from aiohttp import web
 
 from ..errors import QAError
-from ..store.base import database_errors
+from ..store.base import database_errors, store_problem
 from ..store.recordings import Recording, get_recording
 from .audit import AuditLog, audit_opened
 from .auth import Principal
@@ -87,6 +91,16 @@ def _json_response(status: int, data: Any) -> web.Response:
 
 def _error(status: int, error: str, detail: str) -> web.Response:
     return _json_response(status, {"error": error, "detail": detail})
+
+
+def store_unavailable(e: BaseException, url: str, what: str) -> web.Response:
+    """A ``503`` for a store that cannot answer (down, not there, unreadable, behind the
+    code's migrations), logged; its detail names the store and its problem, without the
+    URL's password (:func:`~qa_pipeline.store.base.store_problem`), so whoever reads it on
+    the page can tell a database that is down from one that is gone."""
+    problem = store_problem(e, url)
+    log.error("dashboard: %s cannot be read: %s", what, problem)
+    return _error(503, "store unavailable", f"{what} cannot be read now: {problem}")
 
 
 def trend_charts(scores: dict[str, Any], violations: dict[str, Any], prefix: str) -> None:
@@ -193,9 +207,12 @@ class HistoryApi:
         except HistoryQueryError as e:
             return _error(400, "bad request", str(e))
         except _UNAVAILABLE as e:  # down, not there yet, behind the code's migrations
-            log.error("dashboard: the store %s cannot answer: %s", self.history.label, e)
-            return _error(503, "store unavailable", "the call history cannot be read now")
+            return self.unavailable(e)
         return _error(404, "not found", "no such resource")
+
+    def unavailable(self, e: BaseException) -> web.Response:
+        """``503`` naming what is wrong with the store (its URL without the password)."""
+        return store_unavailable(e, self.history.url, "the call history")
 
     async def recording(self, call_id: str) -> Recording | None:
         """The call's recording: the server's lookup (``serve``: the store's row, else the

@@ -43,7 +43,14 @@ appeal is appended to the audit log.
 
 **The queue is filled** by :func:`qa_pipeline.review.repo.scan` when the dashboard starts and
 every ``scan_every_s`` seconds after (scored calls flagged for review, failed, or below
-``below``); an appeal enters its call at once.
+``below``); an appeal enters its call at once. The scan at start reads every call; the
+periodic ones only the calls with a result written since the mark taken before the last
+scan, less :data:`SCAN_OVERLAP_S` (a writer's clock behind ours, a batch committed after
+its rows were stamped), and every :data:`FULL_SCAN_EVERY` th scan reads all again (what a
+writer stamped further back still enters, within the hour). On 20,000 stored calls a full
+scan with nothing to queue took ~50 ms (SQLite) / ~60 ms (PostgreSQL), and ~220 ms on
+100,000 (SQLite), growing with the store, while the review routes wait for the store's one
+connection; an incremental one reads the calls changed only.
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..errors import QAError
 from ..messages import Verdict
 from ..review import repo
 from ..review.model import Action, Decision, QueueState, Reason, ReviewError
@@ -66,6 +74,7 @@ from ..store import Store, database_errors
 from ..store.recordings import Recording
 from .audit import AuditLog, audit_opened
 from .auth import Principal, call_visible
+from .history_api import store_unavailable
 from .store_worker import StoreWorker
 from .users import UserDirectory, UserRole
 
@@ -108,6 +117,10 @@ class _Refused(Exception):
         self.status, self.error, self.detail = status, error, detail
 
 
+#: a store that cannot answer (down, gone, unreadable, behind the code's migrations)
+_STORE_DOWN: tuple[type[BaseException], ...] = (*database_errors(), QAError)
+
+
 def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
 
@@ -117,6 +130,12 @@ def _is_conflict(e: ReviewError) -> bool:
     refusal of the write (a primary-key clash), the one database error it turns into a
     :class:`ReviewError`."""
     return isinstance(e.__cause__, database_errors())
+
+
+#: seconds an incremental scan reaches back before the last scan's mark
+SCAN_OVERLAP_S = 600.0
+#: every this many periodic scans one reads every call (hourly at the default 60 s)
+FULL_SCAN_EVERY = 60
 
 
 class ReviewApi:
@@ -132,6 +151,7 @@ class ReviewApi:
         pack: RulePack | None = None,
         below: float | None = 60.0,
         scan_every_s: float = 60.0,
+        scan_mark: float | None = None,
     ) -> None:
         self.host = host
         self.store = store
@@ -139,6 +159,10 @@ class ReviewApi:
         self.below = below
         self.scan_every_s = scan_every_s
         self._scanner: asyncio.Task[None] | None = None
+        #: repo.scan_mark before the last full or incremental scan (None: the next is full);
+        #: read and written in the store's thread only
+        self.scan_mark = scan_mark
+        self.scans = 0  # periodic scans done
 
     # -- wiring ---------------------------------------------------------------------------
 
@@ -156,8 +180,15 @@ class ReviewApi:
         app.on_cleanup.append(self._stop_scanning)
 
     def scan(self, st: Store) -> list[str]:
-        """Queue the stored calls that call for review (in the store's thread)."""
-        added = repo.scan(st, below=self.below)
+        """Queue the stored calls that call for review (in the store's thread): those with
+        a result since the last scan's mark (less :data:`SCAN_OVERLAP_S`), or all of them
+        at every :data:`FULL_SCAN_EVERY` th scan and while there is no mark."""
+        self.scans += 1
+        full = self.scan_mark is None or self.scans % FULL_SCAN_EVERY == 0
+        since = None if full or self.scan_mark is None else self.scan_mark - SCAN_OVERLAP_S
+        mark = repo.scan_mark(st)  # before the scan: a result written meanwhile is next
+        added = repo.scan(st, below=self.below, since=since)
+        self.scan_mark = mark
         if added:
             log.info("dashboard: %d calls entered the review queue", len(added))
         return added
@@ -256,6 +287,10 @@ class ReviewApi:
             return r.response
         except _Refused as e:
             return self._refusal(e)
+        except ReviewError:
+            raise
+        except _STORE_DOWN as e:  # the store is down, gone or unreadable
+            return store_unavailable(e, self.store.url, "the review queue")
 
     # -- routes ---------------------------------------------------------------------------
 

@@ -118,15 +118,16 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from ..errors import QAError
 from ..rules import RulePack
+from ..store import Store
 from ..store.base import database_errors
 from ..store.recordings import Recording
 from ..store.search import sync_index
-from .acks import AckStore, FileAckStore, acks_path_beside
+from .acks import DEFAULT_KEEP_DAYS, AckStore, FileAckStore, acks_path_beside
 from .audit import AuditLog, audit_opened
 from .auth import API_KEY_USER, VIEWER_KEY_USER, Principal, Sessions, call_visible
 from .config import DashboardLimits
 from .history import HistoryStore, StoreAckStore
-from .history_api import HistoryApi
+from .history_api import HistoryApi, store_unavailable
 from .history_page import render_history_page
 from .page import render_page
 from .recordings import ClipError, RecordingLookup, clip_wav
@@ -787,6 +788,9 @@ class _App:
         except OSError as e:
             log.error("dashboard: cannot keep an acknowledgement: %s", e)
             return _error(500, "not kept", "the acknowledgement could not be written")
+        except _STORE_DOWN as e:  # kept in the store (StoreAckStore), which cannot answer
+            assert self.store is not None
+            return store_unavailable(e, self.store.url, "the acknowledgements")
         shown = self.state.acknowledge(ack.event_id, ack.user, ack.at) or alert
         if (ack.user, ack.at) == (p.name, now) and self.audit is not None:  # this one: new
             try:
@@ -873,8 +877,8 @@ class _App:
             if not await self.call_seen(p, call_id):
                 return _error(404, "no such call", "no call with this id is kept")
         except _STORE_DOWN as e:
-            log.error("dashboard: the store cannot say whether %s is kept: %s", call_id, e)
-            return _error(503, "store unavailable", "the call history cannot be read now")
+            assert self.history is not None  # only the store's lookup raises these
+            return self.history.unavailable(e)
         if not p.text:
             return _error(403, "forbidden", f"the {p.role.value} role may not hear calls' audio")
         try:
@@ -1122,6 +1126,7 @@ def start_dashboard(
     users: str | Path | None = None,
     audit_log: str | Path | None = None,
     acks: AckStore | None = None,
+    acks_keep_days: float | None = DEFAULT_KEEP_DAYS,
     store: str | None = None,
     session_idle_s: float = 7200.0,
     session_max_s: float = 43200.0,
@@ -1145,7 +1150,9 @@ def start_dashboard(
     the commands default to ``dashboard-audit.jsonl``). ``acks``: where alert
     acknowledgements are kept (``None``: :data:`~.acks.DEFAULT_ACKS_LOG` beside the audit
     log, or in memory only without one; in the store's ``alert_acks`` table when there is
-    a ``store``); those kept are shown on the state's alerts. ``store``: the transcript
+    a ``store``); those kept are shown on the state's alerts. ``acks_keep_days``: how long
+    the file keeps an acknowledgement (``None``: however old; by default the scorecards'
+    retention, 730 days; :class:`~.acks.FileAckStore`). ``store``: the transcript
     store (a SQLite path or a ``postgresql://`` URL) whose calls the history pages show
     (:mod:`.history`; read-only, except acknowledgements).
     ``limits``: what clients may take (:class:`DashboardLimits`; its defaults when ``None``).
@@ -1164,16 +1171,20 @@ def start_dashboard(
     audit = AuditLog(Path(audit_log)) if audit_log is not None else None
     history = None
     worker = None
+    mark = None  # the review queue's scan mark (repo.scan_mark before the scan at start)
     if store is not None:
         # one writer (the review queue's, the acks', the search index's), HistoryStore's
         # read connections beside it; opening the writer applies pending migrations
-        worker = _open_store(store, review_below)
+        worker, mark = _open_store(store, review_below)
         if acks is None:
             acks = StoreAckStore(worker)
         sync = functools.partial(worker.call, sync_index)  # the index, before a search
         history = HistoryApi(HistoryStore(store), directory, audit, recordings, sync)
     if acks is None:
-        acks = FileAckStore(acks_path_beside(Path(audit_log)) if audit_log is not None else None)
+        acks = FileAckStore(
+            acks_path_beside(Path(audit_log)) if audit_log is not None else None,
+            keep_days=acks_keep_days,
+        )
     try:
         for a in acks.acks().values():
             state.acknowledge(a.event_id, a.user, a.at)
@@ -1220,6 +1231,7 @@ def start_dashboard(
                 pack=review_pack,
                 below=review_below,
                 scan_every_s=review_scan_s,
+                scan_mark=mark,
             )
         runner = web.AppRunner(
             _build(app),
@@ -1269,20 +1281,26 @@ def start_dashboard(
     return DashboardServer(app, runner, loop, thread, host, bound)
 
 
-def _open_store(url: str | Path, below: float | None) -> StoreWorker:
+def _open_store(url: str | Path, below: float | None) -> tuple[StoreWorker, float | None]:
     """The dashboard's store, opened (migrations applied) and the review queue scanned
-    once; a store that cannot be opened is a :class:`DashboardError` naming it."""
+    once (every call), with the mark taken before that scan (the periodic scans go on
+    from it); a store that cannot be opened is a :class:`DashboardError` naming it."""
     from ..review import repo
     from ..store import database_errors, store_label
 
     worker = StoreWorker(url)
     errors: tuple[type[BaseException], ...] = (QAError, OSError, *database_errors())
+
+    def first_scan(st: Store) -> tuple[float | None, list[str]]:
+        mark = repo.scan_mark(st)
+        return mark, repo.scan(st, below=below)
+
     try:
         worker.open()
-        added = worker.call(lambda st: repo.scan(st, below=below))
+        mark, added = worker.call(first_scan)
     except errors as e:
         worker.close()
         raise DashboardError(f"{store_label(url)}: cannot open the store: {e}") from None
     if added:
         log.info("dashboard: %d calls entered the review queue", len(added))
-    return worker
+    return worker, mark

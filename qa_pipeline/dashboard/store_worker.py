@@ -3,7 +3,10 @@ PostgreSQL, migrations applied when it opens), opened and used in one worker thr
 own, since a ``Store`` is not thread-safe. The web app's handlers (on the dashboard's event
 loop) ``await worker.run(fn)``; ``fn(store)`` runs in that thread, one at a time, and its
 transaction ends with it (committed when it returns, rolled back when it raises), so no
-read holds a PostgreSQL transaction open between requests.
+read holds a PostgreSQL transaction open between requests. A connection the server ended
+(a restart, the database dropped) is not kept: the next call opens a new one (and, until
+the store answers again, fails saying why); what failed is not retried (it may have
+written).
 
 Opened by ``start_dashboard(..., store=URL)`` / ``qa-pipeline dashboard --store URL``.
 """
@@ -45,6 +48,10 @@ class StoreWorker:
         except BaseException:
             with contextlib.suppress(Exception):
                 st.rollback()
+            if st.broken:  # the server ended the connection: the next call opens a new one
+                self._store = None
+                with contextlib.suppress(Exception):
+                    st.close()
             raise
         st.commit()
         return out

@@ -169,6 +169,7 @@ async def run_service(service: object) -> int:
                 # serve writes its ended calls to; reviews rescore with serve's own pack
                 store=cfg.dashboard.store or cfg.store,
                 review_pack=service.pack,
+                acks_keep_days=cfg.retention.scorecards,  # alerts are scorecard data
             )
             log.info("dashboard on %s", dash_server.url)
         stop = asyncio.Event()

@@ -53,6 +53,7 @@ __all__ = [
     "queue",
     "review",
     "scan",
+    "scan_mark",
     "transcript",
 ]
 
@@ -64,6 +65,8 @@ class Db(Protocol):
     def dialect(self) -> str: ...
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any: ...
 
     def commit(self) -> None: ...
 
@@ -241,13 +244,22 @@ def enqueue(db: Db, result: MachineResult, *, below: float | None) -> QueueItem 
     return queue_item(db, result.call_id)
 
 
-def scan(db: Db, *, below: float | None, run_id: str | None = None) -> list[str]:
+def scan(
+    db: Db, *, below: float | None, run_id: str | None = None, since: float | None = None
+) -> list[str]:
     """Queue every scored call not in the queue yet whose machine result (the one
     :func:`machine_result` picks, or of ``run_id``) calls for review: one query (each
     call's latest result, those flagged for review, failed or below ``below``), one
-    transaction. The call ids queued."""
+    transaction. ``since``: only the calls with a result written (``created_at``) at or
+    after it (an incremental scan: :func:`scan_mark` before the last one, less a margin
+    for writers' clocks and commits; index ``results_created``); ``None``: every call. The
+    call ids queued."""
     low = " OR score < ?" if below is not None else ""
     params: list[Any] = [run_id] if run_id else []
+    changed = ""
+    if since is not None:
+        changed = " AND r.call_id IN (SELECT call_id FROM results WHERE created_at >= ?)"
+        params.append(since)
     if below is not None:
         params.append(below)
     rows = db.execute(
@@ -256,26 +268,49 @@ def scan(db: Db, *, below: float | None, run_id: str | None = None) -> list[str]
         "(PARTITION BY r.call_id ORDER BY r.created_at DESC, r.run_id DESC) AS rn "
         "FROM results r JOIN runs u ON u.run_id = r.run_id WHERE r.status = 'ok'"
         + (" AND r.run_id = ?" if run_id else _IN_SERVICE)
+        + changed
         + " AND NOT EXISTS (SELECT 1 FROM review_queue q WHERE q.call_id = r.call_id)) "
         "SELECT call_id, run_id, pack_name, pack_version, score, grade, failed, verdicts, "
         f"findings FROM latest WHERE rn = 1 AND (review = 1 OR failed = 1{low}) "
         "ORDER BY call_id",
         params,
     ).fetchall()
-    out = []
     now = time.time()
+    items: list[tuple[Any, ...]] = []
+    for row in rows:
+        m = _machine(row)
+        entry = queue_reasons(m.verdicts, m.findings, m.score, below=below)
+        if entry.reasons:
+            reasons = _dumps([r.value for r in entry.reasons])
+            state = QueueState.OPEN.value
+            items.append(
+                (m.call_id, m.run_id, state, reasons, _dumps(list(entry.rules)), m.score)
+                + (None, now, now)
+            )
+    if not items:
+        return []
     try:
-        for row in rows:
-            m = _machine(row)
-            entry = queue_reasons(m.verdicts, m.findings, m.score, below=below)
-            if entry.reasons:
-                _put_item(db, m.call_id, m.run_id, entry, m.score, now)
-                out.append(m.call_id)
+        # new items only (the query left out the queued calls); one another scan (a second
+        # dashboard on the store) queued meanwhile stays as it is
+        db.executemany(
+            f"INSERT INTO review_queue ({_QUEUE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (call_id) DO NOTHING",
+            items,
+        )
         db.commit()
     except BaseException:
         db.rollback()
         raise
-    return out
+    return [item[0] for item in items]
+
+
+def scan_mark(db: Db) -> float | None:
+    """Where the next incremental :func:`scan` may start (taken before a scan): the latest
+    result's ``created_at``, or the time now when that is later (a writer whose clock is
+    ahead stamps results in the future: a mark there would pass over the results other
+    writers stamp meanwhile); ``None``: no result yet."""
+    row = db.execute("SELECT MAX(created_at) FROM results").fetchone()
+    return None if row is None or row[0] is None else min(float(row[0]), time.time())
 
 
 def claim(db: Db, call_id: str, reviewer: str) -> QueueItem:

@@ -112,6 +112,7 @@ from .base import (
     store_exists,
     store_label,
     store_path,
+    store_problem,
 )
 from .keys import (
     StoredCall,
@@ -154,6 +155,7 @@ __all__ = [
     "store_exists",
     "store_label",
     "store_path",
+    "store_problem",
     "transcript_settings",
 ]
 

@@ -16,7 +16,7 @@ from ..retention import Kind, as_epoch, parse_time
 from ..transcript import Transcript, transcript_from_dict, transcript_to_dict
 from . import migrate as migrations
 from .keys import StoredCall, canonical_json, compact_json, settings_hash
-from .postgres import PostgresConnection, redact_url
+from .postgres import PostgresConnection, redact_url, url_secrets
 from .rows import (
     call_columns,
     finding_rows,
@@ -90,6 +90,26 @@ def store_exists(target: str | Path) -> bool:
 def store_label(target: str | Path) -> str:
     path = store_path(target)
     return str(path) if path is not None else redact_url(str(target))
+
+
+#: characters of an error kept in :func:`store_problem`'s message
+PROBLEM_CHARS = 400
+
+
+def store_problem(error: BaseException, target: str | Path) -> str:
+    """What is wrong with the store ``target``, for a message that leaves the process (an
+    HTTP answer): the store's label (a URL without its password) and the error's text on
+    one line, at most :data:`PROBLEM_CHARS` characters of it, with the URL's secrets masked
+    wherever the database's message repeats them."""
+    label = store_label(target)
+    text = " ".join(str(error).split()) or type(error).__name__
+    if len(text) > PROBLEM_CHARS:
+        text = text[: PROBLEM_CHARS - 3] + "..."
+    if not text.startswith(label):
+        text = f"{label}: {text}"
+    for secret in url_secrets(str(target)) if is_url(target) else ():
+        text = text.replace(secret, "***")
+    return text
 
 
 def database_errors() -> tuple[type[BaseException], ...]:
@@ -234,6 +254,11 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+
+    @property
+    def broken(self) -> bool:
+        """The connection to the server was lost: this store answers no more (open anew)."""
+        return self.db.broken
 
     def __enter__(self) -> Store:
         return self

@@ -9,6 +9,7 @@ autocommit mode and the store opens a transaction at its first write (``BEGIN``)
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
@@ -85,6 +86,12 @@ class PostgresConnection:
     def in_transaction(self) -> bool:
         return self._tx
 
+    @property
+    def broken(self) -> bool:
+        """The connection was lost (the server ended it, the network went away): it serves
+        no more statements; a new one is needed."""
+        return bool(self.raw.closed)
+
     def commit(self) -> None:
         if self._tx:
             self._tx = False
@@ -112,11 +119,34 @@ class PostgresConnection:
 
 
 def redact_url(url: str) -> str:
-    """A URL without its password (for messages)."""
+    """A URL without its password (in the user part or a ``password`` query parameter),
+    for messages."""
     from urllib.parse import urlsplit, urlunsplit
 
     parts = urlsplit(url)
-    if parts.password is None:
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = netloc.replace(f":{parts.password}@", ":***@")
+    query = _SECRET_PARAM.sub(r"\1***", parts.query)
+    if (netloc, query) == (parts.netloc, parts.query):
         return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+#: libpq parameters holding a secret, as ``name=value`` in a URL's query
+_SECRET_PARAM = re.compile(r"((?:^|&)(?:password|sslpassword)=)[^&]*", re.IGNORECASE)
+
+
+def url_secrets(url: str) -> list[str]:
+    """The secrets a URL holds (its password, as written and decoded; ``password`` query
+    parameters), to be masked wherever they might show up in a message."""
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    try:
+        parts = urlsplit(url)
+        found = [parts.password or ""]
+        found += [v for k, v in parse_qsl(parts.query) if k.lower() in ("password", "sslpassword")]
+    except ValueError:  # not a URL: nothing found in it
+        return []
+    out = {x for s in found if s for x in (s, unquote(s))}
+    return sorted(out, key=len, reverse=True)

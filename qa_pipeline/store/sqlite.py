@@ -40,6 +40,10 @@ class SqliteConnection:
     def in_transaction(self) -> bool:
         return self.raw.in_transaction
 
+    #: a file's connection is not lost the way a server's is (an unreadable file fails
+    #: each statement; a new connection fails the same)
+    broken = False
+
     def commit(self) -> None:
         self.raw.commit()
 

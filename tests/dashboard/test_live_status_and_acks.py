@@ -152,6 +152,52 @@ def test_file_ack_store_keeps_the_first_across_a_restart(tmp_path: Path) -> None
         FileAckStore(tmp_path / "no-such-dir" / DEFAULT_ACKS_LOG)
 
 
+def test_file_ack_store_is_bounded(tmp_path: Path) -> None:
+    """The file keeps the first acknowledgement of each alert, none older than the
+    retention, the newest ``max_acks``: compacted when opened and while it is written to,
+    in the format ``read_acks`` (the code before) reads; what it left out is counted."""
+    path = tmp_path / DEFAULT_ACKS_LOG
+    now, day = 1_900_000_000.0, 86400.0
+    grown = FileAckStore(path)  # a file grown as before: one line per acknowledgement
+    for i in range(30):
+        grown.ack(f"old-{i}:1", "wang", now - 800 * day + i)  # past 730 days
+    for i in range(30):
+        grown.ack(f"new-{i}:1", "li", now - 10 * day + i)
+    with path.open("a", encoding="utf-8") as f:  # another process's second ack, a torn line
+        f.write(json.dumps({"event_id": "new-29:1", "user": "zhao", "at": now}) + "\n")
+        f.write('{"event_id": "c3:1", "us\n')
+    assert len(path.read_text(encoding="utf-8").splitlines()) == 62
+
+    store = FileAckStore(path, keep_days=730, max_acks=25, clock=lambda: now)
+    kept = store.acks()
+    assert list(kept) == [f"new-{i}:1" for i in range(5, 30)]  # the newest 25 of the young
+    assert kept["new-29:1"].user == "li"  # the first stands
+    assert store.dropped == {"expired": 30, "over_cap": 5, "repeated": 1, "unreadable": 1}
+    assert read_acks(path) == kept  # the file holds them only, readable as before
+    assert len(path.read_text(encoding="utf-8").splitlines()) == 25
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == [DEFAULT_ACKS_LOG]  # no temporary left
+
+    for i in range(60):  # a long day: compacted again every 25 appended
+        store.ack(f"run-{i}:1", "li", now + i)
+        assert len(path.read_text(encoding="utf-8").splitlines()) < 2 * 25
+    assert list(store.acks()) == [f"run-{i}:1" for i in range(35, 60)]
+    on_disk = read_acks(path)
+    assert set(store.acks()) <= set(on_disk) and "new-29:1" not in on_disk
+    assert store.dropped["over_cap"] == 5 + 50
+    # reopened without a retention: what the file holds, the cap still applies
+    again = FileAckStore(path, max_acks=25)
+    assert list(again.acks()) == [f"run-{i}:1" for i in range(35, 60)]
+
+    memory_only = FileAckStore(None, max_acks=3)
+    for i in range(5):
+        memory_only.ack(f"m-{i}:1", "li", now + i)
+    assert list(memory_only.acks()) == ["m-2:1", "m-3:1", "m-4:1"]
+    assert memory_only.dropped["over_cap"] == 2
+    with pytest.raises(ValueError, match="max_acks"):
+        FileAckStore(None, max_acks=0)
+
+
 # -- over HTTP ----------------------------------------------------------------------------------
 
 

@@ -379,3 +379,43 @@ def test_evidence_audio_from_the_store(dash: Dashboard, store_url: str, tmp_path
     lines = [json.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
     heard = [(x["user"], x["start"], x["end"]) for x in lines if x["route"].endswith("/audio")]
     assert heard == [("qa", "7.5", "11"), ("agent-a", "7.5", "11")]
+
+
+def test_periodic_scans_read_the_calls_changed_since_the_last(
+    tmp_path: Path, store_url: str, pack: RulePack
+) -> None:
+    """After the full scan at start, a periodic scan reads only the calls with a result
+    written since the mark taken before the last scan (less the overlap): a call stamped
+    further back waits for the hourly full scan; a result stamped in the future does not
+    carry the mark past the others."""
+    from qa_pipeline.dashboard.review_api import FULL_SCAN_EVERY, SCAN_OVERLAP_S
+    from qa_pipeline.review import repo
+
+    fill_store(store_url, pack)
+    d = start_review_dashboard(tmp_path, store_url, pack, scan_s=0)  # scans run by hand
+    review = d.server.app.review
+    assert review is not None
+    try:
+        start_mark = review.scan_mark
+        assert start_mark is not None and start_mark <= time.time()
+        now = time.time()
+        with open_store(store_url) as st:
+            store_call(st, tagged(call_a("NEW-1"), "B1", "east"), pack)
+            behind = now - SCAN_OVERLAP_S - 3600  # a writer an hour and more behind
+            store_call(st, tagged(call_a("LATE-1"), "B1", "east"), pack, created=behind)
+            store_call(st, tagged(call_a("AHEAD-1"), "B1", "east"), pack, created=now + 7200)
+        assert sorted(review.store.call(review.scan)) == ["AHEAD-1", "NEW-1"]
+        assert review.scan_mark is not None and review.scan_mark <= time.time()
+
+        with open_store(store_url) as st:  # written after the ahead one: still read
+            store_call(st, tagged(call_a("NEW-2"), "B1", "east"), pack)
+        assert review.store.call(review.scan) == ["NEW-2"]
+        review.scans = FULL_SCAN_EVERY - 1  # the next is the hourly full scan
+        assert review.store.call(review.scan) == ["LATE-1"]
+        with open_store(store_url) as st:  # a full scan by hand agrees: nothing left
+            assert repo.scan(st, below=review.below) == []
+        qa = session_of(d, "qa")
+        assert {"NEW-1", "NEW-2", "LATE-1", "AHEAD-1"} <= set(queue_ids(d, qa))
+    finally:
+        d.state.close()
+        d.server.stop()
