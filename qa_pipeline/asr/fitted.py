@@ -1,9 +1,9 @@
 """Whisper decoding with the encoder window fitted to the utterance (recorded and live).
 
 faster-whisper pads every input to Whisper's 30 s window, and on CPU that encoder pass is
-most of a short utterance's cost. Here the utterance's log-mel is padded (zero frames, as
-faster-whisper pads) to ``max(min_window_s, duration + pad_s)`` seconds (whole seconds, at
-most 30), encoded and decoded directly on the CTranslate2 model. Windows shorter than 30 s
+most of a short utterance's cost. Here the utterance is put in a window of
+``max(min_window_s, duration + pad_s)`` seconds (whole seconds, at most 30;
+:func:`window_features`), encoded and decoded directly on the CTranslate2 model. Windows shorter than 30 s
 cost accuracy (Whisper was trained on 30 s windows; how much depends on the CPU's int8
 kernels): recorded calls decode in 30 s windows by default, the live service in shorter
 ones for latency.
@@ -79,13 +79,22 @@ def cut_at_timestamp(tokens: Sequence[int], timestamp_begin: int, duration: floa
 
 def window_features(fe: Any, audio: np.ndarray, window_s: int) -> np.ndarray:
     """Log-mel of ``audio`` (cut to ``window_s`` seconds) in a ``window_s``-second encoder
-    window, as faster-whisper builds it: the log-mel of the audio alone (its level floor
-    set by the audio's own loudest frame), the frames after it zero. Padding the *audio*
-    with silence instead gives those frames the floor value, which Whisper base reads
-    worse: measured on the shared zh clips at a 30 s window, 0.257 pooled CER against
-    0.234 (2026-12-07, int8 on an AMX CPU). ``fe``: faster-whisper's feature extractor."""
+    window. ``fe``: faster-whisper's feature extractor.
+
+    Whisper's own 30 s window is built as faster-whisper builds it: the log-mel of the
+    audio alone (its level floor set by the audio's loudest frame), zero frames after it.
+    A shorter window gets the audio padded with silence, its log-mel at the floor. Measured
+    (2026-12-07, int8 on an AVX512-VNNI/AMX CPU): at 30 s, zero frames read the shared zh
+    clips at 0.234 pooled CER against 0.257 with silence; at 10-15 s, zero frames read a
+    quiet 1.4 s customer turn of a live test call as nothing (or one character) where
+    silence reads it, and were no better on the clips (0.288 vs 0.297 at 15 s)."""
     frames = window_s * SAMPLE_RATE // HOP
     a = audio[: window_s * SAMPLE_RATE].astype(np.float32, copy=False)
+    if window_s < MAX_WINDOW_S:
+        padded = np.zeros(window_s * SAMPLE_RATE, dtype=np.float32)
+        padded[: len(a)] = a
+        feats = fe(padded, padding=0)
+        return np.ascontiguousarray(feats[:, :frames], dtype=np.float32)
     out = np.zeros((fe.mel_filters.shape[0], frames), dtype=np.float32)
     if len(a):
         feats = fe(a)[:, :-1]  # faster-whisper's 160-sample pad, its last frame dropped

@@ -135,7 +135,7 @@ def test_findings_arrive_before_the_call_ends(
     utts = [e.payload for _, e in sink.of("utterance", "live-1")]
     assert [u["role"] for u in utts][:1] == ["agent"]
     assert "交易" in utts[0]["text"]
-    assert any(u["role"] == "customer" for u in utts)
+    assert any(u["role"] == "customer" for u in utts), utts
     seqs = [e.seq for _, e in sink.events if e.call_id == "live-1"]
     assert seqs == list(range(len(seqs)))
     m = svc.metrics

@@ -60,14 +60,15 @@ def test_settings_hash_covers_the_encoder_window() -> None:
     full = asr(window="full")
     f10 = asr(window="fitted", min_window_seconds=10)
     f15 = asr(window="fitted", min_window_seconds=15)
+    f30 = asr(window="fitted", min_window_seconds=30)
     assert f10["window"] == "fitted" and f10["min_window_seconds"] == 10.0
     # full window: the key has no window entries, so transcripts stored before the option
     # existed (all made with the full window) stay valid; min_window_seconds is irrelevant
     assert "window" not in full and "min_window_seconds" not in full
     assert asr(window="full", min_window_seconds=10) == full
-    hashes = {settings_hash({"asr": s}) for s in (full, f10, f15)}
-    assert len(hashes) == 3
-    assert transcript_settings(load_config())["asr"] == f15  # the default
+    hashes = {settings_hash({"asr": s}) for s in (full, f10, f15, f30)}
+    assert len(hashes) == 4
+    assert transcript_settings(load_config())["asr"] == f30  # the default
 
 
 def test_cache_hit_skips_asr_and_other_settings_miss(
