@@ -57,7 +57,7 @@ from .generate import (
     render_speech,
 )
 
-CORPUS_VERSION = "2"
+CORPUS_VERSION = "3"
 """Bump when a change here changes the scripts, labels or audio: every cached call is redone."""
 
 DEFAULT_SEED = 1
@@ -888,12 +888,13 @@ def _extras(sc: _Script, rng: random.Random, f: set[str], who: str) -> None:
     if "dismiss" in f or rng.random() < 0.2:
         sc.c(rng.choice(SUGGESTIONS))
         if "dismiss" in f:
-            # citing the company's rules to refuse is stonewalling too (BAN-POLICY)
+            # both are the catalogue's examples of BAN-DISMISS only (rule-catalogue.md:
+            # 我们公司的规定不可以随便修改的 is not one of BAN-POLICY's phrases)
             sc.a(
                 *rng.choice(
                     [
                         ("这些意见早就有人提过了。", ("dismiss",)),
-                        ("我们公司的规定不可以随便修改的。", ("dismiss", "policy")),
+                        ("我们公司的规定不可以随便修改的。", ("dismiss",)),
                     ]
                 )
             )
