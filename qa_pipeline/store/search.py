@@ -98,7 +98,7 @@ from urllib.parse import quote
 from ..errors import QAError
 from ..privacy.entities import MASK_RE
 from ..text import to_simplified
-from .base import team_scope_sql
+from .base import REVIEWED_SCORES, team_scope_sql
 
 #: fills the gap at a mask in SQLite's bigram stream (a private-use character: a token
 #: character for unicode61, never in normalised text)
@@ -367,8 +367,6 @@ CURRENT_RUN = (
     "WHERE r2.call_id = c.call_id AND u2.role = 'active' "
     "ORDER BY r2.created_at DESC, r2.run_id DESC LIMIT 1)"
 )
-#: a reviewer's score overrides the machine's (the review migrations' table, when there)
-REVIEWED_SCORES = "call_reviews"
 
 
 def filter_sql(
