@@ -1,12 +1,13 @@
 """The dashboard's history queries on a large store (``qa_pipeline.dashboard.history``).
 
-Fills a store with the history tests' five generated calls, copies them to 100,000 calls
-(each with its ~38 verdict rows: 3.84 M; starts spread over 200 days, 50 agents a team),
-then times each query (best of 3): the list's first page (plain, one agent, one rule
-failed, a supervisor's scope), the week trends of scores and of violations over all time,
-a call's detail. ::
+Fills a store with the history tests' five generated calls, copies them to ``CALLS``
+calls (100,000 by default, each with its ~38 verdict rows: 3.84 M; starts spread over 200
+days, 50 agents a team), then times each query (best of 3): the list's first page (plain,
+one agent, one rule failed, a supervisor's scope), the week trends of scores and of
+violations over all time, a call's detail. On PostgreSQL the planner's statistics are
+gathered (``ANALYZE``, committed) before the timings, as autovacuum would. ::
 
-    PYTHONPATH=. python benchmarks/bench_history.py out/bench-history.sqlite
+    PYTHONPATH=. python benchmarks/bench_history.py out/bench-history.sqlite [CALLS]
     PYTHONPATH=. python benchmarks/bench_history.py postgresql://postgres@127.0.0.1:55400/db
 
 The store must be new (an empty PostgreSQL database, a SQLite file not there).
@@ -33,14 +34,14 @@ from qa_pipeline.dashboard.history import (  # noqa: E402
 )
 from qa_pipeline.store import Store  # noqa: E402
 
-COPIES = 20_000  # x 5 calls
+CALLS = 100_000  # the five generated calls, copied CALLS // 5 times
 
 
-def build(url: str) -> None:
+def build(url: str, copies: int) -> None:
     fill_store(url)
     with Store(url) as s:
         s.execute("CREATE TEMP TABLE n (i INTEGER)")
-        s.executemany("INSERT INTO n VALUES (?)", [(i,) for i in range(1, COPIES)])
+        s.executemany("INSERT INTO n VALUES (?)", [(i,) for i in range(1, copies)])
         s.execute(
             "INSERT INTO calls (call_id, audio_sha256, settings_hash, source, started_at, "
             "agent_id, call, updated_at, team, direction, started_epoch, duration_s) "
@@ -58,15 +59,18 @@ def build(url: str) -> None:
             "v.verdict, v.severity, v.deduction, v.pending_deduction FROM verdicts v, n"
         )
         s.commit()
-        if s.dialect == "postgres":
+        if s.dialect == "postgres":  # planner statistics, as autovacuum would gather
             s.execute("ANALYZE")
+            s.commit()  # (the store runs it in a transaction: rolled back at close else)
         calls = s.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
         verdicts = s.execute("SELECT COUNT(*) FROM verdicts").fetchone()[0]
         print(f"{s.dialect}: {calls:,} calls, {verdicts:,} verdict rows")  # noqa: T201
 
 
-def main(url: str) -> None:
-    build(url)
+def main(url: str, calls: int = CALLS) -> None:
+    copies = max(1, calls // 5)
+    build(url, copies)
+    detail = f"h-5-{min(777, copies - 1)}" if copies > 1 else "h-5"  # a copy, if any
     sup = Scope(teams=frozenset({"north"}), team_agents=frozenset({"A1"}))
     with Store(url, readonly=True) as s:
         for name, fn in (
@@ -76,7 +80,7 @@ def main(url: str) -> None:
             ("list, supervisor", lambda: list_calls(s, CallFilter(), sup)),
             ("score trend, weeks", lambda: score_trend(s, TrendQuery(bucket="week"), Scope())),
             ("violations, weeks", lambda: violation_trend(s, TrendQuery(bucket="week"), Scope())),
-            ("a call's detail", lambda: call_detail(s, "h-5-777", Scope(), text=True)),
+            ("a call's detail", lambda: call_detail(s, detail, Scope(), text=True)),
         ):
             best = float("inf")
             for _ in range(3):
@@ -87,4 +91,4 @@ def main(url: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else CALLS)

@@ -8,6 +8,8 @@ where    what                                            how
 store    transcripts, calls, scorecards (results), runs  :meth:`~qa_pipeline.store.Store.purge`
          (SQLite or PostgreSQL: ``--store`` or           by the call's start time, one
          ``retention.store``)                            transaction
+store    the dashboard's alert acknowledgements          the scorecards' cut-off by when the
+         (``alert_acks``)                                alert was acknowledged
 spool    events waiting for Kafka                        :meth:`~qa_pipeline.sinks.spool.Spool.
          (``sinks.kafka.spool.directory``)               purge` by the envelope's produced_at,
                                                          counted as drops (reason retention)
@@ -108,6 +110,7 @@ _STORE_KINDS: dict[str, Kind] = {
     "calls": "transcripts",
     "scorecards": "scorecards",
     "runs": "scorecards",
+    "acks": "scorecards",  # the dashboard's alert acknowledgements (alert_acks)
 }
 
 

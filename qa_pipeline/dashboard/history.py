@@ -355,22 +355,19 @@ def _newest_first(store: Store) -> str:
 
 
 def _select(store: Store) -> tuple[str, str, str]:
-    """(columns, FROM ... joins, score expression) of the call list."""
-    reviewed = store.has_table(REVIEWED_SCORES)
-    score = "COALESCE(v.score, r.score)" if reviewed else "r.score"
-    grade = "COALESCE(v.grade, r.grade)" if reviewed else "r.grade"
-    failed = "COALESCE(v.failed, r.failed)" if reviewed else "r.failed"
-    is_rev = "CASE WHEN v.score IS NULL THEN 0 ELSE 1 END" if reviewed else "0"
+    """(columns, FROM ... joins, score expression) of the call list: a reviewer's score,
+    grade and failed flag (``v``) over the current machine result's (``r``)."""
+    score = "COALESCE(v.score, r.score)"
     cols = (
         "c.call_id, c.agent_id, c.team, c.direction, c.started_at, c.started_epoch, "
-        f"c.duration_s, r.run_id, r.status, {score} AS score, {grade} AS grade, "
-        f"{failed} AS failed, r.failed_rules, r.review, r.complete, {is_rev} AS reviewed"
+        f"c.duration_s, r.run_id, r.status, {score} AS score, COALESCE(v.grade, r.grade) "
+        "AS grade, COALESCE(v.failed, r.failed) AS failed, r.failed_rules, r.review, "
+        "r.complete, CASE WHEN v.score IS NULL THEN 0 ELSE 1 END AS reviewed"
     )
     joins = (
         f"FROM calls c LEFT JOIN results r ON r.call_id = c.call_id AND r.run_id = {CURRENT_RUN} "
+        f"LEFT JOIN {REVIEWED_SCORES} v ON v.call_id = c.call_id "
     )
-    if reviewed:
-        joins += f"LEFT JOIN {REVIEWED_SCORES} v ON v.call_id = c.call_id "
     return cols, joins, score
 
 
@@ -586,13 +583,11 @@ def call_detail(store: Store, call_id: str, scope: Scope, *, text: bool) -> dict
                 (run_id, call_id),
             )
         )
-    reviews = 0
-    if store.has_table("review_versions"):
-        reviews = int(
-            store.execute(
-                "SELECT COUNT(*) FROM review_versions WHERE call_id = ?", (call_id,)
-            ).fetchone()[0]
-        )
+    reviews = int(
+        store.execute(
+            "SELECT COUNT(*) FROM review_versions WHERE call_id = ?", (call_id,)
+        ).fetchone()[0]
+    )
     return {
         "call": _call_view(row),
         "utterances": utterances,
@@ -721,14 +716,12 @@ def score_trend(store: Store, t: TrendQuery, scope: Scope) -> dict[str, Any]:
     here. A call without a team counts under ``—``."""
     day, where, params = _trend_sql(store, t, scope)
     key = "c.agent_id" if t.group == "agent" else "c.team"
-    reviewed = store.has_table(REVIEWED_SCORES)
-    score = "COALESCE(v.score, r.score)" if reviewed else "r.score"
-    is_rev = "v.score IS NOT NULL" if reviewed else "1 = 0"
-    review_join = f"LEFT JOIN {REVIEWED_SCORES} v ON v.call_id = c.call_id " if reviewed else ""
+    score = "COALESCE(v.score, r.score)"
     rows = store.execute(
         f"SELECT {key}, {day}, SUM({score}), COUNT({score}) FROM calls c "
-        f"JOIN results r ON r.call_id = c.call_id AND r.run_id = {CURRENT_RUN} {review_join}"
-        f"WHERE r.status = 'ok' AND (r.complete = 1 OR {is_rev}){where} GROUP BY 1, 2",
+        f"JOIN results r ON r.call_id = c.call_id AND r.run_id = {CURRENT_RUN} "
+        f"LEFT JOIN {REVIEWED_SCORES} v ON v.call_id = c.call_id "
+        f"WHERE r.status = 'ok' AND (r.complete = 1 OR v.score IS NOT NULL){where} GROUP BY 1, 2",
         params,
     ).fetchall()
     sums: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0]))
@@ -794,7 +787,7 @@ def agent_page(
 ) -> dict[str, Any]:
     """An agent's page: its latest calls, score trend, top violations (failed verdicts of
     current results, by rule), and reviews: review and appeal versions of its calls, calls
-    open in the review queue (0 where the review tables are not in the store)."""
+    open in the review queue."""
     f = CallFilter(agent_id=agent_id, per_page=per_page)
     calls = list_calls(store, f, scope)
     t = TrendQuery(group="agent", bucket=bucket, agent_id=agent_id, tz=tz)
@@ -808,21 +801,19 @@ def agent_page(
     ]
     reviews = {"reviews": 0, "appeals": 0, "queued": 0}
     s_sql, s_params = scope.sql()
-    if store.has_table("review_versions"):
-        for kind, n in store.execute(
-            "SELECT rv.kind, COUNT(*) FROM review_versions rv JOIN calls c "
-            f"ON c.call_id = rv.call_id WHERE c.agent_id = ?{s_sql} GROUP BY rv.kind",
+    for kind, n in store.execute(
+        "SELECT rv.kind, COUNT(*) FROM review_versions rv JOIN calls c "
+        f"ON c.call_id = rv.call_id WHERE c.agent_id = ?{s_sql} GROUP BY rv.kind",
+        [agent_id, *s_params],
+    ).fetchall():
+        reviews["reviews" if kind == "review" else "appeals"] += int(n)
+    reviews["queued"] = int(
+        store.execute(
+            "SELECT COUNT(*) FROM review_queue q JOIN calls c ON c.call_id = q.call_id "
+            f"WHERE c.agent_id = ? AND q.state <> 'done'{s_sql}",
             [agent_id, *s_params],
-        ).fetchall():
-            reviews["reviews" if kind == "review" else "appeals"] += int(n)
-    if store.has_table("review_queue"):
-        reviews["queued"] = int(
-            store.execute(
-                "SELECT COUNT(*) FROM review_queue q JOIN calls c ON c.call_id = q.call_id "
-                f"WHERE c.agent_id = ? AND q.state <> 'done'{s_sql}",
-                [agent_id, *s_params],
-            ).fetchone()[0]
-        )
+        ).fetchone()[0]
+    )
     return {
         "agent_id": agent_id,
         "calls": calls,

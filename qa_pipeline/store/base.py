@@ -595,7 +595,8 @@ class Store:
 
     def purge(self, before: Mapping[Kind, datetime], *, dry_run: bool = False) -> dict[str, int]:
         """Delete what is older than its kind's cut-off, in one transaction; rows removed
-        per table (``transcripts``, ``calls``, ``scorecards`` = results, ``runs``).
+        per table (``transcripts``, ``calls``, ``scorecards`` = results, ``runs``,
+        ``acks`` = the dashboard's alert acknowledgements).
 
         ``before`` maps ``transcripts`` and/or ``scorecards`` to a cut-off (a naive time is
         local); a kind not given is kept. A call's age is its start time when known, else
@@ -605,13 +606,15 @@ class Store:
         while any scorecard of it is kept. A run goes when it is older than the scorecard
         cut-off and has no result left. ``dry_run`` counts the same and rolls back. The row
         tables go with what they were derived from: a scorecard's ``verdicts`` and
-        ``findings`` with it, a call's ``utterances`` with its transcript.
+        ``findings`` with it, a call's ``utterances`` with its transcript. An alert
+        acknowledgement (``alert_acks``) is scorecard data too: it goes when it was made
+        before the scorecard cut-off (its alert, older still, is gone everywhere by then).
 
         SQLite: deleted rows are overwritten on disk (``secure_delete``) and the WAL is
         truncated, so purged text does not linger in free pages. PostgreSQL: the tables
         are vacuumed after a purge (dead rows' space is marked free and reused; the
         server's own files are the operator's to protect)."""
-        counts = {"transcripts": 0, "calls": 0, "scorecards": 0, "runs": 0}
+        counts = {"transcripts": 0, "calls": 0, "scorecards": 0, "runs": 0, "acks": 0}
         ct, cs = before.get("transcripts"), before.get("scorecards")
         if ct is None and cs is None:
             return counts
@@ -643,6 +646,7 @@ class Store:
                     "(SELECT 1 FROM results r WHERE r.run_id = runs.run_id)",
                     (cut,),
                 ).rowcount
+                counts["acks"] = db.execute("DELETE FROM alert_acks WHERE at < ?", (cut,)).rowcount
             if ct is not None:
                 cut = as_epoch(ct)
                 counts["transcripts"] = db.execute(
@@ -678,7 +682,14 @@ class Store:
             if sqlite:
                 db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             else:
-                for table in ("results", "verdicts", "findings", "transcripts", "calls"):
+                for table in (
+                    "results",
+                    "verdicts",
+                    "findings",
+                    "transcripts",
+                    "calls",
+                    "alert_acks",
+                ):
                     db.execute(f"VACUUM {table}")
                 db.execute("VACUUM utterances")
         return counts

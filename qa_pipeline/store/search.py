@@ -64,7 +64,8 @@ Triggers mark changed calls in ``search_dirty``: on ``utterances`` (the text cha
 call is cut again), on ``calls`` and ``results`` (only the filter columns are refreshed).
 :func:`sync_index`, run by :func:`search` first, catches up when the index is behind
 (:func:`index_behind`, reads only: a search of a current index writes nothing and needs no
-lock, so a read-only store answers it), on PostgreSQL one at a time,
+lock, so a read-only store answers it; a read-only store whose index is behind is searched
+as indexed, and the page says by how many calls it is behind), on PostgreSQL one at a time,
 under an advisory lock (the marks are upserts that row-lock, so a sync never loses a mark
 made by a writer whose transaction is still open). A review
 is caught by comparing each reviewed score (``call_reviews``, created by a later
@@ -87,6 +88,7 @@ chooses itself. Hits: newest-indexed call first.
 from __future__ import annotations
 
 import re
+import sqlite3
 import time
 import unicodedata
 from collections import Counter
@@ -98,7 +100,7 @@ from urllib.parse import quote
 from ..errors import QAError
 from ..privacy.entities import MASK_RE
 from ..text import to_simplified
-from .base import team_scope_sql
+from .base import REVIEWED_SCORES, team_scope_sql
 
 #: fills the gap at a mask in SQLite's bigram stream (a private-use character: a token
 #: character for unicode61, never in normalised text)
@@ -131,6 +133,8 @@ class Db(Protocol):
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any: ...
 
     def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
 
 
 # -- cutting text into units and tokens ---------------------------------------------------
@@ -367,8 +371,6 @@ CURRENT_RUN = (
     "WHERE r2.call_id = c.call_id AND u2.role = 'active' "
     "ORDER BY r2.created_at DESC, r2.run_id DESC LIMIT 1)"
 )
-#: a reviewer's score overrides the machine's (the review migrations' table, when there)
-REVIEWED_SCORES = "call_reviews"
 
 
 def filter_sql(
@@ -488,6 +490,10 @@ class Page:
     limit: int
     driver: str = "terms"  # which side drove the query: "terms" or "filters"
     timings_ms: dict[str, float] = field(default_factory=dict)
+    #: calls changed since the index was last brought up to date that the search could
+    #: not index first, the store being read-only here: it read what is indexed, which
+    #: may miss or misreport them (0: the index was current)
+    index_behind: int = 0
 
 
 # -- keeping the index current ------------------------------------------------------------
@@ -512,6 +518,9 @@ def sync_index(db: Db, *, batch: int = SYNC_BATCH, wait: bool = False) -> int:
         return 0
     try:
         return _sync(db, batch)
+    except BaseException:
+        db.rollback()  # a failed statement aborts the transaction: the unlock needs a new one
+        raise
     finally:
         db.execute("SELECT pg_advisory_unlock(hashtext('qa_pipeline.search'))")
 
@@ -547,6 +556,36 @@ def index_behind(db: Db) -> bool:
     if not _has_table(db, REVIEWED_SCORES):
         return False
     return db.execute(f"SELECT 1 {_reviewed_differ(db)} LIMIT 1").fetchone() is not None
+
+
+def calls_behind(db: Db) -> int:
+    """How many calls the index has to catch up on (:func:`index_behind`'s count)."""
+    reviewed = f" UNION SELECT r.call_id {_reviewed_differ(db)}"
+    sql = "SELECT call_id FROM search_dirty" + (reviewed if _has_table(db, REVIEWED_SCORES) else "")
+    return int(db.execute(f"SELECT COUNT(*) FROM ({sql}) behind").fetchone()[0])
+
+
+def cannot_write(error: BaseException) -> bool:
+    """Whether ``error`` is a write refused because the store cannot be written here: a
+    read-only open or file (SQLite's ``SQLITE_READONLY``), a read-only transaction
+    (PostgreSQL's 25006: a read-only open, a standby server,
+    ``default_transaction_read_only``) or a role without the right (42501)."""
+    if isinstance(error, sqlite3.Error):
+        return (getattr(error, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_READONLY
+    return getattr(error, "sqlstate", None) in ("25006", "42501")
+
+
+def _sync_or_behind(db: Db) -> int:
+    """Bring the index up to date; on a store that cannot be written here, leave it as it
+    is and return how many calls it is behind (the search reads what is indexed)."""
+    try:
+        sync_index(db)
+    except Exception as e:
+        if not cannot_write(e):
+            raise
+        db.rollback()
+        return calls_behind(db)
+    return 0
 
 
 def _reviewed_differ(db: Db) -> str:
@@ -779,7 +818,12 @@ def search(
     sync: bool = True,
 ) -> Page:
     """The calls where every term is said (newest-indexed first), ``limit`` of them after
-    ``offset``, each with its matching utterances; and how many calls match in all."""
+    ``offset``, each with its matching utterances; and how many calls match in all.
+
+    ``sync``: bring the index up to date first. A store that cannot be written here (opened
+    read-only, a read-only file, a standby server) is searched as it is indexed, and the
+    page says by how many calls the index is behind (:attr:`Page.index_behind`): those
+    calls' changes are not seen until a search with write access (or the dashboard) syncs."""
     if limit < 1 or limit > 1000:
         raise SearchError(f"limit {limit}: between 1 and 1000")
     if offset < 0:
@@ -787,8 +831,7 @@ def search(
     parsed = parse_terms(terms)
     filters = filters or Filters()
     t0 = time.perf_counter()
-    if sync:
-        sync_index(db)
+    behind = _sync_or_behind(db) if sync else 0
     t1 = time.perf_counter()
     driver = choose_driver(db, parsed, filters)
     page_sql, count_sql, params = _queries(db, parsed, filters, driver)
@@ -809,6 +852,7 @@ def search(
         limit,
         driver,
         {k: round(v * 1000, 2) for k, v in ms.items()},
+        index_behind=behind,
     )
 
 

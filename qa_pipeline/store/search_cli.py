@@ -79,10 +79,25 @@ def search_command(
             db.close()
     except (QAError, S.SearchError, OSError) as e:
         fail(e)
+    if page.index_behind:
+        from .base import store_label
+
+        typer.echo(
+            f"note: {store_label(store)}: the search index is behind by {page.index_behind} "
+            "call(s) and this store cannot be written here (read-only), so it was searched "
+            "as indexed: changes to those calls are not seen. A search with write access "
+            "to the store (or the dashboard's) brings the index up to date.",
+            err=True,
+        )
     if json_out:
         for h in page.hits:
             sys.stdout.write(json.dumps(h.as_dict(), ensure_ascii=False) + "\n")
-        total = {"total_calls": page.total_calls, "offset": offset, "limit": limit}
+        total = {
+            "total_calls": page.total_calls,
+            "offset": offset,
+            "limit": limit,
+            "index_behind": page.index_behind,
+        }
         sys.stdout.write(json.dumps(total) + "\n")
         return
     _print(page)

@@ -96,7 +96,7 @@ def table_counts(path: str | Path) -> dict[str, int]:
     with Store(path) as st:
         return {
             t: st.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
-            for t in ("transcripts", "calls", "results", "runs")
+            for t in ("transcripts", "calls", "results", "runs", "alert_acks")
         }
 
 
@@ -130,12 +130,19 @@ def build_store(path: str | Path) -> None:
         put_result(db, "r_mixed", "ghost_old", "k", 800)
         put_error(db, "r_mixed", "ghost_young", "k", 100)
         put_run(db, "r_empty_young", 3)  # no results, but young: stays
+        # the dashboard's alert acknowledgements: aged by when they were made
+        for event_id, days in (("old:1", 800), ("mid:1", 731), ("young:1", 10)):
+            db.db.execute(
+                "INSERT INTO alert_acks (event_id, user_name, at) VALUES (?, 'wang', ?)",
+                (event_id, ago(days).timestamp()),
+            )
+        db.db.commit()
 
 
-EXPECTED = {"transcripts": 5, "calls": 5, "scorecards": 3, "runs": 1}
+EXPECTED = {"transcripts": 5, "calls": 5, "scorecards": 3, "runs": 1, "acks": 2}
 # transcripts: old, mid, mid_unscored, nostart_old, imported_old (shared row kept)
 # calls: old, mid_unscored, nostart_old, imported_old, shared_old (mid keeps its scorecard)
-# scorecards: r_old/old, r_mixed/old, r_mixed/ghost_old; runs: r_old
+# scorecards: r_old/old, r_mixed/old, r_mixed/ghost_old; runs: r_old; acks: old:1, mid:1
 
 
 def test_store_purge_removes_exactly_what_is_older_per_kind(store_url: str) -> None:
@@ -159,6 +166,7 @@ def test_store_purge_removes_exactly_what_is_older_per_kind(store_url: str) -> N
         assert db.results("r_old") == []
         runs = {r[0] for r in db.db.execute("SELECT run_id FROM runs")}
         assert runs == {"r_mixed", "r_empty_young"}
+        assert row_keys(db, "alert_acks", "event_id") == {("young:1",)}
         # the row tables went with what they came from: a scorecard's verdicts and
         # findings with it, a call's utterances with its transcript
         kept = row_keys(db, "results", "run_id, call_id") - {("r_mixed", "ghost_young")}
@@ -177,6 +185,7 @@ def test_store_purge_removes_exactly_what_is_older_per_kind(store_url: str) -> N
         "calls": 5,
         "results": 3,
         "runs": 1,
+        "alert_acks": 2,
     }
 
 
@@ -198,10 +207,11 @@ def test_later_scorecard_cutoff_keeps_calls_until_their_scorecards_go(store_url:
     with Store(path) as db:
         only_transcripts = db.purge({"transcripts": ago(365)})
         assert only_transcripts["scorecards"] == only_transcripts["runs"] == 0
+        assert only_transcripts["acks"] == 0  # acknowledgements go with scorecards
         # "old" keeps its call row while its scorecards are kept
         assert only_transcripts["calls"] == 4
         later = db.purge({"scorecards": ago(730), "transcripts": ago(365)})
-        assert later == {"transcripts": 0, "calls": 1, "scorecards": 3, "runs": 1}
+        assert later == {"transcripts": 0, "calls": 1, "scorecards": 3, "runs": 1, "acks": 2}
 
 
 def test_forever_keeps_everything(tmp_path: Path) -> None:
@@ -386,13 +396,16 @@ def test_purge_command(tmp_path: Path, store_url: str) -> None:
     before = table_counts(store)
     dry = runner.invoke(app, ["purge", "-c", str(cfg), "--store", str(store), "--dry-run"])
     assert dry.exit_code == 0, dry.output
-    assert "to remove" in dry.output and "transcripts" in dry.output
+    assert "to remove" in dry.output and "transcripts" in dry.output and "acks" in dry.output
     assert table_counts(store) == before and (rec / "a.wav").exists()
     res = runner.invoke(app, ["purge", "-c", str(cfg), "--store", str(store), "--json"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
-    # store 5 transcripts + 5 calls, spool 2, jsonl 1; store 3 + 1 run, spool 2; audio 1
-    assert doc["totals"] == {"audio": 1, "transcripts": 13, "scorecards": 6}
+    # store 5 transcripts + 5 calls, spool 2, jsonl 1; store 3 + 1 run + 2 acks, spool 2;
+    # audio 1
+    assert doc["totals"] == {"audio": 1, "transcripts": 13, "scorecards": 8}
+    acks = [r for r in doc["removed"] if r["what"] == "acks"]
+    assert acks == [{"kind": "scorecards", "where": "store", "what": "acks", "count": 2}]
     assert not doc["errors"] and not (rec / "a.wav").exists()
     assert table_counts(store)["transcripts"] == before["transcripts"] - 5
     again = runner.invoke(app, ["purge", "-c", str(cfg), "--store", str(store), "--json"])

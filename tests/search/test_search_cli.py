@@ -83,3 +83,39 @@ def test_search_command_bad_input(db: Db, tmp_path) -> None:  # type: ignore[no-
     missing = tmp_path / "nope.sqlite"
     res = runner.invoke(app, ["search", "退款", "--store", str(missing)])
     assert res.exit_code == 2 and f"no store at {missing}" in res.stderr
+
+
+def test_a_read_only_store_is_searched_as_indexed_and_says_so(pg_database: str) -> None:
+    """A store ``qa-pipeline search`` cannot write (a PostgreSQL database whose
+    transactions are read-only, as on a standby server) and whose index is behind: the
+    search reads what is indexed, and says on stderr which store is behind by how much
+    and what brings it up to date (the JSON's totals line says it too)."""
+    from urllib.parse import urlsplit
+
+    import psycopg
+
+    with Db(pg_database) as db:
+        add_call(db, "r1", ["我要退款"])
+        S.sync_index(db)
+        add_call(db, "r2", ["退款到账了吗"])
+    name = urlsplit(pg_database).path.lstrip("/")
+    with psycopg.connect(pg_database, autocommit=True) as admin:
+        admin.execute(f"ALTER DATABASE {name} SET default_transaction_read_only = on")
+    runner = CliRunner()
+    res = runner.invoke(app, ["search", "退款", "--store", pg_database, "--json"])
+    assert res.exit_code == 0, res.output
+    lines = [json.loads(x) for x in res.stdout.splitlines()]
+    assert [h["call_id"] for h in lines[:-1]] == ["r1"]
+    assert lines[-1] == {"total_calls": 1, "offset": 0, "limit": 20, "index_behind": 1}
+    note = " ".join(res.stderr.split())
+    assert f"{pg_database}: the search index is behind by 1 call(s)" in note
+    assert "read-only" in note and "with write access" in note
+    res = runner.invoke(app, ["search", "退款", "--store", pg_database])
+    assert res.exit_code == 0 and "1 call(s) match" in res.stdout
+    assert "behind by 1 call(s)" in " ".join(res.stderr.split())
+    with psycopg.connect(pg_database, autocommit=True) as admin:
+        admin.execute("SET default_transaction_read_only = off")  # this session may write
+        admin.execute(f"ALTER DATABASE {name} RESET default_transaction_read_only")
+    res = runner.invoke(app, ["search", "退款", "--store", pg_database, "--json"])
+    assert json.loads(res.stdout.splitlines()[-1])["index_behind"] == 0
+    assert res.stderr == ""
