@@ -306,3 +306,13 @@ rules:
     f = [f for f in card.findings if f.rule_id == "R-T"][0]
     assert "顺序" in f.message and f.suggestion == "先了解再建议"
     assert "R-T" in [f for f in card.findings if f.rule_id == "R-C"][0].message
+    # in order = a chain of occurrences, not first occurrences: an offer phrase before the
+    # exploring (a greeting's 有什么我可以为您服务的) does not hide the offer after it
+    card = score_transcript(
+        p, transcript([("a", 0, 1, "我建议"), ("a", 2, 3, "我了解"), ("a", 4, 5, "我建议")])
+    )
+    assert verdict(card, "R-T") == "passed"
+    card = score_transcript(p, transcript([("a", 0, 1, "我了解，我建议")]))  # one utterance
+    assert verdict(card, "R-T") == "passed"
+    card = score_transcript(p, transcript([("a", 0, 1, "我建议，我了解")]))  # one utterance:
+    assert verdict(card, "R-T") == "passed"  # stages are utterances, not positions in one

@@ -1,4 +1,5 @@
-"""``stages``: every stage of a script occurs (first occurrences in order)."""
+"""``stages``: every stage of a script occurs, in order (each stage in the utterance of the
+one before it or later)."""
 
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ register(
         spec=StagesSpec,
         models=(StageSpec,),
         trigger=Trigger.CHILDREN,
-        summary="every stage (`name`, `match`) occurs, first occurrences in order (`in_order`)",
+        summary="every stage (`name`, `match`) occurs, each in or after the utterance of the one "
+        "before it (`in_order`, default) or in any order",
         example=Example(
             {
                 "stages": {

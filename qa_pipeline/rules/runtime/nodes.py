@@ -1364,19 +1364,25 @@ class CRepetition(CNode):
 
 
 class StagesSeen:
-    """Per stage, its first occurrence (utterance number, utterance, span) or None; and
-    whether the stages were found."""
+    """Per stage, its first occurrence (utterance number, utterance, span) or None; with
+    ``in_order``, also the chain found so far (per stage, the occurrence that follows the
+    previous stage's, or None) and the next stage it waits for; and whether the stages were
+    found."""
 
-    __slots__ = ("found", "seen")
+    __slots__ = ("chain", "found", "next", "seen")
 
     def __init__(self, n: int) -> None:
         self.seen: list[Any] = [None] * n  # (int, UttCtx, Span) | None
+        self.chain: list[Any] = [None] * n
+        self.next = 0
         self.found = False
 
 
 class CStages(CNode):
-    """Stages (e.g. Explore → Offer → Action → Confirm): found when every stage occurs,
-    first occurrences in the declared order when ``in_order``."""
+    """Stages (e.g. Explore → Offer → Action → Confirm): found when every stage occurs, in
+    the declared order when ``in_order``: each stage in the same utterance as the one
+    before it or later (the earliest such chain; an offer phrase in the greeting, 有什么我
+    可以为您服务的, does not hide the offer made after the exploring)."""
 
     wants_utts = True
 
@@ -1403,16 +1409,43 @@ class CStages(CNode):
                 if s is not None:
                     seen[i] = (x.n, x, s)
                     new = True
-                    r.trigger_retired()  # this stage's phrases no longer matter
-        if not new or any(v is None for v in seen):
+        if self.in_order:
+            return self._chain(r, st, x)
+        if not new:
             return None
-        order = [v[0] for v in seen]
-        if self.in_order and order != sorted(order):
+        r.trigger_retired()  # a stage's phrases no longer matter once it is seen
+        if any(v is None for v in seen):
             return None
         st.found = True
         if not r.events:
             return None
-        _, lx, ls = seen[-1]
+        _, lx, ls = max(seen, key=lambda v: v[0])
+        return [(lx.evidence(ls), " → ".join(self.names))]
+
+    def _chain(self, r: RunState, st: StagesSeen, x: UttCtx) -> list[Found] | None:
+        """Extend the in-order chain with ``x``: the stage it waits for, and the stages
+        after it that the same utterance also holds."""
+        n = len(self.matchers)
+        grew = False
+        while st.next < n:
+            i = st.next
+            first = st.seen[i]
+            # the stage's first occurrence, when it is this utterance, is its match here
+            s = first[2] if first is not None and first[0] == x.n else self.matchers[i].match(x)
+            if s is None:
+                break
+            st.chain[i] = (x.n, x, s)
+            st.next += 1
+            grew = True
+        if not grew:
+            return None
+        r.trigger_retired()  # the stages behind the chain no longer matter
+        if st.next < n:
+            return None
+        st.found = True
+        if not r.events:
+            return None
+        _, lx, ls = st.chain[-1]
         return [(lx.evidence(ls), " → ".join(self.names))]
 
     def found(self, r: RunState) -> bool:
@@ -1429,6 +1462,8 @@ class CStages(CNode):
 
     def part_open(self, r: RunState, part: int) -> bool:
         st: StagesSeen = r.st[self.slot]
+        if self.in_order:  # a stage matters until the chain has passed it
+            return part >= st.next
         return st.seen[part] is None
 
     def detail(self, r: RunState) -> str:
