@@ -372,7 +372,11 @@ def _mount_subcommands() -> None:
     app.command("purge")(purge_command)
     app.add_typer(privacy_app, name="privacy", help="Personal data: migrate old outputs.")
     app.command("redact")(redact_command)
-    app.add_typer(store_app, name="store", help="The transcript store: schema migrations.")
+    app.add_typer(
+        store_app,
+        name="store",
+        help="The transcript store: schema migrations, promoting a re-score.",
+    )
     app.command("search")(search_command)
 
 

@@ -164,6 +164,8 @@ def summary_dict(s: RescoreSummary) -> dict[str, object]:
         "stale_bias": s.stale_bias,
         "verify_version": s.verify_version,
         "stale_verify": s.stale_verify,
+        "promote": s.promote,
+        "promote_refused": s.promote_refused,
     }
 
 
@@ -211,7 +213,18 @@ def print_summary(console: Console, s: RescoreSummary) -> None:
     t.add_row("time", f"{s.seconds:.2f} s ({rate:.0f} calls/s overall)")
     for name, path in s.outputs.items():
         t.add_row(name, str(path))
+    t.add_row("run", s.run_id)
     console.print(t)
+    if s.promote is not None:
+        console.print("To make this run count (current scores, trends):", soft_wrap=True)
+        console.print(f"  {s.promote}", soft_wrap=True, markup=False, highlight=False)
+    elif s.promote_refused is not None:
+        console.print(
+            f"Run {s.run_id} cannot be promoted: it {s.promote_refused}",
+            soft_wrap=True,
+            markup=False,
+            highlight=False,
+        )
     for e in s.errors[:20]:
         console.print(f"[red]unreadable[/] {e.call_id}: {e.source}: {e.message}", soft_wrap=True)
     if len(s.errors) > 20:

@@ -12,7 +12,9 @@
    one transaction under a run id derived from the inputs and the pack version, so a killed
    run resumes where it stopped and gives the same results as an uninterrupted one.
 4. **Outputs.** ``results.jsonl``, ``results.csv``, ``report.html`` and, with a baseline
-   pack, ``diff.jsonl``.
+   pack, ``diff.jsonl``; the summary ends with the command that promotes the run (makes
+   its results count: :mod:`qa_pipeline.store.promote`). A run promoted is never written
+   again: the same inputs and pack re-scored later go to a new candidate run.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from ..store import (
     settings_hash,
     transcript_settings,
 )
+from ..store.promote import candidate_run_id, promote_command, refusal
 from ..transcript import call_to_dict, transcript_to_dict
 from .outputs import write_outputs
 from .scoring import PackSpec, ScoreJob, chunks, init_worker, score_chunk, set_state
@@ -140,12 +143,15 @@ def rescore(
                 input_ids.append({"store": "all"})
 
             runs: list[tuple[str, RulePack]] = []
-            summary.run_id = run_id_for(input_ids, pack, pack_settings)
+            # a run promoted since (store promote) is the record: never written again
+            new_id = run_id_for(input_ids, pack, pack_settings)
+            summary.run_id = candidate_run_id(store, new_id)
             runs.append((summary.run_id, pack))
             if base is not None:
-                summary.baseline_run_id = run_id_for(input_ids, base, pack_settings)
-                if summary.baseline_run_id == summary.run_id:
-                    summary.baseline_run_id += "-baseline"
+                base_id = run_id_for(input_ids, base, pack_settings)
+                if base_id == new_id:
+                    base_id += "-baseline"
+                summary.baseline_run_id = candidate_run_id(store, base_id)
                 runs.append((summary.baseline_run_id, base))
             args = {
                 "inputs": [str(p) for p in opts.inputs],
@@ -176,6 +182,9 @@ def rescore(
             _score(opts, store, cfg, runs, pack_path, opts.baseline, targets, summary, prog)
             for rid, _ in runs:
                 store.finish_run(rid)
+            summary.promote_refused = refusal(store, summary.run_id)
+            if summary.promote_refused is None:
+                summary.promote = promote_command(summary.run_id, opts.store)
 
         wanted = set(targets) | set(errors)
         summary.calls = len(wanted)

@@ -54,6 +54,10 @@ class RescoreSummary:
     #: the same for the verification decode's phrase lists (asr.verify, qa_pipeline/verify.py)
     verify_version: str | None = None
     stale_verify: list[str] = field(default_factory=list)
+    #: the command that makes the run count (``qa-pipeline store promote ...``), or None
+    #: and why it would be refused (error results: unreadable recordings)
+    promote: str | None = None
+    promote_refused: str | None = None
 
 
 def uncertain_rules(r: dict[str, Any]) -> list[str]:

@@ -71,7 +71,10 @@ shared by every process and restart, so a call written again replaces its rows).
 
 Which score counts: :meth:`Store.current_results` (the reviewed score, else the latest
 result of an ``active`` run; candidate runs, incomplete calls and uncertain verdicts stay
-out of trends and agent averages) — see the README, "Which score counts".
+out of trends and agent averages) — see the README, "Which score counts". A re-score's
+candidate run is made to count by promoting it (:mod:`.promote`, ``qa-pipeline store
+promote``: role ``active``; 0003 adds ``runs.promoted_by``, ``promoted_at``,
+``promoted_from``).
 
 A transcript is cached by **audio content hash + settings hash**: the same audio with the
 same ASR settings is never transcribed twice. The settings hash covers everything that

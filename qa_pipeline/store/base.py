@@ -437,11 +437,14 @@ class Store:
         args: dict[str, Any],
         fresh: bool,
     ) -> None:
-        """Register a run; ``fresh`` drops its committed results (no resume)."""
+        """Register a run; ``fresh`` drops its committed results (no resume). A run
+        resumed is unfinished again until :meth:`finish_run` (``store promote`` refuses an
+        unfinished run)."""
         if fresh:
             for table in ("verdicts", "findings", "results", "runs"):
                 self.db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
         self._insert_run(run_id, pack_name, pack_version, role, inputs, compact_json(args))
+        self.db.execute("UPDATE runs SET finished = NULL WHERE run_id = ?", (run_id,))
         self.db.commit()
 
     def _insert_run(

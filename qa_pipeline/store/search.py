@@ -69,8 +69,9 @@ as indexed, and the page says by how many calls it is behind), on PostgreSQL one
 under an advisory lock (the marks are upserts that row-lock, so a sync never loses a mark
 made by a writer whose transaction is still open). A review
 is caught by comparing each reviewed score (``call_reviews``, created by a later
-migration, so no trigger of ours can watch it) with the indexed one at every check. A pack
-promoted to ``active`` without new results needs :func:`rebuild_index`.
+migration, so no trigger of ours can watch it) with the indexed one at every check. A
+re-score's run promoted to ``active`` (``store promote``) marks its calls itself; a role
+changed by other means needs :func:`rebuild_index`.
 
 Filters
 -------
