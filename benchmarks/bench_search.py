@@ -194,6 +194,7 @@ UTT_COLS = "call_id, idx, channel, role, start_s, end_s, text"
 RES_COLS = "run_id, call_id, transcript_key, status, error, score, grade, failed, failed_rules, findings, verdicts, created_at, complete, review"
 VER_COLS = "run_id, call_id, rule_id, verdict, severity, deduction, pending_deduction"
 RUN = ("run-active", "default", "1", "active", "", "{}", 0.0, 1.0)
+RUN_COLS = "run_id, pack_name, pack_version, role, inputs, args, started, finished"
 
 
 def build_sqlite(path: Path, n: int) -> dict[str, float]:
@@ -211,7 +212,7 @@ def build_sqlite(path: Path, n: int) -> dict[str, float]:
     ).fetchall()
     for name, _ in trig:
         c.execute(f"DROP TRIGGER {name}")
-    c.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?)", RUN)
+    c.execute(f"INSERT INTO runs ({RUN_COLS}) VALUES (?,?,?,?,?,?,?,?)", RUN)
     for table, cols, rows in (
         ("calls", CALL_COLS, calls),
         ("results", RES_COLS, results),
@@ -256,7 +257,7 @@ def build_postgres(url: str, n: int) -> dict[str, float]:
     t1 = time.perf_counter()
     db = Store(url)
     c: Any = db.db.raw  # autocommit: each COPY is its own transaction
-    c.execute("INSERT INTO runs VALUES (%s,%s,%s,%s,%s,%s,%s,%s)", RUN)
+    c.execute(f"INSERT INTO runs ({RUN_COLS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s)", RUN)
     _copy(c, "calls", CALL_COLS, calls)
     _copy(c, "results", RES_COLS, results)
     _copy(c, "verdicts", VER_COLS, verdicts)
