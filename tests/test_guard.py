@@ -1,4 +1,10 @@
-from qa_pipeline.asr.guard import HallucinationGuard, collapse_repeated_sentence
+from qa_pipeline.asr.guard import (
+    PROMPT_ECHO,
+    GuardResult,
+    HallucinationGuard,
+    collapse_repeated_sentence,
+)
+from qa_pipeline.asr.result import suspect_reason
 
 
 def check(text: str, **kw: float) -> tuple[str, str | None]:
@@ -105,3 +111,17 @@ def test_a_kept_decode_is_never_normalised_to_nothing() -> None:
         kept = g.check(text, no_speech_prob=0.0, avg_logprob=0.0).text
         if kept:
             assert normalise(kept), repr(text)
+
+
+def test_a_decode_that_only_echoes_the_prompt_is_dropped() -> None:
+    """Whisper sometimes copies its prompt (the company name told as a hotword): measured on
+    a corpus call, a burst of noise in the agent's channel read 星辰，星辰，星辰. Such a
+    decode has no text and is marked for decoding again without the prompt."""
+    g = HallucinationGuard(prompt_terms=("星辰", "张三"))
+    for echo in ("星辰，星辰，星辰", "星辰", "星辰张三。", " 星辰 星辰 "):
+        got = g.check(echo, no_speech_prob=0.1, avg_logprob=-0.5)
+        assert got == GuardResult("", PROMPT_ECHO), echo
+        assert suspect_reason(echo, got, capped=False) == PROMPT_ECHO  # decoded again
+    kept = g.check("您好，星辰客服，请问有什么可以帮您", no_speech_prob=0.1, avg_logprob=-0.5)
+    assert kept.text == "您好，星辰客服，请问有什么可以帮您" and kept.dropped_reason is None
+    assert HallucinationGuard().check("星辰", no_speech_prob=0.1, avg_logprob=-0.5).text == "星辰"

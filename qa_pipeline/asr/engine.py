@@ -10,8 +10,8 @@ runaway output: a token cap per audio second, bounded temperature fallback (at m
 temperatures; one = no fallback), no conditioning on previous text, and the
 :mod:`hallucination guard <.guard>`. A decode that loops, hits the token cap, needs the
 guard to collapse a repetition or ends in half a character is not cut and kept: it is
-decoded again (:meth:`AsrEngine.recover`: Whisper's 30 s window with faster-whisper's
-temperature fallback), and dropped (``dropped_reason: "loop"``) only when that fails too.
+decoded again (:meth:`AsrEngine.recover`: Whisper's 30 s window with a repetition
+penalty, then faster-whisper's temperature fallback), and dropped (``dropped_reason: "loop"``) only when that fails too.
 Text never holds U+FFFD (a multi-byte character cut between tokens); it is the guarded
 decode as Whisper wrote it, normalised later by the text step (:mod:`qa_pipeline.text`).
 ``workers`` decodes run in parallel on one CTranslate2 model (``num_workers``), each with
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -36,7 +37,7 @@ from ..errors import ModelError
 from ..messages import SpeechSegment
 from .bias import bias_prompt, bias_version, told_terms
 from .config import AsrConfig
-from .guard import HallucinationGuard
+from .guard import PROMPT_ECHO, HallucinationGuard
 from .model import ModelInfo, resolve_model
 from .result import (
     COMPRESSION_RATIO_MAX,
@@ -54,6 +55,8 @@ log = logging.getLogger("qa_pipeline.asr")
 
 FITTED_PAD_S = 1.0  # fitted window >= segment + this (recorded calls)
 RECOVERY_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # faster-whisper's default ladder
+RECOVERY_REPETITION_PENALTY = 1.2  # the deterministic retry of a looping decode
+_RECOVERY_LOCK = threading.Lock()  # one sampling decode at a time (the seed is process-wide)
 
 
 def pick_device(device: str) -> str:
@@ -67,12 +70,13 @@ def pick_device(device: str) -> str:
         return "cpu"
 
 
-def _guard_for(config: AsrConfig) -> HallucinationGuard:
+def _guard_for(config: AsrConfig, told: tuple[str, ...] = ()) -> HallucinationGuard:
     return HallucinationGuard(
         config.hallucinations,
         max_repeats=config.repetition_max,
         no_speech_threshold=config.no_speech_threshold,
         log_prob_threshold=config.log_prob_threshold,
+        prompt_terms=told,
     )
 
 
@@ -155,8 +159,8 @@ class AsrEngine:
                 "If it is the embedded model, run 'qa-pipeline model install --force'."
             ) from e
         self.load_seconds = time.perf_counter() - t0
-        self.guard = _guard_for(config)
         self._hotwords = self._prompt_terms()
+        self.guard = _guard_for(config, self._terms())
         self._fitted = _fitted_for(self)
         log.info(
             "loaded %s on %s/%s in %.2fs",
@@ -183,8 +187,8 @@ class AsrEngine:
         clone.__dict__.update(self.__dict__)
         clone.config = config
         clone.bias = bias
-        clone.guard = _guard_for(config)
         clone._hotwords = clone._prompt_terms()
+        clone.guard = _guard_for(config, clone._terms())
         clone._fitted = _fitted_for(clone)
         return clone
 
@@ -253,18 +257,41 @@ class AsrEngine:
 
     def recover(self, first: AsrResult) -> AsrResult:
         """Decode a :attr:`~AsrResult.suspect` result's segment again: Whisper's 30 s window
-        with faster-whisper's temperature fallback (0.0 to 1.0; the encoder pass is shared
-        by the temperatures). Returns the new decode when it can be trusted, else the
-        segment dropped as ``"loop"`` (its text kept in ``raw_text`` for inspection). A
-        retry that only reached the token cap, without a loop, is kept: dense speech."""
+        at temperature 0 with a repetition penalty (:data:`RECOVERY_REPETITION_PENALTY`:
+        deterministic, so the same audio always reads the same), and only if that is
+        suspect too, faster-whisper's temperature fallback (0.0 to 1.0, sampling). Returns
+        the new decode when it can be trusted, else the segment dropped as ``"loop"`` (its
+        text kept in ``raw_text`` for inspection). A retry that only reached the token cap,
+        without a loop, is kept: dense speech.
+
+        Sampling first (as before 2026-12-07) was not repeatable: CTranslate2's random
+        generators live in its worker threads, so seeding from the audio did not fix the
+        draws, and a looping far-field clip read 很好好了 or 很好的 from run to run. The
+        penalty reads that clip with 20 errors of 37, as the plain loop does.
+
+        A decode that only copied the prompt (``prompt_echo``: the company name ×13 for an
+        agent's farewell on a corpus call) is decoded without the prompt instead (the
+        farewell then read 祝我愉快…; a burst of noise read as 星辰，星辰，星辰 came out as
+        no speech)."""
         import ctranslate2
 
-        # temperatures above 0 sample: seeded from the audio, so the same segment recovers
-        # the same way (the seed is process-wide: decodes running at once may still mix)
         seg = first.segment
-        ctranslate2.set_random_seed(zlib.crc32(seg.samples.tobytes()) & 0x7FFFFFFF)
-        retry = self.transcribe_full(seg, temperatures=RECOVERY_TEMPERATURES)
+        if first.suspect == PROMPT_ECHO:  # the same decode without the prompt it copied
+            bare = self._clone(self.config.model_copy(update={"hotwords": ()}), ())
+            retry = bare.transcribe_full(seg, temperatures=(0.0,))
+            retry = replace(retry, seconds=first.seconds + retry.seconds)
+            if retry.suspect is None:
+                return retry  # read, or dropped (no speech, hallucination) on its own
+            return bare.recover(retry)
+        retry = self.transcribe_full(
+            seg, temperatures=(0.0,), repetition_penalty=RECOVERY_REPETITION_PENALTY
+        )
         seconds = first.seconds + retry.seconds
+        if retry.suspect not in (None, "token_cap"):
+            with _RECOVERY_LOCK:  # the last resort samples: one at a time, seeded
+                ctranslate2.set_random_seed(zlib.crc32(seg.samples.tobytes()) & 0x7FFFFFFF)
+                retry = self.transcribe_full(seg, temperatures=RECOVERY_TEMPERATURES)
+            seconds += retry.seconds
         log.debug(
             "%s %.2f-%.2f s: %s decode recovered (%s)",
             first.segment.call_id,
@@ -278,7 +305,10 @@ class AsrEngine:
         return replace(first, text="", seconds=seconds, dropped_reason="loop", suspect=None)
 
     def transcribe_full(
-        self, seg: SpeechSegment, temperatures: tuple[float, ...] | None = None
+        self,
+        seg: SpeechSegment,
+        temperatures: tuple[float, ...] | None = None,
+        repetition_penalty: float = 1.0,
     ) -> AsrResult:
         """Decode one segment with Whisper's 30 s window (faster-whisper's decode), with the
         configured temperatures unless others are given (more than one = fallback on
@@ -305,6 +335,7 @@ class AsrEngine:
             compression_ratio_threshold=COMPRESSION_RATIO_MAX if len(temps) > 1 else None,
             vad_filter=False,
             suppress_blank=True,
+            repetition_penalty=repetition_penalty,
         )
         parts = list(segments)  # decoding happens here, in this thread
         seconds = time.perf_counter() - t0

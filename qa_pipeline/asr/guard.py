@@ -7,6 +7,12 @@
   than ``max_repeats`` times in a row is collapsed to one occurrence.
 * **No speech**: a segment whose no-speech probability is high *and* whose tokens are
   unlikely is dropped (the rule Whisper itself uses, applied per utterance).
+* **Prompt echo**: Whisper sometimes copies its prompt instead of reading the audio. A
+  decode that is nothing but the terms the decoder was told (hotwords, the company name)
+  is marked ``prompt_echo`` (no text) for the engine to decode again without the prompt
+  (:meth:`~qa_pipeline.asr.engine.AsrEngine.recover`). Measured on a corpus call: 星辰，
+  星辰，星辰 for a burst of noise in the agent's channel (it opened a talk-over) and 星辰
+  ×13 for the agent's farewell.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ BUILTIN_HALLUCINATIONS: tuple[str, ...] = (
 )
 
 _PUNCT = re.compile(r"[\s\W_]+")
+PROMPT_ECHO = "prompt_echo"  # a decode that only copied the prompt (see the module doc)
 
 
 def fold(text: str) -> str:
@@ -72,7 +79,11 @@ class HallucinationGuard:
         max_repeats: int = 4,
         no_speech_threshold: float = 0.6,
         log_prob_threshold: float = -1.2,
+        prompt_terms: Iterable[str] = (),
     ) -> None:
+        told = sorted({fold(t) for t in prompt_terms if fold(t)}, key=len, reverse=True)
+        # a decode made only of told terms, each any number of times
+        self._echo = re.compile(f"(?:{'|'.join(map(re.escape, told))})+") if told else None
         phrases = {fold(p) for p in (*BUILTIN_HALLUCINATIONS, *extra_phrases)}
         self._phrases = sorted((p for p in phrases if p), key=len, reverse=True)
         self.max_repeats = max_repeats
@@ -87,6 +98,8 @@ class HallucinationGuard:
         cleaned = self._remove_phrases(text)
         if not _PUNCT.sub("", cleaned):
             return GuardResult("", "hallucination" if text.strip() else "empty")
+        if self._echo is not None and self._echo.fullmatch(fold(cleaned)):
+            return GuardResult("", PROMPT_ECHO)  # the prompt copied: decode without it
         collapsed = self._loop.sub(r"\1", cleaned)
         collapsed = collapse_repeated_sentence(collapsed)
         return GuardResult(collapsed.strip(), None, collapsed != cleaned)

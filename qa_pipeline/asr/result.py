@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..messages import SpeechSegment
-from .guard import GuardResult
+from .guard import PROMPT_ECHO, GuardResult
 
 MAX_TARGET_TOKENS = 224  # Whisper's own sample length; leaves room for the prompt
 COMPRESSION_RATIO_MAX = 2.4  # temperature fallback: more = a repetitive decode
@@ -59,6 +59,8 @@ def clean_raw(text: str) -> str:
 def suspect_reason(raw: str, guarded: GuardResult, *, capped: bool) -> str | None:
     """Why a decode is not to be trusted as it is, or None. ``capped``: it stopped at the
     token cap instead of at its end-of-text token."""
+    if guarded.dropped_reason == PROMPT_ECHO:
+        return PROMPT_ECHO  # decoded again without the prompt
     if guarded.dropped_reason is not None:
         return None  # silence / hallucination: nothing to recover
     if capped:
