@@ -1236,7 +1236,14 @@ class CHold(CNode):
 
 
 class CTalkOver(CNode):
+    """A speaker starting inside the other's speech for at least ``min_ms``.
+
+    The hit rests on the turn talked over being speech: its evidence is that turn, so a
+    turn heard with low confidence (babble or line noise on that channel, read as long
+    low-confidence "speech") makes the hit uncertain, as for any phrase rule."""
+
     wants_timeline = True
+    reads_text = True
 
     def __init__(self, min_ms: float, by: Role) -> None:
         self.min_ms = min_ms
@@ -1250,7 +1257,8 @@ class CTalkOver(CNode):
             return None
         r.st[self.slot] = True
         who = "坐席" if self.by == Role.AGENT else "客户"
-        return [(e.evidence(), f"{who}抢话，重叠 {e.seconds * 1000:.0f} 毫秒")]
+        where = e.before.evidence() if e.before is not None else e.evidence()
+        return [(where, f"{who}抢话，重叠 {e.seconds * 1000:.0f} 毫秒")]
 
 
 class CMetric(CNode):
