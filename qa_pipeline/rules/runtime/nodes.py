@@ -661,6 +661,7 @@ class CNode:
     wants_utts = False
     wants_timeline = False
     wants_clock = False
+    reads_text = False  # a timeline node whose hits rest on what an utterance said
     needs_end = False  # only decided at close
     trigger: frozenset[int] | None = frozenset()
 
@@ -1142,6 +1143,10 @@ class CSilence(CNode):
         self.total_over = total_over
         self.count_from = count_from
         self.except_after = except_after
+        # a silence over the limit rests on the turn before it not holding the exempting
+        # phrase (a hold notice): that turn is the hit's evidence, so a turn heard with low
+        # confidence makes the hit uncertain, as for any phrase rule
+        self.reads_text = except_after is not None
 
     def tl_interest(self) -> dict[str, float]:
         lo = self.over if self.over is not None else INF
@@ -1169,7 +1174,8 @@ class CSilence(CNode):
         out: list[Found] = []
         if self.over is not None and e.seconds > self.over:
             st.found = True
-            out.append((e.evidence(), f"双方静默 {e.seconds:.1f} 秒（上限 {self.over:g} 秒）"))
+            where = e.before.evidence() if ex is not None and e.before is not None else e.evidence()
+            out.append((where, f"双方静默 {e.seconds:.1f} 秒（上限 {self.over:g} 秒）"))
         if self.total_over is not None and e.seconds >= self.count_from:
             before = st.total
             st.total += e.seconds
@@ -1187,9 +1193,16 @@ class CSilence(CNode):
 
 class CHold(CNode):
     """A long agent silence (the customer mostly silent too) without a hold notice before
-    it or a thank-you-for-waiting after it."""
+    it or a thank-you-for-waiting after it.
+
+    A missing phrase rests on what the agent's turn before (or after) the silence was heard
+    to say: the hit's evidence is that turn (the one heard with the lowest confidence when
+    both phrases are missing), so a turn heard with low confidence makes the hit uncertain,
+    as for any phrase rule. A silence with no agent turn before or after it is evidence of
+    itself (the gap)."""
 
     wants_timeline = True
+    reads_text = True
 
     def __init__(self, min_seconds: float, notice: UNode, thanks: UNode, max_cust: float):
         self.min_seconds = min_seconds
@@ -1204,18 +1217,33 @@ class CHold(CNode):
         if e.kind != "agent_gap" or e.seconds < self.min_seconds or e.other > self.max_cust:
             return None
         missing = []
+        turns: list[UttCtx | None] = []  # where each missing phrase was to be said
         if e.before is None or self.notice.match(e.before) is None:
             missing.append("等待前未说“请稍候”")
+            turns.append(e.before)
         if e.after is None or self.thanks.match(e.after) is None:
             missing.append("等待后未说“让您久等了”")
+            turns.append(e.after)
         if not missing:
             return None
         r.st[self.slot] = True
-        return [(e.evidence(), f"坐席静默 {e.seconds:.1f} 秒：" + "，".join(missing))]
+        detail = f"坐席静默 {e.seconds:.1f} 秒：" + "，".join(missing)
+        said = [x for x in turns if x is not None]
+        if len(said) < len(turns):
+            return [(e.evidence(), detail)]
+        weakest = min(said, key=lambda x: x.u.confidence)
+        return [(weakest.evidence(), detail)]
 
 
 class CTalkOver(CNode):
+    """A speaker starting inside the other's speech for at least ``min_ms``.
+
+    The hit rests on the turn talked over being speech: its evidence is that turn, so a
+    turn heard with low confidence (babble or line noise on that channel, read as long
+    low-confidence "speech") makes the hit uncertain, as for any phrase rule."""
+
     wants_timeline = True
+    reads_text = True
 
     def __init__(self, min_ms: float, by: Role) -> None:
         self.min_ms = min_ms
@@ -1229,7 +1257,8 @@ class CTalkOver(CNode):
             return None
         r.st[self.slot] = True
         who = "坐席" if self.by == Role.AGENT else "客户"
-        return [(e.evidence(), f"{who}抢话，重叠 {e.seconds * 1000:.0f} 毫秒")]
+        where = e.before.evidence() if e.before is not None else e.evidence()
+        return [(where, f"{who}抢话，重叠 {e.seconds * 1000:.0f} 毫秒")]
 
 
 class CMetric(CNode):
@@ -1544,6 +1573,7 @@ class CAll(CNode):
         self.wants_utts = any(k.wants_utts for k in kids)
         self.wants_timeline = any(k.wants_timeline for k in kids)
         self.wants_clock = any(k.wants_clock for k in kids)
+        self.reads_text = any(k.reads_text for k in kids)
         self.needs_end = any(k.needs_end for k in kids)
         self.trigger = _union([k.trigger for k in kids if k.wants_utts])
 
@@ -1624,6 +1654,7 @@ class CNot(CNode):
         self.wants_utts = kid.wants_utts
         self.wants_timeline = kid.wants_timeline
         self.wants_clock = kid.wants_clock
+        self.reads_text = kid.reads_text
         self.trigger = kid.trigger
         self.label = label
 

@@ -72,7 +72,7 @@ class Rule:
         # the body sees utterances as they arrive
         self.body_utts: bool = body.wants_utts and not self.deferred
         # the body reads utterances: a failure resting on a low-confidence one is uncertain
-        self.text_body: bool = body.wants_utts
+        self.text_body: bool = body.wants_utts or body.reads_text
         # scoped to the agent or the customer: uncertain on a call whose roles are unknown
         self.role_scoped: bool = roles is not None and Role.UNKNOWN not in roles
         self.tolerance: int = spec.tolerance
