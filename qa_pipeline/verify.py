@@ -320,7 +320,9 @@ class Verifier:
         # trial, not how they are written (a hint in simplified characters draws the decode
         # into them; Whisper base scores traditional ones higher)
         texts = [utt.raw_text or utt.text, *hinted_raw, *reference_raw]
-        variants = [renderings(t) for t in texts]
+        # a reading the guard emptied (a copied prompt, a credit line) is scored as the empty
+        # text; it covers nothing, so it never competes
+        variants = [renderings(t) or [""] for t in texts]
         ids = [tok.encode(v) or [tok.eot] for vs in variants for v in vs]
         frames = min(int(round(seconds * 100)), window * 100)
         aligned = self._ct2.align(

@@ -141,3 +141,31 @@ def test_a_misheard_farewell_is_verified_and_an_unsaid_one_is_not(
     else:
         assert u.verified == (), checks
         assert verdicts["CLOSE-THANKS"] is Verdict.FAILED
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(bool(TOOLS_MISSING), reason=f"{TOOLS_MISSING} not installed (espeak-ng, sox)")
+def test_readings_the_guard_empties_are_weighed_not_a_crash(engine: Any, tmp_path: Path) -> None:
+    """A hinted or reference reading the guard empties (a copied prompt) is the empty text:
+    it covers nothing, so nothing is accepted (it raised ValueError on an empty max)."""
+    from qa_pipeline.asr.guard import PROMPT_ECHO, GuardResult
+    from qa_pipeline.audio import resample
+    from qa_pipeline.config import load_config
+    from qa_pipeline.messages import SpeechSegment
+    from qa_pipeline.verify import Check, verify_transcript
+
+    class EmptiesAll:
+        def check(self, text: str, **_: Any) -> GuardResult:
+            return GuardResult("", PROMPT_ECHO)
+
+    pack = closing_pack(tmp_path)
+    a = resample(agent_says("不客气，再见", "m4"), 8000)
+    seg = SpeechSegment("v", 0, Role.AGENT, 1.0, 1.0 + len(a) / 16000, a)
+    heard = replace(utterance(engine.transcribe_segment(seg), 0), text="福克希", raw_text="福克希")
+    t = Transcript(CallInfo("v"), (heard,), CallEnded("v", seg.end + 1, (seg.end + 1, 0.0)))
+    emptying = engine.with_bias(())
+    emptying.guard = EmptiesAll()
+    checks: list[Check] = []
+    out = verify_transcript(emptying, pack, t, {0: seg}, load_config().asr.verify_margin, checks)
+    assert [(c.rule_id, c.hinted, c.accepted) for c in checks] == [("CLOSE-THANKS", "", False)]
+    assert out.utterances[0].verified == ()
